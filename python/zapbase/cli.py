@@ -1,0 +1,132 @@
+"""The `zapbase` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from zapbase.db.embedded import bin_path
+from zapbase.db.migrate import mask_password
+from zapbase.db.target import DatabaseTarget
+from zapbase.errors import ZapbaseError
+from zapbase.settings import Settings
+
+app = typer.Typer(help="Zapbase: WhatsApp customer service with AI, built the Supabase way.",
+                  no_args_is_help=True)
+db_app = typer.Typer(help="The database: embedded PostgreSQL or DATABASE_URL.",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _target() -> DatabaseTarget:
+    return DatabaseTarget.from_settings(Settings())
+
+
+def _fail(exc: ZapbaseError) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+    return typer.Exit(1)
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostgreSQL (or check DATABASE_URL) and apply the platform stand-in."""
+    target = _target()
+    try:
+        target.start()
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    console.print(f"database ready: {mask_password(target.url)}", highlight=False)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    target = _target()
+    if target.embedded is None:
+        console.print("DATABASE_URL is set: nothing local to stop")
+        return
+    stopped = target.embedded.stop()
+    console.print("stopped" if stopped else "not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the database is running and how to connect."""
+    target = _target()
+    if target.embedded is None:
+        console.print(f"using DATABASE_URL {mask_password(target.url)}", highlight=False)
+        return
+    pid = target.embedded.running_pid()
+    if pid is None:
+        console.print(f"stopped (data in {target.embedded.data_dir}); start: zapbase db start")
+        raise typer.Exit(3)
+    console.print(f"running (pid {pid}): {target.url}", highlight=False)
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the connection URL (role postgres)."""
+    typer.echo(_target().url)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations from supabase/migrations in version order."""
+    try:
+        applied = _target().migrate()
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    for migration in applied:
+        console.print(f"applied {migration.path.name}")
+    console.print(f"{len(applied)} migration(s) applied")
+
+
+@db_app.command("seed")
+def db_seed() -> None:
+    """Apply seed/*.sql (idempotent)."""
+    try:
+        _target().seed()
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    console.print("seed applied")
+
+
+@db_app.command("reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Drop the local database and rebuild it: platform, migrations, seed."""
+    if not yes:
+        typer.confirm("Drop every row of the local database and rebuild it?", abort=True)
+    try:
+        applied = _target().reset()
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    console.print(f"database rebuilt ({len(applied)} migrations, seed applied)")
+
+
+@db_app.command("psql", context_settings={"allow_extra_args": True,
+                                          "ignore_unknown_options": True})
+def db_psql(ctx: typer.Context) -> None:
+    """Open psql on the database (extra arguments go to psql)."""
+    url = _target().url
+    psql = str(bin_path("psql"))
+    sys.stdout.flush()
+    os.execv(psql, [psql, url, *ctx.args])
+
+
+@app.command("setup")
+def setup() -> None:
+    """Start the database, apply migrations and the seed."""
+    target = _target()
+    try:
+        applied = target.setup()
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    console.print(f"{len(applied)} migration(s) applied, seed applied")
+    console.print(f"database: {mask_password(target.url)}", highlight=False)

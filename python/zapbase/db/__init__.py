@@ -1,0 +1,1 @@
+"""The database side of Zapbase: embedded server, platform stand-in, migrations, connections."""

@@ -1,0 +1,50 @@
+"""Settings: one typed object, built by the CLI or the app factory and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The checkout holding `supabase/config.toml` (cwd or a parent), else the package's own."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "supabase" / "config.toml").is_file():
+            return candidate
+    return Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    """Every knob of Zapbase; each field reads the environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="Use this PostgreSQL (e.g. a Supabase project) instead of the embedded one.",
+    )
+    zapbase_home: Path = Field(
+        default=Path(".zapbase"), description="Local data dir of the embedded PostgreSQL."
+    )
+    zapbase_db_port: int = Field(
+        default=54322, description="TCP port of the embedded PostgreSQL (127.0.0.1 only)."
+    )
+    zapbase_project_dir: Path = Field(
+        default_factory=find_project_dir,
+        description="Checkout with supabase/migrations, sql/platform and seed.",
+    )
+
+    @property
+    def migrations_dir(self) -> Path:
+        return self.zapbase_project_dir / "supabase" / "migrations"
+
+    @property
+    def platform_dir(self) -> Path:
+        return self.zapbase_project_dir / "sql" / "platform"
+
+    @property
+    def seed_dir(self) -> Path:
+        return self.zapbase_project_dir / "seed"

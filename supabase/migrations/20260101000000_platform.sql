@@ -1,0 +1,160 @@
+/**
+ * Zapbase module 1: platform.
+ * Cross-cutting pieces every other module uses: the `private` schema, explicit
+ * privileges, the updated_at and audit triggers, and the LGPD helpers (phone hash,
+ * masking of personal data in free text).
+ */
+
+/**
+ * ----
+ * Section - Privileges
+ * ----
+ * Supabase opens new objects in `public` to the API roles by default. Zapbase closes
+ * that door and grants explicitly after each object.
+ */
+alter default privileges in schema public revoke all on tables from anon, authenticated, service_role;
+alter default privileges in schema public revoke all on sequences from anon, authenticated, service_role;
+alter default privileges in schema public revoke execute on functions from anon, authenticated, service_role;
+alter default privileges revoke execute on functions from public;
+
+-- Helpers for policies and triggers. PostgREST never exposes this schema; the API roles
+-- get USAGE only so that policies may call the helpers granted to them.
+create schema if not exists private;
+revoke all on schema private from public;
+grant usage on schema private to authenticated, service_role;
+comment on schema private is 'Zapbase internals: policy helpers, trigger functions, jobs. Not exposed through the API.';
+
+/**
+ * ----
+ * Section - Trigger functions
+ * ----
+ */
+
+-- Keeps updated_at honest whatever the client sends.
+create or replace function private.tg_set_updated_at()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+comment on function private.tg_set_updated_at() is 'BEFORE UPDATE trigger: sets updated_at = now().';
+
+-- Who is acting: the JWT subject for frontends, else the database role (service_role,
+-- postgres for migrations and jobs).
+create or replace function private.current_actor_role()
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce(nullif(auth.role(), ''), current_user::text)
+$$;
+
+-- Generic audit trigger: one audit_log row per insert/update/delete with the actor and,
+-- for updates, only the columns that changed ({"col": {"old": .., "new": ..}}).
+-- SECURITY DEFINER because no API role may write audit_log directly.
+create or replace function private.tg_audit()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_old jsonb := case when tg_op in ('UPDATE', 'DELETE') then to_jsonb(old) end;
+  v_new jsonb := case when tg_op in ('INSERT', 'UPDATE') then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_new, v_old);
+  v_changes jsonb;
+  v_headers jsonb := nullif(current_setting('request.headers', true), '')::jsonb;
+begin
+  if tg_op = 'UPDATE' then
+    select coalesce(jsonb_object_agg(n.key, jsonb_build_object('old', v_old -> n.key, 'new', n.value)), '{}')
+      into v_changes
+      from jsonb_each(v_new) n
+     where n.key not in ('updated_at') and (v_old -> n.key) is distinct from n.value;
+    if v_changes = '{}'::jsonb then
+      return new;  -- nothing but updated_at changed: not worth a row
+    end if;
+  elsif tg_op = 'INSERT' then
+    v_changes := jsonb_build_object('new', v_new);
+  else
+    v_changes := jsonb_build_object('old', v_old);
+  end if;
+
+  insert into public.audit_log (tenant_id, actor_id, actor_role, action, resource_type,
+                                resource_id, changes, ip_address, user_agent)
+  values (
+    case when tg_table_name = 'tenants' then (v_row ->> 'id')::uuid else (v_row ->> 'tenant_id')::uuid end,
+    auth.uid(),
+    private.current_actor_role(),
+    lower(tg_op),
+    tg_table_name,
+    (v_row ->> 'id')::uuid,
+    v_changes,
+    split_part(v_headers ->> 'x-forwarded-for', ',', 1),
+    v_headers ->> 'user-agent'
+  );
+  return coalesce(new, old);
+end;
+$$;
+comment on function private.tg_audit() is 'AFTER trigger writing audit_log: actor, action, resource, changed columns.';
+
+/**
+ * ----
+ * Section - LGPD helpers
+ * ----
+ */
+
+-- Digits of a phone number (E.164 without '+'), the form every phone key uses.
+create or replace function private.phone_digits(phone text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select nullif(regexp_replace(coalesce(phone, ''), '\D', '', 'g'), '')
+$$;
+
+-- Pseudonymous key of a phone number for analytics and logs that must not carry the
+-- number itself (usage logs, exports). It is a plain SHA-256: pseudonymisation, not
+-- anonymisation (the space of phone numbers is small enough to enumerate).
+create or replace function private.phone_hash(phone text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select encode(sha256(convert_to('zapbase:phone:' || private.phone_digits(phone), 'UTF8')), 'hex')
+$$;
+comment on function private.phone_hash(text) is 'SHA-256 of the phone digits (pseudonymisation for logs and analytics).';
+
+-- Masks personal data inside free text (LGPD): e-mail addresses, card numbers (last 4
+-- kept), CPF, CNPJ and phone numbers (last 4 kept). Order matters: longer digit runs first.
+create or replace function private.mask_pii(content text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select regexp_replace(
+    regexp_replace(
+      regexp_replace(
+        regexp_replace(
+          regexp_replace(content,
+            '([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})',
+            '\1***@\2', 'g'),
+          '(^|[^0-9])(\d[ .-]?){11,15}(\d{4})(?![0-9])', '\1**** **** **** \3', 'g'),
+        '(^|[^0-9])\d{2}\.?\d{3}\.?\d{3}/?\d{4}-?\d{2}(?![0-9])', '\1**.***.***/****-**', 'g'),
+      '(^|[^0-9])\d{3}\.?\d{3}\.?\d{3}-?\d{2}(?![0-9])', '\1***.***.***-**', 'g'),
+    '(^|[^0-9])(\+?\d{1,3}[ -]?)?(\(?\d{2}\)?[ -]?)?9?\d{4}[ -]?(\d{4})(?![0-9])', '\1(**) *****-\4', 'g')
+$$;
+comment on function private.mask_pii(text) is 'Masks e-mail, card, CNPJ, CPF and phone numbers in free text (LGPD).';
+
+grant execute on function private.phone_digits(text), private.phone_hash(text),
+  private.mask_pii(text) to service_role;
