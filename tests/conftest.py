@@ -6,17 +6,15 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
-from support import Db
 
-from zapbase.db.embedded import FAST_SETTINGS, SUPERUSER, EmbeddedPostgres, free_port
-from zapbase.db.migrate import apply_platform, apply_seed, migrate, recreate_database
+from support import Db
+from zapbase.db.embedded import EmbeddedPostgres
+from zapbase.db.scratch import build_template, scratch_server
 from zapbase.settings import Settings
 
-TEMPLATE = "zapbase_template"
 _clone_numbers = itertools.count()
 
 
@@ -26,24 +24,15 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(
-        tmp_path_factory.mktemp("pg") / "data", free_port(), tuple(FAST_SETTINGS.items())
-    )
-    server.start()
-    yield server
-    server.destroy()
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    with scratch_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def template_db(pg_server: EmbeddedPostgres, settings: Settings) -> str:
     """Name of the template: platform stand-in, every migration and the seed."""
-    apply_platform(pg_server.url(SUPERUSER, "postgres"), settings.platform_dir)
-    recreate_database(pg_server.url(SUPERUSER, "template1"), TEMPLATE)
-    apply_platform(pg_server.url(SUPERUSER, TEMPLATE), settings.platform_dir)
-    migrate(pg_server.url("postgres", TEMPLATE), settings.migrations_dir)
-    apply_seed(pg_server.url("postgres", TEMPLATE), settings.seed_dir)
-    return TEMPLATE
+    return build_template(pg_server, settings)
 
 
 @pytest.fixture
@@ -70,8 +59,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(
             f"per-test database clone: median {median:.0f} ms over {len(times)} clones"
         )
-
-
-@pytest.fixture
-def project_dir(settings: Settings) -> Path:
-    return settings.zapbase_project_dir

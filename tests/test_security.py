@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from support import Db
 
 TENANT_A = "00000000-0000-4000-b000-000000000001"  # seed: Loja Demo

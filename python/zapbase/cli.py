@@ -117,7 +117,7 @@ def db_psql(ctx: typer.Context) -> None:
     url = _target().url
     psql = str(bin_path("psql"))
     sys.stdout.flush()
-    os.execv(psql, [psql, url, *ctx.args])
+    os.execv(psql, [psql, url, *ctx.args])  # noqa: S606 - replaces this process with psql
 
 
 @app.command("setup")

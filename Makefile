@@ -1,0 +1,40 @@
+# Zapbase: `make demo` runs the whole thing locally, `make test` checks it.
+# Needs only Python 3.11+ and pip: the virtualenv and the embedded PostgreSQL are created here.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest edge-test bench up clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/zapbase setup
+	$(BIN)/zapbase demo
+
+up: $(STAMP)
+	$(BIN)/zapbase up
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check python tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	-$(BIN)/zapbase db stop
+	rm -rf .zapbase
