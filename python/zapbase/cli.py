@@ -130,3 +130,15 @@ def setup() -> None:
         raise _fail(exc) from None
     console.print(f"{len(applied)} migration(s) applied, seed applied")
     console.print(f"database: {mask_password(target.url)}", highlight=False)
+
+
+@app.command("demo")
+def demo() -> None:
+    """Set up the database and say what is running and how to connect."""
+    setup()
+    console.print("[bold green]Zapbase is running.[/] Connect with `zapbase db psql` or any client:")
+    console.print(f"  {_target().url}", highlight=False)
+
+
+if __name__ == "__main__":
+    app()
