@@ -11,14 +11,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import Db
 
+from support import Db
 from zapbase.settings import find_project_dir
 
 ZAPBASE = [sys.executable, "-m", "zapbase.cli"]
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ZAPBASE_", "DATABASE_URL"))}
     full_env.update(env or {})
     full_env["COLUMNS"] = "200"  # keep rich from wrapping messages

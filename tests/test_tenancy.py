@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
 from support import Db
 
 OWNER = "00000000-0000-4000-a000-000000000001"  # seed: Ana, owner of Loja Demo
