@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,6 +36,22 @@ class Settings(BaseSettings):
         default_factory=find_project_dir,
         description="Checkout with supabase/migrations, sql/platform and seed.",
     )
+
+    # -- worker ------------------------------------------------------------------------
+    zapbase_http_host: str = Field(default="127.0.0.1", description="Address the worker's HTTP API binds.")
+    zapbase_http_port: int = Field(default=8080, description="Port of the worker's HTTP API.")
+    zapbase_db_pool_size: int = Field(default=10, description="Connections per worker process.")
+    whatsapp_app_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="App secrets that sign Meta webhooks (JSON list), besides the numbers' own in Vault.",
+    )
+    whatsapp_verify_token: SecretStr | None = Field(
+        default=None, description="Verify token of the webhook handshake, besides the numbers' own."
+    )
+    graph_api_base_url: str = Field(
+        default="https://graph.facebook.com", description="Graph API base URL (the simulator's locally)."
+    )
+    graph_api_version: str = Field(default="v25.0", description="Graph API version used for sends.")
 
     @property
     def migrations_dir(self) -> Path:
