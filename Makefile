@@ -21,7 +21,7 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/zapbase up
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck pytest edge-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check python tests bench
@@ -31,6 +31,9 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+edge-test:
+	edge/test.sh
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

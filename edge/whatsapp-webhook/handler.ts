@@ -1,0 +1,164 @@
+// WhatsApp Cloud API webhook, as a pure function of the request and its dependencies.
+//
+// Thin on purpose (DESIGN.md "Data flow"): verify the request, then hand the payload to the
+// SQL function `whatsapp_ingest(payload jsonb)`, which stores it idempotently and wakes the
+// worker. `index.ts` wires the real environment and Supabase client; tests inject stubs.
+
+/** Meta: webhook payloads can be up to 3 MB. */
+export const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+const SIGNATURE_HEADER = "x-hub-signature-256";
+const SIGNATURE_PREFIX = "sha256=";
+const encoder = new TextEncoder();
+
+export type RpcResult = { error: { message: string } | null };
+export type Rpc = (fn: string, args: Record<string, unknown>) => Promise<RpcResult>;
+
+export interface Deps {
+  /** Reads an environment variable (`Deno.env.get` in production). */
+  env: (name: string) => string | undefined;
+  /** Calls a Postgres function through PostgREST (`supabase.rpc` in production). */
+  rpc: Rpc;
+}
+
+export async function handle(req: Request, deps: Deps): Promise<Response> {
+  if (req.method === "GET") return handshake(new URL(req.url), deps);
+  if (req.method === "POST") return await notification(req, deps);
+  return plain("method not allowed", 405, { Allow: "GET, POST" });
+}
+
+/** Verification handshake: echo hub.challenge when hub.verify_token matches. GET carries no
+ * signature, so the signature check must not run here. */
+function handshake(url: URL, deps: Deps): Response {
+  const expected = deps.env("WHATSAPP_VERIFY_TOKEN") ?? "";
+  const params = url.searchParams;
+  const token = params.get("hub.verify_token") ?? "";
+  const ok = params.get("hub.mode") === "subscribe" && expected !== "" &&
+    timingSafeEqual(encoder.encode(token), encoder.encode(expected));
+  return ok ? plain(params.get("hub.challenge") ?? "", 200) : plain("forbidden", 403);
+}
+
+async function notification(req: Request, deps: Deps): Promise<Response> {
+  const secrets = (deps.env("WHATSAPP_APP_SECRETS") ?? "").split(",").map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (secrets.length === 0) {
+    // A configuration error, not the sender's: 500 makes Meta retry (for up to 7 days)
+    // until the secret is set, instead of losing the events.
+    console.error("whatsapp-webhook: WHATSAPP_APP_SECRETS is not set");
+    return plain("webhook not configured", 500);
+  }
+  const body = await readLimited(req, MAX_BODY_BYTES);
+  if (body === null) return plain("payload too large", 413);
+  // The HMAC covers the raw bytes exactly as sent (escaped unicode); never re-serialise.
+  if (!(await verifySignature(body, req.headers.get(SIGNATURE_HEADER), secrets))) {
+    return plain("invalid signature", 401);
+  }
+
+  let payload: unknown;
+  try {
+    payload = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+  } catch (err) {
+    return await quarantine(body, `not UTF-8 JSON: ${describe(err)}`, deps);
+  }
+  if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
+    return await quarantine(body, "JSON is not an object", deps);
+  }
+  return await call(deps, "whatsapp_ingest", { payload }, "EVENT_RECEIVED");
+}
+
+/** A correctly signed body that is not a JSON object cannot become valid by being resent.
+ * Keep it for inspection and answer 200, so Meta stops retrying the same bytes for 7 days. */
+async function quarantine(body: BufferSource, reason: string, deps: Deps): Promise<Response> {
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(body);
+  console.warn(`whatsapp-webhook: quarantined ${body.byteLength} bytes: ${reason}`);
+  return await call(deps, "whatsapp_quarantine_raw", { body: text, reason }, "QUARANTINED");
+}
+
+/** An RPC failure is ours (database down, bug): 500 so Meta delivers the event again. */
+async function call(
+  deps: Deps,
+  fn: string,
+  args: Record<string, unknown>,
+  okText: string,
+): Promise<Response> {
+  try {
+    const { error } = await deps.rpc(fn, args);
+    if (error === null) return plain(okText, 200);
+    console.error(`whatsapp-webhook: ${fn} failed: ${error.message}`);
+  } catch (err) {
+    console.error(`whatsapp-webhook: ${fn} threw: ${describe(err)}`);
+  }
+  return plain("ingest failed", 500);
+}
+
+/** The body, or null as soon as it exceeds `limit` bytes (checked while streaming). */
+async function readLimited(req: Request, limit: number): Promise<BufferSource | null> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > limit) return null;
+  if (req.body === null) return new Uint8Array();
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/** True when the header is `sha256=<64 lowercase hex>` and matches under any secret.
+ * WebCrypto's HMAC verify compares in constant time. */
+export async function verifySignature(
+  body: BufferSource,
+  header: string | null,
+  secrets: readonly string[],
+): Promise<boolean> {
+  if (header === null || !header.startsWith(SIGNATURE_PREFIX)) return false;
+  const hex = header.slice(SIGNATURE_PREFIX.length);
+  if (!/^[0-9a-f]{64}$/.test(hex)) return false;
+  const signature = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) signature[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  let valid = false;
+  for (const secret of secrets) {
+    const key = await crypto.subtle.importKey(
+      "raw",
+      encoder.encode(secret),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["verify"],
+    );
+    // Every secret is tried, so the time taken does not tell which one matched.
+    valid = (await crypto.subtle.verify("HMAC", key, signature, body)) || valid;
+  }
+  return valid;
+}
+
+/** Compares without an early exit; only the longer length leaks. */
+function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function plain(text: string, status: number, headers: Record<string, string> = {}): Response {
+  return new Response(text, {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", ...headers },
+  });
+}
