@@ -32,16 +32,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import anyio.to_thread
 import httpx
-from pydantic import BaseModel, ValidationError
 
-from zapbase.ai.errors import (
-    ConnectionFailed,
-    ProviderError,
-    ProviderTimeout,
-    ServerError,
-    classify,
-    retry_after_from_headers,
-)
+from zapbase.ai.providers.openai_compat import OpenAICompatProvider
+from zapbase.ai.types import EmbeddingRequest
 from zapbase.errors import ZapbaseError
 
 if TYPE_CHECKING:
@@ -99,32 +92,9 @@ class Embedder(Protocol):
 # --- OpenAI-compatible ----------------------------------------------------------------
 
 
-class _WireError(BaseModel):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-
-
-class _ErrorBody(BaseModel):
-    error: _WireError
-
-
-class _Item(BaseModel):
-    index: int
-    embedding: list[float]
-
-
-class _Usage(BaseModel):
-    prompt_tokens: int = 0
-
-
-class _EmbeddingsBody(BaseModel):
-    data: list[_Item]
-    usage: _Usage | None = None
-
-
 class OpenAIEmbedder:
-    """`POST {base_url}/v1/embeddings` with `dimensions: 384`, in batches.
+    """`POST {base_url}/v1/embeddings` with `dimensions: 384`, in batches, through the AI
+    gateway's OpenAI-compatible provider (one HTTP client and error mapping for both).
 
     Parameters:
         api_key: bearer token (from Vault).
@@ -148,13 +118,13 @@ class OpenAIEmbedder:
     ) -> None:
         if not api_key:
             raise EmbedderUnavailable("OpenAI embeddings need an API key")
-        self._http = http
-        self._url = base_url.rstrip("/") + "/v1/embeddings"
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._client = OpenAICompatProvider(
+            api_key=api_key, base_url=base_url, name=provider, timeout=timeout,
+            http_client=http, embedding_model=model,
+        )
         self._model = model
         self._provider = provider
         self._batch_size = batch_size
-        self._timeout = timeout
 
     @property
     def provider(self) -> str:
@@ -176,66 +146,11 @@ class OpenAIEmbedder:
         vectors: list[list[float]] = []
         tokens = 0
         for start in range(0, len(texts), self._batch_size):
-            batch = list(texts[start : start + self._batch_size])
-            body = await self._post(batch)
-            items = sorted(body.data, key=lambda item: item.index)
-            if len(items) != len(batch) or any(len(i.embedding) != EMBEDDING_DIMS for i in items):
-                # A pgvector column has a fixed width: a server ignoring `dimensions` is an error.
-                raise ServerError(
-                    f"expected {len(batch)} vectors of {EMBEDDING_DIMS} dimensions",
-                    provider=self._provider,
-                    model=self._model,
-                )
-            vectors.extend(item.embedding for item in items)
-            tokens += body.usage.prompt_tokens if body.usage else 0
+            batch = tuple(texts[start : start + self._batch_size])
+            result = await self._client.embed(EmbeddingRequest(texts=batch, dimensions=EMBEDDING_DIMS))
+            vectors.extend(list(vector) for vector in result.vectors)
+            tokens += result.tokens
         return Embeddings(vectors=vectors, tokens=tokens, provider=self._provider, model=self._model)
-
-    async def _post(self, batch: list[str]) -> _EmbeddingsBody:
-        payload = {
-            "model": self._model,
-            "input": batch,
-            "dimensions": EMBEDDING_DIMS,
-            "encoding_format": "float",
-        }
-        try:
-            response = await self._http.post(
-                self._url, json=payload, headers=self._headers, timeout=self._timeout
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(str(exc) or "timeout", provider=self._provider, model=self._model) from exc
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                str(exc) or type(exc).__name__, provider=self._provider, model=self._model
-            ) from exc
-        if response.status_code >= 400:
-            raise self._error(response)
-        try:
-            return _EmbeddingsBody.model_validate_json(response.content)
-        except ValidationError as exc:
-            raise ServerError(
-                f"malformed embeddings body: {exc.error_count()} errors",
-                provider=self._provider,
-                model=self._model,
-                status_code=response.status_code,
-            ) from exc
-
-    def _error(self, response: httpx.Response) -> ProviderError:
-        try:
-            wire = _ErrorBody.model_validate_json(response.content).error
-        except ValidationError:
-            wire = _WireError(message=response.text[:500])
-        error = classify(
-            provider=self._provider,
-            model=self._model,
-            status_code=response.status_code,
-            message=wire.message,
-            error_type=wire.type,
-            error_code=None if wire.code is None else str(wire.code),
-            retry_after=retry_after_from_headers(response.headers),
-            request_id=response.headers.get("x-request-id"),
-        )
-        _logger.warning("embeddings %s: HTTP %s (%s)", self.name, response.status_code, error.code)
-        return error
 
 
 # --- local all-MiniLM-L6-v2 -----------------------------------------------------------
