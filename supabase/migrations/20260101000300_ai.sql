@@ -206,8 +206,8 @@ create table if not exists public.budget_reservations (
 alter table public.budget_reservations enable row level security;
 create index if not exists budget_reservations_open_idx on public.budget_reservations (tenant_id, expires_at)
   where status = 'open';
-create index if not exists budget_reservations_tenant_created_idx on public.budget_reservations (tenant_id, created_at desc);
-create index if not exists budget_reservations_model_id_idx on public.budget_reservations (model_id);
+-- No index on model_id here nor in ai_usage: every index slows the hot insert path, and a
+-- registry model is deactivated, never deleted (which would have to scan these tables).
 comment on table public.budget_reservations is 'Budget held for an AI call in flight. Settled once (idempotent), released when cancelled, expired when abandoned.';
 comment on column public.budget_reservations.budget_ids is 'The windows the estimate was added to (reserved_*), released from the same ones.';
 comment on column public.budget_reservations.cache_key is 'Exact-cache key of the request; ai_finish stores the answer under it.';
@@ -261,7 +261,6 @@ alter table public.ai_usage enable row level security;
 create index if not exists ai_usage_tenant_created_idx on public.ai_usage (tenant_id, created_at desc);
 create index if not exists ai_usage_tenant_conversation_idx on public.ai_usage (tenant_id, conversation_id)
   where conversation_id is not null;
-create index if not exists ai_usage_model_id_idx on public.ai_usage (model_id);
 comment on table public.ai_usage is 'One row per AI provider call (success or failure) or cache hit, priced in SQL. Written only through the ai_* functions.';
 comment on column public.ai_usage.attempt is 'Position in the fallback chain for this reservation: failed attempts first, the answer last.';
 comment on column public.ai_usage.phone_hash is 'private.phone_hash() of the end customer; never the number itself.';
@@ -344,48 +343,47 @@ as $$
    where t.id = budget_plan_defaults.tenant_id
 $$;
 
--- USD prices of a model for a tenant: a fixed override wins, else list × (1 + markup).
-create or replace function private.tenant_prices(tenant_id uuid, model_id uuid)
-returns table (input numeric, output numeric, cache_read numeric, cache_write numeric,
-               audio_minute numeric, mchars numeric)
-language sql
+-- Cost in USD of a call for a tenant, exact to 10 decimal places. Per unit, a fixed price
+-- of the tenant's override wins, else the list price × (1 + markup %); a model-specific
+-- override beats the tenant-wide one (model_id null). PL/pgSQL, like every helper on the
+-- hot path: its plan is cached per session, where a SQL function with a pinned
+-- search_path is parsed and planned again on every call.
+create or replace function private.cost_usd(tenant_id uuid, model_id uuid, input_tokens bigint,
+  output_tokens bigint, cache_read_tokens bigint, cache_write_tokens bigint, characters bigint,
+  audio_seconds numeric)
+returns numeric
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select coalesce(o.input_usd_per_mtok, m.input_usd_per_mtok * k.factor),
-         coalesce(o.output_usd_per_mtok, m.output_usd_per_mtok * k.factor),
-         coalesce(o.cache_read_usd_per_mtok, m.cache_read_usd_per_mtok * k.factor),
-         coalesce(o.cache_write_usd_per_mtok, m.cache_write_usd_per_mtok * k.factor),
-         coalesce(o.usd_per_audio_minute, m.usd_per_audio_minute * k.factor),
-         coalesce(o.usd_per_mchars, m.usd_per_mchars * k.factor)
+declare
+  v_cost numeric;
+begin
+  select round((coalesce(cost_usd.input_tokens, 0)
+                  * coalesce(o.input_usd_per_mtok, m.input_usd_per_mtok * k.factor)
+                + coalesce(cost_usd.output_tokens, 0)
+                  * coalesce(o.output_usd_per_mtok, m.output_usd_per_mtok * k.factor)
+                + coalesce(cost_usd.cache_read_tokens, 0)
+                  * coalesce(o.cache_read_usd_per_mtok, m.cache_read_usd_per_mtok * k.factor)
+                + coalesce(cost_usd.cache_write_tokens, 0)
+                  * coalesce(o.cache_write_usd_per_mtok, m.cache_write_usd_per_mtok * k.factor)
+                + coalesce(cost_usd.characters, 0)
+                  * coalesce(o.usd_per_mchars, m.usd_per_mchars * k.factor)) / 1000000
+               + coalesce(cost_usd.audio_seconds, 0) / 60
+                 * coalesce(o.usd_per_audio_minute, m.usd_per_audio_minute * k.factor), 10)
+    into v_cost
     from public.ai_models m
     left join lateral (
       select po.* from public.pricing_overrides po
-       where po.tenant_id = tenant_prices.tenant_id
+       where po.tenant_id = cost_usd.tenant_id
          and (po.model_id = m.id or po.model_id is null)
        order by po.model_id nulls last
        limit 1
     ) o on true
     cross join lateral (select 1 + coalesce(o.markup_pct, 0) / 100 as factor) k
-   where m.id = tenant_prices.model_id
-$$;
-
--- Cost in USD of a call, exact to 10 decimal places.
-create or replace function private.cost_usd(tenant_id uuid, model_id uuid, input_tokens bigint,
-  output_tokens bigint, cache_read_tokens bigint, cache_write_tokens bigint, characters bigint,
-  audio_seconds numeric)
-returns numeric
-language sql
-stable
-set search_path = ''
-as $$
-  select round((coalesce(cost_usd.input_tokens, 0) * p.input
-                + coalesce(cost_usd.output_tokens, 0) * p.output
-                + coalesce(cost_usd.cache_read_tokens, 0) * p.cache_read
-                + coalesce(cost_usd.cache_write_tokens, 0) * p.cache_write
-                + coalesce(cost_usd.characters, 0) * p.mchars) / 1000000
-               + coalesce(cost_usd.audio_seconds, 0) / 60 * p.audio_minute, 10)
-    from private.tenant_prices(cost_usd.tenant_id, cost_usd.model_id) p
+   where m.id = cost_usd.model_id;
+  return v_cost;
+end;
 $$;
 
 -- USD→BRL of the São Paulo calendar day of as_of: the latest rate on or before it.
@@ -415,47 +413,57 @@ $$;
 -- the tenant default, else the platform default.
 create or replace function private.effective_policy(tenant_id uuid, policy_id uuid)
 returns public.gateway_policies
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select p.* from public.gateway_policies p
+declare
+  v_policy public.gateway_policies;
+begin
+  select p.* into v_policy from public.gateway_policies p
    where (p.tenant_id = effective_policy.tenant_id or p.tenant_id is null)
      and (p.id = effective_policy.policy_id or p.is_default)
    order by p.id = effective_policy.policy_id desc nulls last, p.tenant_id nulls last
-   limit 1
+   limit 1;
+  return v_policy;
+end;
 $$;
 
 create or replace function private.policy_json(p public.gateway_policies)
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select jsonb_build_object('id', p.id, 'name', p.name, 'chain', to_jsonb(p.chain),
+begin
+  return jsonb_build_object('id', p.id, 'name', p.name, 'chain', to_jsonb(p.chain),
     'timeout_ms', p.timeout_ms, 'max_retries', p.max_retries,
     'failures_before_cooldown', p.failures_before_cooldown,
-    'cooldown_seconds', p.cooldown_seconds, 'cache_ttl_seconds', p.cache_ttl_seconds)
+    'cooldown_seconds', p.cooldown_seconds, 'cache_ttl_seconds', p.cache_ttl_seconds);
+end;
 $$;
 
 create or replace function private.refusal(reason text, budget_id uuid, message text)
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select jsonb_build_object('status', 'refused', 'reason', refusal.reason,
-                            'budget_id', refusal.budget_id, 'message', refusal.message)
+begin
+  return jsonb_build_object('status', 'refused', 'reason', refusal.reason,
+                            'budget_id', refusal.budget_id, 'message', refusal.message);
+end;
 $$;
 
 -- How full a window is, in percent of its tightest enforced limit; null when it limits nothing.
 create or replace function private.budget_used_pct(b public.budgets)
 returns numeric
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select greatest(
+begin
+  return greatest(
     case when b.mode in ('tokens', 'both') and b.token_limit is not null then
       case when b.token_limit > 0 then b.used_tokens * 100.0 / b.token_limit
            when b.used_tokens > 0 then 100 else 0 end
@@ -463,7 +471,8 @@ as $$
     case when b.mode in ('brl', 'both') and b.brl_limit is not null then
       case when b.brl_limit > 0 then b.used_brl * 100 / b.brl_limit
            when b.used_brl > 0 then 100 else 0 end
-    end)
+    end);
+end;
 $$;
 
 -- Rolls windows whose period is over (tenant_id null: every tenant): usage, thresholds and
@@ -500,10 +509,13 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_stale integer;
 begin
-  perform 1 from public.budgets b where b.tenant_id = budget_lock.tenant_id order by b.id for update;
-  if exists (select 1 from public.budgets b
-              where b.tenant_id = budget_lock.tenant_id and b.period_end <= budget_lock.as_of) then
+  select count(*) filter (where l.period_end <= budget_lock.as_of) into v_stale
+    from (select b.period_end from public.budgets b
+           where b.tenant_id = budget_lock.tenant_id order by b.id for update) l;
+  if v_stale > 0 then
     perform private.budget_roll(budget_lock.tenant_id, budget_lock.as_of);
   end if;
 end;
@@ -513,9 +525,17 @@ $$;
 -- the tenant's budget locks.
 create or replace function private.release_expired(tenant_id uuid, as_of timestamptz)
 returns integer
-language sql
+language plpgsql
 set search_path = ''
 as $$
+declare
+  v_rows integer;
+begin
+  if not exists (select 1 from public.budget_reservations r
+                  where r.tenant_id = release_expired.tenant_id and r.status = 'open'
+                    and r.expires_at <= release_expired.as_of) then
+    return 0;  -- the usual case: one index probe
+  end if;
   with expired as (
     update public.budget_reservations r
        set status = 'expired', closed_at = release_expired.as_of
@@ -533,7 +553,9 @@ as $$
      where b.id = p.budget_id
     returning 1
   )
-  select count(*)::integer from expired
+  select count(*) into v_rows from expired;
+  return v_rows;
+end;
 $$;
 
 create or replace function private.format_brl(amount numeric)
@@ -645,24 +667,36 @@ $$;
 
 -- Adds settled usage to every window of the tenant (inactive ones too, so a window turned
 -- back on shows the truth), releases an estimate from the windows it was taken from, and
--- fires thresholds. The caller holds the tenant's budget locks.
+-- fires thresholds when a window crossed one. The caller holds the tenant's budget locks.
 create or replace function private.budget_charge(tenant_id uuid, tokens bigint, usd numeric, brl numeric,
   release_ids uuid[], release_tokens bigint, release_brl numeric, as_of timestamptz)
 returns jsonb
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_crossed boolean;
 begin
-  update public.budgets b
-     set used_tokens = b.used_tokens + budget_charge.tokens,
-         used_usd = b.used_usd + budget_charge.usd,
-         used_brl = b.used_brl + budget_charge.brl,
-         reserved_tokens = b.reserved_tokens
-           - case when b.id = any (budget_charge.release_ids) then budget_charge.release_tokens else 0 end,
-         reserved_brl = b.reserved_brl
-           - case when b.id = any (budget_charge.release_ids) then budget_charge.release_brl else 0 end
-   where b.tenant_id = budget_charge.tenant_id;
-  if budget_charge.tokens > 0 or budget_charge.brl > 0 then
+  with charged as (
+    update public.budgets b
+       set used_tokens = b.used_tokens + budget_charge.tokens,
+           used_usd = b.used_usd + budget_charge.usd,
+           used_brl = b.used_brl + budget_charge.brl,
+           reserved_tokens = b.reserved_tokens
+             - case when b.id = any (budget_charge.release_ids) then budget_charge.release_tokens else 0 end,
+           reserved_brl = b.reserved_brl
+             - case when b.id = any (budget_charge.release_ids) then budget_charge.release_brl else 0 end
+     where b.tenant_id = budget_charge.tenant_id
+    returning b
+  )
+  select coalesce(bool_or((c.b).is_active and (
+           exists (select 1 from unnest((c.b).notify_thresholds) t
+                    where private.budget_used_pct(c.b) >= t and t <> all ((c.b).notified_thresholds))
+           or ((c.b).pause_at_limit and (c.b).paused_reason is null and private.budget_used_pct(c.b) >= 100))),
+         false)
+    into v_crossed
+    from charged c;
+  if v_crossed then
     return private.budget_fire_thresholds(budget_charge.tenant_id, budget_charge.as_of);
   end if;
   return '[]'::jsonb;
@@ -1016,10 +1050,13 @@ create policy "Cached responses are purged by tenant admins" on public.response_
 -- a miss or an expired entry returns SQL null.
 create or replace function public.ai_cache_get(tenant_id uuid, cache_key text, as_of timestamptz default now())
 returns jsonb
-language sql
+language plpgsql
 security definer
 set search_path = ''
 as $$
+declare
+  v_hit jsonb;
+begin
   update public.response_cache c
      set hits = c.hits + 1,
          saved_usd = c.saved_usd + c.cost_usd,
@@ -1034,11 +1071,47 @@ as $$
     'cache_read_tokens', c.cache_read_tokens, 'cache_write_tokens', c.cache_write_tokens,
     'cost_usd', c.cost_usd, 'cost_brl', c.cost_brl,
     'created_at', c.created_at, 'expires_at', c.expires_at, 'hits', c.hits)
+  into v_hit;
+  return v_hit;
+end;
 $$;
 comment on function public.ai_cache_get(uuid, text, timestamptz) is 'Worker: exact cache lookup; a hit counts and returns the answer, a miss returns null.';
 
+-- Upserts a cache entry; hit counters of a replaced entry are kept.
+create or replace function private.cache_store(tenant_id uuid, cache_key text, model_id uuid, response jsonb,
+  response_text text, input_tokens integer, output_tokens integer, cache_read_tokens integer,
+  cache_write_tokens integer, cost_usd numeric, cost_brl numeric, ttl_seconds integer, as_of timestamptz)
+returns public.response_cache
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_entry public.response_cache;
+begin
+  if coalesce(cache_store.ttl_seconds, 0) <= 0 then
+    raise exception 'ttl_seconds must be positive' using errcode = '22023';
+  end if;
+  insert into public.response_cache as c (tenant_id, cache_key, model_id, response, response_text,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, cost_brl,
+    expires_at, created_at)
+  values (cache_store.tenant_id, cache_store.cache_key, cache_store.model_id, cache_store.response,
+    cache_store.response_text, coalesce(cache_store.input_tokens, 0), coalesce(cache_store.output_tokens, 0),
+    coalesce(cache_store.cache_read_tokens, 0), coalesce(cache_store.cache_write_tokens, 0),
+    cache_store.cost_usd, cache_store.cost_brl,
+    cache_store.as_of + make_interval(secs => cache_store.ttl_seconds), cache_store.as_of)
+  on conflict on constraint response_cache_tenant_key do update
+     set model_id = excluded.model_id, response = excluded.response, response_text = excluded.response_text,
+         input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
+         cache_read_tokens = excluded.cache_read_tokens, cache_write_tokens = excluded.cache_write_tokens,
+         cost_usd = excluded.cost_usd, cost_brl = excluded.cost_brl,
+         expires_at = excluded.expires_at, created_at = excluded.created_at
+  returning * into v_entry;
+  return v_entry;
+end;
+$$;
+
 -- Stores (or replaces) an answer. cost_usd null: priced from the counts for this tenant.
--- Returns {cache_id, expires_at}. Hit counters of a replaced entry are kept.
+-- Returns {cache_id, expires_at}.
 create or replace function public.ai_cache_put(
   tenant_id uuid,
   cache_key text,
@@ -1062,27 +1135,13 @@ declare
   v_cost numeric;
   v_entry public.response_cache;
 begin
-  if coalesce(ai_cache_put.ttl_seconds, 0) <= 0 then
-    raise exception 'ttl_seconds must be positive' using errcode = '22023';
-  end if;
   v_cost := coalesce(ai_cache_put.cost_usd,
     private.cost_usd(ai_cache_put.tenant_id, v_model.id, ai_cache_put.input_tokens, ai_cache_put.output_tokens,
                      ai_cache_put.cache_read_tokens, ai_cache_put.cache_write_tokens, 0, 0));
-  insert into public.response_cache as c (tenant_id, cache_key, model_id, response, response_text,
-    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, cost_brl,
-    expires_at, created_at)
-  values (ai_cache_put.tenant_id, ai_cache_put.cache_key, v_model.id, ai_cache_put.response,
-    ai_cache_put.response_text, coalesce(ai_cache_put.input_tokens, 0), coalesce(ai_cache_put.output_tokens, 0),
-    coalesce(ai_cache_put.cache_read_tokens, 0), coalesce(ai_cache_put.cache_write_tokens, 0),
-    v_cost, round(v_cost * private.usd_brl(ai_cache_put.as_of), 10),
-    ai_cache_put.as_of + make_interval(secs => ai_cache_put.ttl_seconds), ai_cache_put.as_of)
-  on conflict on constraint response_cache_tenant_key do update
-     set model_id = excluded.model_id, response = excluded.response, response_text = excluded.response_text,
-         input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens,
-         cache_read_tokens = excluded.cache_read_tokens, cache_write_tokens = excluded.cache_write_tokens,
-         cost_usd = excluded.cost_usd, cost_brl = excluded.cost_brl,
-         expires_at = excluded.expires_at, created_at = excluded.created_at
-  returning * into v_entry;
+  v_entry := private.cache_store(ai_cache_put.tenant_id, ai_cache_put.cache_key, v_model.id,
+    ai_cache_put.response, ai_cache_put.response_text, ai_cache_put.input_tokens, ai_cache_put.output_tokens,
+    ai_cache_put.cache_read_tokens, ai_cache_put.cache_write_tokens, v_cost,
+    round(v_cost * private.usd_brl(ai_cache_put.as_of), 10), ai_cache_put.ttl_seconds, ai_cache_put.as_of);
   return jsonb_build_object('cache_id', v_entry.id, 'expires_at', v_entry.expires_at);
 end;
 $$;
@@ -1126,6 +1185,7 @@ declare
   v_tenant public.tenants;
   v_model public.ai_models;
   v_budget public.budgets;
+  v_full public.budgets;
   v_tokens bigint := greatest(coalesce(ai_reserve.estimated_input_tokens, 0), 0)
                      + greatest(coalesce(ai_reserve.estimated_output_tokens, 0), 0);
   v_usd numeric;
@@ -1154,29 +1214,29 @@ begin
   perform private.budget_lock(ai_reserve.tenant_id, ai_reserve.as_of);
   perform private.release_expired(ai_reserve.tenant_id, ai_reserve.as_of);
 
-  select * into v_budget from public.budgets b
-   where b.tenant_id = ai_reserve.tenant_id and b.is_active and b.paused_reason is not null
-   order by b.id limit 1;
-  if found then
-    return private.refusal('paused', v_budget.id, case v_budget.paused_reason
-      when 'manual' then format('budget "%s" was paused by an admin', v_budget.name)
-      else format('budget "%s" reached its limit for this period', v_budget.name) end);
-  end if;
-
+  -- one pass over the active windows; a paused one wins over one without room
   for v_budget in
     select * from public.budgets b where b.tenant_id = ai_reserve.tenant_id and b.is_active order by b.id
   loop
+    if v_budget.paused_reason is not null then
+      return private.refusal('paused', v_budget.id, case v_budget.paused_reason
+        when 'manual' then format('budget "%s" was paused by an admin', v_budget.name)
+        else format('budget "%s" reached its limit for this period', v_budget.name) end);
+    end if;
     continue when private.budget_used_pct(v_budget) is null;  -- limits nothing
-    if v_budget.pause_at_limit and (
+    if v_full is null and v_budget.pause_at_limit and (
          (v_budget.mode in ('tokens', 'both')
           and v_budget.used_tokens + v_budget.reserved_tokens + v_tokens > v_budget.token_limit)
       or (v_budget.mode in ('brl', 'both')
           and v_budget.used_brl + v_budget.reserved_brl + v_brl > v_budget.brl_limit)) then
-      return private.refusal('limit', v_budget.id,
-        format('budget "%s" has not enough left for this call in this period', v_budget.name));
+      v_full := v_budget;
     end if;
     v_budget_ids := v_budget_ids || v_budget.id;
   end loop;
+  if v_full.id is not null then
+    return private.refusal('limit', v_full.id,
+      format('budget "%s" has not enough left for this call in this period', v_full.name));
+  end if;
   if cardinality(v_budget_ids) = 0 then
     return private.refusal('no_budget', null, 'the tenant has no active AI budget');
   end if;
@@ -1208,8 +1268,152 @@ comment on function public.ai_reserve(uuid, text, text, integer, integer, intege
 -- actual usage charged to every window, firing thresholds. outcome 'cancelled' (the call
 -- never happened) only releases. Idempotent: settling again returns the first result with
 -- status 'already_settled'. A reservation that expired meanwhile is still charged.
--- Returns {status: settled|already_settled|released, reservation_id, usage_id, model,
---          cost_usd, cost_brl (all attempts), alerts: [{alert_id, budget_id, threshold}]}.
+-- result: {status: settled|already_settled|released, reservation_id, usage_id, model,
+--          cost_usd, cost_brl (all attempts), alerts: [{alert_id, budget_id, threshold}]};
+-- also the reservation and the answer's usage row, for ai_finish.
+create or replace function private.settle(
+  reservation_id uuid,
+  outcome text default 'success',
+  model text default null,
+  input_tokens integer default 0,
+  output_tokens integer default 0,
+  cache_read_tokens integer default 0,
+  cache_write_tokens integer default 0,
+  characters integer default 0,
+  audio_seconds numeric default 0,
+  latency_ms integer default null,
+  fallback_from text default null,
+  error_code text default null,
+  error_message text default null,
+  failed_attempts jsonb default '[]'::jsonb,
+  metadata jsonb default '{}'::jsonb,
+  as_of timestamptz default now(),
+  out result jsonb,
+  out settled_reservation public.budget_reservations,
+  out answer public.ai_usage
+)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_tenant_id uuid;
+  v_reservation public.budget_reservations;
+  v_usage public.ai_usage;
+  v_attempt jsonb;
+  v_number smallint := 0;
+  v_tokens bigint := 0;
+  v_usd numeric := 0;
+  v_brl numeric := 0;
+  v_alerts jsonb;
+  v_last public.ai_usage;
+begin
+  if settle.outcome not in ('success', 'failure', 'cancelled') then
+    raise exception 'outcome must be success, failure or cancelled, not "%"', settle.outcome
+      using errcode = '22023';
+  end if;
+  select r.tenant_id into v_tenant_id from public.budget_reservations r where r.id = settle.reservation_id;
+  if not found then
+    raise exception 'reservation % not found', settle.reservation_id using errcode = 'P0002';
+  end if;
+  perform private.budget_lock(v_tenant_id, settle.as_of);
+  select * into v_reservation from public.budget_reservations r where r.id = settle.reservation_id for update;
+
+  if v_reservation.status in ('settled', 'released') then
+    select * into v_last from public.ai_usage u
+     where u.reservation_id = v_reservation.id order by u.attempt desc limit 1;
+    result := jsonb_build_object('status', 'already_settled', 'reservation_id', v_reservation.id,
+      'usage_id', v_last.id, 'model', v_last.model,
+      'cost_usd', coalesce((select sum(u.cost_usd) from public.ai_usage u where u.reservation_id = v_reservation.id), 0),
+      'cost_brl', coalesce((select sum(u.cost_brl) from public.ai_usage u where u.reservation_id = v_reservation.id), 0),
+      'alerts', '[]'::jsonb);
+    settled_reservation := v_reservation;
+    answer := v_last;
+    return;
+  end if;
+
+  if settle.outcome <> 'cancelled' then
+    -- the context every row of this call shares
+    v_usage.tenant_id := v_reservation.tenant_id;
+    v_usage.reservation_id := v_reservation.id;
+    v_usage.conversation_id := v_reservation.conversation_id;
+    v_usage.message_id := v_reservation.message_id;
+    v_usage.bot_id := v_reservation.bot_id;
+    v_usage.request_id := v_reservation.request_id;
+    v_usage.phone_hash := v_reservation.phone_hash;
+    v_usage.feature := v_reservation.feature;
+
+    for v_attempt in select * from jsonb_array_elements(coalesce(settle.failed_attempts, '[]'::jsonb)) loop
+      v_number := v_number + 1;
+      v_usage.attempt := v_number;
+      v_usage.model_id := (private.model_by_gateway_id(v_attempt ->> 'model')).id;
+      v_usage.outcome := 'failure';
+      v_usage.input_tokens := coalesce((v_attempt ->> 'input_tokens')::integer, 0);
+      v_usage.output_tokens := coalesce((v_attempt ->> 'output_tokens')::integer, 0);
+      v_usage.cache_read_tokens := coalesce((v_attempt ->> 'cache_read_tokens')::integer, 0);
+      v_usage.cache_write_tokens := coalesce((v_attempt ->> 'cache_write_tokens')::integer, 0);
+      v_usage.characters := coalesce((v_attempt ->> 'characters')::integer, 0);
+      v_usage.audio_seconds := coalesce((v_attempt ->> 'audio_seconds')::numeric, 0);
+      v_usage.latency_ms := (v_attempt ->> 'latency_ms')::integer;
+      v_usage.error_code := v_attempt ->> 'error_code';
+      v_usage.error_message := v_attempt ->> 'error_message';
+      v_usage.metadata := coalesce(v_attempt -> 'metadata', '{}'::jsonb);
+      v_last := private.insert_usage(v_usage, settle.as_of);
+      v_tokens := v_tokens + v_last.total_tokens;
+      v_usd := v_usd + v_last.cost_usd;
+      v_brl := v_brl + v_last.cost_brl;
+    end loop;
+
+    v_usage.attempt := v_number + 1;
+    v_usage.model_id := case when settle.model is null then v_reservation.model_id
+                             else (private.model_by_gateway_id(settle.model)).id end;
+    v_usage.outcome := settle.outcome;
+    v_usage.input_tokens := settle.input_tokens;
+    v_usage.output_tokens := settle.output_tokens;
+    v_usage.cache_read_tokens := settle.cache_read_tokens;
+    v_usage.cache_write_tokens := settle.cache_write_tokens;
+    v_usage.characters := settle.characters;
+    v_usage.audio_seconds := settle.audio_seconds;
+    v_usage.latency_ms := settle.latency_ms;
+    -- the first model tried, unless it answered after a retry (not a fallback)
+    if v_number > 0 then
+      v_usage.fallback_from := coalesce(settle.fallback_from,
+        nullif(settle.failed_attempts -> 0 ->> 'model',
+               (select m.gateway_id from public.ai_models m where m.id = v_usage.model_id)));
+    else
+      v_usage.fallback_from := settle.fallback_from;
+    end if;
+    v_usage.cache_key := v_reservation.cache_key;
+    v_usage.error_code := settle.error_code;
+    v_usage.error_message := settle.error_message;
+    v_usage.metadata := settle.metadata;
+    v_last := private.insert_usage(v_usage, settle.as_of);
+    v_tokens := v_tokens + v_last.total_tokens;
+    v_usd := v_usd + v_last.cost_usd;
+    v_brl := v_brl + v_last.cost_brl;
+  end if;
+
+  -- an expired reservation gave its estimate back already: charge, release nothing
+  v_alerts := private.budget_charge(v_reservation.tenant_id, v_tokens, v_usd, v_brl,
+    case when v_reservation.status = 'open' then v_reservation.budget_ids else '{}'::uuid[] end,
+    v_reservation.estimated_tokens, v_reservation.estimated_brl, settle.as_of);
+
+  update public.budget_reservations r
+     set status = case when settle.outcome = 'cancelled' then 'released' else 'settled' end,
+         closed_at = settle.as_of
+   where r.id = v_reservation.id;
+
+  result := jsonb_build_object(
+    'status', case when settle.outcome = 'cancelled' then 'released' else 'settled' end,
+    'reservation_id', v_reservation.id, 'usage_id', v_last.id, 'model', v_last.model,
+    'cost_usd', v_usd, 'cost_brl', v_brl, 'alerts', v_alerts);
+  settled_reservation := v_reservation;
+  answer := v_last;
+end;
+$$;
+
+-- Settles a reservation after the call (see private.settle). Returns
+--   {status: settled|already_settled|released, reservation_id, usage_id, model,
+--    cost_usd, cost_brl (all attempts), alerts: [{alert_id, budget_id, threshold}]}.
 create or replace function public.ai_settle(
   reservation_id uuid,
   outcome text default 'success',
@@ -1232,110 +1436,16 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_tenant_id uuid;
-  v_reservation public.budget_reservations;
-  v_usage public.ai_usage;
-  v_attempt jsonb;
-  v_number smallint := 0;
-  v_tokens bigint := 0;
-  v_usd numeric := 0;
-  v_brl numeric := 0;
-  v_alerts jsonb;
-  v_last public.ai_usage;
 begin
-  if ai_settle.outcome not in ('success', 'failure', 'cancelled') then
-    raise exception 'outcome must be success, failure or cancelled, not "%"', ai_settle.outcome
-      using errcode = '22023';
-  end if;
-  select r.tenant_id into v_tenant_id from public.budget_reservations r where r.id = ai_settle.reservation_id;
-  if not found then
-    raise exception 'reservation % not found', ai_settle.reservation_id using errcode = 'P0002';
-  end if;
-  perform private.budget_lock(v_tenant_id, ai_settle.as_of);
-  select * into v_reservation from public.budget_reservations r where r.id = ai_settle.reservation_id for update;
-
-  if v_reservation.status in ('settled', 'released') then
-    select * into v_last from public.ai_usage u
-     where u.reservation_id = v_reservation.id order by u.attempt desc limit 1;
-    return jsonb_build_object('status', 'already_settled', 'reservation_id', v_reservation.id,
-      'usage_id', v_last.id, 'model', v_last.model,
-      'cost_usd', coalesce((select sum(u.cost_usd) from public.ai_usage u where u.reservation_id = v_reservation.id), 0),
-      'cost_brl', coalesce((select sum(u.cost_brl) from public.ai_usage u where u.reservation_id = v_reservation.id), 0),
-      'alerts', '[]'::jsonb);
-  end if;
-
-  if ai_settle.outcome <> 'cancelled' then
-    -- the context every row of this call shares
-    v_usage.tenant_id := v_reservation.tenant_id;
-    v_usage.reservation_id := v_reservation.id;
-    v_usage.conversation_id := v_reservation.conversation_id;
-    v_usage.message_id := v_reservation.message_id;
-    v_usage.bot_id := v_reservation.bot_id;
-    v_usage.request_id := v_reservation.request_id;
-    v_usage.phone_hash := v_reservation.phone_hash;
-    v_usage.feature := v_reservation.feature;
-
-    for v_attempt in select * from jsonb_array_elements(coalesce(ai_settle.failed_attempts, '[]'::jsonb)) loop
-      v_number := v_number + 1;
-      v_usage.attempt := v_number;
-      v_usage.model_id := (private.model_by_gateway_id(v_attempt ->> 'model')).id;
-      v_usage.outcome := 'failure';
-      v_usage.input_tokens := coalesce((v_attempt ->> 'input_tokens')::integer, 0);
-      v_usage.output_tokens := coalesce((v_attempt ->> 'output_tokens')::integer, 0);
-      v_usage.cache_read_tokens := coalesce((v_attempt ->> 'cache_read_tokens')::integer, 0);
-      v_usage.cache_write_tokens := coalesce((v_attempt ->> 'cache_write_tokens')::integer, 0);
-      v_usage.characters := coalesce((v_attempt ->> 'characters')::integer, 0);
-      v_usage.audio_seconds := coalesce((v_attempt ->> 'audio_seconds')::numeric, 0);
-      v_usage.latency_ms := (v_attempt ->> 'latency_ms')::integer;
-      v_usage.error_code := v_attempt ->> 'error_code';
-      v_usage.error_message := v_attempt ->> 'error_message';
-      v_usage.metadata := coalesce(v_attempt -> 'metadata', '{}'::jsonb);
-      v_last := private.insert_usage(v_usage, ai_settle.as_of);
-      v_tokens := v_tokens + v_last.total_tokens;
-      v_usd := v_usd + v_last.cost_usd;
-      v_brl := v_brl + v_last.cost_brl;
-    end loop;
-
-    v_usage.attempt := v_number + 1;
-    v_usage.model_id := case when ai_settle.model is null then v_reservation.model_id
-                             else (private.model_by_gateway_id(ai_settle.model)).id end;
-    v_usage.outcome := ai_settle.outcome;
-    v_usage.input_tokens := ai_settle.input_tokens;
-    v_usage.output_tokens := ai_settle.output_tokens;
-    v_usage.cache_read_tokens := ai_settle.cache_read_tokens;
-    v_usage.cache_write_tokens := ai_settle.cache_write_tokens;
-    v_usage.characters := ai_settle.characters;
-    v_usage.audio_seconds := ai_settle.audio_seconds;
-    v_usage.latency_ms := ai_settle.latency_ms;
-    -- a retry of the same model is not a fallback
-    v_usage.fallback_from := coalesce(ai_settle.fallback_from,
-      nullif(ai_settle.failed_attempts -> 0 ->> 'model',
-             (select m.gateway_id from public.ai_models m where m.id = v_usage.model_id)));
-    v_usage.cache_key := v_reservation.cache_key;
-    v_usage.error_code := ai_settle.error_code;
-    v_usage.error_message := ai_settle.error_message;
-    v_usage.metadata := ai_settle.metadata;
-    v_last := private.insert_usage(v_usage, ai_settle.as_of);
-    v_tokens := v_tokens + v_last.total_tokens;
-    v_usd := v_usd + v_last.cost_usd;
-    v_brl := v_brl + v_last.cost_brl;
-  end if;
-
-  -- an expired reservation gave its estimate back already: charge, release nothing
-  v_alerts := private.budget_charge(v_reservation.tenant_id, v_tokens, v_usd, v_brl,
-    case when v_reservation.status = 'open' then v_reservation.budget_ids else '{}'::uuid[] end,
-    v_reservation.estimated_tokens, v_reservation.estimated_brl, ai_settle.as_of);
-
-  update public.budget_reservations r
-     set status = case when ai_settle.outcome = 'cancelled' then 'released' else 'settled' end,
-         closed_at = ai_settle.as_of
-   where r.id = v_reservation.id;
-
-  return jsonb_build_object(
-    'status', case when ai_settle.outcome = 'cancelled' then 'released' else 'settled' end,
-    'reservation_id', v_reservation.id, 'usage_id', v_last.id, 'model', v_last.model,
-    'cost_usd', v_usd, 'cost_brl', v_brl, 'alerts', v_alerts);
+  return (private.settle(
+    reservation_id => ai_settle.reservation_id, outcome => ai_settle.outcome, model => ai_settle.model,
+    input_tokens => ai_settle.input_tokens, output_tokens => ai_settle.output_tokens,
+    cache_read_tokens => ai_settle.cache_read_tokens, cache_write_tokens => ai_settle.cache_write_tokens,
+    characters => ai_settle.characters, audio_seconds => ai_settle.audio_seconds,
+    latency_ms => ai_settle.latency_ms, fallback_from => ai_settle.fallback_from,
+    error_code => ai_settle.error_code, error_message => ai_settle.error_message,
+    failed_attempts => ai_settle.failed_attempts, metadata => ai_settle.metadata,
+    as_of => ai_settle.as_of)).result;
 end;
 $$;
 comment on function public.ai_settle(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, text, text, text, jsonb, jsonb, timestamptz)
@@ -1538,11 +1648,13 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_result jsonb;
+  v_settled record;
   v_reservation public.budget_reservations;
+  v_answer public.ai_usage;
+  v_entry public.response_cache;
   v_cache jsonb;
 begin
-  v_result := public.ai_settle(
+  select * into v_settled from private.settle(
     reservation_id => ai_finish.reservation_id, outcome => ai_finish.outcome, model => ai_finish.model,
     input_tokens => ai_finish.input_tokens, output_tokens => ai_finish.output_tokens,
     cache_read_tokens => ai_finish.cache_read_tokens, cache_write_tokens => ai_finish.cache_write_tokens,
@@ -1550,20 +1662,19 @@ begin
     latency_ms => ai_finish.latency_ms, fallback_from => ai_finish.fallback_from,
     error_code => ai_finish.error_code, error_message => ai_finish.error_message,
     failed_attempts => ai_finish.failed_attempts, metadata => ai_finish.metadata, as_of => ai_finish.as_of);
-  if v_result ->> 'status' = 'settled' and ai_finish.outcome = 'success'
-     and (ai_finish.response is not null or ai_finish.response_text is not null) then
-    select * into v_reservation from public.budget_reservations r where r.id = ai_finish.reservation_id;
-    if v_reservation.cache_key is not null and coalesce(v_reservation.cache_ttl_seconds, 0) > 0 then
-      v_cache := public.ai_cache_put(
-        tenant_id => v_reservation.tenant_id, cache_key => v_reservation.cache_key,
-        model => v_result ->> 'model', response => ai_finish.response,
-        response_text => ai_finish.response_text, input_tokens => ai_finish.input_tokens,
-        output_tokens => ai_finish.output_tokens, cache_read_tokens => ai_finish.cache_read_tokens,
-        cache_write_tokens => ai_finish.cache_write_tokens,
-        ttl_seconds => v_reservation.cache_ttl_seconds, as_of => ai_finish.as_of);
-    end if;
+  v_reservation := v_settled.settled_reservation;
+  v_answer := v_settled.answer;
+  if v_settled.result ->> 'status' = 'settled' and ai_finish.outcome = 'success'
+     and (ai_finish.response is not null or ai_finish.response_text is not null)
+     and v_reservation.cache_key is not null and coalesce(v_reservation.cache_ttl_seconds, 0) > 0 then
+    -- the answer's own cost (not the failed attempts') is what a hit will save
+    v_entry := private.cache_store(v_answer.tenant_id, v_reservation.cache_key, v_answer.model_id,
+      ai_finish.response, ai_finish.response_text, v_answer.input_tokens, v_answer.output_tokens,
+      v_answer.cache_read_tokens, v_answer.cache_write_tokens, v_answer.cost_usd, v_answer.cost_brl,
+      v_reservation.cache_ttl_seconds, ai_finish.as_of);
+    v_cache := jsonb_build_object('cache_id', v_entry.id, 'expires_at', v_entry.expires_at);
   end if;
-  return v_result || jsonb_build_object('cache', v_cache);
+  return v_settled.result || jsonb_build_object('cache', v_cache);
 end;
 $$;
 comment on function public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz)

@@ -57,11 +57,13 @@ class Ledger:
         result: dict[str, Any] = self.call("ai_record_usage", **args)
         return result
 
-    def spend(self, output_tokens: int, as_of: datetime, estimate: int | None = None,
-              **args: Any) -> dict[str, Any]:
+    def spend(
+        self, output_tokens: int, as_of: datetime, estimate: int | None = None, **args: Any
+    ) -> dict[str, Any]:
         """Reserve then settle one call that produced `output_tokens`."""
-        reserved = self.reserve(estimated_output_tokens=estimate if estimate is not None else output_tokens,
-                                as_of=as_of, **args)
+        reserved = self.reserve(
+            estimated_output_tokens=estimate if estimate is not None else output_tokens, as_of=as_of, **args
+        )
         assert reserved["status"] == "reserved", reserved
         return self.settle(reserved["reservation_id"], output_tokens=output_tokens, as_of=as_of)
 
@@ -73,16 +75,20 @@ def plan_window(db: Db, tenant: str = TENANT) -> dict[str, Any]:
 def set_round_prices(db: Db, tenant: str = TENANT) -> None:
     """Make money easy to read: USD 20 per million output tokens of gpt-4o-mini for this
     tenant and USD 1 = R$ 5 from November 2026, so one output token costs R$ 0.0001."""
-    db.sql("insert into public.pricing_overrides (tenant_id, model_id, output_usd_per_mtok, input_usd_per_mtok)"
-           " select %s, id, 20, 0 from public.ai_models where gateway_id = 'openai/gpt-4o-mini'", (tenant,))
-    db.sql("insert into public.fx_rates (rate_date, rate) values ('2026-11-01', 5)"
-           " on conflict do nothing")
+    db.sql(
+        "insert into public.pricing_overrides (tenant_id, model_id, output_usd_per_mtok, input_usd_per_mtok)"
+        " select %s, id, 20, 0 from public.ai_models where gateway_id = 'openai/gpt-4o-mini'",
+        (tenant,),
+    )
+    db.sql("insert into public.fx_rates (rate_date, rate) values ('2026-11-01', 5) on conflict do nothing")
 
 
 def pin_november(db: Db, tenant: str = TENANT) -> None:
     """Put the tenant's windows in November 2026 (São Paulo), whatever today is."""
-    db.sql("update public.budgets set period_start = %s, period_end = %s where tenant_id = %s",
-           (NOV_START, DEC_START, tenant))
+    db.sql(
+        "update public.budgets set period_start = %s, period_end = %s where tenant_id = %s",
+        (NOV_START, DEC_START, tenant),
+    )
 
 
 def new_tenant(db: Db, plan: str = "pro", name: str | None = None) -> tuple[str, uuid.UUID]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from ai_support import Ledger
+
 from support import Db
 
 

@@ -11,9 +11,19 @@ from typing import Any
 
 import psycopg
 import pytest
+from ai_support import (
+    DEC_START,
+    MID_NOV,
+    NOV_START,
+    TENANT,
+    Ledger,
+    new_tenant,
+    pin_november,
+    plan_window,
+    set_round_prices,
+    utc,
+)
 
-from ai_support import DEC_START, MID_NOV, NOV_START, TENANT, Ledger, new_tenant, pin_november, plan_window, \
-    set_round_prices, utc
 from support import Db
 
 
@@ -22,8 +32,11 @@ def tight(db: Db) -> Db:
     """Loja Demo with R$ 1.00 a month (1 output token = R$ 0.0001) in November 2026."""
     set_round_prices(db)
     db.sql("update public.budgets set brl_limit = 1 where tenant_id = %s and kind = 'plan'", (TENANT,))
-    db.sql("update public.tenants set notification_email = 'alertas@lojademo.com.br',"
-           " notification_webhook_url = 'https://lojademo.com.br/hooks/zapbase' where id = %s", (TENANT,))
+    db.sql(
+        "update public.tenants set notification_email = 'alertas@lojademo.com.br',"
+        " notification_webhook_url = 'https://lojademo.com.br/hooks/zapbase' where id = %s",
+        (TENANT,),
+    )
     pin_november(db)
     return db
 
@@ -33,22 +46,32 @@ def add_window(db: Db, **columns: Any) -> str:
     names = ", ".join(columns)
     values = ", ".join(f"%({c})s" for c in columns)
     window_id: str = db.value(f"insert into public.budgets ({names}) values ({values}) returning id", columns)
-    db.sql("update public.budgets set period_start = %s, period_end = %s where id = %s",
-           (NOV_START, DEC_START, window_id))
+    db.sql(
+        "update public.budgets set period_start = %s, period_end = %s where id = %s",
+        (NOV_START, DEC_START, window_id),
+    )
     return window_id
 
 
 # -- the plan window -------------------------------------------------------------------
 
+
 def test_every_tenant_gets_a_plan_window_that_follows_its_plan(db: Db) -> None:
     tenant, _ = new_tenant(db, plan="free")
     window = plan_window(db, tenant)
-    assert (window["mode"], window["period"], window["token_limit"], window["brl_limit"]) == \
-        ("both", "monthly", 200000, Decimal("10.0000"))
+    assert (window["mode"], window["period"], window["token_limit"], window["brl_limit"]) == (
+        "both",
+        "monthly",
+        200000,
+        Decimal("10.0000"),
+    )
     assert window["inherits_from_plan"]
 
-    db.sql("update public.tenants set plan_id = (select id from public.plans where code = 'starter')"
-           " where id = %s", (tenant,))
+    db.sql(
+        "update public.tenants set plan_id = (select id from public.plans where code = 'starter')"
+        " where id = %s",
+        (tenant,),
+    )
     window = plan_window(db, tenant)
     assert (window["mode"], window["token_limit"], window["brl_limit"]) == ("brl", None, Decimal("100.0000"))
 
@@ -66,7 +89,8 @@ def test_monthly_period_starts_at_local_midnight(db: Db) -> None:
         " ('monthly', 'America/Sao_Paulo', timestamptz '2026-12-01 03:00:00+00'),"
         " ('weekly', 'America/Sao_Paulo', timestamptz '2026-11-22 13:00:00+00'),"
         " ('daily', 'America/Sao_Paulo', timestamptz '2026-11-22 01:00:00+00'),"
-        " ('monthly', 'America/New_York', timestamptz '2026-03-20 12:00:00+00')) v(p, tz, t)")
+        " ('monthly', 'America/New_York', timestamptz '2026-03-20 12:00:00+00')) v(p, tz, t)"
+    )
     bounds = [(r["period_start"].isoformat(), r["period_end"].isoformat()) for r in rows]
     assert bounds == [
         ("2026-11-01T03:00:00+00:00", "2026-12-01T03:00:00+00:00"),
@@ -78,6 +102,7 @@ def test_monthly_period_starts_at_local_midnight(db: Db) -> None:
 
 
 # -- thresholds ------------------------------------------------------------------------
+
 
 def test_thresholds_fire_once_each_per_period_with_alerts_and_notify(tight: Db, ledger: Ledger) -> None:
     listener = psycopg.connect(tight.url, autocommit=True)
@@ -105,16 +130,23 @@ def test_thresholds_fire_once_each_per_period_with_alerts_and_notify(tight: Db, 
     refused = ledger.reserve(estimated_output_tokens=1, as_of=MID_NOV)
     assert (refused["status"], refused["reason"]) == ("refused", "paused")
 
-    alerts = tight.sql("select * from public.alerts where tenant_id = %s order by created_at, title", (TENANT,))
+    alerts = tight.sql(
+        "select * from public.alerts where tenant_id = %s order by created_at, title", (TENANT,)
+    )
     assert [(a["type"], a["priority"], a["payload"]["threshold"]) for a in alerts] == [
-        ("budget.threshold", "medium", 80), ("budget.threshold", "high", 90),
-        ("budget.threshold", "critical", 100)]
+        ("budget.threshold", "medium", 80),
+        ("budget.threshold", "high", 90),
+        ("budget.threshold", "critical", 100),
+    ]
     assert alerts[0]["title"] == "Orçamento de IA em 80%"
-    assert alerts[0]["message"] == ("Orçamento do plano: R$ 0,85 de R$ 1,00 usados no período de"
-                                    " 01/11/2026 a 30/11/2026.")
+    assert alerts[0]["message"] == (
+        "Orçamento do plano: R$ 0,85 de R$ 1,00 usados no período de 01/11/2026 a 30/11/2026."
+    )
     assert "pausadas" in alerts[2]["message"]
-    assert alerts[2]["payload"]["deliver_to"] == {"email": "alertas@lojademo.com.br",
-                                                  "webhook_url": "https://lojademo.com.br/hooks/zapbase"}
+    assert alerts[2]["payload"]["deliver_to"] == {
+        "email": "alertas@lojademo.com.br",
+        "webhook_url": "https://lojademo.com.br/hooks/zapbase",
+    }
     assert alerts[0]["dedupe_key"] == f"budget:{window['id']}:2026-11-01T03:00Z:80"
     assert all(a["delivered_at"] is None for a in alerts)
 
@@ -123,8 +155,11 @@ def test_thresholds_fire_once_each_per_period_with_alerts_and_notify(tight: Db, 
     assert fired(ledger.spend(8100, december)) == [80]
     assert notified() == [80]
     window = plan_window(tight)
-    assert (window["used_brl"], window["notified_thresholds"], window["paused_reason"]) == \
-        (Decimal("0.81"), [80], None)
+    assert (window["used_brl"], window["notified_thresholds"], window["paused_reason"]) == (
+        Decimal("0.81"),
+        [80],
+        None,
+    )
     assert tight.value("select count(*) from public.alerts where tenant_id = %s", (TENANT,)) == 4
     listener.close()
 
@@ -137,6 +172,7 @@ def test_soft_window_alerts_at_100_but_never_refuses_or_pauses(tight: Db, ledger
 
 
 # -- periods ---------------------------------------------------------------------------
+
 
 def test_period_rolls_at_sao_paulo_midnight_not_utc(tight: Db, ledger: Ledger) -> None:
     ledger.spend(6000, MID_NOV)
@@ -168,11 +204,14 @@ def test_reset_job_rolls_ended_periods_and_records_its_run(tight: Db) -> None:
     window = plan_window(tight)
     assert (window["period_start"], window["used_brl"], window["notified_thresholds"]) == (DEC_START, 0, [])
     assert window["paused_reason"] == "manual"  # only the limit pause ends with the period
-    runs = tight.sql("select * from public.job_runs where job_name = 'budget_period_reset' order by started_at")
+    runs = tight.sql(
+        "select * from public.job_runs where job_name = 'budget_period_reset' order by started_at"
+    )
     assert [(r["status"], r["rows_affected"]) for r in runs] == [("succeeded", 0), ("succeeded", rolled)]
 
 
 # -- modes and refusals ----------------------------------------------------------------
+
 
 def test_tokens_mode_limits_tokens_only(db: Db, ledger: Ledger) -> None:
     set_round_prices(db)
@@ -192,25 +231,32 @@ def test_brl_mode_limits_money_only(db: Db, ledger: Ledger) -> None:
     assert ledger.reserve(estimated_output_tokens=1, as_of=MID_NOV)["reason"] == "limit"
 
 
-@pytest.mark.parametrize(("input_tokens", "output_tokens", "expected"), [
-    (0, 2000, "reserved"),
-    (0, 4000, "limit"),  # R$ 0.40: money passes, tokens would not
-    (6000, 0, "limit"),  # free input tokens: tokens pass, money would not
-])
-def test_both_mode_refuses_when_either_limit_would_pass(db: Db, ledger: Ledger, input_tokens: int,
-                                                        output_tokens: int, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("input_tokens", "output_tokens", "expected"),
+    [
+        (0, 2000, "reserved"),
+        (0, 4000, "limit"),  # R$ 0.40: money passes, tokens would not
+        (6000, 0, "limit"),  # free input tokens: tokens pass, money would not
+    ],
+)
+def test_both_mode_refuses_when_either_limit_would_pass(
+    db: Db, ledger: Ledger, input_tokens: int, output_tokens: int, expected: str
+) -> None:
     set_round_prices(db)  # input tokens of gpt-4o-mini cost 0 for this tenant
     pin_november(db)
     add_window(db, name="Ambos", mode="both", token_limit=5000, brl_limit=Decimal("0.3"))
-    result = ledger.reserve(estimated_input_tokens=input_tokens, estimated_output_tokens=output_tokens,
-                            as_of=MID_NOV)
+    result = ledger.reserve(
+        estimated_input_tokens=input_tokens, estimated_output_tokens=output_tokens, as_of=MID_NOV
+    )
     assert result.get("reason", result["status"]) == expected
 
 
 def test_every_active_window_is_enforced(tight: Db, ledger: Ledger) -> None:
     daily = add_window(tight, name="Diário", period="daily", brl_limit=Decimal("0.2"))
-    tight.sql("update public.budgets set period_start = %s, period_end = %s where id = %s",
-              (utc(2026, 11, 15, 3), utc(2026, 11, 16, 3), daily))
+    tight.sql(
+        "update public.budgets set period_start = %s, period_end = %s where id = %s",
+        (utc(2026, 11, 15, 3), utc(2026, 11, 16, 3), daily),
+    )
     refused = ledger.reserve(estimated_output_tokens=2500, as_of=MID_NOV)
     assert (refused["reason"], refused["budget_id"]) == ("limit", str(daily))
     ledger.spend(1500, MID_NOV)
@@ -235,9 +281,14 @@ def test_refusal_reasons(db: Db, ledger: Ledger) -> None:
 
     db.sql("update public.budgets set is_active = false where tenant_id = %s", (TENANT,))
     assert ledger.reserve(as_of=MID_NOV)["reason"] == "no_budget"
-    db.sql("update public.budgets set is_active = true, paused_reason = 'manual' where tenant_id = %s", (TENANT,))
+    db.sql(
+        "update public.budgets set is_active = true, paused_reason = 'manual' where tenant_id = %s", (TENANT,)
+    )
     paused = ledger.reserve(as_of=MID_NOV)
-    assert (paused["reason"], paused["message"]) == ("paused", 'budget "Orçamento do plano" was paused by an admin')
+    assert (paused["reason"], paused["message"]) == (
+        "paused",
+        'budget "Orçamento do plano" was paused by an admin',
+    )
 
     db.sql("update public.tenants set status = 'suspended' where id = %s", (TENANT,))
     assert ledger.reserve(as_of=MID_NOV)["reason"] == "tenant_inactive"
@@ -245,21 +296,34 @@ def test_refusal_reasons(db: Db, ledger: Ledger) -> None:
 
 # -- reservations ----------------------------------------------------------------------
 
+
 def test_abandoned_reservations_expire_and_stop_holding_budget(tight: Db, ledger: Ledger) -> None:
     first = ledger.reserve(estimated_output_tokens=6000, hold_seconds=60, as_of=MID_NOV)
-    assert ledger.reserve(estimated_output_tokens=6000, as_of=MID_NOV + timedelta(seconds=59))["reason"] == "limit"
+    assert (
+        ledger.reserve(estimated_output_tokens=6000, as_of=MID_NOV + timedelta(seconds=59))["reason"]
+        == "limit"
+    )
     # a minute later the first no longer counts: the same reservation now fits
-    second = ledger.reserve(estimated_output_tokens=6000, hold_seconds=60, as_of=MID_NOV + timedelta(seconds=61))
+    second = ledger.reserve(
+        estimated_output_tokens=6000, hold_seconds=60, as_of=MID_NOV + timedelta(seconds=61)
+    )
     assert second["status"] == "reserved"
-    assert tight.value("select status from public.budget_reservations where id = %s",
-                       (first["reservation_id"],)) == "expired"
+    assert (
+        tight.value("select status from public.budget_reservations where id = %s", (first["reservation_id"],))
+        == "expired"
+    )
     assert plan_window(tight)["reserved_brl"] == Decimal("0.6")
 
     # the job releases what nobody touched
     with tight.as_service() as s:
-        assert s.value("select private.job_ai_reservations_expire(%s)", (MID_NOV + timedelta(minutes=5),)) == 1
+        assert (
+            s.value("select private.job_ai_reservations_expire(%s)", (MID_NOV + timedelta(minutes=5),)) == 1
+        )
     assert plan_window(tight)["reserved_brl"] == 0
-    assert tight.value("select rows_affected from public.job_runs where job_name = 'ai_reservations_expire'") == 1
+    assert (
+        tight.value("select rows_affected from public.job_runs where job_name = 'ai_reservations_expire'")
+        == 1
+    )
 
     # a late answer is still charged, and releases nothing twice
     late = ledger.settle(first["reservation_id"], output_tokens=3000, as_of=MID_NOV + timedelta(minutes=6))
@@ -275,37 +339,60 @@ def test_settle_is_idempotent(tight: Db, ledger: Ledger) -> None:
     assert first["status"] == "settled"
     assert again["status"] == "already_settled"
     assert (again["usage_id"], again["cost_brl"]) == (first["usage_id"], first["cost_brl"])
-    assert tight.value("select count(*) from public.ai_usage where reservation_id = %s",
-                       (reserved["reservation_id"],)) == 1
+    assert (
+        tight.value(
+            "select count(*) from public.ai_usage where reservation_id = %s", (reserved["reservation_id"],)
+        )
+        == 1
+    )
     window = plan_window(tight)
     assert (window["used_brl"], window["used_tokens"], window["reserved_brl"]) == (Decimal("0.12"), 1200, 0)
 
 
 def test_cancelled_call_releases_without_usage(tight: Db, ledger: Ledger) -> None:
     reserved = ledger.reserve(estimated_output_tokens=1000, as_of=MID_NOV)
-    assert ledger.settle(reserved["reservation_id"], outcome="cancelled", as_of=MID_NOV)["status"] == "released"
+    assert (
+        ledger.settle(reserved["reservation_id"], outcome="cancelled", as_of=MID_NOV)["status"] == "released"
+    )
     assert plan_window(tight)["reserved_brl"] == 0
     assert tight.value("select count(*) from public.ai_usage") == 0
     assert ledger.settle(reserved["reservation_id"], as_of=MID_NOV)["status"] == "already_settled"
 
 
 def test_fallback_attempts_are_logged_and_charged(tight: Db, ledger: Ledger) -> None:
-    reserved = ledger.reserve(model="anthropic/claude-haiku-4-5", estimated_output_tokens=500, as_of=MID_NOV,
-                              conversation_id="11111111-1111-4111-8111-111111111111",
-                              request_id="req-1", phone="+55 11 98888-7777")
+    reserved = ledger.reserve(
+        model="anthropic/claude-haiku-4-5",
+        estimated_output_tokens=500,
+        as_of=MID_NOV,
+        conversation_id="11111111-1111-4111-8111-111111111111",
+        request_id="req-1",
+        phone="+55 11 98888-7777",
+    )
     result = ledger.settle(
-        reserved["reservation_id"], model="openai/gpt-4o-mini", output_tokens=400, latency_ms=800,
+        reserved["reservation_id"],
+        model="openai/gpt-4o-mini",
+        output_tokens=400,
+        latency_ms=800,
         failed_attempts=[
             {"model": "anthropic/claude-haiku-4-5", "error_code": "overloaded_error", "latency_ms": 20000},
-            {"model": "anthropic/claude-haiku-4-5", "error_code": "timeout", "latency_ms": 20000,
-             "input_tokens": 10},
-        ], as_of=MID_NOV)
-    rows = tight.sql("select * from public.ai_usage where reservation_id = %s order by attempt",
-                     (reserved["reservation_id"],))
+            {
+                "model": "anthropic/claude-haiku-4-5",
+                "error_code": "timeout",
+                "latency_ms": 20000,
+                "input_tokens": 10,
+            },
+        ],
+        as_of=MID_NOV,
+    )
+    rows = tight.sql(
+        "select * from public.ai_usage where reservation_id = %s order by attempt",
+        (reserved["reservation_id"],),
+    )
     assert [(r["attempt"], r["outcome"], r["model"], r["error_code"]) for r in rows] == [
         (1, "failure", "anthropic/claude-haiku-4-5", "overloaded_error"),
         (2, "failure", "anthropic/claude-haiku-4-5", "timeout"),
-        (3, "success", "openai/gpt-4o-mini", None)]
+        (3, "success", "openai/gpt-4o-mini", None),
+    ]
     assert rows[2]["fallback_from"] == "anthropic/claude-haiku-4-5"
     assert {r["request_id"] for r in rows} == {"req-1"}
     assert rows[0]["phone_hash"] == tight.value("select private.phone_hash('5511988887777')")
@@ -316,7 +403,9 @@ def test_fallback_attempts_are_logged_and_charged(tight: Db, ledger: Ledger) -> 
 
 def test_usage_without_reservation(tight: Db, ledger: Ledger) -> None:
     # a TTS cache hit: free, logged as cached with the cost it avoided
-    hit = ledger.record(feature="tts", model="openai/tts-1", outcome="cache_hit", characters=1000, as_of=MID_NOV)
+    hit = ledger.record(
+        feature="tts", model="openai/tts-1", outcome="cache_hit", characters=1000, as_of=MID_NOV
+    )
     assert (hit["cost_usd"], hit["saved_usd"]) == (0, 0.015)
     assert plan_window(tight)["used_brl"] == 0
     # embeddings made at ingestion are charged without a limit check (they already happened)
