@@ -828,10 +828,10 @@ declare
   v_api boolean := current_user in ('authenticated', 'anon');
   v_window record;
 begin
-  select * into v_plan from private.budget_plan_defaults(new.tenant_id);
   if v_api and not private.has_role(new.tenant_id, 'admin') then
     raise exception 'budgets are managed by tenant admins' using errcode = '42501';
   end if;
+  select * into v_plan from private.budget_plan_defaults(new.tenant_id);
   if tg_op = 'UPDATE' then
     if v_api and old.kind = 'plan' and (new.mode, new.period, new.pause_at_limit, new.is_active)
         is distinct from (old.mode, old.period, old.pause_at_limit, old.is_active) then
