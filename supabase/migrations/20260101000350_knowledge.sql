@@ -150,14 +150,20 @@ create table if not exists public.document_chunks (
   constraint document_chunks_embedding_has_model check ((embedding is null) = (embedding_model is null))
 );
 alter table public.document_chunks enable row level security;
--- Vector search. Tenant-filtered: a small tenant is answered by an exact scan through
--- document_chunks_tenant_model_idx (recall 1), a big one by HNSW with iterative scan
--- (pgvector ≥ 0.8, set by match_knowledge); the planner picks by the tenant's row count.
+-- Search is always filtered by tenant (1 of thousands), so two paths:
+--   small knowledge base (≤ 5,000 chunks, most tenants): exact scan of the tenant's
+--     vectors through document_chunks_tenant_vector_idx, index-only (the vectors are in
+--     the index: no heap, no TOAST; contiguous per tenant whatever the heap order) —
+--     recall 1, a few ms;
+--   big one: HNSW with iterative scan (pgvector ≥ 0.8) so the tenant filter keeps recall.
+-- match_knowledge picks the path from the tenant's chunk count. The covering index costs
+-- a second copy of each vector (~1.6 kB a chunk): the price of fast exact tenant scans.
 create index if not exists document_chunks_embedding_hnsw_idx on public.document_chunks
   using hnsw (embedding extensions.vector_cosine_ops) with (m = 16, ef_construction = 64);
 create index if not exists document_chunks_fts_idx on public.document_chunks using gin (fts);
-create index if not exists document_chunks_tenant_model_idx on public.document_chunks
-  (tenant_id, embedding_model, bot_id);
+drop index if exists public.document_chunks_tenant_model_idx;
+create index if not exists document_chunks_tenant_vector_idx on public.document_chunks
+  (tenant_id, embedding_model, bot_id) include (id, embedding);
 comment on table public.document_chunks is 'Searchable pieces of knowledge sources: text, heading path, embedding and Portuguese full-text vector. Written only by the worker.';
 comment on column public.document_chunks.position is 'Order of the chunk inside its source, from 0.';
 comment on column public.document_chunks.heading_path is 'Headings above the chunk, outermost first (e.g. {"Políticas", "Trocas e devoluções"}).';
@@ -316,6 +322,11 @@ create policy "TTS cache is visible to tenant admins" on public.tts_cache
 -- Without query_embedding it answers from full text alone; when that finds nothing, from
 -- trigram word similarity of the folded text (typos: "orario"), scanning the tenant.
 -- Each list takes max(4 × match_count, 40) candidates.
+-- Paths: a tenant with ≤ zapbase.rag_exact_max_chunks chunks (default 5,000, from
+-- knowledge_sources.chunk_count) is searched exactly (index-only vector scan, full text
+-- checked row by row: recall 1, no GIN posting lists of common words across all tenants);
+-- a bigger one through the GIN and HNSW indexes. The query is planned per call (EXECUTE)
+-- so the planner sees the real tenant and query.
 create or replace function public.match_knowledge(
   query_text text,
   query_embedding extensions.vector(384) default null,
@@ -360,6 +371,7 @@ declare
   v_iterative boolean;
   v_old_ef text;
   v_old_iterative text;
+  v_exact boolean;
 begin
   if auth.uid() is not null then
     if v_tenant is null then
@@ -408,31 +420,36 @@ begin
     end if;
   end if;
 
-  return query
+  -- Small knowledge bases are searched exactly: the tenant's rows through
+  -- document_chunks_tenant_vector_idx (index-only: ids and vectors sit together), with
+  -- predicates the GIN and HNSW indexes cannot take. Big ones use GIN and HNSW.
+  v_exact := coalesce((select sum(s.chunk_count) from public.knowledge_sources s
+                        where s.tenant_id = v_tenant), 0)
+             <= coalesce(nullif(current_setting('zapbase.rag_exact_max_chunks', true), '')::bigint, 5000);
+  return query execute format($sql$
   with fts_raw as materialized (
-    select c.id, (c.fts operator(pg_catalog.@@) v_strict) as strict_match,
-           ts_rank(c.fts, v_any) as rank
+    select c.id, (c.fts operator(pg_catalog.@@) $1) as strict_match, ts_rank(c.fts, $2) as rank
       from public.document_chunks c
-     where v_any is not null
-       and c.tenant_id = v_tenant
-       and (c.bot_id is null or c.bot_id = match_knowledge.bot_id)
-       and c.fts operator(pg_catalog.@@) v_any
+     where $2 is not null
+       and c.tenant_id = $3
+       and (c.bot_id is null or c.bot_id = $4)
+       and %1$s
      order by 2 desc, 3 desc, c.id
-     limit v_candidates
+     limit $5
   ),
   fts as (
     select f.id, f.rank, row_number() over (order by f.strict_match desc, f.rank desc, f.id)::integer as pos
       from fts_raw f
   ),
   sem_raw as materialized (
-    select c.id, c.embedding operator(extensions.<=>) v_vector as distance
+    select c.id, c.embedding operator(extensions.<=>) $6 as distance
       from public.document_chunks c
-     where v_vector is not null
-       and c.tenant_id = v_tenant
-       and c.embedding_model = match_knowledge.embedding_model
-       and (c.bot_id is null or c.bot_id = match_knowledge.bot_id)
-     order by c.embedding operator(extensions.<=>) v_vector
-     limit v_candidates
+     where $6 is not null
+       and c.tenant_id = $3
+       and c.embedding_model = $7
+       and (c.bot_id is null or c.bot_id = $4)
+     order by %2$s
+     limit $5
   ),
   sem as (
     -- relaxed_order may return rows slightly out of order: rank them again
@@ -442,18 +459,25 @@ begin
   fused as (
     select coalesce(f.id, s.id) as id, f.rank, f.pos as fts_pos, 1 - s.distance as similarity,
            s.pos as sem_pos,
-           coalesce(v_ftw / (v_k + f.pos), 0) + coalesce(v_semw / (v_k + s.pos), 0) as score
+           coalesce($8 / ($10 + f.pos), 0) + coalesce($9 / ($10 + s.pos), 0) as score
       from fts f
       full join sem s on s.id = f.id
      order by 6 desc, 4 desc nulls last, 2 desc nulls last, 1
-     limit v_count
+     limit $11
   )
   select c.id, c.source_id, src.title, c.heading_path, c.content, c.metadata,
          fu.similarity, fu.rank, fu.sem_pos, fu.fts_pos, fu.score
     from fused fu
     join public.document_chunks c on c.id = fu.id
     join public.knowledge_sources src on src.tenant_id = c.tenant_id and src.id = c.source_id
-   order by fu.score desc, fu.similarity desc nulls last, fu.rank desc nulls last, c.id;
+   order by fu.score desc, fu.similarity desc nulls last, fu.rank desc nulls last, c.id
+  $sql$,
+    case when v_exact then 'coalesce(c.fts operator(pg_catalog.@@) $2, false)'
+         else 'c.fts operator(pg_catalog.@@) $2' end,
+    case when v_exact then '(c.embedding operator(extensions.<=>) $6) + 0'
+         else 'c.embedding operator(extensions.<=>) $6' end)
+  using v_strict, v_any, v_tenant, match_knowledge.bot_id, v_candidates, v_vector,
+        match_knowledge.embedding_model, v_ftw, v_semw, v_k::double precision, v_count;
 
   if not found and v_vector is null and v_folded <> '' then
     -- nothing shares a lexeme with the query: try trigram similarity (typos)
