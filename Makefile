@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev,kb]"
+	scripts/pgvector-portable.sh $(BIN)/python
 	touch $(STAMP)
 
 demo: $(STAMP)
