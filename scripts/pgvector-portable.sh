@@ -18,7 +18,8 @@ PG_CONFIG=$("$PYTHON" -W ignore -c 'from pgserver._commands import POSTGRES_BIN_
 LIBDIR=$("$PG_CONFIG" --pkglibdir)
 STAMP="$LIBDIR/vector.so.portable"
 
-if grep -qw avx512f /proc/cpuinfo || [ -e "$STAMP" ]; then
+# The stamp holds the checksum of the portable build: a reinstalled wheel is rebuilt again.
+if grep -qw avx512f /proc/cpuinfo || { [ -e "$STAMP" ] && sha256sum < "$LIBDIR/vector.so" | cmp -s - "$STAMP"; }; then
   exit 0
 fi
 
@@ -43,5 +44,5 @@ sed -i 's/buildstate->tupdesc->attrs\[0\]\.atttypid/TupleDescAttr(buildstate->tu
 
 make -s -j2 PG_CONFIG="$PG_CONFIG" OPTFLAGS="" PG_CPPFLAGS="-I$WORK/inc" >/dev/null
 install -m 755 vector.so "$LIBDIR/vector.so"
-touch "$STAMP"
+sha256sum < "$LIBDIR/vector.so" > "$STAMP"
 echo "pgvector: portable vector.so installed in $LIBDIR"
