@@ -1,0 +1,1985 @@
+/**
+ * Zapbase module 3: whatsapp.
+ * The WhatsApp channel in Postgres: numbers (seed 001), contacts (000 users, 001 contacts,
+ * 002 clientes_whatsapp), tags, conversations with the 4 h session rule and the 24 h
+ * customer-service window, messages with their status lifecycle, status events, the AI
+ * session memory (000 session_context), templates, quick replies, agent greetings and the
+ * raw webhook events.
+ *
+ * The whole meaning of a Meta webhook is applied by one function, `whatsapp_ingest`, so
+ * the worker's HTTP route and the edge function stay thin and identical. Outbound rows are
+ * queued by `send_message` (frontends) or `whatsapp_queue_reply` (the worker) and leave
+ * through `whatsapp_claim_outbound` / `whatsapp_mark_sent` / `whatsapp_mark_send_failed`.
+ *
+ * Who may do what:
+ *   every member  reads the tenant's numbers (never their secrets), contacts, conversations,
+ *                 messages, templates, quick replies
+ *   agent         edits contacts, works conversations (status, assignment, mode, priority,
+ *                 tags) and sends messages; when the tenant sets restrict_agents_to_assigned,
+ *                 only in conversations assigned to them or to one of their teams
+ *   manager       tags, templates, quick replies, any agent greeting
+ *   admin         numbers and their secrets (through set_whatsapp_number_secret), raw events
+ *   service role  ingest, queues, everything the worker does
+ */
+
+/**
+ * ----
+ * Section - Tables
+ * ----
+ */
+
+-- WhatsApp numbers (seed 001 whatsapp_numbers, 002 clients.meta_*).
+create table if not exists public.whatsapp_numbers (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  phone_number text not null check (phone_number ~ '^\+[1-9][0-9]{6,14}$'),
+  phone_number_id text not null unique check (phone_number_id ~ '^[0-9]{1,30}$'),
+  waba_id text check (waba_id ~ '^[0-9]{1,30}$'),
+  display_name text check (length(display_name) <= 120),
+  status text not null default 'active' check (status in ('pending', 'active', 'disabled')),
+  is_default boolean not null default false,
+  quality_rating text check (quality_rating in ('GREEN', 'YELLOW', 'RED', 'UNKNOWN')),
+  messaging_limit_tier text check (length(messaging_limit_tier) <= 40),
+  throughput_mps integer not null default 80 check (throughput_mps between 1 and 1000),
+  access_token_secret_id uuid,
+  app_secret_secret_id uuid,
+  verify_token_secret_id uuid,
+  last_error jsonb,
+  last_error_at timestamptz,
+  settings jsonb not null default '{}'::jsonb,
+  send_window_start timestamptz,
+  send_window_count integer not null default 0,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, phone_number)
+);
+alter table public.whatsapp_numbers enable row level security;
+create index if not exists whatsapp_numbers_waba_idx on public.whatsapp_numbers (waba_id);
+comment on table public.whatsapp_numbers is 'A tenant''s WhatsApp Business numbers. phone_number_id routes every inbound webhook; secrets are Vault ids no frontend reads.';
+comment on column public.whatsapp_numbers.phone_number_id is 'Meta''s id of the number: the global routing key of inbound webhooks.';
+comment on column public.whatsapp_numbers.throughput_mps is 'Messages per second the sender may use (Meta: 80 by default, up to 1000).';
+comment on column public.whatsapp_numbers.access_token_secret_id is 'Vault id of the Graph API access token.';
+comment on column public.whatsapp_numbers.app_secret_secret_id is 'Vault id of the Meta app secret that signs webhooks (X-Hub-Signature-256).';
+comment on column public.whatsapp_numbers.verify_token_secret_id is 'Vault id of the verify token of the webhook handshake.';
+comment on column public.whatsapp_numbers.last_error is 'Last value.errors Meta reported for the number (e.g. 130429), with their time.';
+comment on column public.whatsapp_numbers.send_window_start is 'Sender rate limit: start of the current one-second window.';
+comment on column public.whatsapp_numbers.send_window_count is 'Sender rate limit: messages claimed in the current window.';
+
+-- Contacts (seed 000 users, 001 contacts, 002 clientes_whatsapp, 003 alunos).
+create table if not exists public.contacts (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  wa_id text check (wa_id ~ '^[0-9]{5,20}$'),
+  user_id text check (length(user_id) <= 120),
+  username text check (length(username) <= 120),
+  profile_name text check (length(profile_name) <= 256),
+  name text check (length(name) <= 256),
+  email text check (length(email) <= 254),
+  phone text check (phone ~ '^\+[0-9]{5,20}$'),
+  phone_hash text check (phone_hash ~ '^[0-9a-f]{64}$'),
+  cpf text check (cpf ~ '^[0-9]{11}$'),
+  company text check (length(company) <= 200),
+  is_client boolean not null default false,
+  ltv numeric(14,4) not null default 0,
+  currency text not null default 'BRL' check (currency ~ '^[A-Z]{3}$'),
+  tags text[] not null default '{}',
+  attributes jsonb not null default '{}'::jsonb,
+  consent boolean not null default false,
+  consent_at timestamptz,
+  opt_in boolean not null default true,
+  opt_in_at timestamptz,
+  opt_out_at timestamptz,
+  is_blocked boolean not null default false,
+  blocked_at timestamptz,
+  lgpd_state text not null default 'active' check (lgpd_state in ('active', 'deletion_requested', 'anonymised')),
+  lgpd_requested_at timestamptz,
+  anonymised_at timestamptz,
+  first_referral jsonb,
+  last_message_at timestamptz,
+  last_inbound_at timestamptz,
+  total_conversations integer not null default 0,
+  total_messages integer not null default 0,
+  notes text check (length(notes) <= 10000),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, wa_id),
+  unique (tenant_id, user_id),
+  check (wa_id is not null or user_id is not null or lgpd_state = 'anonymised')
+);
+alter table public.contacts enable row level security;
+create index if not exists contacts_tenant_last_message_idx on public.contacts (tenant_id, last_message_at desc);
+create index if not exists contacts_tenant_phone_hash_idx on public.contacts (tenant_id, phone_hash);
+create index if not exists contacts_tags_idx on public.contacts using gin (tags);
+comment on table public.contacts is 'People who talk to a tenant on WhatsApp (customers, leads, students), with LGPD consent and state.';
+comment on column public.contacts.wa_id is 'WhatsApp id: the phone number in E.164 digits. Null for users known only by username.';
+comment on column public.contacts.user_id is 'Business-scoped user id (BSUID, 2026), e.g. US.13491208655302741918: identifies username users.';
+comment on column public.contacts.phone_hash is 'private.phone_hash(wa_id): pseudonymous key for logs and analytics (seed 000).';
+comment on column public.contacts.ltv is 'Lifetime value in currency, kept by the commerce module.';
+comment on column public.contacts.opt_in is 'False once the contact opted out: nothing is sent to them.';
+comment on column public.contacts.lgpd_state is 'active, deletion_requested (anonymisation job pending) or anonymised.';
+comment on column public.contacts.first_referral is 'Click-to-WhatsApp ad of the first message (attribution).';
+comment on column public.contacts.tags is 'Tag names (see tags) for segmentation.';
+
+-- Tags (seed 001 tags, 003 tags).
+create table if not exists public.tags (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  name text not null check (length(name) between 1 and 60),
+  color text not null default '#3B82F6' check (color ~ '^#[0-9A-Fa-f]{6}$'),
+  description text check (length(description) <= 500),
+  created_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, name)
+);
+alter table public.tags enable row level security;
+comment on table public.tags is 'Named, coloured labels for contacts and conversations.';
+
+-- Conversations (seed 000/001/002 conversations): a session between a contact and a number.
+create table if not exists public.conversations (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  contact_id uuid not null,
+  whatsapp_number_id uuid,
+  channel text not null default 'whatsapp' check (channel in ('whatsapp', 'call', 'video', 'email')),
+  status text not null default 'open'
+    check (status in ('open', 'waiting', 'pending', 'resolved', 'closed', 'expired')),
+  mode text not null default 'bot' check (mode in ('bot', 'flow', 'human')),
+  bot_id uuid,
+  team_id uuid,
+  assignee_id uuid,
+  assigned_at timestamptz,
+  queued_at timestamptz,
+  handoff_at timestamptz,
+  handoff_reason text check (length(handoff_reason) <= 500),
+  flow_id uuid,
+  flow_node text check (length(flow_node) <= 120),
+  flow_state jsonb not null default '{}'::jsonb,
+  last_intent text check (length(last_intent) <= 100),
+  last_customer_message_at timestamptz,
+  window_expires_at timestamptz,
+  first_message_at timestamptz,
+  last_message_at timestamptz,
+  last_message_preview text,
+  last_message_direction text check (last_message_direction in ('inbound', 'outbound')),
+  first_response_at timestamptz,
+  message_count integer not null default 0,
+  inbound_count integer not null default 0,
+  outbound_count integer not null default 0,
+  unread_count integer not null default 0,
+  priority text not null default 'normal' check (priority in ('low', 'normal', 'high', 'urgent')),
+  csat smallint check (csat between 1 and 5),
+  csat_comment text check (length(csat_comment) <= 2000),
+  tags text[] not null default '{}',
+  referral jsonb,
+  transcript text,
+  resolved_at timestamptz,
+  closed_at timestamptz,
+  close_reason text check (close_reason in ('resolved', 'idle', 'agent', 'contact', 'system')),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  foreign key (tenant_id, contact_id) references public.contacts (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, whatsapp_number_id) references public.whatsapp_numbers (tenant_id, id)
+    on delete set null (whatsapp_number_id),
+  foreign key (tenant_id, team_id) references public.teams (tenant_id, id) on delete set null (team_id),
+  foreign key (tenant_id, assignee_id) references public.members (tenant_id, id) on delete set null (assignee_id)
+);
+alter table public.conversations enable row level security;
+-- One live conversation per contact and number: concurrent webhooks cannot open two.
+create unique index if not exists conversations_one_live_idx
+  on public.conversations (tenant_id, contact_id, whatsapp_number_id)
+  where status in ('open', 'waiting', 'pending');
+create index if not exists conversations_tenant_inbox_idx on public.conversations (tenant_id, status, last_message_at desc);
+create index if not exists conversations_tenant_contact_idx on public.conversations (tenant_id, contact_id);
+create index if not exists conversations_tenant_number_idx on public.conversations (tenant_id, whatsapp_number_id);
+create index if not exists conversations_tenant_assignee_idx on public.conversations (tenant_id, assignee_id);
+create index if not exists conversations_tenant_team_idx on public.conversations (tenant_id, team_id);
+create index if not exists conversations_tenant_bot_idx on public.conversations (tenant_id, bot_id) where bot_id is not null;
+create index if not exists conversations_tenant_flow_idx on public.conversations (tenant_id, flow_id) where flow_id is not null;
+create index if not exists conversations_queue_idx on public.conversations (tenant_id, team_id, queued_at)
+  where mode = 'human' and assignee_id is null and status in ('open', 'waiting', 'pending');
+comment on table public.conversations is 'A session between a contact and a number (or a call / meeting, seed 004): mode bot/flow/human, queue and assignment, 24 h window, metrics.';
+comment on column public.conversations.mode is 'Who answers: bot (AI), flow (interactive flow graph) or human (agents).';
+comment on column public.conversations.status is 'open / waiting (for the customer) / pending (in a human queue) are live; resolved, closed and expired are final.';
+comment on column public.conversations.window_expires_at is '24 h customer-service window: free-form messages may be sent until then; afterwards only approved templates.';
+comment on column public.conversations.queued_at is 'When the conversation entered its team''s human queue (handoff).';
+comment on column public.conversations.last_message_preview is 'First 200 characters of the last message, for the inbox list.';
+comment on column public.conversations.unread_count is 'Inbound messages since an agent last read the conversation.';
+comment on column public.conversations.transcript is 'Transcript of a call or meeting (channel call/video, seed 004).';
+comment on column public.conversations.referral is 'Click-to-WhatsApp ad that started the conversation (attribution).';
+comment on column public.conversations.bot_id is 'The bot answering in bot mode (FK added by the automation module).';
+comment on column public.conversations.flow_id is 'The flow running in flow mode (FK added by the automation module).';
+
+-- Messages (seed 000/001/002 messages, 001 Mongo message_logs, 003 logs_disparo).
+create table if not exists public.messages (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  conversation_id uuid not null,
+  contact_id uuid not null,
+  whatsapp_number_id uuid,
+  direction text not null check (direction in ('inbound', 'outbound')),
+  sender_type text not null check (sender_type in ('contact', 'bot', 'agent', 'system', 'campaign')),
+  sender_member_id uuid,
+  wamid text check (length(wamid) <= 200),
+  type text not null check (type in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location',
+    'contacts', 'interactive', 'button', 'order', 'system', 'template', 'reaction', 'unsupported', 'unknown')),
+  content text check (length(content) <= 3145728),
+  content_masked text,
+  payload jsonb not null default '{}'::jsonb,
+  media_id text check (length(media_id) <= 200),
+  media_mime_type text check (length(media_mime_type) <= 200),
+  media_sha256 text check (length(media_sha256) <= 200),
+  media_filename text check (length(media_filename) <= 500),
+  media_size integer,
+  media_storage_path text check (length(media_storage_path) <= 1000),
+  is_voice boolean not null default false,
+  transcription text,
+  reply_to_wamid text check (length(reply_to_wamid) <= 200),
+  reply_to_message_id uuid,
+  interactive_reply_id text check (length(interactive_reply_id) <= 256),
+  forwarded boolean not null default false,
+  referral jsonb,
+  reaction_emoji text check (length(reaction_emoji) <= 32),
+  reaction_at timestamptz,
+  status text not null check (status in ('received', 'processing', 'processed', 'ignored',
+    'queued', 'sending', 'sent', 'delivered', 'read', 'played', 'failed', 'cancelled')),
+  wa_timestamp timestamptz,
+  sent_at timestamptz,
+  delivered_at timestamptz,
+  read_at timestamptz,
+  played_at timestamptz,
+  failed_at timestamptz,
+  error_code integer,
+  error_title text check (length(error_title) <= 500),
+  error_details text check (length(error_details) <= 2000),
+  pricing_category text check (length(pricing_category) <= 40),
+  pricing_model text check (length(pricing_model) <= 20),
+  attempts integer not null default 0,
+  max_attempts integer not null default 5 check (max_attempts between 1 and 50),
+  next_attempt_at timestamptz,
+  lease_until timestamptz,
+  leased_by text check (length(leased_by) <= 200),
+  ai_model text check (length(ai_model) <= 120),
+  ai_input_tokens integer,
+  ai_output_tokens integer,
+  ai_latency_ms integer,
+  intent text check (length(intent) <= 100),
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, wamid),
+  foreign key (tenant_id, conversation_id) references public.conversations (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, contact_id) references public.contacts (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, whatsapp_number_id) references public.whatsapp_numbers (tenant_id, id)
+    on delete set null (whatsapp_number_id),
+  foreign key (tenant_id, sender_member_id) references public.members (tenant_id, id)
+    on delete set null (sender_member_id),
+  foreign key (tenant_id, reply_to_message_id) references public.messages (tenant_id, id)
+    on delete set null (reply_to_message_id)
+);
+alter table public.messages enable row level security;
+create index if not exists messages_conversation_created_idx on public.messages (tenant_id, conversation_id, created_at);
+create index if not exists messages_tenant_contact_idx on public.messages (tenant_id, contact_id);
+create index if not exists messages_tenant_number_idx on public.messages (tenant_id, whatsapp_number_id);
+create index if not exists messages_tenant_sender_idx on public.messages (tenant_id, sender_member_id)
+  where sender_member_id is not null;
+create index if not exists messages_tenant_reply_idx on public.messages (tenant_id, reply_to_message_id)
+  where reply_to_message_id is not null;
+-- The two work queues: inbound to process, outbound to send.
+create index if not exists messages_inbound_queue_idx on public.messages (created_at)
+  where status in ('received', 'processing');
+create index if not exists messages_outbound_queue_idx on public.messages (whatsapp_number_id, created_at)
+  where status in ('queued', 'sending');
+comment on table public.messages is 'Every message in and out, with its WhatsApp status lifecycle; outbound rows double as the send queue.';
+comment on column public.messages.wamid is 'WhatsApp message id; unique per tenant, which makes ingest idempotent.';
+comment on column public.messages.status is 'Inbound: received → processing → processed (or ignored). Outbound: queued → sending → sent → delivered → read (→ played for voice), or failed; never downgraded.';
+comment on column public.messages.content is 'Text, caption, or a readable rendering (location, contacts, replies).';
+comment on column public.messages.content_masked is 'content with CPF, e-mail, phone and card numbers masked (LGPD), for logs and AI analytics.';
+comment on column public.messages.payload is 'Inbound: the raw typed object from Meta. Outbound: the Graph API message body (type and its object).';
+comment on column public.messages.interactive_reply_id is 'Id of the tapped button / list row / template quick reply: the routing key of flows and bots.';
+comment on column public.messages.reaction_emoji is 'The customer''s reaction to this message (null when removed).';
+comment on column public.messages.wa_timestamp is 'Meta''s timestamp of an inbound message.';
+comment on column public.messages.next_attempt_at is 'Outbound: not sent before this time (retry backoff, scheduling).';
+comment on column public.messages.lease_until is 'A worker claimed the row until then; an expired lease returns it to its queue.';
+comment on column public.messages.pricing_category is 'Meta''s pricing category from the status webhook (service, utility, marketing...).';
+
+-- Status events (every sent / delivered / read / played / failed webhook, seed 001 message_logs).
+create table if not exists public.message_status_events (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  message_id uuid,
+  wamid text not null check (length(wamid) <= 200),
+  status text not null check (status in ('sent', 'delivered', 'read', 'played', 'failed', 'deleted', 'warning')),
+  occurred_at timestamptz not null,
+  recipient_id text check (length(recipient_id) <= 120),
+  error_code integer,
+  error_title text check (length(error_title) <= 500),
+  error_details text check (length(error_details) <= 2000),
+  pricing jsonb,
+  raw jsonb not null,
+  created_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, wamid, status, occurred_at),
+  foreign key (tenant_id, message_id) references public.messages (tenant_id, id) on delete cascade
+);
+alter table public.message_status_events enable row level security;
+create index if not exists message_status_events_message_idx on public.message_status_events (tenant_id, message_id);
+create index if not exists message_status_events_orphans_idx on public.message_status_events (tenant_id, wamid)
+  where message_id is null;
+comment on table public.message_status_events is 'Each status webhook of an outbound message, kept as received; message_id is null while the wamid is unknown.';
+
+-- AI memory of a live conversation (seed 000 session_context, 002 n8n_chat_histories).
+create table if not exists public.session_context (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  conversation_id uuid not null,
+  recent_messages jsonb not null default '[]'::jsonb,
+  max_messages integer not null default 20 check (max_messages between 1 and 200),
+  summary text,
+  summarized_until timestamptz,
+  pending_summary integer not null default 0,
+  total_tokens integer not null default 0,
+  last_intent text check (length(last_intent) <= 100),
+  context jsonb not null default '{}'::jsonb,
+  ttl_expires_at timestamptz not null,
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, conversation_id),
+  foreign key (tenant_id, conversation_id) references public.conversations (tenant_id, id) on delete cascade
+);
+alter table public.session_context enable row level security;
+create index if not exists session_context_ttl_idx on public.session_context (ttl_expires_at);
+comment on table public.session_context is 'AI memory of a conversation: the last N messages (kept by a trigger), a rolling summary, and a TTL of the tenant session timeout.';
+comment on column public.session_context.recent_messages is '[{"role": "user"|"assistant", "content": "...", "at": "...", "message_id": "..."}], oldest first, at most max_messages.';
+comment on column public.session_context.summary is 'Rolling summary of what fell out of recent_messages, written by the gateway (feature summary).';
+comment on column public.session_context.summarized_until is 'created_at of the newest message the summary covers.';
+comment on column public.session_context.pending_summary is 'Messages that fell out of recent_messages since the last summary.';
+
+-- Message templates (seed 001 whatsapp_templates, 002 message_templates, 003 templates).
+create table if not exists public.message_templates (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  waba_id text check (waba_id ~ '^[0-9]{1,30}$'),
+  meta_template_id text check (length(meta_template_id) <= 60),
+  name text not null check (name ~ '^[a-z0-9_]+$' and length(name) <= 512),
+  language text not null default 'pt_BR' check (language ~ '^[a-z]{2,3}(_[A-Za-z]{2,4})?$'),
+  category text not null check (category in ('MARKETING', 'UTILITY', 'AUTHENTICATION')),
+  status text not null default 'PENDING'
+    check (status in ('PENDING', 'APPROVED', 'REJECTED', 'PAUSED', 'DISABLED', 'IN_APPEAL', 'PENDING_DELETION', 'DELETED')),
+  components jsonb not null default '[]'::jsonb,
+  parameter_format text not null default 'positional' check (parameter_format in ('positional', 'named')),
+  rejection_reason text check (length(rejection_reason) <= 1000),
+  quality_score text check (length(quality_score) <= 40),
+  product_id uuid,
+  is_active boolean not null default true,
+  last_synced_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique nulls not distinct (tenant_id, waba_id, name, language)
+);
+alter table public.message_templates enable row level security;
+create index if not exists message_templates_meta_id_idx on public.message_templates (meta_template_id);
+comment on table public.message_templates is 'WhatsApp templates synced with Meta: the only messages allowed outside the 24 h window once APPROVED.';
+comment on column public.message_templates.components is 'Meta components: header / body / footer / buttons with their examples.';
+comment on column public.message_templates.product_id is 'Optional product the template belongs to (commerce module).';
+
+-- Quick replies (seed 001): canned answers agents insert with /shortcut.
+create table if not exists public.quick_replies (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  shortcut text not null check (shortcut ~ '^/[a-z0-9_-]{1,40}$'),
+  title text not null check (length(title) between 1 and 120),
+  content text not null check (length(content) between 1 and 4096),
+  media_url text check (media_url ~ '^https?://'),
+  media_type text check (media_type in ('image', 'video', 'audio', 'document')),
+  team_id uuid,
+  usage_count integer not null default 0,
+  created_by uuid references auth.users (id) on delete set null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, shortcut),
+  foreign key (tenant_id, team_id) references public.teams (tenant_id, id) on delete cascade
+);
+alter table public.quick_replies enable row level security;
+create index if not exists quick_replies_team_idx on public.quick_replies (tenant_id, team_id);
+create index if not exists quick_replies_created_by_idx on public.quick_replies (created_by);
+comment on table public.quick_replies is 'Canned answers (/shortcut); team_id null: every team.';
+
+-- Agent greetings (seed 001): sent when an agent takes a conversation.
+create table if not exists public.agent_greetings (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  member_id uuid not null,
+  message_template text not null check (length(message_template) between 1 and 1024),
+  is_active boolean not null default true,
+  auto_send boolean not null default true,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  unique (tenant_id, member_id),
+  foreign key (tenant_id, member_id) references public.members (tenant_id, id) on delete cascade
+);
+alter table public.agent_greetings enable row level security;
+comment on table public.agent_greetings is 'An agent''s greeting, with {{agent_name}}, {{contact_name}}, {{team}} placeholders, sent on takeover when auto_send.';
+
+-- Raw webhook events: every entry × change as received, for inspection and replay.
+create table if not exists public.inbound_events (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid references public.tenants (id) on delete cascade,
+  whatsapp_number_id uuid,
+  payload_hash text not null unique check (payload_hash ~ '^[0-9a-f]{64}$'),
+  object text check (length(object) <= 60),
+  entry_id text check (length(entry_id) <= 60),
+  field text check (length(field) <= 100),
+  phone_number_id text check (length(phone_number_id) <= 60),
+  payload jsonb,
+  raw_body text,
+  status text not null check (status in ('applied', 'partial', 'stored', 'unroutable', 'quarantined')),
+  reason text check (length(reason) <= 2000),
+  quarantined jsonb not null default '[]'::jsonb,
+  message_count integer not null default 0,
+  status_count integer not null default 0,
+  received_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  foreign key (tenant_id, whatsapp_number_id) references public.whatsapp_numbers (tenant_id, id)
+    on delete set null (whatsapp_number_id)
+);
+alter table public.inbound_events enable row level security;
+create index if not exists inbound_events_tenant_received_idx on public.inbound_events (tenant_id, received_at desc);
+create index if not exists inbound_events_problems_idx on public.inbound_events (received_at desc)
+  where status in ('partial', 'unroutable', 'quarantined');
+create index if not exists inbound_events_number_idx on public.inbound_events (tenant_id, whatsapp_number_id);
+comment on table public.inbound_events is 'Each webhook change as Meta sent it (no API returns them later): idempotency by hash, unroutable and malformed items kept for inspection.';
+comment on column public.inbound_events.payload is '{"object", "entry_id", "change": {"field", "value"}}: enough to replay it.';
+comment on column public.inbound_events.raw_body is 'A signed body that was not a JSON object, kept as text.';
+comment on column public.inbound_events.status is 'applied; partial (some items quarantined); stored (a field other than messages); unroutable (unknown phone_number_id); quarantined (nothing usable).';
+comment on column public.inbound_events.quarantined is '[{"item": {...}, "reason": "..."}] for malformed messages and statuses.';
+
+/**
+ * ----
+ * Section - Private helpers
+ * ----
+ */
+
+-- Meta's unix-seconds timestamp string, or null when it is missing or not a number.
+create or replace function private.wa_timestamp(value text)
+returns timestamptz
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case when value ~ '^[0-9]{1,12}$' then pg_catalog.to_timestamp(value::bigint) end
+$$;
+
+-- Order of the outbound lifecycle: a status webhook only ever moves a message forward.
+-- failed ranks between sent and delivered: a late failure after sent applies, a delivered
+-- or read receipt after a failure proves delivery, and nothing downgrades a read.
+create or replace function private.outbound_rank(status text)
+returns integer
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case status
+    when 'queued' then 0 when 'sending' then 10 when 'sent' then 20 when 'failed' then 25
+    when 'delivered' then 30 when 'read' then 40 when 'played' then 50 when 'cancelled' then 60
+    else -1 end
+$$;
+
+-- A readable text for an inbound message: what agents see in the inbox and bots read.
+create or replace function private.inbound_content(type text, obj jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case type
+    when 'text' then obj ->> 'body'
+    when 'image' then obj ->> 'caption'
+    when 'video' then obj ->> 'caption'
+    when 'document' then coalesce(obj ->> 'caption', obj ->> 'filename')
+    when 'location' then concat_ws(' · ', obj ->> 'name', obj ->> 'address',
+                                   (obj ->> 'latitude') || ',' || (obj ->> 'longitude'))
+    when 'contacts' then (select string_agg(c -> 'name' ->> 'formatted_name', ', ')
+                            from jsonb_array_elements(case when jsonb_typeof(obj) = 'array' then obj else '[]' end) c)
+    when 'interactive' then coalesce(obj -> 'button_reply' ->> 'title', obj -> 'list_reply' ->> 'title',
+                                     obj -> 'nfm_reply' ->> 'body')
+    when 'button' then obj ->> 'text'
+    when 'order' then obj ->> 'text'
+    when 'system' then obj ->> 'body'
+  end
+$$;
+
+-- The routing key of a tap: button / list row id, template quick-reply payload.
+create or replace function private.inbound_reply_id(type text, obj jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case type
+    when 'interactive' then coalesce(obj -> 'button_reply' ->> 'id', obj -> 'list_reply' ->> 'id',
+                                     'flow:' || (obj -> 'nfm_reply' ->> 'name'))
+    when 'button' then obj ->> 'payload'
+  end
+$$;
+
+-- What an outbound message shows in the inbox and in the AI memory.
+create or replace function private.outbound_content(message jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case message ->> 'type'
+    when 'text' then message -> 'text' ->> 'body'
+    when 'template' then '[template ' || (message -> 'template' ->> 'name') || ']'
+    when 'interactive' then message -> 'interactive' -> 'body' ->> 'text'
+    when 'reaction' then message -> 'reaction' ->> 'emoji'
+    else coalesce(message -> (message ->> 'type') ->> 'caption', '[' || (message ->> 'type') || ']')
+  end
+$$;
+
+-- Find or create the contact of an inbound message and count the message on it. Username
+-- users (2026) may arrive with only a business-scoped user id; when a later message brings
+-- both ids, the two are joined on the same contact.
+create or replace function private.wa_contact(
+  tenant_id uuid, wa_id text, user_id text, profile_name text, username text, at timestamptz
+) returns uuid
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_id uuid;
+begin
+  if wa_contact.user_id is not null then
+    update public.contacts c
+       set wa_id = coalesce(c.wa_id, wa_contact.wa_id),
+           phone = coalesce(c.phone, '+' || wa_contact.wa_id),
+           phone_hash = coalesce(c.phone_hash, private.phone_hash(wa_contact.wa_id)),
+           profile_name = coalesce(wa_contact.profile_name, c.profile_name),
+           username = coalesce(wa_contact.username, c.username),
+           total_messages = c.total_messages + 1,
+           last_message_at = greatest(c.last_message_at, wa_contact.at),
+           last_inbound_at = greatest(c.last_inbound_at, wa_contact.at)
+     where c.tenant_id = wa_contact.tenant_id and c.user_id = wa_contact.user_id
+       and (c.wa_id is null or wa_contact.wa_id is null or c.wa_id = wa_contact.wa_id)
+    returning c.id into v_id;
+    if v_id is not null then
+      return v_id;
+    end if;
+  end if;
+  if wa_contact.wa_id is not null then
+    insert into public.contacts as c (tenant_id, wa_id, user_id, username, profile_name, phone, phone_hash,
+                                      total_messages, last_message_at, last_inbound_at)
+    values (wa_contact.tenant_id, wa_contact.wa_id, wa_contact.user_id, wa_contact.username,
+            wa_contact.profile_name, '+' || wa_contact.wa_id, private.phone_hash(wa_contact.wa_id),
+            1, wa_contact.at, wa_contact.at)
+    on conflict (tenant_id, wa_id) do update
+       set profile_name = coalesce(excluded.profile_name, c.profile_name),
+           username = coalesce(excluded.username, c.username),
+           user_id = coalesce(c.user_id, excluded.user_id),
+           total_messages = c.total_messages + 1,
+           last_message_at = greatest(c.last_message_at, excluded.last_message_at),
+           last_inbound_at = greatest(c.last_inbound_at, excluded.last_inbound_at)
+    returning c.id into v_id;
+  else
+    insert into public.contacts as c (tenant_id, user_id, username, profile_name,
+                                      total_messages, last_message_at, last_inbound_at)
+    values (wa_contact.tenant_id, wa_contact.user_id, wa_contact.username, wa_contact.profile_name,
+            1, wa_contact.at, wa_contact.at)
+    on conflict (tenant_id, user_id) do update
+       set profile_name = coalesce(excluded.profile_name, c.profile_name),
+           username = coalesce(excluded.username, c.username),
+           total_messages = c.total_messages + 1,
+           last_message_at = greatest(c.last_message_at, excluded.last_message_at),
+           last_inbound_at = greatest(c.last_inbound_at, excluded.last_inbound_at)
+    returning c.id into v_id;
+  end if;
+  return v_id;
+end;
+$$;
+
+-- The contact's live conversation on a number at time `at`, locked; one idle for longer
+-- than the tenant's session timeout (seed 000: 4 h) is closed as expired and a new one opens.
+create or replace function private.live_conversation(
+  tenant_id uuid, contact_id uuid, number_id uuid, session_timeout interval, at timestamptz,
+  referral jsonb default null
+) returns public.conversations
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_conv public.conversations;
+begin
+  select * into v_conv from public.conversations c
+   where c.tenant_id = live_conversation.tenant_id and c.contact_id = live_conversation.contact_id
+     and c.whatsapp_number_id = live_conversation.number_id and c.status in ('open', 'waiting', 'pending')
+   for update;
+  if found and v_conv.last_message_at < live_conversation.at - live_conversation.session_timeout then
+    update public.conversations c
+       set status = 'expired', close_reason = 'idle',
+           closed_at = v_conv.last_message_at + live_conversation.session_timeout
+     where c.id = v_conv.id;
+    delete from public.session_context s where s.tenant_id = v_conv.tenant_id and s.conversation_id = v_conv.id;
+    v_conv := null;
+  end if;
+  if v_conv.id is null then
+    insert into public.conversations (tenant_id, contact_id, whatsapp_number_id, referral)
+    values (live_conversation.tenant_id, live_conversation.contact_id, live_conversation.number_id,
+            live_conversation.referral)
+    on conflict (tenant_id, contact_id, whatsapp_number_id) where status in ('open', 'waiting', 'pending')
+    do nothing
+    returning * into v_conv;
+    if v_conv.id is null then  -- a concurrent webhook opened it first
+      select * into v_conv from public.conversations c
+       where c.tenant_id = live_conversation.tenant_id and c.contact_id = live_conversation.contact_id
+         and c.whatsapp_number_id = live_conversation.number_id and c.status in ('open', 'waiting', 'pending')
+       for update;
+    else
+      update public.contacts c set total_conversations = c.total_conversations + 1
+       where c.id = live_conversation.contact_id;
+    end if;
+  end if;
+  return v_conv;
+end;
+$$;
+
+-- Why an inbound message cannot be applied, or null when its shape is usable.
+create or replace function private.inbound_problem(msg jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when jsonb_typeof(msg) <> 'object' then 'message is not an object'
+    when jsonb_typeof(msg -> 'id') <> 'string' or msg ->> 'id' = '' then 'message without id'
+    when jsonb_typeof(msg -> 'type') <> 'string' or msg ->> 'type' = '' then 'message without type'
+    when coalesce(msg ->> 'from', '') = '' and coalesce(msg ->> 'from_user_id', '') = ''
+      then 'message without sender (from / from_user_id)'
+    when coalesce(msg ->> 'from', '') <> '' and msg ->> 'from' !~ '^[0-9]{5,20}$'
+      then 'sender wa_id is not a phone number'
+    when msg ->> 'type' = 'contacts' and jsonb_typeof(msg -> 'contacts') <> 'array'
+      then 'missing contacts array'
+    when msg ->> 'type' in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location',
+                            'interactive', 'button', 'reaction', 'order', 'system')
+         and jsonb_typeof(msg -> (msg ->> 'type')) is distinct from 'object'
+      then 'missing ' || (msg ->> 'type') || ' object'
+    when msg ->> 'type' = 'reaction' and coalesce(msg -> 'reaction' ->> 'message_id', '') = ''
+      then 'reaction without message_id'
+  end
+$$;
+
+-- Apply one inbound message. Returns {"result": new|duplicate|reaction|system, "id": ...}.
+create or replace function private.ingest_message(
+  tenant_id uuid, number_id uuid, session_timeout interval, msg jsonb, profiles jsonb
+) returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_type text := msg ->> 'type';
+  v_obj jsonb;
+  v_wa_id text := nullif(msg ->> 'from', '');
+  v_user_id text := nullif(msg ->> 'from_user_id', '');
+  v_at timestamptz := coalesce(private.wa_timestamp(msg ->> 'timestamp'), now());
+  v_profile jsonb;
+  v_contact uuid;
+  v_conv public.conversations;
+  v_is_turn boolean;
+  v_content text;
+  v_id uuid;
+  v_reply_to uuid;
+  v_referral jsonb := msg -> 'referral';
+begin
+  if exists (select 1 from public.messages m
+              where m.tenant_id = ingest_message.tenant_id and m.wamid = msg ->> 'id') then
+    return jsonb_build_object('result', 'duplicate');
+  end if;
+
+  if v_type = 'reaction' then
+    -- Not a turn of its own: it marks (or, without emoji, unmarks) the message it reacts to.
+    update public.messages m
+       set reaction_emoji = nullif(msg -> 'reaction' ->> 'emoji', ''), reaction_at = v_at
+     where m.tenant_id = ingest_message.tenant_id and m.wamid = msg -> 'reaction' ->> 'message_id'
+       and (m.reaction_at is null or m.reaction_at <= v_at)
+    returning m.id into v_id;
+    return jsonb_build_object('result', 'reaction', 'id', v_id);
+  end if;
+
+  if v_type not in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts',
+                    'interactive', 'button', 'order', 'system', 'unsupported') then
+    v_type := 'unknown';  -- a type Meta added after this code: kept whole in payload
+  end if;
+  v_obj := case when v_type in ('unknown', 'unsupported') then msg else msg -> v_type end;
+
+  if v_type = 'system' and v_obj ->> 'type' = 'user_changed_number' and v_wa_id is not null
+     and coalesce(v_obj ->> 'wa_id', '') ~ '^[0-9]{5,20}$' then
+    -- The number moved: the same person keeps their contact, history and consent.
+    update public.contacts c
+       set wa_id = v_obj ->> 'wa_id', phone = '+' || (v_obj ->> 'wa_id'),
+           phone_hash = private.phone_hash(v_obj ->> 'wa_id')
+     where c.tenant_id = ingest_message.tenant_id and c.wa_id = v_wa_id
+       and not exists (select 1 from public.contacts o
+                        where o.tenant_id = ingest_message.tenant_id and o.wa_id = v_obj ->> 'wa_id');
+    v_wa_id := v_obj ->> 'wa_id';
+  end if;
+
+  select p into v_profile from jsonb_array_elements(coalesce(profiles, '[]')) p
+   where (v_wa_id is not null and p ->> 'wa_id' = v_wa_id)
+      or (v_user_id is not null and p ->> 'user_id' = v_user_id)
+   limit 1;
+  v_contact := private.wa_contact(ingest_message.tenant_id, v_wa_id,
+    coalesce(v_user_id, nullif(v_profile ->> 'user_id', '')),
+    nullif(v_profile -> 'profile' ->> 'name', ''), nullif(v_profile -> 'profile' ->> 'username', ''), v_at);
+  v_conv := private.live_conversation(ingest_message.tenant_id, v_contact, ingest_message.number_id,
+                                      ingest_message.session_timeout, v_at, v_referral);
+
+  if msg -> 'context' ->> 'id' is not null then
+    select m.id into v_reply_to from public.messages m
+     where m.tenant_id = ingest_message.tenant_id and m.wamid = msg -> 'context' ->> 'id';
+  end if;
+
+  v_is_turn := v_type <> 'system';
+  v_content := private.inbound_content(v_type, v_obj);
+  insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction,
+    sender_type, wamid, type, content, content_masked, payload, media_id, media_mime_type, media_sha256,
+    media_filename, is_voice, reply_to_wamid, reply_to_message_id, interactive_reply_id, forwarded,
+    referral, status, wa_timestamp, created_at)
+  values (ingest_message.tenant_id, v_conv.id, v_contact, ingest_message.number_id, 'inbound',
+    case when v_is_turn then 'contact' else 'system' end, msg ->> 'id', v_type, v_content,
+    private.mask_pii(v_content), msg, 
+    case when v_type in ('image', 'audio', 'video', 'document', 'sticker') then v_obj ->> 'id' end,
+    case when v_type in ('image', 'audio', 'video', 'document', 'sticker') then v_obj ->> 'mime_type' end,
+    case when v_type in ('image', 'audio', 'video', 'document', 'sticker') then v_obj ->> 'sha256' end,
+    case when v_type = 'document' then v_obj ->> 'filename' end,
+    v_type = 'audio' and coalesce((v_obj ->> 'voice')::boolean, false),
+    msg -> 'context' ->> 'id', v_reply_to, private.inbound_reply_id(v_type, v_obj),
+    coalesce((msg -> 'context' ->> 'forwarded')::boolean, false)
+      or coalesce((msg -> 'context' ->> 'frequently_forwarded')::boolean, false),
+    v_referral, case when v_is_turn then 'received' else 'ignored' end, v_at, now())
+  on conflict (tenant_id, wamid) do nothing
+  returning id into v_id;
+  if v_id is null then  -- the same wamid landed concurrently
+    return jsonb_build_object('result', 'duplicate');
+  end if;
+
+  update public.conversations c
+     set message_count = c.message_count + 1,
+         inbound_count = c.inbound_count + 1,
+         unread_count = c.unread_count + 1,
+         first_message_at = least(coalesce(c.first_message_at, v_at), v_at),
+         last_message_preview = case when v_at >= coalesce(c.last_message_at, v_at)
+           then left(coalesce(v_content, '[' || v_type || ']'), 200) else c.last_message_preview end,
+         last_message_direction = case when v_at >= coalesce(c.last_message_at, v_at)
+           then 'inbound' else c.last_message_direction end,
+         last_message_at = greatest(coalesce(c.last_message_at, v_at), v_at),
+         -- every customer message refreshes the 24 h customer-service window
+         last_customer_message_at = case when v_is_turn
+           then greatest(coalesce(c.last_customer_message_at, v_at), v_at) else c.last_customer_message_at end,
+         window_expires_at = case when v_is_turn
+           then greatest(coalesce(c.last_customer_message_at, v_at), v_at) + interval '24 hours'
+           else c.window_expires_at end,
+         status = case when v_is_turn and c.status = 'waiting' then 'open' else c.status end
+   where c.id = v_conv.id;
+  if v_referral is not null then
+    update public.contacts c set first_referral = v_referral
+     where c.id = v_contact and c.first_referral is null;
+  end if;
+  return jsonb_build_object('result', case when v_is_turn then 'new' else 'system' end, 'id', v_id);
+end;
+$$;
+
+-- Move an outbound message forward by a status; never backwards (see outbound_rank).
+create or replace function private.apply_status(
+  message_id uuid, status text, at timestamptz, error jsonb, pricing jsonb
+) returns void
+language sql
+set search_path = ''
+as $$
+  update public.messages m
+     set status = case when private.outbound_rank(apply_status.status) > private.outbound_rank(m.status)
+                       then apply_status.status else m.status end,
+         sent_at = case when apply_status.status <> 'failed' then coalesce(m.sent_at, apply_status.at) else m.sent_at end,
+         delivered_at = case when apply_status.status in ('delivered', 'read', 'played')
+                             then coalesce(m.delivered_at, apply_status.at) else m.delivered_at end,
+         read_at = case when apply_status.status in ('read', 'played')
+                        then coalesce(m.read_at, apply_status.at) else m.read_at end,
+         played_at = case when apply_status.status = 'played'
+                          then coalesce(m.played_at, apply_status.at) else m.played_at end,
+         failed_at = case when apply_status.status = 'failed'
+                          then coalesce(m.failed_at, apply_status.at) else m.failed_at end,
+         error_code = case when apply_status.status = 'failed' and private.outbound_rank(m.status) < 25
+                           then (apply_status.error ->> 'code')::integer else m.error_code end,
+         error_title = case when apply_status.status = 'failed' and private.outbound_rank(m.status) < 25
+                            then left(coalesce(apply_status.error ->> 'title', apply_status.error ->> 'message'), 500)
+                            else m.error_title end,
+         error_details = case when apply_status.status = 'failed' and private.outbound_rank(m.status) < 25
+                              then left(apply_status.error -> 'error_data' ->> 'details', 2000)
+                              else m.error_details end,
+         pricing_category = coalesce(apply_status.pricing ->> 'category', m.pricing_category),
+         pricing_model = coalesce(apply_status.pricing ->> 'pricing_model', m.pricing_model),
+         lease_until = null
+   where m.id = apply_status.message_id and m.direction = 'outbound'
+     and apply_status.status in ('sent', 'delivered', 'read', 'played', 'failed')
+$$;
+
+-- Apply one status webhook. Returns duplicate, applied, unknown (wamid not ours, or not yet).
+create or replace function private.ingest_status(tenant_id uuid, st jsonb)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_at timestamptz := coalesce(private.wa_timestamp(st ->> 'timestamp'), now());
+  v_error jsonb := st -> 'errors' -> 0;
+  v_message uuid;
+  v_event uuid;
+begin
+  select m.id into v_message from public.messages m
+   where m.tenant_id = ingest_status.tenant_id and m.wamid = st ->> 'id';
+  insert into public.message_status_events (tenant_id, message_id, wamid, status, occurred_at, recipient_id,
+    error_code, error_title, error_details, pricing, raw)
+  values (ingest_status.tenant_id, v_message, st ->> 'id', st ->> 'status', v_at, st ->> 'recipient_id',
+    case when v_error ->> 'code' ~ '^[0-9]{1,9}$' then (v_error ->> 'code')::integer end,
+    left(coalesce(v_error ->> 'title', v_error ->> 'message'), 500),
+    left(v_error -> 'error_data' ->> 'details', 2000), st -> 'pricing', st)
+  on conflict (tenant_id, wamid, status, occurred_at) do nothing
+  returning id into v_event;
+  if v_event is null then
+    return 'duplicate';
+  end if;
+  if v_message is null then
+    return 'unknown';
+  end if;
+  perform private.apply_status(v_message, st ->> 'status', v_at,
+    case when v_error ->> 'code' ~ '^[0-9]{1,9}$' then v_error end, st -> 'pricing');
+  return 'applied';
+end;
+$$;
+
+-- Why a status cannot be applied, or null.
+create or replace function private.status_problem(st jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when jsonb_typeof(st) <> 'object' then 'status is not an object'
+    when jsonb_typeof(st -> 'id') <> 'string' or st ->> 'id' = '' then 'status without id'
+    when coalesce(st ->> 'status', '') not in ('sent', 'delivered', 'read', 'played', 'failed', 'deleted', 'warning')
+      then 'unknown status "' || coalesce(st ->> 'status', '') || '"'
+  end
+$$;
+
+-- A Meta template status update (field message_template_status_update) on our copy.
+create or replace function private.ingest_template_status(tenant_id uuid, value jsonb)
+returns void
+language sql
+set search_path = ''
+as $$
+  update public.message_templates t
+     set status = upper(value ->> 'event'),
+         rejection_reason = case when upper(value ->> 'event') = 'REJECTED' then left(value ->> 'reason', 1000)
+                                 else t.rejection_reason end,
+         last_synced_at = now()
+   where t.tenant_id = ingest_template_status.tenant_id
+     and upper(value ->> 'event') in ('PENDING', 'APPROVED', 'REJECTED', 'PAUSED', 'DISABLED', 'IN_APPEAL',
+                                      'PENDING_DELETION', 'DELETED')
+     and (t.meta_template_id = value ->> 'message_template_id'
+          or (t.name = value ->> 'message_template_name' and t.language = value ->> 'message_template_language'))
+$$;
+
+/**
+ * ----
+ * Section - Webhook ingest (service role: the worker's route and the edge function)
+ * ----
+ */
+
+-- Applies a whole Meta webhook body in one transaction. Idempotent: each entry × change is
+-- kept once in inbound_events (by hash); a redelivered change changes nothing, and known
+-- wamids inside a new batch are skipped. Nothing raises for a bad shape: malformed items
+-- are quarantined with their reason and the rest of the batch is applied. Wakes the worker
+-- with NOTIFY zapbase_inbound and returns what happened, with the ids of the new inbound
+-- messages to process.
+create or replace function public.whatsapp_ingest(payload jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_entry jsonb;
+  v_change jsonb;
+  v_value jsonb;
+  v_field text;
+  v_number record;
+  v_event_id uuid;
+  v_status text;
+  v_quarantined jsonb;
+  v_item jsonb;
+  v_problem text;
+  v_result jsonb;
+  v_new uuid[] := '{}';
+  v_events integer := 0;
+  v_duplicates integer := 0;
+  v_duplicate_messages integer := 0;
+  v_statuses integer := 0;
+  v_unknown_statuses integer := 0;
+  v_reactions integer := 0;
+  v_quarantine_count integer := 0;
+  v_unroutable integer := 0;
+begin
+  if jsonb_typeof(payload) is distinct from 'object' or jsonb_typeof(payload -> 'entry') is distinct from 'array' then
+    perform public.whatsapp_quarantine_raw(coalesce(payload::text, 'null'), 'body has no entry array');
+    return jsonb_build_object('events', 0, 'quarantined', 1, 'inbound_message_ids', '[]'::jsonb);
+  end if;
+
+  for v_entry in select e from jsonb_array_elements(payload -> 'entry') e loop
+    for v_change in select c from jsonb_array_elements(
+        case when jsonb_typeof(v_entry -> 'changes') = 'array' then v_entry -> 'changes' else '[]' end) c loop
+      v_value := case when jsonb_typeof(v_change -> 'value') = 'object' then v_change -> 'value' else '{}' end;
+      v_field := v_change ->> 'field';
+      v_quarantined := '[]';
+      v_status := 'applied';
+
+      select n.id, n.tenant_id, t.session_timeout into v_number
+        from public.whatsapp_numbers n join public.tenants t on t.id = n.tenant_id
+       where n.phone_number_id = v_value -> 'metadata' ->> 'phone_number_id';
+      if v_number.id is null and v_field is distinct from 'messages' then
+        -- account-level fields (templates, quality, account updates) name the WABA instead
+        select n.id, n.tenant_id, t.session_timeout into v_number
+          from public.whatsapp_numbers n join public.tenants t on t.id = n.tenant_id
+         where n.waba_id = v_entry ->> 'id'
+         order by n.created_at limit 1;
+      end if;
+
+      insert into public.inbound_events (tenant_id, whatsapp_number_id, payload_hash, object, entry_id, field,
+        phone_number_id, payload, status, message_count, status_count)
+      values (v_number.tenant_id, v_number.id,
+        encode(sha256(convert_to(jsonb_build_array(v_entry ->> 'id', v_change)::text, 'UTF8')), 'hex'),
+        payload ->> 'object', v_entry ->> 'id', v_field, v_value -> 'metadata' ->> 'phone_number_id',
+        jsonb_build_object('object', payload ->> 'object', 'entry_id', v_entry ->> 'id', 'change', v_change),
+        case when v_field is distinct from 'messages' then 'stored'
+             when v_number.id is null then 'unroutable' else 'applied' end,
+        case when jsonb_typeof(v_value -> 'messages') = 'array' then jsonb_array_length(v_value -> 'messages') else 0 end,
+        case when jsonb_typeof(v_value -> 'statuses') = 'array' then jsonb_array_length(v_value -> 'statuses') else 0 end)
+      on conflict (payload_hash) do nothing
+      returning id into v_event_id;
+      if v_event_id is null then
+        v_duplicates := v_duplicates + 1;
+        continue;
+      end if;
+      v_events := v_events + 1;
+
+      if v_field is distinct from 'messages' then
+        if v_field = 'message_template_status_update' and v_number.tenant_id is not null then
+          perform private.ingest_template_status(v_number.tenant_id, v_value);
+        end if;
+        continue;
+      end if;
+      if v_number.id is null then
+        v_unroutable := v_unroutable + 1;
+        continue;
+      end if;
+
+      -- messages, oldest first (a batch may carry several users, in any order)
+      for v_item in
+        select m from jsonb_array_elements(
+          case when jsonb_typeof(v_value -> 'messages') = 'array' then v_value -> 'messages' else '[]' end)
+          with ordinality as e(m, ord)
+         order by private.wa_timestamp(m ->> 'timestamp') nulls last, ord
+      loop
+        v_problem := private.inbound_problem(v_item);
+        if v_problem is null then
+          begin
+            v_result := private.ingest_message(v_number.tenant_id, v_number.id, v_number.session_timeout, v_item,
+              case when jsonb_typeof(v_value -> 'contacts') = 'array' then v_value -> 'contacts' end);
+          exception when others then
+            v_problem := 'could not apply: ' || sqlerrm;
+          end;
+        end if;
+        if v_problem is not null then
+          v_quarantined := v_quarantined || jsonb_build_array(jsonb_build_object('item', v_item, 'reason', v_problem));
+          continue;
+        end if;
+        case v_result ->> 'result'
+          when 'new' then v_new := v_new || (v_result ->> 'id')::uuid;
+          when 'duplicate' then v_duplicate_messages := v_duplicate_messages + 1;
+          when 'reaction' then v_reactions := v_reactions + 1;
+          else null;
+        end case;
+      end loop;
+
+      -- statuses, in the order they happened (a late sent never undoes a read anyway)
+      for v_item in
+        select s from jsonb_array_elements(
+          case when jsonb_typeof(v_value -> 'statuses') = 'array' then v_value -> 'statuses' else '[]' end)
+          with ordinality as e(s, ord)
+         order by private.wa_timestamp(s ->> 'timestamp') nulls last, private.outbound_rank(s ->> 'status'), ord
+      loop
+        v_problem := private.status_problem(v_item);
+        if v_problem is null then
+          begin
+            case private.ingest_status(v_number.tenant_id, v_item)
+              when 'applied' then v_statuses := v_statuses + 1;
+              when 'unknown' then v_unknown_statuses := v_unknown_statuses + 1;
+              else null;
+            end case;
+          exception when others then
+            v_problem := 'could not apply: ' || sqlerrm;
+          end;
+        end if;
+        if v_problem is not null then
+          v_quarantined := v_quarantined || jsonb_build_array(jsonb_build_object('item', v_item, 'reason', v_problem));
+        end if;
+      end loop;
+
+      -- errors about the number or the account (e.g. 130429 throughput)
+      if jsonb_typeof(v_value -> 'errors') = 'array' and jsonb_array_length(v_value -> 'errors') > 0 then
+        update public.whatsapp_numbers n
+           set last_error = jsonb_build_object('errors', v_value -> 'errors', 'at', now()), last_error_at = now()
+         where n.id = v_number.id;
+        insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+        select v_number.tenant_id, 'whatsapp.error', 'high',
+               left('WhatsApp: ' || coalesce(e ->> 'title', e ->> 'message', 'erro ' || (e ->> 'code')), 200),
+               left(e -> 'error_data' ->> 'details', 4000),
+               jsonb_build_object('whatsapp_number_id', v_number.id, 'error', e),
+               'whatsapp:' || v_number.id || ':' || coalesce(e ->> 'code', '?') || ':' || to_char(now(), 'YYYY-MM-DD')
+          from jsonb_array_elements(v_value -> 'errors') e
+        on conflict (tenant_id, dedupe_key) do nothing;
+      end if;
+
+      if jsonb_array_length(v_quarantined) > 0 then
+        v_quarantine_count := v_quarantine_count + jsonb_array_length(v_quarantined);
+        update public.inbound_events e
+           set status = 'partial', quarantined = v_quarantined,
+               reason = jsonb_array_length(v_quarantined) || ' item(s) quarantined'
+         where e.id = v_event_id;
+      end if;
+    end loop;
+  end loop;
+
+  if cardinality(v_new) > 0 then
+    perform pg_notify('zapbase_inbound', cardinality(v_new)::text);
+  end if;
+  return jsonb_build_object(
+    'events', v_events, 'duplicate_events', v_duplicates, 'messages', cardinality(v_new),
+    'duplicate_messages', v_duplicate_messages, 'reactions', v_reactions, 'statuses', v_statuses,
+    'unknown_statuses', v_unknown_statuses, 'quarantined', v_quarantine_count, 'unroutable', v_unroutable,
+    'inbound_message_ids', to_jsonb(v_new));
+end;
+$$;
+comment on function public.whatsapp_ingest(jsonb) is 'Service role: applies a Meta webhook body (idempotent, never raises for a bad shape); NOTIFY zapbase_inbound; returns counts and the new inbound message ids.';
+
+-- A signed body that is not a JSON object: kept for inspection (Meta is answered 200 so it
+-- stops resending bytes that can never become valid).
+create or replace function public.whatsapp_quarantine_raw(body text, reason text)
+returns uuid
+language sql
+security definer
+set search_path = ''
+as $$
+  insert into public.inbound_events (payload_hash, raw_body, status, reason)
+  values (encode(sha256(convert_to(body, 'UTF8')), 'hex'), body, 'quarantined', left(reason, 2000))
+  on conflict (payload_hash) do update set reason = excluded.reason
+  returning id
+$$;
+comment on function public.whatsapp_quarantine_raw(text, text) is 'Service role: keeps a signed webhook body that is not a JSON object, with the reason.';
+
+-- Secrets the webhook route checks: app secrets (signatures) and verify tokens (handshake)
+-- of active numbers, read from Vault. Service role only.
+create or replace function public.whatsapp_webhook_secrets()
+returns table (kind text, secret text)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select distinct k.kind, s.decrypted_secret
+    from public.whatsapp_numbers n
+    cross join lateral (values ('app_secret', n.app_secret_secret_id),
+                               ('verify_token', n.verify_token_secret_id)) as k(kind, secret_id)
+    join vault.decrypted_secrets s on s.id = k.secret_id
+   where n.status <> 'disabled'
+$$;
+comment on function public.whatsapp_webhook_secrets() is 'Service role: app secrets and verify tokens of the active numbers, from Vault.';
+
+/**
+ * ----
+ * Section - Outbound queue
+ * ----
+ */
+
+-- Queue an outbound message in a conversation after every rule that protects the tenant's
+-- number: a known message type, a reachable contact (not blocked, not opted out, not
+-- anonymised), the 24 h window for anything but an approved template.
+create or replace function private.queue_outbound(
+  conv public.conversations, message jsonb, sender_type text, sender_member_id uuid default null,
+  reply_to_message_id uuid default null, ai jsonb default null
+) returns public.messages
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_type text := message ->> 'type';
+  v_contact public.contacts;
+  v_number public.whatsapp_numbers;
+  v_content text;
+  v_reply_wamid text;
+  v_row public.messages;
+begin
+  if v_type is null or v_type not in ('text', 'template', 'interactive', 'image', 'audio', 'video', 'document',
+                                      'sticker', 'location', 'contacts', 'reaction') then
+    raise exception 'unknown message type "%"', coalesce(v_type, '')
+      using errcode = '22023',
+            hint = 'Use text, template, interactive, image, audio, video, document, sticker, location, contacts or reaction.';
+  end if;
+  if jsonb_typeof(message -> v_type) is distinct from (case when v_type = 'contacts' then 'array' else 'object' end) then
+    raise exception 'a "%" message needs its "%" object', v_type, v_type using errcode = '22023';
+  end if;
+  if v_type = 'text' and length(coalesce(message -> 'text' ->> 'body', '')) not between 1 and 4096 then
+    raise exception 'a text message needs a body of 1 to 4096 characters' using errcode = '22023';
+  end if;
+  select * into v_number from public.whatsapp_numbers n
+   where n.tenant_id = conv.tenant_id and n.id = conv.whatsapp_number_id;
+  if v_number.id is null or v_number.status = 'disabled' then
+    raise exception 'this conversation has no active WhatsApp number to send from' using errcode = '55000';
+  end if;
+  select * into v_contact from public.contacts c where c.tenant_id = conv.tenant_id and c.id = conv.contact_id;
+  if v_contact.is_blocked then
+    raise exception 'this contact is blocked: unblock them before sending' using errcode = '55000';
+  end if;
+  if not v_contact.opt_in then
+    raise exception 'this contact opted out of messages on %', coalesce(v_contact.opt_out_at::text, 'an earlier date')
+      using errcode = '55000';
+  end if;
+  if v_contact.lgpd_state <> 'active' then
+    raise exception 'this contact asked for their data to be deleted (LGPD): nothing can be sent'
+      using errcode = '55000';
+  end if;
+  if v_type = 'template' then
+    if not exists (
+      select 1 from public.message_templates t
+       where t.tenant_id = conv.tenant_id and t.name = message -> 'template' ->> 'name'
+         and t.language = message -> 'template' -> 'language' ->> 'code'
+         and t.status = 'APPROVED' and t.is_active
+         and (t.waba_id is null or v_number.waba_id is null or t.waba_id = v_number.waba_id)
+    ) then
+      raise exception 'template "%" (%) is not approved for this number',
+        message -> 'template' ->> 'name', coalesce(message -> 'template' -> 'language' ->> 'code', 'no language')
+        using errcode = '55000', hint = 'Sync templates with Meta and use an APPROVED one.';
+    end if;
+  elsif conv.window_expires_at is null or conv.window_expires_at <= now() then
+    raise exception 'the 24-hour customer service window of this conversation is closed (last customer message: %)',
+      coalesce(to_char(conv.last_customer_message_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'), 'never')
+      using errcode = '55000',
+            hint = 'Outside the window WhatsApp only delivers approved templates: send a message of type "template".';
+  end if;
+  if queue_outbound.reply_to_message_id is not null then
+    select m.wamid into v_reply_wamid from public.messages m
+     where m.tenant_id = conv.tenant_id and m.id = queue_outbound.reply_to_message_id and m.conversation_id = conv.id;
+  end if;
+
+  v_content := private.outbound_content(message);
+  insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction, sender_type,
+    sender_member_id, type, content, content_masked, payload, reply_to_message_id, reply_to_wamid, status,
+    next_attempt_at, ai_model, ai_input_tokens, ai_output_tokens, ai_latency_ms, intent)
+  values (conv.tenant_id, conv.id, conv.contact_id, conv.whatsapp_number_id, 'outbound', queue_outbound.sender_type,
+    queue_outbound.sender_member_id, v_type, v_content, private.mask_pii(v_content), message,
+    case when v_reply_wamid is not null then queue_outbound.reply_to_message_id end, v_reply_wamid, 'queued', now(),
+    ai ->> 'model', (ai ->> 'input_tokens')::integer, (ai ->> 'output_tokens')::integer,
+    (ai ->> 'latency_ms')::integer, ai ->> 'intent')
+  returning * into v_row;
+
+  update public.conversations c
+     set message_count = c.message_count + 1,
+         outbound_count = c.outbound_count + 1,
+         last_message_at = greatest(c.last_message_at, now()),
+         last_message_preview = left(coalesce(v_content, '[' || v_type || ']'), 200),
+         last_message_direction = 'outbound',
+         first_response_at = coalesce(c.first_response_at, now()),
+         unread_count = case when queue_outbound.sender_type = 'agent' then 0 else c.unread_count end,
+         -- an agent who writes takes the conversation over from the bot or the queue
+         mode = case when queue_outbound.sender_type = 'agent' then 'human' else c.mode end,
+         assignee_id = case when queue_outbound.sender_type = 'agent'
+                            then coalesce(c.assignee_id, queue_outbound.sender_member_id) else c.assignee_id end,
+         assigned_at = case when queue_outbound.sender_type = 'agent' and c.assignee_id is null then now()
+                            else c.assigned_at end,
+         handoff_at = case when queue_outbound.sender_type = 'agent' and c.mode <> 'human' then now()
+                           else c.handoff_at end,
+         status = case when c.status = 'pending' and queue_outbound.sender_type = 'agent' then 'open' else c.status end
+   where c.id = conv.id;
+  update public.contacts c
+     set total_messages = c.total_messages + 1, last_message_at = greatest(c.last_message_at, now())
+   where c.id = conv.contact_id;
+  perform pg_notify('zapbase_outbound', v_number.id::text);
+  return v_row;
+end;
+$$;
+
+-- Frontends: an agent sends a message into a conversation of their tenant. `message` is
+-- the Graph API body without recipient: {"type": "text", "text": {"body": "Olá!"}},
+-- {"type": "template", "template": {"name": ..., "language": {"code": "pt_BR"}, "components": [...]}},
+-- {"type": "interactive", ...}, {"type": "image", "image": {"id" | "link", "caption"}}...
+create or replace function public.send_message(
+  conversation_id uuid, message jsonb, reply_to_message_id uuid default null
+) returns public.messages
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_conv public.conversations;
+  v_member public.members;
+begin
+  select * into v_conv from public.conversations c where c.id = send_message.conversation_id;
+  if v_conv.id is null or not private.is_member(v_conv.tenant_id) then
+    raise exception 'conversation not found' using errcode = 'P0002';
+  end if;
+  v_member := private.require_role(v_conv.tenant_id, 'agent');
+  if not private.can_work_conversation(v_conv.tenant_id, v_conv.assignee_id, v_conv.team_id) then
+    raise exception 'this conversation is assigned to someone else: ask a manager to reassign it'
+      using errcode = '42501';
+  end if;
+  if v_conv.status in ('resolved', 'closed', 'expired') then
+    raise exception 'this conversation is %: start a new one with start_conversation', v_conv.status
+      using errcode = '55000';
+  end if;
+  return private.queue_outbound(v_conv, send_message.message, 'agent', v_member.id,
+                                send_message.reply_to_message_id);
+end;
+$$;
+comment on function public.send_message(uuid, jsonb, uuid) is 'Agents: queue a text / template / interactive / media message in a conversation; refused outside the 24 h window unless it is an approved template, and for blocked or opted-out contacts.';
+
+-- Frontends: the contact's live conversation on a number (the tenant's default number when
+-- not given), opened in human mode and assigned to the caller when there is none: how an
+-- agent reaches out first (with a template, since no window is open).
+create or replace function public.start_conversation(contact_id uuid, whatsapp_number_id uuid default null)
+returns public.conversations
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_contact public.contacts;
+  v_member public.members;
+  v_number uuid;
+  v_conv public.conversations;
+begin
+  select * into v_contact from public.contacts c where c.id = start_conversation.contact_id;
+  if v_contact.id is null or not private.is_member(v_contact.tenant_id) then
+    raise exception 'contact not found' using errcode = 'P0002';
+  end if;
+  v_member := private.require_role(v_contact.tenant_id, 'agent');
+  select n.id into v_number from public.whatsapp_numbers n
+   where n.tenant_id = v_contact.tenant_id and n.status = 'active'
+     and (start_conversation.whatsapp_number_id is null or n.id = start_conversation.whatsapp_number_id)
+   order by n.is_default desc, n.created_at limit 1;
+  if v_number is null then
+    raise exception 'no active WhatsApp number to start the conversation from' using errcode = 'P0002';
+  end if;
+  select * into v_conv from public.conversations c
+   where c.tenant_id = v_contact.tenant_id and c.contact_id = v_contact.id and c.whatsapp_number_id = v_number
+     and c.status in ('open', 'waiting', 'pending');
+  if v_conv.id is not null then
+    return v_conv;
+  end if;
+  insert into public.conversations (tenant_id, contact_id, whatsapp_number_id, mode, status, assignee_id, assigned_at)
+  values (v_contact.tenant_id, v_contact.id, v_number, 'human', 'waiting', v_member.id, now())
+  returning * into v_conv;
+  update public.contacts c set total_conversations = c.total_conversations + 1 where c.id = v_contact.id;
+  return v_conv;
+end;
+$$;
+comment on function public.start_conversation(uuid, uuid) is 'Agents: the contact''s live conversation, or a new one in human mode assigned to the caller.';
+
+-- Worker: queue a bot (or system, campaign) reply, with the AI figures of the answer.
+create or replace function public.whatsapp_queue_reply(
+  conversation_id uuid, message jsonb, sender_type text default 'bot', reply_to_message_id uuid default null,
+  ai jsonb default null
+) returns public.messages
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_conv public.conversations;
+begin
+  if whatsapp_queue_reply.sender_type not in ('bot', 'system', 'campaign') then
+    raise exception 'sender_type must be bot, system or campaign' using errcode = '22023';
+  end if;
+  select * into v_conv from public.conversations c where c.id = whatsapp_queue_reply.conversation_id;
+  if v_conv.id is null then
+    raise exception 'conversation % not found', whatsapp_queue_reply.conversation_id using errcode = 'P0002';
+  end if;
+  return private.queue_outbound(v_conv, whatsapp_queue_reply.message, whatsapp_queue_reply.sender_type, null,
+                                whatsapp_queue_reply.reply_to_message_id, whatsapp_queue_reply.ai);
+end;
+$$;
+comment on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb) is 'Worker: queue a bot / system / campaign message under the same rules as agents.';
+
+-- Worker: claim outbound messages to send. Per number, at most throughput_mps per second
+-- (numbers are locked, so replicas share the budget); per contact, one message in flight at
+-- a time and in order (WhatsApp does not keep the order of concurrent sends, and the pair
+-- limit is 1 message / 6 s). A lease that expired without a wamid returns the row to the queue.
+create or replace function public.whatsapp_claim_outbound(
+  worker text, batch_size integer default 50, lease_seconds integer default 60
+) returns table (
+  message_id uuid, tenant_id uuid, conversation_id uuid, whatsapp_number_id uuid, phone_number_id text,
+  access_token text, to_wa_id text, to_user_id text, payload jsonb, reply_to_wamid text, attempts integer
+)
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_number public.whatsapp_numbers;
+  v_capacity integer;
+  v_ids uuid[];
+  v_left integer := batch_size;
+begin
+  for v_number in
+    select n.* from public.whatsapp_numbers n
+     where n.id in (select distinct m.whatsapp_number_id from public.messages m
+                     where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null)
+       and n.status <> 'disabled'
+     order by n.send_window_start nulls first
+     for update of n skip locked
+  loop
+    exit when v_left <= 0;
+    v_capacity := v_number.throughput_mps - case when v_number.send_window_start > now() - interval '1 second'
+                                                 then v_number.send_window_count else 0 end;
+    continue when v_capacity <= 0;
+    select array_agg(h.id) into v_ids
+      from (select q.id from (
+              select distinct on (m.contact_id) m.id, m.status, m.next_attempt_at, m.lease_until, m.created_at
+                from public.messages m
+               where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
+               order by m.contact_id, m.created_at, m.id) q
+             where (q.status = 'queued' and coalesce(q.next_attempt_at, q.created_at) <= now())
+                or (q.status = 'sending' and q.lease_until < now())
+             order by q.created_at
+             limit least(v_capacity, v_left)) h;
+    continue when v_ids is null;
+    update public.messages m
+       set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
+           leased_by = worker, attempts = m.attempts + 1
+     where m.id = any(v_ids);
+    update public.whatsapp_numbers n
+       set send_window_start = case when n.send_window_start > now() - interval '1 second'
+                                    then n.send_window_start else now() end,
+           send_window_count = case when n.send_window_start > now() - interval '1 second'
+                                    then n.send_window_count else 0 end + cardinality(v_ids)
+     where n.id = v_number.id;
+    v_left := v_left - cardinality(v_ids);
+    return query
+      select m.id, m.tenant_id, m.conversation_id, m.whatsapp_number_id, v_number.phone_number_id,
+             s.decrypted_secret, c.wa_id, c.user_id, m.payload, m.reply_to_wamid, m.attempts
+        from public.messages m
+        join public.contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
+        left join vault.decrypted_secrets s on s.id = v_number.access_token_secret_id
+       where m.id = any(v_ids)
+       order by m.created_at;
+  end loop;
+end;
+$$;
+comment on function public.whatsapp_claim_outbound(text, integer, integer) is 'Worker: claim queued messages within each number''s throughput, one in flight per contact, with a lease.';
+
+-- Worker: the Graph API accepted the message. Status webhooks that arrived before the
+-- wamid was known are adopted now. Idempotent.
+create or replace function public.whatsapp_mark_sent(message_id uuid, wamid text)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_tenant uuid;
+  v_event public.message_status_events;
+begin
+  update public.messages m
+     set wamid = whatsapp_mark_sent.wamid,
+         status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
+         sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
+         error_code = null, error_title = null, error_details = null, next_attempt_at = null
+   where m.id = whatsapp_mark_sent.message_id and m.direction = 'outbound'
+  returning m.tenant_id into v_tenant;
+  if v_tenant is null then
+    raise exception 'outbound message % not found', whatsapp_mark_sent.message_id using errcode = 'P0002';
+  end if;
+  for v_event in
+    update public.message_status_events e set message_id = whatsapp_mark_sent.message_id
+     where e.tenant_id = v_tenant and e.wamid = whatsapp_mark_sent.wamid and e.message_id is null
+    returning e.*
+  loop
+    perform private.apply_status(whatsapp_mark_sent.message_id, v_event.status, v_event.occurred_at,
+      case when v_event.error_code is not null then jsonb_build_object('code', v_event.error_code,
+        'title', v_event.error_title, 'error_data', jsonb_build_object('details', v_event.error_details)) end,
+      v_event.pricing);
+  end loop;
+end;
+$$;
+comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the wamid Meta returned; adopts status webhooks that came first.';
+
+-- Worker: the send failed. Retryable errors (throughput 130429, pair limit 131056, 5xx,
+-- timeouts) go back to the queue after a backoff until max_attempts; the rest fail with
+-- Meta's code, title and details for the agent to see.
+create or replace function public.whatsapp_mark_send_failed(
+  message_id uuid, error_code integer, error_title text, error_details text default null,
+  retryable boolean default false, retry_after_seconds numeric default null
+) returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_status text;
+begin
+  update public.messages m
+     set status = case when retryable and m.attempts < m.max_attempts then 'queued' else 'failed' end,
+         next_attempt_at = case when retryable and m.attempts < m.max_attempts
+           then now() + make_interval(secs => coalesce(retry_after_seconds, least(2 ^ m.attempts, 300)::numeric))
+         end,
+         failed_at = case when retryable and m.attempts < m.max_attempts then null else now() end,
+         error_code = whatsapp_mark_send_failed.error_code,
+         error_title = left(whatsapp_mark_send_failed.error_title, 500),
+         error_details = left(whatsapp_mark_send_failed.error_details, 2000),
+         lease_until = null, leased_by = null
+   where m.id = whatsapp_mark_send_failed.message_id and m.direction = 'outbound' and m.wamid is null
+  returning m.status into v_status;
+  if v_status is null then
+    raise exception 'unsent outbound message % not found', whatsapp_mark_send_failed.message_id
+      using errcode = 'P0002';
+  end if;
+  return v_status;
+end;
+$$;
+comment on function public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric) is 'Worker: requeue with backoff (retryable, until max_attempts) or fail with Meta''s error; returns queued or failed.';
+
+/**
+ * ----
+ * Section - Inbound processing queue (worker)
+ * ----
+ */
+
+-- Claim new inbound messages to process: the oldest unprocessed message of each
+-- conversation, one at a time per conversation so replies keep their order; SKIP LOCKED
+-- lets any number of replicas claim side by side; an expired lease is claimed again.
+create or replace function public.whatsapp_claim_inbound(
+  worker text, batch_size integer default 20, lease_seconds integer default 120
+) returns table (
+  message_id uuid, tenant_id uuid, conversation_id uuid, contact_id uuid, whatsapp_number_id uuid,
+  phone_number_id text, access_token text, wamid text, type text, content text, payload jsonb, media_id text,
+  media_mime_type text, is_voice boolean, interactive_reply_id text, conversation_mode text, bot_id uuid,
+  wa_id text, user_id text, profile_name text, attempts integer
+)
+language sql
+security definer
+set search_path = ''
+as $$
+  with heads as (
+    select distinct on (m.conversation_id) m.id, m.status, m.lease_until
+      from public.messages m
+     where m.status in ('received', 'processing')
+     order by m.conversation_id, m.created_at, m.id
+  ), picked as (
+    select m.id from public.messages m join heads h on h.id = m.id
+     where h.status = 'received' or h.lease_until < now()
+     order by m.created_at
+     limit batch_size
+     for update of m skip locked
+  ), claimed as (
+    update public.messages m
+       set status = 'processing', lease_until = now() + make_interval(secs => lease_seconds),
+           leased_by = worker, attempts = m.attempts + 1
+      from picked p where m.id = p.id
+    returning m.*
+  )
+  select m.id, m.tenant_id, m.conversation_id, m.contact_id, m.whatsapp_number_id, n.phone_number_id,
+         s.decrypted_secret, m.wamid, m.type, m.content, m.payload, m.media_id, m.media_mime_type, m.is_voice,
+         m.interactive_reply_id, c.mode, c.bot_id, k.wa_id, k.user_id, k.profile_name, m.attempts
+    from claimed m
+    join public.conversations c on c.tenant_id = m.tenant_id and c.id = m.conversation_id
+    join public.contacts k on k.tenant_id = m.tenant_id and k.id = m.contact_id
+    left join public.whatsapp_numbers n on n.tenant_id = m.tenant_id and n.id = m.whatsapp_number_id
+    left join vault.decrypted_secrets s on s.id = n.access_token_secret_id
+   order by m.created_at
+$$;
+comment on function public.whatsapp_claim_inbound(text, integer, integer) is 'Worker: claim new inbound messages (oldest per conversation, SKIP LOCKED, leased).';
+
+-- Worker: done with an inbound message (processed, ignored, or failed with the reason).
+create or replace function public.whatsapp_finish_inbound(message_id uuid, status text default 'processed',
+                                                          error text default null)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if whatsapp_finish_inbound.status not in ('processed', 'ignored', 'failed') then
+    raise exception 'status must be processed, ignored or failed' using errcode = '22023';
+  end if;
+  update public.messages m
+     set status = whatsapp_finish_inbound.status, lease_until = null, leased_by = null,
+         error_details = left(whatsapp_finish_inbound.error, 2000)
+   where m.id = whatsapp_finish_inbound.message_id and m.direction = 'inbound';
+end;
+$$;
+comment on function public.whatsapp_finish_inbound(uuid, text, text) is 'Worker: mark a claimed inbound message processed, ignored or failed.';
+
+-- Worker (bot handoff) and agents: hand a conversation to humans, queued for a team.
+create or replace function public.handoff_conversation(conversation_id uuid, reason text default null,
+                                                       team_id uuid default null)
+returns public.conversations
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_conv public.conversations;
+begin
+  select * into v_conv from public.conversations c where c.id = handoff_conversation.conversation_id for update;
+  if v_conv.id is null or (auth.role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
+    raise exception 'conversation not found' using errcode = 'P0002';
+  end if;
+  if auth.role() = 'authenticated' then
+    perform private.require_role(v_conv.tenant_id, 'agent');
+  end if;
+  update public.conversations c
+     set mode = 'human', status = case when c.assignee_id is null then 'pending' else c.status end,
+         handoff_at = now(), handoff_reason = left(handoff_conversation.reason, 500),
+         queued_at = case when c.assignee_id is null then now() else c.queued_at end,
+         team_id = coalesce(handoff_conversation.team_id, c.team_id,
+           (select t.id from public.teams t where t.tenant_id = c.tenant_id and t.is_active
+             order by t.kind = 'support' desc, t.created_at limit 1))
+   where c.id = v_conv.id
+  returning * into v_conv;
+  return v_conv;
+end;
+$$;
+comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given (or the tenant''s support) team.';
+
+-- Frontends: store a number's secret in Vault (admins); returns only the Vault id.
+create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
+returns uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_number public.whatsapp_numbers;
+  v_secret_id uuid;
+begin
+  select * into v_number from public.whatsapp_numbers n where n.id = set_whatsapp_number_secret.whatsapp_number_id;
+  if v_number.id is null or (auth.role() = 'authenticated' and not private.is_member(v_number.tenant_id)) then
+    raise exception 'WhatsApp number not found' using errcode = 'P0002';
+  end if;
+  if auth.role() = 'authenticated' then
+    perform private.require_role(v_number.tenant_id, 'admin');
+  end if;
+  if kind not in ('access_token', 'app_secret', 'verify_token') then
+    raise exception 'kind must be access_token, app_secret or verify_token' using errcode = '22023';
+  end if;
+  if length(coalesce(secret, '')) < 8 then
+    raise exception 'the secret is too short' using errcode = '22023';
+  end if;
+  v_secret_id := case kind when 'access_token' then v_number.access_token_secret_id
+                           when 'app_secret' then v_number.app_secret_secret_id
+                           else v_number.verify_token_secret_id end;
+  if v_secret_id is null then
+    v_secret_id := vault.create_secret(secret, 'whatsapp:' || v_number.id || ':' || kind,
+                                       'WhatsApp ' || kind || ' of ' || v_number.phone_number);
+    execute format('update public.whatsapp_numbers set %I = $1 where id = $2', kind || '_secret_id')
+      using v_secret_id, v_number.id;
+  else
+    perform vault.update_secret(v_secret_id, secret);
+  end if;
+  return v_secret_id;
+end;
+$$;
+comment on function public.set_whatsapp_number_secret(uuid, text, text) is 'Admins: store a number''s access token, app secret or verify token in Vault; returns the Vault id only.';
+
+/**
+ * ----
+ * Section - Policy helpers
+ * ----
+ */
+create or replace function private.my_member_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.id from public.members m where m.user_id = auth.uid() and m.status = 'active'
+$$;
+comment on function private.my_member_ids() is 'The caller''s member ids (one per tenant).';
+
+create or replace function private.my_team_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select tm.team_id from public.team_members tm
+    join public.members m on m.tenant_id = tm.tenant_id and m.id = tm.member_id
+   where m.user_id = auth.uid() and m.status = 'active'
+$$;
+comment on function private.my_team_ids() is 'Teams the caller serves.';
+
+-- Tenants where the caller may work every conversation: managers and up always; agents
+-- unless the tenant restricts them to what is assigned to them or their teams.
+create or replace function private.my_unrestricted_tenant_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.tenant_id from public.members m join public.tenants t on t.id = m.tenant_id
+   where m.user_id = auth.uid() and m.status = 'active'
+     and (m.role >= 'manager' or (m.role = 'agent' and not t.restrict_agents_to_assigned))
+$$;
+
+create or replace function private.can_work_conversation(tenant_id uuid, assignee_id uuid, team_id uuid)
+returns boolean
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select can_work_conversation.tenant_id in (select private.my_unrestricted_tenant_ids())
+      or (can_work_conversation.tenant_id in (select private.my_tenant_ids_with_role('agent'))
+          and (can_work_conversation.assignee_id in (select private.my_member_ids())
+               or can_work_conversation.team_id in (select private.my_team_ids())))
+$$;
+
+/**
+ * ----
+ * Section - Triggers
+ * ----
+ */
+
+-- Contacts: derived phone fields and the dates of consent, opt-in/out and blocking.
+create or replace function private.tg_contacts_prepare()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.wa_id is not null and (tg_op = 'INSERT' or new.wa_id is distinct from old.wa_id) then
+    new.phone := '+' || new.wa_id;
+    new.phone_hash := private.phone_hash(new.wa_id);
+  elsif new.wa_id is null and new.phone is not null then
+    new.phone_hash := private.phone_hash(new.phone);
+  end if;
+  if tg_op = 'UPDATE' then
+    if new.opt_in is distinct from old.opt_in then
+      if new.opt_in then new.opt_in_at := now(); else new.opt_out_at := now(); end if;
+    end if;
+    if new.consent and not old.consent then new.consent_at := coalesce(new.consent_at, now()); end if;
+    if new.is_blocked and not old.is_blocked then new.blocked_at := now(); end if;
+  end if;
+  return new;
+end;
+$$;
+
+-- A number per plan slot (plans.max_whatsapp_numbers).
+create or replace function private.tg_whatsapp_numbers_check()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_max integer;
+begin
+  -- the caller's right first: the plan of another tenant is none of their business
+  if auth.role() = 'authenticated' and not private.has_role(new.tenant_id, 'admin') then
+    raise exception 'WhatsApp numbers are managed by tenant admins' using errcode = '42501';
+  end if;
+  select p.max_whatsapp_numbers into v_max
+    from public.tenants t join public.plans p on p.id = t.plan_id where t.id = new.tenant_id;
+  if (select count(*) from public.whatsapp_numbers n where n.tenant_id = new.tenant_id) >= v_max then
+    raise exception 'your plan allows % WhatsApp number(s): upgrade the plan to add another', v_max
+      using errcode = '23514';
+  end if;
+  return new;
+end;
+$$;
+
+-- The AI memory of the conversation follows its messages: the last max_messages turns,
+-- oldest first; what falls out is counted for the next summary. The TTL is the tenant's
+-- session timeout from the last message.
+create or replace function private.tg_messages_remember()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_text text := coalesce(new.transcription, new.content);
+  v_entry jsonb;
+begin
+  if v_text is null or new.sender_type = 'system' or new.type = 'reaction'
+     or (tg_op = 'UPDATE' and old.transcription is not null) then
+    return null;
+  end if;
+  v_entry := jsonb_build_array(jsonb_build_object(
+    'role', case when new.direction = 'inbound' then 'user' else 'assistant' end,
+    'content', v_text, 'at', coalesce(new.wa_timestamp, new.created_at), 'message_id', new.id,
+    'sender', new.sender_type));
+  insert into public.session_context as s (tenant_id, conversation_id, recent_messages, ttl_expires_at)
+  select new.tenant_id, new.conversation_id, v_entry, now() + t.session_timeout
+    from public.tenants t where t.id = new.tenant_id
+  on conflict (tenant_id, conversation_id) do update
+     set recent_messages = (
+           select coalesce(jsonb_agg(e.v order by e.ord), '[]')
+             from jsonb_array_elements(s.recent_messages || excluded.recent_messages) with ordinality e(v, ord)
+            where e.ord > jsonb_array_length(s.recent_messages) + 1 - s.max_messages),
+         pending_summary = s.pending_summary
+           + greatest(jsonb_array_length(s.recent_messages) + 1 - s.max_messages, 0),
+         ttl_expires_at = excluded.ttl_expires_at,
+         updated_at = now();
+  return null;
+end;
+$$;
+
+do $$
+declare
+  v_table text;
+begin
+  foreach v_table in array array['whatsapp_numbers', 'contacts', 'conversations', 'messages', 'message_templates',
+                                 'quick_replies', 'agent_greetings'] loop
+    execute format('drop trigger if exists _100_set_updated_at on public.%I', v_table);
+    execute format('create trigger _100_set_updated_at before update on public.%I
+                    for each row execute function private.tg_set_updated_at()', v_table);
+  end loop;
+  foreach v_table in array array['whatsapp_numbers', 'message_templates', 'quick_replies', 'tags'] loop
+    execute format('drop trigger if exists _900_audit on public.%I', v_table);
+    execute format('create trigger _900_audit after insert or update or delete on public.%I
+                    for each row execute function private.tg_audit()', v_table);
+  end loop;
+end
+$$;
+
+drop trigger if exists _200_prepare on public.contacts;
+create trigger _200_prepare before insert or update on public.contacts
+  for each row execute function private.tg_contacts_prepare();
+drop trigger if exists _200_check_plan on public.whatsapp_numbers;
+create trigger _200_check_plan before insert on public.whatsapp_numbers
+  for each row execute function private.tg_whatsapp_numbers_check();
+drop trigger if exists _300_remember on public.messages;
+create trigger _300_remember after insert or update of transcription on public.messages
+  for each row execute function private.tg_messages_remember();
+
+/**
+ * ----
+ * Section - Realtime: the inbox streams conversations and messages to frontends (RLS applies)
+ * ----
+ */
+do $$
+declare
+  v_table text;
+begin
+  if exists (select 1 from pg_publication where pubname = 'supabase_realtime') then
+    foreach v_table in array array['conversations', 'messages'] loop
+      if not exists (select 1 from pg_publication_tables
+                      where pubname = 'supabase_realtime' and schemaname = 'public' and tablename = v_table) then
+        execute format('alter publication supabase_realtime add table public.%I', v_table);
+      end if;
+    end loop;
+  end if;
+end
+$$;
+
+/**
+ * ----
+ * Section - RLS policies
+ * ----
+ */
+
+-- whatsapp_numbers: members read (without secrets, see grants); admins manage
+drop policy if exists "Numbers are visible to members" on public.whatsapp_numbers;
+create policy "Numbers are visible to members" on public.whatsapp_numbers
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "Numbers are added by admins" on public.whatsapp_numbers;
+create policy "Numbers are added by admins" on public.whatsapp_numbers
+  for insert to authenticated with check (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+drop policy if exists "Numbers are updated by admins" on public.whatsapp_numbers;
+create policy "Numbers are updated by admins" on public.whatsapp_numbers
+  for update to authenticated
+  using (tenant_id in (select private.my_tenant_ids_with_role('admin')))
+  with check (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+drop policy if exists "Numbers are removed by admins" on public.whatsapp_numbers;
+create policy "Numbers are removed by admins" on public.whatsapp_numbers
+  for delete to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+
+-- contacts: members read, agents write, admins delete
+drop policy if exists "Contacts are visible to members" on public.contacts;
+create policy "Contacts are visible to members" on public.contacts
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "Contacts are added by agents" on public.contacts;
+create policy "Contacts are added by agents" on public.contacts
+  for insert to authenticated with check (tenant_id in (select private.my_tenant_ids_with_role('agent')));
+drop policy if exists "Contacts are edited by agents" on public.contacts;
+create policy "Contacts are edited by agents" on public.contacts
+  for update to authenticated
+  using (tenant_id in (select private.my_tenant_ids_with_role('agent')))
+  with check (tenant_id in (select private.my_tenant_ids_with_role('agent')));
+drop policy if exists "Contacts are deleted by admins" on public.contacts;
+create policy "Contacts are deleted by admins" on public.contacts
+  for delete to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+
+-- tags, message_templates, quick_replies: members read, managers write
+do $$
+declare
+  v_table text;
+begin
+  foreach v_table in array array['tags', 'message_templates', 'quick_replies'] loop
+    execute format('drop policy if exists "Members read %1$s" on public.%1$I', v_table);
+    execute format('create policy "Members read %1$s" on public.%1$I for select to authenticated
+                    using (tenant_id in (select private.my_tenant_ids()))', v_table);
+    execute format('drop policy if exists "Managers add %1$s" on public.%1$I', v_table);
+    execute format('create policy "Managers add %1$s" on public.%1$I for insert to authenticated
+                    with check (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', v_table);
+    execute format('drop policy if exists "Managers edit %1$s" on public.%1$I', v_table);
+    execute format('create policy "Managers edit %1$s" on public.%1$I for update to authenticated
+                    using (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))
+                    with check (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', v_table);
+    execute format('drop policy if exists "Managers delete %1$s" on public.%1$I', v_table);
+    execute format('create policy "Managers delete %1$s" on public.%1$I for delete to authenticated
+                    using (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', v_table);
+  end loop;
+end
+$$;
+
+-- conversations: members read; agents work them (restricted tenants: assigned to them or
+-- their teams); created by ingest and start_conversation only
+drop policy if exists "Conversations are visible to members" on public.conversations;
+create policy "Conversations are visible to members" on public.conversations
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "Conversations are worked by agents" on public.conversations;
+create policy "Conversations are worked by agents" on public.conversations
+  for update to authenticated
+  using (tenant_id in (select private.my_unrestricted_tenant_ids())
+         or (tenant_id in (select private.my_tenant_ids_with_role('agent'))
+             and (assignee_id in (select private.my_member_ids()) or team_id in (select private.my_team_ids()))))
+  with check (tenant_id in (select private.my_unrestricted_tenant_ids())
+         or (tenant_id in (select private.my_tenant_ids_with_role('agent'))
+             and (assignee_id in (select private.my_member_ids()) or team_id in (select private.my_team_ids()))));
+
+-- messages, status events, AI memory: members read; written through RPCs and the worker
+drop policy if exists "Messages are visible to members" on public.messages;
+create policy "Messages are visible to members" on public.messages
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "Status events are visible to members" on public.message_status_events;
+create policy "Status events are visible to members" on public.message_status_events
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "AI memory is visible to members" on public.session_context;
+create policy "AI memory is visible to members" on public.session_context
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+
+-- agent_greetings: members read; each agent writes their own, managers anyone's
+drop policy if exists "Greetings are visible to members" on public.agent_greetings;
+create policy "Greetings are visible to members" on public.agent_greetings
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "Greetings are added by their agent or managers" on public.agent_greetings;
+create policy "Greetings are added by their agent or managers" on public.agent_greetings
+  for insert to authenticated
+  with check (member_id in (select private.my_member_ids())
+              or tenant_id in (select private.my_tenant_ids_with_role('manager')));
+drop policy if exists "Greetings are edited by their agent or managers" on public.agent_greetings;
+create policy "Greetings are edited by their agent or managers" on public.agent_greetings
+  for update to authenticated
+  using (member_id in (select private.my_member_ids())
+         or tenant_id in (select private.my_tenant_ids_with_role('manager')))
+  with check (member_id in (select private.my_member_ids())
+              or tenant_id in (select private.my_tenant_ids_with_role('manager')));
+drop policy if exists "Greetings are deleted by their agent or managers" on public.agent_greetings;
+create policy "Greetings are deleted by their agent or managers" on public.agent_greetings
+  for delete to authenticated
+  using (member_id in (select private.my_member_ids())
+         or tenant_id in (select private.my_tenant_ids_with_role('manager')));
+
+-- inbound_events: tenant admins inspect their raw events (unroutable ones have no tenant)
+drop policy if exists "Raw events are visible to admins" on public.inbound_events;
+create policy "Raw events are visible to admins" on public.inbound_events
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+
+/**
+ * ----
+ * Section - Grants
+ * ----
+ */
+grant select (id, tenant_id, phone_number, phone_number_id, waba_id, display_name, status, is_default,
+    quality_rating, messaging_limit_tier, throughput_mps, last_error, last_error_at, settings, created_at, updated_at),
+  insert (tenant_id, phone_number, phone_number_id, waba_id, display_name, status, is_default, throughput_mps,
+    settings),
+  update (phone_number, display_name, status, is_default, throughput_mps, settings),
+  delete on public.whatsapp_numbers to authenticated;
+grant select,
+  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, tags, attributes, consent, consent_at,
+    opt_in, is_blocked, notes),
+  update (name, email, cpf, company, is_client, tags, attributes, consent, consent_at, opt_in, is_blocked, notes),
+  delete on public.contacts to authenticated;
+grant select, insert (tenant_id, name, color, description), update (name, color, description), delete
+  on public.tags to authenticated;
+grant select, update (status, mode, team_id, assignee_id, assigned_at, priority, tags, unread_count, csat,
+    csat_comment, resolved_at, closed_at, close_reason)
+  on public.conversations to authenticated;
+grant select on public.messages, public.message_status_events, public.session_context to authenticated;
+grant select, insert (tenant_id, waba_id, name, language, category, components, parameter_format, product_id,
+    is_active),
+  update (category, components, parameter_format, product_id, is_active), delete
+  on public.message_templates to authenticated;
+grant select, insert (tenant_id, shortcut, title, content, media_url, media_type, team_id),
+  update (shortcut, title, content, media_url, media_type, team_id), delete
+  on public.quick_replies to authenticated;
+grant select, insert (tenant_id, member_id, message_template, is_active, auto_send),
+  update (message_template, is_active, auto_send), delete on public.agent_greetings to authenticated;
+grant select on public.inbound_events to authenticated;
+grant select, insert, update, delete on public.whatsapp_numbers, public.contacts, public.tags, public.conversations,
+  public.messages, public.message_status_events, public.session_context, public.message_templates,
+  public.quick_replies, public.agent_greetings, public.inbound_events to service_role;
+
+revoke execute on all functions in schema private from public, anon;
+grant execute on function private.my_member_ids(), private.my_team_ids(), private.my_unrestricted_tenant_ids()
+  to authenticated, service_role;
+revoke execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quarantine_raw(text, text),
+  public.whatsapp_webhook_secrets(), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
+  public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
+  public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
+  public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
+  public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  from public, anon, authenticated;
+grant execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quarantine_raw(text, text),
+  public.whatsapp_webhook_secrets(), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
+  public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
+  public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
+  public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  to service_role;
+grant execute on function public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  to authenticated;
