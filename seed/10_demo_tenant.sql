@@ -30,3 +30,25 @@ insert into public.team_members (tenant_id, team_id, member_id)
 values ('00000000-0000-4000-b000-000000000001', '00000000-0000-4000-d000-000000000001',
         '00000000-0000-4000-c000-000000000002')
 on conflict (team_id, member_id) do nothing;
+
+-- Its WhatsApp number: the one the local Cloud API simulator (`zapbase simulator`) plays.
+-- The credentials are the simulator's, not Meta's, and live in the (local) Vault.
+insert into public.whatsapp_numbers (id, tenant_id, phone_number, phone_number_id, waba_id, display_name, is_default)
+values ('00000000-0000-4000-9000-000000000001', '00000000-0000-4000-b000-000000000001', '+5511999990000',
+        '106540352242922', '102290129340398', 'Loja Demo', true)
+on conflict (phone_number_id) do nothing;
+
+select public.set_whatsapp_number_secret(n.id, k.kind, k.secret)
+  from public.whatsapp_numbers n
+  cross join (values ('access_token', 'zapbase-simulator-token'),
+                     ('app_secret', 'zapbase-simulator-app-secret'),
+                     ('verify_token', 'zapbase-simulator-verify-token')) as k(kind, secret)
+ where n.id = '00000000-0000-4000-9000-000000000001'
+   and case k.kind when 'access_token' then n.access_token_secret_id
+                   when 'app_secret' then n.app_secret_secret_id
+                   else n.verify_token_secret_id end is null;
+
+insert into public.message_templates (tenant_id, waba_id, name, language, category, status, components)
+values ('00000000-0000-4000-b000-000000000001', '102290129340398', 'retomar_atendimento', 'pt_BR', 'UTILITY',
+        'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Podemos continuar seu atendimento por aqui?"}]')
+on conflict (tenant_id, waba_id, name, language) do nothing;

@@ -1,0 +1,1 @@
+"""The worker process: HTTP webhooks, the inbound processor, the outbound sender."""

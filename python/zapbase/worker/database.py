@@ -1,0 +1,55 @@
+"""The worker's connections: a pool of service-role sessions.
+
+Each connection runs `set role service_role` once (the worker acts as Supabase's service
+role, never as the table owner) and disables server-side prepared statements, so the same
+code runs behind Supavisor. LISTEN needs a session, so point DATABASE_URL at a direct
+connection or Supavisor's session mode (port 5432), not its transaction mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from zapbase.db.target import DatabaseTarget
+from zapbase.settings import Settings
+
+Row = dict[str, Any]
+Connection = psycopg.AsyncConnection[Row]
+Pool = AsyncConnectionPool[Connection]
+
+WORKER_ROLE = "service_role"
+
+
+def worker_url(settings: Settings) -> str:
+    """The database the worker talks to: DATABASE_URL, else the embedded server."""
+    return DatabaseTarget.from_settings(settings).url
+
+
+async def _as_service_role(conn: Connection) -> None:
+    await conn.execute(f"set role {WORKER_ROLE}")
+
+
+async def connect(url: str) -> Connection:
+    """One service-role session outside the pool (LISTEN, scripts)."""
+    conn = await psycopg.AsyncConnection.connect(
+        url, row_factory=dict_row, prepare_threshold=None, autocommit=True
+    )
+    await conn.execute(f"set role {WORKER_ROLE}")
+    return conn
+
+
+def open_pool(url: str, size: int) -> Pool:
+    """A pool of autocommit service-role sessions; open it with `async with`."""
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=size,
+        open=False,
+        kwargs={"row_factory": dict_row, "prepare_threshold": None, "autocommit": True},
+        configure=_as_service_role,
+        connection_class=psycopg.AsyncConnection[Row],
+    )
