@@ -21,7 +21,7 @@ class Metrics:
         self.duplicates = Counter(
             "zapbase_ingest_duplicates", "Redelivered webhook changes and known wamids skipped.", registry=r)
         self.quarantined = Counter(
-            "zapbase_ingest_quarantined", "Malformed webhook items and bodies kept for inspection.", registry=r)
+            "zapbase_ingest_quarantined", "Malformed webhook items and bodies kept aside.", registry=r)
         self.statuses = Counter(
             "zapbase_ingested_statuses", "Status webhooks applied to outbound messages.", registry=r)
         self.queue_depth = Gauge(
