@@ -666,8 +666,8 @@ set search_path = ''
 as $$
   select case
     when jsonb_typeof(msg) <> 'object' then 'message is not an object'
-    when jsonb_typeof(msg -> 'id') <> 'string' or msg ->> 'id' = '' then 'message without id'
-    when jsonb_typeof(msg -> 'type') <> 'string' or msg ->> 'type' = '' then 'message without type'
+    when jsonb_typeof(msg -> 'id') is distinct from 'string' or msg ->> 'id' = '' then 'message without id'
+    when jsonb_typeof(msg -> 'type') is distinct from 'string' or msg ->> 'type' = '' then 'message without type'
     when coalesce(msg ->> 'from', '') = '' and coalesce(msg ->> 'from_user_id', '') = ''
       then 'message without sender (from / from_user_id)'
     when coalesce(msg ->> 'from', '') <> '' and msg ->> 'from' !~ '^[0-9]{5,20}$'
@@ -883,7 +883,7 @@ set search_path = ''
 as $$
   select case
     when jsonb_typeof(st) <> 'object' then 'status is not an object'
-    when jsonb_typeof(st -> 'id') <> 'string' or st ->> 'id' = '' then 'status without id'
+    when jsonb_typeof(st -> 'id') is distinct from 'string' or st ->> 'id' = '' then 'status without id'
     when coalesce(st ->> 'status', '') not in ('sent', 'delivered', 'read', 'played', 'failed', 'deleted', 'warning')
       then 'unknown status "' || coalesce(st ->> 'status', '') || '"'
   end
