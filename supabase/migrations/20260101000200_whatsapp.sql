@@ -759,7 +759,7 @@ begin
   insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction,
     sender_type, wamid, type, content, content_masked, payload, media_id, media_mime_type, media_sha256,
     media_filename, is_voice, reply_to_wamid, reply_to_message_id, interactive_reply_id, forwarded,
-    referral, status, wa_timestamp, created_at)
+    referral, status, wa_timestamp, created_at)  -- clock time: a batch keeps its order
   values (ingest_message.tenant_id, v_conv.id, v_contact, ingest_message.number_id, 'inbound',
     case when v_is_turn then 'contact' else 'system' end, msg ->> 'id', v_type, v_content,
     private.mask_pii(v_content), msg, 
@@ -771,7 +771,7 @@ begin
     msg -> 'context' ->> 'id', v_reply_to, private.inbound_reply_id(v_type, v_obj),
     coalesce((msg -> 'context' ->> 'forwarded')::boolean, false)
       or coalesce((msg -> 'context' ->> 'frequently_forwarded')::boolean, false),
-    v_referral, case when v_is_turn then 'received' else 'ignored' end, v_at, now())
+    v_referral, case when v_is_turn then 'received' else 'ignored' end, v_at, clock_timestamp())
   on conflict (tenant_id, wamid) do nothing
   returning id into v_id;
   if v_id is null then  -- the same wamid landed concurrently
@@ -814,8 +814,13 @@ as $$
   update public.messages m
      set status = case when private.outbound_rank(apply_status.status) > private.outbound_rank(m.status)
                        then apply_status.status else m.status end,
-         sent_at = case when apply_status.status <> 'failed' then coalesce(m.sent_at, apply_status.at) else m.sent_at end,
-         delivered_at = case when apply_status.status in ('delivered', 'read', 'played')
+         -- a receipt's own time wins over the time another receipt implied it
+         sent_at = case when apply_status.status = 'sent' then least(coalesce(m.sent_at, apply_status.at), apply_status.at)
+                        when apply_status.status <> 'failed' then coalesce(m.sent_at, apply_status.at)
+                        else m.sent_at end,
+         delivered_at = case when apply_status.status = 'delivered'
+                             then least(coalesce(m.delivered_at, apply_status.at), apply_status.at)
+                             when apply_status.status in ('read', 'played')
                              then coalesce(m.delivered_at, apply_status.at) else m.delivered_at end,
          read_at = case when apply_status.status in ('read', 'played')
                         then coalesce(m.read_at, apply_status.at) else m.read_at end,
@@ -1201,12 +1206,12 @@ begin
   v_content := private.outbound_content(message);
   insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction, sender_type,
     sender_member_id, type, content, content_masked, payload, reply_to_message_id, reply_to_wamid, status,
-    next_attempt_at, ai_model, ai_input_tokens, ai_output_tokens, ai_latency_ms, intent)
+    next_attempt_at, ai_model, ai_input_tokens, ai_output_tokens, ai_latency_ms, intent, created_at)
   values (conv.tenant_id, conv.id, conv.contact_id, conv.whatsapp_number_id, 'outbound', queue_outbound.sender_type,
     queue_outbound.sender_member_id, v_type, v_content, private.mask_pii(v_content), message,
     case when v_reply_wamid is not null then queue_outbound.reply_to_message_id end, v_reply_wamid, 'queued', now(),
     ai ->> 'model', (ai ->> 'input_tokens')::integer, (ai ->> 'output_tokens')::integer,
-    (ai ->> 'latency_ms')::integer, ai ->> 'intent')
+    (ai ->> 'latency_ms')::integer, ai ->> 'intent', clock_timestamp())  -- replies of one turn keep their order
   returning * into v_row;
 
   update public.conversations c
@@ -1667,10 +1672,12 @@ stable
 security definer
 set search_path = ''
 as $$
-  select can_work_conversation.tenant_id in (select private.my_unrestricted_tenant_ids())
+  select coalesce(
+    can_work_conversation.tenant_id in (select private.my_unrestricted_tenant_ids())
       or (can_work_conversation.tenant_id in (select private.my_tenant_ids_with_role('agent'))
           and (can_work_conversation.assignee_id in (select private.my_member_ids())
-               or can_work_conversation.team_id in (select private.my_team_ids())))
+               or can_work_conversation.team_id in (select private.my_team_ids()))),
+    false)
 $$;
 
 /**
@@ -1683,6 +1690,7 @@ $$;
 create or replace function private.tg_contacts_prepare()
 returns trigger
 language plpgsql
+security definer  -- the LGPD helpers are not granted to frontends
 set search_path = ''
 as $$
 begin
