@@ -20,8 +20,8 @@ create table if not exists public.bots (
   name text not null check (length(name) between 1 and 80),
   description text check (length(description) <= 500),
   type text not null default 'support' check (type in ('support', 'sdr', 'closer', 'follow_up', 'cs')),
-  -- whatsapp_numbers ids; FK-less until the whatsapp module lands (arrays cannot carry FKs:
-  -- that module will check them in a trigger). Empty: every number of the tenant.
+  -- whatsapp_numbers ids (arrays cannot carry FKs: checked by tg_bots_check). Empty: every
+  -- number of the tenant.
   whatsapp_number_ids uuid[] not null default '{}',
   system_prompt text not null default '' check (length(system_prompt) <= 20000),
   formatter_prompt text check (length(formatter_prompt) <= 5000),
@@ -80,6 +80,11 @@ alter table public.budget_reservations add constraint budget_reservations_bot_fk
 create index if not exists budget_reservations_tenant_bot_idx on public.budget_reservations (tenant_id, bot_id)
   where bot_id is not null;
 
+-- The bot answering a conversation (declared in the whatsapp module, which comes first).
+alter table public.conversations drop constraint if exists conversations_bot_fk;
+alter table public.conversations add constraint conversations_bot_fk
+  foreign key (tenant_id, bot_id) references public.bots (tenant_id, id) on delete set null (bot_id);
+
 /**
  * ----
  * Section - Trigger functions
@@ -109,10 +114,42 @@ begin
         using errcode = '23514';
     end if;
   end if;
+  if exists (select 1 from unnest(new.whatsapp_number_ids) as n(id)
+              where not exists (select 1 from public.whatsapp_numbers w
+                                 where w.tenant_id = new.tenant_id and w.id = n.id)) then
+    raise exception 'whatsapp_number_ids must name numbers of this tenant' using errcode = '23503';
+  end if;
   if new.tts_model is not null and not exists (
     select 1 from public.ai_models m where m.gateway_id = new.tts_model and m.api_type = 'tts'
   ) then
     raise exception 'unknown TTS model "%"', new.tts_model using errcode = '23503';
+  end if;
+  return new;
+end;
+$$;
+
+-- A new conversation is answered by the tenant's active bot for its number (one scoped to
+-- the number before one for every number); without a bot it goes straight to the human
+-- queue, so no customer waits for an answer that never comes.
+create or replace function private.tg_conversations_pick_bot()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if new.mode <> 'bot' or new.bot_id is not null then
+    return new;
+  end if;
+  select b.id into new.bot_id from public.bots b
+   where b.tenant_id = new.tenant_id and b.is_active
+     and (b.whatsapp_number_ids = '{}' or new.whatsapp_number_id = any(b.whatsapp_number_ids))
+   order by b.whatsapp_number_ids = '{}', b.created_at
+   limit 1;
+  if new.bot_id is null then
+    new.mode := 'human';
+    new.status := 'pending';
+    new.queued_at := now();
   end if;
   return new;
 end;
@@ -129,6 +166,9 @@ create trigger _100_set_updated_at before update on public.bots
 drop trigger if exists _200_check on public.bots;
 create trigger _200_check before insert or update on public.bots
   for each row execute function private.tg_bots_check();
+drop trigger if exists _200_pick_bot on public.conversations;
+create trigger _200_pick_bot before insert on public.conversations
+  for each row execute function private.tg_conversations_pick_bot();
 drop trigger if exists _900_audit on public.bots;
 create trigger _900_audit after insert or update or delete on public.bots
   for each row execute function private.tg_audit();

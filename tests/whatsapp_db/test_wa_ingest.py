@@ -325,3 +325,16 @@ def test_the_api_roles_cannot_ingest(db: Db) -> None:
             continue
         raise AssertionError("an API role could call whatsapp_ingest")
 
+
+
+def test_new_conversations_get_the_bot_of_their_number_or_go_to_the_human_queue(db: Db) -> None:
+    ingest(db, body(change(messages=[text("oi", MARIA)])))
+    conv = db.sql("select mode, status, bot_id from public.conversations")[0]
+    assert conv["mode"] == "bot" and str(conv["bot_id"]) == "00000000-0000-4000-e000-000000000001"  # seed bot
+
+    db.sql("update public.bots set is_active = false")
+    ingest(db, body(change(messages=[text("oi", JOAO)])))
+    conv = db.sql("select c.mode, c.status, c.bot_id, c.queued_at from public.conversations c"
+                  " join public.contacts k on k.id = c.contact_id where k.wa_id = %s", (JOAO,))[0]
+    assert (conv["mode"], conv["status"], conv["bot_id"]) == ("human", "pending", None)
+    assert conv["queued_at"] is not None
