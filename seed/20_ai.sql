@@ -48,7 +48,13 @@ values
    null, null, 0, 0, 0, 0, 0, 30.00, 'OpenAI TTS HD: higher quality, twice the price.'),
   ('local', 'local-chat', 'local/local-chat', 'chat',
    '{"offline": true}', 8192, 1024, 0, 0, 0, 0, 0, 0,
-   'The worker''s local model: last resort of the chain, tests and the offline demo. Free.')
+   'The worker''s local model: last resort of the chain, tests and the offline demo. Free.'),
+  ('local', 'hashing-v1', 'local/hashing-v1', 'embedding', '{"dimensions": 384, "offline": true}',
+   null, null, 0, 0, 0, 0, 0, 0, 'Offline lexical embedder (feature hashing): the default without keys. Free.'),
+  ('local', 'all-MiniLM-L6-v2', 'local/all-MiniLM-L6-v2', 'embedding', '{"dimensions": 384, "offline": true}',
+   256, null, 0, 0, 0, 0, 0, 0, 'Offline semantic embedder (extra kb-local). Free.'),
+  ('espeak', 'espeak-ng', 'espeak/espeak-ng', 'tts', '{"offline": true}',
+   null, null, 0, 0, 0, 0, 0, 0, 'Offline robotic voice for development (espeak-ng). Free.')
 on conflict (gateway_id) do nothing;
 
 -- USD→BRL: an approximate rate so that costs have a BRL value from day one. Production

@@ -7,6 +7,9 @@
 
 Storing (`knowledge_sources`, `document_chunks`) and searching (`match_knowledge`) are
 SQL; keep `embedder.name` with the vectors and embed queries with the same embedder.
+The worker's side of that lives in `zapbase.rag.store` (`KnowledgeService`: ingestion,
+re-embedding, search, each embedding call settled in `ai_usage`), `zapbase.rag.sources`
+(list, remove) and `zapbase.rag.seed` (the demo tenant's knowledge base).
 """
 
 from __future__ import annotations

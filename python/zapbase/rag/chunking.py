@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from zapbase.rag.parsers import Block, ParsedDocument
 
-__all__ = ["DEFAULT_CHUNKING", "Chunk", "ChunkingOptions", "chunk_blocks", "chunk_document"]
+__all__ = ["DEFAULT_CHUNKING", "Chunk", "ChunkingOptions", "chunk_blocks", "chunk_document", "embedding_text"]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
@@ -60,7 +60,7 @@ class Chunk:
     @property
     def embedding_text(self) -> str:
         """What gets embedded: the heading path gives a short chunk its context."""
-        return _embedding_text(self.heading_path, self.text)
+        return embedding_text(self.heading_path, self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ def chunk_blocks(blocks: Sequence[Block], options: ChunkingOptions = DEFAULT_CHU
     seen: set[str] = set()
     for path, texts in _sections(blocks):
         for text in _pack(_units(texts, options), options):
-            digest = hashlib.sha256(_embedding_text(path, text).encode()).hexdigest()
+            digest = hashlib.sha256(embedding_text(path, text).encode()).hexdigest()
             if digest in seen:
                 continue  # boilerplate repeated under the same heading
             seen.add(digest)
@@ -86,7 +86,8 @@ def chunk_blocks(blocks: Sequence[Block], options: ChunkingOptions = DEFAULT_CHU
     return chunks
 
 
-def _embedding_text(path: tuple[str, ...], text: str) -> str:
+def embedding_text(path: Sequence[str], text: str) -> str:
+    """Heading path and text as one string: what is embedded (and hashed) for a chunk."""
     return f"{' > '.join(path)}\n\n{text}" if path else text
 
 

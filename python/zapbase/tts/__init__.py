@@ -4,7 +4,9 @@
     speech = await speak(provider, reply_text, cache=tenant_cache, language="pt-BR")
     # speech.audio.data is Ogg Opus; speech.cached / speech.spec.characters feed usage
 
-The `tts_cache` table (tenant-scoped) implements `SpeechCache`; usage settlement is SQL.
+`zapbase.tts.pg_cache.PostgresSpeechCache` implements `SpeechCache` over the tenant-scoped
+`tts_cache` table; `zapbase.tts.service.SpeechService` puts it in front of a provider and
+settles every synthesis and every hit in `ai_usage`, refusing what the budget refuses.
 """
 
 from __future__ import annotations
