@@ -1,48 +1,67 @@
-"""In-memory Ledger for tests: records every reservation and settlement."""
+"""In-memory Ledger for tests: records every begin and finish, keeps a response cache."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from zapbase.ai import ChatRequest, ChatResult, Link, Outcome, Refusal, Reservation
+from zapbase.ai import (
+    ChatRequest,
+    ChatResult,
+    GatewayPolicy,
+    Link,
+    Outcome,
+    Refusal,
+    Reservation,
+    Success,
+)
 
 
 @dataclass
 class MemoryLedger:
-    refuse_providers: set[str] = field(default_factory=set)
-    reserved: list[tuple[ChatRequest, Reservation]] = field(default_factory=list)
-    settled: list[tuple[Reservation, Outcome]] = field(default_factory=list)
+    refusal: Refusal | None = None  # set: every reply is refused
+    begun: list[tuple[ChatRequest, Reservation]] = field(default_factory=list)
+    finished: list[tuple[Reservation, tuple[Outcome, ...]]] = field(default_factory=list)
     cache: dict[str, tuple[ChatResult, int]] = field(default_factory=dict)
     cache_reads: int = 0
-    _open: dict[str, Reservation] = field(default_factory=dict)
+    hits: list[ChatRequest] = field(default_factory=list)
+    calls: int = 0  # begin + finish: the round trips a database ledger would make
+    _open: dict[str, tuple[Reservation, str | None, int]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
-    async def reserve(self, request: ChatRequest, link: Link) -> Reservation | Refusal:
-        if link.provider in self.refuse_providers:
-            return Refusal(reason=f"budget exhausted for {link.provider}")
+    async def begin(
+        self, request: ChatRequest, link: Link, policy: GatewayPolicy, key: str | None
+    ) -> ChatResult | Reservation | Refusal:
+        self.calls += 1
+        if key is not None:
+            self.cache_reads += 1
+            if key in self.cache:
+                self.hits.append(request)
+                return self.cache[key][0]
+        if self.refusal is not None:
+            return self.refusal
         reservation = Reservation(id=f"res-{next(self._ids)}", link=link)
-        self._open[reservation.id] = reservation
-        self.reserved.append((request, reservation))
+        self._open[reservation.id] = (reservation, key, policy.cache_ttl_seconds)
+        self.begun.append((request, reservation))
         return reservation
 
-    async def settle(self, reservation: Reservation, outcome: Outcome) -> None:
+    async def finish(self, reservation: Reservation, attempts: Sequence[Outcome], *, cache: bool) -> None:
+        self.calls += 1
         # Settling twice, or something never reserved, is a chain bug.
-        assert self._open.pop(reservation.id) == reservation
-        self.settled.append((reservation, outcome))
-
-    async def cache_get(self, key: str) -> ChatResult | None:
-        self.cache_reads += 1
-        hit = self.cache.get(key)
-        return hit[0] if hit else None
-
-    async def cache_put(self, key: str, result: ChatResult, ttl_seconds: int) -> None:
-        self.cache[key] = (result, ttl_seconds)
+        opened, key, ttl = self._open.pop(reservation.id)
+        assert opened == reservation
+        assert all(not isinstance(a, Success) for a in attempts[:-1]), "a success must end the reply"
+        self.finished.append((reservation, tuple(attempts)))
+        final = attempts[-1] if attempts else None
+        if cache and key is not None and isinstance(final, Success):
+            self.cache[key] = (final.result, ttl)
 
     @property
     def open_reservations(self) -> list[Reservation]:
-        return list(self._open.values())
+        return [reservation for reservation, _, _ in self._open.values()]
 
     @property
     def outcomes(self) -> list[Outcome]:
-        return [outcome for _, outcome in self.settled]
+        """Every attempt settled, in order, across replies."""
+        return [outcome for _, attempts in self.finished for outcome in attempts]

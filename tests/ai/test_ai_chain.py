@@ -6,7 +6,6 @@ import pytest
 
 from zapbase.ai import (
     LOCAL_LINK,
-    AttemptStatus,
     BadRequest,
     ChatRequest,
     ChatResult,
@@ -15,6 +14,8 @@ from zapbase.ai import (
     Gateway,
     GatewayPolicy,
     GatewayResponse,
+    Overloaded,
+    Refusal,
     Success,
     build_providers,
     cache_key,
@@ -40,7 +41,8 @@ async def test_chat_answers_from_first_link_when_healthy(
     assert response.ok and response.result is not None
     assert (response.result.provider, response.result.text) == ("anthropic", "Resposta do Claude.")
     assert statuses(response) == [(SONNET.model, "ok")]
-    assert ledger.outcomes == [Success(result=response.result)]
+    assert ledger.outcomes == [Success(link=SONNET, result=response.result)]
+    assert ledger.calls == 2  # begin + finish: the ledger's two round trips
 
 
 async def test_chat_falls_back_to_openai_when_anthropic_overloaded(
@@ -53,10 +55,14 @@ async def test_chat_falls_back_to_openai_when_anthropic_overloaded(
     assert response.result is not None and response.result.provider == "openai"
     assert response.error is None  # errors on the way to an answer live in attempts
     assert statuses(response) == [(SONNET.model, "failed"), (MINI.model, "ok")]
-    first, second = ledger.outcomes
+    assert response.attempts[1].fallback_from == SONNET
+    # one reservation, estimated on the first link, settles both attempts in one call
+    ((reservation, (first, second)),) = ledger.finished
+    assert reservation.link == SONNET
     assert isinstance(first, Failure) and first.error_code == "overloaded"
-    assert first.status_code == 529 and first.fallback_from is None
-    assert isinstance(second, Success) and second.fallback_from == SONNET
+    assert first.status_code == 529 and first.link == SONNET
+    assert isinstance(second, Success) and second.link == MINI
+    assert ledger.calls == 2
 
 
 async def test_chat_answers_locally_when_every_remote_provider_fails(
@@ -96,17 +102,19 @@ async def test_every_attempt_is_settled_with_its_fallback_path(
 
     await gateway.chat(ask("Oi", tenant_id="t1", conversation_id="c1"), policy)
 
-    path = [(r.link.model, type(o).__name__, o.fallback_from) for r, o in ledger.settled]
+    ((_, attempts),) = ledger.finished
+    path = [(o.link.model, type(o).__name__) for o in attempts]
     assert path == [
-        (SONNET.model, "Failure", None),
-        (MINI.model, "Failure", SONNET),
-        (LOCAL_LINK.model, "Success", MINI),
+        (SONNET.model, "Failure"),
+        (MINI.model, "Failure"),
+        (LOCAL_LINK.model, "Success"),
     ]
     assert [o.error_code for o in ledger.outcomes if isinstance(o, Failure)] == [
         "server_error",
         "rate_limited",
     ]
-    assert all(request.tenant_id == "t1" for request, _ in ledger.reserved)
+    ((request, _),) = ledger.begun
+    assert (request.tenant_id, request.conversation_id) == ("t1", "c1")
     assert not ledger.open_reservations
 
 
@@ -128,10 +136,15 @@ async def test_spend_limit_stops_the_chain_with_an_alert(
     assert openai_fake.calls_to("/v1/chat/completions") == []
     assert len(anthropic_fake.calls) == 1  # not retried
     assert [type(o).__name__ for o in ledger.outcomes] == ["Failure"]
+    assert not ledger.open_reservations
 
 
 async def test_rate_limit_cools_the_provider_down(
-    gateway: Gateway, policy: GatewayPolicy, anthropic_fake: AnthropicStandIn, clock: FakeClock
+    gateway: Gateway,
+    policy: GatewayPolicy,
+    ledger: MemoryLedger,
+    anthropic_fake: AnthropicStandIn,
+    clock: FakeClock,
 ) -> None:
     anthropic_fake.push(Fault(kind=FaultKind.RATE_LIMIT, retry_after=45))
 
@@ -140,6 +153,8 @@ async def test_rate_limit_cools_the_provider_down(
 
     assert first.result is not None and first.result.provider == "openai"
     assert statuses(second) == [(SONNET.model, "cooling_down"), (MINI.model, "ok")]
+    # the budget is reserved on the link that is really called first
+    assert [r.link for _, r in ledger.begun] == [SONNET, MINI]
     assert len(anthropic_fake.calls) == 1
     clock.now += 40  # cooldown is max(policy 30 s, retry-after 45 s)
     assert gateway.cooling_down("anthropic")
@@ -216,7 +231,7 @@ async def test_bad_request_is_fatal(ledger: MemoryLedger, policy: GatewayPolicy)
 
     assert not response.ok and isinstance(response.error, BadRequest)
     assert response.alerts == ()
-    assert len(ledger.settled) == 1
+    assert [type(o).__name__ for o in ledger.outcomes] == ["Failure"]
 
 
 async def test_unexpected_error_releases_the_reservation(ledger: MemoryLedger, policy: GatewayPolicy) -> None:
@@ -237,19 +252,42 @@ async def test_unexpected_error_releases_the_reservation(ledger: MemoryLedger, p
     assert not ledger.open_reservations
 
 
-async def test_refused_links_are_skipped_without_settlement(
-    gateway: Gateway, policy: GatewayPolicy, ledger: MemoryLedger
+async def test_refusal_stops_the_reply_before_any_call(
+    gateway: Gateway,
+    policy: GatewayPolicy,
+    ledger: MemoryLedger,
+    anthropic_fake: AnthropicStandIn,
+    openai_fake: OpenAIStandIn,
 ) -> None:
-    ledger.refuse_providers = {"anthropic"}
-    answered = await gateway.chat(ask("Oi"), policy)
-    ledger.refuse_providers = {"anthropic", "openai", "local"}
-    paused = await gateway.chat(ask("Oi"), policy)
+    ledger.refusal = Refusal(reason="limit", message='budget "Plano" has not enough left')
 
-    assert answered.result is not None and answered.result.provider == "openai"
-    assert statuses(answered)[0] == (SONNET.model, "refused")
-    assert not paused.ok and paused.refusal is not None
-    assert {a.status for a in paused.attempts} == {AttemptStatus.REFUSED}
-    assert len(ledger.settled) == 1
+    response = await gateway.chat(ask("Oi"), policy)
+
+    assert not response.ok and response.refusal == ledger.refusal
+    assert statuses(response) == [(SONNET.model, "refused")]
+    assert (len(anthropic_fake.calls), len(openai_fake.calls)) == (0, 0)
+    assert ledger.finished == [] and ledger.calls == 1
+
+
+async def test_a_reply_that_calls_nothing_releases_its_reservation(ledger: MemoryLedger) -> None:
+    class Failing:
+        name = "local"
+
+        async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+            raise Overloaded("busy", provider="local", status_code=529)
+
+        async def aclose(self) -> None:
+            return None
+
+    gateway = Gateway({"local": Failing()}, ledger)
+    policy = GatewayPolicy(links=(LOCAL_LINK,), cooldown_seconds=30)
+
+    first = await gateway.chat(ask("Oi"), policy)
+    second = await gateway.chat(ask("Oi"), policy)
+
+    assert not first.ok and statuses(second) == [(LOCAL_LINK.model, "cooling_down")]
+    assert [len(attempts) for _, attempts in ledger.finished] == [1, 0]
+    assert not ledger.open_reservations
 
 
 async def test_requested_model_starts_the_chain_at_its_link(
@@ -284,9 +322,9 @@ async def test_cache_hit_returns_without_calling_providers(
     assert hit.result == miss.result
     assert len(anthropic_fake.calls) == 1
     assert [(ttl, r.provider) for r, ttl in ledger.cache.values()] == [(3600, "anthropic")]
-    reservation, outcome = ledger.settled[-1]
-    assert outcome == Success(result=miss.result, cached=True)
-    assert reservation.link == SONNET
+    # the hit is one ledger call (logged there), with no reservation to settle
+    assert [r.tenant_id for r in ledger.hits] == ["t2"]
+    assert len(ledger.finished) == 1 and ledger.calls == 3
     assert statuses(hit) == [(SONNET.model, "cached")]
 
 

@@ -1,6 +1,7 @@
 """AI gateway: typed requests, provider clients, error classification and the fallback chain.
 
-The database side (budgets, usage log, response cache) plugs in through `Ledger`.
+The database side (budgets, usage log, response cache) plugs in through `Ledger`;
+`PostgresLedger` is the production one (two round trips a reply).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from zapbase.ai.errors import (
     SpendLimitExceeded,
     ZapbaseError,
 )
+from zapbase.ai.ledger import PostgresLedger, connection_pool
 from zapbase.ai.providers import AnthropicProvider, LocalProvider, OpenAICompatProvider, build_providers
 from zapbase.ai.types import (
     Alert,
@@ -73,6 +75,7 @@ __all__ = [
     "OpenAICompatProvider",
     "Outcome",
     "Overloaded",
+    "PostgresLedger",
     "Provider",
     "ProviderError",
     "ProviderTimeout",
@@ -89,4 +92,5 @@ __all__ = [
     "ZapbaseError",
     "build_providers",
     "cache_key",
+    "connection_pool",
 ]

@@ -1,19 +1,24 @@
-"""The provider chain: cache, budget reservation, fallback and settlement of every call.
+"""The provider chain: cache, budget reservation, fallback and settlement of every reply.
 
-`Gateway.chat(request, policy)` walks the policy's links in order::
+`Gateway.chat(request, policy)` costs the ledger two calls in the common case::
 
-    cache_get ─hit─► reserve + settle(cached) ─► answer
-        │miss
+    ledger.begin ─hit─► answer (the ledger logged the hit)
+        │ ├refused─► no provider is called
+        │reserved (one reservation for the whole reply)
         ▼
     for each link: skip if its provider is missing or cooling down
-                   reserve ─refused─► next link
-                   call ─ok─► settle(success) ─► cache_put ─► answer
-                        └error─► settle(failure) ─► error.decision:
+                   call ─ok─► ledger.finish(failures so far + success, cache it) ─► answer
+                        └error─► error.decision:
                                    next_provider      cool the provider down, next link
                                    alert_and_next     alert, cool down, next link
                                    next_larger_model  next link with a larger context window
                                    stop_and_alert     alert, stop
                                    fatal              stop
+    chain exhausted or stopped ─► ledger.finish(the failures)
+
+Every attempt reaches the usage log through `finish`, in order, so the log shows the
+whole fallback path. The reservation is an estimate for the first link: a fallback to a
+dearer model is charged its actual cost at settlement.
 
 Budgets, usage rows and the response cache live in PostgreSQL behind the injected
 `Ledger`; this module holds no state beyond the per-instance cooldown table.
@@ -25,7 +30,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import anyio
@@ -59,20 +64,25 @@ LOCAL_LINK = Link(provider="local", model=LOCAL_MODEL, context_window=2**31 - 1)
 
 
 class Ledger(Protocol):
-    """What the chain needs from the database (budgets, usage log, response cache).
+    """What the chain needs from the database (budgets, usage log, response cache): one
+    call before the providers and one after.
 
-    `reserve` is called before every provider call and every cache hit; each
-    Reservation it returns is settled exactly once, success or failure, so the usage
-    log shows the whole fallback path through `fallback_from`.
+    `begin` looks `key` up in the response cache when it is given; a hit is logged by
+    the ledger and returned as the cached ChatResult. Otherwise it reserves budget for
+    the reply, estimated on `link` (the first link the chain will call), or refuses.
+    `policy.id` names the policy row the database applies (cache ttl, hold time).
+
+    `finish` settles a Reservation exactly once, with every attempt made under it in
+    the order made: failures, then the final outcome (a success, or the last failure).
+    No attempts: nothing was called and the reservation is released. With `cache`, a
+    successful final answer is stored under the key given to `begin`.
     """
 
-    async def reserve(self, request: ChatRequest, link: Link) -> Reservation | Refusal: ...
+    async def begin(
+        self, request: ChatRequest, link: Link, policy: GatewayPolicy, key: str | None
+    ) -> ChatResult | Reservation | Refusal: ...
 
-    async def settle(self, reservation: Reservation, outcome: Outcome) -> None: ...
-
-    async def cache_get(self, key: str) -> ChatResult | None: ...
-
-    async def cache_put(self, key: str, result: ChatResult, ttl_seconds: int) -> None: ...
+    async def finish(self, reservation: Reservation, attempts: Sequence[Outcome], *, cache: bool) -> None: ...
 
 
 def cache_key(request: ChatRequest, model: str) -> str:
@@ -138,27 +148,26 @@ class Gateway:
 
     async def chat(self, request: ChatRequest, policy: GatewayPolicy) -> GatewayResponse:
         links = self.plan(request, policy)
-        key = cache_key(request, links[0].model)
-        if policy.cache_ttl_seconds > 0:
-            hit = await self._ledger.cache_get(key)
-            if hit is not None:
-                # Account the hit to the link that produced it when it is in the plan.
-                link = next(
-                    (link for link in links if (link.provider, link.model) == (hit.provider, hit.model)),
-                    links[0],
-                )
-                return await self._serve_cached(request, link, hit)
-        walk = _Walk(self, self._ledger, self._providers, request, policy, links, key)
+        key = cache_key(request, links[0].model) if policy.cache_ttl_seconds > 0 else None
+        # Reserve for the link that will really be called first, so the estimate is its price.
+        first = next((link for link in links if self.can_call(link.provider)), links[0])
+        begun = await self._ledger.begin(request, first, policy, key)
+        if isinstance(begun, Refusal):
+            attempt = Attempt(link=first, status=AttemptStatus.REFUSED)
+            return GatewayResponse(result=None, attempts=(attempt,), refusal=begun)
+        if isinstance(begun, ChatResult):
+            # Account the hit to the link that produced it when it is in the plan.
+            link = next(
+                (link for link in links if (link.provider, link.model) == (begun.provider, begun.model)),
+                links[0],
+            )
+            attempt = Attempt(link=link, status=AttemptStatus.CACHED)
+            return GatewayResponse(result=begun, attempts=(attempt,), cached=True)
+        walk = _Walk(self, self._ledger, self._providers, request, policy, links, begun)
         return await walk.run()
 
-    async def _serve_cached(self, request: ChatRequest, link: Link, hit: ChatResult) -> GatewayResponse:
-        reservation = await self._ledger.reserve(request, link)
-        if isinstance(reservation, Refusal):
-            attempt = Attempt(link=link, status=AttemptStatus.REFUSED)
-            return GatewayResponse(result=None, attempts=(attempt,), refusal=reservation)
-        await self._ledger.settle(reservation, Success(result=hit, cached=True))
-        attempt = Attempt(link=link, status=AttemptStatus.CACHED)
-        return GatewayResponse(result=hit, attempts=(attempt,), cached=True)
+    def can_call(self, provider: str) -> bool:
+        return provider in self._providers and not self.cooling_down(provider)
 
     def cool_down(self, provider: str, seconds: float) -> None:
         """Skip `provider` for `seconds` in this Gateway's walks."""
@@ -167,7 +176,7 @@ class Gateway:
 
 
 class _Walk:
-    """The state of one request's walk down the chain."""
+    """The state of one request's walk down the chain, under one reservation."""
 
     def __init__(
         self,
@@ -177,7 +186,7 @@ class _Walk:
         request: ChatRequest,
         policy: GatewayPolicy,
         links: tuple[Link, ...],
-        key: str,
+        reservation: Reservation,
     ) -> None:
         self.gw = gateway
         self.ledger = ledger
@@ -185,29 +194,35 @@ class _Walk:
         self.request = request
         self.policy = policy
         self.links = links
-        self.key = key
+        self.reservation = reservation
         self.attempts: list[Attempt] = []
+        self.outcomes: list[Outcome] = []  # what the ledger settles: calls made, in order
         self.alerts: list[Alert] = []
         self.previous: Link | None = None  # the last link that was called and failed
         self.error: ProviderError | None = None
-        self.refusal: Refusal | None = None
 
     def response(self, result: ChatResult | None = None) -> GatewayResponse:
         # Errors met on the way to an answer stay visible in `attempts` only.
-        failed = result is None
         return GatewayResponse(
             result=result,
             attempts=tuple(self.attempts),
             alerts=tuple(self.alerts),
-            error=self.error if failed else None,
-            refusal=self.refusal if failed else None,
+            error=self.error if result is None else None,
         )
 
     def skip(self, link: Link, status: AttemptStatus) -> None:
         self.attempts.append(Attempt(link=link, status=status, fallback_from=self.previous))
 
+    async def finish(self, result: ChatResult | None) -> None:
+        # A local fallback answer must not shadow a real model's answer later on.
+        cache = (
+            result is not None
+            and self.policy.cache_ttl_seconds > 0
+            and result.provider != LOCAL_LINK.provider
+        )
+        await self.ledger.finish(self.reservation, tuple(self.outcomes), cache=cache)
+
     async def run(self) -> GatewayResponse:
-        ledger = self.ledger
         index = 0
         while index < len(self.links):
             link = self.links[index]
@@ -219,40 +234,32 @@ class _Walk:
             if self.gw.cooling_down(link.provider):
                 self.skip(link, AttemptStatus.COOLING_DOWN)
                 continue
-            reservation = await ledger.reserve(self.request, link)
-            if isinstance(reservation, Refusal):
-                self.refusal = reservation
-                self.skip(link, AttemptStatus.REFUSED)
-                continue
             started = time.perf_counter()
             try:
                 result = await self.call(provider, link)
             except ProviderError as exc:
                 error = exc
             except Exception as exc:
-                # Release the reservation before an unknown error surfaces.
-                await ledger.settle(
-                    reservation,
+                # Settle what happened (and release the budget) before an unknown error surfaces.
+                self.outcomes.append(
                     Failure(
+                        link=link,
                         error_code="unexpected",
                         message=repr(exc),
                         decision=Decision.FATAL,
                         status_code=None,
                         request_id=None,
                         latency_ms=_ms_since(started),
-                        fallback_from=self.previous,
-                    ),
+                    )
                 )
+                await self.finish(None)
                 raise
             else:
-                await ledger.settle(reservation, Success(result=result, fallback_from=self.previous))
+                self.outcomes.append(Success(link=link, result=result))
                 self.attempts.append(Attempt(link=link, status=AttemptStatus.OK, fallback_from=self.previous))
-                await self.maybe_cache(result)
+                await self.finish(result)
                 return self.response(result)
-            await ledger.settle(
-                reservation,
-                Failure.from_error(error, latency_ms=_ms_since(started), fallback_from=self.previous),
-            )
+            self.outcomes.append(Failure.from_error(error, link=link, latency_ms=_ms_since(started)))
             self.attempts.append(
                 Attempt(
                     link=link, status=AttemptStatus.FAILED, fallback_from=self.previous, error_code=error.code
@@ -263,6 +270,7 @@ class _Walk:
             stop, index = self.decide(error, link, index)
             if stop:
                 break
+        await self.finish(None)
         return self.response()
 
     async def call(self, provider: Provider, link: Link) -> ChatResult:
@@ -301,11 +309,6 @@ class _Walk:
         seconds = max(self.policy.cooldown_seconds, error.retry_after or 0.0)
         self.gw.cool_down(link.provider, seconds)
         return False, index
-
-    async def maybe_cache(self, result: ChatResult) -> None:
-        # A local fallback answer must not shadow a real model's answer later on.
-        if self.policy.cache_ttl_seconds > 0 and result.provider != LOCAL_LINK.provider:
-            await self.ledger.cache_put(self.key, result, self.policy.cache_ttl_seconds)
 
 
 def _ms_since(started: float) -> int:

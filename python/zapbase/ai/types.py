@@ -65,8 +65,10 @@ class ChatRequest:
             version 2026-10-21 rejects sampling parameters.
         knowledge: RAG passages; every provider sees them (remote ones appended to the
             system prompt, the local one answers from them).
-        feature, tenant_id, conversation_id: accounting metadata for the ledger; never
-            part of the cache key.
+        feature, tenant_id, conversation_id, message_id, bot_id, request_id, phone:
+            accounting metadata the ledger writes on every `ai_usage` row of the reply
+            (ids as uuid strings; request_id e.g. the inbound wamid; phone in E.164,
+            stored only as its hash); never part of the cache key.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -78,6 +80,10 @@ class ChatRequest:
     feature: str = "reply"
     tenant_id: str | None = None
     conversation_id: str | None = None
+    message_id: str | None = None
+    bot_id: str | None = None
+    request_id: str | None = None
+    phone: str | None = None
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -213,21 +219,37 @@ def knowledge_block(request: ChatRequest) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Link:
-    """One step of a fallback chain: a provider name, a model, its context window."""
+    """One step of a fallback chain: a provider name, a model, its context window.
+
+    `gateway_id` is the model's `ai_models.gateway_id`, the name the ledger prices and
+    logs it under; it defaults to "provider/model", the registry's convention, and must
+    be given where the registry uses an alias (anthropic/claude-sonnet-4).
+    """
 
     provider: str
     model: str
     context_window: int
+    gateway_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.gateway_id:
+            object.__setattr__(self, "gateway_id", f"{self.provider}/{self.model}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GatewayPolicy:
-    """A row of `gateway_policies`: the chain and its knobs (cache off when ttl is 0)."""
+    """A row of `gateway_policies`: the chain and its knobs (cache off when ttl is 0).
+
+    `id` names the row for the ledger (None: the tenant's default policy). The cache is
+    used only when both this ttl and the row's `cache_ttl_seconds` are positive; the
+    row's ttl is the one entries are stored with.
+    """
 
     links: tuple[Link, ...]
     timeout_seconds: float = 30.0
     cooldown_seconds: float = 30.0
     cache_ttl_seconds: int = 0
+    id: str | None = None
 
     def __post_init__(self) -> None:
         if not self.links:
@@ -236,7 +258,8 @@ class GatewayPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reservation:
-    """Budget held by the ledger for one attempt; `id` is the ledger's own handle."""
+    """Budget the ledger holds for one reply, taken for its first link; every attempt of
+    the reply's walk down the chain is settled against it. `id` is the ledger's handle."""
 
     id: str
     link: Link
@@ -244,40 +267,46 @@ class Reservation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Refusal:
-    """The ledger will not fund this link (budget exhausted, tenant paused...)."""
+    """The ledger will not fund this reply.
+
+    `reason` is the database's: paused, limit, no_budget, tenant_inactive or
+    unknown_model; `message` says which budget and why, for logs and admins.
+    """
 
     reason: str
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Success:
+    """An attempt that answered."""
+
+    link: Link
     result: ChatResult
-    fallback_from: Link | None = None
-    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Failure:
     """A failed attempt; `error_code` is `ProviderError.code` (e.g. "rate_limited")."""
 
+    link: Link
     error_code: str
     message: str
     decision: Decision
     status_code: int | None
     request_id: str | None
     latency_ms: int
-    fallback_from: Link | None = None
 
     @classmethod
-    def from_error(cls, error: ProviderError, *, latency_ms: int, fallback_from: Link | None) -> Failure:
+    def from_error(cls, error: ProviderError, *, link: Link, latency_ms: int) -> Failure:
         return cls(
+            link=link,
             error_code=error.code,
             message=error.message,
             decision=error.decision,
             status_code=error.status_code,
             request_id=error.request_id,
             latency_ms=latency_ms,
-            fallback_from=fallback_from,
         )
 
 

@@ -28,7 +28,8 @@ __all__ = [
     "normalize_words",
 ]
 
-LOCAL_MODEL = "local-ptbr"
+# The registry names it local/local-chat (seed/20_ai.sql), like every link: provider/model.
+LOCAL_MODEL = "local-chat"
 LOCAL_EMBEDDING_MODEL = "local-hash"
 FOUND_PREFIX = "Encontrei esta informação para você:"
 NOT_FOUND_REPLY = (
