@@ -11,7 +11,7 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from support import Db
-from zapbase.db.embedded import EmbeddedPostgres
+from zapbase.db.embedded import SUPERUSER, EmbeddedPostgres
 from zapbase.db.scratch import build_template, scratch_server
 from zapbase.settings import Settings
 
@@ -46,7 +46,9 @@ def db(pg_server: EmbeddedPostgres, template_db: str, request: pytest.FixtureReq
     janitor.init()
     request.config.stash.setdefault(CLONE_TIMES, []).append(time.perf_counter() - started)
     yield Db(pg_server.url("postgres", name))
-    janitor.drop()
+    # Dropped by the superuser: it must end the backends a test left behind (authenticator's
+    # included), which the demoted postgres may not signal.
+    DatabaseJanitor(user=SUPERUSER, host="127.0.0.1", port=pg_server.port, dbname=name).drop()
 
 
 CLONE_TIMES = pytest.StashKey[list[float]]()

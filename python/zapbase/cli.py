@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from zapbase import worker_cli
 from zapbase.db.embedded import bin_path
 from zapbase.db.migrate import mask_password
 from zapbase.db.target import DatabaseTarget
@@ -20,6 +21,8 @@ app = typer.Typer(help="Zapbase: WhatsApp customer service with AI, built the Su
 db_app = typer.Typer(help="The database: embedded PostgreSQL or DATABASE_URL.",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
+worker_cli.register(app)  # up, simulator, demo, chat
+app.add_typer(__import__("zapbase.kb_cli", fromlist=["kb_app"]).kb_app, name="kb")
 console = Console()
 
 
@@ -130,14 +133,6 @@ def setup() -> None:
         raise _fail(exc) from None
     console.print(f"{len(applied)} migration(s) applied, seed applied")
     console.print(f"database: {mask_password(target.url)}", highlight=False)
-
-
-@app.command("demo")
-def demo() -> None:
-    """Set up the database and say what is running and how to connect."""
-    setup()
-    console.print("[bold green]Zapbase is running.[/] Connect with `zapbase db psql` or any client:")
-    console.print(f"  {_target().url}", highlight=False)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,42 @@ class Settings(BaseSettings):
         default="https://graph.facebook.com", description="Graph API base URL (the simulator's locally)."
     )
     graph_api_version: str = Field(default="v25.0", description="Graph API version used for sends.")
+    zapbase_worker_id: str | None = Field(
+        default=None, description="Name of this replica in leases (leased_by); default host:pid."
+    )
+    zapbase_poll_interval_s: float = Field(
+        default=2.0, gt=0, description="Queue poll when no NOTIFY arrives (retries become due silently)."
+    )
+    zapbase_send_lease_s: int = Field(
+        default=60, ge=10, description="Outbound lease; must exceed a Graph call's timeout."
+    )
+    zapbase_send_concurrency: int = Field(
+        default=16, ge=1, description="Outbound rows claimed and sent at once per replica."
+    )
+    zapbase_process_lease_s: int = Field(default=120, ge=10, description="Inbound lease per message.")
+    zapbase_process_concurrency: int = Field(
+        default=8, ge=1, description="Inbound messages claimed and handled at once per replica."
+    )
+    zapbase_shutdown_grace_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, time the loops get to finish in-flight rows."
+    )
+    zapbase_simulator_port: int = Field(
+        default=8787, description="Port of `zapbase simulator` (point GRAPH_API_BASE_URL at it)."
+    )
+
+    # -- media storage ---------------------------------------------------------------------
+    zapbase_media_dir: Path = Field(
+        default=Path(".zapbase/media"), description="Local directory of inbound media (no Supabase)."
+    )
+    zapbase_media_bucket: str = Field(
+        default="whatsapp-media", description="Storage bucket (and local subdirectory) of inbound media."
+    )
+    supabase_url: str | None = Field(
+        default=None, description="Supabase project URL; with the service key, media go to Supabase Storage."
+    )
+    supabase_service_role_key: SecretStr | None = Field(
+        default=None, description="Service role key for Supabase Storage uploads."
+    )
 
     @property
     def migrations_dir(self) -> Path:

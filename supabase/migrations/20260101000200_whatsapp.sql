@@ -1507,7 +1507,9 @@ as $$
      order by m.conversation_id, m.created_at, m.id
   ), picked as (
     select m.id from public.messages m join heads h on h.id = m.id
-     where h.status = 'received' or h.lease_until < now()
+     where (h.status = 'received' or h.lease_until < now())
+       -- re-checked on the locked row: another replica may have claimed it since the snapshot
+       and (m.status = 'received' or (m.status = 'processing' and m.lease_until < now()))
      order by m.created_at
      limit batch_size
      for update of m skip locked

@@ -193,19 +193,26 @@ create table if not exists public.budget_reservations (
   status text not null default 'open' check (status in ('open', 'settled', 'released', 'expired')),
   cache_key text check (cache_key ~ '^[0-9a-f]{64}$'),
   cache_ttl_seconds integer check (cache_ttl_seconds >= 0),
-  conversation_id uuid,  -- FK to conversations added when the whatsapp module lands
-  message_id uuid,       -- FK to messages added when the whatsapp module lands
+  conversation_id uuid,
+  message_id uuid,
   bot_id uuid,           -- FK to bots added by the automation module
   request_id text check (length(request_id) <= 200),
   phone_hash text check (phone_hash ~ '^[0-9a-f]{64}$'),
   created_at timestamptz not null default now(),
   expires_at timestamptz not null,
   closed_at timestamptz,
-  unique (tenant_id, id)
+  unique (tenant_id, id),
+  foreign key (tenant_id, conversation_id) references public.conversations (tenant_id, id)
+    on delete set null (conversation_id),
+  foreign key (tenant_id, message_id) references public.messages (tenant_id, id) on delete set null (message_id)
 );
 alter table public.budget_reservations enable row level security;
 create index if not exists budget_reservations_open_idx on public.budget_reservations (tenant_id, expires_at)
   where status = 'open';
+create index if not exists budget_reservations_conversation_idx
+  on public.budget_reservations (tenant_id, conversation_id) where conversation_id is not null;
+create index if not exists budget_reservations_message_idx
+  on public.budget_reservations (tenant_id, message_id) where message_id is not null;
 -- No index on model_id here nor in ai_usage: every index slows the hot insert path, and a
 -- registry model is deactivated, never deleted (which would have to scan these tables).
 comment on table public.budget_reservations is 'Budget held for an AI call in flight. Settled once (idempotent), released when cancelled, expired when abandoned.';
@@ -220,8 +227,8 @@ create table if not exists public.ai_usage (
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   reservation_id uuid,
   attempt smallint not null default 1 check (attempt between 1 and 20),
-  conversation_id uuid,  -- FK to conversations added when the whatsapp module lands
-  message_id uuid,       -- FK to messages added when the whatsapp module lands
+  conversation_id uuid,
+  message_id uuid,
   bot_id uuid,           -- FK to bots added by the automation module
   request_id text check (length(request_id) <= 200),
   phone_hash text check (phone_hash ~ '^[0-9a-f]{64}$'),
@@ -255,12 +262,18 @@ create table if not exists public.ai_usage (
   unique (tenant_id, id),
   unique (reservation_id, attempt),
   foreign key (tenant_id, reservation_id) references public.budget_reservations (tenant_id, id)
-    on delete set null (reservation_id)
+    on delete set null (reservation_id),
+  -- a deleted conversation (LGPD) leaves its costs on the books, unlinked
+  foreign key (tenant_id, conversation_id) references public.conversations (tenant_id, id)
+    on delete set null (conversation_id),
+  foreign key (tenant_id, message_id) references public.messages (tenant_id, id) on delete set null (message_id)
 );
 alter table public.ai_usage enable row level security;
 create index if not exists ai_usage_tenant_created_idx on public.ai_usage (tenant_id, created_at desc);
 create index if not exists ai_usage_tenant_conversation_idx on public.ai_usage (tenant_id, conversation_id)
   where conversation_id is not null;
+create index if not exists ai_usage_tenant_message_idx on public.ai_usage (tenant_id, message_id)
+  where message_id is not null;
 comment on table public.ai_usage is 'One row per AI provider call (success or failure) or cache hit, priced in SQL. Written only through the ai_* functions.';
 comment on column public.ai_usage.attempt is 'Position in the fallback chain for this reservation: failed attempts first, the answer last.';
 comment on column public.ai_usage.phone_hash is 'private.phone_hash() of the end customer; never the number itself.';

@@ -197,16 +197,18 @@ create table if not exists public.tts_cache (
   cost_avoided_usd numeric(20,10) not null default 0 check (cost_avoided_usd >= 0),
   characters_avoided bigint not null default 0 check (characters_avoided >= 0),
   whatsapp_media_id text check (length(whatsapp_media_id) <= 200),
-  -- FK to whatsapp_numbers (tenant_id, id) added when the whatsapp module is merged
   media_number_id uuid,
   media_uploaded_at timestamptz,
   media_expires_at timestamptz,
   created_at timestamptz not null default now(),
   unique (tenant_id, id),
   unique (tenant_id, cache_key),
+  -- a removed number leaves its media id unusable (lookups match the number), not an error
+  foreign key (tenant_id, media_number_id) references public.whatsapp_numbers (tenant_id, id)
+    on delete set null (media_number_id),
   constraint tts_cache_media_complete check (
     (whatsapp_media_id is null and media_number_id is null and media_expires_at is null)
-    or (whatsapp_media_id is not null and media_number_id is not null and media_expires_at is not null))
+    or (whatsapp_media_id is not null and media_expires_at is not null))
 );
 alter table public.tts_cache enable row level security;
 create index if not exists tts_cache_tenant_number_idx on public.tts_cache (tenant_id, media_number_id);

@@ -364,7 +364,7 @@ def test_fallback_attempts_are_logged_and_charged(tight: Db, ledger: Ledger) -> 
         model="anthropic/claude-haiku-4-5",
         estimated_output_tokens=500,
         as_of=MID_NOV,
-        conversation_id="11111111-1111-4111-8111-111111111111",
+        conversation_id=tight.create_conversation()[0],
         request_id="req-1",
         phone="+55 11 98888-7777",
     )

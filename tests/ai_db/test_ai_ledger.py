@@ -6,7 +6,6 @@ Every assertion reads rows from the database."""
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
@@ -109,7 +108,6 @@ async def gateway(
 
 
 def ask(text: str, tenant: str = TENANT, **context: Any) -> ChatRequest:
-    context.setdefault("conversation_id", str(uuid.uuid4()))
     return ChatRequest(
         messages=(ChatMessage(role="user", content=text),),
         system="Você é a assistente da Loja Demo.",
@@ -159,11 +157,11 @@ async def test_fallback_logs_one_usage_row_per_attempt_with_its_cost(
     priced: Db, gateway: Gateway, anthropic_fake: AnthropicStandIn, openai_fake: OpenAIStandIn
 ) -> None:
     anthropic_fake.push(Fault(kind=FaultKind.OVERLOADED))
-    conversation = str(uuid.uuid4())
+    conversation, message = priced.create_conversation()
     request = ask(
         "Qual o prazo de entrega?",
         conversation_id=conversation,
-        message_id=str(uuid.uuid4()),
+        message_id=message,
         bot_id=DEMO_BOT,
         request_id="wamid.HBgM001",
         phone=PHONE,
@@ -260,7 +258,8 @@ async def test_a_refused_reply_calls_no_provider_and_logs_nothing(
 async def test_a_cache_hit_is_logged_with_the_cost_it_saved_and_calls_no_provider(
     priced: Db, gateway: Gateway, anthropic_fake: AnthropicStandIn
 ) -> None:
-    first_conversation, second_conversation = str(uuid.uuid4()), str(uuid.uuid4())
+    first_conversation, _ = priced.create_conversation("5511900000001")
+    second_conversation, _ = priced.create_conversation("5511900000002")
 
     miss = await gateway.chat(ask("Qual o prazo de entrega?", conversation_id=first_conversation), POLICY)
     hit = await gateway.chat(ask("Qual o prazo de entrega?", conversation_id=second_conversation), POLICY)

@@ -14,7 +14,7 @@ from support import Db
 
 from .kb_support import AGENT_A, OWNER_A, TENANT_A, sha256
 
-NUMBER_1 = "00000000-0000-4000-f000-000000000001"
+NUMBER_1 = "00000000-0000-4000-9000-000000000001"  # seed: Loja Demo's number
 NUMBER_2 = "00000000-0000-4000-f000-000000000002"
 STORE = ("select * from public.tts_cache_store(tenant_id => %(t)s, cache_key => %(k)s, provider => 'openai',"
          " model => 'tts-1', voice => 'nova', format => 'ogg_opus', speech_text => %(text)s,"

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.anyio
 
 TENANT = UUID("00000000-0000-4000-b000-000000000001")  # seed: Loja Demo (plan pro)
 BOT = UUID("00000000-0000-4000-e000-000000000001")  # seed: its bot
-NUMBER_1 = UUID("00000000-0000-4000-f000-000000000001")
+NUMBER_1 = UUID("00000000-0000-4000-9000-000000000001")  # seed: Loja Demo's number
 NUMBER_2 = UUID("00000000-0000-4000-f000-000000000002")
 USD_PER_CHAR = Decimal(15) / 1_000_000  # seed: openai/tts-1
 TEXT = "Olá!  Seu pedido\n saiu para entrega e chega amanhã. "

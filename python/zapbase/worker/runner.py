@@ -1,0 +1,258 @@
+"""One worker process: the HTTP API (uvicorn), the inbound processor and the outbound sender.
+
+Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
+`LISTEN zapbase_inbound, zapbase_outbound` wakes the loops (a poll catches what a lost
+connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops
+claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
+(up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
+still leased return to their queue when the lease expires.
+
+    runner = Runner(Settings())
+    await runner.run()          # until a signal, or runner.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+import anyio
+import httpx
+import psycopg
+import uvicorn
+from anyio.abc import TaskGroup
+from psycopg import sql
+
+from zapbase.settings import Settings
+from zapbase.whatsapp.api import GraphAPI
+from zapbase.worker.database import Pool, connect, open_pool, worker_url
+from zapbase.worker.http import create_app
+from zapbase.worker.metrics import Metrics
+from zapbase.worker.processor import BotResponder, Processor, WelcomeFallbackResponder
+from zapbase.worker.sender import Sender
+from zapbase.worker.storage import MediaStorage, storage_from_settings
+
+__all__ = ["INBOUND_CHANNEL", "OUTBOUND_CHANNEL", "EmbeddedServer", "Runner", "listen"]
+
+_logger = logging.getLogger(__name__)
+
+INBOUND_CHANNEL = "zapbase_inbound"
+OUTBOUND_CHANNEL = "zapbase_outbound"
+# Far below the send lease (60 s): a live sender records its outcome before the row can
+# be claimed by another replica.
+GRAPH_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+_RECONNECT_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# A database that is down or restarting (pool timeouts included): wait and retry; any
+# other error is a bug and ends the process.
+_DB_DOWN = psycopg.OperationalError
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a larger process: the runner owns the signals (uvicorn's own handler
+    would re-raise them after its shutdown and kill the loops mid-row)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def listen(url: str, channels: Mapping[str, Callable[[], None]]) -> None:
+    """Call `channels[name]()` on each NOTIFY; reconnect for ever. After each (re)connect
+    every callback runs once, since notifications sent while disconnected are lost."""
+    attempt = 0
+    while True:
+        try:
+            async with await connect(url) as conn:
+                for channel in channels:
+                    await conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+                attempt = 0
+                for wake in channels.values():
+                    wake()
+                async for notify in conn.notifies():
+                    wake_one = channels.get(notify.channel)
+                    if wake_one is not None:
+                        wake_one()
+        except _DB_DOWN as exc:
+            delay = _RECONNECT_S[min(attempt, len(_RECONNECT_S) - 1)]
+            attempt += 1
+            _logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+            await anyio.sleep(delay)
+
+
+async def _resilient(name: str, loop: Callable[[], Awaitable[None]], poll: float) -> None:
+    """Run a queue loop; a database outage pauses it instead of ending the process."""
+    while True:
+        try:
+            await loop()
+            return
+        except _DB_DOWN as exc:
+            _logger.warning("%s: database unavailable (%s); retrying in %.1fs", name, exc, poll)
+            await anyio.sleep(poll)
+
+
+class Runner:
+    """Builds and runs the worker's parts on one event loop.
+
+    **Parameters**
+
+    * **settings** - everything configurable (database, ports, Graph URL, leases).
+    * **responder** - answers bot-mode messages; the welcome/fallback responder by default.
+    * **storage** - where inbound media go; from the settings by default.
+    * **serve_http** - run the HTTP API (webhooks, health, metrics).
+    * **handle_signals** - stop on SIGTERM / SIGINT (only from the main thread).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        responder: BotResponder | None = None,
+        storage: MediaStorage | None = None,
+        serve_http: bool = True,
+        handle_signals: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = settings.zapbase_worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = Metrics()
+        self.ready = anyio.Event()
+        self._responder = responder or WelcomeFallbackResponder()
+        self._storage = storage
+        self._serve_http = serve_http
+        self._handle_signals = handle_signals
+        self._stop = anyio.Event()
+        self._abort: anyio.CancelScope | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.zapbase_http_host}:{self.settings.zapbase_http_port}"
+
+    def stop(self) -> None:
+        """Begin the graceful shutdown (what SIGTERM does)."""
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Stop now: cancel in-flight work (shielded wamid / reply writes still complete)."""
+        self._stop.set()
+        if self._abort is not None:
+            self._abort.cancel()
+
+    async def run(self) -> None:
+        settings = self.settings
+        url = worker_url(settings)
+        async with (
+            open_pool(url, settings.zapbase_db_pool_size) as pool,
+            httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as graph_http,
+            httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as storage_http,
+        ):
+            api = GraphAPI(
+                graph_http, base_url=settings.graph_api_base_url, version=settings.graph_api_version
+            )
+            sender = Sender(
+                pool=pool,
+                api=api,
+                metrics=self.metrics,
+                worker_id=self.worker_id,
+                lease_seconds=settings.zapbase_send_lease_s,
+                concurrency=settings.zapbase_send_concurrency,
+                poll_interval=settings.zapbase_poll_interval_s,
+            )
+            processor = Processor(
+                pool=pool,
+                api=api,
+                storage=self._storage or storage_from_settings(settings, storage_http),
+                responder=self._responder,
+                metrics=self.metrics,
+                worker_id=self.worker_id,
+                bucket=settings.zapbase_media_bucket,
+                lease_seconds=settings.zapbase_process_lease_s,
+                concurrency=settings.zapbase_process_concurrency,
+                poll_interval=settings.zapbase_poll_interval_s,
+            )
+            server = self._http_server(pool) if self._serve_http else None
+            with anyio.CancelScope() as self._abort:
+                async with anyio.create_task_group() as helpers:
+                    if self._handle_signals:
+                        helpers.start_soon(self._watch_signals)
+                    helpers.start_soon(
+                        listen, url, {INBOUND_CHANNEL: processor.wake, OUTBOUND_CHANNEL: sender.wake}
+                    )
+                    await self._run_parts(processor, sender, server)
+                    helpers.cancel_scope.cancel()
+            self._abort = None
+        _logger.info("worker %s stopped", self.worker_id)
+
+    def _http_server(self, pool: Pool) -> EmbeddedServer:
+        config = uvicorn.Config(
+            create_app(self.settings, pool, self.metrics),
+            host=self.settings.zapbase_http_host,
+            port=self.settings.zapbase_http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+        return EmbeddedServer(config)
+
+    async def _run_parts(self, processor: Processor, sender: Sender, server: EmbeddedServer | None) -> None:
+        poll = self.settings.zapbase_poll_interval_s
+        done = {"processor": anyio.Event(), "sender": anyio.Event()}
+
+        async def part(name: str, body: Callable[[], Awaitable[None]]) -> None:
+            try:
+                await body()
+            finally:
+                done[name].set()
+
+        async with anyio.create_task_group() as parts:
+            parts.start_soon(part, "processor", lambda: _resilient("processor", processor.run, poll))
+            parts.start_soon(part, "sender", lambda: _resilient("sender", sender.run, poll))
+            if server is not None:
+                done["http"] = anyio.Event()
+                parts.start_soon(part, "http", server.serve)
+                parts.start_soon(self._announce_ready, server)
+            else:
+                self.ready.set()
+            parts.start_soon(self._shutdown_when_asked, parts, done, processor, sender, server)
+
+    async def _announce_ready(self, server: EmbeddedServer) -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await anyio.sleep(0.02)
+        _logger.info("worker %s: HTTP API on %s", self.worker_id, self.http_url)
+        self.ready.set()
+
+    async def _shutdown_when_asked(
+        self,
+        parts: TaskGroup,
+        done: Mapping[str, anyio.Event],
+        processor: Processor,
+        sender: Sender,
+        server: EmbeddedServer | None,
+    ) -> None:
+        await self._stop.wait()
+        _logger.info("worker %s: stopping; finishing the rows in hand", self.worker_id)
+        processor.stop()
+        sender.stop()
+        if server is not None:
+            server.should_exit = True
+        with anyio.move_on_after(self.settings.zapbase_shutdown_grace_s) as grace:
+            for event in done.values():
+                await event.wait()
+        if grace.cancelled_caught:
+            _logger.warning("worker %s: grace period over, cancelling what is left", self.worker_id)
+            if server is not None:
+                server.force_exit = True
+            parts.cancel_scope.cancel()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if self._stop.is_set():
+                    _logger.warning("second %s: stopping now", signal.Signals(signum).name)
+                    self.abort()
+                    return
+                _logger.info("%s received", signal.Signals(signum).name)
+                self.stop()

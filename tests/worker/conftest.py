@@ -1,0 +1,76 @@
+"""Fixtures of the worker tests: the real database (`db`), the simulator in-process (Graph
+API and phones), and the worker's own webhook route in between, all over ASGI transports."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from loop_support import MARIA, SIMULATOR_URL, WORKER_URL
+
+from support import Db
+from zapbase.settings import Settings
+from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig
+from zapbase.simulator import create_app as create_simulator
+from zapbase.whatsapp import GraphAPI
+from zapbase.worker.database import Pool, open_pool
+from zapbase.worker.http import WEBHOOK_PATH, create_app
+from zapbase.worker.metrics import Metrics
+from zapbase.worker.storage import LocalStorage
+
+# -- loops (sender, processor, runner) -----------------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def loop_settings(db: Db, tmp_path: Path) -> Settings:
+    return Settings(database_url=db.url, zapbase_media_dir=tmp_path / "media")
+
+
+@pytest.fixture
+async def worker_pool(db: Db, anyio_backend: str) -> AsyncIterator[Pool]:
+    async with open_pool(db.url, 8) as pool:
+        yield pool
+
+
+@pytest.fixture
+def loop_metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def sim() -> Simulator:
+    return Simulator(SimulatorConfig(numbers=(DEMO_NUMBER,), webhook_url=WORKER_URL + WEBHOOK_PATH))
+
+
+@pytest.fixture
+async def graph_api(sim: Simulator) -> AsyncIterator[GraphAPI]:
+    transport = httpx.ASGITransport(app=create_simulator(simulator=sim))
+    async with httpx.AsyncClient(transport=transport, base_url=SIMULATOR_URL) as http:
+        yield GraphAPI(http, base_url=SIMULATOR_URL)
+
+
+@pytest.fixture
+async def worker_http(
+    loop_settings: Settings, worker_pool: Pool, loop_metrics: Metrics
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The worker's real webhook route: what the simulated phones post to."""
+    app = create_app(loop_settings, worker_pool, loop_metrics)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=WORKER_URL) as http:
+        yield http
+
+
+@pytest.fixture
+def maria(sim: Simulator, worker_http: httpx.AsyncClient) -> SimulatedUser:
+    return SimulatedUser(sim, worker_http, wa_id=MARIA, name="Maria Silva")
+
+
+@pytest.fixture
+def media_storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "media")

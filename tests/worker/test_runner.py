@@ -1,0 +1,178 @@
+"""The runner: one process with the HTTP API and both loops on real local ports, woken by
+NOTIFY, stopping gracefully; and `zapbase up` / `zapbase demo` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from loop_support import MARIA, conversation_of, eventually, outbound, queue, text
+
+from support import Db
+from zapbase.db.embedded import free_port
+from zapbase.settings import Settings, find_project_dir
+from zapbase.simulator import SimulatedUser, Simulator
+from zapbase.whatsapp import GraphAPI
+from zapbase.worker.database import Connection, Pool
+from zapbase.worker.metrics import Metrics
+from zapbase.worker.processor import InboundMessage, WelcomeFallbackResponder
+from zapbase.worker.runner import OUTBOUND_CHANNEL, listen
+from zapbase.worker.sender import Sender
+from zapbase.worker_cli import local_stack
+
+WELCOME = "Olá! 👋 Sou a assistente virtual da Loja Demo. Como posso ajudar?"
+
+
+@pytest.mark.anyio
+async def test_notify_wakes_the_sender_long_before_its_poll(
+    db: Db, sim: Simulator, maria: SimulatedUser, worker_pool: Pool, graph_api: GraphAPI
+) -> None:
+    await maria.send_text("Oi")
+    conversation = conversation_of(db, MARIA)
+    sender = Sender(pool=worker_pool, api=graph_api, metrics=Metrics(), worker_id="s", poll_interval=60)
+    listening = anyio.Event()
+
+    def wake() -> None:
+        listening.set()  # the first call comes right after LISTEN (catch-up)
+        sender.wake()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listen, db.url, {OUTBOUND_CHANNEL: wake})
+        await listening.wait()
+        tg.start_soon(sender.run)
+        await anyio.sleep(0.2)  # the sender's first round found nothing: it sleeps for 60 s
+        queued_at = time.monotonic()
+        queue(db, conversation, text("Olá!"))
+        await eventually(lambda: len(sim.inbox) == 1, timeout=5, what="the NOTIFY-woken send")
+        assert time.monotonic() - queued_at < 5
+        sender.stop()
+        tg.cancel_scope.cancel()
+
+
+class Slow:
+    """Answers like the default bot, slowly: shutdown arrives while it works."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.inner = WelcomeFallbackResponder()
+
+    async def respond(self, message: InboundMessage, conn: Connection) -> None:
+        self.started.set()
+        await anyio.sleep(1.0)
+        await self.inner.respond(message, conn)
+
+
+@pytest.mark.anyio
+async def test_the_stack_answers_over_http_and_stops_after_the_message_in_hand(
+    db: Db, loop_settings: Settings
+) -> None:
+    slow = Slow()
+    async with local_stack(loop_settings, responder=slow) as stack:
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"{stack.runner.http_url}/readyz")).status_code == 200
+        user = stack.user("5511977776666", "Joana")
+        first = await user.send_text("Oi")
+        assert first.accepted
+        await eventually(lambda: len(user.inbox) == 1, what="the welcome message")
+        assert user.inbox[0].text == WELCOME
+
+        second = await user.send_text("Tem loja física?")
+        await slow.started.wait()
+        stopped_at = time.monotonic()
+        stack.runner.stop()  # SIGTERM while the bot is answering
+        await stack.stopped.wait()
+        assert time.monotonic() - stopped_at < 5
+
+    # The message in hand was finished: processed with its reply queued, nothing half-done.
+    [row] = db.sql("select status from public.messages where wamid = %s", (second.wamid,))
+    assert row["status"] == "processed"
+    replies = outbound(db, conversation_of(db, "5511977776666"))
+    assert replies[0]["status"] in ("sent", "delivered")
+    assert replies[1]["status"] == "queued"  # for the next replica that starts
+    assert len(user.inbox) == 1
+
+
+def _env(db: Db, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZAPBASE_", "DATABASE_URL", "GRAPH_"))}
+    env.update({"DATABASE_URL": db.url, "ZAPBASE_MEDIA_DIR": str(tmp_path / "media"), "COLUMNS": "200",
+                "ZAPBASE_HOME": str(tmp_path / "home"), **extra})  # fmt: skip
+    return env
+
+
+def test_zapbase_up_answers_and_stops_cleanly_on_sigterm(db: Db, tmp_path: Path) -> None:
+    http_port, sim_port = free_port(), free_port()
+    env = _env(db, tmp_path, ZAPBASE_HTTP_PORT=str(http_port), ZAPBASE_SIMULATOR_PORT=str(sim_port))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zapbase.cli", "up", "--simulator"], env=env, cwd=find_project_dir(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with httpx.Client(timeout=5) as http:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if http.get(f"http://127.0.0.1:{http_port}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "zapbase up did not become ready"
+                time.sleep(0.1)
+            simulator = f"http://127.0.0.1:{sim_port}"
+            wrote = http.post(f"{simulator}/_simulator/users/5511955554444/messages", json={"text": "Oi"})
+            assert wrote.status_code == 200 and wrote.json()["webhook_status"] == 200
+            deadline = time.monotonic() + 20
+            while not (inbox := http.get(f"{simulator}/_simulator/inbox", params={"wa_id": "5511955554444"})
+                       .json()["data"]):  # fmt: skip
+                assert time.monotonic() < deadline, "no reply"
+                time.sleep(0.1)
+            assert inbox[0]["text"] == WELCOME
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, out + err
+    assert "worker stopped" in out
+    assert "Traceback" not in out + err
+
+
+def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "zapbase.cli", "demo"], env=_env(db, tmp_path), cwd=find_project_dir(),
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "Traceback" not in out + result.stderr
+    for expected in (
+        "Transcript: Maria Silva",
+        "Oi! Vocês entregam em Campinas?",
+        "Sou a assistente virtual da Loja Demo",  # welcome, first message
+        "nota de voz",
+        "Desculpe, não entendi",  # fallback for the voice note
+        "[Falar com atendente]",
+        "Vou chamar uma pessoa",  # handoff notice
+        "public.conversations",
+        "handoff keyword: atendente",
+        "public.messages",
+        ".ogg",  # the voice note, stored
+    ):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    assert "conversation is human / pending (team Atendimento)" in out
+    assert "3 customer messages processed, 4 replies delivered" in out
+    # The rows behind the printout.
+    [conversation] = db.sql("select * from public.conversations")
+    assert (conversation["mode"], conversation["status"]) == ("human", "pending")
+    rows = db.sql("select direction, status, media_storage_path from public.messages order by created_at")
+    assert [r["status"] for r in rows if r["direction"] == "inbound"] == ["processed"] * 3
+    assert [r["status"] for r in rows if r["direction"] == "outbound"] == ["delivered"] * 4
+    stored = [r["media_storage_path"] for r in rows if r["media_storage_path"]]
+    assert len(stored) == 1 and (tmp_path / "media" / stored[0]).is_file()

@@ -1,0 +1,355 @@
+"""The outbound sender against the simulator and the real queue functions: what lands on the
+phone, the wamids recorded, Meta's errors turned into row states, crashes and replicas."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import anyio
+import httpx
+import pytest
+from loop_support import (
+    MARIA,
+    NUMBER,
+    TENANT,
+    conversation_of,
+    drain,
+    eventually,
+    make_due,
+    queue,
+    row,
+    text,
+)
+
+from support import Db
+from zapbase.simulator import SimulatedUser, Simulator
+from zapbase.whatsapp import GraphAPI
+from zapbase.worker.database import Pool, open_pool
+from zapbase.worker.metrics import Metrics
+from zapbase.worker.sender import OutboundRow, Sender
+
+pytestmark = pytest.mark.anyio
+
+SenderFactory = Callable[..., Sender]
+
+
+@pytest.fixture
+def make_sender(worker_pool: Pool, graph_api: GraphAPI, loop_metrics: Metrics) -> SenderFactory:
+    def make(worker_id: str = "sender-a", **options: int) -> Sender:
+        return Sender(pool=worker_pool, api=graph_api, metrics=loop_metrics, worker_id=worker_id, **options)
+
+    return make
+
+
+@pytest.fixture
+async def conversation(db: Db, maria: SimulatedUser) -> uuid.UUID:
+    """Maria wrote, so her 24 h window is open."""
+    assert (await maria.send_text("Oi, tudo bem?")).accepted
+    return conversation_of(db, MARIA)
+
+
+def failures(metrics: Metrics, code: str, retryable: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "zapbase_send_failures_total", {"code": code, "retryable": retryable}
+    )
+    return value or 0.0
+
+
+async def test_sends_land_in_the_phone_with_their_wamids_recorded(
+    db: Db, sim: Simulator, maria: SimulatedUser, conversation: uuid.UUID,
+    make_sender: SenderFactory, loop_metrics: Metrics,
+) -> None:  # fmt: skip
+    inbound_id = db.value("select id from public.messages where direction = 'inbound'")
+    inbound_wamid = db.value("select wamid from public.messages where direction = 'inbound'")
+    buttons = {
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": "Posso ajudar em algo mais?"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "sim", "title": "Sim"}}]},
+        },
+    }
+    template = {
+        "type": "template",
+        "template": {"name": "retomar_atendimento", "language": {"code": "pt_BR"}},
+    }
+    image = {"type": "image", "image": {"link": "https://example.com/catalogo.jpg", "caption": "Catálogo"}}
+    reaction = {"type": "reaction", "reaction": {"message_id": inbound_wamid, "emoji": "✅"}}
+    ids = [
+        queue(db, conversation, text("Olá! Como posso ajudar?"), reply_to=inbound_id),
+        queue(db, conversation, buttons),
+        queue(db, conversation, template),
+        queue(db, conversation, image),
+        queue(db, conversation, reaction),
+    ]
+
+    # One message in flight per contact: each round sends the next one, in order.
+    assert await drain(make_sender().run_once) == 5
+
+    phone = maria.inbox
+    assert [m.type for m in phone] == ["text", "interactive", "template", "image", "reaction"]
+    assert phone[0].body["to"] == f"+{MARIA}"
+    assert phone[0].body["context"] == {"message_id": inbound_wamid}
+    assert "context" not in phone[1].body
+    assert phone[1].content["action"]["buttons"][0]["reply"]["title"] == "Sim"
+    assert phone[2].content["language"] == {"code": "pt_BR"}
+    assert phone[3].content == {"link": "https://example.com/catalogo.jpg", "caption": "Catálogo"}
+    assert phone[4].content == {"message_id": inbound_wamid, "emoji": "✅"}
+    for message_id, received in zip(ids, phone, strict=True):
+        stored = row(db, message_id)
+        assert stored["wamid"] == received.wamid
+        assert stored["status"] == "sent"
+        assert stored["attempts"] == 1
+        assert stored["lease_until"] is None
+    assert loop_metrics.registry.get_sample_value("zapbase_sent_messages_total") == 5
+    assert loop_metrics.registry.get_sample_value("zapbase_send_latency_seconds_count") == 5
+
+
+async def test_a_username_user_is_addressed_by_recipient(
+    db: Db, sim: Simulator, make_sender: SenderFactory
+) -> None:
+    contact = db.value(
+        "insert into public.contacts (tenant_id, user_id, profile_name)"
+        " values (%s, 'US.13491208655302741918', 'Ana') returning id",
+        (TENANT,),
+    )
+    conversation = db.value(
+        "insert into public.conversations (tenant_id, contact_id, whatsapp_number_id, window_expires_at)"
+        " values (%s, %s, %s, now() + interval '1 hour') returning id",
+        (TENANT, contact, NUMBER),
+    )
+    message_id = queue(db, conversation, text("Olá, Ana!"))
+
+    assert await make_sender().run_once() == 1
+
+    [received] = sim.inbox
+    assert received.user_id == "US.13491208655302741918"
+    assert received.body["recipient"] == "US.13491208655302741918"
+    assert "to" not in received.body
+    assert row(db, message_id)["wamid"] == received.wamid
+
+
+@pytest.mark.parametrize(
+    ("code", "http_status", "reason"),
+    [
+        (131047, None, "24 h window closed"),
+        (131026, None, "undeliverable"),
+    ],
+)
+async def test_a_permanent_error_fails_the_row_with_metas_code(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory,
+    loop_metrics: Metrics, code: int, http_status: int | None, reason: str,
+) -> None:  # fmt: skip
+    message_id = queue(db, conversation, text("Olá!"))
+    sim.fail_next_send(code, http_status=http_status)
+
+    assert await make_sender().run_once() == 1
+
+    stored = row(db, message_id)
+    assert (stored["status"], stored["error_code"], stored["wamid"]) == ("failed", code, None), reason
+    assert stored["failed_at"] is not None and stored["next_attempt_at"] is None
+    assert stored["error_title"] and stored["error_details"]
+    assert sim.inbox == ()
+    assert failures(loop_metrics, str(code), "false") == 1
+    assert db.value("select count(*) from public.alerts") == 0
+    # Nothing is retried: the next round finds no work.
+    make_due(db, message_id)
+    assert await make_sender().run_once() == 0
+
+
+async def test_throughput_limit_requeues_with_backoff_then_sends(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory, loop_metrics: Metrics
+) -> None:
+    message_id = queue(db, conversation, text("Olá!"))
+    sim.fail_next_send(130429)
+
+    assert await make_sender().run_once() == 1
+
+    stored = row(db, message_id)
+    assert (stored["status"], stored["error_code"], stored["attempts"]) == ("queued", 130429, 1)
+    delay = db.value("select extract(epoch from next_attempt_at - now()) from public.messages where id = %s",
+                     (message_id,))  # fmt: skip
+    assert 0 < delay <= 1.0  # 2^0 s after the first attempt
+    assert failures(loop_metrics, "130429", "true") == 1
+    assert await make_sender().run_once() == 0  # not before its time
+
+    make_due(db, message_id)
+    assert await make_sender().run_once() == 1
+    stored = row(db, message_id)
+    assert stored["status"] == "sent" and stored["attempts"] == 2 and stored["error_code"] is None
+    assert [m.wamid for m in sim.inbox] == [stored["wamid"]]
+
+
+async def test_pair_rate_limit_backs_off_four_to_the_attempt(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory
+) -> None:
+    message_id = queue(db, conversation, text("Olá!"))
+    sim.fail_next_send(131056, times=3)
+    delays = []
+    for _ in range(3):
+        assert await make_sender().run_once() == 1
+        assert row(db, message_id)["status"] == "queued"
+        delays.append(db.value(
+            "select extract(epoch from next_attempt_at - now()) from public.messages where id = %s",
+            (message_id,),
+        ))  # fmt: skip
+        make_due(db, message_id)
+    # Meta: retry after 4^X seconds, X = 0, 1, 2...
+    for delay, expected in zip(delays, (1, 4, 16), strict=True):
+        assert expected - 1 < delay <= expected
+    assert row(db, message_id)["error_code"] == 131056
+
+
+async def test_server_errors_are_retried_until_max_attempts(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory
+) -> None:
+    message_id = queue(db, conversation, text("Olá!"))
+    sim.fail_next_send(http_status=503, times=5)
+    for attempt in range(1, 6):
+        assert await make_sender().run_once() == 1
+        stored = row(db, message_id)
+        assert stored["attempts"] == attempt
+        make_due(db, message_id)
+    # max_attempts (5) reached: failed for good, nothing sent.
+    assert (stored["status"], stored["error_code"]) == ("failed", None)
+    assert "HTTP 503" in stored["error_title"]
+    assert sim.inbox == ()
+
+
+async def test_expired_token_fails_and_alerts_the_tenant_once(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory
+) -> None:
+    first = queue(db, conversation, text("Olá!"))
+    sim.fail_next_send(190, times=2)
+
+    assert await make_sender().run_once() == 1
+    second = queue(db, conversation, text("Tudo bem?"))
+    assert await make_sender().run_once() == 1
+
+    for message_id in (first, second):
+        stored = row(db, message_id)
+        assert (stored["status"], stored["error_code"]) == ("failed", 190)
+    [alert] = db.sql("select * from public.alerts")
+    assert str(alert["tenant_id"]) == TENANT
+    assert alert["type"] == "whatsapp.error" and alert["priority"] == "critical"
+    assert "token" in alert["title"]
+    assert alert["dedupe_key"].startswith(f"whatsapp:{NUMBER}:190:")
+    assert alert["payload"]["error"]["code"] == 190
+    assert alert["payload"]["whatsapp_number_id"] == NUMBER
+
+
+async def test_an_invalid_stored_payload_fails_without_a_call(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory
+) -> None:
+    # The queue accepts it, Meta's limits do not: refused before any HTTP call.
+    message_id = queue(db, conversation, {"type": "reaction", "reaction": {"message_id": "", "emoji": "👍"}})
+
+    assert await make_sender().run_once() == 1
+
+    stored = row(db, message_id)
+    assert stored["status"] == "failed" and stored["error_title"] == "invalid stored payload"
+    assert "reaction.message_id" in stored["error_details"]
+    assert sim.inbox == ()
+
+
+async def test_a_crashed_sender_row_is_sent_by_another_after_its_lease(
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory
+) -> None:
+    message_id = queue(db, conversation, text("Olá!"))
+    crashed = make_sender("sender-a", lease_seconds=1)
+    [claimed] = await crashed.claim()  # ... and the process dies before sending
+    assert claimed.message_id == message_id
+    assert row(db, message_id)["leased_by"] == "sender-a"
+
+    other = make_sender("sender-b")
+    assert await other.run_once() == 0  # leased: nobody else may take it yet
+    await anyio.sleep(1.1)
+    assert await other.run_once() == 1
+
+    stored = row(db, message_id)
+    assert stored["status"] == "sent" and stored["attempts"] == 2
+    assert [m.wamid for m in sim.inbox] == [stored["wamid"]]
+
+
+async def test_cancelled_after_meta_accepted_still_records_the_wamid_and_never_resends(
+    db: Db, sim: Simulator, conversation: uuid.UUID, graph_api: GraphAPI, make_sender: SenderFactory
+) -> None:
+    # A server that notices a dropped client even while a query waits for a lock, so a
+    # cancelled (unshielded) write would be rolled back instead of finishing on its own.
+    db.sql(f"alter database {db.url.rsplit('/', 1)[1]} set client_connection_check_interval = 50")
+    message_id = queue(db, conversation, text("Olá!"))
+    async with open_pool(db.url, 2) as pool:
+        sender = Sender(pool=pool, api=graph_api, metrics=Metrics(), worker_id="sender-a", lease_seconds=1)
+        [claimed] = await sender.claim()
+        # Hold the row so whatsapp_mark_sent blocks right after Meta accepted the message.
+        locker = db.connect()
+        locker.execute("select 1 from public.messages where id = %s for update", (message_id,))
+        release = threading.Timer(0.5, locker.commit)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sender.send, claimed)
+            await eventually(lambda: db.value(
+                "select count(*) from pg_stat_activity"
+                " where wait_event_type = 'Lock' and query like '%whatsapp_mark_sent%'"
+            ) == 1, what="Meta's answer and the blocked whatsapp_mark_sent")  # fmt: skip
+            assert len(sim.inbox) == 1
+            tg.cancel_scope.cancel()  # shutdown / crash of the loop in that instant
+            release.start()
+        release.join()
+        locker.close()
+
+    stored = row(db, message_id)
+    assert stored["status"] == "sent"
+    assert stored["wamid"] == sim.inbox[0].wamid
+    # The lease is long over: still nobody sends it again.
+    await anyio.sleep(1.1)
+    assert await make_sender("sender-b").run_once() == 0
+    assert len(sim.inbox) == 1
+
+
+async def test_two_replicas_never_send_the_same_row(
+    db: Db, sim: Simulator, worker_http: httpx.AsyncClient, make_sender: SenderFactory
+) -> None:
+    phones = [SimulatedUser(sim, worker_http, wa_id=f"55119770000{n:02d}") for n in range(20)]
+    for phone in phones:
+        assert (await phone.send_text("Oi")).accepted
+    for n in (1, 2, 3):  # one transaction each, so the three replies have distinct times
+        with db.as_service() as s:
+            s.all(
+                "select public.whatsapp_queue_reply(c.id, jsonb_build_object('type', 'text', 'text',"
+                " jsonb_build_object('body', 'Resposta ' || %s::int)), 'bot', null, null)"
+                " from public.conversations c",
+                (n,),
+            )
+    a, b = make_sender("sender-a", concurrency=7), make_sender("sender-b", concurrency=7)
+    claimed = {"sender-a": 0, "sender-b": 0}
+
+    async def replica(sender: Sender) -> None:
+        idle = 0
+        while idle < 3:
+            count = await sender.run_once()
+            claimed[sender.worker_id] += count
+            idle = 0 if count else idle + 1
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(replica, a)
+        tg.start_soon(replica, b)
+
+    rows = db.sql("select wamid, status, attempts from public.messages where direction = 'outbound'")
+    assert len(rows) == 60
+    assert all(r["status"] == "sent" and r["attempts"] == 1 for r in rows)
+    assert sorted(r["wamid"] for r in rows) == sorted(m.wamid for m in sim.inbox)
+    assert sum(claimed.values()) == 60
+    for phone in phones:  # in order, per contact
+        assert [m.text for m in phone.inbox] == ["Resposta 1", "Resposta 2", "Resposta 3"]
+
+
+async def test_outbound_row_reads_every_claimed_column(db: Db) -> None:
+    # The claim's columns and the dataclass must not drift apart.
+    with db.connect() as conn:
+        cur = conn.execute("select * from public.whatsapp_claim_outbound('nobody', 0, 1)")
+        columns = {column.name for column in cur.description or []}
+    assert columns == set(OutboundRow.__slots__)
