@@ -45,8 +45,9 @@ from zapbase.ai import (
     Reservation,
     Usage,
 )
-from zapbase.ai.ledger import LedgerPool, PostgresLedger, connection_pool
+from zapbase.ai.ledger import PostgresLedger
 from zapbase.ai.standins import Fault, FaultKind, OpenAIStandIn
+from zapbase.worker.database import Pool, open_pool
 
 TENANT = "00000000-0000-4000-b000-000000000001"  # seed: Loja Demo
 SAMPLES = 1500
@@ -124,15 +125,11 @@ def ask(text: str, tenant: str = TENANT) -> ChatRequest:
     )
 
 
-def worker_url(url: str) -> str:
-    return url.replace("postgres:postgres@", "authenticator:authenticator@", 1)
+def worker_pool(url: str, size: int) -> Pool:
+    return open_pool(url, size)
 
 
-def worker_pool(url: str, size: int) -> LedgerPool:
-    return connection_pool(worker_url(url), role="service_role", min_size=size, max_size=size)
-
-
-async def round_trips(pool: LedgerPool, work: Callable[[], Awaitable[object]], times: int) -> float:
+async def round_trips(pool: Pool, work: Callable[[], Awaitable[object]], times: int) -> float:
     """Round trips per `work()`, from the protocol trace of the pool's one connection."""
     with tempfile.TemporaryFile("w+") as trace:
         async with pool.connection() as conn:
@@ -163,7 +160,7 @@ FINISH = (
 def sql_pair(url: str) -> Iterator[Callable[[int], float]]:
     """ai_begin + ai_finish sent by hand on one sync connection, without the gateway: the
     floor of the overhead. Yields pair(n) -> ms."""
-    with psycopg.connect(worker_url(url), autocommit=True, prepare_threshold=None) as conn:
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         conn.execute("set role service_role")
         response = Jsonb({"text": "Entregamos em até 5 dias úteis."})
 

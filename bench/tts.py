@@ -23,11 +23,11 @@ import anyio
 import httpx
 
 from harness import Context, Measure, median, percentile
-from zapbase.rag.db import borrow, connect_worker
 from zapbase.tts.pg_cache import LocalAudioStore
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.service import SpeechService
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
+from zapbase.worker.database import borrow, connect
 
 TENANT = uuid.UUID("00000000-0000-4000-b000-000000000001")  # seed: Loja Demo
 ROUNDS = 300
@@ -38,7 +38,7 @@ SYNTHESIS = "tts synthesis p50 (zero-latency provider)"
 async def _rounds(url: str, store_dir: Path) -> tuple[list[float], list[float]]:
     standin = SpeechStandin(latency=ZERO_LATENCY)
     async with (
-        await connect_worker(url) as conn,
+        await connect(url) as conn,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app)) as http,
     ):
         provider = OpenAISpeech(api_key="sk-standin", http=http, base_url="http://tts.bench", voice="nova")

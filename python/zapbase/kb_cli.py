@@ -6,7 +6,7 @@
     zapbase kb remove 6f1c...
 
 Talks to the database `zapbase db` uses (DATABASE_URL, else the embedded one) as the
-worker does: `authenticator` working as `service_role`.
+worker does: a session in the role `service_role`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from rich.table import Table
 
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
-from zapbase.rag.db import Connect, borrow, connect_worker, service_transaction
 from zapbase.rag.embedders import Embedder, EmbedderUnavailable, OpenAIEmbedder, select_embedder
 from zapbase.rag.metering import MeteredEmbedder
 from zapbase.rag.parsers import MEDIA_TYPES
@@ -39,6 +38,7 @@ from zapbase.rag.seed import DEMO_TENANT
 from zapbase.rag.sources import SourceInfo, list_sources, remove_source, resolve_tenant
 from zapbase.rag.store import IngestResult, KnowledgeService
 from zapbase.settings import Settings
+from zapbase.worker.database import Connect, borrow, connect, transaction
 
 __all__ = ["KbSettings", "kb_app"]
 
@@ -91,7 +91,7 @@ class _Env:
 @asynccontextmanager
 async def _environment() -> AsyncIterator[_Env]:
     url = DatabaseTarget.from_settings(Settings()).url
-    async with await connect_worker(url) as conn, httpx.AsyncClient() as http:
+    async with await connect(url) as conn, httpx.AsyncClient() as http:
         yield _Env(borrow(conn), http, KbSettings())
 
 
@@ -210,7 +210,7 @@ def search(
         tenant_id = await resolve_tenant(env.connect, tenant)
         name = embedder
         if name is None:  # like with like: the model that wrote most of the tenant's vectors
-            async with service_transaction(env.connect) as conn:
+            async with transaction(env.connect) as conn:
                 row = await (await conn.execute(_STORED_MODEL, (tenant_id,))).fetchone()
             name = row["embedding_model"] if row else None
         metered = None

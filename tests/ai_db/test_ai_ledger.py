@@ -31,8 +31,9 @@ from zapbase.ai import (
     Refusal,
     Usage,
 )
-from zapbase.ai.ledger import LedgerPool, PostgresLedger, connection_pool
+from zapbase.ai.ledger import PostgresLedger
 from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
+from zapbase.worker.database import Pool, open_pool
 
 pytestmark = pytest.mark.anyio
 
@@ -69,10 +70,9 @@ def priced(db: Db) -> Db:
 
 
 @pytest.fixture
-async def pool(priced: Db) -> AsyncIterator[LedgerPool]:
+async def pool(priced: Db) -> AsyncIterator[Pool]:
     # one connection: the round-trip tests trace it
-    worker_url = priced.url.replace("postgres:postgres@", "authenticator:authenticator@", 1)
-    async with connection_pool(worker_url, role="service_role", min_size=1, max_size=1) as opened:
+    async with open_pool(priced.url, 1) as opened:
         yield opened
 
 
@@ -90,7 +90,7 @@ def openai_fake() -> OpenAIStandIn:
 
 @pytest.fixture
 async def gateway(
-    pool: LedgerPool, anthropic_fake: AnthropicStandIn, openai_fake: OpenAIStandIn
+    pool: Pool, anthropic_fake: AnthropicStandIn, openai_fake: OpenAIStandIn
 ) -> AsyncIterator[Gateway]:
     async with (
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=anthropic_fake.app)) as anthropic_http,
@@ -136,7 +136,7 @@ class RoundTrips:
     """Counts the round trips really made on a connection: the ReadyForQuery messages the
     server sends back, read from libpq's protocol trace."""
 
-    def __init__(self, pool: LedgerPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self.pool = pool
 
     async def count(self, work: Callable[[], Any]) -> int:
@@ -345,7 +345,7 @@ async def test_a_local_answer_after_every_provider_failed_is_logged_but_not_cach
 
 
 async def test_a_reply_costs_two_round_trips_and_a_cache_hit_one(
-    priced: Db, pool: LedgerPool, gateway: Gateway, anthropic_fake: AnthropicStandIn
+    priced: Db, pool: Pool, gateway: Gateway, anthropic_fake: AnthropicStandIn
 ) -> None:
     trips = RoundTrips(pool)
 
@@ -380,7 +380,7 @@ async def test_a_stopped_chain_logs_its_failure_and_gives_the_budget_back(
     assert priced.value("select sum(reserved_brl) from public.budgets where tenant_id = %s", (TENANT,)) == 0
 
 
-async def test_a_reply_that_calls_nothing_releases_its_reservation(pool: LedgerPool, priced: Db) -> None:
+async def test_a_reply_that_calls_nothing_releases_its_reservation(pool: Pool, priced: Db) -> None:
     class Busy:
         name = "local"
 

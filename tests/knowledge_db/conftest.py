@@ -10,8 +10,9 @@ import pytest
 
 from support import Db
 from zapbase.ai.standins import OpenAIStandIn
-from zapbase.rag.db import Connect, borrow, connect_worker
 from zapbase.rag.embedders import OpenAIEmbedder
+from zapbase.worker.database import Connect, borrow
+from zapbase.worker.database import connect as connect_db
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def connect(db: Db, anyio_backend: str) -> AsyncIterator[Connect]:
-    async with await connect_worker(db.url) as conn:
+    async with await connect_db(db.url) as conn:
         yield borrow(conn)
 
 

@@ -10,10 +10,11 @@ import httpx
 import pytest
 
 from support import Db
-from zapbase.rag.db import Connect, borrow, connect_worker
 from zapbase.tts.pg_cache import LocalAudioStore
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
+from zapbase.worker.database import Connect, borrow
+from zapbase.worker.database import connect as connect_db
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 async def connect(db: Db, anyio_backend: str) -> AsyncIterator[Connect]:
-    async with await connect_worker(db.url) as conn:
+    async with await connect_db(db.url) as conn:
         yield borrow(conn)
 
 

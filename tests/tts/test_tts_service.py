@@ -14,12 +14,12 @@ import pytest
 
 from support import Db
 from zapbase.ai.errors import ServerError
-from zapbase.rag.db import Connect
 from zapbase.tts.cache_key import normalize_speech_text
 from zapbase.tts.pg_cache import LocalAudioStore, PostgresSpeechCache, evict_tts_cache
 from zapbase.tts.providers import OGG_OPUS, OpenAISpeech, speak
 from zapbase.tts.service import CallContext, SpeechRefused, SpeechService
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
+from zapbase.worker.database import Connect
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,7 @@ from zapbase.ai.errors import (
     SpendLimitExceeded,
     ZapbaseError,
 )
-from zapbase.ai.ledger import PostgresLedger, connection_pool
+from zapbase.ai.ledger import PostgresLedger
 from zapbase.ai.providers import AnthropicProvider, LocalProvider, OpenAICompatProvider, build_providers
 from zapbase.ai.types import (
     Alert,
@@ -92,5 +92,4 @@ __all__ = [
     "ZapbaseError",
     "build_providers",
     "cache_key",
-    "connection_pool",
 ]

@@ -15,20 +15,17 @@ functions: service_role, or a role that inherits it (Supabase's postgres).
 
 Usage::
 
-    pool = connection_pool(settings.database_url)
-    await pool.open()
-    gateway = Gateway(providers, PostgresLedger(pool))
+    async with open_pool(worker_url(settings), size=10) as pool:   # zapbase.worker.database
+        gateway = Gateway(providers, PostgresLedger(pool))
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from zapbase.ai.types import (
     ChatRequest,
@@ -42,12 +39,12 @@ from zapbase.ai.types import (
     Success,
     Usage,
 )
+from zapbase.worker.database import Pool
 
-__all__ = ["LedgerPool", "PostgresLedger", "connection_pool", "estimate_input_tokens"]
+__all__ = ["PostgresLedger", "estimate_input_tokens"]
 
 _logger = logging.getLogger(__name__)
 
-LedgerPool = AsyncConnectionPool[AsyncConnection[tuple[Any, ...]]]
 
 # Characters per token when estimating a prompt before the call (Portuguese and English
 # text run close to 4 with the BPE tokenizers of Anthropic and OpenAI).
@@ -73,30 +70,6 @@ select public.ai_finish(
 """
 
 
-def connection_pool(
-    conninfo: str, *, role: str | None = None, min_size: int = 1, max_size: int = 10
-) -> LedgerPool:
-    """A pool the way the ledger needs it, not yet opened (`await pool.open()`).
-
-    Connections are autocommit (a statement is its own transaction, with no COMMIT round
-    trip) and never prepare statements server-side. `role` is SET once per connection,
-    e.g. "service_role" when logging in as `authenticator`; leave it None behind
-    Supavisor's transaction mode, where session settings do not survive a transaction.
-    """
-
-    async def set_role(conn: AsyncConnection[tuple[Any, ...]]) -> None:
-        await conn.execute(sql.SQL("set role {}").format(sql.Identifier(cast(str, role))))
-
-    return AsyncConnectionPool(
-        conninfo,
-        min_size=min_size,
-        max_size=max_size,
-        kwargs={"autocommit": True, "prepare_threshold": None},
-        configure=set_role if role else None,
-        open=False,
-    )
-
-
 def estimate_input_tokens(request: ChatRequest) -> int:
     """Input tokens of the prompt a provider will see, rounded up: what a reservation holds."""
     chars = (
@@ -111,11 +84,11 @@ class PostgresLedger:
     """`Ledger` over the ai_begin / ai_finish SQL functions (see the module docstring).
 
     Parameters:
-        pool: an opened pool of autocommit connections, e.g. from `connection_pool`; each
-            call borrows one connection for one statement.
+        pool: the worker's opened pool (`zapbase.worker.database.open_pool`); each call
+            borrows one connection for one statement.
     """
 
-    def __init__(self, pool: LedgerPool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def _call(self, query: str, params: dict[str, Any]) -> Any:
@@ -126,7 +99,7 @@ class PostgresLedger:
             cur = await conn.execute(query, params)
             row = await cur.fetchone()
         assert row is not None  # a scalar select always returns its row
-        return row[0]
+        return next(iter(row.values()))
 
     async def begin(
         self, request: ChatRequest, link: Link, policy: GatewayPolicy, key: str | None

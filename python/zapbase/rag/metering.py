@@ -20,8 +20,8 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from zapbase.errors import ZapbaseError
-from zapbase.rag.db import Connect, Connection, service_transaction
 from zapbase.rag.embedders import Embedder
+from zapbase.worker.database import Connect, Connection, transaction
 
 __all__ = ["FREE_PROVIDERS", "Meter", "MeteredEmbedder", "Recorded", "UnregisteredModel"]
 
@@ -143,7 +143,7 @@ class MeteredEmbedder:
         has billed them, whatever happens to them afterwards)."""
         if not texts:
             return Embedded(vectors=[], tokens=0, cost_usd=Decimal(0))
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             await self._meter.metered(conn)  # refuse an unbillable model before calling it
         vectors: list[list[float]] = []
         tokens = 0
@@ -153,7 +153,7 @@ class MeteredEmbedder:
             vectors.extend(result.vectors)
             tokens += result.tokens
         latency = round((time.perf_counter() - began) * 1000)
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             recorded = await self._meter.record(
                 conn,
                 tenant_id=tenant_id,

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zapbase.rag.db import Connect, service_transaction
 from zapbase.rag.metering import MeteredEmbedder
+from zapbase.worker.database import Connect, transaction
 
 __all__ = ["SEARCH_FEATURE", "Match", "search_knowledge", "vector_literal"]
 
@@ -59,7 +59,7 @@ async def search_knowledge(
         vector = vector_literal(embedded.vectors[0])
         model = embedder.embedder.name
     params = {"q": query, "v": vector, "n": limit, "m": model, "bot": bot_id, "tenant": tenant_id}
-    async with service_transaction(connect) as conn:
+    async with transaction(connect) as conn:
         rows = await (await conn.execute(_MATCH, params)).fetchall()
     return [
         Match(

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import anyio
 
-from zapbase.rag.db import Connect, borrow, connect_worker
 from zapbase.rag.embedders import Embedder, select_embedder
 from zapbase.rag.parsers import MEDIA_TYPES
 from zapbase.rag.sources import resolve_tenant
 from zapbase.rag.store import IngestResult, KnowledgeService
+from zapbase.worker.database import Connect, borrow, connect
 
 __all__ = [
     "DEMO_TENANT",
@@ -54,10 +54,10 @@ def ingest_seed_knowledge(
     url: str, project_dir: Path, *, tenant: str = DEMO_TENANT, embedder: Embedder | None = None
 ) -> list[IngestResult]:
     """`aingest_seed_knowledge` for synchronous callers (`zapbase setup`), over `url`
-    (any login role: it connects as authenticator and works as service_role)."""
+    (as the service role, like the worker)."""
 
     async def run() -> list[IngestResult]:
-        async with await connect_worker(url) as conn:
+        async with await connect(url) as conn:
             return await aingest_seed_knowledge(borrow(conn), project_dir, tenant=tenant, embedder=embedder)
 
     return anyio.run(run)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from zapbase.errors import ZapbaseError
-from zapbase.rag.db import Connect, service_transaction
+from zapbase.worker.database import Connect, transaction
 
 __all__ = ["SourceInfo", "TenantNotFound", "list_sources", "remove_source", "resolve_tenant"]
 
@@ -40,7 +40,7 @@ class SourceInfo:
 
 async def resolve_tenant(connect: Connect, ref: str) -> uuid.UUID:
     """The id of the tenant whose slug (or id) is `ref`."""
-    async with service_transaction(connect) as conn:
+    async with transaction(connect) as conn:
         row = await (await conn.execute(_TENANT, (ref, ref))).fetchone()
     if row is None:
         raise TenantNotFound(f"no tenant with slug or id {ref!r}")
@@ -49,13 +49,13 @@ async def resolve_tenant(connect: Connect, ref: str) -> uuid.UUID:
 
 
 async def list_sources(connect: Connect, tenant_id: uuid.UUID) -> list[SourceInfo]:
-    async with service_transaction(connect) as conn:
+    async with transaction(connect) as conn:
         rows = await (await conn.execute(_LIST, (tenant_id,))).fetchall()
     return [SourceInfo(**row) for row in rows]
 
 
 async def remove_source(connect: Connect, tenant_id: uuid.UUID, source_id: uuid.UUID) -> bool:
     """Delete a source and (by cascade) its chunks; False when the tenant has no such source."""
-    async with service_transaction(connect) as conn:
+    async with transaction(connect) as conn:
         cur = await conn.execute(_REMOVE, (tenant_id, source_id))
         return cur.rowcount == 1

@@ -34,11 +34,11 @@ from psycopg.types.json import Jsonb
 
 from zapbase.errors import ZapbaseError
 from zapbase.rag.chunking import DEFAULT_CHUNKING, Chunk, ChunkingOptions, chunk_document, embedding_text
-from zapbase.rag.db import Connect, Connection, service_transaction
 from zapbase.rag.embedders import Embedder
 from zapbase.rag.metering import MeteredEmbedder
 from zapbase.rag.parsers import DocumentError, media_type_for, parse_bytes
 from zapbase.rag.search import Match, search_knowledge
+from zapbase.worker.database import Connect, Connection, transaction
 
 __all__ = ["INGEST_FEATURE", "Action", "IngestResult", "KnowledgeService", "ReembedResult"]
 
@@ -176,7 +176,7 @@ class KnowledgeService:
             "model": self._model,
             "meta": Jsonb({**(metadata or {}), "bytes": len(data)}),
         }
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             # read before the upsert: a replaced source loses its chunks there
             reusable = await self._reusable(conn, tenant_id, chunks)
             row = await (await conn.execute(_UPSERT, params)).fetchone()
@@ -196,7 +196,7 @@ class KnowledgeService:
     async def process_pending(self, max_sources: int = 5) -> list[IngestResult]:
         """Ingest texts and FAQs typed in the app (pending) and sources a dead worker
         left processing; `knowledge_claim_sources` hands each to one worker only."""
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             claimed = await (await conn.execute(_CLAIM, (max_sources,))).fetchall()
         results: list[IngestResult] = []
         for src in claimed:
@@ -215,7 +215,7 @@ class KnowledgeService:
             except DocumentError as exc:
                 results.append(await self._failed(tenant_id, source_id, origin, title, str(exc)))
                 continue
-            async with service_transaction(self._connect) as conn:
+            async with transaction(self._connect) as conn:
                 await conn.execute(_ADOPT, (self._model, tenant_id, source_id))
                 reusable = await self._reusable(conn, tenant_id, chunks)
             action: Action = "created" if src["processed_at"] is None else "replaced"
@@ -230,7 +230,7 @@ class KnowledgeService:
         chunks = tokens = 0
         cost = Decimal(0)
         while True:
-            async with service_transaction(self._connect) as conn:
+            async with transaction(self._connect) as conn:
                 cur = await conn.execute(_TO_EMBED, (self._model, tenant_id, self._batch))
                 rows = await cur.fetchall()
             if not rows:
@@ -249,7 +249,7 @@ class KnowledgeService:
                     [{"chunk_id": str(r["chunk_id"]), "embedding": v}
                      for r, v in zip(group, embedded.vectors, strict=True)]
                 )  # fmt: skip
-                async with service_transaction(self._connect) as conn:
+                async with transaction(self._connect) as conn:
                     done = await (await conn.execute(_SET, (tenant, self._model, body))).fetchone()
                 updated = done["updated"] if done else 0
                 chunks, tokens, cost = chunks + updated, tokens + embedded.tokens, cost + embedded.cost_usd
@@ -300,9 +300,9 @@ class KnowledgeService:
             for start in range(0, len(chunks), self._batch):
                 batch = chunks[start : start + self._batch]
                 payload = [self._chunk_json(c, vectors[c.sha256]) for c in batch]
-                async with service_transaction(self._connect) as conn:
+                async with transaction(self._connect) as conn:
                     await conn.execute(_INSERT, (tenant_id, source_id, json.dumps(payload)))
-            async with service_transaction(self._connect) as conn:
+            async with transaction(self._connect) as conn:
                 await conn.execute(_READY, (tenant_id, source_id))
         except ZapbaseError as exc:  # provider, registry: expected, reported per source
             return await self._failed(tenant_id, source_id, origin, title, str(exc))
@@ -335,6 +335,6 @@ class KnowledgeService:
         self, tenant_id: uuid.UUID, source_id: uuid.UUID, origin: str, title: str, error: str
     ) -> IngestResult:
         _logger.warning("knowledge source %s (%s) failed: %s", source_id, origin, error)
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             await conn.execute(_FAILED, (tenant_id, source_id, error))
         return IngestResult(origin=origin, title=title, action="failed", source_id=source_id, error=error)

@@ -24,9 +24,9 @@ import anyio
 import anyio.to_thread
 from psycopg.types.json import Jsonb
 
-from zapbase.rag.db import Connect, Connection, service_transaction
 from zapbase.tts.cache_key import SpeechSpec
 from zapbase.tts.providers import OGG_OPUS, Audio, ogg_opus_duration
+from zapbase.worker.database import Connect, Connection, transaction
 
 __all__ = [
     "AudioStore",
@@ -192,7 +192,7 @@ class PostgresSpeechCache:
         return Audio(data=data, mime=mime, duration_s=duration, characters=hit.characters)
 
     async def get(self, key: str) -> Audio | None:
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             hit = await self.lookup_in(conn, key)
         return None if hit is None else await self.load(hit)
 
@@ -220,7 +220,7 @@ class PostgresSpeechCache:
                 {"speed": spec.speed, "instructions": spec.instructions, "voice": dict(spec.voice_settings)}
             ),
         }
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             row = await (await conn.execute(_STORE, params)).fetchone()
         assert row is not None
         if not row["stored"] and row["cache_storage_path"] != path:
@@ -231,7 +231,7 @@ class PostgresSpeechCache:
     ) -> bool:
         """Keep the media id of an upload from `number_id` (30 days unless `expires_at`);
         False when the key is no longer cached."""
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             cur = await conn.execute(_SET_MEDIA, (self.tenant_id, key, number_id, media_id, expires_at))
             row = await cur.fetchone()
         return bool(row and row["found"])
@@ -247,7 +247,7 @@ async def evict_tts_cache(
     max_tenant_bytes: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run `private.job_tts_cache_evict` and delete the objects of the rows it removed."""
-    async with service_transaction(connect) as conn:
+    async with transaction(connect) as conn:
         cur = await conn.execute(_EVICT, (max_age, max_total_bytes, tenant_id, max_tenant_bytes))
         evicted = await cur.fetchall()
     for row in evicted:

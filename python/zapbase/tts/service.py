@@ -26,11 +26,11 @@ import anyio
 
 from zapbase.ai.errors import ProviderError
 from zapbase.errors import ZapbaseError
-from zapbase.rag.db import Connect, service_transaction
 from zapbase.rag.metering import Meter
 from zapbase.tts.cache_key import SpeechSpec, speech_cache_key
 from zapbase.tts.pg_cache import AudioStore, PostgresSpeechCache
 from zapbase.tts.providers import Audio, SpeechOptions, SpeechProvider
+from zapbase.worker.database import Connect, transaction
 
 __all__ = ["TTS_FEATURE", "CallContext", "SpeechRefused", "SpeechService", "VoiceNote"]
 
@@ -149,7 +149,7 @@ class SpeechService:
         meter = self._meter(spec)
         cache = self.cache(tenant_id)
         ctx = (context or CallContext()).params()
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             hit = await cache.lookup_in(conn, key, number_id)
             if hit is not None:
                 recorded = await meter.record(
@@ -180,7 +180,7 @@ class SpeechService:
         ctx: dict[str, Any],
     ) -> VoiceNote:
         reservation: str | None = None
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             if await meter.metered(conn):
                 params = {"tenant": tenant_id, "feature": self._feature, "model": meter.gateway_id,
                           "characters": spec.characters, "key": key, "hold": self._hold, **ctx}  # fmt: skip
@@ -230,7 +230,7 @@ class SpeechService:
             "error_code": error_code,
             "error_message": error_message,
         }
-        async with service_transaction(self._connect) as conn:
+        async with transaction(self._connect) as conn:
             row = await (await conn.execute(_SETTLE, params)).fetchone()
         assert row is not None
         return row["usage_id"], row["cost_usd"]

@@ -8,6 +8,8 @@ connection or Supavisor's session mode (port 5432), not its transaction mode.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -15,11 +17,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from zapbase.db.target import DatabaseTarget
+from zapbase.errors import DatabaseError
 from zapbase.settings import Settings
 
 Row = dict[str, Any]
 Connection = psycopg.AsyncConnection[Row]
 Pool = AsyncConnectionPool[Connection]
+# Anything that lends a connection: a pool's `connection` method, or `borrow(conn)`.
+Connect = Callable[[], AbstractAsyncContextManager[Connection]]
 
 WORKER_ROLE = "service_role"
 
@@ -34,12 +39,32 @@ async def _as_service_role(conn: Connection) -> None:
 
 
 async def connect(url: str) -> Connection:
-    """One service-role session outside the pool (LISTEN, scripts)."""
-    conn = await psycopg.AsyncConnection.connect(
-        url, row_factory=dict_row, prepare_threshold=None, autocommit=True
-    )
+    """One service-role session outside the pool (LISTEN, the CLI, scripts)."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, row_factory=dict_row, prepare_threshold=None, autocommit=True, connect_timeout=10
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from exc
     await conn.execute(f"set role {WORKER_ROLE}")
     return conn
+
+
+def borrow(conn: Connection) -> Connect:
+    """A `Connect` that lends the same caller-owned connection every time."""
+
+    @asynccontextmanager
+    async def lend() -> AsyncIterator[Connection]:
+        yield conn
+
+    return lend
+
+
+@asynccontextmanager
+async def transaction(connect: Connect) -> AsyncIterator[Connection]:
+    """A lent connection inside one transaction."""
+    async with connect() as conn, conn.transaction():
+        yield conn
 
 
 def open_pool(url: str, size: int) -> Pool:

@@ -16,6 +16,9 @@ class Metrics:
         self.webhooks = Counter(
             "zapbase_webhooks", "Webhook POSTs by outcome (ingested, bad_signature, quarantined, error...).",
             ["outcome"], registry=r)
+        self.webhook_latency = Histogram(
+            "zapbase_webhook_seconds", "Time to answer a webhook POST (Meta: median <= 250 ms, <1% > 1 s).",
+            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.ingested_messages = Counter(
             "zapbase_ingested_messages", "New inbound messages stored by whatsapp_ingest.", registry=r)
         self.duplicates = Counter(
