@@ -108,8 +108,11 @@ create table if not exists public.contacts (
   unique (tenant_id, user_id),
   check (wa_id is not null or user_id is not null or lgpd_state = 'anonymised')
 );
+-- Every inbound message updates its contact's counters: no index on them (recent contacts
+-- are listed through conversations_tenant_inbox_idx) and room on the page keep those
+-- updates HOT, with no index entries to write.
+alter table public.contacts set (fillfactor = 90);
 alter table public.contacts enable row level security;
-create index if not exists contacts_tenant_last_message_idx on public.contacts (tenant_id, last_message_at desc);
 create index if not exists contacts_tenant_phone_hash_idx on public.contacts (tenant_id, phone_hash);
 create index if not exists contacts_tags_idx on public.contacts using gin (tags);
 comment on table public.contacts is 'People who talk to a tenant on WhatsApp (customers, leads, students), with LGPD consent and state.';
@@ -186,6 +189,7 @@ create table if not exists public.conversations (
   foreign key (tenant_id, team_id) references public.teams (tenant_id, id) on delete set null (team_id),
   foreign key (tenant_id, assignee_id) references public.members (tenant_id, id) on delete set null (assignee_id)
 );
+alter table public.conversations set (fillfactor = 90);
 alter table public.conversations enable row level security;
 -- One live conversation per contact and number: concurrent webhooks cannot open two.
 create unique index if not exists conversations_one_live_idx
@@ -349,8 +353,10 @@ create table if not exists public.session_context (
   unique (tenant_id, conversation_id),
   foreign key (tenant_id, conversation_id) references public.conversations (tenant_id, id) on delete cascade
 );
+-- Rewritten by every message of its conversation: unindexed ttl (the expiry job scans this
+-- small table of live sessions) and free room keep the rewrite HOT.
+alter table public.session_context set (fillfactor = 80);
 alter table public.session_context enable row level security;
-create index if not exists session_context_ttl_idx on public.session_context (ttl_expires_at);
 comment on table public.session_context is 'AI memory of a conversation: the last N messages (kept by a trigger), a rolling summary, and a TTL of the tenant session timeout.';
 comment on column public.session_context.recent_messages is '[{"role": "user"|"assistant", "content": "...", "at": "...", "message_id": "..."}], oldest first, at most max_messages.';
 comment on column public.session_context.summary is 'Rolling summary of what fell out of recent_messages, written by the gateway (feature summary).';
