@@ -119,7 +119,6 @@ def ask(text: str, tenant: str = TENANT) -> ChatRequest:
         system="Você é a assistente da Loja Demo.",
         max_tokens=400,
         tenant_id=tenant,
-        conversation_id="6f1d2c3b-0000-4000-8000-000000000001",
         request_id="wamid.bench",
         phone="+5511988887777",
     )
@@ -147,7 +146,7 @@ async def round_trips(pool: Pool, work: Callable[[], Awaitable[object]], times: 
 BEGIN = (
     "select public.ai_begin(tenant_id => %s, feature => 'reply', model => 'openai/gpt-4o-mini',"
     " cache_key => %s, estimated_input_tokens => 10, estimated_output_tokens => 400,"
-    " conversation_id => '6f1d2c3b-0000-4000-8000-000000000001', request_id => 'wamid.bench',"
+    " request_id => 'wamid.bench',"
     " phone => '+5511988887777')"
 )
 FINISH = (
