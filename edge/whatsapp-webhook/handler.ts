@@ -11,7 +11,8 @@ const SIGNATURE_HEADER = "x-hub-signature-256";
 const SIGNATURE_PREFIX = "sha256=";
 const encoder = new TextEncoder();
 
-export type RpcResult = { error: { message: string } | null };
+/** `code` is PostgreSQL's SQLSTATE when the database refused the call. */
+export type RpcResult = { error: { message: string; code?: string } | null };
 export type Rpc = (fn: string, args: Record<string, unknown>) => Promise<RpcResult>;
 
 export interface Deps {
@@ -63,7 +64,12 @@ async function notification(req: Request, deps: Deps): Promise<Response> {
   if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
     return await quarantine(body, "JSON is not an object", deps);
   }
-  return await call(deps, "whatsapp_ingest", { payload }, "EVENT_RECEIVED");
+  return await call(deps, "whatsapp_ingest", { payload }, "EVENT_RECEIVED", (error) =>
+    // Data exceptions (class 22: e.g. \u0000, which jsonb refuses) are the bytes' fault,
+    // not ours: resending them cannot help, so they are kept like invalid JSON.
+    error.code?.startsWith("22")
+      ? quarantine(body, `PostgreSQL refused the JSON: ${error.message}`, deps)
+      : null);
 }
 
 /** A correctly signed body that is not a JSON object cannot become valid by being resent.
@@ -80,10 +86,13 @@ async function call(
   fn: string,
   args: Record<string, unknown>,
   okText: string,
+  onError: (error: { message: string; code?: string }) => Promise<Response> | null = () => null,
 ): Promise<Response> {
   try {
     const { error } = await deps.rpc(fn, args);
     if (error === null) return plain(okText, 200);
+    const handled = onError(error);
+    if (handled !== null) return await handled;
     console.error(`whatsapp-webhook: ${fn} failed: ${error.message}`);
   } catch (err) {
     console.error(`whatsapp-webhook: ${fn} threw: ${describe(err)}`);

@@ -171,6 +171,24 @@ Deno.test("signed JSON that is not an object and invalid UTF-8 are quarantined t
   }
 });
 
+Deno.test("JSON the database refuses (a data exception) is quarantined, not retried for 7 days", async () => {
+  const calls: Call[] = [];
+  const d: Deps = {
+    env: deps().env,
+    rpc: (fn, args) => {
+      calls.push({ fn, args });
+      return Promise.resolve(fn === "whatsapp_ingest"
+        ? { error: { message: "unsupported Unicode escape sequence", code: "22P05" } }
+        : { error: null });
+    },
+  };
+  const body = '{"object":"whatsapp_business_account","entry":[{"id":"\\u0000"}]}';
+  const res = await handle(await post(body), d);
+  assert.equal(res.status, 200);
+  assert.deepEqual(calls.map((c) => c.fn), ["whatsapp_ingest", "whatsapp_quarantine_raw"]);
+  assert.equal(calls[1].args.body, body);
+});
+
 Deno.test("an RPC error or exception is 500 so Meta delivers again", async () => {
   for (const result of [{ error: { message: "connection refused" } }, new Error("network down")]) {
     const res = await handle(await post(ESCAPED_BODY), deps({}, result));

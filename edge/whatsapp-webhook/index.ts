@@ -26,7 +26,7 @@ const deps: Deps = {
   env: (name) => Deno.env.get(name),
   rpc: async (fn, args) => {
     const { error } = await supabase.rpc(fn, args);
-    return { error: error === null ? null : { message: error.message } };
+    return { error: error === null ? null : { message: error.message, code: error.code } };
   },
 };
 

@@ -964,8 +964,17 @@ begin
   end if;
 
   for v_entry in select e from jsonb_array_elements(payload -> 'entry') e loop
-    for v_change in select c from jsonb_array_elements(
-        case when jsonb_typeof(v_entry -> 'changes') = 'array' then v_entry -> 'changes' else '[]' end) c loop
+    if jsonb_typeof(v_entry) <> 'object' or jsonb_typeof(v_entry -> 'changes') is distinct from 'array' then
+      perform public.whatsapp_quarantine_raw(v_entry::text, 'entry is not an object with a changes array');
+      v_quarantine_count := v_quarantine_count + 1;
+      continue;
+    end if;
+    for v_change in select c from jsonb_array_elements(v_entry -> 'changes') c loop
+      if jsonb_typeof(v_change) <> 'object' then
+        perform public.whatsapp_quarantine_raw(v_change::text, 'change is not an object');
+        v_quarantine_count := v_quarantine_count + 1;
+        continue;
+      end if;
       v_value := case when jsonb_typeof(v_change -> 'value') = 'object' then v_change -> 'value' else '{}' end;
       v_field := v_change ->> 'field';
       v_quarantined := '[]';
@@ -986,7 +995,8 @@ begin
         phone_number_id, payload, status, message_count, status_count)
       values (v_number.tenant_id, v_number.id,
         encode(sha256(convert_to(jsonb_build_array(v_entry ->> 'id', v_change)::text, 'UTF8')), 'hex'),
-        payload ->> 'object', v_entry ->> 'id', v_field, v_value -> 'metadata' ->> 'phone_number_id',
+        left(payload ->> 'object', 60), left(v_entry ->> 'id', 60), left(v_field, 100),
+        left(v_value -> 'metadata' ->> 'phone_number_id', 60),
         jsonb_build_object('object', payload ->> 'object', 'entry_id', v_entry ->> 'id', 'change', v_change),
         case when v_field is distinct from 'messages' then 'stored'
              when v_number.id is null then 'unroutable' else 'applied' end,

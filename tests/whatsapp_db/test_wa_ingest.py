@@ -338,3 +338,14 @@ def test_new_conversations_get_the_bot_of_their_number_or_go_to_the_human_queue(
                   " join public.contacts k on k.id = c.contact_id where k.wa_id = %s", (JOAO,))[0]
     assert (conv["mode"], conv["status"], conv["bot_id"]) == ("human", "pending", None)
     assert conv["queued_at"] is not None
+
+
+def test_odd_entries_and_oversized_ids_are_kept_not_raised(db: Db) -> None:
+    odd = {"object": "whatsapp_business_account" * 5,
+           "entry": [1, "x", {"id": "9" * 80, "changes": ["nope", change(messages=[text("ainda chega")])]}]}
+    odd["entry"][2]["changes"][1]["value"]["metadata"]["phone_number_id"] = "106540352242922"
+    odd["entry"][2]["changes"][1]["field"] = "messages"
+    result = ingest(db, odd)
+    assert result["messages"] == 1 and result["quarantined"] == 3
+    reasons = {r["reason"] for r in db.sql("select reason from public.inbound_events where status = 'quarantined'")}
+    assert reasons == {"entry is not an object with a changes array", "change is not an object"}

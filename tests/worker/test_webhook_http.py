@@ -45,8 +45,8 @@ DEMO_VERIFY_TOKEN = "zapbase-simulator-verify-token"  # seed: the demo number's,
 SECOND_APP_SECRET = "second-app-secret-from-settings"
 SETTINGS_VERIFY_TOKEN = "settings-verify-token"
 MARIA = "5511988887777"
-NOW = int(time.time())
 JOAO = "5521977776666"
+NOW = int(time.time())
 
 
 class Clock:
