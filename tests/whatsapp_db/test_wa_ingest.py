@@ -347,5 +347,6 @@ def test_odd_entries_and_oversized_ids_are_kept_not_raised(db: Db) -> None:
     odd["entry"][2]["changes"][1]["field"] = "messages"
     result = ingest(db, odd)
     assert result["messages"] == 1 and result["quarantined"] == 3
-    reasons = {r["reason"] for r in db.sql("select reason from public.inbound_events where status = 'quarantined'")}
+    reasons = {r["reason"] for r in db.sql("select reason from public.inbound_events"
+                                           " where status = 'quarantined'")}
     assert reasons == {"entry is not an object with a changes array", "change is not an object"}
