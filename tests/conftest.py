@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
@@ -14,6 +14,8 @@ from support import Db
 from zapbase.db.embedded import SUPERUSER, EmbeddedPostgres
 from zapbase.db.scratch import build_template, scratch_server
 from zapbase.settings import Settings
+from zapbase.worker.database import Connect, borrow
+from zapbase.worker.database import connect as connect_db
 
 _clone_numbers = itertools.count()
 
@@ -49,6 +51,18 @@ def db(pg_server: EmbeddedPostgres, template_db: str, request: pytest.FixtureReq
     # Dropped by the superuser: it must end the backends a test left behind (authenticator's
     # included), which the demoted postgres may not signal.
     DatabaseJanitor(user=SUPERUSER, host="127.0.0.1", port=pg_server.port, dbname=name).drop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def connect(db: Db, anyio_backend: str) -> AsyncIterator[Connect]:
+    """One service-role session on the test database, lent as the worker's services take it."""
+    async with await connect_db(db.url) as conn:
+        yield borrow(conn)
 
 
 CLONE_TIMES = pytest.StashKey[list[float]]()

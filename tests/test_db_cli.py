@@ -50,13 +50,17 @@ def test_embedded_database_lifecycle(tmp_path: Path) -> None:
         port = str(probe.getsockname()[1])
     env = {"ZAPBASE_HOME": str(tmp_path / "home"), "ZAPBASE_DB_PORT": port}
     try:
-        assert run("setup", env=env).returncode == 0
+        setup = run("setup", env=env)
+        assert setup.returncode == 0 and "knowledge base of loja-demo: 4 file(s)" in setup.stdout
         status = run("db", "status", env=env)
         assert status.returncode == 0 and f"127.0.0.1:{port}/postgres" in status.stdout
         url = run("db", "url", env=env).stdout.strip()
         assert url == f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres"
         psql = run("db", "psql", "-Atc", "select name from public.tenants", env=env)
         assert psql.stdout.strip() == "Loja Demo"
+        ready_sql = "select count(*) from public.knowledge_sources where status = 'ready'"
+        ready = run("db", "psql", "-Atc", ready_sql, env=env)
+        assert ready.stdout.strip() == "4"  # the seed knowledge base `make demo` answers from
         assert "0 migration(s) applied" in run("db", "migrate", env=env).stdout
         reset = run("db", "reset", "--yes", env=env)
         assert reset.returncode == 0 and "database rebuilt" in reset.stdout

@@ -14,6 +14,7 @@ from zapbase.db.embedded import bin_path
 from zapbase.db.migrate import mask_password
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
+from zapbase.rag.seed import DEMO_TENANT, ingest_seed_knowledge
 from zapbase.settings import Settings
 
 app = typer.Typer(help="Zapbase: WhatsApp customer service with AI, built the Supabase way.",
@@ -125,13 +126,16 @@ def db_psql(ctx: typer.Context) -> None:
 
 @app.command("setup")
 def setup() -> None:
-    """Start the database, apply migrations and the seed."""
-    target = _target()
+    """Start the database, apply migrations, the seed and the demo tenant's knowledge base."""
+    settings = Settings()
+    target = DatabaseTarget.from_settings(settings)
     try:
         applied = target.setup()
+        knowledge = ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
     except ZapbaseError as exc:
         raise _fail(exc) from None
     console.print(f"{len(applied)} migration(s) applied, seed applied")
+    console.print(f"knowledge base of {DEMO_TENANT}: {len(knowledge)} file(s) ingested or unchanged")
     console.print(f"database: {mask_password(target.url)}", highlight=False)
 
 

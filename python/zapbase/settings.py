@@ -89,6 +89,28 @@ class Settings(BaseSettings):
         default=None, description="Service role key for Supabase Storage uploads."
     )
 
+    # -- AI providers (no key: that provider is left out; with none, the offline answerer) --
+    anthropic_api_key: SecretStr | None = Field(default=None, description="Anthropic API key (replies).")
+    anthropic_base_url: str | None = Field(
+        default=None, description="Anthropic API base URL (a proxy or a stand-in); default: Anthropic's."
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        description="OpenAI-compatible API key: replies, transcription of voice notes, TTS, embeddings.",
+    )
+    openai_base_url: str = Field(
+        default="https://api.openai.com", description="OpenAI-compatible API base URL, without /v1."
+    )
+    openai_transcription_model: str = Field(
+        default="whisper-1",
+        description="Transcription model; openai/<model> must be in ai_models with its price per minute.",
+    )
+    zapbase_summary_after: int = Field(
+        default=10,
+        ge=1,
+        description="Turns fallen out of a conversation's AI memory before the rolling summary is rewritten.",
+    )
+
     @property
     def migrations_dir(self) -> Path:
         return self.zapbase_project_dir / "supabase" / "migrations"

@@ -37,6 +37,7 @@ from zapbase.db.embedded import free_port, port_is_free
 from zapbase.db.migrate import mask_password
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
+from zapbase.rag.seed import ingest_seed_knowledge
 from zapbase.settings import Settings
 from zapbase.simulator import (
     DEMO_NUMBER,
@@ -75,13 +76,15 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _database(settings: Settings) -> DatabaseTarget:
+    """Database, migrations, seed and the demo tenant's knowledge base (unchanged files skip)."""
     target = DatabaseTarget.from_settings(settings)
     try:
         applied = target.setup()
+        ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
     except ZapbaseError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"database {mask_password(target.url)} ({len(applied)} migration(s) applied, seed applied)",
-                  highlight=False)  # fmt: skip
+    console.print(f"database {mask_password(target.url)} ({len(applied)} migration(s) applied, seed and "
+                  "knowledge base applied)", highlight=False)  # fmt: skip
     return target
 
 
@@ -218,7 +221,8 @@ def simulator(
 
 def demo(verbose: VerboseOption = False) -> None:
     """Play a short scripted conversation with the demo tenant's bot through the whole
-    pipeline (text, voice note, button reply) and print the transcript and the rows."""
+    pipeline (questions answered from the knowledge base, a voice note, a button reply)
+    and print the transcript and the rows."""
     settings = Settings()
     _logging(logging.INFO if verbose else logging.WARNING)
     target = _database(settings)
@@ -289,8 +293,12 @@ select c.id, c.status, c.mode, b.name as bot, t.name as team, c.handoff_reason, 
 """
 _MESSAGES_SQL = """
 select m.created_at, m.direction, m.sender_type, m.type, m.content, m.status, m.wamid, m.media_storage_path,
-       m.media_size, m.attempts, m.error_code, m.error_details
+       m.media_size, m.attempts, m.error_code, m.error_details, m.ai_model
   from public.messages m where m.conversation_id = %s order by m.created_at, m.id
+"""
+_USAGE_SQL = """
+select u.feature, u.model, u.outcome, u.input_tokens, u.output_tokens, u.cost_usd
+  from public.ai_usage u where u.conversation_id = %s order by u.created_at, u.attempt
 """
 
 
@@ -308,6 +316,7 @@ class DemoResult:
     lines: list[Line]
     conversation: dict[str, Any]
     messages: list[dict[str, Any]]
+    usage: list[dict[str, Any]]
     typing_indicators: int
 
 
@@ -353,19 +362,22 @@ async def _queue_menu(conn: Connection, conversation_id: uuid.UUID) -> None:
     )
 
 
+async def _settled(conn: Connection, conversation_id: uuid.UUID) -> bool:
+    """Nothing of the conversation is in a queue or short of `delivered`."""
+    row = await (await conn.execute(_SETTLED_SQL, (conversation_id,))).fetchone()
+    return bool(row and row["settled"])
+
+
 async def _settle(conn: Connection, conversation_id: uuid.UUID, timeout: float) -> None:
-    """Wait until nothing of the conversation is in a queue or short of `delivered`."""
     with anyio.move_on_after(timeout):
-        while True:
-            row = await (await conn.execute(_SETTLED_SQL, (conversation_id,))).fetchone()
-            if row and row["settled"]:
-                return
+        while not await _settled(conn, conversation_id):
             await anyio.sleep(0.05)
 
 
 async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResult:
-    """A new customer of Loja Demo writes, sends a voice note, gets a menu (queued by this
-    script as a system message) and taps its button; returns what the phone saw and the rows."""
+    """A new customer of Loja Demo asks about delivery (the bot welcomes her and answers from
+    the knowledge base), sends a voice note, gets a menu (queued by this script as a system
+    message) and taps its button; returns what the phone saw and the rows."""
     user = stack.user(wa_id, CUSTOMER)
     started = time.perf_counter()
     lines: list[Line] = []
@@ -374,30 +386,45 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         outbound = isinstance(message, ReceivedMessage)
         lines.append(Line(time.perf_counter() - started, message.wamid, text, outbound))
 
-    async def customer(text: str, action: Awaitable[WebhookDelivery]) -> None:
-        seen = len(user.inbox)
-        delivery = await action
-        if not delivery.accepted:
-            raise ZapbaseError(f"the worker refused the webhook: HTTP {delivery.status_code}")
-        note(delivery, text)
-        reply = await _next_reply(user, seen)
-        note(reply, _shown(reply))
-
-    await customer("Oi! Vocês entregam em Campinas?", user.send_text("Oi! Vocês entregam em Campinas?"))
-    await customer(f"🎤 nota de voz ({len(VOICE_NOTE)} bytes)", user.send_voice_note(VOICE_NOTE))
     async with await connect(db_url) as conn:
-        conversation_id = await _live_conversation(conn, wa_id)
+
+        async def customer(text: str, action: Awaitable[WebhookDelivery]) -> uuid.UUID:
+            """Send, then wait for every reply of the turn (the bot may send several)."""
+            seen = len(user.inbox)
+            delivery = await action
+            if not delivery.accepted:
+                raise ZapbaseError(f"the worker refused the webhook: HTTP {delivery.status_code}")
+            note(delivery, text)
+            await _next_reply(user, seen)
+            conversation_id = await _live_conversation(conn, wa_id)
+            with anyio.move_on_after(REPLY_TIMEOUT_S):
+                while True:
+                    for reply in user.inbox[seen:]:
+                        note(reply, _shown(reply))
+                    seen = len(user.inbox)
+                    if await _settled(conn, conversation_id):
+                        break
+                    await anyio.sleep(0.05)
+            for reply in user.inbox[seen:]:
+                note(reply, _shown(reply))
+            return conversation_id
+
+        for question in ("Oi! Qual o prazo de entrega para o Nordeste?", "E o frete é grátis?"):
+            await customer(question, user.send_text(question))
+        conversation_id = await customer(
+            f"🎤 nota de voz ({len(VOICE_NOTE)} bytes)", user.send_voice_note(VOICE_NOTE)
+        )
         seen = len(user.inbox)
         await _queue_menu(conn, conversation_id)
         menu = await _next_reply(user, seen)
         note(menu, _shown(menu))
         await customer("👆 Falar com atendente", user.press_button(menu, "atendente"))
-        await _settle(conn, conversation_id, timeout=15)  # delivered statuses come back as webhooks
         conversation = await (await conn.execute(_CONVERSATION_SQL, (conversation_id,))).fetchone()
         messages = await (await conn.execute(_MESSAGES_SQL, (conversation_id,))).fetchall()
+        usage = await (await conn.execute(_USAGE_SQL, (conversation_id,))).fetchall()
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
-    return DemoResult(wa_id, lines, conversation or {}, messages, typing)
+    return DemoResult(wa_id, lines, conversation or {}, messages, usage, typing)
 
 
 def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
@@ -419,7 +446,7 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     table.add_row(*(_cell(key, value) for key, value in conv.items()))
     out.print(table)
     rows = Table(title="public.messages")
-    for column in ("t", "direction", "sender", "type", "content", "status", "wamid", "media / error"):
+    for column in ("t", "direction", "sender", "type", "content", "status", "wamid", "ai", "media / error"):
         rows.add_column(column, overflow="fold")
     start = result.messages[0]["created_at"] if result.messages else None
     for m in result.messages:
@@ -435,9 +462,17 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
             _cell("content", m["content"]),
             m["status"],
             _cell("wamid", m["wamid"]),
+            _cell("ai", m["ai_model"]),
             extra,
         )
     out.print(rows)
+    usage = Table(title="public.ai_usage (this conversation)")
+    for column in ("feature", "model", "outcome", "tokens in / out", "cost USD"):
+        usage.add_column(column)
+    for u in result.usage:
+        tokens = f"{u['input_tokens']} / {u['output_tokens']}"
+        usage.add_row(u["feature"], u["model"], u["outcome"], tokens, f"{u['cost_usd']:.6f}")
+    out.print(usage)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
     out.print(

@@ -440,7 +440,8 @@ begin
      limit $5
   ),
   fts as (
-    select f.id, f.rank, row_number() over (order by f.strict_match desc, f.rank desc, f.id)::integer as pos
+    -- equal ranks share a position: a tie broken by random ids would make the fusion arbitrary
+    select f.id, f.rank, rank() over (order by f.strict_match desc, f.rank desc)::integer as pos
       from fts_raw f
   ),
   sem_raw as materialized (
@@ -464,7 +465,8 @@ begin
            coalesce($8 / ($10 + f.pos), 0) + coalesce($9 / ($10 + s.pos), 0) as score
       from fts f
       full join sem s on s.id = f.id
-     order by 6 desc, 4 desc nulls last, 2 desc nulls last, 1
+     -- on a tie the words the customer used (full text) win over closeness of meaning
+     order by 6 desc, 2 desc nulls last, 4 desc nulls last, 1
      limit $11
   )
   select c.id, c.source_id, src.title, c.heading_path, c.content, c.metadata,
@@ -472,7 +474,7 @@ begin
     from fused fu
     join public.document_chunks c on c.id = fu.id
     join public.knowledge_sources src on src.tenant_id = c.tenant_id and src.id = c.source_id
-   order by fu.score desc, fu.similarity desc nulls last, fu.rank desc nulls last, c.id
+   order by fu.score desc, fu.rank desc nulls last, fu.similarity desc nulls last, c.id
   $sql$,
     case when v_exact then 'coalesce(c.fts operator(pg_catalog.@@) $2, false)'
          else 'c.fts operator(pg_catalog.@@) $2' end,

@@ -53,11 +53,6 @@ MTOK = Decimal(1_000_000)
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def priced(db: Db) -> Db:
     """Today's USD→BRL is 5, whatever the seed says, so BRL costs are round."""
     db.sql(

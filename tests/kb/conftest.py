@@ -10,11 +10,6 @@ PdfLine = tuple[int, str]  # (font size in points, text); "" text = an empty lin
 MakePdf = Callable[..., bytes]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def _pdf_string(text: str) -> bytes:
     out = bytearray()
     for byte in text.encode("cp1252"):  # WinAnsiEncoding, so accents survive

@@ -1,5 +1,5 @@
-"""Fixtures of the worker-side knowledge tests: the anyio backend, a worker connection
-(authenticator working as service_role) and an OpenAI-compatible embeddings stand-in."""
+"""Fixtures of the worker-side knowledge tests: an OpenAI-compatible embeddings stand-in
+(the worker connection, `connect`, comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,22 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from support import Db
 from zapbase.ai.standins import OpenAIStandIn
 from zapbase.rag.embedders import OpenAIEmbedder
-from zapbase.worker.database import Connect, borrow
-from zapbase.worker.database import connect as connect_db
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def connect(db: Db, anyio_backend: str) -> AsyncIterator[Connect]:
-    async with await connect_db(db.url) as conn:
-        yield borrow(conn)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Fixtures for the TTS tests: the anyio backend and, for the database-backed service, a
-worker connection, the zero-latency speech stand-in and a local audio store."""
+"""Fixtures for the TTS tests: the zero-latency speech stand-in and a local audio store
+(the worker connection, `connect`, comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,23 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import Db
 from zapbase.tts.pg_cache import LocalAudioStore
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
-from zapbase.worker.database import Connect, borrow
-from zapbase.worker.database import connect as connect_db
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def connect(db: Db, anyio_backend: str) -> AsyncIterator[Connect]:
-    async with await connect_db(db.url) as conn:
-        yield borrow(conn)
 
 
 @pytest.fixture

@@ -20,11 +20,6 @@ from zapbase.whatsapp import GraphAPI
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

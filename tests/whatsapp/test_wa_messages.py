@@ -23,11 +23,6 @@ PNID = "106540352242922"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def calls() -> list[httpx.Request]:
     return []
 

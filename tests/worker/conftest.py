@@ -11,6 +11,7 @@ import pytest
 from loop_support import MARIA, SIMULATOR_URL, WORKER_URL
 
 from support import Db
+from zapbase.bot import AIResponder, ai_responder
 from zapbase.settings import Settings
 from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig
 from zapbase.simulator import create_app as create_simulator
@@ -24,13 +25,11 @@ from zapbase.worker.storage import LocalStorage
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def loop_settings(db: Db, tmp_path: Path) -> Settings:
-    return Settings(database_url=db.url, zapbase_media_dir=tmp_path / "media")
+    # No provider keys whatever the environment holds: the bot answers offline, never the network.
+    return Settings(
+        database_url=db.url, zapbase_media_dir=tmp_path / "media", anthropic_api_key=None, openai_api_key=None
+    )
 
 
 @pytest.fixture
@@ -74,3 +73,12 @@ def maria(sim: Simulator, worker_http: httpx.AsyncClient) -> SimulatedUser:
 @pytest.fixture
 def media_storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "media")
+
+
+@pytest.fixture
+async def offline_responder(
+    loop_settings: Settings, worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage
+) -> AsyncIterator[AIResponder]:
+    """The AI bot as `zapbase up` builds it without keys: the local provider answers."""
+    async with ai_responder(loop_settings, pool=worker_pool, api=graph_api, media=media_storage) as responder:
+        yield responder

@@ -13,35 +13,30 @@ import pytest
 from loop_support import BOT, MARIA, TEAM, conversation_of, drain, make_due, outbound, row
 
 from support import Db
+from zapbase.bot import HANDOFF_NOTICE, AIResponder, matches_keyword
+from zapbase.bot.rules import CANNOT_LISTEN
 from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.database import Connection, Pool
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.processor import (
-    HANDOFF_NOTICE,
-    BotResponder,
-    InboundMessage,
-    Processor,
-    WelcomeFallbackResponder,
-    matches_keyword,
-)
+from zapbase.worker.processor import BotResponder, InboundMessage, Processor
 from zapbase.worker.storage import LocalStorage, SupabaseStorage
 
 pytestmark = pytest.mark.anyio
 
 WELCOME = "Olá! 👋 Sou a assistente virtual da Loja Demo. Como posso ajudar?"
-FALLBACK_START = "Desculpe, não entendi."
 ProcessorFactory = Callable[..., Processor]
 
 
 @pytest.fixture
 def make_processor(
-    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, loop_metrics: Metrics
-) -> ProcessorFactory:
+    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, loop_metrics: Metrics,
+    offline_responder: AIResponder,
+) -> ProcessorFactory:  # fmt: skip
     def make(worker_id: str = "processor-a", responder: BotResponder | None = None) -> Processor:
         return Processor(
             pool=worker_pool, api=graph_api, storage=media_storage,
-            responder=responder or WelcomeFallbackResponder(), metrics=loop_metrics, worker_id=worker_id,
+            responder=responder or offline_responder, metrics=loop_metrics, worker_id=worker_id,
         )  # fmt: skip
 
     return make
@@ -59,7 +54,7 @@ def processed(metrics: Metrics, mode: str, outcome: str) -> float:
     return value or 0.0
 
 
-async def test_bot_welcomes_the_first_message_then_falls_back(
+async def test_bot_welcomes_the_first_message_then_answers(
     db: Db, sim: Simulator, maria: SimulatedUser, make_processor: ProcessorFactory, loop_metrics: Metrics
 ) -> None:
     first = await maria.send_text("Oi! Vocês entregam em Campinas?")
@@ -73,8 +68,9 @@ async def test_bot_welcomes_the_first_message_then_falls_back(
         assert message["status"] == "processed" and message["error_details"] is None
     conversation = conversation_of(db, MARIA)
     replies = outbound(db, conversation)
-    assert replies[0]["content"] == WELCOME
-    assert str(replies[1]["content"]).startswith(FALLBACK_START)
+    # The welcome, then an answer to each question (the offline model: no knowledge here).
+    assert replies[0]["content"] == WELCOME and replies[0]["ai_model"] is None
+    assert [r["ai_model"] for r in replies[1:]] == ["local/local-chat"] * 2
     assert all(r["sender_type"] == "bot" and r["status"] == "queued" for r in replies)
     # Read receipts with "typing…" for both, while the bot answers.
     assert [(r.message_id, r.typing_indicator) for r in sim.reads] == [
@@ -101,8 +97,8 @@ async def test_voice_note_is_stored_and_answered(
     stored = await media_storage.get(key)
     assert hashlib.sha256(stored).digest() == hashlib.sha256(audio).digest()
     assert media_storage.path_of(key).is_file()
-    [reply] = outbound(db, conversation)
-    assert reply["content"] == WELCOME
+    # No transcription provider here: the bot asks for text.
+    assert [r["content"] for r in outbound(db, conversation)] == [WELCOME, CANNOT_LISTEN]
 
 
 async def test_expired_media_url_is_fetched_again(
@@ -129,7 +125,7 @@ async def test_media_meta_no_longer_has_is_noted_and_still_answered(
     message = inbound(db, delivery.wamid)
     assert message["status"] == "processed" and message["media_storage_path"] is None
     assert "media not stored" in str(message["error_details"])
-    assert len(outbound(db, conversation_of(db, MARIA))) == 1
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [WELCOME, CANNOT_LISTEN]
 
 
 async def test_human_mode_is_left_to_the_agents(
@@ -224,6 +220,7 @@ async def test_the_conversations_own_bot_answers(
 async def test_a_handoff_keyword_hands_over_with_a_notice(
     db: Db, maria: SimulatedUser, make_processor: ProcessorFactory, text: str
 ) -> None:
+    db.sql("update public.bots set business_hours = '{}'")  # humans always at work: no away message
     await maria.send_text(text)
 
     assert await make_processor().run_once() == 1

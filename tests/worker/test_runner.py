@@ -3,6 +3,7 @@ NOTIFY, stopping gracefully; and `zapbase up` / `zapbase demo` as a user runs th
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.database import Connection, Pool
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.processor import InboundMessage, WelcomeFallbackResponder
+from zapbase.worker.processor import InboundMessage
 from zapbase.worker.runner import OUTBOUND_CHANNEL, listen
 from zapbase.worker.sender import Sender
 from zapbase.worker_cli import local_stack
@@ -56,17 +57,22 @@ async def test_notify_wakes_the_sender_long_before_its_poll(
         tg.cancel_scope.cancel()
 
 
+SLOW_REPLY = "Um instante, por favor."
+
+
 class Slow:
-    """Answers like the default bot, slowly: shutdown arrives while it works."""
+    """Answers every message with one text, slowly: shutdown arrives while it works."""
 
     def __init__(self) -> None:
         self.started = anyio.Event()
-        self.inner = WelcomeFallbackResponder()
 
     async def respond(self, message: InboundMessage, conn: Connection) -> None:
         self.started.set()
         await anyio.sleep(1.0)
-        await self.inner.respond(message, conn)
+        await conn.execute(
+            "select public.whatsapp_queue_reply(%s, %s::jsonb, 'bot')",
+            (message.conversation_id, json.dumps(text(SLOW_REPLY))),
+        )
 
 
 @pytest.mark.anyio
@@ -80,8 +86,8 @@ async def test_the_stack_answers_over_http_and_stops_after_the_message_in_hand(
         user = stack.user("5511977776666", "Joana")
         first = await user.send_text("Oi")
         assert first.accepted
-        await eventually(lambda: len(user.inbox) == 1, what="the welcome message")
-        assert user.inbox[0].text == WELCOME
+        await eventually(lambda: len(user.inbox) == 1, what="the first reply")
+        assert user.inbox[0].text == SLOW_REPLY
 
         second = await user.send_text("Tem loja física?")
         await slow.started.wait()
@@ -100,7 +106,9 @@ async def test_the_stack_answers_over_http_and_stops_after_the_message_in_hand(
 
 
 def _env(db: Db, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZAPBASE_", "DATABASE_URL", "GRAPH_"))}
+    # No provider keys either: the bot answers offline, never over the network.
+    prefixes = ("ZAPBASE_", "DATABASE_URL", "GRAPH_", "OPENAI_", "ANTHROPIC_")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(prefixes)}
     env.update({"DATABASE_URL": db.url, "ZAPBASE_MEDIA_DIR": str(tmp_path / "media"), "COLUMNS": "200",
                 "ZAPBASE_HOME": str(tmp_path / "home"), **extra})  # fmt: skip
     return env
@@ -154,25 +162,36 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     assert "Traceback" not in out + result.stderr
     for expected in (
         "Transcript: Maria Silva",
-        "Oi! Vocês entregam em Campinas?",
+        "Oi! Qual o prazo de entrega para o Nordeste?",
         "Sou a assistente virtual da Loja Demo",  # welcome, first message
+        "Encontrei esta informação para você",  # the offline model quotes the knowledge base
+        "Capitais do Centro-Oeste e Nordeste | 4 a 7 dias úteis",
+        "E o frete é grátis?",
+        "compras acima de R$ 299,00",
         "nota de voz",
-        "Desculpe, não entendi",  # fallback for the voice note
+        "ainda não consigo ouvir áudios",  # no transcription provider offline
         "[Falar com atendente]",
-        "Vou chamar uma pessoa",  # handoff notice
         "public.conversations",
         "handoff keyword: atendente",
         "public.messages",
         ".ogg",  # the voice note, stored
+        "local/local-chat",  # the model that answered, on the reply rows and in the usage log
+        "public.ai_usage",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
+    # The handoff notice, or outside the bot's business hours its away message.
+    assert "Vou chamar uma pessoa" in out or "Nosso horário de atendimento humano" in out
     assert "conversation is human / pending (team Atendimento)" in out
-    assert "3 customer messages processed, 4 replies delivered" in out
+    assert "4 customer messages processed, 6 replies delivered" in out
     # The rows behind the printout.
     [conversation] = db.sql("select * from public.conversations")
     assert (conversation["mode"], conversation["status"]) == ("human", "pending")
-    rows = db.sql("select direction, status, media_storage_path from public.messages order by created_at")
-    assert [r["status"] for r in rows if r["direction"] == "inbound"] == ["processed"] * 3
-    assert [r["status"] for r in rows if r["direction"] == "outbound"] == ["delivered"] * 4
+    rows = db.sql(
+        "select direction, status, media_storage_path, ai_model from public.messages order by created_at, id"
+    )
+    assert [r["status"] for r in rows if r["direction"] == "inbound"] == ["processed"] * 4
+    assert [r["status"] for r in rows if r["direction"] == "outbound"] == ["delivered"] * 6
+    assert [r["ai_model"] for r in rows if r["ai_model"]] == ["local/local-chat"] * 2
+    assert db.value("select count(*) from public.ai_usage where feature = 'reply'") == 2
     stored = [r["media_storage_path"] for r in rows if r["media_storage_path"]]
     assert len(stored) == 1 and (tmp_path / "media" / stored[0]).is_file()

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import unicodedata
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-from psycopg.types.json import Jsonb
 
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import WhatsAppError
@@ -35,23 +33,13 @@ from zapbase.worker.database import Connection, Pool
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.storage import MediaStorage, media_key
 
-__all__ = [
-    "HANDOFF_NOTICE",
-    "MAX_ATTEMPTS",
-    "BotResponder",
-    "InboundMessage",
-    "Processor",
-    "WelcomeFallbackResponder",
-    "find_bot",
-    "matches_keyword",
-]
+__all__ = ["MAX_ATTEMPTS", "BotResponder", "InboundMessage", "Processor"]
 
 _logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 # Seconds before a failed message is claimed again: attempt 1 → 2 s, attempt 2 → 8 s.
 _RETRY_BASE_S = 2
-HANDOFF_NOTICE = "Certo! Vou chamar uma pessoa da nossa equipe. Aguarde um instante, por favor."
 _MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 
 
@@ -94,102 +82,10 @@ class BotResponder(Protocol):
 
     `conn` is inside the transaction that also marks the message processed: queue replies
     with `whatsapp_queue_reply`, hand off with `handoff_conversation`; raising rolls all
-    of it back and the message is retried. The AI pipeline implements this too.
+    of it back and the message is retried. `zapbase.bot.AIResponder` is the one the worker runs.
     """
 
     async def respond(self, message: InboundMessage, conn: Connection) -> None: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Bot:
-    id: uuid.UUID
-    name: str
-    welcome_message: str | None
-    fallback_message: str
-    handoff_keywords: Sequence[str]
-
-
-async def find_bot(conn: Connection, message: InboundMessage) -> Bot | None:
-    """The conversation's bot if active, else the tenant's active bot for the number (a bot
-    naming the number wins over one that serves every number)."""
-    cur = await conn.execute(
-        """
-        select b.id, b.name, b.welcome_message, b.fallback_message, b.handoff_keywords
-          from public.bots b
-         where b.tenant_id = %(tenant)s and b.is_active
-           and (b.id = %(bot)s
-                or cardinality(b.whatsapp_number_ids) = 0
-                or %(number)s = any(b.whatsapp_number_ids))
-         order by b.id = %(bot)s desc nulls last, %(number)s = any(b.whatsapp_number_ids) desc nulls last,
-                  b.created_at, b.id
-         limit 1
-        """,
-        {"tenant": message.tenant_id, "bot": message.bot_id, "number": message.whatsapp_number_id},
-    )
-    row = await cur.fetchone()
-    return Bot(**row) if row else None
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join("".join(ch for ch in decomposed if not unicodedata.combining(ch)).split())
-
-
-def matches_keyword(texts: Sequence[str | None], keywords: Sequence[str]) -> str | None:
-    """The first keyword found as whole words in any text, case- and accent-insensitively."""
-    folded = [f" {_fold(''.join(ch if ch.isalnum() else ' ' for ch in t))} " for t in texts if t]
-    for keyword in keywords:
-        wanted = _fold("".join(ch if ch.isalnum() else " " for ch in keyword))
-        if wanted and any(f" {wanted} " in text for text in folded):
-            return keyword
-    return None
-
-
-async def _queue_text(conn: Connection, message: InboundMessage, body: str) -> None:
-    await conn.execute(
-        "select public.whatsapp_queue_reply(%s, %s, 'bot', null, null)",
-        (message.conversation_id, Jsonb({"type": "text", "text": {"body": body}})),
-    )
-
-
-class WelcomeFallbackResponder:
-    """The responder until the AI pipeline takes over: the bot's welcome message on the
-    customer's first message of a conversation, its fallback message afterwards; a handoff
-    keyword (or tapping a button whose id or title holds one) hands over to a human; no
-    active bot for the number hands over too."""
-
-    async def respond(self, message: InboundMessage, conn: Connection) -> None:
-        bot = await find_bot(conn, message)
-        if bot is None:
-            await conn.execute(
-                "select public.handoff_conversation(%s, %s, null)",
-                (message.conversation_id, "no active bot for this WhatsApp number"),
-            )
-            _logger.info("conversation %s: no active bot, handed to humans", message.conversation_id)
-            return
-        keyword = matches_keyword([message.content, message.interactive_reply_id], bot.handoff_keywords)
-        if keyword is not None:
-            await _queue_text(conn, message, HANDOFF_NOTICE)
-            await conn.execute(
-                "select public.handoff_conversation(%s, %s, null)",
-                (message.conversation_id, f"handoff keyword: {keyword}"),
-            )
-            _logger.info("conversation %s: keyword %r, handed to humans", message.conversation_id, keyword)
-            return
-        cur = await conn.execute(
-            """
-            select exists (
-              select 1 from public.messages m, public.messages me
-               where me.id = %(id)s and m.tenant_id = me.tenant_id and m.conversation_id = me.conversation_id
-                 and m.direction = 'inbound' and m.sender_type = 'contact'
-                 and (m.created_at, m.id) < (me.created_at, me.id)) as seen
-            """,
-            {"id": message.message_id},
-        )
-        row = await cur.fetchone()
-        first = not (row and row["seen"])
-        text = bot.welcome_message if first and bot.welcome_message else bot.fallback_message
-        await _queue_text(conn, message, text)
 
 
 class Processor:

@@ -27,12 +27,13 @@ import uvicorn
 from anyio.abc import TaskGroup
 from psycopg import sql
 
+from zapbase.bot import ai_responder
 from zapbase.settings import Settings
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.worker.database import Pool, connect, open_pool, worker_url
 from zapbase.worker.http import create_app
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.processor import BotResponder, Processor, WelcomeFallbackResponder
+from zapbase.worker.processor import BotResponder, Processor
 from zapbase.worker.sender import Sender
 from zapbase.worker.storage import MediaStorage, storage_from_settings
 
@@ -100,7 +101,7 @@ class Runner:
     **Parameters**
 
     * **settings** - everything configurable (database, ports, Graph URL, leases).
-    * **responder** - answers bot-mode messages; the welcome/fallback responder by default.
+    * **responder** - answers bot-mode messages; the AI bot (`zapbase.bot`) from the settings by default.
     * **storage** - where inbound media go; from the settings by default.
     * **serve_http** - run the HTTP API (webhooks, health, metrics).
     * **handle_signals** - stop on SIGTERM / SIGINT (only from the main thread).
@@ -119,7 +120,7 @@ class Runner:
         self.worker_id = settings.zapbase_worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.metrics = Metrics()
         self.ready = anyio.Event()
-        self._responder = responder or WelcomeFallbackResponder()
+        self._responder = responder
         self._storage = storage
         self._serve_http = serve_http
         self._handle_signals = handle_signals
@@ -147,6 +148,7 @@ class Runner:
             open_pool(url, settings.zapbase_db_pool_size) as pool,
             httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as graph_http,
             httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as storage_http,
+            contextlib.AsyncExitStack() as stack,
         ):
             api = GraphAPI(
                 graph_http, base_url=settings.graph_api_base_url, version=settings.graph_api_version
@@ -160,11 +162,18 @@ class Runner:
                 concurrency=settings.zapbase_send_concurrency,
                 poll_interval=settings.zapbase_poll_interval_s,
             )
+            storage = self._storage or storage_from_settings(settings, storage_http)
+            responding: contextlib.AbstractAsyncContextManager[BotResponder] = (
+                contextlib.nullcontext(self._responder)
+                if self._responder is not None
+                else ai_responder(settings, pool=pool, api=api, media=storage)
+            )
+            responder = await stack.enter_async_context(responding)
             processor = Processor(
                 pool=pool,
                 api=api,
-                storage=self._storage or storage_from_settings(settings, storage_http),
-                responder=self._responder,
+                storage=storage,
+                responder=responder,
                 metrics=self.metrics,
                 worker_id=self.worker_id,
                 bucket=settings.zapbase_media_bucket,

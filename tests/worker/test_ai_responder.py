@@ -1,0 +1,497 @@
+"""The AI bot through the inbound processor, end to end: the customer writes on the simulated
+phone, the worker's webhook ingests, the processor claims and the AIResponder answers with
+the providers' wire stand-ins (Anthropic, OpenAI chat / transcription / TTS) over the real
+ledger, knowledge base and AI memory; the sender delivers what was queued."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import anyio
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from loop_support import BOT, MARIA, TENANT, conversation_of, drain, outbound
+from pydantic import SecretStr
+
+from support import Db, Row
+from zapbase.ai import AnthropicProvider, Gateway, OpenAICompatProvider, PostgresLedger
+from zapbase.ai.providers.local import FOUND_PREFIX
+from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn, Reply
+from zapbase.bot import HANDOFF_NOTICE, AIResponder, ai_responder
+from zapbase.bot.knowledge import Knowledge
+from zapbase.bot.memory import Summarizer
+from zapbase.bot.rules import CANNOT_LISTEN, accepts_offer, greeting_only, is_open
+from zapbase.bot.voice import Listener, Speaker
+from zapbase.db.embedded import free_port
+from zapbase.rag.embedders import HashingEmbedder
+from zapbase.rag.seed import aingest_seed_knowledge
+from zapbase.settings import Settings, find_project_dir
+from zapbase.simulator import SimulatedUser, Simulator
+from zapbase.tts.pg_cache import LocalAudioStore
+from zapbase.tts.providers import OpenAISpeech
+from zapbase.tts.service import SpeechService
+from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin, ogg_opus_silence
+from zapbase.whatsapp import GraphAPI
+from zapbase.worker.database import Pool
+from zapbase.worker.metrics import Metrics
+from zapbase.worker.processor import Processor
+from zapbase.worker.runner import EmbeddedServer
+from zapbase.worker.sender import Sender
+from zapbase.worker.storage import LocalStorage
+
+pytestmark = pytest.mark.anyio
+
+PROJECT = find_project_dir(Path(__file__).parent)
+WELCOME = "Olá! 👋 Sou a assistente virtual da Loja Demo. Como posso ajudar?"
+FALLBACK = (
+    'Desculpe, não entendi. Pode reformular? Se preferir, digite "atendente" para falar com uma pessoa.'
+)
+CLAUDE = "Para o Nordeste, o prazo é de 4 a 7 dias úteis após o despacho."
+TRANSCRIPT = "Qual o prazo de entrega para o Nordeste?"
+SUMMARY_AFTER = 2
+
+
+@pytest.fixture(autouse=True)
+def always_open(db: Db) -> None:
+    """Humans at work all day, so the handoff text does not depend on the test's hour."""
+    db.sql("update public.bots set business_hours = '{}'")
+
+
+@pytest.fixture
+def claude() -> AnthropicStandIn:
+    return AnthropicStandIn(api_key="sk-ant-test", reply_text=CLAUDE)
+
+
+@pytest.fixture
+def gpt() -> OpenAIStandIn:
+    return OpenAIStandIn(api_key="sk-test", reply_text="Resposta do GPT.", transcript_text=TRANSCRIPT,
+                         transcript_seconds=3.0)  # fmt: skip
+
+
+@pytest.fixture
+def voice() -> SpeechStandin:
+    return SpeechStandin(latency=ZERO_LATENCY)
+
+
+@pytest.fixture
+async def responder(
+    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, tmp_path: Path,
+    claude: AnthropicStandIn, gpt: OpenAIStandIn, voice: SpeechStandin,
+) -> AsyncIterator[AIResponder]:  # fmt: skip
+    """Every capability on, each provider a stand-in reached in-process."""
+    async with (
+        httpx2.AsyncClient(transport=httpx2.ASGITransport(app=claude.app)) as claude_http,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=gpt.app)) as gpt_http,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=voice.app)) as voice_http,
+    ):
+        anthropic = AnthropicProvider(api_key="sk-ant-test", base_url="http://anthropic.test",
+                                      http_client=claude_http)  # fmt: skip
+        openai = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", http_client=gpt_http)
+        gateway = Gateway({"anthropic": anthropic, "openai": openai}, PostgresLedger(worker_pool))
+        speech = SpeechService(
+            connect=worker_pool.connection, store=LocalAudioStore(tmp_path / "tts"),
+            provider=OpenAISpeech(api_key="sk-standin", http=voice_http, base_url="http://tts.test"),
+        )  # fmt: skip
+        yield AIResponder(
+            gateway=gateway,
+            knowledge=Knowledge(connect=worker_pool.connection),
+            summarizer=Summarizer(gateway=gateway, connect=worker_pool.connection, threshold=SUMMARY_AFTER),
+            media=media_storage,
+            listener=Listener(transcriber=openai, model="whisper-1", connect=worker_pool.connection),
+            speaker=Speaker(services={"openai/tts-1": speech}, default="openai/tts-1", api=graph_api),
+        )
+
+
+@pytest.fixture
+async def knowledge(db: Db, worker_pool: Pool) -> None:
+    """The demo tenant's seed knowledge base, as `zapbase setup` ingests it."""
+    await aingest_seed_knowledge(worker_pool.connection, PROJECT, embedder=HashingEmbedder())
+
+
+def processor(pool: Pool, api: GraphAPI, storage: LocalStorage, responder: AIResponder) -> Processor:
+    return Processor(
+        pool=pool, api=api, storage=storage, responder=responder, metrics=Metrics(), worker_id="p"
+    )
+
+
+@pytest.fixture
+def run(
+    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, responder: AIResponder
+) -> Processor:
+    return processor(worker_pool, graph_api, media_storage, responder)
+
+
+def inbound_id(db: Db, wamid: str) -> uuid.UUID:
+    value: uuid.UUID = db.value("select id from public.messages where wamid = %s", (wamid,))
+    return value
+
+
+def conversation(db: Db) -> Row:
+    [row] = db.sql("select * from public.conversations")
+    return row
+
+
+def usage(db: Db) -> list[Row]:
+    return db.sql(
+        "select u.*, m.api_type from public.ai_usage u join public.ai_models m on m.id = u.model_id"
+        " order by u.created_at, u.attempt"
+    )
+
+
+def user_turns(call_body: dict[str, object]) -> list[tuple[str, str]]:
+    messages = call_body["messages"]
+    assert isinstance(messages, list)
+    return [(m["role"], m["content"] if isinstance(m["content"], str) else m["content"][0]["text"])
+            for m in messages]  # fmt: skip
+
+
+async def test_a_delivery_question_is_answered_from_the_knowledge_base(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, knowledge: None
+) -> None:
+    delivery = await maria.send_text("Oi! Qual o prazo de entrega para o Nordeste?")
+
+    assert await run.run_once() == 1
+
+    message_id = inbound_id(db, delivery.wamid)
+    replies = outbound(db, conversation_of(db, MARIA))
+    assert [r["content"] for r in replies] == [WELCOME, CLAUDE]
+    answer = replies[1]
+    assert (answer["ai_model"], answer["sender_type"], answer["status"]) == (
+        "anthropic/claude-haiku-4-5", "bot", "queued"
+    )  # fmt: skip
+    assert answer["ai_input_tokens"] > 0 and answer["ai_output_tokens"] > 0 and answer["ai_latency_ms"] >= 0
+    # The model saw the bot's prompt, the passage with the answer and the question.
+    [call] = claude.calls_to("/v1/messages")
+    system = " ".join(block["text"] for block in call.body["system"])
+    assert "assistente virtual da Loja Demo" in system
+    assert "Entrega › Prazos" in system and "Capitais do Centro-Oeste e Nordeste | 4 a 7 dias úteis" in system
+    assert user_turns(call.body) == [("user", "Oi! Qual o prazo de entrega para o Nordeste?")]
+    # One usage row for the reply, tied to the conversation and the customer's message.
+    [reply] = [u for u in usage(db) if u["feature"] == "reply"]
+    assert (reply["model"], reply["outcome"], reply["api_type"]) == (
+        "anthropic/claude-haiku-4-5",
+        "success",
+        "chat",
+    )
+    assert (reply["conversation_id"], reply["message_id"], str(reply["bot_id"])) == (
+        conversation_of(db, MARIA), message_id, BOT
+    )  # fmt: skip
+    assert reply["input_tokens"] == answer["ai_input_tokens"] and reply["cost_usd"] > 0
+    # Besides ingestion: the question embedded for the search, and the reply.
+    assert [u["feature"] for u in usage(db) if u["feature"] != "knowledge.ingest"] == [
+        "knowledge.search",
+        "reply",
+    ]
+
+
+async def test_a_failing_provider_falls_back_to_the_next_one(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, gpt: OpenAIStandIn
+) -> None:
+    claude.push(Fault(kind=FaultKind.OVERLOADED))
+    await maria.send_text("Vocês vendem vale-presente?")
+
+    assert await run.run_once() == 1
+
+    answer = outbound(db, conversation_of(db, MARIA))[-1]
+    assert (answer["content"], answer["ai_model"]) == ("Resposta do GPT.", "openai/gpt-4o-mini")
+    rows = usage(db)
+    assert [(u["model"], u["outcome"], u["error_code"]) for u in rows] == [
+        ("anthropic/claude-haiku-4-5", "failure", "overloaded"), ("openai/gpt-4o-mini", "success", None)
+    ]  # fmt: skip
+    assert conversation(db)["mode"] == "bot"
+
+
+async def test_a_budget_refusal_sends_the_fallback_and_hands_off(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    db.sql("update public.budgets set paused_reason = 'manual' where tenant_id = %s", (TENANT,))
+    await maria.send_text("Vocês vendem vale-presente?")
+
+    assert await run.run_once() == 1
+
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [WELCOME, FALLBACK]
+    conv = conversation(db)
+    assert (conv["mode"], conv["status"]) == ("human", "pending")
+    assert conv["handoff_reason"] == "AI budget refused the reply: paused"
+    assert claude.calls_to("/v1/messages") == []  # nothing was spent
+
+
+async def test_a_chain_that_stops_sends_the_fallback_and_hands_off(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, gpt: OpenAIStandIn
+) -> None:
+    claude.push(Fault(kind=FaultKind.SPEND_LIMIT))  # stop and alert: no fallback after it
+    await maria.send_text("Vocês vendem vale-presente?")
+
+    assert await run.run_once() == 1
+
+    assert outbound(db, conversation_of(db, MARIA))[-1]["content"] == FALLBACK
+    assert conversation(db)["handoff_reason"] == "AI providers failed: spend_limit_exceeded"
+    assert gpt.calls_to("/v1/chat/completions") == []
+    assert [u["outcome"] for u in usage(db)] == ["failure"]
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [("Quero falar com um ATENDENTE", "atendente"), ("dá pra falar com uma pessoa de verdade?", "pessoa")],
+)
+async def test_a_handoff_keyword_hands_over_without_calling_a_model(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, text: str, keyword: str
+) -> None:
+    await maria.send_text(text)
+
+    assert await run.run_once() == 1
+
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [HANDOFF_NOTICE]
+    conv = conversation(db)
+    assert (conv["mode"], conv["handoff_reason"]) == ("human", f"handoff keyword: {keyword}")
+    assert not claude.calls  # no model was called
+
+
+async def test_outside_business_hours_the_handoff_says_when_people_are_back(
+    db: Db, maria: SimulatedUser, run: Processor
+) -> None:
+    today = datetime.now(ZoneInfo("America/Sao_Paulo")).date().isoformat()
+    db.sql("update public.bots set business_hours = jsonb_build_object('holidays', array[%s])", (today,))
+    away = db.value("select away_message from public.bots where id = %s", (BOT,))
+    await maria.send_text("Quero falar com um humano")
+
+    assert await run.run_once() == 1
+
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [away]
+    assert conversation(db)["mode"] == "human"
+
+
+async def test_yes_to_the_offer_of_a_person_hands_over(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    claude.push(Reply(text="Não sei responder isso. Posso chamar um atendente humano?"))
+    await maria.send_text("Vocês consertam relógios?")
+    assert await run.run_once() == 1
+    await maria.send_text("Sim, por favor")
+
+    assert await run.run_once() == 1
+
+    assert outbound(db, conversation_of(db, MARIA))[-1]["content"] == HANDOFF_NOTICE
+    assert conversation(db)["handoff_reason"] == "accepted the bot's offer of a person"
+    assert len(claude.calls_to("/v1/messages")) == 1
+
+
+async def test_the_daily_cap_of_a_contact_hands_over_instead_of_going_silent(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    db.sql("update public.bots set max_replies_per_contact_per_day = 2 where id = %s", (BOT,))
+    await maria.send_text("Oi! Vocês vendem vale-presente?")  # welcome + answer: 2 replies
+    assert await run.run_once() == 1
+    await maria.send_text("E cartão de presente?")
+
+    assert await run.run_once() == 1
+
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [
+        WELCOME,
+        CLAUDE,
+        HANDOFF_NOTICE,
+    ]
+    conv = conversation(db)
+    assert (conv["mode"], conv["handoff_reason"]) == ("human", "daily bot reply cap reached (contact)")
+    assert len(claude.calls_to("/v1/messages")) == 1
+
+
+async def test_previous_turns_reach_the_model(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    claude.push(Reply(text="Temos sim, a partir de R$ 50."))
+    await maria.send_text("Vocês vendem vale-presente?")
+    assert await run.run_once() == 1
+    await maria.send_text("E ele vale na loja física?")
+
+    assert await run.run_once() == 1
+
+    first, second = claude.calls_to("/v1/messages")
+    assert user_turns(second.body) == [
+        ("user", "Vocês vendem vale-presente?"),
+        ("assistant", f"{WELCOME}\nTemos sim, a partir de R$ 50."),
+        ("user", "E ele vale na loja física?"),
+    ]
+    assert user_turns(first.body) == [("user", "Vocês vendem vale-presente?")]
+
+
+async def test_turns_that_leave_the_memory_are_summarised(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    first = await maria.send_text("Meu pedido 123 ainda não chegou em Recife.")
+    conv_id = conversation_of(db, MARIA)
+    db.sql("update public.session_context set max_messages = 2 where conversation_id = %s", (conv_id,))
+    claude.push(Reply(text="Vou verificar o pedido 123."))
+    assert await run.run_once() == 1  # welcome + answer push the first turn out
+    second = await maria.send_text("Alguma novidade?")  # ... and this one the welcome: 2 pending
+    claude.push(Reply(text="Cliente aguarda o pedido 123 em Recife."), Reply(text="Ainda em trânsito."))
+
+    assert await run.run_once() == 1
+
+    [memory] = db.sql("select * from public.session_context where conversation_id = %s", (conv_id,))
+    assert memory["summary"] == "Cliente aguarda o pedido 123 em Recife."
+    welcome_at = db.value(
+        "select created_at from public.messages where conversation_id = %s and content = %s",
+        (conv_id, WELCOME),
+    )
+    assert memory["summarized_until"] == welcome_at
+    assert memory["pending_summary"] == 1  # the answer just queued pushed one more out
+    summary_call, reply_call = claude.calls_to("/v1/messages")[1:]
+    assert "Cliente: Meu pedido 123 ainda não chegou em Recife." in user_turns(summary_call.body)[0][1]
+    assert f"Assistente: {WELCOME}" in user_turns(summary_call.body)[0][1]
+    assert "Cliente aguarda o pedido 123 em Recife." in " ".join(b["text"] for b in reply_call.body["system"])
+    [summary] = [u for u in usage(db) if u["feature"] == "summary"]
+    assert (summary["message_id"], summary["outcome"]) == (inbound_id(db, second.wamid), "success")
+    assert summary["cost_usd"] > 0
+    assert inbound_id(db, first.wamid) != summary["message_id"]
+    assert outbound(db, conv_id)[-1]["content"] == "Ainda em trânsito."
+
+
+async def test_a_voice_note_is_transcribed_answered_and_spoken_back(
+    db: Db, sim: Simulator, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn,
+    gpt: OpenAIStandIn, voice: SpeechStandin, worker_pool: Pool, graph_api: GraphAPI,
+) -> None:  # fmt: skip
+    delivery = await maria.send_voice_note(ogg_opus_silence(3.0))
+
+    assert await run.run_once() == 1
+
+    message_id = inbound_id(db, delivery.wamid)
+    assert db.value("select transcription from public.messages where id = %s", (message_id,)) == TRANSCRIPT
+    [call] = gpt.calls_to("/v1/audio/transcriptions")
+    assert (call.body["model"], call.body["language"], call.body["filename"]) == (
+        "whisper-1",
+        "pt",
+        "audio.ogg",
+    )
+    assert user_turns(claude.calls_to("/v1/messages")[0].body)[-1] == ("user", TRANSCRIPT)
+    [heard] = [u for u in usage(db) if u["feature"] == "transcription"]
+    assert (heard["api_type"], heard["model"], heard["audio_seconds"]) == (
+        "transcription", "openai/whisper-1", Decimal("3.000")
+    )  # fmt: skip
+    assert heard["message_id"] == message_id and heard["cost_usd"] == Decimal("0.0003")  # 3 s at $0.006/min
+    # tts_mode on_voice: the text answer, then the same answer as a voice note.
+    replies = outbound(db, conversation_of(db, MARIA))
+    assert [r["type"] for r in replies] == ["text", "text", "audio"]
+    assert replies[1]["content"] == CLAUDE
+    audio = replies[2]["payload"]["audio"]
+    assert audio["voice"] is True and sim.media(audio["id"]) is not None
+    [spoken] = voice.requests
+    assert (spoken.body["input"], spoken.body["voice"], spoken.body["model"]) == (CLAUDE, "nova", "tts-1")
+    assert [u["feature"] for u in usage(db) if u["api_type"] == "tts"] == ["tts"]
+
+    # The sender delivers all three; the simulator takes the upload as a voice note.
+    sender = Sender(pool=worker_pool, api=graph_api, metrics=Metrics(), worker_id="s")
+    assert await drain(sender.run_once) == 3
+    assert [m.type for m in sim.messages_to(MARIA)] == ["text", "text", "audio"]
+
+
+async def test_the_same_spoken_answer_is_uploaded_once_per_number(
+    db: Db, maria: SimulatedUser, run: Processor, voice: SpeechStandin
+) -> None:
+    await maria.send_voice_note(ogg_opus_silence(2.0))
+    assert await run.run_once() == 1
+    await maria.send_voice_note(ogg_opus_silence(2.0))
+
+    assert await run.run_once() == 1
+
+    audios = [
+        r["payload"]["audio"]["id"] for r in outbound(db, conversation_of(db, MARIA)) if r["type"] == "audio"
+    ]
+    assert len(audios) == 2 and audios[0] == audios[1]
+    assert len(voice.requests) == 1  # the second came from the TTS cache, with its media id
+    tts = [u["outcome"] for u in usage(db) if u["api_type"] == "tts"]
+    assert tts == ["success", "cache_hit"]
+
+
+async def test_without_a_transcriber_the_bot_asks_for_text(
+    db: Db, maria: SimulatedUser, worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage,
+    offline_responder: AIResponder,
+) -> None:  # fmt: skip
+    await maria.send_voice_note(ogg_opus_silence(1.0))
+
+    assert await processor(worker_pool, graph_api, media_storage, offline_responder).run_once() == 1
+
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [WELCOME, CANNOT_LISTEN]
+    assert conversation(db)["mode"] == "bot"
+
+
+async def test_offline_the_local_provider_answers_from_the_knowledge(
+    db: Db, maria: SimulatedUser, worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage,
+    offline_responder: AIResponder, knowledge: None,
+) -> None:  # fmt: skip
+    delivery = await maria.send_text("Qual o prazo de entrega para o Nordeste?")
+
+    assert await processor(worker_pool, graph_api, media_storage, offline_responder).run_once() == 1
+
+    answer = outbound(db, conversation_of(db, MARIA))[-1]
+    assert str(answer["content"]).startswith(FOUND_PREFIX)
+    assert "Capitais do Centro-Oeste e Nordeste | 4 a 7 dias úteis" in answer["content"]
+    assert answer["ai_model"] == "local/local-chat"
+    [reply] = [u for u in usage(db) if u["feature"] == "reply"]
+    assert (reply["model"], reply["outcome"], reply["cost_usd"]) == ("local/local-chat", "success", 0)
+    assert (reply["conversation_id"], reply["message_id"]) == (
+        conversation_of(db, MARIA), inbound_id(db, delivery.wamid)
+    )  # fmt: skip
+
+
+def test_business_hours_and_what_the_customer_means() -> None:
+    tz = ZoneInfo("America/Sao_Paulo")
+    hours = {"mon": [["09:00", "18:00"]], "sat": [["09:00", "13:00"]], "holidays": ["2026-12-28"]}
+    assert is_open(hours, datetime(2026, 12, 21, 9, 0, tzinfo=tz))  # Monday, opening
+    assert not is_open(hours, datetime(2026, 12, 21, 18, 0, tzinfo=tz))  # closing time
+    assert not is_open(hours, datetime(2026, 12, 22, 10, 0, tzinfo=tz))  # Tuesday: not listed
+    assert not is_open(hours, datetime(2026, 12, 28, 10, 0, tzinfo=tz))  # a Monday holiday
+    assert is_open({}, datetime(2026, 12, 27, 3, 0, tzinfo=tz))  # {} is always open
+    assert greeting_only("Olá, bom dia!") and not greeting_only("Bom dia, qual o frete?")
+    offer = "Não encontrei. Posso chamar um atendente humano para ajudar?"
+    assert accepts_offer("Sim!", offer) and accepts_offer("pode sim", offer)
+    assert not accepts_offer("Sim", "Seu pedido saiu para entrega.") and not accepts_offer("talvez", offer)
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[str]:
+    """`app` on a free local port, as a remote API would be."""
+    port = free_port()
+    server = EmbeddedServer(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        while not server.started:
+            await anyio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+        server.should_exit = True
+
+
+async def test_keys_in_the_settings_bring_the_remote_providers(
+    db: Db, maria: SimulatedUser, loop_settings: Settings, worker_pool: Pool, graph_api: GraphAPI,
+    media_storage: LocalStorage, claude: AnthropicStandIn, gpt: OpenAIStandIn,
+) -> None:  # fmt: skip
+    db.sql("update public.bots set tts_mode = 'never'")
+    await maria.send_text("Vocês vendem vale-presente?")
+    async with serving(claude.app) as anthropic_url, serving(gpt.app) as openai_url:
+        settings = loop_settings.model_copy(update={
+            "anthropic_api_key": SecretStr("sk-ant-test"), "anthropic_base_url": anthropic_url,
+            "openai_api_key": SecretStr("sk-test"), "openai_base_url": openai_url,
+        })  # fmt: skip
+        async with ai_responder(settings, pool=worker_pool, api=graph_api, media=media_storage) as responder:
+            run = processor(worker_pool, graph_api, media_storage, responder)
+            assert await run.run_once() == 1
+            await maria.send_voice_note(ogg_opus_silence(3.0))
+            assert await run.run_once() == 1
+
+    replies = outbound(db, conversation_of(db, MARIA))
+    assert [(r["content"], r["ai_model"]) for r in replies] == [
+        (WELCOME, None), (CLAUDE, "anthropic/claude-haiku-4-5"), (CLAUDE, "anthropic/claude-haiku-4-5")
+    ]  # fmt: skip
+    assert len(gpt.calls_to("/v1/audio/transcriptions")) == 1
+    assert user_turns(claude.calls_to("/v1/messages")[-1].body)[-1] == ("user", TRANSCRIPT)
