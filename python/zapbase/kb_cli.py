@@ -22,8 +22,6 @@ from typing import Annotated, TypeVar
 import anyio
 import httpx
 import typer
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -40,7 +38,7 @@ from zapbase.rag.store import IngestResult, KnowledgeService
 from zapbase.settings import Settings
 from zapbase.worker.database import Connect, borrow, connect, transaction
 
-__all__ = ["KbSettings", "kb_app"]
+__all__ = ["kb_app"]
 
 kb_app = typer.Typer(help="A tenant's knowledge base (RAG): add files, list, search, remove.",
                      no_args_is_help=True)  # fmt: skip
@@ -60,23 +58,11 @@ _STORED_MODEL = (
 )
 
 
-class KbSettings(BaseSettings):
-    """The embedder the CLI uses, from the environment: OPENAI_API_KEY (+ OPENAI_BASE_URL,
-    OPENAI_EMBEDDING_MODEL) enables OpenAI; ZAPBASE_EMBEDDER names one (local:hashing-v1, ...)."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
-    openai_api_key: SecretStr | None = None
-    openai_base_url: str = "https://api.openai.com"
-    openai_embedding_model: str = "text-embedding-3-small"
-    zapbase_embedder: str | None = None
-
-
 @dataclass
 class _Env:
     connect: Connect
     http: httpx.AsyncClient
-    settings: KbSettings
+    settings: Settings
 
     def embedder(self, name: str | None) -> Embedder:
         openai = None
@@ -90,9 +76,10 @@ class _Env:
 
 @asynccontextmanager
 async def _environment() -> AsyncIterator[_Env]:
-    url = DatabaseTarget.from_settings(Settings()).url
+    settings = Settings()
+    url = DatabaseTarget.from_settings(settings).url
     async with await connect(url) as conn, httpx.AsyncClient() as http:
-        yield _Env(borrow(conn), http, KbSettings())
+        yield _Env(borrow(conn), http, settings)
 
 
 def _run(command: Callable[[_Env], Awaitable[T]]) -> T:

@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     # -- worker ------------------------------------------------------------------------
     zapbase_http_host: str = Field(default="127.0.0.1", description="Address the worker's HTTP API binds.")
     zapbase_http_port: int = Field(default=8080, description="Port of the worker's HTTP API.")
-    zapbase_db_pool_size: int = Field(default=10, description="Connections per worker process.")
+    zapbase_db_pool_size: int = Field(
+        default=20,
+        description="Connections per worker process (a message in processing holds one and borrows more).",
+    )
     whatsapp_app_secrets: list[SecretStr] = Field(
         default_factory=list,
         description="App secrets that sign Meta webhooks (JSON list), besides the numbers' own in Vault.",
@@ -104,6 +107,15 @@ class Settings(BaseSettings):
     openai_transcription_model: str = Field(
         default="whisper-1",
         description="Transcription model; openai/<model> must be in ai_models with its price per minute.",
+    )
+    openai_embedding_model: str = Field(
+        default="text-embedding-3-small",
+        description="Embeddings model (384 dimensions requested); openai/<model> must be in ai_models.",
+    )
+    zapbase_embedder: str | None = Field(
+        default=None,
+        description="Embedder of `zapbase kb` (local:hashing-v1, local:all-MiniLM-L6-v2, openai:<model>);"
+        " default: OpenAI when a key is set, else the best local one.",
     )
     zapbase_summary_after: int = Field(
         default=10,

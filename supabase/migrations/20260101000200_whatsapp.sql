@@ -296,6 +296,9 @@ create index if not exists messages_inbound_queue_idx on public.messages (create
   where status in ('received', 'processing');
 create index if not exists messages_outbound_queue_idx on public.messages (whatsapp_number_id, created_at)
   where status in ('queued', 'sending');
+-- Bots' daily reply caps count their replies of the day.
+create index if not exists messages_bot_replies_idx on public.messages (tenant_id, created_at)
+  where sender_type = 'bot';
 comment on table public.messages is 'Every message in and out, with its WhatsApp status lifecycle; outbound rows double as the send queue.';
 comment on column public.messages.wamid is 'WhatsApp message id; unique per tenant, which makes ingest idempotent.';
 comment on column public.messages.status is 'Inbound: received → processing → processed (or ignored). Outbound: queued → sending → sent → delivered → read (→ played for voice), or failed; never downgraded.';
@@ -1383,7 +1386,9 @@ begin
                      where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null)
        and n.status <> 'disabled'
      order by n.send_window_start nulls first
-     for update of n skip locked
+     -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
+     -- number (foreign keys) would make the sender skip a busy number
+     for no key update of n skip locked
   loop
     exit when v_left <= 0;
     v_capacity := v_number.throughput_mps - case when v_number.send_window_start > now() - interval '1 second'
@@ -1766,7 +1771,9 @@ declare
   v_text text := coalesce(new.transcription, new.content);
   v_entry jsonb;
 begin
+  -- a spoken copy of a reply (audio) or a sticker says nothing the model should reread
   if v_text is null or new.sender_type = 'system' or new.type = 'reaction'
+     or (new.direction = 'outbound' and new.type in ('audio', 'sticker'))
      or (tg_op = 'UPDATE' and old.transcription is not null) then
     return null;
   end if;

@@ -1633,6 +1633,27 @@ $$;
 comment on function public.ai_begin(uuid, text, text, text, integer, integer, integer, numeric, uuid, uuid, uuid, uuid, text, text, integer, timestamptz)
   is 'Worker, round trip 1 of a reply: exact cache lookup, else budget reservation; returns the policy too.';
 
+-- The policy a call follows (the one asked for, else the tenant default, else the
+-- platform default), with its chain's active chat models in order: what the worker's
+-- gateway walks.
+create or replace function public.ai_policy(tenant_id uuid, policy_id uuid default null)
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select private.policy_json(p) || jsonb_build_object('links', coalesce((
+           select jsonb_agg(jsonb_build_object('provider', m.provider, 'model', m.model,
+                    'gateway_id', m.gateway_id, 'context_window', m.context_window) order by c.ord)
+             from unnest(p.chain) with ordinality as c(gateway_id, ord)
+             join public.ai_models m on m.gateway_id = c.gateway_id and m.is_active and m.api_type = 'chat'),
+           '[]'::jsonb))
+    from private.effective_policy(ai_policy.tenant_id, ai_policy.policy_id) p
+   where p.id is not null
+$$;
+comment on function public.ai_policy(uuid, uuid) is 'Worker: the effective gateway policy with its chain''s active chat models, in order.';
+
 -- The second round trip: ai_settle, then, for a successful answer of a reservation made
 -- with a cache key, ai_cache_put under the policy TTL. Returns ai_settle's object plus
 -- cache: {cache_id, expires_at} or null.
@@ -1872,7 +1893,8 @@ revoke execute on function
   public.ai_settle(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, text, text, text, jsonb, jsonb, timestamptz),
   public.ai_record_usage(uuid, text, text, text, integer, integer, integer, integer, integer, numeric, integer, numeric, uuid, uuid, uuid, text, text, text, text, text, text, jsonb, timestamptz),
   public.ai_begin(uuid, text, text, text, integer, integer, integer, numeric, uuid, uuid, uuid, uuid, text, text, integer, timestamptz),
-  public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz)
+  public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz),
+  public.ai_policy(uuid, uuid)
   from public, anon, authenticated;
 grant execute on function
   public.ai_cache_get(uuid, text, timestamptz),
@@ -1881,5 +1903,6 @@ grant execute on function
   public.ai_settle(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, text, text, text, jsonb, jsonb, timestamptz),
   public.ai_record_usage(uuid, text, text, text, integer, integer, integer, integer, integer, numeric, integer, numeric, uuid, uuid, uuid, text, text, text, text, text, text, jsonb, timestamptz),
   public.ai_begin(uuid, text, text, text, integer, integer, integer, numeric, uuid, uuid, uuid, uuid, text, text, integer, timestamptz),
-  public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz)
+  public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz),
+  public.ai_policy(uuid, uuid)
   to service_role;

@@ -69,23 +69,7 @@ async def find_bot(conn: Connection, message: InboundMessage) -> Bot | None:
     return Bot(**row) if row else None
 
 
-# private.effective_policy's choice (the service role cannot call private functions): the
-# policy asked for, else the tenant default, else the platform default; with its chain's
-# active chat models, in chain order.
-_POLICY = """
-with p as (
-  select * from public.gateway_policies p
-   where (p.tenant_id = %(tenant)s or p.tenant_id is null) and (p.id = %(policy)s or p.is_default)
-   order by p.id = %(policy)s desc nulls last, p.tenant_id nulls last
-   limit 1)
-select p.id, p.timeout_ms, p.cooldown_seconds, p.cache_ttl_seconds,
-       coalesce(jsonb_agg(jsonb_build_object('provider', m.provider, 'model', m.model,
-                'gateway_id', m.gateway_id, 'context_window', m.context_window) order by c.ord)
-                filter (where m.id is not null), '[]') as links
-  from p cross join lateral unnest(p.chain) with ordinality c(gateway_id, ord)
-  left join public.ai_models m on m.gateway_id = c.gateway_id and m.is_active and m.api_type = 'chat'
- group by p.id, p.timeout_ms, p.cooldown_seconds, p.cache_ttl_seconds
-"""
+_POLICY = "select public.ai_policy(%(tenant)s, %(policy)s) as policy"
 
 
 def _link(model: Mapping[str, Any]) -> Link:
@@ -103,14 +87,15 @@ def _link(model: Mapping[str, Any]) -> Link:
 async def load_policy(conn: Connection, tenant_id: uuid.UUID, policy_id: uuid.UUID | None) -> GatewayPolicy:
     """The bot's gateway policy; the offline chain when the tenant has none at all."""
     row = await (await conn.execute(_POLICY, {"tenant": tenant_id, "policy": policy_id})).fetchone()
-    if row is None or not row["links"]:
+    policy = row["policy"] if row else None
+    if policy is None or not policy["links"]:
         return GatewayPolicy(links=(LOCAL_LINK,))
     return GatewayPolicy(
-        links=tuple(_link(m) for m in row["links"]),
-        timeout_seconds=row["timeout_ms"] / 1000,
-        cooldown_seconds=row["cooldown_seconds"],
-        cache_ttl_seconds=row["cache_ttl_seconds"],
-        id=str(row["id"]),
+        links=tuple(_link(m) for m in policy["links"]),
+        timeout_seconds=policy["timeout_ms"] / 1000,
+        cooldown_seconds=policy["cooldown_seconds"],
+        cache_ttl_seconds=policy["cache_ttl_seconds"],
+        id=str(policy["id"]),
     )
 
 

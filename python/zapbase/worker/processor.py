@@ -30,6 +30,7 @@ import anyio
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import WhatsAppError
 from zapbase.worker.database import Connection, Pool
+from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.storage import MediaStorage, media_key
 
@@ -88,7 +89,7 @@ class BotResponder(Protocol):
     async def respond(self, message: InboundMessage, conn: Connection) -> None: ...
 
 
-class Processor:
+class Processor(QueueLoop):
     """The inbound loop of one replica.
 
     **Parameters**
@@ -117,6 +118,7 @@ class Processor:
         lease_seconds: int = 120,
         poll_interval: float = 2.0,
     ) -> None:
+        super().__init__(poll_interval=poll_interval)
         self._pool = pool
         self._api = api
         self._storage = storage
@@ -126,27 +128,6 @@ class Processor:
         self._bucket = bucket
         self._batch_size = concurrency
         self._lease_seconds = lease_seconds
-        self._poll_interval = poll_interval
-        self._wakeup = anyio.Event()
-        self._stopping = False
-
-    def wake(self) -> None:
-        """A message arrived (NOTIFY zapbase_inbound)."""
-        self._wakeup.set()
-
-    def stop(self) -> None:
-        """Finish the messages in hand, then leave `run`."""
-        self._stopping = True
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        while not self._stopping:
-            self._wakeup = anyio.Event()
-            # A processed message unblocks the next one of its conversation: claim again.
-            if await self.run_once() and not self._stopping:
-                continue
-            with anyio.move_on_after(self._poll_interval):
-                await self._wakeup.wait()
 
     async def run_once(self) -> int:
         """Claim messages and handle them; returns messages claimed."""

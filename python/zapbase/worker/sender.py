@@ -32,6 +32,7 @@ from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import ErrorKind, MessageValidationError, TokenExpired, WhatsAppError
 from zapbase.whatsapp.messages import MediaSource, MediaType, Recipient
 from zapbase.worker.database import Connection, Pool
+from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
 
 __all__ = ["OutboundRow", "Sender", "graph_body"]
@@ -117,7 +118,7 @@ def graph_body(row: OutboundRow) -> dict[str, Any]:
     return body
 
 
-class Sender:
+class Sender(QueueLoop):
     """The outbound loop of one replica.
 
     **Parameters**
@@ -143,34 +144,13 @@ class Sender:
         lease_seconds: int = 60,
         poll_interval: float = 2.0,
     ) -> None:
+        super().__init__(poll_interval=poll_interval)
         self._pool = pool
         self._api = api
         self._metrics = metrics
         self.worker_id = worker_id
         self._batch_size = concurrency
         self._lease_seconds = lease_seconds
-        self._poll_interval = poll_interval
-        self._wakeup = anyio.Event()
-        self._stopping = False
-
-    def wake(self) -> None:
-        """Work was queued (NOTIFY zapbase_outbound): claim now instead of at the next poll."""
-        self._wakeup.set()
-
-    def stop(self) -> None:
-        """Finish the round in flight, then leave `run`."""
-        self._stopping = True
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        """Claim and send until `stop()`; a round that found work is followed by another at once."""
-        while not self._stopping:
-            self._wakeup = anyio.Event()
-            claimed = await self.run_once()
-            if claimed and not self._stopping:
-                continue
-            with anyio.move_on_after(self._poll_interval):
-                await self._wakeup.wait()
 
     async def run_once(self) -> int:
         """One round: claim rows, send them, record every outcome. Returns rows claimed."""
