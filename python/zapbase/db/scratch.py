@@ -36,13 +36,6 @@ def build_template(server: EmbeddedPostgres, settings: Settings, name: str = TEM
     apply_platform(server.url(SUPERUSER, name), settings.platform_dir)
     migrate(server.url("postgres", name), settings.migrations_dir)
     apply_seed(server.url("postgres", name), settings.seed_dir)
-    # Cloning needs the template free of sessions, autovacuum's included (which only the
-    # superuser may end): frozen and closed to connections, autovacuum leaves it alone.
-    with connect(server.url(SUPERUSER, name), autocommit=True) as conn:
-        conn.execute("vacuum (freeze, analyze)")
-    with connect(server.url(SUPERUSER, "postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("alter database {} with is_template true allow_connections false")
-                     .format(sql.Identifier(name)))
     return name
 
 
