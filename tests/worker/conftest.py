@@ -33,13 +33,13 @@ def loop_settings(db: Db, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def worker_pool(db: Db, anyio_backend: str) -> AsyncIterator[Pool]:
+async def pool(db: Db, anyio_backend: str) -> AsyncIterator[Pool]:
     async with open_pool(db.url, 8) as pool:
         yield pool
 
 
 @pytest.fixture
-def loop_metrics() -> Metrics:
+def metrics() -> Metrics:
     return Metrics()
 
 
@@ -57,10 +57,10 @@ async def graph_api(sim: Simulator) -> AsyncIterator[GraphAPI]:
 
 @pytest.fixture
 async def worker_http(
-    loop_settings: Settings, worker_pool: Pool, loop_metrics: Metrics
+    loop_settings: Settings, pool: Pool, metrics: Metrics
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The worker's real webhook route: what the simulated phones post to."""
-    app = create_app(loop_settings, worker_pool, loop_metrics)
+    app = create_app(loop_settings, pool, metrics)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=WORKER_URL) as http:
         yield http
 
@@ -77,8 +77,8 @@ def media_storage(tmp_path: Path) -> LocalStorage:
 
 @pytest.fixture
 async def offline_responder(
-    loop_settings: Settings, worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage
+    loop_settings: Settings, pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage
 ) -> AsyncIterator[AIResponder]:
     """The AI bot as `zapbase up` builds it without keys: the local provider answers."""
-    async with ai_responder(loop_settings, pool=worker_pool, api=graph_api, media=media_storage) as responder:
+    async with ai_responder(loop_settings, pool=pool, api=graph_api, media=media_storage) as responder:
         yield responder

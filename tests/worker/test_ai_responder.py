@@ -84,7 +84,7 @@ def voice() -> SpeechStandin:
 
 @pytest.fixture
 async def responder(
-    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, tmp_path: Path,
+    pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, tmp_path: Path,
     claude: AnthropicStandIn, gpt: OpenAIStandIn, voice: SpeechStandin,
 ) -> AsyncIterator[AIResponder]:  # fmt: skip
     """Every capability on, each provider a stand-in reached in-process."""
@@ -96,25 +96,25 @@ async def responder(
         anthropic = AnthropicProvider(api_key="sk-ant-test", base_url="http://anthropic.test",
                                       http_client=claude_http)  # fmt: skip
         openai = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", http_client=gpt_http)
-        gateway = Gateway({"anthropic": anthropic, "openai": openai}, PostgresLedger(worker_pool))
+        gateway = Gateway({"anthropic": anthropic, "openai": openai}, PostgresLedger(pool))
         speech = SpeechService(
-            connect=worker_pool.connection, store=LocalAudioStore(tmp_path / "tts"),
+            connect=pool.connection, store=LocalAudioStore(tmp_path / "tts"),
             provider=OpenAISpeech(api_key="sk-standin", http=voice_http, base_url="http://tts.test"),
         )  # fmt: skip
         yield AIResponder(
             gateway=gateway,
-            knowledge=Knowledge(connect=worker_pool.connection),
-            summarizer=Summarizer(gateway=gateway, connect=worker_pool.connection, threshold=SUMMARY_AFTER),
+            knowledge=Knowledge(connect=pool.connection),
+            summarizer=Summarizer(gateway=gateway, connect=pool.connection, threshold=SUMMARY_AFTER),
             media=media_storage,
-            listener=Listener(transcriber=openai, model="whisper-1", connect=worker_pool.connection),
+            listener=Listener(transcriber=openai, model="whisper-1", connect=pool.connection),
             speaker=Speaker(services={"openai/tts-1": speech}, default="openai/tts-1", api=graph_api),
         )
 
 
 @pytest.fixture
-async def knowledge(db: Db, worker_pool: Pool) -> None:
+async def knowledge(db: Db, pool: Pool) -> None:
     """The demo tenant's seed knowledge base, as `zapbase setup` ingests it."""
-    await aingest_seed_knowledge(worker_pool.connection, PROJECT, embedder=HashingEmbedder())
+    await aingest_seed_knowledge(pool.connection, PROJECT, embedder=HashingEmbedder())
 
 
 def processor(pool: Pool, api: GraphAPI, storage: LocalStorage, responder: AIResponder) -> Processor:
@@ -125,9 +125,9 @@ def processor(pool: Pool, api: GraphAPI, storage: LocalStorage, responder: AIRes
 
 @pytest.fixture
 def run(
-    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, responder: AIResponder
+    pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, responder: AIResponder
 ) -> Processor:
-    return processor(worker_pool, graph_api, media_storage, responder)
+    return processor(pool, graph_api, media_storage, responder)
 
 
 def inbound_id(db: Db, wamid: str) -> uuid.UUID:
@@ -358,7 +358,7 @@ async def test_turns_that_leave_the_memory_are_summarised(
 
 async def test_a_voice_note_is_transcribed_answered_and_spoken_back(
     db: Db, sim: Simulator, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn,
-    gpt: OpenAIStandIn, voice: SpeechStandin, worker_pool: Pool, graph_api: GraphAPI,
+    gpt: OpenAIStandIn, voice: SpeechStandin, pool: Pool, graph_api: GraphAPI,
 ) -> None:  # fmt: skip
     delivery = await maria.send_voice_note(ogg_opus_silence(3.0))
 
@@ -389,7 +389,7 @@ async def test_a_voice_note_is_transcribed_answered_and_spoken_back(
     assert [u["feature"] for u in usage(db) if u["api_type"] == "tts"] == ["tts"]
 
     # The sender delivers all three; the simulator takes the upload as a voice note.
-    sender = Sender(pool=worker_pool, api=graph_api, metrics=Metrics(), worker_id="s")
+    sender = Sender(pool=pool, api=graph_api, metrics=Metrics(), worker_id="s")
     assert await drain(sender.run_once) == 3
     assert [m.type for m in sim.messages_to(MARIA)] == ["text", "text", "audio"]
 
@@ -413,24 +413,24 @@ async def test_the_same_spoken_answer_is_uploaded_once_per_number(
 
 
 async def test_without_a_transcriber_the_bot_asks_for_text(
-    db: Db, maria: SimulatedUser, worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage,
+    db: Db, maria: SimulatedUser, pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage,
     offline_responder: AIResponder,
 ) -> None:  # fmt: skip
     await maria.send_voice_note(ogg_opus_silence(1.0))
 
-    assert await processor(worker_pool, graph_api, media_storage, offline_responder).run_once() == 1
+    assert await processor(pool, graph_api, media_storage, offline_responder).run_once() == 1
 
     assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == [WELCOME, CANNOT_LISTEN]
     assert conversation(db)["mode"] == "bot"
 
 
 async def test_offline_the_local_provider_answers_from_the_knowledge(
-    db: Db, maria: SimulatedUser, worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage,
+    db: Db, maria: SimulatedUser, pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage,
     offline_responder: AIResponder, knowledge: None,
 ) -> None:  # fmt: skip
     delivery = await maria.send_text("Qual o prazo de entrega para o Nordeste?")
 
-    assert await processor(worker_pool, graph_api, media_storage, offline_responder).run_once() == 1
+    assert await processor(pool, graph_api, media_storage, offline_responder).run_once() == 1
 
     answer = outbound(db, conversation_of(db, MARIA))[-1]
     assert str(answer["content"]).startswith(FOUND_PREFIX)
@@ -473,7 +473,7 @@ async def serving(app: FastAPI) -> AsyncIterator[str]:
 
 
 async def test_keys_in_the_settings_bring_the_remote_providers(
-    db: Db, maria: SimulatedUser, loop_settings: Settings, worker_pool: Pool, graph_api: GraphAPI,
+    db: Db, maria: SimulatedUser, loop_settings: Settings, pool: Pool, graph_api: GraphAPI,
     media_storage: LocalStorage, claude: AnthropicStandIn, gpt: OpenAIStandIn,
 ) -> None:  # fmt: skip
     db.sql("update public.bots set tts_mode = 'never'")
@@ -483,8 +483,8 @@ async def test_keys_in_the_settings_bring_the_remote_providers(
             "anthropic_api_key": SecretStr("sk-ant-test"), "anthropic_base_url": anthropic_url,
             "openai_api_key": SecretStr("sk-test"), "openai_base_url": openai_url,
         })  # fmt: skip
-        async with ai_responder(settings, pool=worker_pool, api=graph_api, media=media_storage) as responder:
-            run = processor(worker_pool, graph_api, media_storage, responder)
+        async with ai_responder(settings, pool=pool, api=graph_api, media=media_storage) as responder:
+            run = processor(pool, graph_api, media_storage, responder)
             assert await run.run_once() == 1
             await maria.send_voice_note(ogg_opus_silence(3.0))
             assert await run.run_once() == 1

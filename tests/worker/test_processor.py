@@ -30,13 +30,13 @@ ProcessorFactory = Callable[..., Processor]
 
 @pytest.fixture
 def make_processor(
-    worker_pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, loop_metrics: Metrics,
+    pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, metrics: Metrics,
     offline_responder: AIResponder,
 ) -> ProcessorFactory:  # fmt: skip
     def make(worker_id: str = "processor-a", responder: BotResponder | None = None) -> Processor:
         return Processor(
-            pool=worker_pool, api=graph_api, storage=media_storage,
-            responder=responder or offline_responder, metrics=loop_metrics, worker_id=worker_id,
+            pool=pool, api=graph_api, storage=media_storage,
+            responder=responder or offline_responder, metrics=metrics, worker_id=worker_id,
         )  # fmt: skip
 
     return make
@@ -55,7 +55,7 @@ def processed(metrics: Metrics, mode: str, outcome: str) -> float:
 
 
 async def test_bot_welcomes_the_first_message_then_answers(
-    db: Db, sim: Simulator, maria: SimulatedUser, make_processor: ProcessorFactory, loop_metrics: Metrics
+    db: Db, sim: Simulator, maria: SimulatedUser, make_processor: ProcessorFactory, metrics: Metrics
 ) -> None:
     first = await maria.send_text("Oi! Vocês entregam em Campinas?")
     second = await maria.send_text("E qual o prazo?")
@@ -76,7 +76,7 @@ async def test_bot_welcomes_the_first_message_then_answers(
     assert [(r.message_id, r.typing_indicator) for r in sim.reads] == [
         (first.wamid, True), (second.wamid, True)
     ]  # fmt: skip
-    assert processed(loop_metrics, "bot", "processed") == 2
+    assert processed(metrics, "bot", "processed") == 2
 
 
 async def test_voice_note_is_stored_and_answered(
@@ -129,7 +129,7 @@ async def test_media_meta_no_longer_has_is_noted_and_still_answered(
 
 
 async def test_human_mode_is_left_to_the_agents(
-    db: Db, sim: Simulator, maria: SimulatedUser, make_processor: ProcessorFactory, loop_metrics: Metrics
+    db: Db, sim: Simulator, maria: SimulatedUser, make_processor: ProcessorFactory, metrics: Metrics
 ) -> None:
     await maria.send_text("Oi")
     conversation = conversation_of(db, MARIA)
@@ -145,7 +145,7 @@ async def test_human_mode_is_left_to_the_agents(
     assert sim.reads == ()  # blue ticks are the agent's to give
     after = db.sql("select * from public.conversations where id = %s", (conversation,))
     assert after == before
-    assert processed(loop_metrics, "human", "processed") == 1
+    assert processed(metrics, "human", "processed") == 1
 
 
 async def test_flow_mode_is_ignored_for_now(
@@ -256,7 +256,7 @@ class Failing:
 
 
 async def test_a_failing_responder_is_retried_then_fails_with_the_reason(
-    db: Db, maria: SimulatedUser, make_processor: ProcessorFactory, loop_metrics: Metrics
+    db: Db, maria: SimulatedUser, make_processor: ProcessorFactory, metrics: Metrics
 ) -> None:
     delivery = await maria.send_text("Oi")
     message_id = inbound(db, delivery.wamid)["id"]
@@ -277,8 +277,8 @@ async def test_a_failing_responder_is_retried_then_fails_with_the_reason(
     assert message["error_details"] == "RuntimeError: the model is down"
     assert responder.calls == 3
     assert outbound(db, conversation_of(db, MARIA)) == []  # every attempt rolled back
-    assert processed(loop_metrics, "bot", "retry") == 2
-    assert processed(loop_metrics, "bot", "failed") == 1
+    assert processed(metrics, "bot", "retry") == 2
+    assert processed(metrics, "bot", "failed") == 1
 
 
 async def test_a_failed_message_does_not_block_the_next_one(

@@ -33,11 +33,11 @@ WELCOME = "Olá! 👋 Sou a assistente virtual da Loja Demo. Como posso ajudar?"
 
 @pytest.mark.anyio
 async def test_notify_wakes_the_sender_long_before_its_poll(
-    db: Db, sim: Simulator, maria: SimulatedUser, worker_pool: Pool, graph_api: GraphAPI
+    db: Db, sim: Simulator, maria: SimulatedUser, pool: Pool, graph_api: GraphAPI
 ) -> None:
     await maria.send_text("Oi")
     conversation = conversation_of(db, MARIA)
-    sender = Sender(pool=worker_pool, api=graph_api, metrics=Metrics(), worker_id="s", poll_interval=60)
+    sender = Sender(pool=pool, api=graph_api, metrics=Metrics(), worker_id="s", poll_interval=60)
     listening = anyio.Event()
 
     def wake() -> None:

@@ -36,9 +36,9 @@ SenderFactory = Callable[..., Sender]
 
 
 @pytest.fixture
-def make_sender(worker_pool: Pool, graph_api: GraphAPI, loop_metrics: Metrics) -> SenderFactory:
+def make_sender(pool: Pool, graph_api: GraphAPI, metrics: Metrics) -> SenderFactory:
     def make(worker_id: str = "sender-a", **options: int) -> Sender:
-        return Sender(pool=worker_pool, api=graph_api, metrics=loop_metrics, worker_id=worker_id, **options)
+        return Sender(pool=pool, api=graph_api, metrics=metrics, worker_id=worker_id, **options)
 
     return make
 
@@ -59,7 +59,7 @@ def failures(metrics: Metrics, code: str, retryable: str) -> float:
 
 async def test_sends_land_in_the_phone_with_their_wamids_recorded(
     db: Db, sim: Simulator, maria: SimulatedUser, conversation: uuid.UUID,
-    make_sender: SenderFactory, loop_metrics: Metrics,
+    make_sender: SenderFactory, metrics: Metrics,
 ) -> None:  # fmt: skip
     inbound_id = db.value("select id from public.messages where direction = 'inbound'")
     inbound_wamid = db.value("select wamid from public.messages where direction = 'inbound'")
@@ -103,8 +103,8 @@ async def test_sends_land_in_the_phone_with_their_wamids_recorded(
         assert stored["status"] == "sent"
         assert stored["attempts"] == 1
         assert stored["lease_until"] is None
-    assert loop_metrics.registry.get_sample_value("zapbase_sent_messages_total") == 5
-    assert loop_metrics.registry.get_sample_value("zapbase_send_latency_seconds_count") == 5
+    assert metrics.registry.get_sample_value("zapbase_sent_messages_total") == 5
+    assert metrics.registry.get_sample_value("zapbase_send_latency_seconds_count") == 5
 
 
 async def test_a_username_user_is_addressed_by_recipient(
@@ -140,7 +140,7 @@ async def test_a_username_user_is_addressed_by_recipient(
 )
 async def test_a_permanent_error_fails_the_row_with_metas_code(
     db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory,
-    loop_metrics: Metrics, code: int, http_status: int | None, reason: str,
+    metrics: Metrics, code: int, http_status: int | None, reason: str,
 ) -> None:  # fmt: skip
     message_id = queue(db, conversation, text("Olá!"))
     sim.fail_next_send(code, http_status=http_status)
@@ -152,7 +152,7 @@ async def test_a_permanent_error_fails_the_row_with_metas_code(
     assert stored["failed_at"] is not None and stored["next_attempt_at"] is None
     assert stored["error_title"] and stored["error_details"]
     assert sim.inbox == ()
-    assert failures(loop_metrics, str(code), "false") == 1
+    assert failures(metrics, str(code), "false") == 1
     assert db.value("select count(*) from public.alerts") == 0
     # Nothing is retried: the next round finds no work.
     make_due(db, message_id)
@@ -160,7 +160,7 @@ async def test_a_permanent_error_fails_the_row_with_metas_code(
 
 
 async def test_throughput_limit_requeues_with_backoff_then_sends(
-    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory, loop_metrics: Metrics
+    db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory, metrics: Metrics
 ) -> None:
     message_id = queue(db, conversation, text("Olá!"))
     sim.fail_next_send(130429)
@@ -172,7 +172,7 @@ async def test_throughput_limit_requeues_with_backoff_then_sends(
     delay = db.value("select extract(epoch from next_attempt_at - now()) from public.messages where id = %s",
                      (message_id,))  # fmt: skip
     assert 0 < delay <= 1.0  # 2^0 s after the first attempt
-    assert failures(loop_metrics, "130429", "true") == 1
+    assert failures(metrics, "130429", "true") == 1
     assert await make_sender().run_once() == 0  # not before its time
 
     make_due(db, message_id)

@@ -75,17 +75,6 @@ def worker_settings(db: Db) -> Settings:
 
 
 @pytest.fixture
-async def pool(db: Db, anyio_backend: str) -> AsyncIterator[Pool]:
-    async with open_pool(db.url, 4) as pool:
-        yield pool
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
 async def client(
     worker_settings: Settings, pool: Pool, metrics: Metrics, clock: Clock
 ) -> AsyncIterator[httpx.AsyncClient]:
