@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from support import Db
+from zapbase.db.embedded import SUPERUSER, EmbeddedPostgres
+from zapbase.db.migrate import apply_platform, recreate_database
 from zapbase.settings import find_project_dir
 
 ZAPBASE = [sys.executable, "-m", "zapbase.cli"]
@@ -123,3 +126,23 @@ def test_migrations_apply_once_in_order_and_changes_are_reported(db: Db, project
 def test_reset_refuses_a_database_url(db: Db) -> None:
     assert_clean_failure(run("db", "reset", "--yes", env={"DATABASE_URL": db.url}),
                          "refusing to reset a database given by DATABASE_URL")
+
+
+def test_a_database_url_gets_reference_data_but_never_the_demo_tenant(
+    pg_server: EmbeddedPostgres, template_db: str  # the template brings the cluster's roles
+) -> None:
+    # the demo seeds a tenant with known users and the simulator's webhook secret: on a real
+    # project anybody could sign webhooks for its number
+    recreate_database(pg_server.url(SUPERUSER, "template1"), "fresh_project")
+    apply_platform(pg_server.url(SUPERUSER, "fresh_project"), find_project_dir() / "sql" / "platform")
+    url = pg_server.url("postgres", "fresh_project")
+    result = run("setup", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no demo tenant" in result.stdout
+    with psycopg.connect(url) as conn:
+        counts = conn.execute(
+            "select (select count(*) from public.plans), (select count(*) from public.ai_models),"
+            " (select count(*) from public.tenants), (select count(*) from public.whatsapp_numbers),"
+            " (select count(*) from auth.users), (select count(*) from public.knowledge_sources)").fetchone()
+    assert counts is not None and counts[0] > 0 and counts[1] > 0
+    assert counts[2:] == (0, 0, 0, 0)

@@ -92,7 +92,7 @@ def db_migrate() -> None:
 
 @db_app.command("seed")
 def db_seed() -> None:
-    """Apply seed/*.sql (idempotent)."""
+    """Apply seed/*.sql (idempotent); on DATABASE_URL only reference data, never the demo files."""
     try:
         _target().seed()
     except ZapbaseError as exc:
@@ -131,11 +131,13 @@ def setup() -> None:
     target = DatabaseTarget.from_settings(settings)
     try:
         applied = target.setup()
-        knowledge = ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
+        knowledge = ingest_seed_knowledge(target.url, settings.zapbase_project_dir) if target.demo else None
     except ZapbaseError as exc:
         raise _fail(exc) from None
-    console.print(f"{len(applied)} migration(s) applied, seed applied")
-    console.print(f"knowledge base of {DEMO_TENANT}: {len(knowledge)} file(s) ingested or unchanged")
+    console.print(f"{len(applied)} migration(s) applied, seed applied"
+                  + ("" if target.demo else " (reference data only: no demo tenant on DATABASE_URL)"))
+    if knowledge is not None:
+        console.print(f"knowledge base of {DEMO_TENANT}: {len(knowledge)} file(s) ingested or unchanged")
     console.print(f"database: {mask_password(target.url)}", highlight=False)
 
 

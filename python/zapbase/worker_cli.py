@@ -74,7 +74,8 @@ def _database(settings: Settings) -> DatabaseTarget:
     target = DatabaseTarget.from_settings(settings)
     try:
         applied = target.setup()
-        ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
+        if target.demo:
+            ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
     except ZapbaseError as exc:
         raise _fail(str(exc)) from None
     console.print(f"database {mask_password(target.url)} ({len(applied)} migration(s) applied, seed and "

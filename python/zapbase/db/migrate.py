@@ -143,9 +143,11 @@ def _check_unchanged(migration: Migration, statements: object) -> None:
         )
 
 
-def apply_seed(url: str, seed_dir: Path) -> list[Path]:
-    """Apply seed/*.sql as postgres; seed files are idempotent, so this may run again."""
-    files = sorted(seed_dir.glob("*.sql"))
+def apply_seed(url: str, seed_dir: Path, *, demo: bool = True) -> list[Path]:
+    """Apply seed/*.sql as postgres; seed files are idempotent, so this may run again.
+    Files named *demo* (a tenant with users and the simulator's credentials) only with
+    `demo`: they must never reach a real project."""
+    files = sorted(p for p in seed_dir.glob("*.sql") if demo or "demo" not in p.name)
     with connect(url) as conn:
         for path in files:
             _run_file(conn, path, path.read_text(encoding="utf-8"))

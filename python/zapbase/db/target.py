@@ -50,8 +50,13 @@ class DatabaseTarget:
     def migrate(self) -> list[Migration]:
         return migrate(self.url, self.settings.migrations_dir)
 
+    @property
+    def demo(self) -> bool:
+        """The demo tenant and its knowledge base belong to the embedded database only."""
+        return self.embedded is not None
+
     def seed(self) -> None:
-        apply_seed(self.url, self.settings.seed_dir)
+        apply_seed(self.url, self.settings.seed_dir, demo=self.demo)
 
     def setup(self) -> list[Migration]:
         """Start, migrate and seed: everything `make demo` and `zapbase up` need."""
