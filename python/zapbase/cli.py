@@ -131,7 +131,7 @@ def setup() -> None:
     target = DatabaseTarget.from_settings(settings)
     try:
         applied = target.setup()
-        knowledge = ingest_seed_knowledge(target.url, settings.zapbase_project_dir) if target.demo else None
+        knowledge = ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
     except ZapbaseError as exc:
         raise _fail(exc) from None
     console.print(f"{len(applied)} migration(s) applied, seed applied"

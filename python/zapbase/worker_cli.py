@@ -74,12 +74,12 @@ def _database(settings: Settings) -> DatabaseTarget:
     target = DatabaseTarget.from_settings(settings)
     try:
         applied = target.setup()
-        if target.demo:
-            ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
+        knowledge = ingest_seed_knowledge(target.url, settings.zapbase_project_dir)
     except ZapbaseError as exc:
         raise _fail(str(exc)) from None
-    console.print(f"database {mask_password(target.url)} ({len(applied)} migration(s) applied, seed and "
-                  "knowledge base applied)", highlight=False)  # fmt: skip
+    applied_text = "seed and demo knowledge base applied" if knowledge is not None else "seed applied"
+    console.print(f"database {mask_password(target.url)} ({len(applied)} migration(s) applied,"
+                  f" {applied_text})", highlight=False)  # fmt: skip
     return target
 
 

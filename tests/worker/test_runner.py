@@ -64,10 +64,14 @@ class Slow:
     """Answers every message with one text, slowly: shutdown arrives while it works."""
 
     def __init__(self) -> None:
-        self.started = anyio.Event()
+        self._started: dict[str, anyio.Event] = {}
+
+    def started(self, wamid: str) -> anyio.Event:
+        """Set once the responder works on the message `wamid`."""
+        return self._started.setdefault(wamid, anyio.Event())
 
     async def respond(self, message: InboundMessage, conn: Connection) -> None:
-        self.started.set()
+        self.started(message.wamid or "").set()
         await anyio.sleep(1.0)
         await conn.execute(
             "select public.whatsapp_queue_reply(%s, %s::jsonb, 'bot')",
@@ -90,7 +94,7 @@ async def test_the_stack_answers_over_http_and_stops_after_the_message_in_hand(
         assert user.inbox[0].text == SLOW_REPLY
 
         second = await user.send_text("Tem loja física?")
-        await slow.started.wait()
+        await slow.started(second.wamid).wait()
         stopped_at = time.monotonic()
         stack.runner.stop()  # SIGTERM while the bot is answering
         await stack.stopped.wait()

@@ -15,7 +15,7 @@ import anyio
 
 from zapbase.rag.embedders import Embedder, select_embedder
 from zapbase.rag.parsers import MEDIA_TYPES
-from zapbase.rag.sources import resolve_tenant
+from zapbase.rag.sources import TenantNotFound, resolve_tenant
 from zapbase.rag.store import IngestResult, KnowledgeService
 from zapbase.worker.database import Connect, borrow, connect
 
@@ -52,12 +52,17 @@ async def aingest_seed_knowledge(
 
 def ingest_seed_knowledge(
     url: str, project_dir: Path, *, tenant: str = DEMO_TENANT, embedder: Embedder | None = None
-) -> list[IngestResult]:
-    """`aingest_seed_knowledge` for synchronous callers (`zapbase setup`), over `url`
-    (as the service role, like the worker)."""
+) -> list[IngestResult] | None:
+    """`aingest_seed_knowledge` for synchronous callers (`zapbase setup`, `up`, `demo`), over
+    `url` as the service role; None where the demo tenant does not exist (a real project)."""
 
-    async def run() -> list[IngestResult]:
+    async def run() -> list[IngestResult] | None:
         async with await connect(url) as conn:
-            return await aingest_seed_knowledge(borrow(conn), project_dir, tenant=tenant, embedder=embedder)
+            try:
+                return await aingest_seed_knowledge(
+                    borrow(conn), project_dir, tenant=tenant, embedder=embedder
+                )
+            except TenantNotFound:
+                return None
 
     return anyio.run(run)
