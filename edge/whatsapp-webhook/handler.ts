@@ -15,37 +15,47 @@ const encoder = new TextEncoder();
 export type RpcResult = { error: { message: string; code?: string } | null };
 export type Rpc = (fn: string, args: Record<string, unknown>) => Promise<RpcResult>;
 
+/** The numbers' own app secrets and verify tokens, kept in Vault (`whatsapp_webhook_secrets`). */
+export type StoredSecrets = { appSecrets: string[]; verifyTokens: string[] };
+
 export interface Deps {
   /** Reads an environment variable (`Deno.env.get` in production). */
   env: (name: string) => string | undefined;
   /** Calls a Postgres function through PostgREST (`supabase.rpc` in production). */
   rpc: Rpc;
+  /** The numbers' secrets from Vault, cached by the caller; empty when unreadable. */
+  stored: () => Promise<StoredSecrets>;
 }
 
 export async function handle(req: Request, deps: Deps): Promise<Response> {
-  if (req.method === "GET") return handshake(new URL(req.url), deps);
+  if (req.method === "GET") return await handshake(new URL(req.url), deps);
   if (req.method === "POST") return await notification(req, deps);
   return plain("method not allowed", 405, { Allow: "GET, POST" });
 }
 
-/** Verification handshake: echo hub.challenge when hub.verify_token matches. GET carries no
- * signature, so the signature check must not run here. */
-function handshake(url: URL, deps: Deps): Response {
-  const expected = deps.env("WHATSAPP_VERIFY_TOKEN") ?? "";
+/** Verification handshake: echo hub.challenge when hub.verify_token matches the function's
+ * token or a number's. GET carries no signature, so the signature check must not run here. */
+async function handshake(url: URL, deps: Deps): Promise<Response> {
+  const expected = [deps.env("WHATSAPP_VERIFY_TOKEN") ?? "", ...(await deps.stored()).verifyTokens]
+    .filter((t) => t !== "");
   const params = url.searchParams;
-  const token = params.get("hub.verify_token") ?? "";
-  const ok = params.get("hub.mode") === "subscribe" && expected !== "" &&
-    timingSafeEqual(encoder.encode(token), encoder.encode(expected));
+  const token = encoder.encode(params.get("hub.verify_token") ?? "");
+  // Every token is compared, so the time taken does not tell which one matched.
+  let matched = false;
+  for (const candidate of expected) matched = timingSafeEqual(token, encoder.encode(candidate)) || matched;
+  const ok = params.get("hub.mode") === "subscribe" && matched;
   return ok ? plain(params.get("hub.challenge") ?? "", 200) : plain("forbidden", 403);
 }
 
 async function notification(req: Request, deps: Deps): Promise<Response> {
-  const secrets = (deps.env("WHATSAPP_APP_SECRETS") ?? "").split(",").map((s) => s.trim())
-    .filter((s) => s !== "");
+  const secrets = [
+    ...(deps.env("WHATSAPP_APP_SECRETS") ?? "").split(",").map((s) => s.trim()),
+    ...(await deps.stored()).appSecrets,
+  ].filter((s) => s !== "");
   if (secrets.length === 0) {
     // A configuration error, not the sender's: 500 makes Meta retry (for up to 7 days)
-    // until the secret is set, instead of losing the events.
-    console.error("whatsapp-webhook: WHATSAPP_APP_SECRETS is not set");
+    // until a secret is set, instead of losing the events.
+    console.error("whatsapp-webhook: no app secret (WHATSAPP_APP_SECRETS or a number's in Vault)");
     return plain("webhook not configured", 500);
   }
   const body = await readLimited(req, MAX_BODY_BYTES);

@@ -1,6 +1,6 @@
 // Tests of the webhook handler with a stubbed RPC: offline, no supabase-js.
 import assert from "node:assert/strict";
-import { type Deps, handle, MAX_BODY_BYTES, type RpcResult } from "./handler.ts";
+import { type Deps, handle, MAX_BODY_BYTES, type RpcResult, type StoredSecrets } from "./handler.ts";
 
 const SECRET = "app-secret";
 const URL_BASE = "https://project.supabase.co/functions/v1/whatsapp-webhook";
@@ -33,9 +33,12 @@ const ESCAPED_BODY = JSON.stringify(PAYLOAD).replace(
 
 type Call = { fn: string; args: Record<string, unknown> };
 
+const NO_STORED: StoredSecrets = { appSecrets: [], verifyTokens: [] };
+
 function deps(
   env: Record<string, string> = {},
   result: RpcResult | Error = { error: null },
+  stored: StoredSecrets = NO_STORED,
 ): Deps & { calls: Call[] } {
   const calls: Call[] = [];
   const settings: Record<string, string> = {
@@ -50,6 +53,7 @@ function deps(
       calls.push({ fn, args });
       return result instanceof Error ? Promise.reject(result) : Promise.resolve(result);
     },
+    stored: () => Promise.resolve(stored),
   };
 }
 
@@ -175,6 +179,7 @@ Deno.test("JSON the database refuses (a data exception) is quarantined, not retr
   const calls: Call[] = [];
   const d: Deps = {
     env: deps().env,
+    stored: deps().stored,
     rpc: (fn, args) => {
       calls.push({ fn, args });
       return Promise.resolve(fn === "whatsapp_ingest"
@@ -236,6 +241,21 @@ Deno.test("without app secrets configured the webhook answers 500, not 200", asy
   const res = await handle(await post(ESCAPED_BODY), d);
   assert.equal(res.status, 500);
   assert.deepEqual(d.calls, []);
+});
+
+Deno.test("a number's own app secret and verify token from Vault work without any env secret", async () => {
+  const env = { WHATSAPP_APP_SECRETS: "", WHATSAPP_VERIFY_TOKEN: "" };
+  const stored = { appSecrets: [SECRET], verifyTokens: ["token-of-the-number"] };
+  const query = { "hub.mode": "subscribe", "hub.verify_token": "token-of-the-number", "hub.challenge": "42" };
+  const shake = await handle(handshake(query), deps(env, { error: null }, stored));
+  assert.equal(shake.status, 200);
+  assert.equal(await shake.text(), "42");
+  const d = deps(env, { error: null }, stored);
+  const res = await handle(await post(ESCAPED_BODY), d);
+  assert.equal(res.status, 200);
+  assert.equal(d.calls[0].fn, "whatsapp_ingest");
+  const wrong = deps(env, { error: null }, { appSecrets: ["another-number"], verifyTokens: [] });
+  assert.equal((await handle(await post(ESCAPED_BODY), wrong)).status, 401);
 });
 
 Deno.test("other methods are 405", async () => {
