@@ -1654,6 +1654,23 @@ as $$
 $$;
 comment on function public.ai_policy(uuid, uuid) is 'Worker: the effective gateway policy with its chain''s active chat models, in order.';
 
+-- A tenant's own provider keys: its active `llm` integrations (anthropic, openai) with the
+-- secret from Vault, the most recently updated one per provider.
+create or replace function public.ai_tenant_credentials(tenant_id uuid)
+returns jsonb
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select coalesce(jsonb_object_agg(i.provider, s.decrypted_secret order by i.updated_at), '{}'::jsonb)
+    from public.integrations i
+    join vault.decrypted_secrets s on s.id = i.secret_id
+   where i.tenant_id = ai_tenant_credentials.tenant_id and i.type = 'llm' and i.status = 'active'
+     and i.provider in ('anthropic', 'openai')
+$$;
+comment on function public.ai_tenant_credentials(uuid) is 'Worker: the tenant''s own LLM API keys ({"anthropic": .., "openai": ..}) from its active llm integrations.';
+
 -- The second round trip: ai_settle, then, for a successful answer of a reservation made
 -- with a cache key, ai_cache_put under the policy TTL. Returns ai_settle's object plus
 -- cache: {cache_id, expires_at} or null.
@@ -1894,7 +1911,8 @@ revoke execute on function
   public.ai_record_usage(uuid, text, text, text, integer, integer, integer, integer, integer, numeric, integer, numeric, uuid, uuid, uuid, text, text, text, text, text, text, jsonb, timestamptz),
   public.ai_begin(uuid, text, text, text, integer, integer, integer, numeric, uuid, uuid, uuid, uuid, text, text, integer, timestamptz),
   public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz),
-  public.ai_policy(uuid, uuid)
+  public.ai_policy(uuid, uuid),
+  public.ai_tenant_credentials(uuid)
   from public, anon, authenticated;
 grant execute on function
   public.ai_cache_get(uuid, text, timestamptz),
@@ -1904,5 +1922,6 @@ grant execute on function
   public.ai_record_usage(uuid, text, text, text, integer, integer, integer, integer, integer, numeric, integer, numeric, uuid, uuid, uuid, text, text, text, text, text, text, jsonb, timestamptz),
   public.ai_begin(uuid, text, text, text, integer, integer, integer, numeric, uuid, uuid, uuid, uuid, text, text, integer, timestamptz),
   public.ai_finish(uuid, text, text, integer, integer, integer, integer, integer, numeric, integer, jsonb, text, text, text, text, jsonb, jsonb, timestamptz),
-  public.ai_policy(uuid, uuid)
+  public.ai_policy(uuid, uuid),
+  public.ai_tenant_credentials(uuid)
   to service_role;

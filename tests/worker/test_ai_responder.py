@@ -6,7 +6,7 @@ ledger, knowledge base and AI memory; the sender delivers what was queued."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -26,7 +26,9 @@ from support import Db, Row
 from zapbase.ai import AnthropicProvider, Gateway, OpenAICompatProvider, PostgresLedger
 from zapbase.ai.providers.local import FOUND_PREFIX
 from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn, Reply
+from zapbase.ai.types import Provider
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, ai_responder
+from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Summarizer
 from zapbase.bot.rules import CANNOT_LISTEN, accepts_offer, greeting_only, is_open
@@ -58,6 +60,7 @@ FALLBACK = (
 CLAUDE = "Para o Nordeste, o prazo é de 4 a 7 dias úteis após o despacho."
 TRANSCRIPT = "Qual o prazo de entrega para o Nordeste?"
 SUMMARY_AFTER = 2
+TENANT_KEY = "sk-loja-demo-own-key"
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +81,12 @@ def gpt() -> OpenAIStandIn:
 
 
 @pytest.fixture
+def tenant_gpt() -> OpenAIStandIn:
+    """The OpenAI account of a tenant that brought its own key."""
+    return OpenAIStandIn(api_key=TENANT_KEY, reply_text="Resposta na conta da própria loja.")
+
+
+@pytest.fixture
 def voice() -> SpeechStandin:
     return SpeechStandin(latency=ZERO_LATENCY)
 
@@ -85,26 +94,35 @@ def voice() -> SpeechStandin:
 @pytest.fixture
 async def responder(
     pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, tmp_path: Path,
-    claude: AnthropicStandIn, gpt: OpenAIStandIn, voice: SpeechStandin,
+    claude: AnthropicStandIn, gpt: OpenAIStandIn, voice: SpeechStandin, tenant_gpt: OpenAIStandIn,
 ) -> AsyncIterator[AIResponder]:  # fmt: skip
     """Every capability on, each provider a stand-in reached in-process."""
     async with (
         httpx2.AsyncClient(transport=httpx2.ASGITransport(app=claude.app)) as claude_http,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=gpt.app)) as gpt_http,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=voice.app)) as voice_http,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=tenant_gpt.app)) as tenant_http,
     ):
         anthropic = AnthropicProvider(api_key="sk-ant-test", base_url="http://anthropic.test",
                                       http_client=claude_http)  # fmt: skip
         openai = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", http_client=gpt_http)
-        gateway = Gateway({"anthropic": anthropic, "openai": openai}, PostgresLedger(pool))
+        ledger = PostgresLedger(pool)
+        gateway = Gateway({"anthropic": anthropic, "openai": openai}, ledger)
+
+        def providers_for(keys: Mapping[str, str]) -> dict[str, Provider]:
+            # the tenant's own OpenAI account; nothing else (so its chain skips Anthropic)
+            return {"openai": OpenAICompatProvider(api_key=keys["openai"], base_url="http://openai.test",
+                                                   http_client=tenant_http)}  # fmt: skip
+
         speech = SpeechService(
             connect=pool.connection, store=LocalAudioStore(tmp_path / "tts"),
             provider=OpenAISpeech(api_key="sk-standin", http=voice_http, base_url="http://tts.test"),
         )  # fmt: skip
+        gateways = Gateways(platform=gateway, ledger=ledger, providers_for=providers_for)
         yield AIResponder(
-            gateway=gateway,
+            gateways=gateways,
             knowledge=Knowledge(connect=pool.connection),
-            summarizer=Summarizer(gateway=gateway, connect=pool.connection, threshold=SUMMARY_AFTER),
+            summarizer=Summarizer(connect=pool.connection, threshold=SUMMARY_AFTER),
             media=media_storage,
             listener=Listener(transcriber=openai, model="whisper-1", connect=pool.connection),
             speaker=Speaker(services={"openai/tts-1": speech}, default="openai/tts-1", api=graph_api),
@@ -208,6 +226,29 @@ async def test_a_failing_provider_falls_back_to_the_next_one(
         ("anthropic/claude-haiku-4-5", "failure", "overloaded"), ("openai/gpt-4o-mini", "success", None)
     ]  # fmt: skip
     assert conversation(db)["mode"] == "bot"
+
+
+async def test_a_tenant_with_its_own_key_is_answered_on_its_own_account(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, tenant_gpt: OpenAIStandIn
+) -> None:
+    db.sql(
+        "insert into public.integrations (tenant_id, type, provider, name, status, secret_id)"
+        " values (%s, 'llm', 'openai', 'Conta OpenAI da loja', 'active', vault.create_secret(%s))",
+        (TENANT, TENANT_KEY),
+    )
+    await maria.send_text("Vocês vendem vale-presente?")
+
+    assert await run.run_once() == 1
+
+    answer = outbound(db, conversation_of(db, MARIA))[-1]
+    assert (answer["content"], answer["ai_model"]) == (
+        "Resposta na conta da própria loja.", "openai/gpt-4o-mini"
+    )  # fmt: skip
+    [call] = tenant_gpt.calls_to("/v1/chat/completions")
+    assert call.headers["authorization"] == f"Bearer {TENANT_KEY}"
+    assert claude.calls_to("/v1/messages") == []  # the platform's account was not used
+    # still the tenant's budget and usage log
+    assert [(u["model"], u["outcome"]) for u in usage(db)] == [("openai/gpt-4o-mini", "success")]
 
 
 async def test_a_budget_refusal_sends_the_fallback_and_hands_off(

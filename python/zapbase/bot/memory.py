@@ -114,26 +114,25 @@ class Summarizer:
     """Folds what fell out of the recent turns into the rolling summary.
 
     Parameters:
-        gateway: the chain that writes it (a local-only chain cannot summarise: skipped).
         connect: where the summary is written, committed on its own (its cost is billed
             whatever happens to the reply).
         threshold: fallen-out turns that trigger a new summary.
     """
 
-    def __init__(self, *, gateway: Gateway, connect: Connect, threshold: int) -> None:
-        self._gateway = gateway
+    def __init__(self, *, connect: Connect, threshold: int) -> None:
         self._connect = connect
         self._threshold = threshold
 
     async def refresh(
-        self, conn: Connection, memory: Memory, policy: GatewayPolicy, ids: Accounting
+        self, conn: Connection, memory: Memory, gateway: Gateway, policy: GatewayPolicy, ids: Accounting
     ) -> Memory:
-        """`memory` with a new summary when enough turns are pending, else as it was.
-        `ids`: the accounting of the reply (`prompt.accounting`), written on the usage row."""
+        """`memory` with a new summary when enough turns are pending, else as it was: written
+        through `gateway` (a local-only chain cannot summarise: skipped). `ids`: the
+        accounting of the reply (`prompt.accounting`), written on the usage row."""
         if memory.pending_summary < self._threshold:
             return memory
         if not any(
-            link.provider != LOCAL_LINK.provider and self._gateway.can_call(link.provider)
+            link.provider != LOCAL_LINK.provider and gateway.can_call(link.provider)
             for link in policy.links
         ):
             return memory  # the offline answerer quotes passages; it cannot summarise
@@ -154,7 +153,7 @@ class Summarizer:
             feature=SUMMARY_FEATURE,
             **ids,
         )
-        response = await self._gateway.chat(request, policy)
+        response = await gateway.chat(request, policy)
         result = response.result
         if result is None or result.provider == LOCAL_LINK.provider or not result.text.strip():
             why = response.refusal or response.error or "only the offline answerer replied"

@@ -32,9 +32,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from zapbase.ai.chain import Gateway
 from zapbase.ai.types import AttemptStatus, GatewayResponse, Refusal
 from zapbase.bot.config import Bot, daily_cap_reached, find_bot, load_policy
+from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Memory, Summarizer, read_memory
 from zapbase.bot.prompt import accounting, build_request
@@ -76,7 +76,8 @@ class AIResponder:
     """Answers bot-mode messages with the AI gateway (implements `BotResponder`).
 
     Parameters:
-        gateway: the provider chain over the Postgres ledger (budgets, usage, cache).
+        gateways: the provider chain over the Postgres ledger (budgets, usage, cache), on
+            the tenant's own keys when it has them.
         knowledge: passages for bots with rag_enabled.
         summarizer: keeps the rolling summary of long conversations.
         media: where the processor stored the voice notes.
@@ -88,7 +89,7 @@ class AIResponder:
     def __init__(
         self,
         *,
-        gateway: Gateway,
+        gateways: Gateways,
         knowledge: Knowledge,
         summarizer: Summarizer,
         media: MediaStorage,
@@ -96,7 +97,7 @@ class AIResponder:
         speaker: Speaker | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._gateway = gateway
+        self._gateways = gateways
         self._knowledge = knowledge
         self._summarizer = summarizer
         self._media = media
@@ -142,10 +143,11 @@ class AIResponder:
         policy = await load_policy(conn, message.tenant_id, bot.model_policy_id)
         knowledge = await self._knowledge.passages(conn, bot, message, text) if bot.rag_enabled else ()
         history = memory.history(message.message_id, bot.memory_turns)
-        memory = await self._summarizer.refresh(conn, memory, policy, accounting(bot, message))
+        gateway = await self._gateways.for_tenant(conn, message.tenant_id)
+        memory = await self._summarizer.refresh(conn, memory, gateway, policy, accounting(bot, message))
         request = build_request(bot=bot, message=message, text=text, history=history,
                                 summary=memory.summary, knowledge=knowledge)  # fmt: skip
-        response = await self._gateway.chat(request, policy)
+        response = await gateway.chat(request, policy)
         if response.result is None or not response.result.text.strip():
             await self._give_up(conn, message, bot, _failure_reason(response))
             return

@@ -5,14 +5,16 @@
 
 Each provider is there only when its key is: Anthropic and OpenAI-compatible chat
 (`build_providers`), OpenAI transcription, OpenAI TTS (tts-1, tts-1-hd) and embeddings of
-OpenAI-embedded knowledge. With no key at all the bot still answers, offline: the local
-provider quotes the knowledge base, voice notes get a request for text, and replies are
-spoken by espeak-ng when it is installed.
+OpenAI-embedded knowledge. A tenant with its own keys (an active `llm` integration, the
+secret in Vault) chats on them; transcription, speech and embeddings use the platform's.
+With no key at all the bot still answers, offline: the local provider quotes the knowledge
+base, voice notes get a request for text, and replies are spoken by espeak-ng when it is
+installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -21,6 +23,8 @@ import httpx
 from zapbase.ai.chain import Gateway
 from zapbase.ai.ledger import PostgresLedger
 from zapbase.ai.providers import OpenAICompatProvider, build_providers
+from zapbase.ai.types import Provider
+from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Summarizer
 from zapbase.bot.pipeline import AIResponder
@@ -64,13 +68,21 @@ async def ai_responder(
     """The responder and its provider clients, closed on exit."""
     openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     anthropic_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
-    providers = build_providers(
-        anthropic_api_key=anthropic_key, anthropic_base_url=settings.anthropic_base_url,
-        openai_api_key=openai_key, openai_base_url=settings.openai_base_url,
-    )  # fmt: skip
+
+    def providers_for(keys: Mapping[str, str]) -> dict[str, Provider]:
+        """Chat providers on these keys; a provider the tenant has no key for keeps the platform's."""
+        return build_providers(
+            anthropic_api_key=keys.get("anthropic", anthropic_key),
+            anthropic_base_url=settings.anthropic_base_url,
+            openai_api_key=keys.get("openai", openai_key),
+            openai_base_url=settings.openai_base_url,
+        )
+
+    providers = providers_for({})
+    ledger = PostgresLedger(pool)
+    gateways = Gateways(platform=Gateway(providers, ledger), ledger=ledger, providers_for=providers_for)
     try:
         async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as http:
-            gateway = Gateway(providers, PostgresLedger(pool))
             listener: Listener | None = None
             embedder: Callable[..., OpenAIEmbedder] | None = None
             if openai_key is not None:
@@ -80,15 +92,14 @@ async def ai_responder(
                 listener = Listener(transcriber=transcriber, model=model, connect=pool.connection)
                 embedder = partial(OpenAIEmbedder, api_key=openai_key, http=http, base_url=base_url)
             yield AIResponder(
-                gateway=gateway,
+                gateways=gateways,
                 knowledge=Knowledge(connect=pool.connection, openai=embedder),
-                summarizer=Summarizer(
-                    gateway=gateway, connect=pool.connection, threshold=settings.zapbase_summary_after
-                ),
+                summarizer=Summarizer(connect=pool.connection, threshold=settings.zapbase_summary_after),
                 media=media,
                 listener=listener,
                 speaker=_speaker(settings, pool, api, http),
             )
     finally:
+        await gateways.aclose()
         for provider in providers.values():
             await provider.aclose()
