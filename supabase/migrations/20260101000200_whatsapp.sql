@@ -921,6 +921,25 @@ as $$
           or (t.name = value ->> 'message_template_name' and t.language = value ->> 'message_template_language'))
 $$;
 
+-- An alert about a number's error (from a webhook or a failed send): one per number, Meta
+-- code and day, however many messages hit it.
+create or replace function private.number_alert(
+  tenant_id uuid, number_id uuid, error jsonb, priority text, title text, message text,
+  extra jsonb default '{}'::jsonb
+) returns void
+language sql
+set search_path = ''
+as $$
+  insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+  values (number_alert.tenant_id, 'whatsapp.error', number_alert.priority, left(number_alert.title, 200),
+          left(number_alert.message, 4000),
+          jsonb_build_object('whatsapp_number_id', number_alert.number_id, 'error', number_alert.error)
+            || number_alert.extra,
+          'whatsapp:' || number_alert.number_id || ':' || coalesce(number_alert.error ->> 'code', '?') || ':'
+            || to_char(now(), 'YYYY-MM-DD'))
+  on conflict (tenant_id, dedupe_key) do nothing
+$$;
+
 /**
  * ----
  * Section - Webhook ingest (service role: the worker's route and the edge function)
@@ -1081,14 +1100,10 @@ begin
         update public.whatsapp_numbers n
            set last_error = jsonb_build_object('errors', v_value -> 'errors', 'at', now()), last_error_at = now()
          where n.id = v_number.id;
-        insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
-        select v_number.tenant_id, 'whatsapp.error', 'high',
-               left('WhatsApp: ' || coalesce(e ->> 'title', e ->> 'message', 'erro ' || (e ->> 'code')), 200),
-               left(e -> 'error_data' ->> 'details', 4000),
-               jsonb_build_object('whatsapp_number_id', v_number.id, 'error', e),
-               'whatsapp:' || v_number.id || ':' || coalesce(e ->> 'code', '?') || ':' || to_char(now(), 'YYYY-MM-DD')
-          from jsonb_array_elements(v_value -> 'errors') e
-        on conflict (tenant_id, dedupe_key) do nothing;
+        perform private.number_alert(v_number.tenant_id, v_number.id, e, 'high',
+                   'WhatsApp: ' || coalesce(e ->> 'title', e ->> 'message', 'erro ' || (e ->> 'code')),
+                   e -> 'error_data' ->> 'details')
+          from jsonb_array_elements(v_value -> 'errors') e;
       end if;
 
       if jsonb_array_length(v_quarantined) > 0 then
@@ -1499,6 +1514,22 @@ begin
 end;
 $$;
 comment on function public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric) is 'Worker: requeue with backoff (retryable, until max_attempts) or fail with Meta''s error; returns queued or failed.';
+
+-- Worker: a send failed in a way only the tenant can fix (token expired, account restricted).
+create or replace function public.whatsapp_alert_send_failure(message_id uuid, error jsonb, title text,
+                                                              message text)
+returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  select private.number_alert(m.tenant_id, m.whatsapp_number_id, whatsapp_alert_send_failure.error, 'critical',
+                              whatsapp_alert_send_failure.title, whatsapp_alert_send_failure.message,
+                              jsonb_build_object('message_id', m.id))
+    from public.messages m
+   where m.id = whatsapp_alert_send_failure.message_id and m.whatsapp_number_id is not null
+$$;
+comment on function public.whatsapp_alert_send_failure(uuid, jsonb, text, text) is 'Worker: the tenant''s alert (one per number, Meta code and day) for a send failure it must fix.';
 
 /**
  * ----
@@ -2002,6 +2033,7 @@ revoke execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quaran
   public.whatsapp_webhook_secrets(), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
+  public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
   public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
@@ -2010,6 +2042,7 @@ grant execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quarant
   public.whatsapp_webhook_secrets(), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
+  public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
   to service_role;

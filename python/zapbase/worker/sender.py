@@ -263,25 +263,16 @@ async def _mark_failed(
 
 
 async def _raise_alert(conn: Connection, row: OutboundRow, exc: WhatsAppError) -> None:
-    """One alert per number, code and day (the key the webhook ingest uses for Meta's errors)."""
+    """The tenant's alert; SQL keeps it to one per number, code and day."""
     if isinstance(exc, TokenExpired):
         title = "WhatsApp: o token de acesso do número expirou"
         message = ("Os envios deste número estão falhando com o erro 190. Gere um novo token no "
                    "Meta Business e salve-o em set_whatsapp_number_secret.")  # fmt: skip
     else:
-        title = f"WhatsApp: {exc.title}"[:200]
+        title = f"WhatsApp: {exc.title}"
         message = f"Os envios deste número estão falhando: {exc}"
-    code = exc.code if exc.code is not None else "?"
-    payload = {
-        "whatsapp_number_id": str(row.whatsapp_number_id),
-        "message_id": str(row.message_id),
-        "error": {"code": exc.code, "title": exc.title, "fbtrace_id": exc.fbtrace_id},
-    }
+    error = {"code": exc.code, "title": exc.title, "fbtrace_id": exc.fbtrace_id}
     await conn.execute(
-        """
-        insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
-        values (%s, 'whatsapp.error', 'critical', %s, %s, %s, %s || to_char(now(), 'YYYY-MM-DD'))
-        on conflict (tenant_id, dedupe_key) do nothing
-        """,
-        (row.tenant_id, title, message[:4000], Jsonb(payload), f"whatsapp:{row.whatsapp_number_id}:{code}:"),
+        "select public.whatsapp_alert_send_failure(%s, %s, %s, %s)",
+        (row.message_id, Jsonb(error), title, message),
     )
