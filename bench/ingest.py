@@ -19,6 +19,8 @@ SECONDS = 3.0
 BATCH = 10  # Meta batches up to 1 000 updates per POST under load
 PHONE_NUMBER_ID = "106540352242922"  # seed: Loja Demo
 CONTACTS = 200
+# signed by the demo number's own Meta app, as the simulator signs it
+INGEST = "select public.whatsapp_ingest(%s::jsonb, '" + PHONE_NUMBER_ID + "')"
 
 
 def webhook(i: int, size: int = 1) -> str:
@@ -39,11 +41,11 @@ def webhook(i: int, size: int = 1) -> str:
 
 
 def ingest_one(conn: psycopg.Connection[tuple[object, ...]], i: int) -> None:
-    conn.execute("select public.whatsapp_ingest(%s::jsonb)", (webhook(i),)).fetchone()
+    conn.execute(INGEST, (webhook(i),)).fetchone()
 
 
 def ingest_batch(conn: psycopg.Connection[tuple[object, ...]], i: int) -> None:
-    conn.execute("select public.whatsapp_ingest(%s::jsonb)", (webhook(i, BATCH),)).fetchone()
+    conn.execute(INGEST, (webhook(i, BATCH),)).fetchone()
 
 
 def as_worker(conn: psycopg.Connection[tuple[object, ...]]) -> None:

@@ -37,7 +37,7 @@ from zapbase.settings import Settings
 from zapbase.simulator import DEMO_APP_SECRET, DEMO_NUMBER, webhooks
 from zapbase.whatsapp.signature import HEADER, sign
 from zapbase.worker.database import open_pool
-from zapbase.worker.http import create_app
+from zapbase.worker.http import create_app, webhook_path
 from zapbase.worker.metrics import Metrics
 
 CONNECTIONS = 8
@@ -49,8 +49,8 @@ WARM_UP_SECONDS = 1.0
 USERS = 1000
 TIMEOUT = httpx.Timeout(30.0).as_dict()
 HELLO = "hello-world FastAPI POST on uvicorn"
+DEMO_PATH = webhook_path(DEMO_NUMBER.phone_number_id)  # the demo number's own app
 WEBHOOK = "signed webhook POST → whatsapp_ingest on uvicorn"
-WEBHOOK_PATH = "/webhooks/whatsapp"
 DIRECT = "whatsapp_ingest over SQL, no HTTP"
 
 Body = Callable[[], tuple[bytes, dict[str, str]]]
@@ -197,7 +197,8 @@ def ingest_directly(url: str, clients: int) -> float:
     make = signed_bodies()
 
     def ingest(conn: psycopg.Connection[tuple[object, ...]], i: int) -> None:
-        conn.execute("select public.whatsapp_ingest(%s::jsonb)", (make()[0].decode(),))
+        signer = DEMO_NUMBER.phone_number_id
+        conn.execute("select public.whatsapp_ingest(%s::jsonb, %s)", (make()[0].decode(), signer))
 
     def as_worker(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         conn.execute("set role service_role")
@@ -221,11 +222,11 @@ def measure(ctx: Context) -> list[Measure]:
         hello_lat, _ = asyncio.run(open_loop(base, "/hello", RATE, PACED_SECONDS))
     url = ctx.fresh_db()
     with serving("worker", url) as base:
-        webhook = asyncio.run(closed_loop(base, WEBHOOK_PATH, SECONDS))
+        webhook = asyncio.run(closed_loop(base, DEMO_PATH, SECONDS))
     check_stored(url, webhook.sent)
     url = ctx.fresh_db()
     with serving("worker", url) as base:
-        webhook_lat, paced_sent = asyncio.run(open_loop(base, WEBHOOK_PATH, RATE, PACED_SECONDS))
+        webhook_lat, paced_sent = asyncio.run(open_loop(base, DEMO_PATH, RATE, PACED_SECONDS))
     check_stored(url, paced_sent)
     ms = 1000.0
     paced = f"at {RATE:.0f} req/s (paced)"

@@ -123,14 +123,16 @@ class Db:
     def create_conversation(self, wa_id: str = "5511988887777", text: str = "Oi!") -> tuple[str, str]:
         """A customer message to the demo tenant's number, through whatsapp_ingest:
         (conversation id, message id) as strings."""
+        number = "106540352242922"
         payload = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{
             "field": "messages", "value": {
                 "messaging_product": "whatsapp",
-                "metadata": {"display_phone_number": "5511999990000", "phone_number_id": "106540352242922"},
+                "metadata": {"display_phone_number": "5511999990000", "phone_number_id": number},
                 "messages": [{"from": wa_id, "id": f"wamid.{uuid.uuid4().hex}", "type": "text",
                               "timestamp": str(int(time.time())), "text": {"body": text}}]}}]}]}
         with self.as_service() as s:
-            result = s.value("select public.whatsapp_ingest(%s::jsonb)", (json.dumps(payload),))
+            # signed by the demo number's own app, as the simulator signs it
+            result = s.value("select public.whatsapp_ingest(%s::jsonb, %s)", (json.dumps(payload), number))
         message_id = result["inbound_message_ids"][0]
         conversation = self.value("select conversation_id from public.messages where id = %s", (message_id,))
         return str(conversation), message_id

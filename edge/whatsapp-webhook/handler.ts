@@ -1,8 +1,12 @@
 // WhatsApp Cloud API webhook, as a pure function of the request and its dependencies.
 //
 // Thin on purpose (DESIGN.md "Data flow"): verify the request, then hand the payload to the
-// SQL function `whatsapp_ingest(payload jsonb)`, which stores it idempotently and wakes the
-// worker. `index.ts` wires the real environment and Supabase client; tests inject stubs.
+// SQL function `whatsapp_ingest(payload jsonb, signer text)`, which stores it idempotently,
+// applies it only to the numbers the signing app speaks for, and wakes the worker. The same
+// routes as the worker's: `/whatsapp-webhook` is the platform's Meta app (its secrets in the
+// environment), `/whatsapp-webhook/<phone_number_id>` a tenant's own app, named by one of its
+// numbers (that number's secrets in Vault). `index.ts` wires the real environment and
+// Supabase client; tests inject stubs.
 
 /** Meta: webhook payloads can be up to 3 MB. */
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -15,29 +19,70 @@ const encoder = new TextEncoder();
 export type RpcResult = { error: { message: string; code?: string } | null };
 export type Rpc = (fn: string, args: Record<string, unknown>) => Promise<RpcResult>;
 
-/** The numbers' own app secrets and verify tokens, kept in Vault (`whatsapp_webhook_secrets`). */
-export type StoredSecrets = { appSecrets: string[]; verifyTokens: string[] };
+/** A Meta app's webhook credentials: app secrets (signatures) and verify tokens (handshake). */
+export type App = { appSecrets: string[]; verifyTokens: string[] };
+
+const FUNCTION_NAME = "whatsapp-webhook";
+const PHONE_NUMBER_ID = /^[0-9]{1,30}$/;
 
 export interface Deps {
   /** Reads an environment variable (`Deno.env.get` in production). */
   env: (name: string) => string | undefined;
   /** Calls a Postgres function through PostgREST (`supabase.rpc` in production). */
   rpc: Rpc;
-  /** The numbers' secrets from Vault, cached by the caller; empty when unreadable. */
-  stored: () => Promise<StoredSecrets>;
+  /** The own app of the number `phoneNumberId` (`whatsapp_webhook_app`, from Vault), cached
+   * by the caller; no secrets when the number is unknown, disabled or unreadable. */
+  app: (phoneNumberId: string) => Promise<App>;
 }
 
 export async function handle(req: Request, deps: Deps): Promise<Response> {
-  if (req.method === "GET") return await handshake(new URL(req.url), deps);
-  if (req.method === "POST") return await notification(req, deps);
+  const url = new URL(req.url);
+  const route = signerOf(url);
+  if (route === undefined) return plain("not found", 404);
+  const app = route === null ? platformApp(deps) : await tenantApp(route, deps);
+  if (req.method === "GET") return handshake(url, app);
+  if (req.method === "POST") return await notification(req, route, app, deps);
   return plain("method not allowed", 405, { Allow: "GET, POST" });
 }
 
-/** Verification handshake: echo hub.challenge when hub.verify_token matches the function's
- * token or a number's. GET carries no signature, so the signature check must not run here. */
-async function handshake(url: URL, deps: Deps): Promise<Response> {
-  const expected = [deps.env("WHATSAPP_VERIFY_TOKEN") ?? "", ...(await deps.stored()).verifyTokens]
-    .filter((t) => t !== "");
+/** The path's app: null for the platform's, the phone_number_id of a tenant's own app, or
+ * undefined when the path is neither. */
+function signerOf(url: URL): string | null | undefined {
+  const parts = url.pathname.split("/").filter((p) => p !== "");
+  const at = parts.lastIndexOf(FUNCTION_NAME);
+  const rest = at < 0 ? parts : parts.slice(at + 1);
+  if (rest.length === 0) return null;
+  return rest.length === 1 ? rest[0] : undefined;
+}
+
+/** The platform's Meta app: WHATSAPP_APP_SECRETS (a JSON list, as the worker reads it) and
+ * WHATSAPP_VERIFY_TOKEN. */
+function platformApp(deps: Deps): App {
+  let secrets: unknown = [];
+  try {
+    secrets = JSON.parse(deps.env("WHATSAPP_APP_SECRETS") ?? "[]");
+  } catch {
+    console.error("whatsapp-webhook: WHATSAPP_APP_SECRETS is not a JSON list of strings");
+  }
+  const appSecrets = Array.isArray(secrets) ? secrets.filter((s) => typeof s === "string" && s !== "") : [];
+  const token = deps.env("WHATSAPP_VERIFY_TOKEN") ?? "";
+  return { appSecrets, verifyTokens: token === "" ? [] : [token] };
+}
+
+async function tenantApp(phoneNumberId: string, deps: Deps): Promise<App> {
+  // Anything else cannot be a number's id: no database work for it.
+  if (!PHONE_NUMBER_ID.test(phoneNumberId)) return { appSecrets: [], verifyTokens: [] };
+  const app = await deps.app(phoneNumberId);
+  return {
+    appSecrets: app.appSecrets.filter((s) => s !== ""),
+    verifyTokens: app.verifyTokens.filter((t) => t !== ""),
+  };
+}
+
+/** Verification handshake: echo hub.challenge when hub.verify_token is the token of the app
+ * the path names. GET carries no signature, so the signature check must not run here. */
+function handshake(url: URL, app: App): Response {
+  const expected = app.verifyTokens;
   const params = url.searchParams;
   const token = encoder.encode(params.get("hub.verify_token") ?? "");
   // Every token is compared, so the time taken does not tell which one matched.
@@ -47,15 +92,12 @@ async function handshake(url: URL, deps: Deps): Promise<Response> {
   return ok ? plain(params.get("hub.challenge") ?? "", 200) : plain("forbidden", 403);
 }
 
-async function notification(req: Request, deps: Deps): Promise<Response> {
-  const secrets = [
-    ...(deps.env("WHATSAPP_APP_SECRETS") ?? "").split(",").map((s) => s.trim()),
-    ...(await deps.stored()).appSecrets,
-  ].filter((s) => s !== "");
-  if (secrets.length === 0) {
+async function notification(req: Request, signer: string | null, app: App, deps: Deps): Promise<Response> {
+  const secrets = app.appSecrets;
+  if (signer === null && secrets.length === 0) {
     // A configuration error, not the sender's: 500 makes Meta retry (for up to 7 days)
     // until a secret is set, instead of losing the events.
-    console.error("whatsapp-webhook: no app secret (WHATSAPP_APP_SECRETS or a number's in Vault)");
+    console.error("whatsapp-webhook: the platform's app has no secret (WHATSAPP_APP_SECRETS)");
     return plain("webhook not configured", 500);
   }
   const body = await readLimited(req, MAX_BODY_BYTES);
@@ -74,7 +116,7 @@ async function notification(req: Request, deps: Deps): Promise<Response> {
   if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
     return await quarantine(body, "JSON is not an object", deps);
   }
-  return await call(deps, "whatsapp_ingest", { payload }, "EVENT_RECEIVED", (error) =>
+  return await call(deps, "whatsapp_ingest", { payload, signer }, "EVENT_RECEIVED", (error) =>
     // Data exceptions (class 22: e.g. \u0000, which jsonb refuses) are the bytes' fault,
     // not ours: resending them cannot help, so they are kept like invalid JSON.
     error.code?.startsWith("22")

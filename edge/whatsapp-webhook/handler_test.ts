@@ -1,6 +1,6 @@
 // Tests of the webhook handler with a stubbed RPC: offline, no supabase-js.
 import assert from "node:assert/strict";
-import { type Deps, handle, MAX_BODY_BYTES, type RpcResult, type StoredSecrets } from "./handler.ts";
+import { type App, type Deps, handle, MAX_BODY_BYTES, type RpcResult } from "./handler.ts";
 
 const SECRET = "app-secret";
 const URL_BASE = "https://project.supabase.co/functions/v1/whatsapp-webhook";
@@ -33,27 +33,34 @@ const ESCAPED_BODY = JSON.stringify(PAYLOAD).replace(
 
 type Call = { fn: string; args: Record<string, unknown> };
 
-const NO_STORED: StoredSecrets = { appSecrets: [], verifyTokens: [] };
+const NUMBER = "106540352242922";
+const TENANT_URL = `${URL_BASE}/${NUMBER}`;
 
+/** Stubbed dependencies; `apps` are the tenant apps in Vault, by phone_number_id. */
 function deps(
   env: Record<string, string> = {},
   result: RpcResult | Error = { error: null },
-  stored: StoredSecrets = NO_STORED,
-): Deps & { calls: Call[] } {
+  apps: Record<string, App> = {},
+): Deps & { calls: Call[]; looked: string[] } {
   const calls: Call[] = [];
+  const looked: string[] = [];
   const settings: Record<string, string> = {
     WHATSAPP_VERIFY_TOKEN: "verify-me",
-    WHATSAPP_APP_SECRETS: `old-secret, ${SECRET}`,
+    WHATSAPP_APP_SECRETS: JSON.stringify(["old-secret", SECRET]),
     ...env,
   };
   return {
     calls,
+    looked,
     env: (name) => settings[name],
     rpc: (fn, args) => {
       calls.push({ fn, args });
       return result instanceof Error ? Promise.reject(result) : Promise.resolve(result);
     },
-    stored: () => Promise.resolve(stored),
+    app: (id) => {
+      looked.push(id);
+      return Promise.resolve(apps[id] ?? { appSecrets: [], verifyTokens: [] });
+    },
   };
 }
 
@@ -69,16 +76,20 @@ async function sign(body: BufferSource, secret: string): Promise<string> {
   return "sha256=" + Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function post(body: string | BufferSource, signature?: string | null): Promise<Request> {
+async function post(
+  body: string | BufferSource,
+  signature?: string | null,
+  url = URL_BASE,
+): Promise<Request> {
   const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
   const headers: Record<string, string> = { "content-type": "application/json" };
   const header = signature === undefined ? await sign(bytes, SECRET) : signature;
   if (header !== null) headers["x-hub-signature-256"] = header;
-  return new Request(URL_BASE, { method: "POST", body: bytes, headers });
+  return new Request(url, { method: "POST", body: bytes, headers });
 }
 
-function handshake(query: Record<string, string>): Request {
-  return new Request(`${URL_BASE}?${new URLSearchParams(query)}`);
+function handshake(query: Record<string, string>, url = URL_BASE): Request {
+  return new Request(`${url}?${new URLSearchParams(query)}`);
 }
 
 Deno.test("handshake echoes hub.challenge as text/plain when the verify token matches", async () => {
@@ -115,7 +126,7 @@ Deno.test("a correctly signed body reaches whatsapp_ingest parsed, and Meta gets
   const d = deps();
   const res = await handle(await post(ESCAPED_BODY), d);
   assert.equal(res.status, 200);
-  assert.deepEqual(d.calls, [{ fn: "whatsapp_ingest", args: { payload: PAYLOAD } }]);
+  assert.deepEqual(d.calls, [{ fn: "whatsapp_ingest", args: { payload: PAYLOAD, signer: null } }]);
   const value = (d.calls[0].args.payload as typeof PAYLOAD).entry[0].changes[0].value;
   assert.equal(value.contacts[0].profile.name, "José");
 });
@@ -179,7 +190,7 @@ Deno.test("JSON the database refuses (a data exception) is quarantined, not retr
   const calls: Call[] = [];
   const d: Deps = {
     env: deps().env,
-    stored: deps().stored,
+    app: deps().app,
     rpc: (fn, args) => {
       calls.push({ fn, args });
       return Promise.resolve(fn === "whatsapp_ingest"
@@ -237,25 +248,48 @@ Deno.test("exactly 3 MB is accepted", async () => {
 });
 
 Deno.test("without app secrets configured the webhook answers 500, not 200", async () => {
-  const d = deps({ WHATSAPP_APP_SECRETS: " , " });
+  const d = deps({ WHATSAPP_APP_SECRETS: '[""]' });
   const res = await handle(await post(ESCAPED_BODY), d);
   assert.equal(res.status, 500);
   assert.deepEqual(d.calls, []);
 });
 
-Deno.test("a number's own app secret and verify token from Vault work without any env secret", async () => {
+Deno.test("a tenant's own app, named by its number in the path, signs with its secret from Vault", async () => {
   const env = { WHATSAPP_APP_SECRETS: "", WHATSAPP_VERIFY_TOKEN: "" };
-  const stored = { appSecrets: [SECRET], verifyTokens: ["token-of-the-number"] };
+  const apps = { [NUMBER]: { appSecrets: ["tenant-secret"], verifyTokens: ["token-of-the-number"] } };
   const query = { "hub.mode": "subscribe", "hub.verify_token": "token-of-the-number", "hub.challenge": "42" };
-  const shake = await handle(handshake(query), deps(env, { error: null }, stored));
+  const shake = await handle(handshake(query, TENANT_URL), deps(env, { error: null }, apps));
   assert.equal(shake.status, 200);
   assert.equal(await shake.text(), "42");
-  const d = deps(env, { error: null }, stored);
-  const res = await handle(await post(ESCAPED_BODY), d);
+  const bytes = new TextEncoder().encode(ESCAPED_BODY);
+  const d = deps(env, { error: null }, apps);
+  const res = await handle(await post(bytes, await sign(bytes, "tenant-secret"), TENANT_URL), d);
   assert.equal(res.status, 200);
-  assert.equal(d.calls[0].fn, "whatsapp_ingest");
-  const wrong = deps(env, { error: null }, { appSecrets: ["another-number"], verifyTokens: [] });
-  assert.equal((await handle(await post(ESCAPED_BODY), wrong)).status, 401);
+  assert.deepEqual(d.calls, [{ fn: "whatsapp_ingest", args: { payload: PAYLOAD, signer: NUMBER } }]);
+});
+
+Deno.test("each URL accepts only its own app's secret and verify token", async () => {
+  const apps = { [NUMBER]: { appSecrets: ["tenant-secret"], verifyTokens: ["token-of-the-number"] } };
+  const bytes = new TextEncoder().encode(ESCAPED_BODY);
+  const cases: [string, string][] = [
+    [TENANT_URL, SECRET], // the platform's secret on a tenant app's URL
+    [URL_BASE, "tenant-secret"], // a tenant's secret on the platform's URL
+    [`${URL_BASE}/999`, "tenant-secret"], // an unknown number
+    [`${URL_BASE}/not-a-number`, "tenant-secret"],
+  ];
+  for (const [url, secret] of cases) {
+    const d = deps({}, { error: null }, apps);
+    const res = await handle(await post(bytes, await sign(bytes, secret), url), d);
+    assert.equal(res.status, 401, url);
+    assert.deepEqual(d.calls, []);
+    const query = { "hub.mode": "subscribe", "hub.verify_token": url === URL_BASE ? "token-of-the-number" : "verify-me",
+      "hub.challenge": "42" };
+    assert.equal((await handle(handshake(query, url), d)).status, 403, url);
+  }
+  const d = deps({}, { error: null }, apps);
+  await handle(await post(bytes, undefined, `${URL_BASE}/not-a-number`), d);
+  assert.deepEqual(d.looked, []);
+  assert.equal((await handle(await post(bytes, undefined, `${TENANT_URL}/extra`), d)).status, 404);
 });
 
 Deno.test("other methods are 405", async () => {

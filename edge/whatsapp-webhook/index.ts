@@ -5,14 +5,14 @@
 // supabase-js). Meta sends no Supabase JWT, so deploy with `verify_jwt = false` for this
 // function; the X-Hub-Signature-256 check authenticates the caller instead.
 //
-// Environment: WHATSAPP_VERIFY_TOKEN, WHATSAPP_APP_SECRETS (comma-separated, for rotation;
-// optional when every number has its own in Vault), SUPABASE_URL and
-// SUPABASE_SERVICE_ROLE_KEY (provided by the Supabase platform).
+// Environment: WHATSAPP_VERIFY_TOKEN and WHATSAPP_APP_SECRETS (a JSON list, several for
+// rotation) of the platform's Meta app, optional when every number has its own app in Vault;
+// SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (provided by the Supabase platform).
 
 // Supabase bundles each function alone: an inline, versioned specifier needs no import map.
 // deno-lint-ignore no-import-prefix
 import { createClient } from "npm:@supabase/supabase-js@2";
-import { type Deps, handle, type StoredSecrets } from "./handler.ts";
+import { type App, type Deps, handle } from "./handler.ts";
 
 const supabaseUrl = Deno.env.get("SUPABASE_URL");
 const serviceRoleKey = Deno.env.get("SUPABASE_SERVICE_ROLE_KEY");
@@ -23,25 +23,29 @@ const supabase = createClient(supabaseUrl, serviceRoleKey, {
   auth: { persistSession: false, autoRefreshToken: false },
 });
 
-// The numbers' secrets live in Vault; an isolate serves many requests, so they are read at
-// most every SECRETS_TTL_MS (a rotated secret is picked up within that time).
-const SECRETS_TTL_MS = 45_000;
-let cached: { at: number; secrets: StoredSecrets } | null = null;
+// A tenant app's secrets live in Vault; an isolate serves many requests, so each is read
+// at most every APP_TTL_MS (a rotated secret is picked up within that time).
+const APP_TTL_MS = 45_000;
+const MAX_CACHED = 10_000;
+const cached = new Map<string, { at: number; app: App }>();
 
-async function stored(): Promise<StoredSecrets> {
-  if (cached !== null && Date.now() - cached.at < SECRETS_TTL_MS) return cached.secrets;
-  const { data, error } = await supabase.rpc("whatsapp_webhook_secrets");
+async function app(phoneNumberId: string): Promise<App> {
+  const hit = cached.get(phoneNumberId);
+  if (hit !== undefined && Date.now() - hit.at < APP_TTL_MS) return hit.app;
+  const { data, error } = await supabase.rpc("whatsapp_webhook_app", { phone_number_id: phoneNumberId });
   if (error !== null) {
-    console.error(`whatsapp-webhook: cannot read the numbers' secrets: ${error.message}`);
-    return cached?.secrets ?? { appSecrets: [], verifyTokens: [] };
+    console.error(`whatsapp-webhook: cannot read the app of ${phoneNumberId}: ${error.message}`);
+    return hit?.app ?? { appSecrets: [], verifyTokens: [] };
   }
-  const rows = (data ?? []) as { kind: string; secret: string }[];
-  const secrets = {
-    appSecrets: rows.filter((r) => r.kind === "app_secret").map((r) => r.secret),
-    verifyTokens: rows.filter((r) => r.kind === "verify_token").map((r) => r.secret),
+  const rows = (data ?? []) as { app_secret: string | null; verify_token: string | null }[];
+  const found = {
+    appSecrets: rows.flatMap((r) => r.app_secret ? [r.app_secret] : []),
+    verifyTokens: rows.flatMap((r) => r.verify_token ? [r.verify_token] : []),
   };
-  cached = { at: Date.now(), secrets };
-  return secrets;
+  cached.delete(phoneNumberId);
+  if (cached.size >= MAX_CACHED) cached.delete(cached.keys().next().value as string);
+  cached.set(phoneNumberId, { at: Date.now(), app: found });
+  return found;
 }
 
 const deps: Deps = {
@@ -50,7 +54,7 @@ const deps: Deps = {
     const { error } = await supabase.rpc(fn, args);
     return { error: error === null ? null : { message: error.message, code: error.code } };
   },
-  stored,
+  app,
 };
 
 Deno.serve((req) => handle(req, deps));

@@ -46,10 +46,10 @@ class Settings(BaseSettings):
     )
     whatsapp_app_secrets: list[SecretStr] = Field(
         default_factory=list,
-        description="App secrets that sign Meta webhooks (JSON list), besides the numbers' own in Vault.",
+        description="The platform's Meta app secrets (JSON list, several while rotating): /webhooks/whatsapp.",
     )
     whatsapp_verify_token: SecretStr | None = Field(
-        default=None, description="Verify token of the webhook handshake, besides the numbers' own."
+        default=None, description="The platform's Meta app verify token (handshake on /webhooks/whatsapp)."
     )
     graph_api_base_url: str = Field(
         default="https://graph.facebook.com", description="Graph API base URL (the simulator's locally)."

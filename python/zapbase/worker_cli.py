@@ -44,7 +44,7 @@ from zapbase.simulator import (
     create_app,
     serve,
 )
-from zapbase.worker.http import WEBHOOK_PATH
+from zapbase.worker.http import webhook_path
 from zapbase.worker.processor import BotResponder
 from zapbase.worker.runner import EmbeddedServer, Runner
 
@@ -120,7 +120,7 @@ async def local_stack(
         "graph_api_base_url": simulator_url, "zapbase_http_host": "127.0.0.1", "zapbase_http_port": http_port,
     })  # fmt: skip
     simulator = Simulator(SimulatorConfig(
-        numbers=(DEMO_NUMBER,), webhook_url=f"http://127.0.0.1:{http_port}{WEBHOOK_PATH}",
+        numbers=(DEMO_NUMBER,), webhook_url=f"http://127.0.0.1:{http_port}{webhook_path(DEMO_NUMBER.phone_number_id)}",
         auto_statuses=True, enforce_window=True,
     ))  # fmt: skip
     runner = Runner(settings, handle_signals=handle_signals, responder=responder)
@@ -182,7 +182,9 @@ def up(
     else:
         runner = Runner(settings)
         main = runner.run
-    console.print(f"worker on {base}: webhook {base}{WEBHOOK_PATH}, {base}/readyz, {base}/metrics")
+    console.print(f"worker on {base}: webhooks {base}{webhook_path()} (the platform's Meta app),"
+                  f" {base}{webhook_path('<phone_number_id>')} (a tenant's own app),"
+                  f" {base}/readyz, {base}/metrics")
     if not with_simulator:
         graph = settings.graph_api_base_url
         console.print(f"sending to {graph} (GRAPH_API_BASE_URL; --simulator stays local)", highlight=False)
@@ -205,7 +207,9 @@ def simulator(
     """Serve the local WhatsApp Cloud API simulator; point GRAPH_API_BASE_URL at it."""
     settings = Settings()
     port = port or settings.zapbase_simulator_port
-    url = webhook_url or f"http://{settings.zapbase_http_host}:{settings.zapbase_http_port}{WEBHOOK_PATH}"
+    # The simulator plays the demo number's own Meta app: its callback URL names the number.
+    base = f"http://{settings.zapbase_http_host}:{settings.zapbase_http_port}"
+    url = webhook_url or base + webhook_path(DEMO_NUMBER.phone_number_id)
     _check_port(port, "simulator", "--port")
     console.print(f"WhatsApp simulator (local stand-in, not Meta) on http://127.0.0.1:{port}")
     console.print(f"  worker: GRAPH_API_BASE_URL=http://127.0.0.1:{port} zapbase up", highlight=False)

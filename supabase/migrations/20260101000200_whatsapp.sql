@@ -465,7 +465,7 @@ create index if not exists inbound_events_number_idx on public.inbound_events (t
 comment on table public.inbound_events is 'Each webhook change as Meta sent it (no API returns them later): idempotency by hash, unroutable and malformed items kept for inspection.';
 comment on column public.inbound_events.payload is '{"object", "entry_id", "change": {"field", "value"}}: enough to replay it.';
 comment on column public.inbound_events.raw_body is 'A signed body that was not a JSON object, kept as text.';
-comment on column public.inbound_events.status is 'applied; partial (some items quarantined); stored (a field other than messages); unroutable (unknown phone_number_id); quarantined (nothing usable).';
+comment on column public.inbound_events.status is 'applied; partial (some items quarantined); stored (a field other than messages); unroutable (unknown phone_number_id); quarantined (nothing usable, or signed by an app that does not cover the number: never applied, no tenant).';
 comment on column public.inbound_events.quarantined is '[{"item": {...}, "reason": "..."}] for malformed messages and statuses.';
 
 /**
@@ -946,13 +946,53 @@ $$;
  * ----
  */
 
+-- Which numbers a webhook signature speaks for: the one rule behind the worker's route and
+-- the edge function. The platform's Meta app (signer null: its secrets are the worker's and
+-- the edge function's settings) signs for the numbers with no app secret of their own; a
+-- tenant's own app (signer = the phone_number_id named in the callback URL, whose app secret
+-- verified the signature) signs for that tenant's numbers holding the same app secret, i.e.
+-- registered under the same app. Anything else would let one tenant speak for another.
+create or replace function private.webhook_covers(signer text, number_id uuid)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select case
+    when webhook_covers.signer is null then n.app_secret_secret_id is null
+    else exists (
+      select 1 from public.whatsapp_numbers a
+       where a.phone_number_id = webhook_covers.signer and a.tenant_id = n.tenant_id and a.app_secret_secret_id is not null
+         and (a.id = n.id
+              or (select s.decrypted_secret from vault.decrypted_secrets s where s.id = a.app_secret_secret_id)
+               = (select s.decrypted_secret from vault.decrypted_secrets s where s.id = n.app_secret_secret_id)))
+  end
+    from public.whatsapp_numbers n
+   where n.id = webhook_covers.number_id
+$$;
+
+-- inbound_events.payload_hash: real changes hash as [entry id, change]; raw bodies and
+-- refused changes hash in spaces of their own (a prefix no JSON array starts with), so
+-- neither can pose as a real change and make it look like a duplicate.
+create or replace function private.inbound_event_hash(kind text, content text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select encode(sha256(convert_to(case when kind = 'change' then content else kind || ':' || content end, 'UTF8')),
+                'hex')
+$$;
+
 -- Applies a whole Meta webhook body in one transaction. Idempotent: each entry × change is
 -- kept once in inbound_events (by hash); a redelivered change changes nothing, and known
 -- wamids inside a new batch are skipped. Nothing raises for a bad shape: malformed items
 -- are quarantined with their reason and the rest of the batch is applied. Wakes the worker
 -- with NOTIFY zapbase_inbound and returns what happened, with the ids of the new inbound
--- messages to process.
-create or replace function public.whatsapp_ingest(payload jsonb)
+-- messages to process. `signer` says whose app secret verified the signature (see
+-- private.webhook_covers): a change for a number it does not cover is refused, kept apart.
+create or replace function public.whatsapp_ingest(payload jsonb, signer text default null)
 returns jsonb
 language plpgsql
 security definer
@@ -979,6 +1019,7 @@ declare
   v_reactions integer := 0;
   v_quarantine_count integer := 0;
   v_unroutable integer := 0;
+  v_refused integer := 0;
 begin
   if jsonb_typeof(payload) is distinct from 'object' or jsonb_typeof(payload -> 'entry') is distinct from 'array' then
     perform public.whatsapp_quarantine_raw(coalesce(payload::text, 'null'), 'body has no entry array');
@@ -1010,13 +1051,30 @@ begin
         select n.id, n.tenant_id, t.session_timeout into v_number
           from public.whatsapp_numbers n join public.tenants t on t.id = n.tenant_id
          where n.waba_id = v_entry ->> 'id'
-         order by n.created_at limit 1;
+         order by private.webhook_covers(signer, n.id) desc, n.created_at limit 1;
+      end if;
+
+      if v_number.id is not null and not private.webhook_covers(signer, v_number.id) then
+        -- Signed by an app that does not speak for this number: kept for inspection, apart
+        -- from the number's tenant and from its real changes, and never applied.
+        insert into public.inbound_events (payload_hash, object, entry_id, field, phone_number_id, payload,
+          status, reason)
+        values (private.inbound_event_hash('refused', jsonb_build_array(signer, v_entry ->> 'id', v_change)::text),
+          left(payload ->> 'object', 60), left(v_entry ->> 'id', 60), left(v_field, 100),
+          left(v_value -> 'metadata' ->> 'phone_number_id', 60),
+          jsonb_build_object('object', payload ->> 'object', 'entry_id', v_entry ->> 'id', 'change', v_change,
+                             'signer', signer),
+          'quarantined', 'the signature ' || coalesce('of the app of ' || left(signer, 60), 'of the platform''s app')
+                         || ' does not cover this number')
+        on conflict (payload_hash) do nothing;
+        v_refused := v_refused + 1;
+        continue;
       end if;
 
       insert into public.inbound_events (tenant_id, whatsapp_number_id, payload_hash, object, entry_id, field,
         phone_number_id, payload, status, message_count, status_count)
       values (v_number.tenant_id, v_number.id,
-        encode(sha256(convert_to(jsonb_build_array(v_entry ->> 'id', v_change)::text, 'UTF8')), 'hex'),
+        private.inbound_event_hash('change', jsonb_build_array(v_entry ->> 'id', v_change)::text),
         left(payload ->> 'object', 60), left(v_entry ->> 'id', 60), left(v_field, 100),
         left(v_value -> 'metadata' ->> 'phone_number_id', 60),
         jsonb_build_object('object', payload ->> 'object', 'entry_id', v_entry ->> 'id', 'change', v_change),
@@ -1123,10 +1181,10 @@ begin
     'events', v_events, 'duplicate_events', v_duplicates, 'messages', cardinality(v_new),
     'duplicate_messages', v_duplicate_messages, 'reactions', v_reactions, 'statuses', v_statuses,
     'unknown_statuses', v_unknown_statuses, 'quarantined', v_quarantine_count, 'unroutable', v_unroutable,
-    'inbound_message_ids', to_jsonb(v_new));
+    'refused', v_refused, 'inbound_message_ids', to_jsonb(v_new));
 end;
 $$;
-comment on function public.whatsapp_ingest(jsonb) is 'Service role: applies a Meta webhook body (idempotent, never raises for a bad shape); NOTIFY zapbase_inbound; returns counts and the new inbound message ids.';
+comment on function public.whatsapp_ingest(jsonb, text) is 'Service role: applies a Meta webhook body signed by `signer` (the phone_number_id of the tenant app''s callback URL, null for the platform''s app) to the numbers that signature covers (idempotent, never raises for a bad shape); NOTIFY zapbase_inbound; returns counts and the new inbound message ids.';
 
 -- A signed body that is not a JSON object: kept for inspection (Meta is answered 200 so it
 -- stops resending bytes that can never become valid).
@@ -1137,29 +1195,29 @@ security definer
 set search_path = ''
 as $$
   insert into public.inbound_events (payload_hash, raw_body, status, reason)
-  values (encode(sha256(convert_to(body, 'UTF8')), 'hex'), body, 'quarantined', left(reason, 2000))
+  values (private.inbound_event_hash('raw', body), body, 'quarantined', left(reason, 2000))
   on conflict (payload_hash) do update set reason = excluded.reason
   returning id
 $$;
 comment on function public.whatsapp_quarantine_raw(text, text) is 'Service role: keeps a signed webhook body that is not a JSON object, with the reason.';
 
--- Secrets the webhook route checks: app secrets (signatures) and verify tokens (handshake)
--- of active numbers, read from Vault. Service role only.
-create or replace function public.whatsapp_webhook_secrets()
-returns table (kind text, secret text)
+-- The Meta app a tenant subscribed with its own credentials, named in the callback URL by
+-- one of its numbers (`/webhooks/whatsapp/<phone_number_id>`): that number's app secret
+-- (signatures) and verify token (handshake), from Vault. No row for an unknown or disabled
+-- number. The platform's own app is configured in the worker and the edge function instead.
+create or replace function public.whatsapp_webhook_app(phone_number_id text)
+returns table (app_secret text, verify_token text)
 language sql
 stable
 security definer
 set search_path = ''
 as $$
-  select distinct k.kind, s.decrypted_secret
+  select (select s.decrypted_secret from vault.decrypted_secrets s where s.id = n.app_secret_secret_id),
+         (select s.decrypted_secret from vault.decrypted_secrets s where s.id = n.verify_token_secret_id)
     from public.whatsapp_numbers n
-    cross join lateral (values ('app_secret', n.app_secret_secret_id),
-                               ('verify_token', n.verify_token_secret_id)) as k(kind, secret_id)
-    join vault.decrypted_secrets s on s.id = k.secret_id
-   where n.status <> 'disabled'
+   where n.phone_number_id = whatsapp_webhook_app.phone_number_id and n.status <> 'disabled'
 $$;
-comment on function public.whatsapp_webhook_secrets() is 'Service role: app secrets and verify tokens of the active numbers, from Vault.';
+comment on function public.whatsapp_webhook_app(text) is 'Service role: app secret and verify token of the Meta app a number lives under, from Vault (the webhook path names the number).';
 
 /**
  * ----
@@ -2029,8 +2087,8 @@ grant select, insert, update, delete on public.whatsapp_numbers, public.contacts
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.my_member_ids(), private.my_team_ids(), private.my_unrestricted_tenant_ids()
   to authenticated, service_role;
-revoke execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quarantine_raw(text, text),
-  public.whatsapp_webhook_secrets(), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
+revoke execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
+  public.whatsapp_webhook_app(text), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
@@ -2038,8 +2096,8 @@ revoke execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quaran
   public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
   from public, anon, authenticated;
-grant execute on function public.whatsapp_ingest(jsonb), public.whatsapp_quarantine_raw(text, text),
-  public.whatsapp_webhook_secrets(), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
+grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
+  public.whatsapp_webhook_app(text), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),

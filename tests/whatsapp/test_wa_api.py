@@ -265,3 +265,34 @@ async def test_ids_that_would_change_the_url_path_are_refused(api: GraphAPI) -> 
         await api.send_text("1/../../me", USER, "oi")
     with pytest.raises(ValueError, match="not a Graph id"):
         await api.get_media_url("../debug_token")
+
+
+async def test_the_token_never_leaves_for_a_media_url_off_metas_hosts() -> None:
+    """A webhook's media `url` is data from outside: pointed at an attacker, it must not
+    receive the number's bearer token; the media is fetched by id from Meta instead."""
+    seen: list[tuple[str, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers.get("authorization")))
+        if request.url.host == "graph.facebook.com":
+            return httpx.Response(200, json={"url": "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=9",
+                                             "mime_type": "image/jpeg", "id": "123", "sha256": "x"})
+        if request.url.host == "lookaside.fbsbx.com":
+            return httpx.Response(200, content=b"jpeg", headers={"content-type": "image/jpeg"})
+        return httpx.Response(200, content=b"stolen")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        api = GraphAPI(client, token="victim-token")
+        for evil in ("https://evil.test/x", "http://lookaside.fbsbx.com/x", "https://fbsbx.com.evil.test/x",
+                     "https://graph.facebook.com.evil.test/x", "not a url"):
+            media = await api.download_media("123", url=evil)
+            assert media.content == b"jpeg"
+        assert api.may_carry_token("https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1")
+    assert {host for host, _ in seen} == {"graph.facebook.com", "lookaside.fbsbx.com"}
+    assert all(auth == "Bearer victim-token" for _, auth in seen)
+
+
+async def test_a_graph_api_elsewhere_keeps_the_token_on_its_own_host(api: GraphAPI) -> None:
+    assert api.may_carry_token(f"{SIMULATOR_URL}/_simulator/media/1")
+    assert not api.may_carry_token("https://lookaside.fbsbx.com/x")  # not Meta's Graph: not Meta's CDN either
+    assert not api.may_carry_token("http://simulator:8080/_simulator/media/1")

@@ -17,7 +17,7 @@ from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorCo
 from zapbase.simulator import create_app as create_simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.database import Pool, open_pool
-from zapbase.worker.http import WEBHOOK_PATH, create_app
+from zapbase.worker.http import create_app, webhook_path
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.storage import LocalStorage
 
@@ -45,7 +45,8 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 def sim() -> Simulator:
-    return Simulator(SimulatorConfig(numbers=(DEMO_NUMBER,), webhook_url=WORKER_URL + WEBHOOK_PATH))
+    url = WORKER_URL + webhook_path(DEMO_NUMBER.phone_number_id)  # the demo number's own app
+    return Simulator(SimulatorConfig(numbers=(DEMO_NUMBER,), webhook_url=url))
 
 
 @pytest.fixture

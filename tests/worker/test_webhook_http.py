@@ -32,15 +32,23 @@ from zapbase.simulator import create_app as create_simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.whatsapp.signature import HEADER, sign
 from zapbase.worker.database import Pool, open_pool
-from zapbase.worker.http import MAX_BODY_BYTES, MISS_REFRESH_S, SECRETS_TTL_S, WebhookSecrets, create_app
+from zapbase.worker.http import (
+    MAX_BODY_BYTES,
+    MISS_REFRESH_S,
+    SECRETS_TTL_S,
+    WebhookApps,
+    create_app,
+    webhook_path,
+)
 from zapbase.worker.metrics import Metrics
 
 pytestmark = pytest.mark.anyio
 
 WORKER_URL = "http://worker"
-PATH = "/webhooks/whatsapp"
 SIMULATOR_URL = "http://simulator"
 PNID = DEMO_NUMBER.phone_number_id
+PATH = webhook_path(PNID)  # the demo number's own Meta app (the simulator's)
+PLATFORM_PATH = webhook_path()
 DEMO_VERIFY_TOKEN = "zapbase-simulator-verify-token"  # seed: the demo number's, in Vault
 SECOND_APP_SECRET = "second-app-secret-from-settings"
 SETTINGS_VERIFY_TOKEN = "settings-verify-token"
@@ -66,7 +74,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def worker_settings(db: Db) -> Settings:
-    # A second Meta app configured through settings, besides the numbers' secrets in Vault.
+    # The platform's Meta app, configured through settings, besides the numbers' own in Vault.
     return Settings(
         database_url=db.url,
         whatsapp_app_secrets=[SECOND_APP_SECRET],
@@ -78,8 +86,8 @@ def worker_settings(db: Db) -> Settings:
 async def client(
     worker_settings: Settings, pool: Pool, metrics: Metrics, clock: Clock
 ) -> AsyncIterator[httpx.AsyncClient]:
-    secrets = WebhookSecrets(pool, worker_settings, clock=clock)
-    app = create_app(worker_settings, pool, metrics, secrets=secrets)
+    apps = WebhookApps(pool, worker_settings, clock=clock)
+    app = create_app(worker_settings, pool, metrics, apps=apps)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=WORKER_URL) as http:
         yield http
 
@@ -120,12 +128,13 @@ def text_payload(wa_id: str, text: str, name: str = "Maria Silva", **kw: Any) ->
 
 
 async def post(
-    client: httpx.AsyncClient, body: bytes, secret: str | None = DEMO_APP_SECRET, **headers: str
+    client: httpx.AsyncClient, body: bytes, secret: str | None = DEMO_APP_SECRET, path: str = PATH,
+    **headers: str,
 ) -> httpx.Response:
     sent = {"Content-Type": "application/json", **headers}
     if secret is not None and HEADER not in headers:
         sent[HEADER] = sign(body, secret)
-    return await client.post(PATH, content=body, headers=sent)
+    return await client.post(path, content=body, headers=sent)
 
 
 def count(db: Db, table: str) -> int:
@@ -141,12 +150,14 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 # -- handshake ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("token", [DEMO_VERIFY_TOKEN, SETTINGS_VERIFY_TOKEN])
-async def test_handshake_echoes_the_challenge_for_a_known_token(
-    client: httpx.AsyncClient, token: str
+@pytest.mark.parametrize(
+    ("path", "token"), [(PATH, DEMO_VERIFY_TOKEN), (PLATFORM_PATH, SETTINGS_VERIFY_TOKEN)]
+)
+async def test_handshake_echoes_the_challenge_for_the_apps_own_token(
+    client: httpx.AsyncClient, path: str, token: str
 ) -> None:
     params = {"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "1158201444"}
-    response = await client.get(PATH, params=params)
+    response = await client.get(path, params=params)
     assert response.status_code == 200
     assert response.text == "1158201444"
     assert response.headers["content-type"].startswith("text/plain")
@@ -159,6 +170,7 @@ async def test_handshake_echoes_the_challenge_for_a_known_token(
         {"hub.mode": "subscribe", "hub.verify_token": DEMO_VERIFY_TOKEN[:-1], "hub.challenge": "42"},
         {"hub.mode": "unsubscribe", "hub.verify_token": DEMO_VERIFY_TOKEN, "hub.challenge": "42"},
         {"hub.mode": "subscribe", "hub.challenge": "42"},
+        {"hub.mode": "subscribe", "hub.verify_token": SETTINGS_VERIFY_TOKEN, "hub.challenge": "42"},
         {},
     ],
 )
@@ -168,6 +180,19 @@ async def test_handshake_refuses_a_wrong_token_or_mode(
     response = await client.get(PATH, params=params)
     assert response.status_code == 403
     assert "42" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [(PLATFORM_PATH, DEMO_VERIFY_TOKEN), (webhook_path("999999"), DEMO_VERIFY_TOKEN),
+     (webhook_path("not-a-number"), DEMO_VERIFY_TOKEN)],
+)
+async def test_a_handshake_proves_the_token_of_the_app_its_url_names_only(
+    client: httpx.AsyncClient, path: str, token: str
+) -> None:
+    params = {"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "42"}
+    response = await client.get(path, params=params)
+    assert response.status_code == 403 and "42" not in response.text
 
 
 # -- signatures ---------------------------------------------------------------------------------
@@ -232,16 +257,70 @@ async def test_invalid_json_without_a_valid_signature_is_refused_not_quarantined
     assert count(db, "inbound_events") == 0
 
 
-async def test_a_second_apps_secret_from_settings_is_accepted(client: httpx.AsyncClient, db: Db) -> None:
-    response = await post(client, webhooks.encode(text_payload(MARIA, "oi")), secret=SECOND_APP_SECRET)
-    assert response.status_code == 200
-    assert count(db, "messages") == 1
+def platform_number(db: Db) -> SimNumber:
+    """A number of the demo tenant under the platform's Meta app (no app secret of its own)."""
+    db.sql("insert into public.whatsapp_numbers (tenant_id, phone_number, phone_number_id, waba_id)"
+           " values ('00000000-0000-4000-b000-000000000001', '+5511999990003', '300000000000003',"
+           " '102290129340398')")
+    return SimNumber(phone_number_id="300000000000003", display_phone_number="5511999990003",
+                     access_token="unused-token", waba_id="102290129340398")
+
+
+async def test_the_platform_apps_secret_from_settings_signs_for_numbers_without_their_own_app(
+    client: httpx.AsyncClient, db: Db
+) -> None:
+    number = platform_number(db)
+    value = webhooks.inbound_value(wa_id=MARIA, name="Maria", message=message(MARIA, "oi, plataforma"))
+    body = webhooks.encode(webhooks.notification(number, value))
+    assert (await post(client, body, secret=SECOND_APP_SECRET, path=PLATFORM_PATH)).status_code == 200
+    assert (await post(client, body, secret=SECOND_APP_SECRET, path=PATH)).status_code == 401
+    assert db.value("select count(*) from public.messages where content = 'oi, plataforma'") == 1
+
+    # Its signature does not speak for a number under its own app: kept apart, never applied.
+    demo = webhooks.encode(text_payload(MARIA, "oi, app errado"))
+    assert (await post(client, demo, secret=SECOND_APP_SECRET, path=PLATFORM_PATH)).status_code == 200
+    assert db.value("select count(*) from public.messages where content = 'oi, app errado'") == 0
+    assert db.value("select status from public.inbound_events where tenant_id is null") == "quarantined"
+
+
+async def test_another_tenants_app_cannot_speak_for_the_demo_number(
+    client: httpx.AsyncClient, db: Db, clock: Clock
+) -> None:
+    """The attack: sign up, add a number with an app secret of one's own, then post a
+    forged inbound image (its url pointing at the attacker, to steal the victim's token) and
+    a number change for the victim's customer."""
+    owner = db.create_user("golpe@example.com")
+    tenant = db.create_tenant(owner, "Golpe")
+    with db.as_user(owner) as s:
+        attacker = s.value("insert into public.whatsapp_numbers (tenant_id, phone_number, phone_number_id)"
+                           " values (%s, '+5511900000000', '555000111222333') returning id", (tenant,))
+        s.value("select public.set_whatsapp_number_secret(%s, 'app_secret', %s)",
+                (attacker, "attacker-app-secret"))
+    image = webhooks.inbound_message(wa_id=MARIA, wamid=new_wamid(), timestamp=NOW, kind="image",
+                                     content={"id": "1", "mime_type": "image/jpeg", "url": "https://evil.test/x"})
+    forged = webhooks.encode(webhooks.notification(
+        DEMO_NUMBER, webhooks.inbound_value(wa_id=MARIA, name="Maria", message=image)))
+    # Through the victim's URL the attacker's secret is not the app's: refused outright.
+    assert (await post(client, forged, secret="attacker-app-secret")).status_code == 401
+    # Through the attacker's own URL it is signed, but speaks for the attacker's numbers only.
+    own_path = webhook_path("555000111222333")
+    assert (await post(client, forged, secret="attacker-app-secret", path=own_path)).status_code == 200
+    assert count(db, "messages") == 0 and count(db, "contacts") == 0
+    assert db.value("select reason from public.inbound_events") .endswith("does not cover this number")
 
 
 async def test_a_new_numbers_secret_is_picked_up_after_a_miss_at_most_every_few_seconds(
     client: httpx.AsyncClient, db: Db, clock: Clock
 ) -> None:
-    assert (await post(client, webhooks.encode(text_payload(MARIA, "primeira")))).status_code == 200
+    second = SimNumber(
+        phone_number_id="200000000000002", display_phone_number="5511999990001",
+        access_token="unused-token", waba_id="102290129340399",
+    )
+    value = webhooks.inbound_value(wa_id=JOAO, name="João", message=message(JOAO, "oi, número novo"))
+    body = webhooks.encode(webhooks.notification(second, value))
+    second_path = webhook_path("200000000000002")
+    # Posted before the number exists: its app is read (unknown) and the request refused.
+    assert (await post(client, body, secret="third-app-secret", path=second_path)).status_code == 401
     number_id = db.value(
         "insert into public.whatsapp_numbers"
         " (tenant_id, phone_number, phone_number_id, waba_id, display_name)"
@@ -249,17 +328,11 @@ async def test_a_new_numbers_secret_is_picked_up_after_a_miss_at_most_every_few_
         " '102290129340399', 'Loja Demo 2') returning id"
     )
     db.sql("select public.set_whatsapp_number_secret(%s, 'app_secret', 'third-app-secret')", (number_id,))
-    second = SimNumber(
-        phone_number_id="200000000000002", display_phone_number="5511999990001",
-        access_token="unused-token", waba_id="102290129340399",
-    )
-    value = webhooks.inbound_value(wa_id=JOAO, name="João", message=message(JOAO, "oi, número novo"))
-    body = webhooks.encode(webhooks.notification(second, value))
 
-    # The cache was loaded a moment ago: the miss does not reload yet.
-    assert (await post(client, body, secret="third-app-secret")).status_code == 401
+    # The app was read a moment ago: the miss does not read it again yet.
+    assert (await post(client, body, secret="third-app-secret", path=second_path)).status_code == 401
     clock.now += MISS_REFRESH_S
-    assert (await post(client, body, secret="third-app-secret")).status_code == 200
+    assert (await post(client, body, secret="third-app-secret", path=second_path)).status_code == 200
     stored = db.value("select whatsapp_number_id from public.messages where content = 'oi, número novo'")
     assert stored == number_id
 
@@ -464,10 +537,10 @@ async def test_a_streamed_body_is_cut_off_as_soon_as_it_passes_3_mb(
 
 async def test_a_database_failure_answers_500_and_the_retry_lands(client: httpx.AsyncClient, db: Db) -> None:
     body = webhooks.encode(text_payload(MARIA, "chegou na segunda tentativa"))
-    db.sql("revoke execute on function public.whatsapp_ingest(jsonb) from service_role")
+    db.sql("revoke execute on function public.whatsapp_ingest(jsonb, text) from service_role")
     assert (await post(client, body)).status_code == 500
     assert count(db, "inbound_events") == 0
-    db.sql("grant execute on function public.whatsapp_ingest(jsonb) to service_role")
+    db.sql("grant execute on function public.whatsapp_ingest(jsonb, text) to service_role")
     assert (await post(client, body)).status_code == 200
     assert count(db, "messages") == 1
 
@@ -522,9 +595,12 @@ async def test_readiness_and_metrics_when_the_database_is_unreachable(worker_set
 
 async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
+    app_path = webhook_path("{phone_number_id}")
     expected = {
-        (PATH, "get"): {"200", "403"},
-        (PATH, "post"): {"200", "401", "413", "500"},
+        (PLATFORM_PATH, "get"): {"200", "403"},
+        (PLATFORM_PATH, "post"): {"200", "401", "413", "500"},
+        (app_path, "get"): {"200", "403"},
+        (app_path, "post"): {"200", "401", "413", "500"},
         ("/healthz", "get"): {"200"},
         ("/readyz", "get"): {"200", "503"},
         ("/metrics", "get"): {"200"},
@@ -535,11 +611,13 @@ async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
         op = operations[key]
         assert op["summary"] and op["description"], key
         assert codes <= set(op["responses"]), key
-    post_op = operations[(PATH, "post")]
+    post_op = operations[(app_path, "post")]
     assert "quarantine" in post_op["description"] and "7 days" in post_op["description"]
     assert post_op["requestBody"]["content"]["application/json"]
-    assert {p["name"] for p in operations[(PATH, "get")]["parameters"]} == {
+    assert {p["name"] for p in operations[(PLATFORM_PATH, "get")]["parameters"]} == {
         "hub.mode", "hub.verify_token", "hub.challenge"}
+    assert {p["name"] for p in operations[(app_path, "get")]["parameters"]} == {
+        "phone_number_id", "hub.mode", "hub.verify_token", "hub.challenge"}
 
 
 # -- a real server --------------------------------------------------------------------------------

@@ -52,6 +52,8 @@ DEFAULT_API_VERSION = "v25.0"
 # Documents are the largest media Meta carries (100 MB).
 DEFAULT_DOWNLOAD_LIMIT = 100 * 1024 * 1024
 _PATH_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
+# Meta serves media files from its CDN (lookaside.fbsbx.com), not from the Graph host.
+_META_MEDIA_HOST_SUFFIX = ".fbsbx.com"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +175,7 @@ class GraphAPI:
         self._client = client
         self._token = token
         self._root = f"{base_url.rstrip('/')}/{version.strip('/')}"
+        self._origin = httpx.URL(base_url)
         self._download_limit = download_limit
 
     # -- messages -------------------------------------------------------------------------
@@ -332,9 +335,13 @@ class GraphAPI:
         phone_number_id: str | None = None,
         token: str | None = None,
     ) -> DownloadedMedia:
-        """Download media by id. `url` (from a webhook's media object) skips the lookup;
+        """Download media by id. `url` (from a webhook's media object) skips the lookup when
+        it is on a host that may see the token (`may_carry_token`), and is ignored otherwise;
         a 404 on the file URL means it expired (5 min): look it up again, once."""
         info: MediaInfo | None = None
+        if url is not None and not self.may_carry_token(url):
+            _logger.warning("media %s: ignoring a webhook url on a host that may not see the token", media_id)
+            url = None
         if url is None:
             info = await self.get_media_url(media_id, phone_number_id=phone_number_id, token=token)
             url = info.url
@@ -348,6 +355,23 @@ class GraphAPI:
         mime_type = (info.mime_type if info else None) or content_type or "application/octet-stream"
         return DownloadedMedia(
             id=media_id, content=content, mime_type=mime_type, sha256=info.sha256 if info else None
+        )
+
+    def may_carry_token(self, url: str) -> bool:
+        """True when `url` may receive a number's bearer token: the configured Graph API
+        host itself, or, when that is Meta's, Meta's media CDN over https. A media url in a
+        webhook is data from outside: anywhere else, sending the token would hand it out."""
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            return False
+        origin = self._origin
+        if (target.scheme, target.host, target.port) == (origin.scheme, origin.host, origin.port):
+            return True
+        return (
+            self._origin.host == httpx.URL(DEFAULT_BASE_URL).host
+            and target.scheme == "https"
+            and target.host.endswith(_META_MEDIA_HOST_SUFFIX)
         )
 
     # -- transport ------------------------------------------------------------------------
@@ -394,6 +418,8 @@ class GraphAPI:
 
     async def _fetch(self, url: str, *, token: str | None) -> tuple[bytes | None, str | None]:
         """GET a media file URL with the bearer; (None, None) on 404 (expired URL)."""
+        if not self.may_carry_token(url):
+            raise MediaError("the media url is not on the Graph API's or Meta's media host")
         headers = self._auth(token)
         with _transport_errors("GET media"):
             async with self._client.stream("GET", url, headers=headers) as response:

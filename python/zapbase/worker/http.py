@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import errors as pg_errors
@@ -29,7 +30,7 @@ from zapbase.whatsapp.signature import HEADER, verify
 from zapbase.worker.database import Pool
 from zapbase.worker.metrics import Metrics
 
-__all__ = ["MAX_BODY_BYTES", "WEBHOOK_PATH", "SecretSet", "WebhookSecrets", "create_app"]
+__all__ = ["MAX_BODY_BYTES", "WEBHOOK_PATH", "App", "WebhookApps", "create_app", "webhook_path"]
 
 _logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ SECRETS_TTL_S = 45.0
 MISS_REFRESH_S = 5.0
 READY_TIMEOUT_S = 2.0
 
+_APP_SQL = "select app_secret, verify_token from public.whatsapp_webhook_app(%s)"
+_INGEST_SQL = "select public.whatsapp_ingest(%s::jsonb, %s) as result"
 _QUEUE_DEPTH_SQL = """
 select (select count(*) from public.messages where status in ('received', 'processing')) as inbound,
        (select count(*) from public.messages where status in ('queued', 'sending')) as outbound
@@ -55,87 +58,115 @@ _QUARANTINE_WHY = (
 )
 
 
+def webhook_path(phone_number_id: str | None = None) -> str:
+    """The callback URL path of the platform's Meta app, or of the tenant's own app that
+    the number `phone_number_id` lives under."""
+    return WEBHOOK_PATH if phone_number_id is None else f"{WEBHOOK_PATH}/{phone_number_id}"
+
+
 @dataclass(frozen=True, slots=True)
-class SecretSet:
-    """The secrets in force: app secrets (signatures) and verify tokens (handshake)."""
+class App:
+    """A Meta app's webhook credentials: app secrets (signatures) and verify tokens (handshake)."""
 
     app_secrets: tuple[str, ...]
     verify_tokens: tuple[str, ...]
     loaded_at: float
 
 
-class WebhookSecrets:
-    """Settings' secrets plus the active numbers' (Vault, `whatsapp_webhook_secrets()`),
-    cached for `ttl_s` so that a webhook costs one database round trip.
+_NO_APP = App((), (), float("-inf"))
+
+
+class WebhookApps:
+    """The Meta apps whose webhooks the route accepts, and what each may speak for.
+
+    `WEBHOOK_PATH` is the platform's app: the secrets and token in settings; its signature
+    covers the numbers with no app secret of their own. `WEBHOOK_PATH/<phone_number_id>` is
+    a tenant's own app, named by one of its numbers: that number's app secret and verify
+    token in Vault (`whatsapp_webhook_app`); its signature covers that tenant's numbers
+    under the same app (`private.webhook_covers` decides, in SQL, for the edge function
+    too). Tenant apps are cached for `ttl_s` so that a webhook costs one round trip.
 
     **Parameters**
 
     * **pool** - service-role connections.
-    * **settings** - `whatsapp_app_secrets` and `whatsapp_verify_token` always count.
-    * **ttl_s** - age after which the next request reloads them.
-    * **miss_refresh_s** - least time between two reloads caused by a failed check.
+    * **settings** - `whatsapp_app_secrets` and `whatsapp_verify_token`: the platform's app.
+    * **ttl_s** - age after which a tenant app is read again.
+    * **miss_refresh_s** - least time between two reads of one app caused by a failed check
+      (a secret just set or rotated), so unsigned junk cannot turn into database load.
+    * **max_cached** - tenant apps kept at most (the oldest read is dropped first).
     * **clock** - monotonic seconds (injected by tests).
     """
 
     def __init__(
         self, pool: Pool, settings: Settings, *, ttl_s: float = SECRETS_TTL_S,
-        miss_refresh_s: float = MISS_REFRESH_S, clock: Callable[[], float] = time.monotonic,
+        miss_refresh_s: float = MISS_REFRESH_S, max_cached: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._static_secrets = tuple(s.get_secret_value() for s in settings.whatsapp_app_secrets)
         token = settings.whatsapp_verify_token
-        self._static_tokens = (token.get_secret_value(),) if token is not None else ()
+        self.platform = App(
+            app_secrets=_unique(s.get_secret_value() for s in settings.whatsapp_app_secrets),
+            verify_tokens=_unique([token.get_secret_value()] if token is not None else []),
+            loaded_at=float("inf"),
+        )
         self._ttl_s = ttl_s
         self._miss_refresh_s = miss_refresh_s
+        self._max_cached = max_cached
         self._clock = clock
-        self._snapshot: SecretSet | None = None
-        self._last_attempt = float("-inf")
+        self._apps: dict[str, App] = {}
         self._lock = asyncio.Lock()
 
-    async def current(self) -> SecretSet:
-        """The cached secrets, reloaded when older than the TTL. Raises `psycopg.Error` only
-        when the database fails and nothing was ever loaded."""
-        snapshot = self._snapshot
-        if snapshot is not None and self._clock() - snapshot.loaded_at < self._ttl_s:
-            return snapshot
-        return await self._reload(fresher_than=self._ttl_s)
+    async def tenant_app(self, phone_number_id: str) -> App:
+        """The app of the number `phone_number_id` (no secrets when the number is unknown or
+        disabled), read again when older than the TTL. Raises `psycopg.Error` only when the
+        database fails and the app was never read."""
+        app = self._apps.get(phone_number_id)
+        if app is not None and self._clock() - app.loaded_at < self._ttl_s:
+            return app
+        return await self._read(phone_number_id, fresher_than=self._ttl_s)
 
-    async def after_miss(self, seen: SecretSet) -> SecretSet | None:
-        """Newer secrets after a failed check against `seen`, or None when there is nothing
-        newer or the last reload attempt was too recent."""
-        if self._clock() - self._last_attempt < self._miss_refresh_s:
+    async def after_miss(self, phone_number_id: str, seen: App) -> App | None:
+        """The app read again after a failed check against `seen`, or None when it was read
+        too recently or nothing changed."""
+        if self._clock() - seen.loaded_at < self._miss_refresh_s:
             return None
-        reloaded = await self._reload(fresher_than=self._miss_refresh_s)
-        return None if reloaded is seen else reloaded
+        app = await self._read(phone_number_id, fresher_than=self._miss_refresh_s)
+        unchanged = (app.app_secrets, app.verify_tokens) == (seen.app_secrets, seen.verify_tokens)
+        return None if unchanged else app
 
-    async def _reload(self, *, fresher_than: float) -> SecretSet:
+    async def _read(self, phone_number_id: str, *, fresher_than: float) -> App:
+        if not (phone_number_id.isdigit() and len(phone_number_id) <= 30):
+            return _NO_APP  # cannot be a number's id: no database work for it
         async with self._lock:
-            snapshot = self._snapshot
-            # Another request may have reloaded while this one waited for the lock.
-            if snapshot is not None and self._clock() - snapshot.loaded_at < fresher_than:
-                return snapshot
-            self._last_attempt = self._clock()
+            cached = self._apps.get(phone_number_id)
+            # Another request may have read it while this one waited for the lock.
+            if cached is not None and self._clock() - cached.loaded_at < fresher_than:
+                return cached
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute("select kind, secret from public.whatsapp_webhook_secrets()")
-                    rows = await cur.fetchall()
+                    cur = await conn.execute(_APP_SQL, (phone_number_id,))
+                    row = await cur.fetchone()
             except psycopg.Error:
-                if snapshot is None:
+                if cached is None:
                     raise
                 # Keep answering with what we knew: ingest fails anyway while the database is down.
-                _logger.warning("webhook secrets: reload failed, keeping the previous ones", exc_info=True)
-                return snapshot
-            stored = [(row["kind"], row["secret"]) for row in rows if row["secret"]]
-            self._snapshot = SecretSet(
-                app_secrets=_unique(self._static_secrets, (s for k, s in stored if k == "app_secret")),
-                verify_tokens=_unique(self._static_tokens, (s for k, s in stored if k == "verify_token")),
+                _logger.warning("webhook app %s: read failed, keeping the previous one", phone_number_id,
+                                exc_info=True)
+                return cached
+            app = App(
+                app_secrets=_unique([row["app_secret"]] if row else []),
+                verify_tokens=_unique([row["verify_token"]] if row else []),
                 loaded_at=self._clock(),
             )
-            return self._snapshot
+            self._apps.pop(phone_number_id, None)
+            if len(self._apps) >= self._max_cached:
+                del self._apps[next(iter(self._apps))]
+            self._apps[phone_number_id] = app
+            return app
 
 
-def _unique(first: Iterable[str], second: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(s for s in (*first, *second) if s))
+def _unique(secrets: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s for s in secrets if s))
 
 
 def _token_matches(token: str, tokens: Iterable[str]) -> bool:
@@ -191,10 +222,10 @@ def _text_responses(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(
-    settings: Settings, pool: Pool, metrics: Metrics, *, secrets: WebhookSecrets | None = None
+    settings: Settings, pool: Pool, metrics: Metrics, *, apps: WebhookApps | None = None
 ) -> FastAPI:
-    """The worker's FastAPI app over an open service-role `pool`; `secrets` replaces the
-    default cache (tests pass one with a fake clock)."""
+    """The worker's FastAPI app over an open service-role `pool`; `apps` replaces the
+    default cache of Meta apps (tests pass one with a fake clock)."""
     app = FastAPI(
         title="Zapbase worker",
         version="0.1.0",
@@ -203,85 +234,133 @@ def create_app(
             "of one Zapbase worker process. Business data goes through PostgREST, not here."
         ),
     )
-    app.include_router(_webhook_router(secrets or WebhookSecrets(pool, settings), pool, metrics))
+    app.include_router(_webhook_router(apps or WebhookApps(pool, settings), pool, metrics))
     app.include_router(_operations_router(pool, metrics))
     return app
 
 
-def _webhook_router(cache: WebhookSecrets, pool: Pool, metrics: Metrics) -> APIRouter:
-    router = APIRouter(prefix=WEBHOOK_PATH, tags=["whatsapp"])
+_APP_PATH = "/{phone_number_id}"
+_APP_PARAMETER = (
+    "A tenant's own Meta app: the `phone_number_id` of one of its numbers, whose app secret and "
+    "verify token (in Vault) authenticate the app. Without it, the platform's app (settings)."
+)
+_HANDSHAKE_DOC = (
+    "Meta calls this when the callback URL or verify token is set in the App Dashboard. When "
+    "`hub.mode` is `subscribe` and `hub.verify_token` is the token of the app this URL belongs to "
+    "(the platform's, or the tenant app's named by the path), `hub.challenge` is echoed as the body. "
+    "GET carries no signature, so none is checked."
+)
+_NOTIFICATION_DOC = (
+    "Messages, statuses and account events from Meta. `X-Hub-Signature-256` must be the HMAC-SHA256 "
+    "of the raw body under the app secret of the app this URL belongs to (the platform's, or the "
+    "tenant app's named by the path). The body is then applied by `whatsapp_ingest` to the numbers "
+    "that app speaks for (a change for any other number is kept apart, never applied), and 200 is "
+    "answered only after the commit, so a 500 makes Meta deliver it again (ingest is idempotent).\n\n"
+    + _QUARANTINE_WHY
+)
 
-    @router.get(
-        "",
-        summary="Webhook verification handshake",
-        description=(
-            "Meta calls this when the callback URL or verify token is set in the App Dashboard. "
-            "When `hub.mode` is `subscribe` and `hub.verify_token` matches a configured token "
-            "(settings or an active number's), `hub.challenge` is echoed as the body. GET carries "
-            "no signature, so none is checked."
-        ),
-        response_class=PlainTextResponse,
-        responses=_text_responses({
-            200: "The challenge, echoed",
-            403: "Wrong mode or verify token",
-            500: "The verify tokens could not be read from the database",
-        }),
-    )
+HubMode = Annotated[str | None, Query(alias="hub.mode", description="Always `subscribe`.")]
+HubToken = Annotated[str | None, Query(alias="hub.verify_token", description="Verify token.")]
+HubChallenge = Annotated[str | None, Query(alias="hub.challenge", description="Echoed if valid.")]
+AppNumber = Annotated[str, PathParam(description=_APP_PARAMETER)]
+
+
+def _webhook_router(apps: WebhookApps, pool: Pool, metrics: Metrics) -> APIRouter:
+    router = APIRouter(prefix=WEBHOOK_PATH, tags=["whatsapp"])
+    handshake_responses = _text_responses({
+        200: "The challenge, echoed",
+        403: "Wrong mode or verify token (or no such app)",
+        500: "The app's verify token could not be read from the database",
+    })
+    notification_responses = _text_responses({
+        200: "Stored: `EVENT_RECEIVED`, or `QUARANTINED` for a signed body that is not a JSON object",
+        401: "Missing or invalid signature (or no such app); nothing stored",
+        413: "Body over 3 MB; nothing stored",
+        500: "Database failure, or the platform's app has no secret configured; Meta retries",
+    })
+    notification_extra: dict[str, Any] = {
+        "parameters": [{
+            "name": HEADER, "in": "header", "required": True, "schema": {"type": "string"},
+            "description": "`sha256=` + lowercase hex HMAC-SHA256 of the raw body.",
+        }],
+        "requestBody": {
+            "required": True,
+            "description": "Meta's notification, signed byte for byte (escaped unicode); at most 3 MB.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    }
+
+    @router.get("", summary="Webhook verification handshake (the platform's app)", description=_HANDSHAKE_DOC,
+                response_class=PlainTextResponse, responses=handshake_responses)
+    async def platform_handshake(
+        mode: HubMode = None, token: HubToken = None, challenge: HubChallenge = None
+    ) -> Response:
+        return await handshake(None, mode, token, challenge)
+
+    @router.get(_APP_PATH, summary="Webhook verification handshake (a tenant's own app)",
+                description=_HANDSHAKE_DOC, response_class=PlainTextResponse, responses=handshake_responses)
+    async def tenant_handshake(
+        phone_number_id: AppNumber, mode: HubMode = None, token: HubToken = None,
+        challenge: HubChallenge = None,
+    ) -> Response:
+        return await handshake(phone_number_id, mode, token, challenge)
+
+    @router.post("", summary="Receive WhatsApp webhook notifications (the platform's app)",
+                 description=_NOTIFICATION_DOC, response_class=PlainTextResponse,
+                 responses=notification_responses, openapi_extra=notification_extra)
+    async def platform_notification(request: Request) -> Response:
+        return await notification(request, None)
+
+    @router.post(_APP_PATH, summary="Receive WhatsApp webhook notifications (a tenant's own app)",
+                 description=_NOTIFICATION_DOC, response_class=PlainTextResponse,
+                 responses=notification_responses, openapi_extra=notification_extra)
+    async def tenant_notification(request: Request, phone_number_id: AppNumber) -> Response:
+        return await notification(request, phone_number_id)
+
     async def handshake(
-        mode: Annotated[str | None, Query(alias="hub.mode", description="Always `subscribe`.")] = None,
-        token: Annotated[str | None, Query(alias="hub.verify_token", description="Verify token.")] = None,
-        challenge: Annotated[str | None, Query(alias="hub.challenge", description="Echoed if valid.")] = None,
+        signer: str | None, mode: str | None, token: str | None, challenge: str | None
     ) -> Response:
         if mode != "subscribe" or not token:
             return _plain("forbidden", 403)
-        try:
-            known = await cache.current()
-        except psycopg.Error:
-            _logger.exception("webhook handshake: cannot load the verify tokens")
-            return _plain("verify tokens unavailable", 500)
-        if not _token_matches(token, known.verify_tokens):
-            fresh = await cache.after_miss(known)
-            if fresh is None or not _token_matches(token, fresh.verify_tokens):
-                _logger.warning("webhook handshake refused: unknown verify token")
-                return _plain("forbidden", 403)
+        if signer is None:
+            matched = _token_matches(token, apps.platform.verify_tokens)
+        else:
+            try:
+                known = await apps.tenant_app(signer)
+            except psycopg.Error:
+                _logger.exception("webhook handshake: cannot read the app of %s", signer)
+                return _plain("verify tokens unavailable", 500)
+            matched = _token_matches(token, known.verify_tokens)
+            if not matched:
+                fresh = await apps.after_miss(signer, known)
+                matched = fresh is not None and _token_matches(token, fresh.verify_tokens)
+        if not matched:
+            _logger.warning("webhook handshake refused: not the app's verify token")
+            return _plain("forbidden", 403)
         return _plain(challenge or "", 200)
 
-    @router.post(
-        "",
-        summary="Receive WhatsApp webhook notifications",
-        description=(
-            "Messages, statuses and account events from Meta. `X-Hub-Signature-256` must be the "
-            "HMAC-SHA256 of the raw body under one app secret (settings or an active number's); "
-            "the body is then applied by `whatsapp_ingest` and 200 is answered only after the "
-            "commit, so a 500 makes Meta deliver it again (ingest is idempotent).\n\n" + _QUARANTINE_WHY
-        ),
-        response_class=PlainTextResponse,
-        responses=_text_responses({
-            200: "Stored: `EVENT_RECEIVED`, or `QUARANTINED` for a signed body that is not a JSON object",
-            401: "Missing or invalid signature; nothing stored",
-            413: "Body over 3 MB; nothing stored",
-            500: "Database failure or no app secret configured; Meta retries",
-        }),
-        openapi_extra={
-            "parameters": [{
-                "name": HEADER, "in": "header", "required": True, "schema": {"type": "string"},
-                "description": "`sha256=` + lowercase hex HMAC-SHA256 of the raw body.",
-            }],
-            "requestBody": {
-                "required": True,
-                "description": "Meta's notification, signed byte for byte (escaped unicode); at most 3 MB.",
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            },
-        },
-    )
-    async def notification(request: Request) -> Response:
+    async def notification(request: Request, signer: str | None) -> Response:
         started = time.perf_counter()
-        outcome, response = await receive(request)
+        outcome, response = await receive(request, signer)
         metrics.webhooks.labels(outcome).inc()
         metrics.webhook_latency.observe(time.perf_counter() - started)
         return response
 
-    async def receive(request: Request) -> tuple[str, Response]:
+    async def signed_by_app(body: bytes, signature: str | None, signer: str | None) -> str | None:
+        """None when the app `signer` names signed `body`, else the outcome that refuses it."""
+        if signer is None:
+            if not apps.platform.app_secrets:
+                # A configuration error, not the sender's: 500 makes Meta retry until it is fixed.
+                _logger.error("webhook: the platform's app has no secret (WHATSAPP_APP_SECRETS)")
+                return "not_configured"
+            return None if verify(body, signature, apps.platform.app_secrets) else "bad_signature"
+        known = await apps.tenant_app(signer)
+        if verify(body, signature, known.app_secrets):
+            return None
+        fresh = await apps.after_miss(signer, known)
+        return None if fresh is not None and verify(body, signature, fresh.app_secrets) else "bad_signature"
+
+    async def receive(request: Request, signer: str | None) -> tuple[str, Response]:
         try:
             body = await _read_limited(request, MAX_BODY_BYTES)
         except ClientDisconnect:
@@ -289,26 +368,21 @@ def _webhook_router(cache: WebhookSecrets, pool: Pool, metrics: Metrics) -> APIR
         if body is None:
             return "too_large", _plain("payload too large", 413)
         try:
-            known = await cache.current()
+            refused = await signed_by_app(body, request.headers.get(HEADER), signer)
         except psycopg.Error:
-            _logger.exception("webhook: cannot load the app secrets")
+            _logger.exception("webhook: cannot read the app of %s", signer)
             return "error", _plain("ingest failed", 500)
-        signature = request.headers.get(HEADER)
-        if not verify(body, signature, known.app_secrets):
-            fresh = await cache.after_miss(known)
-            if not (fresh or known).app_secrets:
-                # A configuration error, not the sender's: 500 makes Meta retry until it is fixed.
-                _logger.error("webhook: no app secret configured (settings or active numbers)")
-                return "not_configured", _plain("webhook not configured", 500)
-            if fresh is None or not verify(body, signature, fresh.app_secrets):
-                return "bad_signature", _plain("invalid signature", 401)
+        if refused == "not_configured":
+            return refused, _plain("webhook not configured", 500)
+        if refused is not None:
+            return refused, _plain("invalid signature", 401)
 
         problem, text = _object_problem(body)
         if problem is not None:
             return await quarantine(body, problem)
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute("select public.whatsapp_ingest(%s::jsonb) as result", (text,))
+                cur = await conn.execute(_INGEST_SQL, (text, signer))
                 row = await cur.fetchone()
         except (psycopg.DataError, pg_errors.ProgramLimitExceeded) as exc:
             # PostgreSQL's JSON is stricter than Python's (\u0000, lone surrogates): the same
@@ -320,10 +394,13 @@ def _webhook_router(cache: WebhookSecrets, pool: Pool, metrics: Metrics) -> APIR
         result: dict[str, Any] = row["result"] if row else {}
         metrics.ingested_messages.inc(result.get("messages", 0))
         metrics.duplicates.inc(result.get("duplicate_events", 0) + result.get("duplicate_messages", 0))
-        metrics.quarantined.inc(result.get("quarantined", 0))
+        metrics.quarantined.inc(result.get("quarantined", 0) + result.get("refused", 0))
         metrics.statuses.inc(result.get("statuses", 0))
         if result.get("unroutable", 0):
             _logger.warning("webhook: %s change(s) for an unknown phone_number_id", result["unroutable"])
+        if result.get("refused", 0):
+            _logger.warning("webhook: %s change(s) for numbers the app of %s does not speak for",
+                            result["refused"], signer or "the platform")
         fresh_events = result.get("events", 0) > 0 or result.get("duplicate_events", 0) == 0
         return "ingested" if fresh_events else "duplicate", _plain("EVENT_RECEIVED", 200)
 
