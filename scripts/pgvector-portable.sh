@@ -9,8 +9,7 @@
 # nothing on a CPU with AVX-512 or when it already ran (stamp file beside vector.so).
 #
 #   scripts/pgvector-portable.sh [path/to/venv/python]
-# Needs gcc, make and apt-get (Debian's source index is fetched into a temp dir; the
-# system's apt configuration is left alone).
+# Needs gcc, make and apt-get (the source comes from Debian: see pgvector-source.sh).
 set -euo pipefail
 
 PYTHON=${1:-.venv/bin/python}
@@ -25,16 +24,9 @@ fi
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$WORK/lists/partial" "$WORK/cache/archives/partial" "$WORK/inc" "$WORK/src"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
-  > "$WORK/sources.list"
-APT=(-o "Dir::Etc::SourceList=$WORK/sources.list" -o Dir::Etc::SourceParts=/nonexistent
-     -o "Dir::State::Lists=$WORK/lists" -o "Dir::Cache=$WORK/cache")
 echo "pgvector: this CPU has no AVX-512; rebuilding vector.so without CPU-specific instructions"
-apt-get "${APT[@]}" -qq update
-(cd "$WORK/src" && apt-get "${APT[@]}" -qq source --download-only pgvector 2>/dev/null)
-tar -xzf "$WORK"/src/pgvector_*.orig.tar.gz -C "$WORK/src"
-cd "$WORK"/src/pgvector-*/
+cd "$("$(dirname "$0")"/pgvector-source.sh "$WORK")"
+mkdir -p "$WORK/inc"
 
 # The wheel's headers were configured on a libc that still had xlocale.h.
 echo '#include <locale.h>' > "$WORK/inc/xlocale.h"

@@ -22,7 +22,7 @@ from zapbase.errors import DatabaseError
 with warnings.catch_warnings():
     # pgserver computes a runtime dir at import time that we never use.
     warnings.simplefilter("ignore")
-    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver._commands import POSTGRES_BIN_PATH as POSTGRES_BIN_PATH  # re-exported
     from pgserver.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
@@ -42,11 +42,11 @@ def bin_path(name: str) -> Path:
     return POSTGRES_BIN_PATH / name
 
 
-def server_major_version() -> int:
+def server_major_version(bin_dir: Path = POSTGRES_BIN_PATH) -> int:
     out = subprocess.run(
-        [str(bin_path("postgres")), "--version"], check=True, capture_output=True, text=True
+        [str(bin_dir / "postgres"), "--version"], check=True, capture_output=True, text=True
     ).stdout
-    match = re.search(r"(\d+)", out.split(")")[-1])
+    match = re.search(r"\(PostgreSQL\) (\d+)", out)
     if match is None:
         raise DatabaseError(f"cannot read the PostgreSQL version from {out!r}")
     return int(match.group(1))
@@ -71,11 +71,13 @@ def free_port() -> int:
 
 @dataclass(frozen=True)
 class EmbeddedPostgres:
-    """One local cluster in `data_dir`, served on 127.0.0.1:`port`."""
+    """One local cluster in `data_dir`, served on 127.0.0.1:`port`; by default the wheel's
+    PostgreSQL 18, or the server in `bin_dir` (a distribution's PostgreSQL 15, say)."""
 
     data_dir: Path
     port: int
     settings: tuple[tuple[str, str], ...] = ()
+    bin_dir: Path = POSTGRES_BIN_PATH
 
     def url(self, user: str = "postgres", database: str = "postgres") -> str:
         return f"postgresql://{user}:{user}@127.0.0.1:{self.port}/{database}"
@@ -134,7 +136,7 @@ class EmbeddedPostgres:
         if not version_file.is_file():
             return
         found = version_file.read_text().strip()
-        wanted = str(server_major_version())
+        wanted = str(server_major_version(self.bin_dir))
         if found != wanted:
             raise DatabaseError(
                 f"{self.data_dir} holds a PostgreSQL {found} cluster, but the embedded server is "
@@ -148,12 +150,16 @@ class EmbeddedPostgres:
             ensure_user_exists(SYSTEM_USER)
             # the system user must reach the data dir and the binaries
             ensure_prefix_permissions(self.data_dir)
-            ensure_prefix_permissions(POSTGRES_BIN_PATH)
-            ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
+            if self.bin_dir == POSTGRES_BIN_PATH:
+                ensure_prefix_permissions(POSTGRES_BIN_PATH)
+                ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
+                ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
         self._chown(self.data_dir)
+        # the builtin locale provider (no libc collation to drift) exists from PostgreSQL 17 on
+        locale = (["--locale-provider=builtin", "--builtin-locale=C.UTF-8"]
+                  if server_major_version(self.bin_dir) >= 17 else ["--locale=C.UTF-8"])
         self._run_pg("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
-                     "--encoding=UTF8", "--locale-provider=builtin", "--builtin-locale=C.UTF-8")
+                     "--encoding=UTF8", *locale)
 
     def _as_root(self) -> bool:
         return os.geteuid() == 0
@@ -169,7 +175,7 @@ class EmbeddedPostgres:
     def _run_pg(self, program: str, *args: str) -> None:
         user = SYSTEM_USER if self._as_root() else None
         result = subprocess.run(
-            [str(bin_path(program)), *args], capture_output=True, text=True, user=user,
+            [str(self.bin_dir / program), *args], capture_output=True, text=True, user=user,
             check=False, stdin=subprocess.DEVNULL,
         )
         if result.returncode != 0:

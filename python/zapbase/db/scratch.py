@@ -4,13 +4,13 @@ template database built once (platform, migrations, seed), fresh clones on deman
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from psycopg import sql
 
-from zapbase.db.embedded import FAST_SETTINGS, SUPERUSER, EmbeddedPostgres, free_port
+from zapbase.db.embedded import FAST_SETTINGS, POSTGRES_BIN_PATH, SUPERUSER, EmbeddedPostgres, free_port
 from zapbase.db.migrate import apply_platform, apply_seed, connect, migrate, recreate_database
 from zapbase.settings import Settings
 
@@ -18,10 +18,15 @@ TEMPLATE = "zapbase_template"
 
 
 @contextmanager
-def scratch_server(base_dir: Path | None = None) -> Iterator[EmbeddedPostgres]:
-    """A fast, non-durable embedded server on a free port, destroyed on exit."""
+def scratch_server(
+    base_dir: Path | None = None, *, bin_dir: Path = POSTGRES_BIN_PATH,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[EmbeddedPostgres]:
+    """A fast, non-durable server (the embedded one unless `bin_dir` says otherwise) on a free
+    port with `settings` added, destroyed on exit."""
     with tempfile.TemporaryDirectory(prefix="zapbase-pg-", dir=base_dir) as tmp:
-        server = EmbeddedPostgres(Path(tmp) / "data", free_port(), tuple(FAST_SETTINGS.items()))
+        server = EmbeddedPostgres(Path(tmp) / "data", free_port(),
+                                  tuple({**FAST_SETTINGS, **(settings or {})}.items()), bin_dir)
         server.start()
         try:
             yield server
