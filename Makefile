@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest edge-test bench up clean
+.PHONY: demo test lint typecheck pytest edge-test bench up clean types docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ pytest: $(STAMP)
 
 edge-test:
 	edge/test.sh
+
+# After a schema change: `make types docs`, then commit supabase/types/database.ts and docs/api.md.
+types: $(STAMP)
+	$(BIN)/zapbase types
+
+docs: $(STAMP)
+	$(BIN)/zapbase docs
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from zapbase import worker_cli
+from zapbase.contract.apidocs import DOCS_FILE, render_api_docs
+from zapbase.contract.typegen import TYPES_FILE, generate_types
 from zapbase.db.embedded import bin_path
 from zapbase.db.migrate import mask_password
+from zapbase.db.scratch import migrated_database
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
 from zapbase.rag.seed import DEMO_TENANT, ingest_seed_knowledge
@@ -139,6 +143,38 @@ def setup() -> None:
     if knowledge is not None:
         console.print(f"knowledge base of {DEMO_TENANT}: {len(knowledge)} file(s) ingested or unchanged")
     console.print(f"database: {mask_password(target.url)}", highlight=False)
+
+
+@app.command("types")
+def types() -> None:
+    """Write supabase/types/database.ts (supabase-js `Database`) from a fresh migrated database."""
+    settings = Settings()
+    try:
+        with migrated_database(settings) as url:
+            text = generate_types(url, settings.zapbase_project_dir)
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    _write(settings, TYPES_FILE, text)
+
+
+@app.command("docs")
+def docs() -> None:
+    """Write docs/api.md (tables, RPCs, errors, Realtime) from a fresh migrated database."""
+    settings = Settings()
+    try:
+        with migrated_database(settings) as url:
+            text = render_api_docs(url)
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    _write(settings, DOCS_FILE, text)
+
+
+def _write(settings: Settings, relative: Path, text: str) -> None:
+    path = settings.zapbase_project_dir / relative
+    unchanged = path.is_file() and path.read_text(encoding="utf-8") == text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    console.print(f"{relative}: {'unchanged' if unchanged else 'written'}", highlight=False)
 
 
 if __name__ == "__main__":

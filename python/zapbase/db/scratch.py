@@ -34,6 +34,16 @@ def scratch_server(
             server.destroy()
 
 
+@contextmanager
+def migrated_database(settings: Settings) -> Iterator[str]:
+    """A throwaway server whose `postgres` database has the platform stand-in and every
+    migration (no seed): its URL as postgres. What generated files are generated from."""
+    with scratch_server() as server:
+        apply_platform(server.url(SUPERUSER, "postgres"), settings.platform_dir)
+        migrate(server.url("postgres", "postgres"), settings.migrations_dir)
+        yield server.url("postgres", "postgres")
+
+
 def build_template(server: EmbeddedPostgres, settings: Settings, name: str = TEMPLATE) -> str:
     """Create database `name` with the platform stand-in, every migration and the seed."""
     apply_platform(server.url(SUPERUSER, "postgres"), settings.platform_dir)
