@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Edge Function tests (offline: handlers are tested with stubbed RPCs) with a pinned
-# Deno, installed from the npm registry into edge/node_modules (gitignored) when missing.
+# Deno, installed from the npm registry into edge/node_modules (gitignored) when missing, after
+# type-checking the frontend's typed queries (_frontend) against supabase/types/database.ts.
 # Usage: edge/test.sh [deno test args...]
 set -euo pipefail
 
@@ -14,4 +15,5 @@ if [[ ! -x "$deno" ]] || ! "$deno" --version 2>/dev/null | head -n1 | grep -qx "
 fi
 
 cd "$here"
+NO_COLOR=1 "$deno" check _frontend/
 NO_COLOR=1 exec "$deno" test "$@"
