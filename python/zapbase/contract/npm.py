@@ -6,11 +6,14 @@ gitignored `.zapbase/npm` of the checkout: postgres-meta prints the TypeScript t
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import subprocess
 from pathlib import Path
 
 from zapbase.errors import ZapbaseError
+
+_logger = logging.getLogger(__name__)
 
 NPM_TOOLS = {"@supabase/postgres-meta": "0.99.0", "supabase": "2.117.0"}
 
@@ -49,6 +52,7 @@ def ensure_npm_tools(project_dir: Path) -> Path:
     if npm is None:
         raise ToolUnavailable("npm is not installed: install Node.js 20+ with npm and run again")
     prefix.mkdir(parents=True, exist_ok=True)
+    _logger.warning("installing %s from npm into %s (once)", ", ".join(NPM_TOOLS), prefix)
     result = subprocess.run(
         [npm, "install", "--save-exact", "--no-audit", "--no-fund", "--prefix", str(prefix),
          *(f"{name}@{version}" for name, version in NPM_TOOLS.items())],
