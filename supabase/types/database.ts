@@ -3382,7 +3382,10 @@ export type Database = {
         Args: { error?: string; message_id: string; status?: string }
         Returns: undefined
       }
-      whatsapp_ingest: { Args: { payload: Json }; Returns: Json }
+      whatsapp_ingest: {
+        Args: { payload: Json; signer?: string }
+        Returns: Json
+      }
       whatsapp_mark_send_failed: {
         Args: {
           error_code: number
@@ -3471,11 +3474,11 @@ export type Database = {
           isSetofReturn: false
         }
       }
-      whatsapp_webhook_secrets: {
-        Args: Record<PropertyKey, never>
+      whatsapp_webhook_app: {
+        Args: { phone_number_id: string }
         Returns: {
-          kind: string
-          secret: string
+          app_secret: string
+          verify_token: string
         }[]
       }
     }
