@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     )
     whatsapp_app_secrets: list[SecretStr] = Field(
         default_factory=list,
-        description="The platform's Meta app secrets (JSON list, several while rotating): /webhooks/whatsapp.",
+        description="The platform's Meta app secrets (JSON list, several while rotating): "
+        "/webhooks/whatsapp.",
     )
     whatsapp_verify_token: SecretStr | None = Field(
         default=None, description="The platform's Meta app verify token (handshake on /webhooks/whatsapp)."
