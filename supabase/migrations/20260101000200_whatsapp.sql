@@ -2021,26 +2021,31 @@ drop policy if exists "AI memory is visible to members" on public.session_contex
 create policy "AI memory is visible to members" on public.session_context
   for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
 
--- agent_greetings: members read; each agent writes their own, managers anyone's
+-- agent_greetings: members read; each agent writes their own (an agent still: not a viewer),
+-- managers anyone's
 drop policy if exists "Greetings are visible to members" on public.agent_greetings;
 create policy "Greetings are visible to members" on public.agent_greetings
   for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
 drop policy if exists "Greetings are added by their agent or managers" on public.agent_greetings;
 create policy "Greetings are added by their agent or managers" on public.agent_greetings
   for insert to authenticated
-  with check (member_id in (select private.my_member_ids())
+  with check ((member_id in (select private.my_member_ids())
+               and tenant_id in (select private.my_tenant_ids_with_role('agent')))
               or tenant_id in (select private.my_tenant_ids_with_role('manager')));
 drop policy if exists "Greetings are edited by their agent or managers" on public.agent_greetings;
 create policy "Greetings are edited by their agent or managers" on public.agent_greetings
   for update to authenticated
-  using (member_id in (select private.my_member_ids())
+  using ((member_id in (select private.my_member_ids())
+          and tenant_id in (select private.my_tenant_ids_with_role('agent')))
          or tenant_id in (select private.my_tenant_ids_with_role('manager')))
-  with check (member_id in (select private.my_member_ids())
+  with check ((member_id in (select private.my_member_ids())
+               and tenant_id in (select private.my_tenant_ids_with_role('agent')))
               or tenant_id in (select private.my_tenant_ids_with_role('manager')));
 drop policy if exists "Greetings are deleted by their agent or managers" on public.agent_greetings;
 create policy "Greetings are deleted by their agent or managers" on public.agent_greetings
   for delete to authenticated
-  using (member_id in (select private.my_member_ids())
+  using ((member_id in (select private.my_member_ids())
+          and tenant_id in (select private.my_tenant_ids_with_role('agent')))
          or tenant_id in (select private.my_tenant_ids_with_role('manager')));
 
 -- inbound_events: tenant admins inspect their raw events (unroutable ones have no tenant)
