@@ -1672,6 +1672,7 @@ set search_path = ''
 as $$
 declare
   v_conv public.conversations;
+  v_team public.teams;
 begin
   select * into v_conv from public.conversations c where c.id = handoff_conversation.conversation_id for update;
   if v_conv.id is null or (auth.role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
@@ -1679,12 +1680,28 @@ begin
   end if;
   if auth.role() = 'authenticated' then
     perform private.require_role(v_conv.tenant_id, 'agent');
+    if not private.can_work_conversation(v_conv.tenant_id, v_conv.assignee_id, v_conv.team_id) then
+      raise exception 'this conversation is assigned to someone else: ask a manager to reassign it'
+        using errcode = '42501';
+    end if;
+  end if;
+  if handoff_conversation.team_id is not null then
+    -- the conversation's own tenant only; a paused team takes no new queue
+    select * into v_team from public.teams t
+     where t.tenant_id = v_conv.tenant_id and t.id = handoff_conversation.team_id;
+    if v_team.id is null then
+      raise exception 'team not found' using errcode = 'P0002';
+    end if;
+    if not v_team.is_active then
+      raise exception 'team "%" is inactive: hand the conversation to an active team', v_team.name
+        using errcode = '55000';
+    end if;
   end if;
   update public.conversations c
      set mode = 'human', status = case when c.assignee_id is null then 'pending' else c.status end,
          handoff_at = now(), handoff_reason = left(handoff_conversation.reason, 500),
          queued_at = case when c.assignee_id is null then now() else c.queued_at end,
-         team_id = coalesce(handoff_conversation.team_id, c.team_id,
+         team_id = coalesce(v_team.id, c.team_id,
            (select t.id from public.teams t where t.tenant_id = c.tenant_id and t.is_active
              order by t.kind = 'support' desc, t.created_at limit 1))
    where c.id = v_conv.id
@@ -1692,7 +1709,7 @@ begin
   return v_conv;
 end;
 $$;
-comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given (or the tenant''s support) team.';
+comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given active team of its tenant (or the tenant''s support team). Agents: only conversations they may work.';
 
 -- Frontends: store a number's secret in Vault (admins); returns only the Vault id.
 create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)

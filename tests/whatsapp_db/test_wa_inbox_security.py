@@ -60,6 +60,47 @@ def failure(call: Any, *args: Any) -> psycopg.Error:
     return caught.value
 
 
+# -- 1. handoff ------------------------------------------------------------------------
+
+
+def test_a_restricted_agent_cannot_take_a_conversation_assigned_to_someone_else(db: Db) -> None:
+    restricted_tenant(db)
+    conv = conversation(db)
+    db.sql("update public.conversations set assignee_id = %s, team_id = %s where id = %s",
+           (AGENT_MEMBER, TEAM, conv))
+    intruder = db.add_member(uuid.UUID(TENANT), "agent")
+    own_team = new_team(db, "Vendas", intruder)
+    # the attack: hand it to a team they serve, then it is "theirs" to work
+    error = failure(handoff, db, intruder, conv, own_team)
+    assert error.sqlstate == "42501" and "assigned to someone else" in str(error)
+    assert str(db.value("select team_id from public.conversations where id = %s", (conv,))) == TEAM
+    # the assigned agent hands it over; a manager may too
+    assert str(handoff(db, AGENT, conv, own_team)["team_id"]) == own_team
+    assert str(handoff(db, OWNER, conv, TEAM)["team_id"]) == TEAM
+
+
+def test_a_handoff_goes_to_an_active_team_of_the_conversations_tenant(db: Db) -> None:
+    conv = conversation(db)
+    other_owner = db.create_user()
+    other_tenant = db.create_tenant(other_owner, "Outra Loja")
+    foreign_team = str(db.value(
+        "insert into public.teams (tenant_id, name) values (%s, 'Vendas') returning id", (other_tenant,)))
+    error = failure(handoff, db, AGENT, conv, foreign_team)
+    assert error.sqlstate == "P0002" and "team not found" in str(error)
+    paused = new_team(db, "Cobrança", active=False)
+    error = failure(handoff, db, AGENT, conv, paused)
+    assert error.sqlstate == "55000" and "inactive" in str(error)
+    row = handoff(db, AGENT, conv, None)  # no team: the tenant's support team
+    assert (row["mode"], str(row["team_id"])) == ("human", TEAM)
+
+
+def test_the_worker_still_hands_off_without_a_caller(db: Db) -> None:
+    conv = conversation(db)
+    with db.as_service() as s:
+        row = s.one("select * from public.handoff_conversation(%s, 'pediu atendente')", (conv,))
+    assert row["mode"] == "human" and str(row["team_id"]) == TEAM
+
+
 # -- 5. greetings ------------------------------------------------------------------------
 
 
