@@ -940,6 +940,221 @@ as $$
   on conflict (tenant_id, dedupe_key) do nothing
 $$;
 
+-- Why a text field of an outbound message breaks WhatsApp's rules, or null.
+create or replace function private.wa_text_problem(obj jsonb, key text, path text, max_chars integer,
+                                                   required boolean default true)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when coalesce(jsonb_typeof(obj -> key), 'null') = 'null'
+      then case when required then path || ' is required' end
+    when jsonb_typeof(obj -> key) <> 'string' then path || ' must be a string'
+    when required and btrim(obj ->> key) = '' then path || ' must not be empty'
+    when length(obj ->> key) > max_chars
+      then path || ' has ' || length(obj ->> key) || ' characters: WhatsApp allows at most ' || max_chars
+  end
+$$;
+
+-- Why a media object (message or interactive header) is unusable, or null: exactly one of an
+-- uploaded media id or an https link Meta fetches.
+create or replace function private.wa_media_problem(obj jsonb, path text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when jsonb_typeof(obj) is distinct from 'object' then path || ' must be an object'
+    when (obj -> 'id' is null) = (obj -> 'link' is null) then path || ' needs exactly one of id (an uploaded media id) or link'
+    when obj ? 'id' then private.wa_text_problem(obj, 'id', path || '.id', 200)
+    when jsonb_typeof(obj -> 'link') <> 'string' or obj ->> 'link' !~ '^https://[^\s/?#]+[^\s]*$'
+      then path || '.link must be an https:// URL'
+    when length(obj ->> 'link') > 2048 then path || '.link has more than 2048 characters'
+  end
+$$;
+
+-- Why an outbound message (Graph API body without recipient) breaks a limit of WhatsApp
+-- (reference: whatsapp-cloud-api.md §5, Meta's send-messages, interactive and media pages),
+-- or null. The whole body is capped at 64 KB: no WhatsApp message needs more.
+create or replace function private.outbound_problem(message jsonb)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+as $$
+declare
+  v_type text := message ->> 'type';
+  v_obj jsonb := message -> v_type;
+  v_size integer := octet_length(message::text);
+  v_problem text;
+  v_item jsonb;
+  v_param jsonb;
+  v_rows jsonb;
+begin
+  if v_size > 65536 then
+    return 'the message has ' || v_size || ' bytes: at most 65536 (64 KB) are accepted';
+  end if;
+  case v_type
+  when 'text' then
+    return case when private.wa_text_problem(v_obj, 'body', 'text.body', 4096) is not null
+                then 'a text message needs a body of 1 to 4096 characters' end;
+  when 'image', 'video', 'document', 'audio', 'sticker' then
+    v_problem := coalesce(private.wa_media_problem(v_obj, v_type),
+      case when v_obj ? 'caption' and v_type not in ('image', 'video', 'document')
+           then v_type || ' takes no caption' end,
+      private.wa_text_problem(v_obj, 'caption', v_type || '.caption', 1024, false),
+      case when v_obj ? 'filename' and v_type <> 'document' then 'only a document takes a filename' end,
+      private.wa_text_problem(v_obj, 'filename', v_type || '.filename', 240, false),
+      case when v_obj ? 'voice' and (v_type <> 'audio' or jsonb_typeof(v_obj -> 'voice') <> 'boolean')
+           then 'voice is a boolean of audio messages only' end);
+    return v_problem;
+  when 'location' then
+    return coalesce(
+      case when jsonb_typeof(v_obj -> 'latitude') is distinct from 'number' then 'location.latitude must be a number'
+           when (v_obj ->> 'latitude')::numeric not between -90 and 90 then 'location.latitude must be between -90 and 90'
+      end,
+      case when jsonb_typeof(v_obj -> 'longitude') is distinct from 'number' then 'location.longitude must be a number'
+           when (v_obj ->> 'longitude')::numeric not between -180 and 180
+           then 'location.longitude must be between -180 and 180'
+      end,
+      private.wa_text_problem(v_obj, 'name', 'location.name', 1000, false),
+      private.wa_text_problem(v_obj, 'address', 'location.address', 1000, false));
+  when 'reaction' then
+    return coalesce(
+      private.wa_text_problem(v_obj, 'message_id', 'reaction.message_id', 200),
+      case when jsonb_typeof(v_obj -> 'emoji') is distinct from 'string'
+           then 'reaction.emoji is required (an empty string removes the reaction)'
+           when length(v_obj ->> 'emoji') > 10 or v_obj ->> 'emoji' ~ '[A-Za-z\s]'
+           then 'reaction.emoji must be one emoji' end);
+  when 'contacts' then
+    if jsonb_array_length(v_obj) not between 1 and 20 then
+      return 'a contacts message carries 1 to 20 contacts';
+    end if;
+    for v_item in select c from jsonb_array_elements(v_obj) c loop
+      v_problem := private.wa_text_problem(v_item -> 'name', 'formatted_name', 'contacts[].name.formatted_name', 512);
+      if v_problem is not null then return v_problem; end if;
+    end loop;
+    return null;
+  when 'template' then
+    v_problem := coalesce(
+      case when coalesce(v_obj ->> 'name', '') !~ '^[a-z0-9_]+$' or length(v_obj ->> 'name') > 512
+           then 'template.name must be a template name (a-z, 0-9, _; at most 512 characters)' end,
+      private.wa_text_problem(v_obj -> 'language', 'code', 'template.language.code', 20),
+      case when v_obj ? 'components' and jsonb_typeof(v_obj -> 'components') <> 'array'
+           then 'template.components must be an array'
+           when jsonb_array_length(coalesce(v_obj -> 'components', '[]')) > 20
+           then 'template.components holds at most 20 components' end);
+    if v_problem is not null then return v_problem; end if;
+    -- Meta: header text parameters ≤ 60 characters, body ones ≤ 1024 (32768 when the body is
+    -- the only component), button payloads ≤ 128 and URL suffixes ≤ 2000.
+    for v_item in select c from jsonb_array_elements(coalesce(v_obj -> 'components', '[]')) c loop
+      if jsonb_typeof(v_item) <> 'object' or coalesce(jsonb_typeof(v_item -> 'parameters'), 'array') <> 'array' then
+        return 'each template component must be an object with a parameters array';
+      end if;
+      for v_param in select p from jsonb_array_elements(coalesce(v_item -> 'parameters', '[]')) p loop
+        v_problem := case
+          when jsonb_typeof(v_param) <> 'object' then 'each template parameter must be an object'
+          when v_param ->> 'type' in ('image', 'video', 'document')
+            then private.wa_media_problem(v_param -> (v_param ->> 'type'), 'template parameter ' || (v_param ->> 'type'))
+          when lower(v_item ->> 'type') = 'header'
+            then private.wa_text_problem(v_param, 'text', 'template header parameter text', 60, false)
+          when lower(v_item ->> 'type') = 'body'
+            then private.wa_text_problem(v_param, 'text', 'template body parameter text',
+                   case when jsonb_array_length(v_obj -> 'components') = 1 then 32768 else 1024 end, false)
+          when lower(v_item ->> 'type') = 'button'
+            then coalesce(private.wa_text_problem(v_param, 'payload', 'template button payload', 128, false),
+                          private.wa_text_problem(v_param, 'text', 'template button parameter text', 2000, false))
+        end;
+        if v_problem is not null then return v_problem; end if;
+      end loop;
+    end loop;
+    return null;
+  when 'interactive' then
+    if v_obj ->> 'type' not in ('button', 'list', 'cta_url') or v_obj ->> 'type' is null then
+      return 'interactive.type must be button, list or cta_url';
+    end if;
+    v_problem := coalesce(
+      private.wa_text_problem(v_obj -> 'body', 'text', 'interactive.body.text',
+                              case when v_obj ->> 'type' = 'list' then 4096 else 1024 end),
+      private.wa_text_problem(v_obj -> 'footer', 'text', 'interactive.footer.text', 60, v_obj ? 'footer'),
+      case when not v_obj ? 'header' then null
+           when v_obj -> 'header' ->> 'type' = 'text'
+           then private.wa_text_problem(v_obj -> 'header', 'text', 'interactive.header.text', 60)
+           when v_obj -> 'header' ->> 'type' in ('image', 'video', 'document') and v_obj ->> 'type' <> 'list'
+           then private.wa_media_problem(v_obj -> 'header' -> (v_obj -> 'header' ->> 'type'),
+                                         'interactive.header.' || (v_obj -> 'header' ->> 'type'))
+           else 'interactive.header must be text' || case when v_obj ->> 'type' = 'list' then '' else ', image, video or document' end
+      end,
+      case when jsonb_typeof(v_obj -> 'action') is distinct from 'object' then 'interactive.action is required' end);
+    if v_problem is not null then return v_problem; end if;
+    if v_obj ->> 'type' = 'cta_url' then
+      return coalesce(
+        case when v_obj -> 'action' ->> 'name' is distinct from 'cta_url' then 'interactive.action.name must be cta_url' end,
+        private.wa_text_problem(v_obj -> 'action' -> 'parameters', 'display_text',
+                                'interactive.action.parameters.display_text', 20),
+        case when coalesce(v_obj -> 'action' -> 'parameters' ->> 'url', '') !~ '^https?://[^\s/?#]+[^\s]*$'
+                  or length(v_obj -> 'action' -> 'parameters' ->> 'url') > 2000
+             then 'interactive.action.parameters.url must be an http(s) URL of at most 2000 characters' end);
+    elsif v_obj ->> 'type' = 'button' then
+      if jsonb_typeof(v_obj -> 'action' -> 'buttons') is distinct from 'array'
+         or jsonb_array_length(v_obj -> 'action' -> 'buttons') not between 1 and 3 then
+        return 'interactive.action.buttons holds 1 to 3 reply buttons';
+      end if;
+      for v_item in select b from jsonb_array_elements(v_obj -> 'action' -> 'buttons') b loop
+        v_problem := coalesce(
+          case when v_item ->> 'type' is distinct from 'reply' then 'each button must be {"type": "reply", "reply": {id, title}}' end,
+          private.wa_text_problem(v_item -> 'reply', 'id', 'button reply.id', 256),
+          private.wa_text_problem(v_item -> 'reply', 'title', 'button reply.title', 20));
+        if v_problem is not null then return v_problem; end if;
+      end loop;
+      if (select count(distinct b -> 'reply' ->> 'title') <> count(*) or count(distinct b -> 'reply' ->> 'id') <> count(*)
+            from jsonb_array_elements(v_obj -> 'action' -> 'buttons') b) then
+        return 'button titles and ids must be unique';
+      end if;
+    else  -- list
+      v_problem := private.wa_text_problem(v_obj -> 'action', 'button', 'interactive.action.button', 20);
+      if v_problem is not null then return v_problem; end if;
+      if jsonb_typeof(v_obj -> 'action' -> 'sections') is distinct from 'array'
+         or jsonb_array_length(v_obj -> 'action' -> 'sections') not between 1 and 10 then
+        return 'interactive.action.sections holds 1 to 10 sections';
+      end if;
+      v_rows := '[]';
+      for v_item in select x from jsonb_array_elements(v_obj -> 'action' -> 'sections') x loop
+        v_problem := coalesce(
+          case when jsonb_typeof(v_item -> 'rows') is distinct from 'array' or jsonb_array_length(v_item -> 'rows') = 0
+               then 'each list section needs rows' end,
+          private.wa_text_problem(v_item, 'title', 'section title', 24,
+                                  jsonb_array_length(v_obj -> 'action' -> 'sections') > 1));
+        if v_problem is not null then return v_problem; end if;
+        v_rows := v_rows || (v_item -> 'rows');
+      end loop;
+      if jsonb_array_length(v_rows) > 10 then
+        return 'a list holds at most 10 rows in total (got ' || jsonb_array_length(v_rows) || ')';
+      end if;
+      for v_item in select r from jsonb_array_elements(v_rows) r loop
+        v_problem := coalesce(
+          private.wa_text_problem(v_item, 'id', 'row id', 200),
+          private.wa_text_problem(v_item, 'title', 'row title', 24),
+          private.wa_text_problem(v_item, 'description', 'row description', 72, false));
+        if v_problem is not null then return v_problem; end if;
+      end loop;
+      if (select count(distinct r ->> 'id') <> count(*) from jsonb_array_elements(v_rows) r) then
+        return 'row ids must be unique';
+      end if;
+    end if;
+    return null;
+  else
+    return null;  -- queue_outbound refuses unknown types itself
+  end case;
+end;
+$$;
+
 /**
  * ----
  * Section - Webhook ingest (service role: the worker's route and the edge function)
@@ -1226,7 +1441,7 @@ comment on function public.whatsapp_webhook_app(text) is 'Service role: app secr
  */
 
 -- Queue an outbound message in a conversation after every rule that protects the tenant's
--- number: a known message type, a reachable contact (not blocked, not opted out, not
+-- number: a known message type within WhatsApp's limits, a reachable contact (not blocked, not opted out, not
 -- anonymised), the 24 h window for anything but an approved template.
 create or replace function private.queue_outbound(
   conv public.conversations, message jsonb, sender_type text, sender_member_id uuid default null,
@@ -1241,6 +1456,7 @@ declare
   v_number public.whatsapp_numbers;
   v_content text;
   v_reply_wamid text;
+  v_problem text;
   v_row public.messages;
 begin
   if v_type is null or v_type not in ('text', 'template', 'interactive', 'image', 'audio', 'video', 'document',
@@ -1252,8 +1468,9 @@ begin
   if jsonb_typeof(message -> v_type) is distinct from (case when v_type = 'contacts' then 'array' else 'object' end) then
     raise exception 'a "%" message needs its "%" object', v_type, v_type using errcode = '22023';
   end if;
-  if v_type = 'text' and length(coalesce(message -> 'text' ->> 'body', '')) not between 1 and 4096 then
-    raise exception 'a text message needs a body of 1 to 4096 characters' using errcode = '22023';
+  v_problem := private.outbound_problem(message);
+  if v_problem is not null then
+    raise exception '%', v_problem using errcode = '22023';
   end if;
   select * into v_number from public.whatsapp_numbers n
    where n.tenant_id = conv.tenant_id and n.id = conv.whatsapp_number_id;

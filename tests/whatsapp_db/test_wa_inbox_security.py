@@ -101,6 +101,107 @@ def test_the_worker_still_hands_off_without_a_caller(db: Db) -> None:
     assert row["mode"] == "human" and str(row["team_id"]) == TEAM
 
 
+# -- 4. outbound payloads within WhatsApp's limits ---------------------------------------
+
+
+def send(db: Db, user: uuid.UUID | str, conv: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    with db.as_user(user) as s:
+        row: dict[str, Any] = s.one("select * from public.send_message(%s, %s)",
+                                    (conv, Jsonb(message or {"type": "text", "text": {"body": "Olá!"}})))
+    return row
+
+
+def buttons(*titles: str, body_text: str = "Posso ajudar?", **extra: Any) -> dict[str, Any]:
+    return {"type": "interactive", "interactive": {
+        "type": "button", "body": {"text": body_text}, **extra,
+        "action": {"buttons": [{"type": "reply", "reply": {"id": f"b{i}", "title": t}}
+                               for i, t in enumerate(titles)]}}}
+
+
+def menu(rows: int, *, title: str = "Opção", description: str | None = None) -> dict[str, Any]:
+    return {"type": "interactive", "interactive": {
+        "type": "list", "body": {"text": "Escolha"},
+        "action": {"button": "Ver opções", "sections": [{"title": "Tudo", "rows": [
+            {"id": f"r{i}", "title": title, **({"description": description} if description else {})}
+            for i in range(rows)]}]}}}
+
+
+def image(**obj: Any) -> dict[str, Any]:
+    return {"type": "image", "image": obj}
+
+
+TOO_BIG = [
+    (image(link="https://cdn.example.com/a.jpg", junk="x" * 2_000_000), "at most 65536 (64 KB)"),
+    (buttons("Sim", "Não", "Talvez", "Depois"), "1 to 3 reply buttons"),
+    (buttons("Um título longo demais!"), "button reply.title has 23 characters: WhatsApp allows at most 20"),
+    (buttons("Sim", "Sim"), "unique"),
+    (buttons("Sim", body_text="x" * 1025), "interactive.body.text has 1025 characters"),
+    (buttons("Sim", header={"type": "text", "text": "h" * 61}), "interactive.header.text has 61"),
+    (buttons("Sim", footer={"text": "f" * 61}), "interactive.footer.text has 61"),
+    (menu(11), "at most 10 rows in total"),
+    (menu(2, title="t" * 25), "row title has 25 characters: WhatsApp allows at most 24"),
+    (menu(1, description="d" * 73), "row description has 73"),
+    (image(link="https://cdn.example.com/a.jpg", caption="c" * 1025), "image.caption has 1025"),
+    (image(caption="sem mídia"), "needs exactly one of id"),
+    (image(link="http://cdn.example.com/a.jpg"), "https:// URL"),
+    (image(link="javascript:alert(1)"), "https:// URL"),
+    ({"type": "audio", "audio": {"id": "123", "caption": "oi"}}, "audio takes no caption"),
+    ({"type": "location", "location": {"latitude": 123.0, "longitude": -46.6}}, "latitude must be between"),
+    ({"type": "location", "location": {"latitude": -23.5, "longitude": -46.6, "name": "n" * 1001}},
+     "location.name has 1001"),
+    ({"type": "reaction", "reaction": {"message_id": "wamid.X", "emoji": "muito obrigado"}}, "one emoji"),
+    ({"type": "interactive", "interactive": {"type": "product_list", "body": {"text": "x"}}},
+     "button, list or cta_url"),
+    ({"type": "contacts", "contacts": [{"phones": [{"phone": "+5511"}]}]}, "formatted_name is required"),
+]
+
+
+@pytest.mark.parametrize(("message", "limit"), TOO_BIG, ids=[limit for _, limit in TOO_BIG])
+def test_outbound_messages_beyond_whatsapps_limits_are_refused(db: Db, message: dict[str, Any],
+                                                               limit: str) -> None:
+    conv = conversation(db)
+    error = failure(send, db, AGENT, conv, message)
+    assert error.sqlstate == "22023" and limit in str(error)
+    assert db.value("select count(*) from public.messages where direction = 'outbound'") == 0
+
+
+def test_template_parameters_and_the_workers_replies_are_checked_too(db: Db) -> None:
+    conv = conversation(db)
+    template = {"type": "template", "template": {"name": "retomar_atendimento", "language": {"code": "pt_BR"},
+                "components": [{"type": "header", "parameters": [{"type": "text", "text": "h" * 61}]},
+                               {"type": "body", "parameters": [{"type": "text", "text": "Maria"}]}]}}
+    assert "template header parameter text has 61" in str(failure(send, db, AGENT, conv, template))
+    template["template"]["components"][0]["parameters"][0]["text"] = "Pedido"
+    template["template"]["components"][1]["parameters"][0]["text"] = "b" * 1025
+    assert "template body parameter text has 1025" in str(failure(send, db, AGENT, conv, template))
+    with pytest.raises(psycopg.Error, match="at most 65536") as caught, db.as_service() as s:
+        s.one("select * from public.whatsapp_queue_reply(%s, %s)",
+              (conv, Jsonb({"type": "text", "text": {"body": "oi"}, "extra": "y" * 70_000})))
+    assert caught.value.sqlstate == "22023"
+
+
+def test_messages_within_the_limits_go(db: Db) -> None:
+    conv = conversation(db)
+    ok = [
+        buttons("Sim", "Não", "Falar com atendente", header={"type": "text", "text": "Pedido 123"},
+                footer={"text": "Loja Demo"}),
+        menu(10, title="t" * 24, description="d" * 72),
+        {"type": "interactive", "interactive": {
+            "type": "cta_url", "body": {"text": "Acompanhe seu pedido"},
+            "action": {"name": "cta_url", "parameters": {"display_text": "Rastrear", "url": "https://loja.example/r/1"}}}},
+        image(link="https://cdn.example.com/a.jpg", caption="Catálogo"),
+        {"type": "audio", "audio": {"id": "1234567890", "voice": True}},
+        {"type": "document", "document": {"id": "998877", "filename": "boleto.pdf", "caption": "Seu boleto"}},
+        {"type": "location", "location": {"latitude": -23.56, "longitude": -46.65, "name": "Loja Paulista",
+                                          "address": "Av. Paulista, 1000"}},
+        {"type": "contacts", "contacts": [{"name": {"formatted_name": "Suporte"},
+                                           "phones": [{"phone": "+551130000000"}]}]},
+        {"type": "reaction", "reaction": {"message_id": "wamid.X", "emoji": "👍🏽"}},
+    ]
+    for message in ok:
+        assert send(db, AGENT, conv, message)["status"] == "queued"
+
+
 # -- 5. greetings ------------------------------------------------------------------------
 
 
