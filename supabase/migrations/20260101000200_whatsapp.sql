@@ -1928,6 +1928,32 @@ end;
 $$;
 comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given active team of its tenant (or the tenant''s support team). Agents: only conversations they may work.';
 
+-- Frontends: an agent opened the conversation; its unread counter restarts. The counter is
+-- the system's (ingest counts, agents' replies reset it): clients cannot write it directly.
+create or replace function public.mark_conversation_read(conversation_id uuid)
+returns public.conversations
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_conv public.conversations;
+begin
+  select * into v_conv from public.conversations c where c.id = mark_conversation_read.conversation_id;
+  if v_conv.id is null or not private.is_member(v_conv.tenant_id) then
+    raise exception 'conversation not found' using errcode = 'P0002';
+  end if;
+  perform private.require_role(v_conv.tenant_id, 'agent');
+  if not private.can_work_conversation(v_conv.tenant_id, v_conv.assignee_id, v_conv.team_id) then
+    raise exception 'this conversation is assigned to someone else' using errcode = '42501';
+  end if;
+  update public.conversations c set unread_count = 0 where c.id = v_conv.id
+  returning * into v_conv;
+  return v_conv;
+end;
+$$;
+comment on function public.mark_conversation_read(uuid) is 'Agents: the conversation was read; unread_count back to 0 (only in conversations they may work).';
+
 -- Frontends: store a number's secret in Vault (admins); returns only the Vault id.
 create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
 returns uuid
@@ -2057,6 +2083,40 @@ begin
 end;
 $$;
 
+-- Conversations: the lifecycle timestamps follow status and assignee, whoever changes them
+-- (clients may not write them): resolved_at and closed_at when the status gets there, cleared
+-- when the conversation comes back to life; assigned_at with each new assignee.
+create or replace function private.tg_conversations_lifecycle()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.assignee_id is distinct from old.assignee_id and new.assigned_at is not distinct from old.assigned_at then
+    new.assigned_at := case when new.assignee_id is not null then now() end;
+  end if;
+  if new.status is not distinct from old.status then
+    return new;
+  end if;
+  if new.status = 'expired' and auth.role() in ('authenticated', 'anon') then
+    raise exception 'conversations expire by themselves: resolve or close it instead' using errcode = '42501';
+  end if;
+  if new.status in ('open', 'waiting', 'pending') then
+    new.resolved_at := null;
+    new.closed_at := null;
+    new.close_reason := null;
+  elsif new.status = 'resolved' then
+    new.resolved_at := now();
+    new.close_reason := coalesce(new.close_reason, 'resolved');
+  else  -- closed, expired: a time and reason the system gave (ingest's idle expiry) are kept
+    new.closed_at := case when new.closed_at is distinct from old.closed_at then new.closed_at else now() end;
+    new.close_reason := coalesce(new.close_reason,
+      case when new.status = 'expired' then 'idle' when auth.role() = 'authenticated' then 'agent' else 'system' end);
+  end if;
+  return new;
+end;
+$$;
+
 -- A number per plan slot (plans.max_whatsapp_numbers).
 create or replace function private.tg_whatsapp_numbers_check()
 returns trigger
@@ -2141,6 +2201,9 @@ $$;
 drop trigger if exists _200_prepare on public.contacts;
 create trigger _200_prepare before insert or update on public.contacts
   for each row execute function private.tg_contacts_prepare();
+drop trigger if exists _200_lifecycle on public.conversations;
+create trigger _200_lifecycle before update on public.conversations
+  for each row execute function private.tg_conversations_lifecycle();
 drop trigger if exists _200_check_plan on public.whatsapp_numbers;
 create trigger _200_check_plan before insert on public.whatsapp_numbers
   for each row execute function private.tg_whatsapp_numbers_check();
@@ -2305,9 +2368,9 @@ grant select,
   delete on public.contacts to authenticated;
 grant select, insert (tenant_id, name, color, description), update (name, color, description), delete
   on public.tags to authenticated;
-grant select, update (status, mode, team_id, assignee_id, assigned_at, priority, tags, unread_count, csat,
-    csat_comment, resolved_at, closed_at, close_reason)
-  on public.conversations to authenticated;
+-- what agents decide; counters, CSAT and lifecycle times are the system's (unread_count
+-- through mark_conversation_read, resolved_at / closed_at / assigned_at by trigger)
+grant select, update (status, mode, team_id, assignee_id, priority, tags) on public.conversations to authenticated;
 grant select on public.messages, public.message_status_events, public.session_context to authenticated;
 grant select, insert (tenant_id, waba_id, name, language, category, components, parameter_format, product_id,
     is_active),
@@ -2333,7 +2396,8 @@ revoke execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
   public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
-  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
+  public.mark_conversation_read(uuid)
   from public, anon, authenticated;
 grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
   public.whatsapp_webhook_app(text), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
@@ -2344,5 +2408,6 @@ grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_q
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
   to service_role;
 grant execute on function public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
-  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
+  public.mark_conversation_read(uuid)
   to authenticated;

@@ -101,6 +101,60 @@ def test_the_worker_still_hands_off_without_a_caller(db: Db) -> None:
     assert row["mode"] == "human" and str(row["team_id"]) == TEAM
 
 
+# -- 3. system-owned columns -------------------------------------------------------------
+
+
+def test_agents_cannot_write_csat_counters_or_lifecycle_times(db: Db) -> None:
+    conv = conversation(db)
+    for column, value in (("csat", 5), ("csat_comment", "Ótimo!"), ("resolved_at", "2020-01-01"),
+                          ("closed_at", "2020-01-01"), ("close_reason", "contact"), ("unread_count", 0),
+                          ("assigned_at", "2020-01-01"), ("message_count", 0)):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(AGENT) as s:
+            s.rowcount(f"update public.conversations set {column} = %s where id = %s", (value, conv))
+    with db.as_user(AGENT) as s:  # what the inbox decides
+        assert s.rowcount("update public.conversations set priority = 'high', tags = '{vip}',"
+                          " assignee_id = %s where id = %s", (AGENT_MEMBER, conv)) == 1
+    c = db.sql("select * from public.conversations where id = %s", (conv,))[0]
+    assert (c["csat"], c["unread_count"], c["message_count"]) == (None, 1, 1)
+    assert c["assigned_at"] is not None
+
+
+def test_resolving_and_closing_set_their_times(db: Db) -> None:
+    conv = conversation(db)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    with db.as_user(AGENT) as s:
+        s.rowcount("update public.conversations set status = 'resolved' where id = %s", (conv,))
+    c = db.sql("select * from public.conversations where id = %s", (conv,))[0]
+    assert c["resolved_at"] >= before and c["close_reason"] == "resolved" and c["closed_at"] is None
+    with db.as_user(AGENT) as s:
+        s.rowcount("update public.conversations set status = 'closed' where id = %s", (conv,))
+    c = db.sql("select * from public.conversations where id = %s", (conv,))[0]
+    assert c["closed_at"] >= before and c["close_reason"] == "resolved"
+    with db.as_user(AGENT) as s:
+        s.rowcount("update public.conversations set status = 'open' where id = %s", (conv,))
+    c = db.sql("select * from public.conversations where id = %s", (conv,))[0]
+    assert (c["resolved_at"], c["closed_at"], c["close_reason"]) == (None, None, None)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="expire by themselves"), \
+            db.as_user(AGENT) as s:
+        s.rowcount("update public.conversations set status = 'expired' where id = %s", (conv,))
+
+
+def test_an_agent_marks_a_conversation_read_through_the_rpc(db: Db) -> None:
+    conv = conversation(db)
+    ingest(db, body(change(messages=[text("alô?")])))
+    assert db.value("select unread_count from public.conversations where id = %s", (conv,)) == 2
+    viewer = db.add_member(uuid.UUID(TENANT), "viewer")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(viewer) as s:
+        s.one("select * from public.mark_conversation_read(%s)", (conv,))
+    restricted_tenant(db)
+    stranger = db.add_member(uuid.UUID(TENANT), "agent")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(stranger) as s:
+        s.one("select * from public.mark_conversation_read(%s)", (conv,))
+    db.sql("update public.conversations set team_id = %s where id = %s", (TEAM, conv))
+    with db.as_user(AGENT) as s:
+        assert s.one("select * from public.mark_conversation_read(%s)", (conv,))["unread_count"] == 0
+
+
 # -- 4. outbound payloads within WhatsApp's limits ---------------------------------------
 
 
