@@ -4,7 +4,8 @@
  * 002 clientes_whatsapp), tags, conversations with the 4 h session rule and the 24 h
  * customer-service window, messages with their status lifecycle, status events, the AI
  * session memory (000 session_context), templates, quick replies, agent greetings and the
- * raw webhook events.
+ * raw webhook events. Opt-in and consent belong to the customer: they change only through an
+ * append-only history (the customer's own STOP / START words, or a request the tenant documents).
  *
  * The whole meaning of a Meta webhook is applied by one function, `whatsapp_ingest`, so
  * the worker's HTTP route and the edge function stay thin and identical. Outbound rows are
@@ -12,12 +13,14 @@
  * through `whatsapp_claim_outbound` / `whatsapp_mark_sent` / `whatsapp_mark_send_failed`.
  *
  * Who may do what:
- *   every member  reads the tenant's numbers (never their secrets), contacts, conversations,
- *                 messages, templates, quick replies
- *   agent         edits contacts, works conversations (status, assignment, mode, priority,
- *                 tags) and sends messages; when the tenant sets restrict_agents_to_assigned,
- *                 only in conversations assigned to them or to one of their teams
- *   manager       tags, templates, quick replies, any agent greeting
+ *   every member  reads the tenant's numbers (never their secrets), contacts and their consent
+ *                 history, conversations, messages, templates, quick replies
+ *   agent         edits contacts (not their opt-in or consent), works conversations (status,
+ *                 assignment, mode, priority, tags; marks them read, hands them off) and sends
+ *                 messages; when the tenant sets restrict_agents_to_assigned, only in
+ *                 conversations assigned to them or to one of their teams; their own greeting
+ *   manager       tags, templates, quick replies, any agent greeting, and the customer's
+ *                 documented opt-in / opt-out / consent requests (record_contact_consent)
  *   admin         numbers and their secrets (through set_whatsapp_number_secret), raw events
  *   service role  ingest, queues, everything the worker does
  */
@@ -120,7 +123,9 @@ comment on column public.contacts.wa_id is 'WhatsApp id: the phone number in E.1
 comment on column public.contacts.user_id is 'Business-scoped user id (BSUID, 2026), e.g. US.13491208655302741918: identifies username users.';
 comment on column public.contacts.phone_hash is 'private.phone_hash(wa_id): pseudonymous key for logs and analytics (seed 000).';
 comment on column public.contacts.ltv is 'Lifetime value in currency, kept by the commerce module.';
-comment on column public.contacts.opt_in is 'False once the contact opted out: nothing is sent to them.';
+comment on column public.contacts.opt_in is 'False once the contact opted out: nothing is sent to them. Derived from contact_consents, like opt_in_at, opt_out_at, consent and consent_at.';
+comment on column public.contacts.consent is 'LGPD consent in force: the latest consent_given / consent_withdrawn of contact_consents.';
+comment on column public.contacts.consent_at is 'When the latest consent_given was expressed (kept after a withdrawal, for the record).';
 comment on column public.contacts.lgpd_state is 'active, deletion_requested (anonymisation job pending) or anonymised.';
 comment on column public.contacts.first_referral is 'Click-to-WhatsApp ad of the first message (attribution).';
 comment on column public.contacts.tags is 'Tag names (see tags) for segmentation.';
@@ -311,6 +316,37 @@ comment on column public.messages.wa_timestamp is 'Meta''s timestamp of an inbou
 comment on column public.messages.next_attempt_at is 'Outbound: not sent before this time (retry backoff, scheduling).';
 comment on column public.messages.lease_until is 'A worker claimed the row until then; an expired lease returns it to its queue.';
 comment on column public.messages.pricing_category is 'Meta''s pricing category from the status webhook (service, utility, marketing...).';
+
+-- Consent history (seed 000 LGPD consent, 001 opt-in/opt-out): every opt-in, opt-out, consent
+-- given or withdrawn, as the customer expressed it. Append-only (private.tg_contact_consents_guard);
+-- the contact's opt_in / consent columns are derived from it and from nothing else.
+create table if not exists public.contact_consents (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  contact_id uuid not null,
+  kind text not null check (kind in ('opt_in', 'opt_out', 'consent_given', 'consent_withdrawn')),
+  source text not null check (source in ('customer_message', 'documented_request', 'import', 'system')),
+  evidence text not null check (length(btrim(evidence)) between 1 and 2000),
+  recorded_by uuid,
+  message_id uuid,
+  occurred_at timestamptz not null default now(),
+  recorded_at timestamptz not null default clock_timestamp(),
+  unique (tenant_id, id),
+  foreign key (tenant_id, contact_id) references public.contacts (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, recorded_by) references public.members (tenant_id, id) on delete set null (recorded_by),
+  foreign key (tenant_id, message_id) references public.messages (tenant_id, id) on delete set null (message_id)
+);
+alter table public.contact_consents enable row level security;
+create index if not exists contact_consents_contact_idx on public.contact_consents (tenant_id, contact_id, occurred_at);
+create index if not exists contact_consents_recorded_by_idx on public.contact_consents (tenant_id, recorded_by)
+  where recorded_by is not null;
+create index if not exists contact_consents_message_idx on public.contact_consents (tenant_id, message_id)
+  where message_id is not null;
+comment on table public.contact_consents is 'Append-only history of a contact''s opt-in / opt-out and LGPD consent: the only source of contacts.opt_in, opt_in_at, opt_out_at, consent and consent_at.';
+comment on column public.contact_consents.source is 'customer_message (the customer wrote it, see message_id), documented_request (a manager recorded a request the tenant documents), import or system.';
+comment on column public.contact_consents.evidence is 'What proves it: the customer''s words, or the tenant''s description of the documented request (channel, date, document).';
+comment on column public.contact_consents.recorded_by is 'Member who recorded a documented request; null for customer messages and the system (or once the member is removed).';
+comment on column public.contact_consents.occurred_at is 'When the customer expressed it: the message time, or the moment a documented request was recorded (never back-dated).';
 
 -- Status events (every sent / delivered / read / played / failed webhook, seed 001 message_logs).
 create table if not exists public.message_status_events (
@@ -938,6 +974,61 @@ as $$
           'whatsapp:' || number_alert.number_id || ':' || coalesce(number_alert.error ->> 'code', '?') || ':'
             || to_char(now(), 'YYYY-MM-DD'))
   on conflict (tenant_id, dedupe_key) do nothing
+$$;
+
+-- The consent columns of a contact as its history says: the latest opt_in / opt_out (none:
+-- opted in) and the latest consent_given / consent_withdrawn (none: no consent).
+create or replace function private.contact_consent_state(tenant_id uuid, contact_id uuid)
+returns table (opt_in boolean, opt_in_at timestamptz, opt_out_at timestamptz, consent boolean,
+               consent_at timestamptz)
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce((array_agg(h.kind order by h.occurred_at desc, h.recorded_at desc)
+                     filter (where h.kind in ('opt_in', 'opt_out')))[1] = 'opt_in', true),
+         max(h.occurred_at) filter (where h.kind = 'opt_in'),
+         max(h.occurred_at) filter (where h.kind = 'opt_out'),
+         coalesce((array_agg(h.kind order by h.occurred_at desc, h.recorded_at desc)
+                     filter (where h.kind in ('consent_given', 'consent_withdrawn')))[1] = 'consent_given', false),
+         max(h.occurred_at) filter (where h.kind = 'consent_given')
+    from public.contact_consents h
+   where h.tenant_id = contact_consent_state.tenant_id and h.contact_id = contact_consent_state.contact_id
+$$;
+
+-- Append one entry to a contact's consent history (a trigger then updates the contact).
+create or replace function private.record_consent(
+  tenant_id uuid, contact_id uuid, kind text, source text, evidence text,
+  recorded_by uuid default null, message_id uuid default null, occurred_at timestamptz default now()
+) returns public.contact_consents
+language sql
+set search_path = ''
+as $$
+  insert into public.contact_consents (tenant_id, contact_id, kind, source, evidence, recorded_by, message_id,
+                                       occurred_at)
+  values (record_consent.tenant_id, record_consent.contact_id, record_consent.kind, record_consent.source,
+          left(btrim(record_consent.evidence), 2000), record_consent.recorded_by, record_consent.message_id,
+          least(record_consent.occurred_at, now()))
+  returning *
+$$;
+
+-- What a customer's whole message says about their opt-in: 'opt_out' for STOP-like words,
+-- 'opt_in' for START-like ones, else null. Only the whole message counts (case, accents and
+-- punctuation aside): "quero parar de pagar juros" is not an opt-out.
+create or replace function private.consent_word(content text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case btrim(regexp_replace(translate(lower(content), 'áàâãäéèêëíìîïóòôõöúùûüç', 'aaaaaeeeeiiiiooooouuuuc'),
+                                   '[^a-z]+', ' ', 'g'))
+    when 'stop' then 'opt_out' when 'parar' then 'opt_out' when 'pare' then 'opt_out'
+    when 'descadastrar' then 'opt_out' when 'sair da lista' then 'opt_out'
+    when 'cancelar inscricao' then 'opt_out' when 'unsubscribe' then 'opt_out'
+    when 'start' then 'opt_in' when 'voltar a receber' then 'opt_in' when 'quero receber' then 'opt_in'
+  end
 $$;
 
 -- Why a text field of an outbound message breaks WhatsApp's rules, or null.
@@ -1954,6 +2045,41 @@ end;
 $$;
 comment on function public.mark_conversation_read(uuid) is 'Agents: the conversation was read; unread_count back to 0 (only in conversations they may work).';
 
+-- Frontends: a manager records an opt-in / opt-out or a consent the customer gave or withdrew
+-- outside WhatsApp (phone call, e-mail, signed form), with the evidence the tenant keeps. Takes
+-- effect now: the history is never back-dated.
+create or replace function public.record_contact_consent(contact_id uuid, kind text, evidence text)
+returns public.contact_consents
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_contact public.contacts;
+  v_member public.members;
+begin
+  select * into v_contact from public.contacts c where c.id = record_contact_consent.contact_id;
+  if v_contact.id is null or not private.is_member(v_contact.tenant_id) then
+    raise exception 'contact not found' using errcode = 'P0002';
+  end if;
+  v_member := private.require_role(v_contact.tenant_id, 'manager');
+  if coalesce(record_contact_consent.kind, '') not in ('opt_in', 'opt_out', 'consent_given', 'consent_withdrawn') then
+    raise exception 'kind must be opt_in, opt_out, consent_given or consent_withdrawn' using errcode = '22023';
+  end if;
+  if length(btrim(coalesce(record_contact_consent.evidence, ''))) < 10 then
+    raise exception 'describe the evidence of the customer''s request (how and when they asked, where it is kept)'
+      using errcode = '22023';
+  end if;
+  if length(record_contact_consent.evidence) > 2000 then
+    raise exception 'the evidence has % characters: at most 2000', length(record_contact_consent.evidence)
+      using errcode = '22023';
+  end if;
+  return private.record_consent(v_contact.tenant_id, v_contact.id, record_contact_consent.kind,
+                                'documented_request', record_contact_consent.evidence, v_member.id);
+end;
+$$;
+comment on function public.record_contact_consent(uuid, text, text) is 'Managers: record a customer''s documented opt-in / opt-out / consent request (evidence required, effective now) in the append-only history that drives the contact''s flags.';
+
 -- Frontends: store a number's secret in Vault (admins); returns only the Vault id.
 create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
 returns uuid
@@ -2058,11 +2184,13 @@ $$;
  * ----
  */
 
--- Contacts: derived phone fields and the dates of consent, opt-in/out and blocking.
+-- Contacts: derived phone fields, the blocking date, and the opt-in / consent columns, which
+-- only the consent history sets: whoever writes them directly (even the service role) gets
+-- what the history says.
 create or replace function private.tg_contacts_prepare()
 returns trigger
 language plpgsql
-security definer  -- the LGPD helpers are not granted to frontends
+security definer  -- the LGPD helpers and the consent history are not granted to frontends
 set search_path = ''
 as $$
 begin
@@ -2072,14 +2200,82 @@ begin
   elsif new.wa_id is null and new.phone is not null then
     new.phone_hash := private.phone_hash(new.phone);
   end if;
-  if tg_op = 'UPDATE' then
-    if new.opt_in is distinct from old.opt_in then
-      if new.opt_in then new.opt_in_at := now(); else new.opt_out_at := now(); end if;
-    end if;
-    if new.consent and not old.consent then new.consent_at := coalesce(new.consent_at, now()); end if;
-    if new.is_blocked and not old.is_blocked then new.blocked_at := now(); end if;
+  if tg_op = 'INSERT' or (new.opt_in, new.opt_in_at, new.opt_out_at, new.consent, new.consent_at)
+                         is distinct from (old.opt_in, old.opt_in_at, old.opt_out_at, old.consent, old.consent_at) then
+    select s.opt_in, s.opt_in_at, s.opt_out_at, s.consent, s.consent_at
+      into new.opt_in, new.opt_in_at, new.opt_out_at, new.consent, new.consent_at
+      from private.contact_consent_state(new.tenant_id, new.id) s;
+  end if;
+  if tg_op = 'UPDATE' and new.is_blocked and not old.is_blocked then
+    new.blocked_at := now();
   end if;
   return new;
+end;
+$$;
+
+-- A new entry of the consent history takes effect on its contact.
+create or replace function private.tg_contact_consents_apply()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  update public.contacts c
+     set (opt_in, opt_in_at, opt_out_at, consent, consent_at) =
+         (select s.opt_in, s.opt_in_at, s.opt_out_at, s.consent, s.consent_at
+            from private.contact_consent_state(new.tenant_id, new.contact_id) s)
+   where c.tenant_id = new.tenant_id and c.id = new.contact_id;
+  return null;
+end;
+$$;
+
+-- The consent history is append-only for every role, table owner included. Two changes come
+-- from foreign keys and pass: links to a removed member or message fade to null, and the
+-- entries of a deleted contact (or tenant) go with it.
+create or replace function private.tg_contact_consents_guard()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if tg_op = 'UPDATE'
+     and to_jsonb(new) - 'recorded_by' - 'message_id' = to_jsonb(old) - 'recorded_by' - 'message_id'
+     and (new.recorded_by is null or new.recorded_by = old.recorded_by)
+     and (new.message_id is null or new.message_id = old.message_id) then
+    return new;
+  end if;
+  if tg_op = 'DELETE'
+     and (not exists (select 1 from public.contacts c where c.tenant_id = old.tenant_id and c.id = old.contact_id)
+          or not exists (select 1 from public.tenants t where t.id = old.tenant_id)) then
+    return old;
+  end if;
+  raise exception 'the consent history is append-only: record a new entry instead'
+    using errcode = '42501';
+end;
+$$;
+
+-- A customer who writes STOP-like words opts out, START-like words opt back in (see
+-- private.consent_word); the message is the evidence. Nothing is recorded when the contact
+-- is already where the words would put them.
+create or replace function private.tg_messages_consent_words()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_kind text := private.consent_word(new.content);
+begin
+  if v_kind is not null and exists (
+    select 1 from public.contacts c
+     where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')
+  ) then
+    perform private.record_consent(new.tenant_id, new.contact_id, v_kind, 'customer_message', new.content,
+                                   null, new.id, coalesce(new.wa_timestamp, new.created_at));
+  end if;
+  return null;
 end;
 $$;
 
@@ -2201,6 +2397,15 @@ $$;
 drop trigger if exists _200_prepare on public.contacts;
 create trigger _200_prepare before insert or update on public.contacts
   for each row execute function private.tg_contacts_prepare();
+drop trigger if exists _200_guard on public.contact_consents;
+create trigger _200_guard before update or delete on public.contact_consents
+  for each row execute function private.tg_contact_consents_guard();
+drop trigger if exists _200_guard_truncate on public.contact_consents;
+create trigger _200_guard_truncate before truncate on public.contact_consents
+  for each statement execute function private.tg_contact_consents_guard();
+drop trigger if exists _300_apply on public.contact_consents;
+create trigger _300_apply after insert on public.contact_consents
+  for each row execute function private.tg_contact_consents_apply();
 drop trigger if exists _200_lifecycle on public.conversations;
 create trigger _200_lifecycle before update on public.conversations
   for each row execute function private.tg_conversations_lifecycle();
@@ -2210,6 +2415,10 @@ create trigger _200_check_plan before insert on public.whatsapp_numbers
 drop trigger if exists _300_remember on public.messages;
 create trigger _300_remember after insert or update of transcription on public.messages
   for each row execute function private.tg_messages_remember();
+drop trigger if exists _400_consent_words on public.messages;
+create trigger _400_consent_words after insert on public.messages
+  for each row when (new.direction = 'inbound' and new.sender_type = 'contact' and length(new.content) <= 60)
+  execute function private.tg_messages_consent_words();
 
 /**
  * ----
@@ -2268,6 +2477,12 @@ create policy "Contacts are edited by agents" on public.contacts
 drop policy if exists "Contacts are deleted by admins" on public.contacts;
 create policy "Contacts are deleted by admins" on public.contacts
   for delete to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+
+-- contact_consents: members read; written only by record_contact_consent and the system,
+-- never changed nor removed (private.tg_contact_consents_guard)
+drop policy if exists "Consent history is visible to members" on public.contact_consents;
+create policy "Consent history is visible to members" on public.contact_consents
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
 
 -- tags, message_templates, quick_replies: members read, managers write
 do $$
@@ -2361,11 +2576,12 @@ grant select (id, tenant_id, phone_number, phone_number_id, waba_id, display_nam
     settings),
   update (phone_number, display_name, status, is_default, throughput_mps, settings),
   delete on public.whatsapp_numbers to authenticated;
+-- opt-in and consent are the customer's: recorded in contact_consents, never written here
 grant select,
-  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, tags, attributes, consent, consent_at,
-    opt_in, is_blocked, notes),
-  update (name, email, cpf, company, is_client, tags, attributes, consent, consent_at, opt_in, is_blocked, notes),
+  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, tags, attributes, is_blocked, notes),
+  update (name, email, cpf, company, is_client, tags, attributes, is_blocked, notes),
   delete on public.contacts to authenticated;
+grant select on public.contact_consents to authenticated, service_role;
 grant select, insert (tenant_id, name, color, description), update (name, color, description), delete
   on public.tags to authenticated;
 -- what agents decide; counters, CSAT and lifecycle times are the system's (unread_count
@@ -2397,7 +2613,7 @@ revoke execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
   public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
-  public.mark_conversation_read(uuid)
+  public.mark_conversation_read(uuid), public.record_contact_consent(uuid, text, text)
   from public, anon, authenticated;
 grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
   public.whatsapp_webhook_app(text), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
@@ -2409,5 +2625,5 @@ grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_q
   to service_role;
 grant execute on function public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
-  public.mark_conversation_read(uuid)
+  public.mark_conversation_read(uuid), public.record_contact_consent(uuid, text, text)
   to authenticated;

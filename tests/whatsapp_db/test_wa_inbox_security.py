@@ -101,6 +101,113 @@ def test_the_worker_still_hands_off_without_a_caller(db: Db) -> None:
     assert row["mode"] == "human" and str(row["team_id"]) == TEAM
 
 
+# -- 2. consent is the customer's ------------------------------------------------------
+
+
+def test_agents_cannot_opt_a_contact_back_in_nor_back_date_consent(db: Db) -> None:
+    conv = conversation(db)
+    ingest(db, body(change(messages=[text("PARAR")])))
+    contact = contact_of(db, conv)
+    for column, value in (("opt_in", True), ("consent", True), ("consent_at", "2020-01-01T00:00:00Z"),
+                          ("opt_out_at", None)):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(AGENT) as s:
+            s.rowcount(f"update public.contacts set {column} = %s where id = %s", (value, contact))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(AGENT) as s:
+        s.value("insert into public.contacts (tenant_id, wa_id, consent, consent_at) values"
+                " (%s, '5511955550000', true, '2020-01-01') returning id", (TENANT,))
+    with db.as_user(AGENT) as s:  # what agents do edit still works
+        assert s.rowcount("update public.contacts set name = 'Maria S.' where id = %s", (contact,)) == 1
+    error = failure(send, db, AGENT, conv)
+    assert error.sqlstate == "55000" and "opted out" in str(error)
+
+
+def test_a_direct_write_of_the_flags_gets_what_the_history_says(db: Db) -> None:
+    conv = conversation(db)
+    ingest(db, body(change(messages=[text("Pare!")])))
+    contact = contact_of(db, conv)
+    with db.as_service() as s:
+        s.rowcount("update public.contacts set opt_in = true, opt_out_at = null, consent = true,"
+                   " consent_at = '2020-01-01' where id = %s", (contact,))
+    row = db.sql("select * from public.contacts where id = %s", (contact,))[0]
+    assert (row["opt_in"], row["consent"], row["consent_at"]) == (False, False, None)
+    assert row["opt_out_at"] is not None
+
+
+def test_the_customers_own_words_opt_out_and_back_in(db: Db) -> None:
+    conv = conversation(db)
+    ingest(db, body(change(messages=[text("quero parar de pagar juros")])))  # not an opt-out
+    assert db.value("select opt_in from public.contacts where wa_id = %s", (MARIA,)) is True
+    ingest(db, body(change(messages=[text("STOP")])))
+    ingest(db, body(change(messages=[text("stop")])))  # already out: nothing new to record
+    history = db.sql("select h.*, m.content from public.contact_consents h"
+                     " join public.messages m on m.id = h.message_id")
+    assert [(h["kind"], h["source"], h["evidence"], h["recorded_by"]) for h in history] == [
+        ("opt_out", "customer_message", "STOP", None)]
+    assert "opted out" in str(failure(send, db, AGENT, conv))
+    ingest(db, body(change(messages=[text("START", at=1)])))
+    assert db.value("select opt_in from public.contacts where wa_id = %s", (MARIA,)) is True
+    assert send(db, AGENT, conv)["status"] == "queued"
+
+
+def record(db: Db, user: uuid.UUID | str, contact: str, kind: str, evidence: str | None) -> dict[str, Any]:
+    with db.as_user(user) as s:
+        row: dict[str, Any] = s.one("select * from public.record_contact_consent(%s, %s, %s)",
+                                    (contact, kind, evidence))
+    return row
+
+
+def test_managers_record_documented_requests_with_evidence_effective_now(db: Db) -> None:
+    conv = conversation(db)
+    contact = contact_of(db, conv)
+    evidence = "Cliente pediu por e-mail em 12/03 para não receber mais mensagens (ticket 4711)."
+    assert failure(record, db, AGENT, contact, "opt_out", evidence).sqlstate == "42501"
+    viewer = db.add_member(uuid.UUID(TENANT), "viewer")
+    assert failure(record, db, viewer, contact, "consent_given", evidence).sqlstate == "42501"
+    outsider = db.create_user()
+    assert failure(record, db, outsider, contact, "opt_out", evidence).sqlstate == "P0002"
+    error = failure(record, db, OWNER, contact, "opt_out", "  ")
+    assert error.sqlstate == "22023" and "evidence" in str(error)
+    assert failure(record, db, OWNER, contact, "opt_in_forever", evidence).sqlstate == "22023"
+
+    before = datetime.now(UTC)
+    row = record(db, OWNER, contact, "opt_out", evidence)
+    assert (row["source"], str(row["recorded_by"]), row["evidence"]) == ("documented_request", OWNER_MEMBER,
+                                                                          evidence)
+    assert row["occurred_at"] >= before - timedelta(seconds=1)  # never back-dated
+    assert "opted out" in str(failure(send, db, AGENT, conv))
+    record(db, OWNER, contact, "consent_given", "Termo de consentimento assinado na loja, arquivo 88.")
+    c = db.sql("select * from public.contacts where id = %s", (contact,))[0]
+    assert (c["opt_in"], c["consent"]) == (False, True) and c["consent_at"] >= before - timedelta(seconds=1)
+    with db.as_user(viewer) as s:  # every member reads the history
+        assert s.value("select count(*) from public.contact_consents where contact_id = %s", (contact,)) == 2
+    with db.as_user(outsider) as s:
+        assert s.value("select count(*) from public.contact_consents") == 0
+
+
+def test_the_consent_history_is_append_only_for_everybody(db: Db) -> None:
+    conv = conversation(db)
+    contact = contact_of(db, conv)
+    record(db, OWNER, contact, "opt_out", "Pedido por telefone em 12/03, gravação 123.")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(OWNER) as s:
+        s.rowcount("update public.contact_consents set kind = 'opt_in'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(OWNER) as s:
+        s.rowcount("insert into public.contact_consents (tenant_id, contact_id, kind, source, evidence)"
+                   " values (%s, %s, 'opt_in', 'documented_request', 'eu quis')", (TENANT, contact))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_service() as s:
+        s.rowcount("delete from public.contact_consents")
+    # not even the table's owner
+    for statement in ("update public.contact_consents set occurred_at = occurred_at - interval '1 year'",
+                      "delete from public.contact_consents", "truncate public.contact_consents"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+            db.sql(statement)
+    assert db.value("select count(*) from public.contact_consents") == 1
+    # a removed member fades from the entries they recorded; a deleted contact takes its history
+    db.sql("update public.contact_consents set recorded_by = null")
+    with db.as_user(OWNER) as s:
+        assert s.rowcount("delete from public.contacts where id = %s", (contact,)) == 1
+    assert db.value("select count(*) from public.contact_consents") == 0
+
+
 # -- 3. system-owned columns -------------------------------------------------------------
 
 
