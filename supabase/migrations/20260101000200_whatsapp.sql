@@ -4,7 +4,8 @@
  * 002 clientes_whatsapp), tags, conversations with the 4 h session rule and the 24 h
  * customer-service window, messages with their status lifecycle, status events, the AI
  * session memory (000 session_context), templates, quick replies, agent greetings and the
- * raw webhook events.
+ * raw webhook events. Opt-in and consent belong to the customer: they change only through an
+ * append-only history (the customer's own STOP / START words, or a request the tenant documents).
  *
  * The whole meaning of a Meta webhook is applied by one function, `whatsapp_ingest`, so
  * the worker's HTTP route and the edge function stay thin and identical. Outbound rows are
@@ -12,12 +13,14 @@
  * through `whatsapp_claim_outbound` / `whatsapp_mark_sent` / `whatsapp_mark_send_failed`.
  *
  * Who may do what:
- *   every member  reads the tenant's numbers (never their secrets), contacts, conversations,
- *                 messages, templates, quick replies
- *   agent         edits contacts, works conversations (status, assignment, mode, priority,
- *                 tags) and sends messages; when the tenant sets restrict_agents_to_assigned,
- *                 only in conversations assigned to them or to one of their teams
- *   manager       tags, templates, quick replies, any agent greeting
+ *   every member  reads the tenant's numbers (never their secrets), contacts and their consent
+ *                 history, conversations, messages, templates, quick replies
+ *   agent         edits contacts (not their opt-in or consent), works conversations (status,
+ *                 assignment, mode, priority, tags; marks them read, hands them off) and sends
+ *                 messages; when the tenant sets restrict_agents_to_assigned, only in
+ *                 conversations assigned to them or to one of their teams; their own greeting
+ *   manager       tags, templates, quick replies, any agent greeting, and the customer's
+ *                 documented opt-in / opt-out / consent requests (record_contact_consent)
  *   admin         numbers and their secrets (through set_whatsapp_number_secret), raw events
  *   service role  ingest, queues, everything the worker does
  */
@@ -120,7 +123,9 @@ comment on column public.contacts.wa_id is 'WhatsApp id: the phone number in E.1
 comment on column public.contacts.user_id is 'Business-scoped user id (BSUID, 2026), e.g. US.13491208655302741918: identifies username users.';
 comment on column public.contacts.phone_hash is 'private.phone_hash(wa_id): pseudonymous key for logs and analytics (seed 000).';
 comment on column public.contacts.ltv is 'Lifetime value in currency, kept by the commerce module.';
-comment on column public.contacts.opt_in is 'False once the contact opted out: nothing is sent to them.';
+comment on column public.contacts.opt_in is 'False once the contact opted out: nothing is sent to them. Derived from contact_consents, like opt_in_at, opt_out_at, consent and consent_at.';
+comment on column public.contacts.consent is 'LGPD consent in force: the latest consent_given / consent_withdrawn of contact_consents.';
+comment on column public.contacts.consent_at is 'When the latest consent_given was expressed (kept after a withdrawal, for the record).';
 comment on column public.contacts.lgpd_state is 'active, deletion_requested (anonymisation job pending) or anonymised.';
 comment on column public.contacts.first_referral is 'Click-to-WhatsApp ad of the first message (attribution).';
 comment on column public.contacts.tags is 'Tag names (see tags) for segmentation.';
@@ -311,6 +316,37 @@ comment on column public.messages.wa_timestamp is 'Meta''s timestamp of an inbou
 comment on column public.messages.next_attempt_at is 'Outbound: not sent before this time (retry backoff, scheduling).';
 comment on column public.messages.lease_until is 'A worker claimed the row until then; an expired lease returns it to its queue.';
 comment on column public.messages.pricing_category is 'Meta''s pricing category from the status webhook (service, utility, marketing...).';
+
+-- Consent history (seed 000 LGPD consent, 001 opt-in/opt-out): every opt-in, opt-out, consent
+-- given or withdrawn, as the customer expressed it. Append-only (private.tg_contact_consents_guard);
+-- the contact's opt_in / consent columns are derived from it and from nothing else.
+create table if not exists public.contact_consents (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  contact_id uuid not null,
+  kind text not null check (kind in ('opt_in', 'opt_out', 'consent_given', 'consent_withdrawn')),
+  source text not null check (source in ('customer_message', 'documented_request', 'import', 'system')),
+  evidence text not null check (length(btrim(evidence)) between 1 and 2000),
+  recorded_by uuid,
+  message_id uuid,
+  occurred_at timestamptz not null default now(),
+  recorded_at timestamptz not null default clock_timestamp(),
+  unique (tenant_id, id),
+  foreign key (tenant_id, contact_id) references public.contacts (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, recorded_by) references public.members (tenant_id, id) on delete set null (recorded_by),
+  foreign key (tenant_id, message_id) references public.messages (tenant_id, id) on delete set null (message_id)
+);
+alter table public.contact_consents enable row level security;
+create index if not exists contact_consents_contact_idx on public.contact_consents (tenant_id, contact_id, occurred_at);
+create index if not exists contact_consents_recorded_by_idx on public.contact_consents (tenant_id, recorded_by)
+  where recorded_by is not null;
+create index if not exists contact_consents_message_idx on public.contact_consents (tenant_id, message_id)
+  where message_id is not null;
+comment on table public.contact_consents is 'Append-only history of a contact''s opt-in / opt-out and LGPD consent: the only source of contacts.opt_in, opt_in_at, opt_out_at, consent and consent_at.';
+comment on column public.contact_consents.source is 'customer_message (the customer wrote it, see message_id), documented_request (a manager recorded a request the tenant documents), import or system.';
+comment on column public.contact_consents.evidence is 'What proves it: the customer''s words, or the tenant''s description of the documented request (channel, date, document).';
+comment on column public.contact_consents.recorded_by is 'Member who recorded a documented request; null for customer messages and the system (or once the member is removed).';
+comment on column public.contact_consents.occurred_at is 'When the customer expressed it: the message time, or the moment a documented request was recorded (never back-dated).';
 
 -- Status events (every sent / delivered / read / played / failed webhook, seed 001 message_logs).
 create table if not exists public.message_status_events (
@@ -940,6 +976,276 @@ as $$
   on conflict (tenant_id, dedupe_key) do nothing
 $$;
 
+-- The consent columns of a contact as its history says: the latest opt_in / opt_out (none:
+-- opted in) and the latest consent_given / consent_withdrawn (none: no consent).
+create or replace function private.contact_consent_state(tenant_id uuid, contact_id uuid)
+returns table (opt_in boolean, opt_in_at timestamptz, opt_out_at timestamptz, consent boolean,
+               consent_at timestamptz)
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce((array_agg(h.kind order by h.occurred_at desc, h.recorded_at desc)
+                     filter (where h.kind in ('opt_in', 'opt_out')))[1] = 'opt_in', true),
+         max(h.occurred_at) filter (where h.kind = 'opt_in'),
+         max(h.occurred_at) filter (where h.kind = 'opt_out'),
+         coalesce((array_agg(h.kind order by h.occurred_at desc, h.recorded_at desc)
+                     filter (where h.kind in ('consent_given', 'consent_withdrawn')))[1] = 'consent_given', false),
+         max(h.occurred_at) filter (where h.kind = 'consent_given')
+    from public.contact_consents h
+   where h.tenant_id = contact_consent_state.tenant_id and h.contact_id = contact_consent_state.contact_id
+$$;
+
+-- Append one entry to a contact's consent history (a trigger then updates the contact).
+create or replace function private.record_consent(
+  tenant_id uuid, contact_id uuid, kind text, source text, evidence text,
+  recorded_by uuid default null, message_id uuid default null, occurred_at timestamptz default now()
+) returns public.contact_consents
+language sql
+set search_path = ''
+as $$
+  insert into public.contact_consents (tenant_id, contact_id, kind, source, evidence, recorded_by, message_id,
+                                       occurred_at)
+  values (record_consent.tenant_id, record_consent.contact_id, record_consent.kind, record_consent.source,
+          left(btrim(record_consent.evidence), 2000), record_consent.recorded_by, record_consent.message_id,
+          least(record_consent.occurred_at, now()))
+  returning *
+$$;
+
+-- What a customer's whole message says about their opt-in: 'opt_out' for STOP-like words,
+-- 'opt_in' for START-like ones, else null. Only the whole message counts (case, accents and
+-- punctuation aside): "quero parar de pagar juros" is not an opt-out.
+create or replace function private.consent_word(content text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case btrim(regexp_replace(translate(lower(content), 'áàâãäéèêëíìîïóòôõöúùûüç', 'aaaaaeeeeiiiiooooouuuuc'),
+                                   '[^a-z]+', ' ', 'g'))
+    when 'stop' then 'opt_out' when 'parar' then 'opt_out' when 'pare' then 'opt_out'
+    when 'descadastrar' then 'opt_out' when 'sair da lista' then 'opt_out'
+    when 'cancelar inscricao' then 'opt_out' when 'unsubscribe' then 'opt_out'
+    when 'start' then 'opt_in' when 'voltar a receber' then 'opt_in' when 'quero receber' then 'opt_in'
+  end
+$$;
+
+-- Why a text field of an outbound message breaks WhatsApp's rules, or null.
+create or replace function private.wa_text_problem(obj jsonb, key text, path text, max_chars integer,
+                                                   required boolean default true)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when coalesce(jsonb_typeof(obj -> key), 'null') = 'null'
+      then case when required then path || ' is required' end
+    when jsonb_typeof(obj -> key) <> 'string' then path || ' must be a string'
+    when required and btrim(obj ->> key) = '' then path || ' must not be empty'
+    when length(obj ->> key) > max_chars
+      then path || ' has ' || length(obj ->> key) || ' characters: WhatsApp allows at most ' || max_chars
+  end
+$$;
+
+-- Why a media object (message or interactive header) is unusable, or null: exactly one of an
+-- uploaded media id or an https link Meta fetches.
+create or replace function private.wa_media_problem(obj jsonb, path text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when jsonb_typeof(obj) is distinct from 'object' then path || ' must be an object'
+    when (obj -> 'id' is null) = (obj -> 'link' is null) then path || ' needs exactly one of id (an uploaded media id) or link'
+    when obj ? 'id' then private.wa_text_problem(obj, 'id', path || '.id', 200)
+    when jsonb_typeof(obj -> 'link') <> 'string' or obj ->> 'link' !~ '^https://[^\s/?#]+[^\s]*$'
+      then path || '.link must be an https:// URL'
+    when length(obj ->> 'link') > 2048 then path || '.link has more than 2048 characters'
+  end
+$$;
+
+-- Why an outbound message (Graph API body without recipient) breaks a limit of WhatsApp
+-- (reference: whatsapp-cloud-api.md §5, Meta's send-messages, interactive and media pages),
+-- or null. The whole body is capped at 64 KB: no WhatsApp message needs more.
+create or replace function private.outbound_problem(message jsonb)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+as $$
+declare
+  v_type text := message ->> 'type';
+  v_obj jsonb := message -> v_type;
+  v_size integer := octet_length(message::text);
+  v_problem text;
+  v_item jsonb;
+  v_param jsonb;
+  v_rows jsonb;
+begin
+  if v_size > 65536 then
+    return 'the message has ' || v_size || ' bytes: at most 65536 (64 KB) are accepted';
+  end if;
+  case v_type
+  when 'text' then
+    return case when private.wa_text_problem(v_obj, 'body', 'text.body', 4096) is not null
+                then 'a text message needs a body of 1 to 4096 characters' end;
+  when 'image', 'video', 'document', 'audio', 'sticker' then
+    v_problem := coalesce(private.wa_media_problem(v_obj, v_type),
+      case when v_obj ? 'caption' and v_type not in ('image', 'video', 'document')
+           then v_type || ' takes no caption' end,
+      private.wa_text_problem(v_obj, 'caption', v_type || '.caption', 1024, false),
+      case when v_obj ? 'filename' and v_type <> 'document' then 'only a document takes a filename' end,
+      private.wa_text_problem(v_obj, 'filename', v_type || '.filename', 240, false),
+      case when v_obj ? 'voice' and (v_type <> 'audio' or jsonb_typeof(v_obj -> 'voice') <> 'boolean')
+           then 'voice is a boolean of audio messages only' end);
+    return v_problem;
+  when 'location' then
+    return coalesce(
+      case when jsonb_typeof(v_obj -> 'latitude') is distinct from 'number' then 'location.latitude must be a number'
+           when (v_obj ->> 'latitude')::numeric not between -90 and 90 then 'location.latitude must be between -90 and 90'
+      end,
+      case when jsonb_typeof(v_obj -> 'longitude') is distinct from 'number' then 'location.longitude must be a number'
+           when (v_obj ->> 'longitude')::numeric not between -180 and 180
+           then 'location.longitude must be between -180 and 180'
+      end,
+      private.wa_text_problem(v_obj, 'name', 'location.name', 1000, false),
+      private.wa_text_problem(v_obj, 'address', 'location.address', 1000, false));
+  when 'reaction' then
+    return coalesce(
+      private.wa_text_problem(v_obj, 'message_id', 'reaction.message_id', 200),
+      case when jsonb_typeof(v_obj -> 'emoji') is distinct from 'string'
+           then 'reaction.emoji is required (an empty string removes the reaction)'
+           when length(v_obj ->> 'emoji') > 10 or v_obj ->> 'emoji' ~ '[A-Za-z\s]'
+           then 'reaction.emoji must be one emoji' end);
+  when 'contacts' then
+    if jsonb_array_length(v_obj) not between 1 and 20 then
+      return 'a contacts message carries 1 to 20 contacts';
+    end if;
+    for v_item in select c from jsonb_array_elements(v_obj) c loop
+      v_problem := private.wa_text_problem(v_item -> 'name', 'formatted_name', 'contacts[].name.formatted_name', 512);
+      if v_problem is not null then return v_problem; end if;
+    end loop;
+    return null;
+  when 'template' then
+    v_problem := coalesce(
+      case when coalesce(v_obj ->> 'name', '') !~ '^[a-z0-9_]+$' or length(v_obj ->> 'name') > 512
+           then 'template.name must be a template name (a-z, 0-9, _; at most 512 characters)' end,
+      private.wa_text_problem(v_obj -> 'language', 'code', 'template.language.code', 20),
+      case when v_obj ? 'components' and jsonb_typeof(v_obj -> 'components') <> 'array'
+           then 'template.components must be an array'
+           when jsonb_array_length(coalesce(v_obj -> 'components', '[]')) > 20
+           then 'template.components holds at most 20 components' end);
+    if v_problem is not null then return v_problem; end if;
+    -- Meta: header text parameters ≤ 60 characters, body ones ≤ 1024 (32768 when the body is
+    -- the only component), button payloads ≤ 128 and URL suffixes ≤ 2000.
+    for v_item in select c from jsonb_array_elements(coalesce(v_obj -> 'components', '[]')) c loop
+      if jsonb_typeof(v_item) <> 'object' or coalesce(jsonb_typeof(v_item -> 'parameters'), 'array') <> 'array' then
+        return 'each template component must be an object with a parameters array';
+      end if;
+      for v_param in select p from jsonb_array_elements(coalesce(v_item -> 'parameters', '[]')) p loop
+        v_problem := case
+          when jsonb_typeof(v_param) <> 'object' then 'each template parameter must be an object'
+          when v_param ->> 'type' in ('image', 'video', 'document')
+            then private.wa_media_problem(v_param -> (v_param ->> 'type'), 'template parameter ' || (v_param ->> 'type'))
+          when lower(v_item ->> 'type') = 'header'
+            then private.wa_text_problem(v_param, 'text', 'template header parameter text', 60, false)
+          when lower(v_item ->> 'type') = 'body'
+            then private.wa_text_problem(v_param, 'text', 'template body parameter text',
+                   case when jsonb_array_length(v_obj -> 'components') = 1 then 32768 else 1024 end, false)
+          when lower(v_item ->> 'type') = 'button'
+            then coalesce(private.wa_text_problem(v_param, 'payload', 'template button payload', 128, false),
+                          private.wa_text_problem(v_param, 'text', 'template button parameter text', 2000, false))
+        end;
+        if v_problem is not null then return v_problem; end if;
+      end loop;
+    end loop;
+    return null;
+  when 'interactive' then
+    if v_obj ->> 'type' not in ('button', 'list', 'cta_url') or v_obj ->> 'type' is null then
+      return 'interactive.type must be button, list or cta_url';
+    end if;
+    v_problem := coalesce(
+      private.wa_text_problem(v_obj -> 'body', 'text', 'interactive.body.text',
+                              case when v_obj ->> 'type' = 'list' then 4096 else 1024 end),
+      private.wa_text_problem(v_obj -> 'footer', 'text', 'interactive.footer.text', 60, v_obj ? 'footer'),
+      case when not v_obj ? 'header' then null
+           when v_obj -> 'header' ->> 'type' = 'text'
+           then private.wa_text_problem(v_obj -> 'header', 'text', 'interactive.header.text', 60)
+           when v_obj -> 'header' ->> 'type' in ('image', 'video', 'document') and v_obj ->> 'type' <> 'list'
+           then private.wa_media_problem(v_obj -> 'header' -> (v_obj -> 'header' ->> 'type'),
+                                         'interactive.header.' || (v_obj -> 'header' ->> 'type'))
+           else 'interactive.header must be text' || case when v_obj ->> 'type' = 'list' then '' else ', image, video or document' end
+      end,
+      case when jsonb_typeof(v_obj -> 'action') is distinct from 'object' then 'interactive.action is required' end);
+    if v_problem is not null then return v_problem; end if;
+    if v_obj ->> 'type' = 'cta_url' then
+      return coalesce(
+        case when v_obj -> 'action' ->> 'name' is distinct from 'cta_url' then 'interactive.action.name must be cta_url' end,
+        private.wa_text_problem(v_obj -> 'action' -> 'parameters', 'display_text',
+                                'interactive.action.parameters.display_text', 20),
+        case when coalesce(v_obj -> 'action' -> 'parameters' ->> 'url', '') !~ '^https?://[^\s/?#]+[^\s]*$'
+                  or length(v_obj -> 'action' -> 'parameters' ->> 'url') > 2000
+             then 'interactive.action.parameters.url must be an http(s) URL of at most 2000 characters' end);
+    elsif v_obj ->> 'type' = 'button' then
+      if jsonb_typeof(v_obj -> 'action' -> 'buttons') is distinct from 'array'
+         or jsonb_array_length(v_obj -> 'action' -> 'buttons') not between 1 and 3 then
+        return 'interactive.action.buttons holds 1 to 3 reply buttons';
+      end if;
+      for v_item in select b from jsonb_array_elements(v_obj -> 'action' -> 'buttons') b loop
+        v_problem := coalesce(
+          case when v_item ->> 'type' is distinct from 'reply' then 'each button must be {"type": "reply", "reply": {id, title}}' end,
+          private.wa_text_problem(v_item -> 'reply', 'id', 'button reply.id', 256),
+          private.wa_text_problem(v_item -> 'reply', 'title', 'button reply.title', 20));
+        if v_problem is not null then return v_problem; end if;
+      end loop;
+      if (select count(distinct b -> 'reply' ->> 'title') <> count(*) or count(distinct b -> 'reply' ->> 'id') <> count(*)
+            from jsonb_array_elements(v_obj -> 'action' -> 'buttons') b) then
+        return 'button titles and ids must be unique';
+      end if;
+    else  -- list
+      v_problem := private.wa_text_problem(v_obj -> 'action', 'button', 'interactive.action.button', 20);
+      if v_problem is not null then return v_problem; end if;
+      if jsonb_typeof(v_obj -> 'action' -> 'sections') is distinct from 'array'
+         or jsonb_array_length(v_obj -> 'action' -> 'sections') not between 1 and 10 then
+        return 'interactive.action.sections holds 1 to 10 sections';
+      end if;
+      v_rows := '[]';
+      for v_item in select x from jsonb_array_elements(v_obj -> 'action' -> 'sections') x loop
+        v_problem := coalesce(
+          case when jsonb_typeof(v_item -> 'rows') is distinct from 'array' or jsonb_array_length(v_item -> 'rows') = 0
+               then 'each list section needs rows' end,
+          private.wa_text_problem(v_item, 'title', 'section title', 24,
+                                  jsonb_array_length(v_obj -> 'action' -> 'sections') > 1));
+        if v_problem is not null then return v_problem; end if;
+        v_rows := v_rows || (v_item -> 'rows');
+      end loop;
+      if jsonb_array_length(v_rows) > 10 then
+        return 'a list holds at most 10 rows in total (got ' || jsonb_array_length(v_rows) || ')';
+      end if;
+      for v_item in select r from jsonb_array_elements(v_rows) r loop
+        v_problem := coalesce(
+          private.wa_text_problem(v_item, 'id', 'row id', 200),
+          private.wa_text_problem(v_item, 'title', 'row title', 24),
+          private.wa_text_problem(v_item, 'description', 'row description', 72, false));
+        if v_problem is not null then return v_problem; end if;
+      end loop;
+      if (select count(distinct r ->> 'id') <> count(*) from jsonb_array_elements(v_rows) r) then
+        return 'row ids must be unique';
+      end if;
+    end if;
+    return null;
+  else
+    return null;  -- queue_outbound refuses unknown types itself
+  end case;
+end;
+$$;
+
 /**
  * ----
  * Section - Webhook ingest (service role: the worker's route and the edge function)
@@ -1226,7 +1532,7 @@ comment on function public.whatsapp_webhook_app(text) is 'Service role: app secr
  */
 
 -- Queue an outbound message in a conversation after every rule that protects the tenant's
--- number: a known message type, a reachable contact (not blocked, not opted out, not
+-- number: a known message type within WhatsApp's limits, a reachable contact (not blocked, not opted out, not
 -- anonymised), the 24 h window for anything but an approved template.
 create or replace function private.queue_outbound(
   conv public.conversations, message jsonb, sender_type text, sender_member_id uuid default null,
@@ -1241,6 +1547,7 @@ declare
   v_number public.whatsapp_numbers;
   v_content text;
   v_reply_wamid text;
+  v_problem text;
   v_row public.messages;
 begin
   if v_type is null or v_type not in ('text', 'template', 'interactive', 'image', 'audio', 'video', 'document',
@@ -1252,8 +1559,9 @@ begin
   if jsonb_typeof(message -> v_type) is distinct from (case when v_type = 'contacts' then 'array' else 'object' end) then
     raise exception 'a "%" message needs its "%" object', v_type, v_type using errcode = '22023';
   end if;
-  if v_type = 'text' and length(coalesce(message -> 'text' ->> 'body', '')) not between 1 and 4096 then
-    raise exception 'a text message needs a body of 1 to 4096 characters' using errcode = '22023';
+  v_problem := private.outbound_problem(message);
+  if v_problem is not null then
+    raise exception '%', v_problem using errcode = '22023';
   end if;
   select * into v_number from public.whatsapp_numbers n
    where n.tenant_id = conv.tenant_id and n.id = conv.whatsapp_number_id;
@@ -1672,6 +1980,7 @@ set search_path = ''
 as $$
 declare
   v_conv public.conversations;
+  v_team public.teams;
 begin
   select * into v_conv from public.conversations c where c.id = handoff_conversation.conversation_id for update;
   if v_conv.id is null or (auth.role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
@@ -1679,12 +1988,28 @@ begin
   end if;
   if auth.role() = 'authenticated' then
     perform private.require_role(v_conv.tenant_id, 'agent');
+    if not private.can_work_conversation(v_conv.tenant_id, v_conv.assignee_id, v_conv.team_id) then
+      raise exception 'this conversation is assigned to someone else: ask a manager to reassign it'
+        using errcode = '42501';
+    end if;
+  end if;
+  if handoff_conversation.team_id is not null then
+    -- the conversation's own tenant only; a paused team takes no new queue
+    select * into v_team from public.teams t
+     where t.tenant_id = v_conv.tenant_id and t.id = handoff_conversation.team_id;
+    if v_team.id is null then
+      raise exception 'team not found' using errcode = 'P0002';
+    end if;
+    if not v_team.is_active then
+      raise exception 'team "%" is inactive: hand the conversation to an active team', v_team.name
+        using errcode = '55000';
+    end if;
   end if;
   update public.conversations c
      set mode = 'human', status = case when c.assignee_id is null then 'pending' else c.status end,
          handoff_at = now(), handoff_reason = left(handoff_conversation.reason, 500),
          queued_at = case when c.assignee_id is null then now() else c.queued_at end,
-         team_id = coalesce(handoff_conversation.team_id, c.team_id,
+         team_id = coalesce(v_team.id, c.team_id,
            (select t.id from public.teams t where t.tenant_id = c.tenant_id and t.is_active
              order by t.kind = 'support' desc, t.created_at limit 1))
    where c.id = v_conv.id
@@ -1692,7 +2017,68 @@ begin
   return v_conv;
 end;
 $$;
-comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given (or the tenant''s support) team.';
+comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given active team of its tenant (or the tenant''s support team). Agents: only conversations they may work.';
+
+-- Frontends: an agent opened the conversation; its unread counter restarts. The counter is
+-- the system's (ingest counts, agents' replies reset it): clients cannot write it directly.
+create or replace function public.mark_conversation_read(conversation_id uuid)
+returns public.conversations
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_conv public.conversations;
+begin
+  select * into v_conv from public.conversations c where c.id = mark_conversation_read.conversation_id;
+  if v_conv.id is null or not private.is_member(v_conv.tenant_id) then
+    raise exception 'conversation not found' using errcode = 'P0002';
+  end if;
+  perform private.require_role(v_conv.tenant_id, 'agent');
+  if not private.can_work_conversation(v_conv.tenant_id, v_conv.assignee_id, v_conv.team_id) then
+    raise exception 'this conversation is assigned to someone else' using errcode = '42501';
+  end if;
+  update public.conversations c set unread_count = 0 where c.id = v_conv.id
+  returning * into v_conv;
+  return v_conv;
+end;
+$$;
+comment on function public.mark_conversation_read(uuid) is 'Agents: the conversation was read; unread_count back to 0 (only in conversations they may work).';
+
+-- Frontends: a manager records an opt-in / opt-out or a consent the customer gave or withdrew
+-- outside WhatsApp (phone call, e-mail, signed form), with the evidence the tenant keeps. Takes
+-- effect now: the history is never back-dated.
+create or replace function public.record_contact_consent(contact_id uuid, kind text, evidence text)
+returns public.contact_consents
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_contact public.contacts;
+  v_member public.members;
+begin
+  select * into v_contact from public.contacts c where c.id = record_contact_consent.contact_id;
+  if v_contact.id is null or not private.is_member(v_contact.tenant_id) then
+    raise exception 'contact not found' using errcode = 'P0002';
+  end if;
+  v_member := private.require_role(v_contact.tenant_id, 'manager');
+  if coalesce(record_contact_consent.kind, '') not in ('opt_in', 'opt_out', 'consent_given', 'consent_withdrawn') then
+    raise exception 'kind must be opt_in, opt_out, consent_given or consent_withdrawn' using errcode = '22023';
+  end if;
+  if length(btrim(coalesce(record_contact_consent.evidence, ''))) < 10 then
+    raise exception 'describe the evidence of the customer''s request (how and when they asked, where it is kept)'
+      using errcode = '22023';
+  end if;
+  if length(record_contact_consent.evidence) > 2000 then
+    raise exception 'the evidence has % characters: at most 2000', length(record_contact_consent.evidence)
+      using errcode = '22023';
+  end if;
+  return private.record_consent(v_contact.tenant_id, v_contact.id, record_contact_consent.kind,
+                                'documented_request', record_contact_consent.evidence, v_member.id);
+end;
+$$;
+comment on function public.record_contact_consent(uuid, text, text) is 'Managers: record a customer''s documented opt-in / opt-out / consent request (evidence required, effective now) in the append-only history that drives the contact''s flags.';
 
 -- Frontends: store a number's secret in Vault (admins); returns only the Vault id.
 create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
@@ -1798,11 +2184,13 @@ $$;
  * ----
  */
 
--- Contacts: derived phone fields and the dates of consent, opt-in/out and blocking.
+-- Contacts: derived phone fields, the blocking date, and the opt-in / consent columns, which
+-- only the consent history sets: whoever writes them directly (even the service role) gets
+-- what the history says.
 create or replace function private.tg_contacts_prepare()
 returns trigger
 language plpgsql
-security definer  -- the LGPD helpers are not granted to frontends
+security definer  -- the LGPD helpers and the consent history are not granted to frontends
 set search_path = ''
 as $$
 begin
@@ -1812,12 +2200,114 @@ begin
   elsif new.wa_id is null and new.phone is not null then
     new.phone_hash := private.phone_hash(new.phone);
   end if;
-  if tg_op = 'UPDATE' then
-    if new.opt_in is distinct from old.opt_in then
-      if new.opt_in then new.opt_in_at := now(); else new.opt_out_at := now(); end if;
-    end if;
-    if new.consent and not old.consent then new.consent_at := coalesce(new.consent_at, now()); end if;
-    if new.is_blocked and not old.is_blocked then new.blocked_at := now(); end if;
+  if tg_op = 'INSERT' or (new.opt_in, new.opt_in_at, new.opt_out_at, new.consent, new.consent_at)
+                         is distinct from (old.opt_in, old.opt_in_at, old.opt_out_at, old.consent, old.consent_at) then
+    select s.opt_in, s.opt_in_at, s.opt_out_at, s.consent, s.consent_at
+      into new.opt_in, new.opt_in_at, new.opt_out_at, new.consent, new.consent_at
+      from private.contact_consent_state(new.tenant_id, new.id) s;
+  end if;
+  if tg_op = 'UPDATE' and new.is_blocked and not old.is_blocked then
+    new.blocked_at := now();
+  end if;
+  return new;
+end;
+$$;
+
+-- A new entry of the consent history takes effect on its contact.
+create or replace function private.tg_contact_consents_apply()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  update public.contacts c
+     set (opt_in, opt_in_at, opt_out_at, consent, consent_at) =
+         (select s.opt_in, s.opt_in_at, s.opt_out_at, s.consent, s.consent_at
+            from private.contact_consent_state(new.tenant_id, new.contact_id) s)
+   where c.tenant_id = new.tenant_id and c.id = new.contact_id;
+  return null;
+end;
+$$;
+
+-- The consent history is append-only for every role, table owner included. Two changes come
+-- from foreign keys and pass: links to a removed member or message fade to null, and the
+-- entries of a deleted contact (or tenant) go with it.
+create or replace function private.tg_contact_consents_guard()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if tg_op = 'UPDATE'
+     and to_jsonb(new) - 'recorded_by' - 'message_id' = to_jsonb(old) - 'recorded_by' - 'message_id'
+     and (new.recorded_by is null or new.recorded_by = old.recorded_by)
+     and (new.message_id is null or new.message_id = old.message_id) then
+    return new;
+  end if;
+  if tg_op = 'DELETE'
+     and (not exists (select 1 from public.contacts c where c.tenant_id = old.tenant_id and c.id = old.contact_id)
+          or not exists (select 1 from public.tenants t where t.id = old.tenant_id)) then
+    return old;
+  end if;
+  raise exception 'the consent history is append-only: record a new entry instead'
+    using errcode = '42501';
+end;
+$$;
+
+-- A customer who writes STOP-like words opts out, START-like words opt back in (see
+-- private.consent_word); the message is the evidence. Nothing is recorded when the contact
+-- is already where the words would put them.
+create or replace function private.tg_messages_consent_words()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_kind text := private.consent_word(new.content);
+begin
+  if v_kind is not null and exists (
+    select 1 from public.contacts c
+     where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')
+  ) then
+    perform private.record_consent(new.tenant_id, new.contact_id, v_kind, 'customer_message', new.content,
+                                   null, new.id, coalesce(new.wa_timestamp, new.created_at));
+  end if;
+  return null;
+end;
+$$;
+
+-- Conversations: the lifecycle timestamps follow status and assignee, whoever changes them
+-- (clients may not write them): resolved_at and closed_at when the status gets there, cleared
+-- when the conversation comes back to life; assigned_at with each new assignee.
+create or replace function private.tg_conversations_lifecycle()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.assignee_id is distinct from old.assignee_id and new.assigned_at is not distinct from old.assigned_at then
+    new.assigned_at := case when new.assignee_id is not null then now() end;
+  end if;
+  if new.status is not distinct from old.status then
+    return new;
+  end if;
+  if new.status = 'expired' and auth.role() in ('authenticated', 'anon') then
+    raise exception 'conversations expire by themselves: resolve or close it instead' using errcode = '42501';
+  end if;
+  if new.status in ('open', 'waiting', 'pending') then
+    new.resolved_at := null;
+    new.closed_at := null;
+    new.close_reason := null;
+  elsif new.status = 'resolved' then
+    new.resolved_at := now();
+    new.close_reason := coalesce(new.close_reason, 'resolved');
+  else  -- closed, expired: a time and reason the system gave (ingest's idle expiry) are kept
+    new.closed_at := case when new.closed_at is distinct from old.closed_at then new.closed_at else now() end;
+    new.close_reason := coalesce(new.close_reason,
+      case when new.status = 'expired' then 'idle' when auth.role() = 'authenticated' then 'agent' else 'system' end);
   end if;
   return new;
 end;
@@ -1907,12 +2397,28 @@ $$;
 drop trigger if exists _200_prepare on public.contacts;
 create trigger _200_prepare before insert or update on public.contacts
   for each row execute function private.tg_contacts_prepare();
+drop trigger if exists _200_guard on public.contact_consents;
+create trigger _200_guard before update or delete on public.contact_consents
+  for each row execute function private.tg_contact_consents_guard();
+drop trigger if exists _200_guard_truncate on public.contact_consents;
+create trigger _200_guard_truncate before truncate on public.contact_consents
+  for each statement execute function private.tg_contact_consents_guard();
+drop trigger if exists _300_apply on public.contact_consents;
+create trigger _300_apply after insert on public.contact_consents
+  for each row execute function private.tg_contact_consents_apply();
+drop trigger if exists _200_lifecycle on public.conversations;
+create trigger _200_lifecycle before update on public.conversations
+  for each row execute function private.tg_conversations_lifecycle();
 drop trigger if exists _200_check_plan on public.whatsapp_numbers;
 create trigger _200_check_plan before insert on public.whatsapp_numbers
   for each row execute function private.tg_whatsapp_numbers_check();
 drop trigger if exists _300_remember on public.messages;
 create trigger _300_remember after insert or update of transcription on public.messages
   for each row execute function private.tg_messages_remember();
+drop trigger if exists _400_consent_words on public.messages;
+create trigger _400_consent_words after insert on public.messages
+  for each row when (new.direction = 'inbound' and new.sender_type = 'contact' and length(new.content) <= 60)
+  execute function private.tg_messages_consent_words();
 
 /**
  * ----
@@ -1972,6 +2478,12 @@ drop policy if exists "Contacts are deleted by admins" on public.contacts;
 create policy "Contacts are deleted by admins" on public.contacts
   for delete to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('admin')));
 
+-- contact_consents: members read; written only by record_contact_consent and the system,
+-- never changed nor removed (private.tg_contact_consents_guard)
+drop policy if exists "Consent history is visible to members" on public.contact_consents;
+create policy "Consent history is visible to members" on public.contact_consents
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
+
 -- tags, message_templates, quick_replies: members read, managers write
 do $$
 declare
@@ -2021,26 +2533,31 @@ drop policy if exists "AI memory is visible to members" on public.session_contex
 create policy "AI memory is visible to members" on public.session_context
   for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
 
--- agent_greetings: members read; each agent writes their own, managers anyone's
+-- agent_greetings: members read; each agent writes their own (an agent still: not a viewer),
+-- managers anyone's
 drop policy if exists "Greetings are visible to members" on public.agent_greetings;
 create policy "Greetings are visible to members" on public.agent_greetings
   for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
 drop policy if exists "Greetings are added by their agent or managers" on public.agent_greetings;
 create policy "Greetings are added by their agent or managers" on public.agent_greetings
   for insert to authenticated
-  with check (member_id in (select private.my_member_ids())
+  with check ((member_id in (select private.my_member_ids())
+               and tenant_id in (select private.my_tenant_ids_with_role('agent')))
               or tenant_id in (select private.my_tenant_ids_with_role('manager')));
 drop policy if exists "Greetings are edited by their agent or managers" on public.agent_greetings;
 create policy "Greetings are edited by their agent or managers" on public.agent_greetings
   for update to authenticated
-  using (member_id in (select private.my_member_ids())
+  using ((member_id in (select private.my_member_ids())
+          and tenant_id in (select private.my_tenant_ids_with_role('agent')))
          or tenant_id in (select private.my_tenant_ids_with_role('manager')))
-  with check (member_id in (select private.my_member_ids())
+  with check ((member_id in (select private.my_member_ids())
+               and tenant_id in (select private.my_tenant_ids_with_role('agent')))
               or tenant_id in (select private.my_tenant_ids_with_role('manager')));
 drop policy if exists "Greetings are deleted by their agent or managers" on public.agent_greetings;
 create policy "Greetings are deleted by their agent or managers" on public.agent_greetings
   for delete to authenticated
-  using (member_id in (select private.my_member_ids())
+  using ((member_id in (select private.my_member_ids())
+          and tenant_id in (select private.my_tenant_ids_with_role('agent')))
          or tenant_id in (select private.my_tenant_ids_with_role('manager')));
 
 -- inbound_events: tenant admins inspect their raw events (unroutable ones have no tenant)
@@ -2059,16 +2576,17 @@ grant select (id, tenant_id, phone_number, phone_number_id, waba_id, display_nam
     settings),
   update (phone_number, display_name, status, is_default, throughput_mps, settings),
   delete on public.whatsapp_numbers to authenticated;
+-- opt-in and consent are the customer's: recorded in contact_consents, never written here
 grant select,
-  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, tags, attributes, consent, consent_at,
-    opt_in, is_blocked, notes),
-  update (name, email, cpf, company, is_client, tags, attributes, consent, consent_at, opt_in, is_blocked, notes),
+  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, tags, attributes, is_blocked, notes),
+  update (name, email, cpf, company, is_client, tags, attributes, is_blocked, notes),
   delete on public.contacts to authenticated;
+grant select on public.contact_consents to authenticated, service_role;
 grant select, insert (tenant_id, name, color, description), update (name, color, description), delete
   on public.tags to authenticated;
-grant select, update (status, mode, team_id, assignee_id, assigned_at, priority, tags, unread_count, csat,
-    csat_comment, resolved_at, closed_at, close_reason)
-  on public.conversations to authenticated;
+-- what agents decide; counters, CSAT and lifecycle times are the system's (unread_count
+-- through mark_conversation_read, resolved_at / closed_at / assigned_at by trigger)
+grant select, update (status, mode, team_id, assignee_id, priority, tags) on public.conversations to authenticated;
 grant select on public.messages, public.message_status_events, public.session_context to authenticated;
 grant select, insert (tenant_id, waba_id, name, language, category, components, parameter_format, product_id,
     is_active),
@@ -2094,7 +2612,8 @@ revoke execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
   public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
-  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
+  public.mark_conversation_read(uuid), public.record_contact_consent(uuid, text, text)
   from public, anon, authenticated;
 grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
   public.whatsapp_webhook_app(text), public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
@@ -2105,5 +2624,6 @@ grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_q
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
   to service_role;
 grant execute on function public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
-  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
+  public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
+  public.mark_conversation_read(uuid), public.record_contact_consent(uuid, text, text)
   to authenticated;

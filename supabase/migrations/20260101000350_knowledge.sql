@@ -83,7 +83,7 @@ grant execute on function private.kb_fold(text), private.kb_tsvector(text[], tex
 create table if not exists public.knowledge_sources (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
-  -- FK to bots added when the automation module lands
+  -- FK to bots (on delete cascade) added by the automation module, which comes later
   bot_id uuid,
   title text not null check (length(title) between 1 and 300),
   kind text not null default 'file' check (kind in ('file', 'url', 'text', 'faq')),
@@ -131,7 +131,7 @@ create table if not exists public.document_chunks (
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   source_id uuid not null,
   -- copied from the source by knowledge_insert_chunks so the bot filter needs no join
-  -- (FK to bots added when the automation module lands)
+  -- (FK to bots, on delete cascade, and its index added by the automation module)
   bot_id uuid,
   position integer not null check (position >= 0),
   heading_path text[] not null default '{}',

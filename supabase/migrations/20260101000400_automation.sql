@@ -80,6 +80,17 @@ alter table public.budget_reservations add constraint budget_reservations_bot_fk
 create index if not exists budget_reservations_tenant_bot_idx on public.budget_reservations (tenant_id, bot_id)
   where bot_id is not null;
 
+-- Knowledge scoped to a bot (declared in the knowledge module, which comes first) goes with
+-- the bot: left behind with a null bot_id it would answer for every bot of the tenant.
+alter table public.knowledge_sources drop constraint if exists knowledge_sources_bot_fk;
+alter table public.knowledge_sources add constraint knowledge_sources_bot_fk
+  foreign key (tenant_id, bot_id) references public.bots (tenant_id, id) on delete cascade;
+alter table public.document_chunks drop constraint if exists document_chunks_bot_fk;
+alter table public.document_chunks add constraint document_chunks_bot_fk
+  foreign key (tenant_id, bot_id) references public.bots (tenant_id, id) on delete cascade;
+create index if not exists document_chunks_tenant_bot_idx on public.document_chunks (tenant_id, bot_id)
+  where bot_id is not null;
+
 -- The bot answering a conversation (declared in the whatsapp module, which comes first).
 alter table public.conversations drop constraint if exists conversations_bot_fk;
 alter table public.conversations add constraint conversations_bot_fk

@@ -127,6 +127,14 @@ def ingest(db: Db, tenant_id: str, docs: Sequence[Doc], *, bot_id: str | None = 
     return ids
 
 
+def create_bot(db: Db, tenant_id: str = TENANT_A, name: str | None = None) -> str:
+    """A bot of the tenant (inactive: outside the plan's cap), as a manager would add it."""
+    bot_id: uuid.UUID = db.value(
+        "insert into public.bots (tenant_id, name, is_active) values (%s, %s, false) returning id",
+        (tenant_id, name or f"Bot {uuid.uuid4().hex[:6]}"))
+    return str(bot_id)
+
+
 def new_tenant(db: Db, name: str = "Outra Loja") -> tuple[str, uuid.UUID]:
     owner = db.create_user(f"dono-{uuid.uuid4().hex[:6]}@example.com")
     return str(db.create_tenant(owner, name)), owner

@@ -11,7 +11,7 @@ import pytest
 
 from support import Db
 
-from .kb_support import AGENT_A, MODEL, OWNER_A, TENANT_A, embed, sha256
+from .kb_support import AGENT_A, MODEL, OWNER_A, TENANT_A, create_bot, embed, new_tenant, sha256
 
 UPSERT = ("select * from public.knowledge_upsert_source(tenant_id => %(t)s, content_hash => %(h)s,"
           " title => %(title)s, origin => %(origin)s, embedding_model => %(m)s, bot_id => %(bot)s)")
@@ -70,9 +70,32 @@ def test_another_embedding_model_reingests_the_source(db: Db) -> None:
 
 def test_the_same_content_in_another_bot_scope_is_another_source(db: Db) -> None:
     tenant_wide = ingest(db, "v1", "Trocas em até 7 dias.")
-    for_a_bot = ingest(db, "v1", "Trocas em até 7 dias.", bot_id="00000000-0000-4000-e000-0000000000b1")
+    for_a_bot = ingest(db, "v1", "Trocas em até 7 dias.", bot_id=create_bot(db))
     assert for_a_bot["action"] == "created" and for_a_bot["source_id"] != tenant_wide["source_id"]
     assert db.value("select count(*) from public.document_chunks where bot_id is not null") == 1
+
+
+def test_a_source_names_a_bot_of_its_own_tenant(db: Db) -> None:
+    other_tenant, _ = new_tenant(db)
+    foreign_bot = create_bot(db, other_tenant)
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), db.as_user(OWNER_A) as s:
+        s.one("insert into public.knowledge_sources (tenant_id, bot_id, title, kind, content)"
+              " values (%s, %s, 'FAQ', 'faq', 'P: Entregam? R: Sim.') returning id", (TENANT_A, foreign_bot))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation), db.as_service() as s:
+        upsert(s, "v1", bot_id="00000000-0000-4000-e000-0000000000b1")  # no such bot
+    assert db.value("select count(*) from public.knowledge_sources") == 0
+
+
+def test_a_deleted_bot_takes_its_knowledge_along(db: Db) -> None:
+    bot = create_bot(db)
+    ingest(db, "v1", "Trocas em até 7 dias.", bot_id=bot)
+    tenant_wide = ingest(db, "v2", "Entregas em 2 dias.", origin="kb/entregas.md")
+    with db.as_user(OWNER_A) as s:
+        assert s.rowcount("delete from public.bots where id = %s", (bot,)) == 1
+    # left with a null bot_id, the bot's knowledge would answer for every bot of the tenant
+    assert [str(r["id"]) for r in db.sql("select id from public.knowledge_sources")] == [
+        str(tenant_wide["source_id"])]
+    assert db.value("select count(*) from public.document_chunks where bot_id is not null") == 0
 
 
 def test_a_source_being_processed_is_left_to_its_worker(db: Db) -> None:

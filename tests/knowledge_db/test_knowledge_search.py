@@ -17,6 +17,7 @@ from .kb_support import (
     SEARCH,
     TENANT_A,
     Doc,
+    create_bot,
     embed,
     ingest,
     new_tenant,
@@ -122,8 +123,7 @@ def test_an_embedding_needs_its_model(kb: Db) -> None:
 
 
 def test_bot_scope_adds_the_bots_own_knowledge(kb: Db) -> None:
-    bot = "00000000-0000-4000-e000-0000000000b1"
-    other_bot = "00000000-0000-4000-e000-0000000000b2"
+    bot, other_bot = create_bot(kb), create_bot(kb)
     ingest(kb, TENANT_A, [Doc("Black Friday", ("Promoções",),
                               "Na Black Friday o cupom BLACK10 dá 10% de desconto em todo o site.")],
            bot_id=bot)

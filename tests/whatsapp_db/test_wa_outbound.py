@@ -89,7 +89,8 @@ def test_blocked_and_opted_out_contacts_are_refused(db: Db) -> None:
     conv = conversation_with(db)
     db.sql("update public.contacts set is_blocked = true")
     assert "blocked" in str(refusal(db, AGENT, conv, TEXT))
-    db.sql("update public.contacts set is_blocked = false, opt_in = false")
+    db.sql("update public.contacts set is_blocked = false")
+    ingest(db, body(change(messages=[text("PARAR")])))  # the customer's own opt-out
     assert "opted out" in str(refusal(db, AGENT, conv, TEMPLATE))
     assert db.value("select opt_out_at is not null from public.contacts")
 

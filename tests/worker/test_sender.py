@@ -243,8 +243,12 @@ async def test_expired_token_fails_and_alerts_the_tenant_once(
 async def test_an_invalid_stored_payload_fails_without_a_call(
     db: Db, sim: Simulator, conversation: uuid.UUID, make_sender: SenderFactory
 ) -> None:
-    # The queue accepts it, Meta's limits do not: refused before any HTTP call.
-    message_id = queue(db, conversation, {"type": "reaction", "reaction": {"message_id": "", "emoji": "👍"}})
+    # The queue refuses it too; a row stored before that rule (or written by hand) still must
+    # not reach Meta: refused before any HTTP call.
+    reaction = {"type": "reaction", "reaction": {"message_id": "wamid.X", "emoji": "👍"}}
+    message_id = queue(db, conversation, reaction)
+    db.sql("update public.messages set payload = jsonb_set(payload, '{reaction,message_id}', '\"\"')"
+           " where id = %s", (message_id,))
 
     assert await make_sender().run_once() == 1
 
