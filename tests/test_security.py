@@ -234,3 +234,29 @@ def test_tables_without_tenant_are_read_only_for_the_api(victim: Db) -> None:
                 if result not in (0, "42501"):
                     writes.append(f"{who}: {query} ({result})")
     assert writes == []
+
+
+# -- the database role, never the JWT's role claim ---------------------------------------
+
+def test_a_service_role_claim_gives_a_signed_in_user_no_service_powers(victim: Db) -> None:
+    """PostgREST switches to the role the (signed) JWT names; inside the database a `role`
+    claim is only data, and an authenticated session that carries one stays authenticated."""
+    def forged() -> Any:
+        return victim.as_user(OWNER_A, role="service_role")
+
+    conversation = victim.value("select id from public.conversations where tenant_id = %s", (TENANT_B,))
+    ids = {"tenant": TENANT_B, "number": "bbbbbbbb-0000-4000-9000-000000000001", "conversation": conversation}
+    with pytest.raises(psycopg.Error, match="conversation not found"), forged() as s:
+        s.all("select public.handoff_conversation(%(conversation)s, 'ataque')", ids)
+    with pytest.raises(psycopg.Error, match="WhatsApp number not found"), forged() as s:
+        s.all("select public.set_whatsapp_number_secret(%(number)s, 'access_token', 'EAAG-roubado')", ids)
+    with pytest.raises(psycopg.Error, match="managed by tenant admins"), forged() as s:
+        s.all("insert into public.whatsapp_numbers (tenant_id, phone_number, phone_number_id)"
+              " values (%(tenant)s, '+5521930000009', '900000000000099')", ids)
+    with pytest.raises(psycopg.Error, match="managed by tenant managers"), forged() as s:
+        s.all("insert into public.bots (tenant_id, name) values (%(tenant)s, 'Robô intruso')", ids)
+
+    with forged() as s:
+        s.all("update public.tenants set name = 'Loja Demo Ltda' where id = %s", (TENANT_A,))
+    assert victim.value("select actor_role from public.audit_log where resource_type = 'tenants'"
+                        " and action = 'update' and resource_id = %s", (TENANT_A,)) == "authenticated"

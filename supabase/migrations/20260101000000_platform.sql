@@ -43,16 +43,22 @@ end;
 $$;
 comment on function private.tg_set_updated_at() is 'BEFORE UPDATE trigger: sets updated_at = now().';
 
--- Who is acting: the JWT subject for frontends, else the database role (service_role,
--- postgres for migrations and jobs).
-create or replace function private.current_actor_role()
+-- The database role the request runs as: what PostgREST switched to (anon, authenticated,
+-- service_role), the worker's `set role service_role`, else the login role (postgres for
+-- migrations and jobs). Never the JWT `role` claim (auth.role()): a claim is only data,
+-- and inside a SECURITY DEFINER function current_user is the function's owner, while the
+-- `role` setting stays the role of the session.
+create or replace function private.request_role()
 returns text
 language sql
 stable
 set search_path = ''
 as $$
-  select coalesce(nullif(auth.role(), ''), current_user::text)
+  select coalesce(nullif(current_setting('role', true), 'none'), session_user::text)
 $$;
+comment on function private.request_role() is 'Database role of the request (authenticated, anon, service_role, postgres); use it, not the JWT role claim, to tell frontends from the service role.';
+grant execute on function private.request_role() to authenticated, service_role;
+
 
 -- Generic audit trigger: one audit_log row per insert/update/delete with the actor and,
 -- for updates, only the columns that changed ({"col": {"old": .., "new": ..}}).
@@ -89,7 +95,7 @@ begin
   values (
     case when tg_table_name = 'tenants' then (v_row ->> 'id')::uuid else (v_row ->> 'tenant_id')::uuid end,
     auth.uid(),
-    private.current_actor_role(),
+    private.request_role(),
     lower(tg_op),
     tg_table_name,
     (v_row ->> 'id')::uuid,

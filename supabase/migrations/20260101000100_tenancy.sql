@@ -312,7 +312,7 @@ create index if not exists audit_log_tenant_created_idx on public.audit_log (ten
 create index if not exists audit_log_resource_idx on public.audit_log (resource_type, resource_id);
 comment on table public.audit_log is 'Who changed what: one row per audited insert/update/delete or RPC action.';
 comment on column public.audit_log.actor_id is 'auth.users id of the acting user; null for the service role, jobs and migrations.';
-comment on column public.audit_log.actor_role is 'JWT role (authenticated, service_role) or database role when acting outside PostgREST.';
+comment on column public.audit_log.actor_role is 'Database role the change ran as (authenticated, service_role, postgres for migrations and jobs): never a JWT claim.';
 comment on column public.audit_log.changes is 'insert: {"new": row}; delete: {"old": row}; update: {"column": {"old": .., "new": ..}} for changed columns only.';
 
 -- Job registry (seed 000 scheduled jobs, 002 execution_logs): every run of a SQL job.

@@ -1674,10 +1674,10 @@ declare
   v_conv public.conversations;
 begin
   select * into v_conv from public.conversations c where c.id = handoff_conversation.conversation_id for update;
-  if v_conv.id is null or (auth.role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
+  if v_conv.id is null or (private.request_role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
     raise exception 'conversation not found' using errcode = 'P0002';
   end if;
-  if auth.role() = 'authenticated' then
+  if private.request_role() = 'authenticated' then
     perform private.require_role(v_conv.tenant_id, 'agent');
   end if;
   update public.conversations c
@@ -1705,11 +1705,12 @@ declare
   v_number public.whatsapp_numbers;
   v_secret_id uuid;
 begin
-  select * into v_number from public.whatsapp_numbers n where n.id = set_whatsapp_number_secret.whatsapp_number_id;
-  if v_number.id is null or (auth.role() = 'authenticated' and not private.is_member(v_number.tenant_id)) then
+  select * into v_number from public.whatsapp_numbers n where n.id = set_whatsapp_number_secret.whatsapp_number_id
+     for update;
+  if v_number.id is null or (private.request_role() = 'authenticated' and not private.is_member(v_number.tenant_id)) then
     raise exception 'WhatsApp number not found' using errcode = 'P0002';
   end if;
-  if auth.role() = 'authenticated' then
+  if private.request_role() = 'authenticated' then
     perform private.require_role(v_number.tenant_id, 'admin');
   end if;
   if kind not in ('access_token', 'app_secret', 'verify_token') then
@@ -1834,7 +1835,7 @@ declare
   v_max integer;
 begin
   -- the caller's right first: the plan of another tenant is none of their business
-  if auth.role() = 'authenticated' and not private.has_role(new.tenant_id, 'admin') then
+  if private.request_role() = 'authenticated' and not private.has_role(new.tenant_id, 'admin') then
     raise exception 'WhatsApp numbers are managed by tenant admins' using errcode = '42501';
   end if;
   select p.max_whatsapp_numbers into v_max
