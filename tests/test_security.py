@@ -260,3 +260,18 @@ def test_a_service_role_claim_gives_a_signed_in_user_no_service_powers(victim: D
         s.all("update public.tenants set name = 'Loja Demo Ltda' where id = %s", (TENANT_A,))
     assert victim.value("select actor_role from public.audit_log where resource_type = 'tenants'"
                         " and action = 'update' and resource_id = %s", (TENANT_A,)) == "authenticated"
+
+
+def test_no_api_role_reads_or_writes_a_vault_secret_id(db: Db) -> None:
+    columns = [(r["table_name"], r["column_name"]) for r in db.sql(
+        "select table_name, column_name from information_schema.columns where table_schema = 'public'"
+        " and (column_name = 'secret_id' or column_name like '%\\_secret\\_id') order by 1, 2")]
+    assert ("integrations", "secret_id") in columns
+    assert ("whatsapp_numbers", "app_secret_secret_id") in columns
+    exposed = [f"{role} may {privilege} {table}.{column}"
+               for table, column in columns
+               for role in ("anon", "authenticated")
+               for privilege in ("SELECT", "INSERT", "UPDATE")
+               if db.value("select has_column_privilege(%s, %s, %s, %s)",
+                           (role, f"public.{table}", column, privilege))]
+    assert exposed == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -141,6 +143,68 @@ def test_integration_secret_goes_to_vault_and_only_its_id_comes_back(db: Db) -> 
         s.all("select * from vault.decrypted_secrets")
     with pytest.raises(psycopg.Error, match="requires the admin role"), db.as_user(AGENT) as s:
         s.all("select public.set_integration_secret(%s, 'x')", (integration,))
+
+
+def test_integration_secret_ids_unlock_nothing_for_frontends(db: Db) -> None:
+    """A Vault id belongs to one object: an admin who learns another tenant's id can neither
+    point their own integration at it nor make set_integration_secret overwrite it, and
+    the worker hands it to nobody else as their key."""
+    other_owner = db.create_user()
+    other = db.create_tenant(other_owner, "Outra Loja")
+    llm = ("insert into public.integrations (tenant_id, type, provider, name, status)"
+           " values (%s, 'llm', 'openai', %s, 'active') returning id")
+    with db.as_user(other_owner) as s:
+        theirs = s.value(llm, (other, "OpenAI deles"))
+        their_secret = s.value("select public.set_integration_secret(%s, 'sk-deles')", (theirs,))
+    with db.as_user(OWNER) as s:
+        mine = s.value(llm, (TENANT, "Minha OpenAI"))
+    for statement in ("update public.integrations set secret_id = %(secret)s where id = %(mine)s",
+                      "insert into public.integrations (tenant_id, type, provider, name, status, secret_id)"
+                      " values (%(tenant)s, 'llm', 'anthropic', 'Roubada', 'active', %(secret)s)",
+                      "select secret_id from public.integrations"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(OWNER) as s:
+            s.all(statement, {"secret": their_secret, "mine": mine, "tenant": TENANT})
+
+    # a row holding someone else's id anyway (written before these rules) unlocks nothing
+    db.sql("update public.integrations set secret_id = %s where id = %s", (their_secret, mine))
+    with db.as_service() as s:
+        assert s.value("select public.ai_tenant_credentials(%s)", (TENANT,)) == {}
+    with db.as_user(OWNER) as s:
+        my_secret = s.value("select public.set_integration_secret(%s, 'sk-minha')", (mine,))
+    assert my_secret != their_secret
+    assert db.value("select decrypted_secret from vault.decrypted_secrets where id = %s",
+                    (their_secret,)) == "sk-deles"
+    with db.as_service() as s:
+        assert s.value("select public.ai_tenant_credentials(%s)", (TENANT,)) == {"openai": "sk-minha"}
+        assert s.value("select public.ai_tenant_credentials(%s)", (other,)) == {"openai": "sk-deles"}
+
+
+def test_number_secrets_are_stored_under_their_number(db: Db) -> None:
+    """set_whatsapp_number_secret writes the secret named after the number, whatever id
+    the row holds."""
+    number = "00000000-0000-4000-9000-000000000001"  # seed: Loja Demo's number
+    foreign = db.value("select vault.create_secret('segredo-de-outro', 'integration:' || gen_random_uuid())")
+    db.sql("update public.whatsapp_numbers set access_token_secret_id = %s where id = %s", (foreign, number))
+    with db.as_user(OWNER) as s:
+        secret_id = s.value("select public.set_whatsapp_number_secret(%s, 'access_token', 'EAAG-novo')",
+                            (number,))
+    assert secret_id != foreign
+    assert db.value("select decrypted_secret from vault.decrypted_secrets where id = %s",
+                    (foreign,)) == "segredo-de-outro"
+    assert db.value("select name from vault.secrets where id = %s",
+                    (secret_id,)) == f"whatsapp_number:{number}:access_token"
+
+
+def test_audit_log_hides_vault_ids(db: Db) -> None:
+    with db.as_user(OWNER) as s:
+        integration = s.value("insert into public.integrations (tenant_id, type, provider, name)"
+                              " values (%s, 'payments', 'hotmart', 'Hotmart') returning id", (TENANT,))
+        secret_id = s.value("select public.set_integration_secret(%s, 'hottok-123')", (integration,))
+    rows = db.sql("select action, changes from public.audit_log"
+                  " where resource_type = 'integrations' order by created_at, action")
+    assert str(secret_id) not in json.dumps(rows, default=str)
+    assert [r["action"] for r in rows] == ["insert", "update"]
+    assert rows[1]["changes"]["secret_id"] == {"old": None, "new": "redacted"}
 
 
 def test_audit_log_records_actor_and_changed_columns_only(db: Db) -> None:

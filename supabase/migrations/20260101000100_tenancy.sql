@@ -230,7 +230,7 @@ create table if not exists public.integrations (
   secret_id uuid,
   last_sync_at timestamptz,
   last_error text check (length(last_error) <= 2000),
-  created_by uuid references auth.users (id) on delete set null,
+  created_by uuid default auth.uid() references auth.users (id) on delete set null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (tenant_id, id),
@@ -240,7 +240,7 @@ alter table public.integrations enable row level security;
 create index if not exists integrations_created_by_idx on public.integrations (created_by);
 comment on table public.integrations is 'Connections to outside systems (Hotmart, CRMs, LLM keys...). Secrets are Vault ids.';
 comment on column public.integrations.config is 'Non-secret settings (base URL, account id, options).';
-comment on column public.integrations.secret_id is 'Vault secret id of the credential; set through set_integration_secret().';
+comment on column public.integrations.secret_id is 'Vault id of the credential (the Vault secret named integration:<id>); written only by set_integration_secret(), never read or written by frontends.';
 
 -- Import logs (seed 004).
 create table if not exists public.import_logs (
@@ -794,7 +794,8 @@ end;
 $$;
 comment on function public.change_member_role(uuid, public.member_role) is 'Admins change roles up to admin; owners manage owners; a tenant always keeps an owner.';
 
--- Store an integration's credential in Vault; returns only the Vault id.
+-- Store an integration's credential in Vault, as the secret named integration:<id> (never
+-- whatever id the row holds); returns only the Vault id.
 create or replace function public.set_integration_secret(integration_id uuid, secret text)
 returns uuid
 language plpgsql
@@ -805,7 +806,8 @@ declare
   v_integration public.integrations;
   v_secret_id uuid;
 begin
-  select * into v_integration from public.integrations i where i.id = set_integration_secret.integration_id;
+  select * into v_integration from public.integrations i where i.id = set_integration_secret.integration_id
+     for update;
   if not found then
     raise exception 'integration not found' using errcode = 'P0002';
   end if;
@@ -813,15 +815,9 @@ begin
   if length(coalesce(set_integration_secret.secret, '')) = 0 then
     raise exception 'the secret is empty' using errcode = '22023';
   end if;
-  if v_integration.secret_id is not null
-     and exists (select 1 from vault.secrets s where s.id = v_integration.secret_id) then
-    perform vault.update_secret(v_integration.secret_id, set_integration_secret.secret);
-    v_secret_id := v_integration.secret_id;
-  else
-    v_secret_id := vault.create_secret(set_integration_secret.secret,
-      'integration:' || v_integration.id::text, 'Credential of integration ' || v_integration.name);
-    update public.integrations set secret_id = v_secret_id where id = v_integration.id;
-  end if;
+  v_secret_id := private.vault_store('integration:' || v_integration.id::text, set_integration_secret.secret,
+    'Credential of integration ' || v_integration.name);
+  update public.integrations set secret_id = v_secret_id where id = v_integration.id;
   return v_secret_id;
 end;
 $$;
@@ -840,8 +836,13 @@ grant select, update (display_name, area, presence, max_concurrent_conversations
   on public.members to authenticated;
 grant select on public.platform_admins to authenticated;
 grant select, delete on public.invites to authenticated;
-grant select, insert, update, delete on public.teams, public.team_members, public.push_tokens,
-  public.integrations to authenticated;
+grant select, insert, update, delete on public.teams, public.team_members, public.push_tokens to authenticated;
+-- never secret_id: a Vault id is written by set_integration_secret() and read by the worker
+grant select (id, tenant_id, type, provider, name, status, config, last_sync_at, last_error, created_by,
+    created_at, updated_at),
+  insert (tenant_id, type, provider, name, status, config),
+  update (type, provider, name, status, config), delete
+  on public.integrations to authenticated;
 grant select, insert on public.import_logs to authenticated;
 grant select, update (status, read_at, acknowledged_at, acknowledged_by) on public.alerts to authenticated;
 grant select on public.audit_log, public.job_runs to authenticated;

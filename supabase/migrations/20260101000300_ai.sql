@@ -1654,8 +1654,9 @@ as $$
 $$;
 comment on function public.ai_policy(uuid, uuid) is 'Worker: the effective gateway policy with its chain''s active chat models, in order.';
 
--- A tenant's own provider keys: its active `llm` integrations (anthropic, openai) with the
--- secret from Vault, the most recently updated one per provider.
+-- A tenant's own provider keys (what the worker calls providers with, and what
+-- lets a call go on after the trial): the tenant's active `llm` integrations (anthropic,
+-- openai) with their own Vault secret, the most recently updated one per provider.
 create or replace function public.ai_tenant_credentials(tenant_id uuid)
 returns jsonb
 language sql
@@ -1663,11 +1664,11 @@ stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(jsonb_object_agg(i.provider, s.decrypted_secret order by i.updated_at), '{}'::jsonb)
+  select coalesce(jsonb_object_agg(i.provider, k.secret order by i.updated_at), '{}'::jsonb)
     from public.integrations i
-    join vault.decrypted_secrets s on s.id = i.secret_id
+    cross join lateral private.vault_secret(i.secret_id, 'integration:' || i.id::text) as k(secret)
    where i.tenant_id = ai_tenant_credentials.tenant_id and i.type = 'llm' and i.status = 'active'
-     and i.provider in ('anthropic', 'openai')
+     and i.provider in ('anthropic', 'openai') and k.secret is not null
 $$;
 comment on function public.ai_tenant_credentials(uuid) is 'Worker: the tenant''s own LLM API keys ({"anthropic": .., "openai": ..}) from its active llm integrations.';
 
