@@ -107,6 +107,47 @@ def test_admins_cannot_touch_owners_or_grant_ownership(db: Db) -> None:
                      (agent_member,))["role"] == "manager"
 
 
+def test_admins_cannot_edit_or_remove_owners_through_the_table(db: Db) -> None:
+    """PostgREST exposes members to plain updates and deletes: ranks hold there too."""
+    admin = db.add_member(TENANT, "admin")
+    db.add_member(TENANT, "owner")  # a second owner: the last-owner rule is not what stops it
+    peer = db.add_member(TENANT, "admin")
+    with db.as_user(admin) as s:
+        assert s.rowcount("update public.members set display_name = 'Ex-dona' where user_id = %s",
+                          (OWNER,)) == 0
+        assert s.rowcount("delete from public.members where user_id = %s", (OWNER,)) == 0
+        # at or below their own rank they manage members as before
+        assert s.rowcount("update public.members set max_concurrent_conversations = 9 where user_id = %s",
+                          (peer,)) == 1
+        assert s.rowcount("delete from public.members where user_id = %s", (AGENT,)) == 1
+    assert db.value("select display_name from public.members where user_id = %s", (OWNER,)) == "Ana Souza"
+
+
+def test_ranks_hold_even_for_an_rpc_that_forgets_them(db: Db) -> None:
+    """A trigger guards members whatever the path: a careless SECURITY DEFINER function
+    run by an admin still cannot touch an owner or hand out ownership."""
+    db.sql("""
+        create function public.set_role_carelessly(member_id uuid, new_role public.member_role)
+        returns void language sql security definer set search_path = '' as $$
+          update public.members set role = set_role_carelessly.new_role
+           where id = set_role_carelessly.member_id
+        $$;
+        grant execute on function public.set_role_carelessly(uuid, public.member_role) to authenticated;
+    """)
+    admin = db.add_member(TENANT, "admin")
+    db.add_member(TENANT, "owner")
+    owner_member = db.value("select id from public.members where user_id = %s", (OWNER,))
+    admin_member = db.value("select id from public.members where user_id = %s", (admin,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="role is above yours"), \
+            db.as_user(admin) as s:
+        s.all("select public.set_role_carelessly(%s, 'viewer')", (owner_member,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="above your own"), db.as_user(admin) as s:
+        s.all("select public.set_role_carelessly(%s, 'owner')", (admin_member,))
+    with db.as_user(admin) as s:
+        s.all("select public.set_role_carelessly(%s, 'admin')",
+              (db.value("select id from public.members where user_id = %s", (AGENT,)),))
+
+
 def test_members_cannot_promote_themselves_through_the_table(db: Db) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(AGENT) as s:
         s.all("update public.members set role = 'owner' where user_id = %s", (AGENT,))

@@ -464,6 +464,35 @@ begin
 end;
 $$;
 
+-- Ranks hold on every path, RPCs and plain writes alike: through the API a member changes
+-- or removes only themselves or members at or below their own role, and grants nobody
+-- (themselves included) a role above their own. The service role and jobs pass.
+create or replace function private.tg_members_respect_ranks()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_mine public.member_role;
+begin
+  if private.request_role() <> 'authenticated'
+     or not exists (select 1 from public.tenants t where t.id = old.tenant_id) then
+    return coalesce(new, old);  -- the service role, jobs, or the tenant itself being deleted
+  end if;
+  select m.role into v_mine from public.members m
+   where m.tenant_id = old.tenant_id and m.user_id = auth.uid() and m.status = 'active';
+  if old.user_id is distinct from auth.uid() and (v_mine is null or old.role > v_mine) then
+    raise exception 'you cannot change or remove a member whose role is above yours' using errcode = '42501';
+  end if;
+  if tg_op = 'UPDATE' and new.role > old.role and (v_mine is null or new.role > v_mine) then
+    raise exception 'you cannot grant a role above your own (%)', coalesce(v_mine::text, 'none')
+      using errcode = '42501';
+  end if;
+  return coalesce(new, old);
+end;
+$$;
+
 create or replace function private.tg_tenants_check_timezone()
 returns trigger
 language plpgsql
@@ -494,6 +523,10 @@ begin
   end loop;
 end
 $$;
+
+drop trigger if exists _150_respect_ranks on public.members;
+create trigger _150_respect_ranks before update or delete on public.members
+  for each row execute function private.tg_members_respect_ranks();
 
 drop trigger if exists _200_keep_an_owner on public.members;
 create trigger _200_keep_an_owner before update or delete on public.members
@@ -532,15 +565,22 @@ create policy "Tenants are deleted by their owners" on public.tenants
 drop policy if exists "Members see the members of their tenants" on public.members;
 create policy "Members see the members of their tenants" on public.members
   for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
-drop policy if exists "Members update themselves and admins update anyone" on public.members;
-create policy "Members update themselves and admins update anyone" on public.members
+-- others' rows: owners manage everyone, admins everyone below owner (see tg_members_respect_ranks)
+drop policy if exists "Members update themselves and admins update members up to their rank" on public.members;
+create policy "Members update themselves and admins update members up to their rank" on public.members
   for update to authenticated
-  using (user_id = (select auth.uid()) or tenant_id in (select private.my_tenant_ids_with_role('admin')))
-  with check (user_id = (select auth.uid()) or tenant_id in (select private.my_tenant_ids_with_role('admin')));
-drop policy if exists "Members leave and admins remove members" on public.members;
-create policy "Members leave and admins remove members" on public.members
+  using (user_id = (select auth.uid())
+         or tenant_id in (select private.my_tenant_ids_with_role('owner'))
+         or (role < 'owner' and tenant_id in (select private.my_tenant_ids_with_role('admin'))))
+  with check (user_id = (select auth.uid())
+              or tenant_id in (select private.my_tenant_ids_with_role('owner'))
+              or (role < 'owner' and tenant_id in (select private.my_tenant_ids_with_role('admin'))));
+drop policy if exists "Members leave and admins remove members up to their rank" on public.members;
+create policy "Members leave and admins remove members up to their rank" on public.members
   for delete to authenticated
-  using (user_id = (select auth.uid()) or tenant_id in (select private.my_tenant_ids_with_role('admin')));
+  using (user_id = (select auth.uid())
+         or tenant_id in (select private.my_tenant_ids_with_role('owner'))
+         or (role < 'owner' and tenant_id in (select private.my_tenant_ids_with_role('admin'))));
 
 -- platform_admins
 drop policy if exists "Platform admins see themselves" on public.platform_admins;
