@@ -105,11 +105,17 @@ class Db:
         return user_id
 
     def create_tenant(self, owner: uuid.UUID, name: str, plan: str = "pro") -> uuid.UUID:
-        """A tenant created through the create_tenant RPC, owned by `owner`."""
+        """A tenant opened by `owner` through the create_tenant RPC (on the free plan), then
+        moved to `plan` by billing (the service role), as a subscription does."""
         with self.as_user(owner) as s:
-            tenant_id: uuid.UUID = s.value(
-                "select id from public.create_tenant(name => %s, plan_code => %s)", (name, plan)
-            )
+            tenant_id: uuid.UUID = s.value("select id from public.create_tenant(name => %s)", (name,))
+        if plan != "free":
+            with self.as_service() as s:
+                s.all(
+                    "update public.tenants set plan_id = (select id from public.plans where code = %s)"
+                    " where id = %s",
+                    (plan, tenant_id),
+                )
         return tenant_id
 
     def add_member(self, tenant_id: uuid.UUID, role: str, email: str | None = None) -> uuid.UUID:

@@ -35,6 +35,26 @@ def test_create_tenant_refuses_anon_a_taken_slug_and_a_bad_time_zone(db: Db) -> 
         s.all("select public.create_tenant(name => 'Marte', timezone => 'Mars/Olympus')")
 
 
+def test_self_service_opens_free_plans_only_and_a_few_tenants_per_user(db: Db) -> None:
+    user = db.create_user()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match='"enterprise" plan is paid'), \
+            db.as_user(user) as s:
+        s.all("select public.create_tenant(name => 'Grande', plan_code => 'enterprise')")
+    cap = db.value("select private.max_tenants_per_user()")
+    with db.as_user(user) as s:
+        for n in range(cap):
+            tenant = s.one("select * from public.create_tenant(name => %s)", (f"Loja {n}",))
+    assert tenant["trial_ends_at"] is not None and tenant["plan_id"] == db.value(
+        "select id from public.plans where code = 'free'")
+    with pytest.raises(psycopg.Error, match=f"already opened {cap} tenants"), db.as_user(user) as s:
+        s.all("select public.create_tenant(name => 'Mais uma')")
+    # the plan and the trial belong to billing (the service role), not to the owner
+    for column in ("plan_id = (select id from public.plans where code = 'enterprise')",
+                   "trial_ends_at = null"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(user) as s:
+            s.all(f"update public.tenants set {column} where id = %s", (tenant["id"],))
+
+
 def test_members_see_only_their_tenants(db: Db) -> None:
     stranger = db.create_user()
     other_tenant = db.create_tenant(stranger, "Outra")

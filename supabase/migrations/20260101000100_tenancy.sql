@@ -13,7 +13,13 @@
  *            import logs; reads alerts and reports
  *   agent    works conversations: contacts, conversations, messages of the tenant
  *   viewer   reads the tenant's inbox, writes nothing
- * A tenant always keeps at least one active owner (enforced by a trigger).
+ * A tenant always keeps at least one active owner, and nobody changes or removes a member
+ * whose role is above theirs or grants a role above their own, whatever the path (RPC or
+ * plain table write), enforced by triggers and policies.
+ *
+ * Self-service: a signed-in user opens up to private.max_tenants_per_user() tenants, on free
+ * plans only, with a trial (trial_ends_at); paid plans and plan changes come from billing
+ * through the service role.
  */
 
 /**
@@ -74,6 +80,7 @@ create table if not exists public.tenants (
   status text not null default 'trial' check (status in ('trial', 'active', 'suspended', 'cancelled')),
   plan_id uuid not null references public.plans (id),
   trial_ends_at timestamptz,
+  created_by uuid references auth.users (id) on delete set null,
   timezone text not null default 'America/Sao_Paulo',
   currency text not null default 'BRL' check (currency ~ '^[A-Z]{3}$'),
   locale text not null default 'pt-BR' check (locale ~ '^[a-z]{2}(-[A-Z]{2})?$'),
@@ -91,7 +98,10 @@ create table if not exists public.tenants (
 );
 alter table public.tenants enable row level security;
 create index if not exists tenants_plan_id_idx on public.tenants (plan_id);
+create index if not exists tenants_created_by_idx on public.tenants (created_by);
 comment on table public.tenants is 'A business using Zapbase; every tenant-owned row carries its tenant_id.';
+comment on column public.tenants.trial_ends_at is 'End of the trial: afterwards a tenant on a free plan gets no AI on the platform''s keys (its own provider keys still work) until billing moves it to a paid plan.';
+comment on column public.tenants.created_by is 'The user who opened the tenant through create_tenant; counts toward their private.max_tenants_per_user().';
 comment on column public.tenants.document is 'CNPJ or CPF of the business.';
 comment on column public.tenants.timezone is 'IANA time zone: business hours, budget periods and reports use it.';
 comment on column public.tenants.session_timeout is 'A conversation idle longer than this is closed as expired; the next message opens a new one (seed 000: 4 h).';
@@ -424,6 +434,19 @@ begin
 end;
 $$;
 
+-- How many tenants one user may open through create_tenant: enough for a business and a
+-- test tenant or two, not for an army of free trials on the platform's AI keys. Billing
+-- (the service role) opens more for a customer who needs them. Change it here.
+create or replace function private.max_tenants_per_user()
+returns integer
+language sql
+immutable
+set search_path = ''
+as $$
+  select 3
+$$;
+comment on function private.max_tenants_per_user() is 'Cap on the tenants one user opens through create_tenant (a setting kept in code: change it here).';
+
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.my_tenant_ids(), private.my_tenant_ids_with_role(public.member_role),
   private.is_member(uuid), private.has_role(uuid, public.member_role),
@@ -692,7 +715,9 @@ create policy "Job runs are visible to tenant admins" on public.job_runs
  * ----
  */
 
--- Create a tenant; the caller becomes its owner.
+-- Create a tenant; the caller becomes its owner. Self-service opens free plans only, with a
+-- 14-day trial, and at most private.max_tenants_per_user() per user; a paid plan is set by
+-- billing (service role) once the customer pays.
 create or replace function public.create_tenant(
   name text, slug text default null, plan_code text default 'free', timezone text default 'America/Sao_Paulo'
 ) returns public.tenants
@@ -703,24 +728,35 @@ as $$
 declare
   v_user uuid := auth.uid();
   v_plan uuid;
+  v_price numeric;
   v_slug text;
   v_tenant public.tenants;
 begin
   if v_user is null then
     raise exception 'sign in to create a tenant' using errcode = '28000';
   end if;
-  select p.id into v_plan from public.plans p
+  select p.id, p.price_monthly into v_plan, v_price from public.plans p
    where p.code = create_tenant.plan_code and p.is_active and p.is_public;
   if v_plan is null then
     raise exception 'unknown plan "%"', create_tenant.plan_code using errcode = '22023';
+  end if;
+  if v_price > 0 then
+    raise exception 'the "%" plan is paid: start on a free plan and subscribe to it from billing',
+      create_tenant.plan_code using errcode = '42501';
+  end if;
+  -- one user's calls queue here, so parallel calls cannot pass the cap together
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('create_tenant:' || v_user::text, 0));
+  if (select count(*) from public.tenants t where t.created_by = v_user) >= private.max_tenants_per_user() then
+    raise exception 'you already opened % tenants, the most one user may open: ask Zapbase support for more',
+      private.max_tenants_per_user() using errcode = '23514';
   end if;
   v_slug := coalesce(create_tenant.slug,
     trim(both '-' from left(regexp_replace(lower(create_tenant.name), '[^a-z0-9]+', '-', 'g'), 50)));
   if exists (select 1 from public.tenants t where t.slug = v_slug) then
     raise exception 'the address "%" is taken: choose another slug', v_slug using errcode = '23505';
   end if;
-  insert into public.tenants (name, slug, plan_id, timezone, trial_ends_at)
-  values (create_tenant.name, v_slug, v_plan, create_tenant.timezone, now() + interval '14 days')
+  insert into public.tenants (name, slug, plan_id, timezone, trial_ends_at, created_by)
+  values (create_tenant.name, v_slug, v_plan, create_tenant.timezone, now() + interval '14 days', v_user)
   returning * into v_tenant;
   insert into public.members (tenant_id, user_id, role, display_name)
   select v_tenant.id, v_user, 'owner', coalesce(u.raw_user_meta_data ->> 'full_name', u.email)
@@ -728,7 +764,7 @@ begin
   return v_tenant;
 end;
 $$;
-comment on function public.create_tenant(text, text, text, text) is 'Creates a tenant on a plan; the caller becomes its owner.';
+comment on function public.create_tenant(text, text, text, text) is 'Creates a tenant on a free plan with a 14-day trial (at most private.max_tenants_per_user() per user); the caller becomes its owner.';
 
 -- Invite someone by e-mail; returns the token once (only its hash is stored).
 create or replace function public.invite_member(
