@@ -94,13 +94,16 @@ class Db:
 
     # -- factories -----------------------------------------------------------------
 
-    def create_user(self, email: str | None = None, name: str | None = None) -> uuid.UUID:
+    def create_user(
+        self, email: str | None = None, name: str | None = None, *, confirmed: bool = True
+    ) -> uuid.UUID:
+        """A signed-up user; `confirmed`: they followed the link of the confirmation e-mail."""
         user_id = uuid.uuid4()
         email = email or f"user-{user_id.hex[:8]}@example.com"
         self.sql(
-            "insert into auth.users (id, aud, role, email, raw_user_meta_data)"
-            " values (%s, 'authenticated', 'authenticated', %s, %s)",
-            (user_id, email, json.dumps({"full_name": name or email.split("@")[0]})),
+            "insert into auth.users (id, aud, role, email, email_confirmed_at, raw_user_meta_data)"
+            " values (%s, 'authenticated', 'authenticated', %s, case when %s then now() end, %s)",
+            (user_id, email, confirmed, json.dumps({"full_name": name or email.split("@")[0]})),
         )
         return user_id
 

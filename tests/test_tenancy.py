@@ -99,6 +99,20 @@ def test_invite_rules(db: Db) -> None:
         s.all("select public.accept_invite('forged')")
 
 
+def test_an_invite_needs_a_confirmed_e_mail(db: Db) -> None:
+    """Anyone may sign up with someone else's address; only its owner can confirm it."""
+    with db.as_user(OWNER) as s:
+        token = s.value("select public.invite_member(%s, 'erica@exemplo.com', 'admin')", (TENANT,))["token"]
+    squatter = db.create_user("erica@exemplo.com", confirmed=False)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="confirm your e-mail"), \
+            db.as_user(squatter) as s:
+        s.all("select public.accept_invite(%s)", (token,))
+    assert db.value("select count(*) from public.members where user_id = %s", (squatter,)) == 0
+    db.sql("update auth.users set email_confirmed_at = now() where id = %s", (squatter,))
+    with db.as_user(squatter) as s:
+        assert s.one("select role from public.accept_invite(%s)", (token,))["role"] == "admin"
+
+
 def test_role_changes_never_leave_a_tenant_without_an_owner(db: Db) -> None:
     owner_member = db.value("select id from public.members where user_id = %s", (OWNER,))
     agent_member = db.value("select id from public.members where user_id = %s", (AGENT,))
@@ -266,6 +280,16 @@ def test_audit_log_hides_vault_ids(db: Db) -> None:
     assert str(secret_id) not in json.dumps(rows, default=str)
     assert [r["action"] for r in rows] == ["insert", "update"]
     assert rows[1]["changes"]["secret_id"] == {"old": None, "new": "redacted"}
+
+
+def test_audit_log_records_the_address_the_proxy_appended(db: Db) -> None:
+    with db.as_user(OWNER) as s:
+        # the client writes its own X-Forwarded-For; the proxy appends the address it saw
+        s.all("select set_config('request.headers', %s, true)",
+              (json.dumps({"x-forwarded-for": "6.6.6.6, 203.0.113.7"}),))
+        s.all("update public.tenants set name = 'Loja Demo Ltda' where id = %s", (TENANT,))
+    assert db.value("select ip_address from public.audit_log where resource_type = 'tenants'"
+                    " and action = 'update'") == "203.0.113.7"
 
 
 def test_audit_log_records_actor_and_changed_columns_only(db: Db) -> None:

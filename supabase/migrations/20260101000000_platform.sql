@@ -76,7 +76,9 @@ comment on function private.redact_secret_ids(jsonb) is 'Replaces Vault secret i
 
 -- Generic audit trigger: one audit_log row per insert/update/delete with the actor and,
 -- for updates, only the columns that changed ({"col": {"old": .., "new": ..}}), Vault ids
--- redacted.
+-- redacted. The address is the right-most X-Forwarded-For entry, the one the proxy in front
+-- of PostgREST (Supabase's API gateway) appended for whoever connected to it; the entries
+-- to its left are whatever the client sent and prove nothing.
 -- SECURITY DEFINER because no API role may write audit_log directly.
 create or replace function private.tg_audit()
 returns trigger
@@ -118,7 +120,7 @@ begin
     tg_table_name,
     (v_row ->> 'id')::uuid,
     v_changes,
-    split_part(v_headers ->> 'x-forwarded-for', ',', 1),
+    nullif(trim((regexp_match(v_headers ->> 'x-forwarded-for', '([^,]*)$'))[1]), ''),
     v_headers ->> 'user-agent'
   );
   return coalesce(new, old);

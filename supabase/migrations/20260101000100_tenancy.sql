@@ -793,7 +793,7 @@ end;
 $$;
 comment on function public.invite_member(uuid, text, public.member_role, uuid) is 'Admins invite by e-mail; returns {invite_id, token, expires_at}. The token is shown only here.';
 
--- Accept an invite with its token; the signed-in user's e-mail must match it.
+-- Accept an invite with its token; the signed-in user's e-mail must be confirmed and match it.
 create or replace function public.accept_invite(token text)
 returns public.members
 language plpgsql
@@ -802,6 +802,7 @@ set search_path = ''
 as $$
 declare
   v_user uuid := auth.uid();
+  v_account auth.users;
   v_invite public.invites;
   v_member public.members;
 begin
@@ -820,15 +821,20 @@ begin
   if v_invite.expires_at < now() then
     raise exception 'this invite expired on %: ask for a new one', v_invite.expires_at using errcode = '22023';
   end if;
-  if lower(coalesce(auth.email(), '')) <> v_invite.email then
+  -- the account's own e-mail, and only once its owner proved it is theirs
+  select * into v_account from auth.users u where u.id = v_user;
+  if lower(coalesce(v_account.email, '')) <> v_invite.email then
     raise exception 'this invite was sent to another e-mail address' using errcode = '42501';
+  end if;
+  if v_account.email_confirmed_at is null then
+    raise exception 'confirm your e-mail address before accepting the invite' using errcode = '42501';
   end if;
   if exists (select 1 from public.members m where m.tenant_id = v_invite.tenant_id and m.user_id = v_user) then
     raise exception 'you are already a member of this tenant' using errcode = '23505';
   end if;
   insert into public.members (tenant_id, user_id, role, display_name)
-  select v_invite.tenant_id, v_user, v_invite.role, coalesce(u.raw_user_meta_data ->> 'full_name', u.email)
-    from auth.users u where u.id = v_user
+  values (v_invite.tenant_id, v_user, v_invite.role,
+          coalesce(v_account.raw_user_meta_data ->> 'full_name', v_account.email))
   returning * into v_member;
   if v_invite.team_id is not null then
     insert into public.team_members (tenant_id, team_id, member_id)
@@ -838,7 +844,7 @@ begin
   return v_member;
 end;
 $$;
-comment on function public.accept_invite(text) is 'Joins the tenant of an unexpired invite sent to the caller''s e-mail.';
+comment on function public.accept_invite(text) is 'Joins the tenant of an unexpired invite sent to the caller''s confirmed e-mail.';
 
 -- Change a member's role. Admins manage roles up to admin; only owners grant or take
 -- away ownership; the last owner cannot be demoted (trigger).
