@@ -94,22 +94,31 @@ class Db:
 
     # -- factories -----------------------------------------------------------------
 
-    def create_user(self, email: str | None = None, name: str | None = None) -> uuid.UUID:
+    def create_user(
+        self, email: str | None = None, name: str | None = None, *, confirmed: bool = True
+    ) -> uuid.UUID:
+        """A signed-up user; `confirmed`: they followed the link of the confirmation e-mail."""
         user_id = uuid.uuid4()
         email = email or f"user-{user_id.hex[:8]}@example.com"
         self.sql(
-            "insert into auth.users (id, aud, role, email, raw_user_meta_data)"
-            " values (%s, 'authenticated', 'authenticated', %s, %s)",
-            (user_id, email, json.dumps({"full_name": name or email.split("@")[0]})),
+            "insert into auth.users (id, aud, role, email, email_confirmed_at, raw_user_meta_data)"
+            " values (%s, 'authenticated', 'authenticated', %s, case when %s then now() end, %s)",
+            (user_id, email, confirmed, json.dumps({"full_name": name or email.split("@")[0]})),
         )
         return user_id
 
     def create_tenant(self, owner: uuid.UUID, name: str, plan: str = "pro") -> uuid.UUID:
-        """A tenant created through the create_tenant RPC, owned by `owner`."""
+        """A tenant opened by `owner` through the create_tenant RPC (on the free plan), then
+        moved to `plan` by billing (the service role), as a subscription does."""
         with self.as_user(owner) as s:
-            tenant_id: uuid.UUID = s.value(
-                "select id from public.create_tenant(name => %s, plan_code => %s)", (name, plan)
-            )
+            tenant_id: uuid.UUID = s.value("select id from public.create_tenant(name => %s)", (name,))
+        if plan != "free":
+            with self.as_service() as s:
+                s.all(
+                    "update public.tenants set plan_id = (select id from public.plans where code = %s)"
+                    " where id = %s",
+                    (plan, tenant_id),
+                )
         return tenant_id
 
     def add_member(self, tenant_id: uuid.UUID, role: str, email: str | None = None) -> uuid.UUID:

@@ -6,7 +6,11 @@
 - SECURITY DEFINER functions pin search_path and are not executable by anon;
 - foreign keys between tenant tables include tenant_id;
 - a member of tenant A, a signed-in outsider and anon attack every row of tenant B
-  (select, insert, update, delete, and moving A's rows into B) and find nothing.
+  (select, insert, update, delete, and moving A's rows into B) and find nothing;
+- the same outsiders (and a member of A whose JWT claims the service role) call every
+  function in `public` that `authenticated` may execute with tenant B's ids, and neither
+  read nor change anything of B; a new function fails the test until it is attacked too;
+- no Vault secret id (`secret_id`, `*_secret_id`) is readable or writable by the API roles.
 """
 
 from __future__ import annotations
@@ -234,3 +238,174 @@ def test_tables_without_tenant_are_read_only_for_the_api(victim: Db) -> None:
                 if result not in (0, "42501"):
                     writes.append(f"{who}: {query} ({result})")
     assert writes == []
+
+
+# -- the database role, never the JWT's role claim ---------------------------------------
+
+def test_a_service_role_claim_gives_a_signed_in_user_no_service_powers(victim: Db) -> None:
+    """PostgREST switches to the role the (signed) JWT names; inside the database a `role`
+    claim is only data, and an authenticated session that carries one stays authenticated."""
+    def forged() -> Any:
+        return victim.as_user(OWNER_A, role="service_role")
+
+    conversation = victim.value("select id from public.conversations where tenant_id = %s", (TENANT_B,))
+    ids = {"tenant": TENANT_B, "number": "bbbbbbbb-0000-4000-9000-000000000001", "conversation": conversation}
+    with pytest.raises(psycopg.Error, match="conversation not found"), forged() as s:
+        s.all("select public.handoff_conversation(%(conversation)s, 'ataque')", ids)
+    with pytest.raises(psycopg.Error, match="WhatsApp number not found"), forged() as s:
+        s.all("select public.set_whatsapp_number_secret(%(number)s, 'access_token', 'EAAG-roubado')", ids)
+    with pytest.raises(psycopg.Error, match="managed by tenant admins"), forged() as s:
+        s.all("insert into public.whatsapp_numbers (tenant_id, phone_number, phone_number_id)"
+              " values (%(tenant)s, '+5521930000009', '900000000000099')", ids)
+    with pytest.raises(psycopg.Error, match="managed by tenant managers"), forged() as s:
+        s.all("insert into public.bots (tenant_id, name) values (%(tenant)s, 'Robô intruso')", ids)
+
+    with forged() as s:
+        s.all("update public.tenants set name = 'Loja Demo Ltda' where id = %s", (TENANT_A,))
+    assert victim.value("select actor_role from public.audit_log where resource_type = 'tenants'"
+                        " and action = 'update' and resource_id = %s", (TENANT_A,)) == "authenticated"
+
+
+def test_no_api_role_reads_or_writes_a_vault_secret_id(db: Db) -> None:
+    columns = [(r["table_name"], r["column_name"]) for r in db.sql(
+        "select table_name, column_name from information_schema.columns where table_schema = 'public'"
+        " and (column_name = 'secret_id' or column_name like '%\\_secret\\_id') order by 1, 2")]
+    assert ("integrations", "secret_id") in columns
+    assert ("whatsapp_numbers", "app_secret_secret_id") in columns
+    exposed = [f"{role} may {privilege} {table}.{column}"
+               for table, column in columns
+               for role in ("anon", "authenticated")
+               for privilege in ("SELECT", "INSERT", "UPDATE")
+               if db.value("select has_column_privilege(%s, %s, %s, %s)",
+                           (role, f"public.{table}", column, privilege))]
+    assert exposed == []
+
+
+# -- the generated RPC attack ------------------------------------------------------------
+
+# How to call each RPC against tenant B: keyed by signature, so a new function (or a new
+# overload) fails test_every_rpc_is_attacked until it gets a line here. Parameters are
+# tenant B's ids (see b_ids).
+RPC_ATTACKS: dict[str, str] = {
+    "accept_invite(text)": "select public.accept_invite(%(invite_token)s)",
+    "change_member_role(uuid,member_role)": "select public.change_member_role(%(member)s, 'viewer')",
+    "create_tenant(text,text,text,text)":
+        "select public.create_tenant(name => 'Outra Loja', slug => 'outra-loja')",
+    "handoff_conversation(uuid,text,uuid)":
+        "select public.handoff_conversation(%(conversation)s, 'ataque', %(team)s)",
+    "invite_member(uuid,text,member_role,uuid)":
+        "select public.invite_member(%(tenant)s, 'espiao@example.com', 'owner', %(team)s)",
+    "match_knowledge(text,vector,integer,text,uuid,uuid,double precision,double precision,integer)":
+        "select * from public.match_knowledge('Outra Loja abre', array_fill(0.05::real, array[384])"
+        "::extensions.vector, 10, 'hash-test-384', %(bot)s, %(tenant)s)",
+    "send_message(uuid,jsonb,uuid)":
+        "select public.send_message(%(conversation)s,"
+        " '{\"type\": \"text\", \"text\": {\"body\": \"oi\"}}', %(message)s)",
+    "set_integration_secret(uuid,text)":
+        "select public.set_integration_secret(%(integration)s, 'sk-roubada')",
+    "set_whatsapp_number_secret(uuid,text,text)":
+        "select public.set_whatsapp_number_secret(%(number)s, 'access_token', 'EAAG-roubado')",
+    "start_conversation(uuid,uuid)": "select public.start_conversation(%(contact)s, %(number)s)",
+}
+INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
+
+
+def executable_rpcs(db: Db) -> list[str]:
+    return [r["signature"] for r in db.sql(
+        "select p.oid::regprocedure::text as signature from pg_proc p"
+        " join pg_namespace n on n.oid = p.pronamespace"
+        " left join pg_depend d on d.objid = p.oid and d.deptype = 'e'"
+        " where n.nspname = 'public' and d.objid is null"
+        "   and has_function_privilege('authenticated', p.oid, 'EXECUTE') order by 1")]
+
+
+def b_ids(victim: Db) -> dict[str, Any]:
+    victim.sql("insert into public.invites (tenant_id, email, token_hash) values"
+               " (%s, 'gerente@outraloja.com.br', encode(sha256(convert_to(%s, 'UTF8')), 'hex'))",
+               (TENANT_B, INVITE_TOKEN_B))
+    one = victim.value
+    return {
+        "tenant": TENANT_B,
+        "invite_token": INVITE_TOKEN_B,
+        "member": one("select id from public.members where tenant_id = %s", (TENANT_B,)),
+        "team": one("select id from public.teams where tenant_id = %s", (TENANT_B,)),
+        "integration": one("select id from public.integrations where tenant_id = %s", (TENANT_B,)),
+        "number": one("select id from public.whatsapp_numbers where tenant_id = %s", (TENANT_B,)),
+        "contact": one("select id from public.contacts where tenant_id = %s", (TENANT_B,)),
+        "conversation": one("select id from public.conversations where tenant_id = %s", (TENANT_B,)),
+        "message": one("select id from public.messages where tenant_id = %s and direction = 'inbound'",
+                       (TENANT_B,)),
+        "bot": one("select id from public.bots where tenant_id = %s", (TENANT_B,)),
+    }
+
+
+def b_state(victim: Db) -> str:
+    """A fingerprint of every row of tenant B and of every Vault secret."""
+    parts = [f"select '{t}' || to_jsonb(x)::text as r from public.{t} x where {key} = %(b)s"
+             for t, key in tenant_tables(victim).items()]
+    parts.append("select to_jsonb(v)::text from vault.secrets v")
+    return str(victim.value(
+        f"select md5(string_agg(r, '|' order by r)) from ({' union all '.join(parts)}) rows",
+        {"b": TENANT_B}))
+
+
+def b_markers(victim: Db) -> set[str]:
+    """What must never come back to an outsider: the ids of B's rows and B's secrets."""
+    markers = {TENANT_B, "hottok-da-outra-loja", "EAAG-da-outra-loja"}
+    for table, key in tenant_tables(victim).items():
+        markers |= {str(r["id"]) for r in victim.sql(
+            f"select id from public.{table} where {key} = %s", (TENANT_B,))}
+    return markers
+
+
+def find_rpc_leaks(victim: Db, attacks: dict[str, str]) -> list[str]:
+    """Call every RPC in `attacks` with tenant B's ids as three outsiders."""
+    ids = b_ids(victim)
+    outsider = victim.create_user(f"curioso-{uuid.uuid4().hex[:6]}@example.com")
+    attackers = {
+        "member of tenant A": lambda: victim.as_user(OWNER_A),
+        "member of tenant A claiming the service role":
+            lambda: victim.as_user(OWNER_A, role="service_role"),
+        "signed-in outsider": lambda: victim.as_user(outsider),
+    }
+    markers = b_markers(victim)
+    leaks: list[str] = []
+    for signature, call in attacks.items():
+        for who, as_attacker in attackers.items():
+            before = b_state(victim)
+            try:
+                with as_attacker() as s:
+                    answer = json.dumps(s.all(call, ids), default=str)
+            except psycopg.Error:
+                answer = ""
+            seen = sorted(m for m in markers if m in answer)
+            if seen:
+                leaks.append(f"{who} reads tenant B through {signature} ({seen[0]})")
+            if b_state(victim) != before:
+                leaks.append(f"{who} changes tenant B through {signature}")
+    return leaks
+
+
+def test_every_rpc_is_attacked(db: Db) -> None:
+    assert [f for f in executable_rpcs(db) if f not in RPC_ATTACKS] == [], (
+        "add a line to RPC_ATTACKS saying how to call this function against tenant B")
+
+
+def test_rpc_attack_finds_no_leak(victim: Db) -> None:
+    assert find_rpc_leaks(victim, RPC_ATTACKS) == []
+
+
+def test_rpc_attack_catches_a_leaky_rpc(victim: Db) -> None:
+    """The attack itself works: an RPC that forgets the caller's tenant is caught twice."""
+    victim.sql("""
+        create function public.rename_tenant(tenant_id uuid) returns text
+        language sql security definer set search_path = '' as $$
+          update public.tenants set name = name || '!' where id = rename_tenant.tenant_id returning id::text
+        $$;
+        revoke execute on function public.rename_tenant(uuid) from public, anon;
+        grant execute on function public.rename_tenant(uuid) to authenticated;
+    """)
+    assert "rename_tenant(uuid)" in executable_rpcs(victim)  # so test_every_rpc_is_attacked fails
+    leaks = find_rpc_leaks(victim, {"rename_tenant(uuid)": "select public.rename_tenant(%(tenant)s)"})
+    assert f"member of tenant A reads tenant B through rename_tenant(uuid) ({TENANT_B})" in leaks
+    assert "signed-in outsider changes tenant B through rename_tenant(uuid)" in leaks

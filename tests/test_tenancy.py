@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -31,6 +33,26 @@ def test_create_tenant_refuses_anon_a_taken_slug_and_a_bad_time_zone(db: Db) -> 
         s.all("select public.create_tenant(name => 'Loja Demo')")
     with pytest.raises(psycopg.Error, match='unknown time zone "Mars/Olympus"'), db.as_user(user) as s:
         s.all("select public.create_tenant(name => 'Marte', timezone => 'Mars/Olympus')")
+
+
+def test_self_service_opens_free_plans_only_and_a_few_tenants_per_user(db: Db) -> None:
+    user = db.create_user()
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match='"enterprise" plan is paid'), \
+            db.as_user(user) as s:
+        s.all("select public.create_tenant(name => 'Grande', plan_code => 'enterprise')")
+    cap = db.value("select private.max_tenants_per_user()")
+    with db.as_user(user) as s:
+        for n in range(cap):
+            tenant = s.one("select * from public.create_tenant(name => %s)", (f"Loja {n}",))
+    assert tenant["trial_ends_at"] is not None and tenant["plan_id"] == db.value(
+        "select id from public.plans where code = 'free'")
+    with pytest.raises(psycopg.Error, match=f"already opened {cap} tenants"), db.as_user(user) as s:
+        s.all("select public.create_tenant(name => 'Mais uma')")
+    # the plan and the trial belong to billing (the service role), not to the owner
+    for column in ("plan_id = (select id from public.plans where code = 'enterprise')",
+                   "trial_ends_at = null"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(user) as s:
+            s.all(f"update public.tenants set {column} where id = %s", (tenant["id"],))
 
 
 def test_members_see_only_their_tenants(db: Db) -> None:
@@ -77,6 +99,20 @@ def test_invite_rules(db: Db) -> None:
         s.all("select public.accept_invite('forged')")
 
 
+def test_an_invite_needs_a_confirmed_e_mail(db: Db) -> None:
+    """Anyone may sign up with someone else's address; only its owner can confirm it."""
+    with db.as_user(OWNER) as s:
+        token = s.value("select public.invite_member(%s, 'erica@exemplo.com', 'admin')", (TENANT,))["token"]
+    squatter = db.create_user("erica@exemplo.com", confirmed=False)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="confirm your e-mail"), \
+            db.as_user(squatter) as s:
+        s.all("select public.accept_invite(%s)", (token,))
+    assert db.value("select count(*) from public.members where user_id = %s", (squatter,)) == 0
+    db.sql("update auth.users set email_confirmed_at = now() where id = %s", (squatter,))
+    with db.as_user(squatter) as s:
+        assert s.one("select role from public.accept_invite(%s)", (token,))["role"] == "admin"
+
+
 def test_role_changes_never_leave_a_tenant_without_an_owner(db: Db) -> None:
     owner_member = db.value("select id from public.members where user_id = %s", (OWNER,))
     agent_member = db.value("select id from public.members where user_id = %s", (AGENT,))
@@ -103,6 +139,47 @@ def test_admins_cannot_touch_owners_or_grant_ownership(db: Db) -> None:
     with db.as_user(admin) as s:
         assert s.one("select role from public.change_member_role(%s, 'manager')",
                      (agent_member,))["role"] == "manager"
+
+
+def test_admins_cannot_edit_or_remove_owners_through_the_table(db: Db) -> None:
+    """PostgREST exposes members to plain updates and deletes: ranks hold there too."""
+    admin = db.add_member(TENANT, "admin")
+    db.add_member(TENANT, "owner")  # a second owner: the last-owner rule is not what stops it
+    peer = db.add_member(TENANT, "admin")
+    with db.as_user(admin) as s:
+        assert s.rowcount("update public.members set display_name = 'Ex-dona' where user_id = %s",
+                          (OWNER,)) == 0
+        assert s.rowcount("delete from public.members where user_id = %s", (OWNER,)) == 0
+        # at or below their own rank they manage members as before
+        assert s.rowcount("update public.members set max_concurrent_conversations = 9 where user_id = %s",
+                          (peer,)) == 1
+        assert s.rowcount("delete from public.members where user_id = %s", (AGENT,)) == 1
+    assert db.value("select display_name from public.members where user_id = %s", (OWNER,)) == "Ana Souza"
+
+
+def test_ranks_hold_even_for_an_rpc_that_forgets_them(db: Db) -> None:
+    """A trigger guards members whatever the path: a careless SECURITY DEFINER function
+    run by an admin still cannot touch an owner or hand out ownership."""
+    db.sql("""
+        create function public.set_role_carelessly(member_id uuid, new_role public.member_role)
+        returns void language sql security definer set search_path = '' as $$
+          update public.members set role = set_role_carelessly.new_role
+           where id = set_role_carelessly.member_id
+        $$;
+        grant execute on function public.set_role_carelessly(uuid, public.member_role) to authenticated;
+    """)
+    admin = db.add_member(TENANT, "admin")
+    db.add_member(TENANT, "owner")
+    owner_member = db.value("select id from public.members where user_id = %s", (OWNER,))
+    admin_member = db.value("select id from public.members where user_id = %s", (admin,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="role is above yours"), \
+            db.as_user(admin) as s:
+        s.all("select public.set_role_carelessly(%s, 'viewer')", (owner_member,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="above your own"), db.as_user(admin) as s:
+        s.all("select public.set_role_carelessly(%s, 'owner')", (admin_member,))
+    with db.as_user(admin) as s:
+        s.all("select public.set_role_carelessly(%s, 'admin')",
+              (db.value("select id from public.members where user_id = %s", (AGENT,)),))
 
 
 def test_members_cannot_promote_themselves_through_the_table(db: Db) -> None:
@@ -141,6 +218,78 @@ def test_integration_secret_goes_to_vault_and_only_its_id_comes_back(db: Db) -> 
         s.all("select * from vault.decrypted_secrets")
     with pytest.raises(psycopg.Error, match="requires the admin role"), db.as_user(AGENT) as s:
         s.all("select public.set_integration_secret(%s, 'x')", (integration,))
+
+
+def test_integration_secret_ids_unlock_nothing_for_frontends(db: Db) -> None:
+    """A Vault id belongs to one object: an admin who learns another tenant's id can neither
+    point their own integration at it nor make set_integration_secret overwrite it, and
+    the worker hands it to nobody else as their key."""
+    other_owner = db.create_user()
+    other = db.create_tenant(other_owner, "Outra Loja")
+    llm = ("insert into public.integrations (tenant_id, type, provider, name, status)"
+           " values (%s, 'llm', 'openai', %s, 'active') returning id")
+    with db.as_user(other_owner) as s:
+        theirs = s.value(llm, (other, "OpenAI deles"))
+        their_secret = s.value("select public.set_integration_secret(%s, 'sk-deles')", (theirs,))
+    with db.as_user(OWNER) as s:
+        mine = s.value(llm, (TENANT, "Minha OpenAI"))
+    for statement in ("update public.integrations set secret_id = %(secret)s where id = %(mine)s",
+                      "insert into public.integrations (tenant_id, type, provider, name, status, secret_id)"
+                      " values (%(tenant)s, 'llm', 'anthropic', 'Roubada', 'active', %(secret)s)",
+                      "select secret_id from public.integrations"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(OWNER) as s:
+            s.all(statement, {"secret": their_secret, "mine": mine, "tenant": TENANT})
+
+    # a row holding someone else's id anyway (written before these rules) unlocks nothing
+    db.sql("update public.integrations set secret_id = %s where id = %s", (their_secret, mine))
+    with db.as_service() as s:
+        assert s.value("select public.ai_tenant_credentials(%s)", (TENANT,)) == {}
+    with db.as_user(OWNER) as s:
+        my_secret = s.value("select public.set_integration_secret(%s, 'sk-minha')", (mine,))
+    assert my_secret != their_secret
+    assert db.value("select decrypted_secret from vault.decrypted_secrets where id = %s",
+                    (their_secret,)) == "sk-deles"
+    with db.as_service() as s:
+        assert s.value("select public.ai_tenant_credentials(%s)", (TENANT,)) == {"openai": "sk-minha"}
+        assert s.value("select public.ai_tenant_credentials(%s)", (other,)) == {"openai": "sk-deles"}
+
+
+def test_number_secrets_are_stored_under_their_number(db: Db) -> None:
+    """set_whatsapp_number_secret writes the secret named after the number, whatever id
+    the row holds."""
+    number = "00000000-0000-4000-9000-000000000001"  # seed: Loja Demo's number
+    foreign = db.value("select vault.create_secret('segredo-de-outro', 'integration:' || gen_random_uuid())")
+    db.sql("update public.whatsapp_numbers set access_token_secret_id = %s where id = %s", (foreign, number))
+    with db.as_user(OWNER) as s:
+        secret_id = s.value("select public.set_whatsapp_number_secret(%s, 'access_token', 'EAAG-novo')",
+                            (number,))
+    assert secret_id != foreign
+    assert db.value("select decrypted_secret from vault.decrypted_secrets where id = %s",
+                    (foreign,)) == "segredo-de-outro"
+    assert db.value("select name from vault.secrets where id = %s",
+                    (secret_id,)) == f"whatsapp_number:{number}:access_token"
+
+
+def test_audit_log_hides_vault_ids(db: Db) -> None:
+    with db.as_user(OWNER) as s:
+        integration = s.value("insert into public.integrations (tenant_id, type, provider, name)"
+                              " values (%s, 'payments', 'hotmart', 'Hotmart') returning id", (TENANT,))
+        secret_id = s.value("select public.set_integration_secret(%s, 'hottok-123')", (integration,))
+    rows = db.sql("select action, changes from public.audit_log"
+                  " where resource_type = 'integrations' order by created_at, action")
+    assert str(secret_id) not in json.dumps(rows, default=str)
+    assert [r["action"] for r in rows] == ["insert", "update"]
+    assert rows[1]["changes"]["secret_id"] == {"old": None, "new": "redacted"}
+
+
+def test_audit_log_records_the_address_the_proxy_appended(db: Db) -> None:
+    with db.as_user(OWNER) as s:
+        # the client writes its own X-Forwarded-For; the proxy appends the address it saw
+        s.all("select set_config('request.headers', %s, true)",
+              (json.dumps({"x-forwarded-for": "6.6.6.6, 203.0.113.7"}),))
+        s.all("update public.tenants set name = 'Loja Demo Ltda' where id = %s", (TENANT,))
+    assert db.value("select ip_address from public.audit_log where resource_type = 'tenants'"
+                    " and action = 'update'") == "203.0.113.7"
 
 
 def test_audit_log_records_actor_and_changed_columns_only(db: Db) -> None:

@@ -39,6 +39,8 @@ as $$
   )::uuid
 $$;
 
+-- The JWT's `role` claim, as on Supabase: data, not the database role the request runs as.
+-- Zapbase decides by the database role (private.request_role()).
 create or replace function auth.role() returns text
 language sql stable set search_path = ''
 as $$

@@ -43,19 +43,42 @@ end;
 $$;
 comment on function private.tg_set_updated_at() is 'BEFORE UPDATE trigger: sets updated_at = now().';
 
--- Who is acting: the JWT subject for frontends, else the database role (service_role,
--- postgres for migrations and jobs).
-create or replace function private.current_actor_role()
+-- The database role the request runs as: what PostgREST switched to (anon, authenticated,
+-- service_role), the worker's `set role service_role`, else the login role (postgres for
+-- migrations and jobs). Never the JWT `role` claim (auth.role()): a claim is only data,
+-- and inside a SECURITY DEFINER function current_user is the function's owner, while the
+-- `role` setting stays the role of the session.
+create or replace function private.request_role()
 returns text
 language sql
 stable
 set search_path = ''
 as $$
-  select coalesce(nullif(auth.role(), ''), current_user::text)
+  select coalesce(nullif(current_setting('role', true), 'none'), session_user::text)
 $$;
+comment on function private.request_role() is 'Database role of the request (authenticated, anon, service_role, postgres); use it, not the JWT role claim, to tell frontends from the service role.';
+grant execute on function private.request_role() to authenticated, service_role;
+
+-- A row as the audit log shows it: Vault ids (secret_id, *_secret_id) become "redacted"
+-- (null stays null, so setting or clearing a secret still shows).
+create or replace function private.redact_secret_ids(r jsonb)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select jsonb_object_agg(e.key, case when (e.key = 'secret_id' or e.key like '%\_secret\_id')
+                                        and e.value <> 'null'::jsonb
+                                      then to_jsonb('redacted'::text) else e.value end)
+    from jsonb_each(redact_secret_ids.r) e
+$$;
+comment on function private.redact_secret_ids(jsonb) is 'Replaces Vault secret ids in a row (secret_id, *_secret_id) by "redacted" for the audit log.';
 
 -- Generic audit trigger: one audit_log row per insert/update/delete with the actor and,
--- for updates, only the columns that changed ({"col": {"old": .., "new": ..}}).
+-- for updates, only the columns that changed ({"col": {"old": .., "new": ..}}), Vault ids
+-- redacted. The address is the right-most X-Forwarded-For entry, the one the proxy in front
+-- of PostgREST (Supabase's API gateway) appended for whoever connected to it; the entries
+-- to its left are whatever the client sent and prove nothing.
 -- SECURITY DEFINER because no API role may write audit_log directly.
 create or replace function private.tg_audit()
 returns trigger
@@ -67,11 +90,14 @@ declare
   v_old jsonb := case when tg_op in ('UPDATE', 'DELETE') then to_jsonb(old) end;
   v_new jsonb := case when tg_op in ('INSERT', 'UPDATE') then to_jsonb(new) end;
   v_row jsonb := coalesce(v_new, v_old);
+  v_old_shown jsonb := private.redact_secret_ids(v_old);
+  v_new_shown jsonb := private.redact_secret_ids(v_new);
   v_changes jsonb;
   v_headers jsonb := nullif(current_setting('request.headers', true), '')::jsonb;
 begin
   if tg_op = 'UPDATE' then
-    select coalesce(jsonb_object_agg(n.key, jsonb_build_object('old', v_old -> n.key, 'new', n.value)), '{}')
+    select coalesce(jsonb_object_agg(n.key, jsonb_build_object('old', v_old_shown -> n.key,
+                                                               'new', v_new_shown -> n.key)), '{}')
       into v_changes
       from jsonb_each(v_new) n
      where n.key not in ('updated_at') and (v_old -> n.key) is distinct from n.value;
@@ -79,9 +105,9 @@ begin
       return new;  -- nothing but updated_at changed: not worth a row
     end if;
   elsif tg_op = 'INSERT' then
-    v_changes := jsonb_build_object('new', v_new);
+    v_changes := jsonb_build_object('new', v_new_shown);
   else
-    v_changes := jsonb_build_object('old', v_old);
+    v_changes := jsonb_build_object('old', v_old_shown);
   end if;
 
   insert into public.audit_log (tenant_id, actor_id, actor_role, action, resource_type,
@@ -89,18 +115,60 @@ begin
   values (
     case when tg_table_name = 'tenants' then (v_row ->> 'id')::uuid else (v_row ->> 'tenant_id')::uuid end,
     auth.uid(),
-    private.current_actor_role(),
+    private.request_role(),
     lower(tg_op),
     tg_table_name,
     (v_row ->> 'id')::uuid,
     v_changes,
-    split_part(v_headers ->> 'x-forwarded-for', ',', 1),
+    nullif(trim((regexp_match(v_headers ->> 'x-forwarded-for', '([^,]*)$'))[1]), ''),
     v_headers ->> 'user-agent'
   );
   return coalesce(new, old);
 end;
 $$;
 comment on function private.tg_audit() is 'AFTER trigger writing audit_log: actor, action, resource, changed columns.';
+
+/**
+ * ----
+ * Section - Vault secrets
+ * ----
+ * A Vault secret belongs to one object, and its Vault name says which:
+ * 'integration:<id>', 'whatsapp_number:<id>:<kind>'. Functions store a secret under its
+ * owner's name and read a row's secret id only together with that name, so an id copied
+ * into another row (or read from an old log) never reads or overwrites someone else's.
+ * Only SECURITY DEFINER functions call these; no API role may.
+ */
+
+-- Stores `secret` as the Vault secret of `owner` (created the first time); returns its id.
+create or replace function private.vault_store(owner text, secret text, description text default '')
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+begin
+  select s.id into v_id from vault.secrets s where s.name = vault_store.owner;
+  if v_id is null then
+    return vault.create_secret(vault_store.secret, vault_store.owner, coalesce(vault_store.description, ''));
+  end if;
+  perform vault.update_secret(v_id, vault_store.secret);
+  return v_id;
+end;
+$$;
+comment on function private.vault_store(text, text, text) is 'Creates or updates the Vault secret named owner (integration:<id>, whatsapp_number:<id>:<kind>); returns its id.';
+
+-- The decrypted secret with this id, if it is `owner`'s; null otherwise.
+create or replace function private.vault_secret(secret_id uuid, owner text)
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select s.decrypted_secret from vault.decrypted_secrets s
+   where s.id = vault_secret.secret_id and s.name = vault_secret.owner
+$$;
+comment on function private.vault_secret(uuid, text) is 'Decrypted Vault secret by id, only when its name says it belongs to owner.';
 
 /**
  * ----

@@ -13,7 +13,13 @@
  *            import logs; reads alerts and reports
  *   agent    works conversations: contacts, conversations, messages of the tenant
  *   viewer   reads the tenant's inbox, writes nothing
- * A tenant always keeps at least one active owner (enforced by a trigger).
+ * A tenant always keeps at least one active owner, and nobody changes or removes a member
+ * whose role is above theirs or grants a role above their own, whatever the path (RPC or
+ * plain table write), enforced by triggers and policies.
+ *
+ * Self-service: a signed-in user opens up to private.max_tenants_per_user() tenants, on free
+ * plans only, with a trial (trial_ends_at); paid plans and plan changes come from billing
+ * through the service role.
  */
 
 /**
@@ -74,6 +80,7 @@ create table if not exists public.tenants (
   status text not null default 'trial' check (status in ('trial', 'active', 'suspended', 'cancelled')),
   plan_id uuid not null references public.plans (id),
   trial_ends_at timestamptz,
+  created_by uuid references auth.users (id) on delete set null,
   timezone text not null default 'America/Sao_Paulo',
   currency text not null default 'BRL' check (currency ~ '^[A-Z]{3}$'),
   locale text not null default 'pt-BR' check (locale ~ '^[a-z]{2}(-[A-Z]{2})?$'),
@@ -91,7 +98,10 @@ create table if not exists public.tenants (
 );
 alter table public.tenants enable row level security;
 create index if not exists tenants_plan_id_idx on public.tenants (plan_id);
+create index if not exists tenants_created_by_idx on public.tenants (created_by);
 comment on table public.tenants is 'A business using Zapbase; every tenant-owned row carries its tenant_id.';
+comment on column public.tenants.trial_ends_at is 'End of the trial: afterwards a tenant on a free plan gets no AI on the platform''s keys (its own provider keys still work) until billing moves it to a paid plan.';
+comment on column public.tenants.created_by is 'The user who opened the tenant through create_tenant; counts toward their private.max_tenants_per_user().';
 comment on column public.tenants.document is 'CNPJ or CPF of the business.';
 comment on column public.tenants.timezone is 'IANA time zone: business hours, budget periods and reports use it.';
 comment on column public.tenants.session_timeout is 'A conversation idle longer than this is closed as expired; the next message opens a new one (seed 000: 4 h).';
@@ -230,7 +240,7 @@ create table if not exists public.integrations (
   secret_id uuid,
   last_sync_at timestamptz,
   last_error text check (length(last_error) <= 2000),
-  created_by uuid references auth.users (id) on delete set null,
+  created_by uuid default auth.uid() references auth.users (id) on delete set null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (tenant_id, id),
@@ -240,7 +250,7 @@ alter table public.integrations enable row level security;
 create index if not exists integrations_created_by_idx on public.integrations (created_by);
 comment on table public.integrations is 'Connections to outside systems (Hotmart, CRMs, LLM keys...). Secrets are Vault ids.';
 comment on column public.integrations.config is 'Non-secret settings (base URL, account id, options).';
-comment on column public.integrations.secret_id is 'Vault secret id of the credential; set through set_integration_secret().';
+comment on column public.integrations.secret_id is 'Vault id of the credential (the Vault secret named integration:<id>); written only by set_integration_secret(), never read or written by frontends.';
 
 -- Import logs (seed 004).
 create table if not exists public.import_logs (
@@ -312,7 +322,7 @@ create index if not exists audit_log_tenant_created_idx on public.audit_log (ten
 create index if not exists audit_log_resource_idx on public.audit_log (resource_type, resource_id);
 comment on table public.audit_log is 'Who changed what: one row per audited insert/update/delete or RPC action.';
 comment on column public.audit_log.actor_id is 'auth.users id of the acting user; null for the service role, jobs and migrations.';
-comment on column public.audit_log.actor_role is 'JWT role (authenticated, service_role) or database role when acting outside PostgREST.';
+comment on column public.audit_log.actor_role is 'Database role the change ran as (authenticated, service_role, postgres for migrations and jobs): never a JWT claim.';
 comment on column public.audit_log.changes is 'insert: {"new": row}; delete: {"old": row}; update: {"column": {"old": .., "new": ..}} for changed columns only.';
 
 -- Job registry (seed 000 scheduled jobs, 002 execution_logs): every run of a SQL job.
@@ -424,6 +434,19 @@ begin
 end;
 $$;
 
+-- How many tenants one user may open through create_tenant: enough for a business and a
+-- test tenant or two, not for an army of free trials on the platform's AI keys. Billing
+-- (the service role) opens more for a customer who needs them. Change it here.
+create or replace function private.max_tenants_per_user()
+returns integer
+language sql
+immutable
+set search_path = ''
+as $$
+  select 3
+$$;
+comment on function private.max_tenants_per_user() is 'Cap on the tenants one user opens through create_tenant (a setting kept in code: change it here).';
+
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.my_tenant_ids(), private.my_tenant_ids_with_role(public.member_role),
   private.is_member(uuid), private.has_role(uuid, public.member_role),
@@ -464,6 +487,35 @@ begin
 end;
 $$;
 
+-- Ranks hold on every path, RPCs and plain writes alike: through the API a member changes
+-- or removes only themselves or members at or below their own role, and grants nobody
+-- (themselves included) a role above their own. The service role and jobs pass.
+create or replace function private.tg_members_respect_ranks()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_mine public.member_role;
+begin
+  if private.request_role() <> 'authenticated'
+     or not exists (select 1 from public.tenants t where t.id = old.tenant_id) then
+    return coalesce(new, old);  -- the service role, jobs, or the tenant itself being deleted
+  end if;
+  select m.role into v_mine from public.members m
+   where m.tenant_id = old.tenant_id and m.user_id = auth.uid() and m.status = 'active';
+  if old.user_id is distinct from auth.uid() and (v_mine is null or old.role > v_mine) then
+    raise exception 'you cannot change or remove a member whose role is above yours' using errcode = '42501';
+  end if;
+  if tg_op = 'UPDATE' and new.role > old.role and (v_mine is null or new.role > v_mine) then
+    raise exception 'you cannot grant a role above your own (%)', coalesce(v_mine::text, 'none')
+      using errcode = '42501';
+  end if;
+  return coalesce(new, old);
+end;
+$$;
+
 create or replace function private.tg_tenants_check_timezone()
 returns trigger
 language plpgsql
@@ -494,6 +546,10 @@ begin
   end loop;
 end
 $$;
+
+drop trigger if exists _150_respect_ranks on public.members;
+create trigger _150_respect_ranks before update or delete on public.members
+  for each row execute function private.tg_members_respect_ranks();
 
 drop trigger if exists _200_keep_an_owner on public.members;
 create trigger _200_keep_an_owner before update or delete on public.members
@@ -532,15 +588,22 @@ create policy "Tenants are deleted by their owners" on public.tenants
 drop policy if exists "Members see the members of their tenants" on public.members;
 create policy "Members see the members of their tenants" on public.members
   for select to authenticated using (tenant_id in (select private.my_tenant_ids()));
-drop policy if exists "Members update themselves and admins update anyone" on public.members;
-create policy "Members update themselves and admins update anyone" on public.members
+-- others' rows: owners manage everyone, admins everyone below owner (see tg_members_respect_ranks)
+drop policy if exists "Members update themselves and admins update members up to their rank" on public.members;
+create policy "Members update themselves and admins update members up to their rank" on public.members
   for update to authenticated
-  using (user_id = (select auth.uid()) or tenant_id in (select private.my_tenant_ids_with_role('admin')))
-  with check (user_id = (select auth.uid()) or tenant_id in (select private.my_tenant_ids_with_role('admin')));
-drop policy if exists "Members leave and admins remove members" on public.members;
-create policy "Members leave and admins remove members" on public.members
+  using (user_id = (select auth.uid())
+         or tenant_id in (select private.my_tenant_ids_with_role('owner'))
+         or (role < 'owner' and tenant_id in (select private.my_tenant_ids_with_role('admin'))))
+  with check (user_id = (select auth.uid())
+              or tenant_id in (select private.my_tenant_ids_with_role('owner'))
+              or (role < 'owner' and tenant_id in (select private.my_tenant_ids_with_role('admin'))));
+drop policy if exists "Members leave and admins remove members up to their rank" on public.members;
+create policy "Members leave and admins remove members up to their rank" on public.members
   for delete to authenticated
-  using (user_id = (select auth.uid()) or tenant_id in (select private.my_tenant_ids_with_role('admin')));
+  using (user_id = (select auth.uid())
+         or tenant_id in (select private.my_tenant_ids_with_role('owner'))
+         or (role < 'owner' and tenant_id in (select private.my_tenant_ids_with_role('admin'))));
 
 -- platform_admins
 drop policy if exists "Platform admins see themselves" on public.platform_admins;
@@ -652,7 +715,9 @@ create policy "Job runs are visible to tenant admins" on public.job_runs
  * ----
  */
 
--- Create a tenant; the caller becomes its owner.
+-- Create a tenant; the caller becomes its owner. Self-service opens free plans only, with a
+-- 14-day trial, and at most private.max_tenants_per_user() per user; a paid plan is set by
+-- billing (service role) once the customer pays.
 create or replace function public.create_tenant(
   name text, slug text default null, plan_code text default 'free', timezone text default 'America/Sao_Paulo'
 ) returns public.tenants
@@ -663,24 +728,35 @@ as $$
 declare
   v_user uuid := auth.uid();
   v_plan uuid;
+  v_price numeric;
   v_slug text;
   v_tenant public.tenants;
 begin
   if v_user is null then
     raise exception 'sign in to create a tenant' using errcode = '28000';
   end if;
-  select p.id into v_plan from public.plans p
+  select p.id, p.price_monthly into v_plan, v_price from public.plans p
    where p.code = create_tenant.plan_code and p.is_active and p.is_public;
   if v_plan is null then
     raise exception 'unknown plan "%"', create_tenant.plan_code using errcode = '22023';
+  end if;
+  if v_price > 0 then
+    raise exception 'the "%" plan is paid: start on a free plan and subscribe to it from billing',
+      create_tenant.plan_code using errcode = '42501';
+  end if;
+  -- one user's calls queue here, so parallel calls cannot pass the cap together
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('create_tenant:' || v_user::text, 0));
+  if (select count(*) from public.tenants t where t.created_by = v_user) >= private.max_tenants_per_user() then
+    raise exception 'you already opened % tenants, the most one user may open: ask Zapbase support for more',
+      private.max_tenants_per_user() using errcode = '23514';
   end if;
   v_slug := coalesce(create_tenant.slug,
     trim(both '-' from left(regexp_replace(lower(create_tenant.name), '[^a-z0-9]+', '-', 'g'), 50)));
   if exists (select 1 from public.tenants t where t.slug = v_slug) then
     raise exception 'the address "%" is taken: choose another slug', v_slug using errcode = '23505';
   end if;
-  insert into public.tenants (name, slug, plan_id, timezone, trial_ends_at)
-  values (create_tenant.name, v_slug, v_plan, create_tenant.timezone, now() + interval '14 days')
+  insert into public.tenants (name, slug, plan_id, timezone, trial_ends_at, created_by)
+  values (create_tenant.name, v_slug, v_plan, create_tenant.timezone, now() + interval '14 days', v_user)
   returning * into v_tenant;
   insert into public.members (tenant_id, user_id, role, display_name)
   select v_tenant.id, v_user, 'owner', coalesce(u.raw_user_meta_data ->> 'full_name', u.email)
@@ -688,7 +764,7 @@ begin
   return v_tenant;
 end;
 $$;
-comment on function public.create_tenant(text, text, text, text) is 'Creates a tenant on a plan; the caller becomes its owner.';
+comment on function public.create_tenant(text, text, text, text) is 'Creates a tenant on a free plan with a 14-day trial (at most private.max_tenants_per_user() per user); the caller becomes its owner.';
 
 -- Invite someone by e-mail; returns the token once (only its hash is stored).
 create or replace function public.invite_member(
@@ -717,7 +793,7 @@ end;
 $$;
 comment on function public.invite_member(uuid, text, public.member_role, uuid) is 'Admins invite by e-mail; returns {invite_id, token, expires_at}. The token is shown only here.';
 
--- Accept an invite with its token; the signed-in user's e-mail must match it.
+-- Accept an invite with its token; the signed-in user's e-mail must be confirmed and match it.
 create or replace function public.accept_invite(token text)
 returns public.members
 language plpgsql
@@ -726,6 +802,7 @@ set search_path = ''
 as $$
 declare
   v_user uuid := auth.uid();
+  v_account auth.users;
   v_invite public.invites;
   v_member public.members;
 begin
@@ -744,15 +821,20 @@ begin
   if v_invite.expires_at < now() then
     raise exception 'this invite expired on %: ask for a new one', v_invite.expires_at using errcode = '22023';
   end if;
-  if lower(coalesce(auth.email(), '')) <> v_invite.email then
+  -- the account's own e-mail, and only once its owner proved it is theirs
+  select * into v_account from auth.users u where u.id = v_user;
+  if lower(coalesce(v_account.email, '')) <> v_invite.email then
     raise exception 'this invite was sent to another e-mail address' using errcode = '42501';
+  end if;
+  if v_account.email_confirmed_at is null then
+    raise exception 'confirm your e-mail address before accepting the invite' using errcode = '42501';
   end if;
   if exists (select 1 from public.members m where m.tenant_id = v_invite.tenant_id and m.user_id = v_user) then
     raise exception 'you are already a member of this tenant' using errcode = '23505';
   end if;
   insert into public.members (tenant_id, user_id, role, display_name)
-  select v_invite.tenant_id, v_user, v_invite.role, coalesce(u.raw_user_meta_data ->> 'full_name', u.email)
-    from auth.users u where u.id = v_user
+  values (v_invite.tenant_id, v_user, v_invite.role,
+          coalesce(v_account.raw_user_meta_data ->> 'full_name', v_account.email))
   returning * into v_member;
   if v_invite.team_id is not null then
     insert into public.team_members (tenant_id, team_id, member_id)
@@ -762,7 +844,7 @@ begin
   return v_member;
 end;
 $$;
-comment on function public.accept_invite(text) is 'Joins the tenant of an unexpired invite sent to the caller''s e-mail.';
+comment on function public.accept_invite(text) is 'Joins the tenant of an unexpired invite sent to the caller''s confirmed e-mail.';
 
 -- Change a member's role. Admins manage roles up to admin; only owners grant or take
 -- away ownership; the last owner cannot be demoted (trigger).
@@ -794,7 +876,8 @@ end;
 $$;
 comment on function public.change_member_role(uuid, public.member_role) is 'Admins change roles up to admin; owners manage owners; a tenant always keeps an owner.';
 
--- Store an integration's credential in Vault; returns only the Vault id.
+-- Store an integration's credential in Vault, as the secret named integration:<id> (never
+-- whatever id the row holds); returns only the Vault id.
 create or replace function public.set_integration_secret(integration_id uuid, secret text)
 returns uuid
 language plpgsql
@@ -805,7 +888,8 @@ declare
   v_integration public.integrations;
   v_secret_id uuid;
 begin
-  select * into v_integration from public.integrations i where i.id = set_integration_secret.integration_id;
+  select * into v_integration from public.integrations i where i.id = set_integration_secret.integration_id
+     for update;
   if not found then
     raise exception 'integration not found' using errcode = 'P0002';
   end if;
@@ -813,15 +897,9 @@ begin
   if length(coalesce(set_integration_secret.secret, '')) = 0 then
     raise exception 'the secret is empty' using errcode = '22023';
   end if;
-  if v_integration.secret_id is not null
-     and exists (select 1 from vault.secrets s where s.id = v_integration.secret_id) then
-    perform vault.update_secret(v_integration.secret_id, set_integration_secret.secret);
-    v_secret_id := v_integration.secret_id;
-  else
-    v_secret_id := vault.create_secret(set_integration_secret.secret,
-      'integration:' || v_integration.id::text, 'Credential of integration ' || v_integration.name);
-    update public.integrations set secret_id = v_secret_id where id = v_integration.id;
-  end if;
+  v_secret_id := private.vault_store('integration:' || v_integration.id::text, set_integration_secret.secret,
+    'Credential of integration ' || v_integration.name);
+  update public.integrations set secret_id = v_secret_id where id = v_integration.id;
   return v_secret_id;
 end;
 $$;
@@ -840,8 +918,13 @@ grant select, update (display_name, area, presence, max_concurrent_conversations
   on public.members to authenticated;
 grant select on public.platform_admins to authenticated;
 grant select, delete on public.invites to authenticated;
-grant select, insert, update, delete on public.teams, public.team_members, public.push_tokens,
-  public.integrations to authenticated;
+grant select, insert, update, delete on public.teams, public.team_members, public.push_tokens to authenticated;
+-- never secret_id: a Vault id is written by set_integration_secret() and read by the worker
+grant select (id, tenant_id, type, provider, name, status, config, last_sync_at, last_error, created_by,
+    created_at, updated_at),
+  insert (tenant_id, type, provider, name, status, config),
+  update (type, provider, name, status, config), delete
+  on public.integrations to authenticated;
 grant select, insert on public.import_logs to authenticated;
 grant select, update (status, read_at, acknowledged_at, acknowledged_by) on public.alerts to authenticated;
 grant select on public.audit_log, public.job_runs to authenticated;

@@ -1270,8 +1270,8 @@ as $$
       select 1 from public.whatsapp_numbers a
        where a.phone_number_id = webhook_covers.signer and a.tenant_id = n.tenant_id and a.app_secret_secret_id is not null
          and (a.id = n.id
-              or (select s.decrypted_secret from vault.decrypted_secrets s where s.id = a.app_secret_secret_id)
-               = (select s.decrypted_secret from vault.decrypted_secrets s where s.id = n.app_secret_secret_id)))
+              or private.vault_secret(a.app_secret_secret_id, 'whatsapp_number:' || a.id || ':app_secret')
+               = private.vault_secret(n.app_secret_secret_id, 'whatsapp_number:' || n.id || ':app_secret')))
   end
     from public.whatsapp_numbers n
    where n.id = webhook_covers.number_id
@@ -1518,8 +1518,8 @@ stable
 security definer
 set search_path = ''
 as $$
-  select (select s.decrypted_secret from vault.decrypted_secrets s where s.id = n.app_secret_secret_id),
-         (select s.decrypted_secret from vault.decrypted_secrets s where s.id = n.verify_token_secret_id)
+  select private.vault_secret(n.app_secret_secret_id, 'whatsapp_number:' || n.id || ':app_secret'),
+         private.vault_secret(n.verify_token_secret_id, 'whatsapp_number:' || n.id || ':verify_token')
     from public.whatsapp_numbers n
    where n.phone_number_id = whatsapp_webhook_app.phone_number_id and n.status <> 'disabled'
 $$;
@@ -1803,6 +1803,7 @@ begin
         from public.messages m
         join public.contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
         left join vault.decrypted_secrets s on s.id = v_number.access_token_secret_id
+                                            and s.name = 'whatsapp_number:' || v_number.id || ':access_token'
        where m.id = any(v_ids)
        order by m.created_at;
   end loop;
@@ -1946,6 +1947,7 @@ as $$
     join public.contacts k on k.tenant_id = m.tenant_id and k.id = m.contact_id
     left join public.whatsapp_numbers n on n.tenant_id = m.tenant_id and n.id = m.whatsapp_number_id
     left join vault.decrypted_secrets s on s.id = n.access_token_secret_id
+                                        and s.name = 'whatsapp_number:' || n.id || ':access_token'
    order by m.created_at
 $$;
 comment on function public.whatsapp_claim_inbound(text, integer, integer) is 'Worker: claim new inbound messages (oldest per conversation, SKIP LOCKED, leased).';
@@ -1983,10 +1985,10 @@ declare
   v_team public.teams;
 begin
   select * into v_conv from public.conversations c where c.id = handoff_conversation.conversation_id for update;
-  if v_conv.id is null or (auth.role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
+  if v_conv.id is null or (private.request_role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
     raise exception 'conversation not found' using errcode = 'P0002';
   end if;
-  if auth.role() = 'authenticated' then
+  if private.request_role() = 'authenticated' then
     perform private.require_role(v_conv.tenant_id, 'agent');
     if not private.can_work_conversation(v_conv.tenant_id, v_conv.assignee_id, v_conv.team_id) then
       raise exception 'this conversation is assigned to someone else: ask a manager to reassign it'
@@ -2080,7 +2082,8 @@ end;
 $$;
 comment on function public.record_contact_consent(uuid, text, text) is 'Managers: record a customer''s documented opt-in / opt-out / consent request (evidence required, effective now) in the append-only history that drives the contact''s flags.';
 
--- Frontends: store a number's secret in Vault (admins); returns only the Vault id.
+-- Frontends: store a number's secret in Vault (admins), as the secret named
+-- whatsapp_number:<id>:<kind> (never whatever id the row holds); returns only the Vault id.
 create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
 returns uuid
 language plpgsql
@@ -2091,11 +2094,12 @@ declare
   v_number public.whatsapp_numbers;
   v_secret_id uuid;
 begin
-  select * into v_number from public.whatsapp_numbers n where n.id = set_whatsapp_number_secret.whatsapp_number_id;
-  if v_number.id is null or (auth.role() = 'authenticated' and not private.is_member(v_number.tenant_id)) then
+  select * into v_number from public.whatsapp_numbers n where n.id = set_whatsapp_number_secret.whatsapp_number_id
+     for update;
+  if v_number.id is null or (private.request_role() = 'authenticated' and not private.is_member(v_number.tenant_id)) then
     raise exception 'WhatsApp number not found' using errcode = 'P0002';
   end if;
-  if auth.role() = 'authenticated' then
+  if private.request_role() = 'authenticated' then
     perform private.require_role(v_number.tenant_id, 'admin');
   end if;
   if kind not in ('access_token', 'app_secret', 'verify_token') then
@@ -2104,17 +2108,10 @@ begin
   if length(coalesce(secret, '')) < 8 then
     raise exception 'the secret is too short' using errcode = '22023';
   end if;
-  v_secret_id := case kind when 'access_token' then v_number.access_token_secret_id
-                           when 'app_secret' then v_number.app_secret_secret_id
-                           else v_number.verify_token_secret_id end;
-  if v_secret_id is null then
-    v_secret_id := vault.create_secret(secret, 'whatsapp:' || v_number.id || ':' || kind,
-                                       'WhatsApp ' || kind || ' of ' || v_number.phone_number);
-    execute format('update public.whatsapp_numbers set %I = $1 where id = $2', kind || '_secret_id')
-      using v_secret_id, v_number.id;
-  else
-    perform vault.update_secret(v_secret_id, secret);
-  end if;
+  v_secret_id := private.vault_store('whatsapp_number:' || v_number.id || ':' || kind, secret,
+                                     'WhatsApp ' || kind || ' of ' || v_number.phone_number);
+  execute format('update public.whatsapp_numbers set %I = $1 where id = $2', kind || '_secret_id')
+    using v_secret_id, v_number.id;
   return v_secret_id;
 end;
 $$;
@@ -2324,7 +2321,7 @@ declare
   v_max integer;
 begin
   -- the caller's right first: the plan of another tenant is none of their business
-  if auth.role() = 'authenticated' and not private.has_role(new.tenant_id, 'admin') then
+  if private.request_role() = 'authenticated' and not private.has_role(new.tenant_id, 'admin') then
     raise exception 'WhatsApp numbers are managed by tenant admins' using errcode = '42501';
   end if;
   select p.max_whatsapp_numbers into v_max

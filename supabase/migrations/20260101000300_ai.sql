@@ -1168,6 +1168,8 @@ comment on function public.ai_cache_put(uuid, text, text, jsonb, text, integer, 
 --   {status: 'refused', reason, budget_id, message} with reason
 --     unknown_model    the model is not in the registry or inactive
 --     tenant_inactive  the tenant is suspended or cancelled
+--     trial_ended      the trial is over and the plan is free: no AI on the platform's keys
+--                      (a chat model of a provider the tenant has its own key for goes on)
 --     paused           a window is paused (reached 100 %, or paused by an admin)
 --     no_budget        no active window limits anything: AI is off until one exists
 --     limit            used + reserved + this estimate would pass a window's limit
@@ -1217,6 +1219,13 @@ begin
   end if;
   if v_tenant.status in ('suspended', 'cancelled') then
     return private.refusal('tenant_inactive', null, format('the tenant is %s', v_tenant.status));
+  end if;
+  if v_tenant.trial_ends_at <= ai_reserve.as_of
+     and (select p.price_monthly from public.plans p where p.id = v_tenant.plan_id) = 0
+     and not (v_model.api_type = 'chat' and public.ai_tenant_credentials(v_tenant.id) ? v_model.provider) then
+    return private.refusal('trial_ended', null, format(
+      'the trial ended on %s: subscribe to a paid plan, or connect your own %s key, to keep using AI',
+      to_char(v_tenant.trial_ends_at at time zone v_tenant.timezone, 'DD/MM/YYYY'), v_model.provider));
   end if;
 
   v_usd := private.cost_usd(ai_reserve.tenant_id, v_model.id, ai_reserve.estimated_input_tokens,
@@ -1654,8 +1663,9 @@ as $$
 $$;
 comment on function public.ai_policy(uuid, uuid) is 'Worker: the effective gateway policy with its chain''s active chat models, in order.';
 
--- A tenant's own provider keys: its active `llm` integrations (anthropic, openai) with the
--- secret from Vault, the most recently updated one per provider.
+-- A tenant's own provider keys (what the worker calls providers with, and what
+-- lets a call go on after the trial): the tenant's active `llm` integrations (anthropic,
+-- openai) with their own Vault secret, the most recently updated one per provider.
 create or replace function public.ai_tenant_credentials(tenant_id uuid)
 returns jsonb
 language sql
@@ -1663,11 +1673,11 @@ stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(jsonb_object_agg(i.provider, s.decrypted_secret order by i.updated_at), '{}'::jsonb)
+  select coalesce(jsonb_object_agg(i.provider, k.secret order by i.updated_at), '{}'::jsonb)
     from public.integrations i
-    join vault.decrypted_secrets s on s.id = i.secret_id
+    cross join lateral private.vault_secret(i.secret_id, 'integration:' || i.id::text) as k(secret)
    where i.tenant_id = ai_tenant_credentials.tenant_id and i.type = 'llm' and i.status = 'active'
-     and i.provider in ('anthropic', 'openai')
+     and i.provider in ('anthropic', 'openai') and k.secret is not null
 $$;
 comment on function public.ai_tenant_credentials(uuid) is 'Worker: the tenant''s own LLM API keys ({"anthropic": .., "openai": ..}) from its active llm integrations.';
 

@@ -113,7 +113,7 @@ as $$
 declare
   v_max integer;
 begin
-  if auth.role() = 'authenticated' and not private.has_role(new.tenant_id, 'manager') then
+  if private.request_role() = 'authenticated' and not private.has_role(new.tenant_id, 'manager') then
     raise exception 'bots are managed by tenant managers' using errcode = '42501';
   end if;
   if tg_op = 'INSERT' or new.is_active and not old.is_active then

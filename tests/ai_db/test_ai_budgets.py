@@ -268,6 +268,31 @@ def test_every_active_window_is_enforced(tight: Db, ledger: Ledger) -> None:
     assert (window["used_brl"], window["reserved_brl"]) == (Decimal("0.15"), Decimal("0.15"))
 
 
+def test_an_ended_trial_on_a_free_plan_gets_no_ai_on_the_platforms_keys(db: Db, ledger: Ledger) -> None:
+    tenant, owner = new_tenant(db, plan="free")
+    ended = db.value("select trial_ends_at from public.tenants where id = %s", (tenant,))
+    assert ledger.reserve(tenant_id=tenant, as_of=ended - timedelta(minutes=1))["status"] == "reserved"
+    refused = ledger.reserve(tenant_id=tenant, as_of=ended)
+    assert refused["reason"] == "trial_ended"
+    assert "subscribe to a paid plan, or connect your own openai key" in refused["message"]
+
+    # its own OpenAI key: chat on OpenAI goes on; what runs on the platform's keys does not
+    with db.as_user(owner) as s:
+        key = s.value("insert into public.integrations (tenant_id, type, provider, name, status)"
+                      " values (%s, 'llm', 'openai', 'OpenAI da loja', 'active') returning id", (tenant,))
+        s.all("select public.set_integration_secret(%s, 'sk-da-loja')", (key,))
+    assert ledger.reserve(tenant_id=tenant, as_of=ended)["status"] == "reserved"
+    for model in ("anthropic/claude-haiku-4-5", "openai/tts-1", "openai/whisper-1"):
+        assert ledger.reserve(tenant_id=tenant, model=model, as_of=ended)["reason"] == "trial_ended", model
+
+    # billing moves it to a paid plan
+    with db.as_service() as s:
+        s.all("update public.tenants set plan_id = (select id from public.plans where code = 'starter')"
+              " where id = %s", (tenant,))
+    paid = ledger.reserve(tenant_id=tenant, model="anthropic/claude-haiku-4-5", as_of=ended)
+    assert paid["status"] == "reserved"
+
+
 def test_refusal_reasons(db: Db, ledger: Ledger) -> None:
     unknown = ledger.reserve(model="openai/gpt-9", as_of=MID_NOV)
     assert (unknown["status"], unknown["reason"]) == ("refused", "unknown_model")

@@ -231,11 +231,14 @@ async def test_a_failing_provider_falls_back_to_the_next_one(
 async def test_a_tenant_with_its_own_key_is_answered_on_its_own_account(
     db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, tenant_gpt: OpenAIStandIn
 ) -> None:
-    db.sql(
-        "insert into public.integrations (tenant_id, type, provider, name, status, secret_id)"
-        " values (%s, 'llm', 'openai', 'Conta OpenAI da loja', 'active', vault.create_secret(%s))",
-        (TENANT, TENANT_KEY),
-    )
+    owner = db.value("select user_id from public.members where tenant_id = %s and role = 'owner'", (TENANT,))
+    with db.as_user(owner) as s:  # as the tenant's admin screen does it
+        key = s.value(
+            "insert into public.integrations (tenant_id, type, provider, name, status)"
+            " values (%s, 'llm', 'openai', 'Conta OpenAI da loja', 'active') returning id",
+            (TENANT,),
+        )
+        s.all("select public.set_integration_secret(%s, %s)", (key, TENANT_KEY))
     await maria.send_text("Vocês vendem vale-presente?")
 
     assert await run.run_once() == 1

@@ -269,8 +269,8 @@ class Reservation:
 class Refusal:
     """The ledger will not fund this reply.
 
-    `reason` is the database's: paused, limit, no_budget, tenant_inactive or
-    unknown_model; `message` says which budget and why, for logs and admins.
+    `reason` is the database's: paused, limit, no_budget, tenant_inactive,
+    trial_ended or unknown_model; `message` says which budget and why, for logs and admins.
     """
 
     reason: str
