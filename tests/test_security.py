@@ -295,9 +295,13 @@ RPC_ATTACKS: dict[str, str] = {
         "select public.handoff_conversation(%(conversation)s, 'ataque', %(team)s)",
     "invite_member(uuid,text,member_role,uuid)":
         "select public.invite_member(%(tenant)s, 'espiao@example.com', 'owner', %(team)s)",
+    "mark_conversation_read(uuid)": "select public.mark_conversation_read(%(conversation)s)",
     "match_knowledge(text,vector,integer,text,uuid,uuid,double precision,double precision,integer)":
         "select * from public.match_knowledge('Outra Loja abre', array_fill(0.05::real, array[384])"
         "::extensions.vector, 10, 'hash-test-384', %(bot)s, %(tenant)s)",
+    "record_contact_consent(uuid,text,text)":
+        "select public.record_contact_consent(%(contact)s, 'opt_out',"
+        " 'Pedido por telefone em 03/12, protocolo 123')",
     "send_message(uuid,jsonb,uuid)":
         "select public.send_message(%(conversation)s,"
         " '{\"type\": \"text\", \"text\": {\"body\": \"oi\"}}', %(message)s)",
