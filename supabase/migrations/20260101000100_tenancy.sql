@@ -718,7 +718,7 @@ create policy "Job runs are visible to tenant admins" on public.job_runs
 -- Create a tenant; the caller becomes its owner. Self-service opens free plans only, with a
 -- 14-day trial, and at most private.max_tenants_per_user() per user; a paid plan is set by
 -- billing (service role) once the customer pays.
-create or replace function public.create_tenant(
+create or replace function private.create_tenant(
   name text, slug text default null, plan_code text default 'free', timezone text default 'America/Sao_Paulo'
 ) returns public.tenants
 language plpgsql
@@ -764,10 +764,22 @@ begin
   return v_tenant;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.create_tenant does the work as its owner.
+create or replace function public.create_tenant(
+  name text, slug text default null, plan_code text default 'free', timezone text default 'America/Sao_Paulo'
+)
+returns public.tenants
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.create_tenant(name, slug, plan_code, timezone) $$;
+revoke execute on function private.create_tenant(text, text, text, text) from public, anon;
+grant execute on function private.create_tenant(text, text, text, text) to authenticated, service_role;
 comment on function public.create_tenant(text, text, text, text) is 'Creates a tenant on a free plan with a 14-day trial (at most private.max_tenants_per_user() per user); the caller becomes its owner.';
 
 -- Invite someone by e-mail; returns the token once (only its hash is stored).
-create or replace function public.invite_member(
+create or replace function private.invite_member(
   tenant_id uuid, email text, role public.member_role default 'agent', team_id uuid default null
 ) returns jsonb
 language plpgsql
@@ -791,10 +803,22 @@ begin
   return jsonb_build_object('invite_id', v_invite.id, 'token', v_token, 'expires_at', v_invite.expires_at);
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.invite_member does the work as its owner.
+create or replace function public.invite_member(
+  tenant_id uuid, email text, role public.member_role default 'agent', team_id uuid default null
+)
+returns jsonb
+language sql
+security invoker
+set search_path = ''
+as $$ select private.invite_member(tenant_id, email, role, team_id) $$;
+revoke execute on function private.invite_member(uuid, text, public.member_role, uuid) from public, anon;
+grant execute on function private.invite_member(uuid, text, public.member_role, uuid) to authenticated, service_role;
 comment on function public.invite_member(uuid, text, public.member_role, uuid) is 'Admins invite by e-mail; returns {invite_id, token, expires_at}. The token is shown only here.';
 
 -- Accept an invite with its token; the signed-in user's e-mail must be confirmed and match it.
-create or replace function public.accept_invite(token text)
+create or replace function private.accept_invite(token text)
 returns public.members
 language plpgsql
 security definer
@@ -844,11 +868,21 @@ begin
   return v_member;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.accept_invite does the work as its owner.
+create or replace function public.accept_invite(token text)
+returns public.members
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.accept_invite(token) $$;
+revoke execute on function private.accept_invite(text) from public, anon;
+grant execute on function private.accept_invite(text) to authenticated, service_role;
 comment on function public.accept_invite(text) is 'Joins the tenant of an unexpired invite sent to the caller''s confirmed e-mail.';
 
 -- Change a member's role. Admins manage roles up to admin; only owners grant or take
 -- away ownership; the last owner cannot be demoted (trigger).
-create or replace function public.change_member_role(member_id uuid, new_role public.member_role)
+create or replace function private.change_member_role(member_id uuid, new_role public.member_role)
 returns public.members
 language plpgsql
 security definer
@@ -874,11 +908,21 @@ begin
   return v_target;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.change_member_role does the work as its owner.
+create or replace function public.change_member_role(member_id uuid, new_role public.member_role)
+returns public.members
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.change_member_role(member_id, new_role) $$;
+revoke execute on function private.change_member_role(uuid, public.member_role) from public, anon;
+grant execute on function private.change_member_role(uuid, public.member_role) to authenticated, service_role;
 comment on function public.change_member_role(uuid, public.member_role) is 'Admins change roles up to admin; owners manage owners; a tenant always keeps an owner.';
 
 -- Store an integration's credential in Vault, as the secret named integration:<id> (never
 -- whatever id the row holds); returns only the Vault id.
-create or replace function public.set_integration_secret(integration_id uuid, secret text)
+create or replace function private.set_integration_secret(integration_id uuid, secret text)
 returns uuid
 language plpgsql
 security definer
@@ -903,6 +947,16 @@ begin
   return v_secret_id;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.set_integration_secret does the work as its owner.
+create or replace function public.set_integration_secret(integration_id uuid, secret text)
+returns uuid
+language sql
+security invoker
+set search_path = ''
+as $$ select private.set_integration_secret(integration_id, secret) $$;
+revoke execute on function private.set_integration_secret(uuid, text) from public, anon;
+grant execute on function private.set_integration_secret(uuid, text) to authenticated, service_role;
 comment on function public.set_integration_secret(uuid, text) is 'Admins store an integration credential in Vault; returns the secret id, never the secret.';
 
 /**

@@ -1644,7 +1644,7 @@ $$;
 -- the Graph API body without recipient: {"type": "text", "text": {"body": "Olá!"}},
 -- {"type": "template", "template": {"name": ..., "language": {"code": "pt_BR"}, "components": [...]}},
 -- {"type": "interactive", ...}, {"type": "image", "image": {"id" | "link", "caption"}}...
-create or replace function public.send_message(
+create or replace function private.send_message(
   conversation_id uuid, message jsonb, reply_to_message_id uuid default null
 ) returns public.messages
 language plpgsql
@@ -1672,12 +1672,24 @@ begin
                                 send_message.reply_to_message_id);
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.send_message does the work as its owner.
+create or replace function public.send_message(
+  conversation_id uuid, message jsonb, reply_to_message_id uuid default null
+)
+returns public.messages
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.send_message(conversation_id, message, reply_to_message_id) $$;
+revoke execute on function private.send_message(uuid, jsonb, uuid) from public, anon;
+grant execute on function private.send_message(uuid, jsonb, uuid) to authenticated, service_role;
 comment on function public.send_message(uuid, jsonb, uuid) is 'Agents: queue a text / template / interactive / media message in a conversation; refused outside the 24 h window unless it is an approved template, and for blocked or opted-out contacts.';
 
 -- Frontends: the contact's live conversation on a number (the tenant's default number when
 -- not given), opened in human mode and assigned to the caller when there is none: how an
 -- agent reaches out first (with a template, since no window is open).
-create or replace function public.start_conversation(contact_id uuid, whatsapp_number_id uuid default null)
+create or replace function private.start_conversation(contact_id uuid, whatsapp_number_id uuid default null)
 returns public.conversations
 language plpgsql
 security definer
@@ -1714,6 +1726,16 @@ begin
   return v_conv;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.start_conversation does the work as its owner.
+create or replace function public.start_conversation(contact_id uuid, whatsapp_number_id uuid default null)
+returns public.conversations
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.start_conversation(contact_id, whatsapp_number_id) $$;
+revoke execute on function private.start_conversation(uuid, uuid) from public, anon;
+grant execute on function private.start_conversation(uuid, uuid) to authenticated, service_role;
 comment on function public.start_conversation(uuid, uuid) is 'Agents: the contact''s live conversation, or a new one in human mode assigned to the caller.';
 
 -- Worker: queue a bot (or system, campaign) reply, with the AI figures of the answer.
@@ -1973,7 +1995,7 @@ $$;
 comment on function public.whatsapp_finish_inbound(uuid, text, text) is 'Worker: mark a claimed inbound message processed, ignored or failed.';
 
 -- Worker (bot handoff) and agents: hand a conversation to humans, queued for a team.
-create or replace function public.handoff_conversation(conversation_id uuid, reason text default null,
+create or replace function private.handoff_conversation(conversation_id uuid, reason text default null,
                                                        team_id uuid default null)
 returns public.conversations
 language plpgsql
@@ -2019,11 +2041,22 @@ begin
   return v_conv;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.handoff_conversation does the work as its owner.
+create or replace function public.handoff_conversation(conversation_id uuid, reason text default null,
+                                                       team_id uuid default null)
+returns public.conversations
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.handoff_conversation(conversation_id, reason, team_id) $$;
+revoke execute on function private.handoff_conversation(uuid, text, uuid) from public, anon;
+grant execute on function private.handoff_conversation(uuid, text, uuid) to authenticated, service_role;
 comment on function public.handoff_conversation(uuid, text, uuid) is 'Hand a conversation from bot or flow to humans: mode human, queued for the given active team of its tenant (or the tenant''s support team). Agents: only conversations they may work.';
 
 -- Frontends: an agent opened the conversation; its unread counter restarts. The counter is
 -- the system's (ingest counts, agents' replies reset it): clients cannot write it directly.
-create or replace function public.mark_conversation_read(conversation_id uuid)
+create or replace function private.mark_conversation_read(conversation_id uuid)
 returns public.conversations
 language plpgsql
 security definer
@@ -2045,12 +2078,22 @@ begin
   return v_conv;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.mark_conversation_read does the work as its owner.
+create or replace function public.mark_conversation_read(conversation_id uuid)
+returns public.conversations
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.mark_conversation_read(conversation_id) $$;
+revoke execute on function private.mark_conversation_read(uuid) from public, anon;
+grant execute on function private.mark_conversation_read(uuid) to authenticated, service_role;
 comment on function public.mark_conversation_read(uuid) is 'Agents: the conversation was read; unread_count back to 0 (only in conversations they may work).';
 
 -- Frontends: a manager records an opt-in / opt-out or a consent the customer gave or withdrew
 -- outside WhatsApp (phone call, e-mail, signed form), with the evidence the tenant keeps. Takes
 -- effect now: the history is never back-dated.
-create or replace function public.record_contact_consent(contact_id uuid, kind text, evidence text)
+create or replace function private.record_contact_consent(contact_id uuid, kind text, evidence text)
 returns public.contact_consents
 language plpgsql
 security definer
@@ -2080,11 +2123,21 @@ begin
                                 'documented_request', record_contact_consent.evidence, v_member.id);
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.record_contact_consent does the work as its owner.
+create or replace function public.record_contact_consent(contact_id uuid, kind text, evidence text)
+returns public.contact_consents
+language sql
+security invoker
+set search_path = ''
+as $$ select * from private.record_contact_consent(contact_id, kind, evidence) $$;
+revoke execute on function private.record_contact_consent(uuid, text, text) from public, anon;
+grant execute on function private.record_contact_consent(uuid, text, text) to authenticated, service_role;
 comment on function public.record_contact_consent(uuid, text, text) is 'Managers: record a customer''s documented opt-in / opt-out / consent request (evidence required, effective now) in the append-only history that drives the contact''s flags.';
 
 -- Frontends: store a number's secret in Vault (admins), as the secret named
 -- whatsapp_number:<id>:<kind> (never whatever id the row holds); returns only the Vault id.
-create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
+create or replace function private.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
 returns uuid
 language plpgsql
 security definer
@@ -2115,6 +2168,16 @@ begin
   return v_secret_id;
 end;
 $$;
+
+-- What PostgREST exposes (security invoker); private.set_whatsapp_number_secret does the work as its owner.
+create or replace function public.set_whatsapp_number_secret(whatsapp_number_id uuid, kind text, secret text)
+returns uuid
+language sql
+security invoker
+set search_path = ''
+as $$ select private.set_whatsapp_number_secret(whatsapp_number_id, kind, secret) $$;
+revoke execute on function private.set_whatsapp_number_secret(uuid, text, text) from public, anon;
+grant execute on function private.set_whatsapp_number_secret(uuid, text, text) to authenticated, service_role;
 comment on function public.set_whatsapp_number_secret(uuid, text, text) is 'Admins: store a number''s access token, app secret or verify token in Vault; returns the Vault id only.';
 
 /**
