@@ -1,7 +1,10 @@
 """Errors every part of Zapbase shares.
 
 ZapbaseError            base: a message for a human, naming the cause and the fix
-└── DatabaseError       the database could not be started, reached or migrated
+├── DatabaseError       the database could not be started, reached or migrated
+├── WhatsAppError       a Graph API request failed (tree in zapbase.whatsapp.errors)
+├── ProviderError       an AI provider call failed (tree in zapbase.ai.errors)
+└── StorageError        an object could not be stored or read (zapbase.storage)
 """
 
 from __future__ import annotations

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: One Graph API call: connecting, then waiting for a pooled connection, writing and reading,
+#: each of the three up to GRAPH_TIMEOUT_S. The send lease outlasts all of it.
+GRAPH_CONNECT_TIMEOUT_S = 5.0
+GRAPH_TIMEOUT_S = 15.0
+GRAPH_CALL_MAX_S = GRAPH_CONNECT_TIMEOUT_S + 3 * GRAPH_TIMEOUT_S
+#: The longest single provider call a bot reply waits on (speech synthesis; chat,
+#: transcription and embeddings give up after 30 s). The process lease outlasts it.
+PROVIDER_TIMEOUT_S = 60.0
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -63,12 +74,14 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Queue poll when no NOTIFY arrives (retries become due silently)."
     )
     zapbase_send_lease_s: int = Field(
-        default=60, ge=10, description="Outbound lease; must exceed a Graph call's timeout."
+        default=60, ge=10, description="Outbound lease; must exceed a Graph call's timeouts (50 s)."
     )
     zapbase_send_concurrency: int = Field(
         default=16, ge=1, description="Outbound rows claimed and sent at once per replica."
     )
-    zapbase_process_lease_s: int = Field(default=120, ge=10, description="Inbound lease per message.")
+    zapbase_process_lease_s: int = Field(
+        default=120, ge=10, description="Inbound lease per message; must exceed a provider call's timeout (60 s)."
+    )
     zapbase_process_concurrency: int = Field(
         default=8, ge=1, description="Inbound messages claimed and handled at once per replica."
     )
@@ -123,6 +136,24 @@ class Settings(BaseSettings):
         ge=1,
         description="Turns fallen out of a conversation's AI memory before the rolling summary is rewritten.",
     )
+
+    @model_validator(mode="after")
+    def _leases_outlast_calls(self) -> Self:
+        """Refuse leases that would let a second replica take a row while the first one's
+        call can still succeed."""
+        if self.zapbase_send_lease_s <= GRAPH_CALL_MAX_S:
+            raise ValueError(
+                f"ZAPBASE_SEND_LEASE_S={self.zapbase_send_lease_s} must exceed {GRAPH_CALL_MAX_S:g} s, the"
+                " longest a Graph API call can take: a shorter lease lets another replica send the same"
+                " message again while the first send is still in flight"
+            )
+        if self.zapbase_process_lease_s <= PROVIDER_TIMEOUT_S:
+            raise ValueError(
+                f"ZAPBASE_PROCESS_LEASE_S={self.zapbase_process_lease_s} must exceed {PROVIDER_TIMEOUT_S:g} s,"
+                " the longest an AI provider call can take: a shorter lease hands a message to another"
+                " replica while its reply is still being written, and the first reply is thrown away"
+            )
+        return self
 
     @property
     def migrations_dir(self) -> Path:

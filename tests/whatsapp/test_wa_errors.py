@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from zapbase.errors import ZapbaseError
 from zapbase.whatsapp import errors as e
 from zapbase.whatsapp.errors import ErrorKind
 
@@ -146,3 +147,10 @@ def test_transport_errors_are_retryable() -> None:
     assert e.GraphTimeout("timed out").retryable
     assert e.GraphConnectionError("refused").kind is ErrorKind.TRANSIENT
     assert not e.UnexpectedResponse("no id").retryable
+
+
+def test_graph_errors_are_zapbase_errors_the_cli_reports() -> None:
+    """The CLI prints any ZapbaseError's message instead of a traceback."""
+    error = e.error_from_response(401, body(190, "Error validating access token"))
+    assert isinstance(error, ZapbaseError) and str(error) == "[190] Error validating access token (HTTP 401)"
+    assert isinstance(e.GraphTimeout("send timed out"), ZapbaseError)

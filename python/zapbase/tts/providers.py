@@ -36,6 +36,7 @@ from zapbase.ai.errors import (
     classify,
     retry_after_from_headers,
 )
+from zapbase.settings import PROVIDER_TIMEOUT_S
 from zapbase.tts.cache_key import SpeechSpec, VoiceSetting, normalize_speech_text, speech_cache_key
 
 __all__ = [
@@ -254,7 +255,7 @@ class OpenAISpeech(_HttpSpeech):
         voice: str = "alloy",
         response_format: str = "opus",
         name: str = "openai",
-        timeout: float = 60.0,
+        timeout: float = PROVIDER_TIMEOUT_S,
     ) -> None:
         super().__init__(name=name, http=http, base_url=base_url, timeout=timeout)
         self._headers = {"Authorization": f"Bearer {api_key}"}
@@ -335,7 +336,7 @@ class ElevenLabsSpeech(_HttpSpeech):
         output_format: str = "opus_48000_64",
         voice_settings: Mapping[str, VoiceSetting] | None = None,
         name: str = "elevenlabs",
-        timeout: float = 60.0,
+        timeout: float = PROVIDER_TIMEOUT_S,
     ) -> None:
         super().__init__(name=name, http=http, base_url=base_url, timeout=timeout)
         self._headers = {"xi-api-key": api_key}

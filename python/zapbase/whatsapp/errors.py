@@ -4,7 +4,7 @@ The sender decides what to do with a failed send from `WhatsAppError.kind` (and
 `retryable` / `backoff()`), never from the HTTP status or the message text: Meta
 documents the codes, and answers most of them with HTTP 400 whatever they mean.
 
-Our hierarchy::
+Our hierarchy (`WhatsAppError` is a `zapbase.errors.ZapbaseError`)::
 
     WhatsAppError                       code, subcode, title, details, fbtrace_id, http_status, raw
     ├── GraphTransportError             no answer from Graph                     TRANSIENT
@@ -45,6 +45,8 @@ import json
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
+
+from zapbase.errors import ZapbaseError
 
 __all__ = [
     "AccountRestricted",
@@ -94,7 +96,7 @@ class ErrorKind(enum.StrEnum):
 _RETRYABLE_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT})
 
 
-class WhatsAppError(Exception):
+class WhatsAppError(ZapbaseError):
     """A request to the Graph API failed; see the module docstring for the tree."""
 
     __error_codes__: ClassVar[Iterable[int]] = ()
