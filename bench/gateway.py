@@ -47,7 +47,7 @@ from zapbase.ai import (
 )
 from zapbase.ai.ledger import PostgresLedger
 from zapbase.ai.standins import Fault, FaultKind, OpenAIStandIn
-from zapbase.worker.database import Pool, open_pool
+from zapbase.db.pool import Pool, open_pool
 
 TENANT = "00000000-0000-4000-b000-000000000001"  # seed: Loja Demo
 SAMPLES = 1500

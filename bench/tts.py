@@ -23,11 +23,11 @@ import anyio
 import httpx
 
 from harness import Context, Measure, median, percentile
-from zapbase.tts.pg_cache import LocalAudioStore
+from zapbase.db.pool import borrow, connect
+from zapbase.storage import LocalStorage
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.service import SpeechService
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
-from zapbase.worker.database import borrow, connect
 
 TENANT = uuid.UUID("00000000-0000-4000-b000-000000000001")  # seed: Loja Demo
 ROUNDS = 300
@@ -42,7 +42,7 @@ async def _rounds(url: str, store_dir: Path) -> tuple[list[float], list[float]]:
         httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app)) as http,
     ):
         provider = OpenAISpeech(api_key="sk-standin", http=http, base_url="http://tts.bench", voice="nova")
-        service = SpeechService(connect=borrow(conn), provider=provider, store=LocalAudioStore(store_dir))
+        service = SpeechService(connect=borrow(conn), provider=provider, store=LocalStorage(store_dir))
         misses: list[float] = []
         hits: list[float] = []
         for n in range(WARMUP + ROUNDS):

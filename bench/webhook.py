@@ -33,10 +33,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from harness import Context, Measure, median, percentile, throughput
+from zapbase.db.pool import open_pool
 from zapbase.settings import Settings
 from zapbase.simulator import DEMO_APP_SECRET, DEMO_NUMBER, webhooks
 from zapbase.whatsapp.signature import HEADER, sign
-from zapbase.worker.database import open_pool
 from zapbase.worker.http import create_app, webhook_path
 from zapbase.worker.metrics import Metrics
 

@@ -12,10 +12,10 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from support import Db
 from zapbase.db.embedded import SUPERUSER, EmbeddedPostgres
+from zapbase.db.pool import Connect, borrow
+from zapbase.db.pool import connect as connect_db
 from zapbase.db.scratch import build_template, clone_database, scratch_server
 from zapbase.settings import Settings
-from zapbase.worker.database import Connect, borrow
-from zapbase.worker.database import connect as connect_db
 
 _clone_numbers = itertools.count()
 

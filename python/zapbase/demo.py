@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
 
+from zapbase.db.pool import Connection, connect
 from zapbase.errors import ZapbaseError
 from zapbase.simulator import (
     DEMO_NUMBER,
@@ -25,10 +26,9 @@ from zapbase.simulator import (
     SimulatedUser,
     WebhookDelivery,
 )
-from zapbase.worker.database import Connection, connect
 
 if TYPE_CHECKING:
-    from zapbase.worker_cli import LocalStack
+    from zapbase.local_stack import LocalStack
 
 __all__ = ["chat_session", "demo_script", "new_customer", "render_demo"]
 

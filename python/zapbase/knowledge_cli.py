@@ -26,17 +26,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from zapbase.db.pool import Connect, borrow, connect, transaction
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
-from zapbase.rag.embedders import Embedder, EmbedderUnavailable, OpenAIEmbedder, select_embedder
-from zapbase.rag.metering import MeteredEmbedder
+from zapbase.rag.embedders import (
+    Embedder,
+    EmbedderUnavailable,
+    MeteredEmbedder,
+    OpenAIEmbedder,
+    select_embedder,
+)
 from zapbase.rag.parsers import MEDIA_TYPES
 from zapbase.rag.search import Match, search_knowledge
 from zapbase.rag.seed import DEMO_TENANT
 from zapbase.rag.sources import SourceInfo, list_sources, remove_source, resolve_tenant
 from zapbase.rag.store import IngestResult, KnowledgeService
 from zapbase.settings import Settings
-from zapbase.worker.database import Connect, borrow, connect, transaction
 
 __all__ = ["kb_app"]
 

@@ -1994,6 +1994,33 @@ end;
 $$;
 comment on function public.whatsapp_finish_inbound(uuid, text, text) is 'Worker: mark a claimed inbound message processed, ignored or failed.';
 
+-- Worker: processing a claimed message failed. Before max_attempts it stays claimed under
+-- a short lease (attempt 1 → 2 s, attempt 2 → 8 s) and is claimed again when that runs out;
+-- at max_attempts it fails with the reason. Only the worker holding the lease settles it.
+create or replace function public.whatsapp_fail_inbound(message_id uuid, worker text, error text,
+                                                        max_attempts integer default 3)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_outcome text;
+begin
+  update public.messages m
+     set status = case when m.attempts < whatsapp_fail_inbound.max_attempts then 'processing' else 'failed' end,
+         lease_until = case when m.attempts < whatsapp_fail_inbound.max_attempts
+                            then now() + make_interval(secs => 2 ^ (2 * m.attempts - 1)) end,
+         leased_by = case when m.attempts < whatsapp_fail_inbound.max_attempts then m.leased_by end,
+         error_details = left(whatsapp_fail_inbound.error, 2000)
+   where m.id = whatsapp_fail_inbound.message_id and m.direction = 'inbound' and m.status = 'processing'
+     and m.leased_by = whatsapp_fail_inbound.worker
+  returning case when m.status = 'failed' then 'failed' else 'retry' end into v_outcome;
+  return v_outcome;
+end;
+$$;
+comment on function public.whatsapp_fail_inbound(uuid, text, text, integer) is 'Worker: a claimed inbound message failed: retry under a short lease until max_attempts, then failed; returns retry or failed, null when the lease is no longer the worker''s.';
+
 -- Worker (bot handoff) and agents: hand a conversation to humans, queued for a team.
 create or replace function private.handoff_conversation(conversation_id uuid, reason text default null,
                                                        team_id uuid default null)
@@ -2671,6 +2698,7 @@ revoke execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
+  public.whatsapp_fail_inbound(uuid, text, text, integer),
   public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text),
   public.mark_conversation_read(uuid), public.record_contact_consent(uuid, text, text)
@@ -2681,6 +2709,7 @@ grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_q
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
+  public.whatsapp_fail_inbound(uuid, text, text, integer),
   public.handoff_conversation(uuid, text, uuid), public.set_whatsapp_number_secret(uuid, text, text)
   to service_role;
 grant execute on function public.send_message(uuid, jsonb, uuid), public.start_conversation(uuid, uuid),

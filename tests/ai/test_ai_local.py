@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from zapbase.ai import EmbeddingRequest, LocalProvider
-from zapbase.ai.providers.local import FOUND_PREFIX, NOT_FOUND_REPLY, hash_embedding
+from zapbase.ai import LocalProvider
+from zapbase.ai.providers.local import FOUND_PREFIX, NOT_FOUND_REPLY
 
 from .support import KNOWLEDGE, ask
 
@@ -57,11 +55,3 @@ async def test_local_is_deterministic_and_estimates_tokens() -> None:
     assert first.usage.input_tokens == prompt // 4
     assert first.usage.output_tokens == len(first.text) // 4
     assert first.usage.cache_read_tokens == first.usage.cache_write_tokens == 0
-
-
-async def test_local_embeddings_are_deterministic_unit_vectors() -> None:
-    result = await LocalProvider().embed(EmbeddingRequest(texts=("Horário de atendimento", "")))
-
-    assert result.dimensions == 384
-    assert result.vectors[0] == hash_embedding("horario de ATENDIMENTO", 384)
-    assert all(math.isclose(sum(x * x for x in v), 1.0) for v in result.vectors)

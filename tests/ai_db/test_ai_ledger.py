@@ -33,7 +33,7 @@ from zapbase.ai import (
 )
 from zapbase.ai.ledger import PostgresLedger
 from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
-from zapbase.worker.database import Pool, open_pool
+from zapbase.db.pool import Pool, open_pool
 
 pytestmark = pytest.mark.anyio
 

@@ -11,12 +11,12 @@ import pytest
 
 from support import Db
 from zapbase.ai.standins import OpenAIStandIn
+from zapbase.db.pool import Connect
 from zapbase.rag.embedders import HashingEmbedder, OpenAIEmbedder
 from zapbase.rag.seed import aingest_seed_knowledge, ingest_seed_knowledge, seed_files
 from zapbase.rag.sources import list_sources, remove_source
 from zapbase.rag.store import KnowledgeService
 from zapbase.settings import find_project_dir
-from zapbase.worker.database import Connect
 
 from .kb_support import TENANT_A, new_tenant
 

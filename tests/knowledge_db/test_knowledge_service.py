@@ -12,9 +12,9 @@ import pytest
 
 from support import Db
 from zapbase.ai.standins import Fault, FaultKind, OpenAIStandIn
+from zapbase.db.pool import Connect
 from zapbase.rag.embedders import HashingEmbedder, OpenAIEmbedder
 from zapbase.rag.store import KnowledgeService
-from zapbase.worker.database import Connect
 
 from .kb_support import OWNER_A, TENANT_A
 

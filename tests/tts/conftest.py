@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from zapbase.tts.pg_cache import LocalAudioStore
+from zapbase.storage import LocalStorage
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
 
@@ -27,5 +27,5 @@ async def openai_speech(speech_standin: SpeechStandin, anyio_backend: str) -> As
 
 
 @pytest.fixture
-def audio_store(tmp_path: Path) -> LocalAudioStore:
-    return LocalAudioStore(tmp_path / "storage")
+def audio_store(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "storage")

@@ -14,12 +14,13 @@ import pytest
 
 from support import Db
 from zapbase.ai.errors import ServerError
+from zapbase.db.pool import Connect
+from zapbase.storage import LocalStorage
+from zapbase.tts.cache import PostgresSpeechCache, evict_tts_cache
 from zapbase.tts.cache_key import normalize_speech_text
-from zapbase.tts.pg_cache import LocalAudioStore, PostgresSpeechCache, evict_tts_cache
 from zapbase.tts.providers import OGG_OPUS, OpenAISpeech, speak
 from zapbase.tts.service import CallContext, SpeechRefused, SpeechService
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
-from zapbase.worker.database import Connect
 
 pytestmark = pytest.mark.anyio
 
@@ -32,7 +33,7 @@ TEXT = "Olá!  Seu pedido\n saiu para entrega e chega amanhã. "
 
 
 @pytest.fixture
-def service(connect: Connect, openai_speech: OpenAISpeech, audio_store: LocalAudioStore) -> SpeechService:
+def service(connect: Connect, openai_speech: OpenAISpeech, audio_store: LocalStorage) -> SpeechService:
     return SpeechService(connect=connect, provider=openai_speech, store=audio_store)
 
 
@@ -43,7 +44,7 @@ def tts_usage(db: Db) -> list[dict[str, object]]:
 
 
 async def test_the_same_text_with_other_whitespace_hits_the_cache(
-    db: Db, service: SpeechService, speech_standin: SpeechStandin, audio_store: LocalAudioStore
+    db: Db, service: SpeechService, speech_standin: SpeechStandin, audio_store: LocalStorage
 ) -> None:
     context = CallContext(bot_id=BOT, phone="+5511988887777")
     first = await service.voice_note(TENANT, TEXT, context=context, language="pt-BR")
@@ -72,7 +73,7 @@ async def test_the_same_text_with_other_whitespace_hits_the_cache(
     assert (row["hit_count"], row["cost_avoided_usd"]) == (1, first.cost_usd)
     assert row["characters_avoided"] == chars
     assert (row["format"], row["language"], row["size_bytes"]) == ("opus", "pt-BR", len(first.audio.data))
-    assert await audio_store.read(row["storage_path"]) == first.audio.data
+    assert await audio_store.get(row["storage_path"]) == first.audio.data
     assert db.value("select status from public.budget_reservations") == "settled"
 
 
@@ -132,7 +133,7 @@ async def test_a_refusing_budget_means_no_synthesis(
 
 
 async def test_a_provider_failure_is_settled_and_nothing_is_cached(
-    db: Db, connect: Connect, audio_store: LocalAudioStore
+    db: Db, connect: Connect, audio_store: LocalStorage
 ) -> None:
     failing = SpeechStandin(latency=ZERO_LATENCY, faults=["server_error"])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=failing.app)) as http:
@@ -148,7 +149,7 @@ async def test_a_provider_failure_is_settled_and_nothing_is_cached(
 
 
 async def test_speak_uses_the_postgres_cache_and_eviction_deletes_the_audio(
-    db: Db, connect: Connect, openai_speech: OpenAISpeech, audio_store: LocalAudioStore, tmp_path: Path
+    db: Db, connect: Connect, openai_speech: OpenAISpeech, audio_store: LocalStorage, tmp_path: Path
 ) -> None:
     cache = PostgresSpeechCache(connect=connect, tenant_id=TENANT, store=audio_store)
     made = await speak(openai_speech, TEXT, cache=cache)

@@ -12,14 +12,14 @@ from loop_support import MARIA, SIMULATOR_URL, WORKER_URL
 
 from support import Db
 from zapbase.bot import AIResponder, ai_responder
+from zapbase.db.pool import Pool, open_pool
 from zapbase.settings import Settings
 from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig
 from zapbase.simulator import create_app as create_simulator
+from zapbase.storage import LocalStorage
 from zapbase.whatsapp import GraphAPI
-from zapbase.worker.database import Pool, open_pool
 from zapbase.worker.http import create_app, webhook_path
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.storage import LocalStorage
 
 # -- loops (sender, processor, runner) -----------------------------------------------------
 

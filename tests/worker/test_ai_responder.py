@@ -34,21 +34,20 @@ from zapbase.bot.memory import Summarizer
 from zapbase.bot.rules import CANNOT_LISTEN, accepts_offer, greeting_only, is_open
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.embedded import free_port
+from zapbase.db.pool import Pool
 from zapbase.rag.embedders import HashingEmbedder
 from zapbase.rag.seed import aingest_seed_knowledge
 from zapbase.settings import Settings, find_project_dir
 from zapbase.simulator import SimulatedUser, Simulator
-from zapbase.tts.pg_cache import LocalAudioStore
+from zapbase.storage import LocalStorage
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.service import SpeechService
 from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin, ogg_opus_silence
 from zapbase.whatsapp import GraphAPI
-from zapbase.worker.database import Pool
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import Processor
 from zapbase.worker.runner import EmbeddedServer
 from zapbase.worker.sender import Sender
-from zapbase.worker.storage import LocalStorage
 
 pytestmark = pytest.mark.anyio
 
@@ -115,11 +114,12 @@ async def responder(
                                                    http_client=tenant_http)}  # fmt: skip
 
         speech = SpeechService(
-            connect=pool.connection, store=LocalAudioStore(tmp_path / "tts"),
+            connect=pool.connection, store=media_storage,
             provider=OpenAISpeech(api_key="sk-standin", http=voice_http, base_url="http://tts.test"),
         )  # fmt: skip
         gateways = Gateways(platform=gateway, ledger=ledger, providers_for=providers_for)
         yield AIResponder(
+            connect=pool.connection,
             gateways=gateways,
             knowledge=Knowledge(connect=pool.connection),
             summarizer=Summarizer(connect=pool.connection, threshold=SUMMARY_AFTER),

@@ -15,12 +15,13 @@ from loop_support import BOT, MARIA, TEAM, conversation_of, drain, make_due, out
 from support import Db
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, matches_keyword
 from zapbase.bot.rules import CANNOT_LISTEN
+from zapbase.db.pool import Pool
 from zapbase.simulator import SimulatedUser, Simulator
+from zapbase.storage import LocalStorage, SupabaseStorage
 from zapbase.whatsapp import GraphAPI
-from zapbase.worker.database import Connection, Pool
+from zapbase.whatsapp.inbound import InboundMessage, Reply
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.processor import BotResponder, InboundMessage, Processor
-from zapbase.worker.storage import LocalStorage, SupabaseStorage
+from zapbase.worker.processor import BotResponder, Processor
 
 pytestmark = pytest.mark.anyio
 
@@ -241,17 +242,13 @@ def test_keywords_match_whole_words_without_case_or_accents() -> None:
 
 
 class Failing:
-    """Queues a reply, then breaks: the reply must not survive."""
+    """Breaks every time: retried, then failed, and nothing queued."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    async def respond(self, message: InboundMessage, conn: Connection) -> None:
+    async def respond(self, message: InboundMessage) -> Reply:
         self.calls += 1
-        await conn.execute(
-            "select public.whatsapp_queue_reply(%s, %s::jsonb, 'bot')",
-            (message.conversation_id, '{"type": "text", "text": {"body": "x"}}'),
-        )
         raise RuntimeError("the model is down")
 
 
@@ -299,9 +296,10 @@ class Counting:
     def __init__(self) -> None:
         self.seen: list[str | None] = []
 
-    async def respond(self, message: InboundMessage, conn: Connection) -> None:
+    async def respond(self, message: InboundMessage) -> Reply:
         self.seen.append(message.wamid)
         await anyio.sleep(0.01)
+        return Reply()
 
 
 async def test_two_replicas_never_process_the_same_message(

@@ -3,7 +3,6 @@ NOTIFY, stopping gracefully; and `zapbase up` / `zapbase demo` as a user runs th
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,15 +17,15 @@ from loop_support import MARIA, conversation_of, eventually, outbound, queue, te
 
 from support import Db
 from zapbase.db.embedded import free_port
+from zapbase.db.pool import Pool
+from zapbase.local_stack import local_stack
 from zapbase.settings import Settings, find_project_dir
 from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.whatsapp import GraphAPI
-from zapbase.worker.database import Connection, Pool
+from zapbase.whatsapp.inbound import InboundMessage, Outgoing, Reply
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.processor import InboundMessage
 from zapbase.worker.runner import OUTBOUND_CHANNEL, listen
 from zapbase.worker.sender import Sender
-from zapbase.worker_cli import local_stack
 
 WELCOME = "Olá! 👋 Sou a assistente virtual da Loja Demo. Como posso ajudar?"
 
@@ -70,13 +69,10 @@ class Slow:
         """Set once the responder works on the message `wamid`."""
         return self._started.setdefault(wamid, anyio.Event())
 
-    async def respond(self, message: InboundMessage, conn: Connection) -> None:
+    async def respond(self, message: InboundMessage) -> Reply:
         self.started(message.wamid or "").set()
         await anyio.sleep(1.0)
-        await conn.execute(
-            "select public.whatsapp_queue_reply(%s, %s::jsonb, 'bot')",
-            (message.conversation_id, json.dumps(text(SLOW_REPLY))),
-        )
+        return Reply(messages=(Outgoing(body=text(SLOW_REPLY)),))
 
 
 @pytest.mark.anyio

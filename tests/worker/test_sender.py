@@ -24,9 +24,9 @@ from loop_support import (
 )
 
 from support import Db
+from zapbase.db.pool import Pool, open_pool
 from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.whatsapp import GraphAPI
-from zapbase.worker.database import Pool, open_pool
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.sender import OutboundRow, Sender
 

@@ -18,6 +18,7 @@ import uvicorn
 from psycopg import pq
 
 from support import Db
+from zapbase.db.pool import Pool, open_pool
 from zapbase.settings import Settings
 from zapbase.simulator import (
     DEMO_APP_SECRET,
@@ -31,7 +32,6 @@ from zapbase.simulator import (
 from zapbase.simulator import create_app as create_simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.whatsapp.signature import HEADER, sign
-from zapbase.worker.database import Pool, open_pool
 from zapbase.worker.http import (
     MAX_BODY_BYTES,
     MISS_REFRESH_S,

@@ -15,7 +15,7 @@ functions: service_role, or a role that inherits it (Supabase's postgres).
 
 Usage::
 
-    async with open_pool(worker_url(settings), size=10) as pool:   # zapbase.worker.database
+    async with open_pool(worker_url(settings), size=10) as pool:   # zapbase.db.pool
         gateway = Gateway(providers, PostgresLedger(pool))
 """
 
@@ -39,7 +39,7 @@ from zapbase.ai.types import (
     Success,
     Usage,
 )
-from zapbase.worker.database import Pool
+from zapbase.db.pool import Pool
 
 __all__ = ["PostgresLedger", "estimate_input_tokens"]
 
@@ -84,7 +84,7 @@ class PostgresLedger:
     """`Ledger` over the ai_begin / ai_finish SQL functions (see the module docstring).
 
     Parameters:
-        pool: the worker's opened pool (`zapbase.worker.database.open_pool`); each call
+        pool: the worker's opened pool (`zapbase.db.pool.open_pool`); each call
             borrows one connection for one statement.
     """
 

@@ -1,4 +1,5 @@
-"""Usage of embedding and speech providers, settled in the ai module's ledger (`ai_usage`).
+"""Usage of embedding and speech providers, settled in the AI ledger (`ai_usage`) beside the
+chat gateway's (`zapbase.ai.ledger`).
 
 The ledger prices a call from `ai_models` by gateway id (`provider/model`, e.g.
 `openai/text-embedding-3-small`) and takes the api type (embedding, tts) from the same
@@ -10,20 +11,18 @@ provider missing from the registry is an error, because its cost could not be bi
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from zapbase.db.pool import Connection
 from zapbase.errors import ZapbaseError
-from zapbase.rag.embedders import Embedder
-from zapbase.worker.database import Connect, Connection, transaction
 
-__all__ = ["FREE_PROVIDERS", "Meter", "MeteredEmbedder", "Recorded", "UnregisteredModel"]
+__all__ = ["FREE_PROVIDERS", "Meter", "Recorded", "UnregisteredModel"]
 
 _logger = logging.getLogger(__name__)
 
@@ -110,57 +109,3 @@ class Meter:
         row = await (await conn.execute(_RECORD, params)).fetchone()
         assert row is not None
         return Recorded(usage_id=row["usage_id"], cost_usd=row["cost_usd"], saved_usd=row["saved_usd"])
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Embedded:
-    vectors: list[list[float]]
-    tokens: int
-    cost_usd: Decimal
-
-
-class MeteredEmbedder:
-    """An embedder whose every call is settled in the ledger for the tenant it served."""
-
-    def __init__(
-        self, *, connect: Connect, embedder: Embedder, gateway_id: str | None = None, batch_size: int = 128
-    ) -> None:
-        self._connect = connect
-        self.embedder = embedder
-        self._meter = Meter(provider=embedder.provider, model=embedder.model, gateway_id=gateway_id)
-        self._batch = batch_size
-
-    async def embed(
-        self,
-        tenant_id: uuid.UUID,
-        texts: Sequence[str],
-        *,
-        feature: str,
-        bot_id: uuid.UUID | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Embedded:
-        """Vectors of `texts`; their cost is settled as soon as they exist (the provider
-        has billed them, whatever happens to them afterwards)."""
-        if not texts:
-            return Embedded(vectors=[], tokens=0, cost_usd=Decimal(0))
-        async with transaction(self._connect) as conn:
-            await self._meter.metered(conn)  # refuse an unbillable model before calling it
-        vectors: list[list[float]] = []
-        tokens = 0
-        began = time.perf_counter()
-        for start in range(0, len(texts), self._batch):
-            result = await self.embedder.embed(texts[start : start + self._batch])
-            vectors.extend(result.vectors)
-            tokens += result.tokens
-        latency = round((time.perf_counter() - began) * 1000)
-        async with transaction(self._connect) as conn:
-            recorded = await self._meter.record(
-                conn,
-                tenant_id=tenant_id,
-                feature=feature,
-                input_tokens=tokens,
-                latency_ms=latency,
-                context={"bot_id": bot_id},
-                metadata={**(metadata or {}), "texts": len(texts)},
-            )
-        return Embedded(vectors=vectors, tokens=tokens, cost_usd=recorded.cost_usd)

@@ -22,7 +22,6 @@ __all__ = [
     "ChatMessage",
     "ChatRequest",
     "ChatResult",
-    "Embedder",
     "EmbeddingRequest",
     "EmbeddingResult",
     "Failure",
@@ -191,16 +190,6 @@ class Transcriber(Protocol):
     def name(self) -> str: ...
 
     async def transcribe(self, request: TranscriptionRequest) -> TranscriptionResult: ...
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Optional capability: text embeddings."""
-
-    @property
-    def name(self) -> str: ...
-
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResult: ...
 
 
 def knowledge_block(request: ChatRequest) -> str:

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from zapbase.ai.chain import LOCAL_LINK
 from zapbase.ai.types import GatewayPolicy, Link
-from zapbase.worker.database import Connection
-from zapbase.worker.processor import InboundMessage
+from zapbase.db.pool import Connection
+from zapbase.whatsapp.inbound import InboundMessage
 
 __all__ = ["Bot", "daily_cap_reached", "find_bot", "load_policy"]
 

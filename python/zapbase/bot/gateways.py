@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from zapbase.ai.chain import Gateway, Ledger
 from zapbase.ai.types import Provider
-from zapbase.worker.database import Connection
+from zapbase.db.pool import Connection
 
 __all__ = ["Gateways"]
 

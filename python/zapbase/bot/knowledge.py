@@ -10,11 +10,10 @@ import anyio.to_thread
 
 from zapbase.bot.config import Bot
 from zapbase.bot.prompt import passages
-from zapbase.rag.embedders import EmbedderUnavailable, OpenAIEmbedder, select_embedder
-from zapbase.rag.metering import MeteredEmbedder
+from zapbase.db.pool import Connect
+from zapbase.rag.embedders import EmbedderUnavailable, MeteredEmbedder, OpenAIEmbedder, select_embedder
 from zapbase.rag.search import search_knowledge
-from zapbase.worker.database import Connect, Connection
-from zapbase.worker.processor import InboundMessage
+from zapbase.whatsapp.inbound import InboundMessage
 
 __all__ = ["Knowledge"]
 
@@ -33,7 +32,7 @@ class Knowledge:
     """Finds the passages a bot answers from.
 
     Parameters:
-        connect: lends connections to the search and to the query's usage row.
+        connect: lends connections to the reads, the search and the query's usage row.
         openai: builds the OpenAI-compatible embedder of a model (`openai(model=...)`)
             when a key is configured (None: OpenAI-embedded knowledge is searched by full text only).
         limit: passages per reply.
@@ -61,10 +60,9 @@ class Knowledge:
                 self._embedders[name] = MeteredEmbedder(connect=self._connect, embedder=embedder)
         return self._embedders[name]
 
-    async def passages(
-        self, conn: Connection, bot: Bot, message: InboundMessage, text: str
-    ) -> tuple[str, ...]:
-        row = await (await conn.execute(_MODEL, (message.tenant_id, bot.id))).fetchone()
+    async def passages(self, bot: Bot, message: InboundMessage, text: str) -> tuple[str, ...]:
+        async with self._connect() as conn:
+            row = await (await conn.execute(_MODEL, (message.tenant_id, bot.id))).fetchone()
         if row is None:
             return ()  # nothing ready to search
         embedder = await self._embedder(row["embedding_model"])

@@ -19,7 +19,7 @@ from typing import Any
 from zapbase.ai.chain import LOCAL_LINK, Gateway
 from zapbase.ai.types import ChatMessage, ChatRequest, GatewayPolicy, Role
 from zapbase.bot.prompt import Accounting
-from zapbase.worker.database import Connect, Connection, transaction
+from zapbase.db.pool import Connect, Connection, transaction
 
 __all__ = ["SUMMARY_FEATURE", "Memory", "Summarizer", "read_memory"]
 
@@ -114,8 +114,8 @@ class Summarizer:
     """Folds what fell out of the recent turns into the rolling summary.
 
     Parameters:
-        connect: where the summary is written, committed on its own (its cost is billed
-            whatever happens to the reply).
+        connect: lends connections to read the turns and to write the summary, committed on
+            its own (its cost is billed whatever happens to the reply).
         threshold: fallen-out turns that trigger a new summary.
     """
 
@@ -124,7 +124,7 @@ class Summarizer:
         self._threshold = threshold
 
     async def refresh(
-        self, conn: Connection, memory: Memory, gateway: Gateway, policy: GatewayPolicy, ids: Accounting
+        self, memory: Memory, gateway: Gateway, policy: GatewayPolicy, ids: Accounting
     ) -> Memory:
         """`memory` with a new summary when enough turns are pending, else as it was: written
         through `gateway` (a local-only chain cannot summarise: skipped). `ids`: the
@@ -140,7 +140,8 @@ class Summarizer:
         tenant, conversation = ids["tenant_id"], ids["conversation_id"]
         params = {"tenant": tenant, "conversation": conversation,
                   "until": memory.summarized_until, "recent": recent}  # fmt: skip
-        rows = await (await conn.execute(_FALLEN_OUT, params)).fetchall()
+        async with self._connect() as conn:
+            rows = await (await conn.execute(_FALLEN_OUT, params)).fetchall()
         if not rows:
             return memory
         transcript = "\n".join(f"{_SPEAKERS.get(r['sender_type'], 'Loja')}: {r['text']}" for r in rows)

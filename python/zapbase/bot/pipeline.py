@@ -1,8 +1,9 @@
 """`AIResponder`: the bot route of the inbound processor.
 
-For each customer message of a conversation in bot mode, inside the processor's
-transaction (replies, handoff and "processed" commit together; provider calls settle in
-the usage log on their own, since a provider bills them whatever happens next):
+For each customer message of a conversation in bot mode it reads what it needs (each read
+gives its connection back before a provider is called) and returns a `Reply`: the
+processor writes replies, handoff and "processed" in one transaction. Provider calls
+settle in the usage log on their own, since a provider bills them whatever happens next:
 
     no active bot ─────────────────────────────► handoff, no text
     daily cap (contact / tenant) used up ──────► handoff notice + handoff
@@ -30,8 +31,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from zapbase.ai.types import AttemptStatus, GatewayResponse, Refusal
 from zapbase.bot.config import Bot, daily_cap_reached, find_bot, load_policy
 from zapbase.bot.gateways import Gateways
@@ -51,17 +50,15 @@ from zapbase.bot.rules import (
     matches_keyword,
 )
 from zapbase.bot.voice import Listener, Speaker
-from zapbase.worker.database import Connection
-from zapbase.worker.processor import InboundMessage
-from zapbase.worker.storage import MediaStorage
+from zapbase.db.pool import Connect, Connection
+from zapbase.storage import ObjectStore
+from zapbase.whatsapp.inbound import InboundMessage, Outgoing, Reply
 
 __all__ = ["AIResponder"]
 
 _logger = logging.getLogger(__name__)
 
 _TEXT_MAX = 4096  # WhatsApp's limit for a text body
-_QUEUE = "select public.whatsapp_queue_reply(%s, %s, 'bot', null, %s)"
-_HANDOFF = "select public.handoff_conversation(%s, %s, null)"
 _SEEN_BEFORE = """
 select exists (
   select 1 from public.messages m, public.messages me
@@ -76,6 +73,7 @@ class AIResponder:
     """Answers bot-mode messages with the AI gateway (implements `BotResponder`).
 
     Parameters:
+        connect: lends connections for the reads, each given back before a provider is called.
         gateways: the provider chain over the Postgres ledger (budgets, usage, cache), on
             the tenant's own keys when it has them.
         knowledge: passages for bots with rag_enabled.
@@ -89,14 +87,16 @@ class AIResponder:
     def __init__(
         self,
         *,
+        connect: Connect,
         gateways: Gateways,
         knowledge: Knowledge,
         summarizer: Summarizer,
-        media: MediaStorage,
+        media: ObjectStore,
         listener: Listener | None = None,
         speaker: Speaker | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._connect = connect
         self._gateways = gateways
         self._knowledge = knowledge
         self._summarizer = summarizer
@@ -105,64 +105,64 @@ class AIResponder:
         self._speaker = speaker
         self._clock = clock
 
-    async def respond(self, message: InboundMessage, conn: Connection) -> None:
-        bot = await find_bot(conn, message)
+    async def respond(self, message: InboundMessage) -> Reply:
+        async with self._connect() as conn:
+            bot = await find_bot(conn, message)
+            scope = await daily_cap_reached(conn, bot, message, self._clock()) if bot is not None else None
         if bot is None:
-            await conn.execute(_HANDOFF, (message.conversation_id, "no active bot for this WhatsApp number"))
             _logger.info("conversation %s: no active bot, handed to humans", message.conversation_id)
-            return
-        if (scope := await daily_cap_reached(conn, bot, message, self._clock())) is not None:
-            await self._hand_off(conn, message, bot, DAILY_CAP_REASON.format(scope=scope))
-            return
+            return Reply(handoff="no active bot for this WhatsApp number")
+        if scope is not None:
+            return self._hand_off(message, bot, DAILY_CAP_REASON.format(scope=scope))
         text = message.content
         if message.type == "audio":
-            heard = await self._listen(conn, message, bot)
+            heard = await self._listen(message, bot)
             if isinstance(heard, Refusal):
-                await self._give_up(
-                    conn, message, bot, f"AI budget refused the transcription: {heard.reason}"
-                )
-                return
+                return _give_up(message, bot, f"AI budget refused the transcription: {heard.reason}")
             text = heard
-        memory = await read_memory(conn, message.tenant_id, message.conversation_id)
+        async with self._connect() as conn:
+            memory = await read_memory(conn, message.tenant_id, message.conversation_id)
+            first = await _first_message(conn, message)
         if (reason := _wants_person(bot, message, text, memory)) is not None:
-            await self._hand_off(conn, message, bot, reason)
-            return
-        if await self._first_message(conn, message) and bot.welcome_message:
-            await self._queue_text(conn, message, bot.welcome_message)
+            return self._hand_off(message, bot, reason)
+        welcome = Reply()
+        if first and bot.welcome_message:
+            welcome = _text(bot.welcome_message)
             if text and greeting_only(text):
-                return
+                return welcome
         if not text:
-            await self._queue_text(conn, message, CANNOT_LISTEN if message.type == "audio" else MEDIA_ONLY)
-            return
-        await self._answer(conn, message, bot, text, memory)
+            return welcome.then(_text(CANNOT_LISTEN if message.type == "audio" else MEDIA_ONLY))
+        return welcome.then(await self._answer(message, bot, text, memory))
 
-    async def _answer(
-        self, conn: Connection, message: InboundMessage, bot: Bot, text: str, memory: Memory
-    ) -> None:
+    async def _answer(self, message: InboundMessage, bot: Bot, text: str, memory: Memory) -> Reply:
         """The model's reply from knowledge and memory; its voice note when the bot speaks."""
-        policy = await load_policy(conn, message.tenant_id, bot.model_policy_id)
-        knowledge = await self._knowledge.passages(conn, bot, message, text) if bot.rag_enabled else ()
+        async with self._connect() as conn:
+            policy = await load_policy(conn, message.tenant_id, bot.model_policy_id)
+            gateway = await self._gateways.for_tenant(conn, message.tenant_id)
+        knowledge = await self._knowledge.passages(bot, message, text) if bot.rag_enabled else ()
         history = memory.history(message.message_id, bot.memory_turns)
-        gateway = await self._gateways.for_tenant(conn, message.tenant_id)
-        memory = await self._summarizer.refresh(conn, memory, gateway, policy, accounting(bot, message))
+        memory = await self._summarizer.refresh(memory, gateway, policy, accounting(bot, message))
         request = build_request(bot=bot, message=message, text=text, history=history,
                                 summary=memory.summary, knowledge=knowledge)  # fmt: skip
         response = await gateway.chat(request, policy)
         if response.result is None or not response.result.text.strip():
-            await self._give_up(conn, message, bot, _failure_reason(response))
-            return
+            return _give_up(message, bot, _failure_reason(response))
         reply = response.result.text.strip()[:_TEXT_MAX]
-        await self._queue(conn, message, {"type": "text", "text": {"body": reply}}, _ai_figures(response))
+        answer = Reply(messages=(Outgoing(body={"type": "text", "text": {"body": reply}},
+                                          ai=_ai_figures(response)),))  # fmt: skip
         if self._speaker is not None and (
             bot.tts_mode == "always" or (bot.tts_mode == "on_voice" and message.is_voice)
         ):
             media_id = await self._speaker.media_id(message, bot, reply)
             if media_id is not None:
-                await self._queue(conn, message, {"type": "audio", "audio": {"id": media_id, "voice": True}})
+                voice = Outgoing(body={"type": "audio", "audio": {"id": media_id, "voice": True}})
+                answer = answer.then(Reply(messages=(voice,)))
+        return answer
 
-    async def _listen(self, conn: Connection, message: InboundMessage, bot: Bot) -> str | Refusal | None:
+    async def _listen(self, message: InboundMessage, bot: Bot) -> str | Refusal | None:
         """The voice note's transcript (stored earlier by a try that then failed, or new)."""
-        row = await (await conn.execute(_TRANSCRIPT, (message.message_id,))).fetchone()
+        async with self._connect() as conn:
+            row = await (await conn.execute(_TRANSCRIPT, (message.message_id,))).fetchone()
         if row is not None and row["transcription"]:
             return str(row["transcription"])
         if self._listener is None or message.media_storage_path is None:
@@ -170,36 +170,28 @@ class AIResponder:
         audio = await self._media.get(message.media_storage_path)
         return await self._listener.transcribe(message, audio, bot.id)
 
-    async def _first_message(self, conn: Connection, message: InboundMessage) -> bool:
-        row = await (await conn.execute(_SEEN_BEFORE, {"id": message.message_id})).fetchone()
-        return not (row and row["seen"])
-
-    async def _queue(
-        self,
-        conn: Connection,
-        message: InboundMessage,
-        body: dict[str, Any],
-        ai: dict[str, Any] | None = None,
-    ) -> None:
-        await conn.execute(_QUEUE, (message.conversation_id, Jsonb(body), Jsonb(ai) if ai else None))
-
-    async def _queue_text(self, conn: Connection, message: InboundMessage, text: str) -> None:
-        await self._queue(conn, message, {"type": "text", "text": {"body": text[:_TEXT_MAX]}})
-
-    async def _hand_off(self, conn: Connection, message: InboundMessage, bot: Bot, reason: str) -> None:
+    def _hand_off(self, message: InboundMessage, bot: Bot, reason: str) -> Reply:
         """A person takes over: say so (or, outside business hours, when they will)."""
         open_now = is_open(bot.business_hours, bot.local_time(self._clock()))
-        await self._queue_text(
-            conn, message, HANDOFF_NOTICE if open_now else bot.away_message or AWAY_FALLBACK
-        )
-        await conn.execute(_HANDOFF, (message.conversation_id, reason))
         _logger.info("conversation %s handed to humans: %s", message.conversation_id, reason)
+        return _text(HANDOFF_NOTICE if open_now else bot.away_message or AWAY_FALLBACK).then(
+            Reply(handoff=reason)
+        )
 
-    async def _give_up(self, conn: Connection, message: InboundMessage, bot: Bot, reason: str) -> None:
-        """The AI cannot answer (budget, providers): the bot's fallback text, then a person."""
-        await self._queue_text(conn, message, bot.fallback_message)
-        await conn.execute(_HANDOFF, (message.conversation_id, reason))
-        _logger.warning("conversation %s handed to humans: %s", message.conversation_id, reason)
+
+async def _first_message(conn: Connection, message: InboundMessage) -> bool:
+    row = await (await conn.execute(_SEEN_BEFORE, {"id": message.message_id})).fetchone()
+    return not (row and row["seen"])
+
+
+def _text(text: str) -> Reply:
+    return Reply(messages=(Outgoing(body={"type": "text", "text": {"body": text[:_TEXT_MAX]}}),))
+
+
+def _give_up(message: InboundMessage, bot: Bot, reason: str) -> Reply:
+    """The AI cannot answer (budget, providers): the bot's fallback text, then a person."""
+    _logger.warning("conversation %s handed to humans: %s", message.conversation_id, reason)
+    return _text(bot.fallback_message).then(Reply(handoff=reason))
 
 
 def _wants_person(bot: Bot, message: InboundMessage, text: str | None, memory: Memory) -> str | None:

@@ -5,11 +5,10 @@ No I/O here: the pipeline reads the rows and the clock and asks these functions.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time
 
-from zapbase.ai.providers.local import normalize_words
+from zapbase.text import content_words, fold
 
 __all__ = [
     "AWAY_FALLBACK",
@@ -19,7 +18,6 @@ __all__ = [
     "HUMAN_REQUESTS",
     "MEDIA_ONLY",
     "accepts_offer",
-    "fold",
     "greeting_only",
     "is_open",
     "matches_keyword",
@@ -55,13 +53,6 @@ _OFFER_WORDS = ("atendente", "humano", "pessoa da nossa equipe")
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def fold(text: str) -> str:
-    """Casefolded, accents stripped, punctuation to spaces, runs of spaces collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in plain).split())
-
-
 def matches_keyword(texts: Sequence[str | None], keywords: Sequence[str]) -> str | None:
     """The first keyword found as whole words in any text, case- and accent-insensitively."""
     folded = [f" {fold(t)} " for t in texts if t]
@@ -82,7 +73,7 @@ def accepts_offer(text: str, last_bot_turn: str | None) -> bool:
 
 def greeting_only(text: str) -> bool:
     """ "Oi", "Bom dia!", "Olá, tudo bem?": nothing to look up, the welcome answers it."""
-    return not normalize_words(text)
+    return not content_words(text)
 
 
 def _clock(value: str) -> time:

@@ -23,12 +23,12 @@ import anyio
 from zapbase.ai.errors import ProviderError
 from zapbase.ai.types import Refusal, Transcriber, TranscriptionRequest
 from zapbase.bot.config import Bot
+from zapbase.db.pool import Connect, transaction
 from zapbase.tts.providers import ogg_opus_duration
 from zapbase.tts.service import CallContext, SpeechRefused, SpeechService
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import MessageValidationError, WhatsAppError
-from zapbase.worker.database import Connect, transaction
-from zapbase.worker.processor import InboundMessage
+from zapbase.whatsapp.inbound import InboundMessage
 
 __all__ = ["TRANSCRIPTION_FEATURE", "Listener", "Speaker"]
 

@@ -29,33 +29,36 @@ from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Summarizer
 from zapbase.bot.pipeline import AIResponder
 from zapbase.bot.voice import Listener, Speaker
+from zapbase.db.pool import Pool
 from zapbase.rag.embedders import OpenAIEmbedder
 from zapbase.settings import Settings
+from zapbase.storage import ObjectStore
 from zapbase.tts.espeak import EspeakSpeech
-from zapbase.tts.pg_cache import LocalAudioStore
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.service import SpeechService
 from zapbase.whatsapp.api import GraphAPI
-from zapbase.worker.database import Pool
-from zapbase.worker.storage import MediaStorage
 
 __all__ = ["ai_responder"]
 
 _OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd")
 
 
-def _speaker(settings: Settings, pool: Pool, api: GraphAPI, http: httpx.AsyncClient) -> Speaker | None:
-    store = LocalAudioStore(settings.zapbase_media_dir)
+def _speaker(
+    settings: Settings, pool: Pool, api: GraphAPI, http: httpx.AsyncClient, store: ObjectStore
+) -> Speaker | None:
+    bucket = settings.zapbase_media_bucket
     services: dict[str, SpeechService] = {}
     if settings.openai_api_key is not None:
         for model in _OPENAI_TTS_MODELS:
             provider = OpenAISpeech(api_key=settings.openai_api_key.get_secret_value(), http=http,
                                     base_url=settings.openai_base_url, model=model)  # fmt: skip
             services[f"openai/{model}"] = SpeechService(
-                connect=pool.connection, provider=provider, store=store
+                connect=pool.connection, provider=provider, store=store, bucket=bucket
             )
     if (espeak := EspeakSpeech.detect()) is not None:
-        services["espeak/espeak-ng"] = SpeechService(connect=pool.connection, provider=espeak, store=store)
+        services["espeak/espeak-ng"] = SpeechService(
+            connect=pool.connection, provider=espeak, store=store, bucket=bucket
+        )
     if not services:
         return None
     return Speaker(services=services, default=next(iter(services)), api=api)
@@ -63,7 +66,7 @@ def _speaker(settings: Settings, pool: Pool, api: GraphAPI, http: httpx.AsyncCli
 
 @asynccontextmanager
 async def ai_responder(
-    settings: Settings, *, pool: Pool, api: GraphAPI, media: MediaStorage
+    settings: Settings, *, pool: Pool, api: GraphAPI, media: ObjectStore
 ) -> AsyncIterator[AIResponder]:
     """The responder and its provider clients, closed on exit."""
     openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
@@ -92,12 +95,13 @@ async def ai_responder(
                 listener = Listener(transcriber=transcriber, model=model, connect=pool.connection)
                 embedder = partial(OpenAIEmbedder, api_key=openai_key, http=http, base_url=base_url)
             yield AIResponder(
+                connect=pool.connection,
                 gateways=gateways,
                 knowledge=Knowledge(connect=pool.connection, openai=embedder),
                 summarizer=Summarizer(connect=pool.connection, threshold=settings.zapbase_summary_after),
                 media=media,
                 listener=listener,
-                speaker=_speaker(settings, pool, api, http),
+                speaker=_speaker(settings, pool, api, http, media),
             )
     finally:
         await gateways.aclose()

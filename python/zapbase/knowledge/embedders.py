@@ -23,19 +23,23 @@ import importlib.util
 import itertools
 import logging
 import math
-import re
-import unicodedata
+import time
+import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio.to_thread
 import httpx
 
+from zapbase.ai.metering import Meter
 from zapbase.ai.providers.openai_compat import OpenAICompatProvider
 from zapbase.ai.types import EmbeddingRequest
+from zapbase.db.pool import Connect, transaction
 from zapbase.errors import ZapbaseError
+from zapbase.text import content_words, fold
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -46,6 +50,7 @@ __all__ = [
     "EmbedderUnavailable",
     "Embeddings",
     "HashingEmbedder",
+    "MeteredEmbedder",
     "MiniLMEmbedder",
     "OpenAIEmbedder",
     "select_embedder",
@@ -209,26 +214,11 @@ class MiniLMEmbedder:
 
 # --- feature hashing ------------------------------------------------------------------
 
-_WORD = re.compile(r"[^\W_]+")
-# Portuguese function words: frequent everywhere, so they would dominate short texts.
-_STOPWORDS = frozenset(
-    {
-        "a", "ao", "aos", "as", "ate", "com", "como", "da", "das", "de", "do", "dos", "e",
-        "ela", "elas", "ele", "eles", "em", "entre", "era", "essa", "esse", "esta", "este",
-        "eu", "foi", "ha", "isso", "isto", "ja", "la", "lhe", "mais", "mas", "me", "mesmo",
-        "meu", "minha", "muito", "na", "nas", "no", "nos", "nossa", "nosso", "num", "numa",
-        "o", "os", "ou", "para", "pela", "pelas", "pelo", "pelos", "por", "qual", "quando",
-        "que", "se", "sem", "ser", "seu", "seus", "sua", "suas", "sao", "sob", "sobre",
-        "tambem", "te", "tem", "tu", "tua", "um", "uma", "umas", "uns", "voce", "voces",
-    }
-)  # fmt: skip
-
-
 class HashingEmbedder:
     """Signed feature hashing of accent-folded word unigrams and bigrams, L2-normalised.
 
-    Tokens are casefolded and accent-folded ("Não" = "nao"), Portuguese stopwords are
-    dropped and a plural `s` is stripped; unigrams weigh 1 and bigrams 0.5, both with
+    Terms are `zapbase.text.content_words` (accent-folded, no stopwords, plural `s`
+    stripped); unigrams weigh 1 and bigrams 0.5, both with
     sublinear term frequency. A text with no words maps to the zero vector.
     """
 
@@ -239,31 +229,78 @@ class HashingEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         vectors = [self.vector(text) for text in texts]
-        tokens = sum(len(_WORD.findall(text)) for text in texts)
+        tokens = sum(len(fold(text).split()) for text in texts)
         return Embeddings(vectors=vectors, tokens=tokens, provider=self.provider, model=self.model)
 
-    def vector(self, text: str) -> list[float]:
-        terms = _terms(text)
+    def vector(self, text: str, dims: int = EMBEDDING_DIMS) -> list[float]:
+        """`text`'s vector (of another width for a stand-in server that is asked for one)."""
+        terms = content_words(text)
         features: Counter[str] = Counter(terms)
         features.update(f"{a} {b}" for a, b in itertools.pairwise(terms))
-        vec = [0.0] * EMBEDDING_DIMS
+        vec = [0.0] * dims
         for feature, count in sorted(features.items()):
             weight = (1.0 if " " not in feature else 0.5) * (1.0 + math.log(count))
             digest = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little")
-            vec[digest % EMBEDDING_DIMS] += weight if digest >> 63 else -weight
+            vec[digest % dims] += weight if digest >> 63 else -weight
         norm = math.sqrt(sum(x * x for x in vec))
         return [x / norm for x in vec] if norm else vec
 
 
-def _terms(text: str) -> list[str]:
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
-    terms = []
-    for word in _WORD.findall(folded):
-        if word in _STOPWORDS:
-            continue
-        terms.append(word[:-1] if len(word) > 3 and word.endswith("s") else word)
-    return terms
+# --- billed ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Embedded:
+    vectors: list[list[float]]
+    tokens: int
+    cost_usd: Decimal
+
+
+class MeteredEmbedder:
+    """An embedder whose every call is settled in the ledger for the tenant it served."""
+
+    def __init__(
+        self, *, connect: Connect, embedder: Embedder, gateway_id: str | None = None, batch_size: int = 128
+    ) -> None:
+        self._connect = connect
+        self.embedder = embedder
+        self._meter = Meter(provider=embedder.provider, model=embedder.model, gateway_id=gateway_id)
+        self._batch = batch_size
+
+    async def embed(
+        self,
+        tenant_id: uuid.UUID,
+        texts: Sequence[str],
+        *,
+        feature: str,
+        bot_id: uuid.UUID | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Embedded:
+        """Vectors of `texts`; their cost is settled as soon as they exist (the provider
+        has billed them, whatever happens to them afterwards)."""
+        if not texts:
+            return Embedded(vectors=[], tokens=0, cost_usd=Decimal(0))
+        async with transaction(self._connect) as conn:
+            await self._meter.metered(conn)  # refuse an unbillable model before calling it
+        vectors: list[list[float]] = []
+        tokens = 0
+        began = time.perf_counter()
+        for start in range(0, len(texts), self._batch):
+            result = await self.embedder.embed(texts[start : start + self._batch])
+            vectors.extend(result.vectors)
+            tokens += result.tokens
+        latency = round((time.perf_counter() - began) * 1000)
+        async with transaction(self._connect) as conn:
+            recorded = await self._meter.record(
+                conn,
+                tenant_id=tenant_id,
+                feature=feature,
+                input_tokens=tokens,
+                latency_ms=latency,
+                context={"bot_id": bot_id},
+                metadata={**(metadata or {}), "texts": len(texts)},
+            )
+        return Embedded(vectors=vectors, tokens=tokens, cost_usd=recorded.cost_usd)
 
 
 # --- choice ---------------------------------------------------------------------------

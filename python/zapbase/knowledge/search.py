@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zapbase.rag.metering import MeteredEmbedder
-from zapbase.worker.database import Connect, transaction
+from zapbase.db.pool import Connect, transaction
+from zapbase.rag.embedders import MeteredEmbedder
 
 __all__ = ["SEARCH_FEATURE", "Match", "search_knowledge", "vector_literal"]
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import anyio
 
+from zapbase.db.pool import Connect, borrow, connect
 from zapbase.rag.embedders import Embedder, select_embedder
 from zapbase.rag.parsers import MEDIA_TYPES
 from zapbase.rag.sources import TenantNotFound, resolve_tenant
 from zapbase.rag.store import IngestResult, KnowledgeService
-from zapbase.worker.database import Connect, borrow, connect
 
 __all__ = [
     "DEMO_TENANT",

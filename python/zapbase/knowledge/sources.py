@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from zapbase.db.pool import Connect, transaction
 from zapbase.errors import ZapbaseError
-from zapbase.worker.database import Connect, transaction
 
 __all__ = ["SourceInfo", "TenantNotFound", "list_sources", "remove_source", "resolve_tenant"]
 

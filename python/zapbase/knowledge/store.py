@@ -32,13 +32,12 @@ import anyio
 import anyio.to_thread
 from psycopg.types.json import Jsonb
 
+from zapbase.db.pool import Connect, Connection, transaction
 from zapbase.errors import ZapbaseError
 from zapbase.rag.chunking import DEFAULT_CHUNKING, Chunk, ChunkingOptions, chunk_document, embedding_text
-from zapbase.rag.embedders import Embedder
-from zapbase.rag.metering import MeteredEmbedder
+from zapbase.rag.embedders import Embedder, MeteredEmbedder
 from zapbase.rag.parsers import DocumentError, media_type_for, parse_bytes
 from zapbase.rag.search import Match, search_knowledge
-from zapbase.worker.database import Connect, Connection, transaction
 
 __all__ = ["INGEST_FEATURE", "Action", "IngestResult", "KnowledgeService", "ReembedResult"]
 

@@ -37,8 +37,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
-from zapbase.ai.providers.local import hash_embedding
 from zapbase.ai.types import Usage
+from zapbase.rag.embedders import HashingEmbedder
 
 __all__ = [
     "AnthropicStandIn",
@@ -453,7 +453,7 @@ class OpenAIStandIn(_StandIn):
         texts = [body.input] if isinstance(body.input, str) else body.input
         tokens = sum(max(1, len(t) // 4) for t in texts)
         data = [
-            {"object": "embedding", "index": i, "embedding": hash_embedding(t, body.dimensions)}
+            {"object": "embedding", "index": i, "embedding": HashingEmbedder().vector(t, body.dimensions)}
             for i, t in enumerate(texts)
         ]
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}

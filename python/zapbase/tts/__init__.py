@@ -4,7 +4,7 @@
     speech = await speak(provider, reply_text, cache=tenant_cache, language="pt-BR")
     # speech.audio.data is Ogg Opus; speech.cached / speech.spec.characters feed usage
 
-`zapbase.tts.pg_cache.PostgresSpeechCache` implements `SpeechCache` over the tenant-scoped
+`zapbase.tts.cache.PostgresSpeechCache` implements `SpeechCache` over the tenant-scoped
 `tts_cache` table; `zapbase.tts.service.SpeechService` puts it in front of a provider and
 settles every synthesis and every hit in `ai_usage`, refusing what the budget refuses.
 """

@@ -1,4 +1,5 @@
-"""The TTS cache in Postgres (`tts_cache`) with the audio bytes in an object store.
+"""The TTS cache: rows in Postgres (`tts_cache`), the audio bytes in the object store
+(`zapbase.storage`, the same one as inbound media, so every replica finds them).
 
 Rows go through `tts_cache_lookup` (counts the hit and the cost it avoided), `tts_cache_store`
 (the first synthesis of a key wins) and `tts_cache_set_media` (the WhatsApp media id of the
@@ -12,26 +13,21 @@ same text write the same object, and a row never points at a missing file for lo
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
-import anyio
-import anyio.to_thread
 from psycopg.types.json import Jsonb
 
+from zapbase.db.pool import Connect, Connection, transaction
+from zapbase.storage import DEFAULT_BUCKET, ObjectMissing, ObjectStore
 from zapbase.tts.cache_key import SpeechSpec
 from zapbase.tts.providers import OGG_OPUS, Audio, ogg_opus_duration
-from zapbase.worker.database import Connect, Connection, transaction
 
 __all__ = [
-    "AudioStore",
     "CacheHit",
-    "LocalAudioStore",
     "PostgresSpeechCache",
     "evict_tts_cache",
     "mime_for_format",
@@ -50,45 +46,6 @@ _STORE = (
 )
 _SET_MEDIA = "select public.tts_cache_set_media(%s, %s, %s, %s, %s) as found"
 _EVICT = "select * from private.job_tts_cache_evict(%s, %s, %s, %s)"
-
-
-class AudioStore(Protocol):
-    """Where the audio bytes live: local files here, Supabase Storage in production."""
-
-    async def read(self, path: str) -> bytes | None: ...
-
-    async def write(self, path: str, data: bytes) -> None: ...
-
-    async def delete(self, path: str) -> None: ...
-
-
-class LocalAudioStore:
-    """Objects as files under `root`; writes are atomic (temporary file, then rename)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def _file(self, path: str) -> anyio.Path:
-        relative = PurePosixPath(path)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise ValueError(f"not a relative object path: {path!r}")
-        return anyio.Path(self.root, *relative.parts)
-
-    async def read(self, path: str) -> bytes | None:
-        try:
-            return await self._file(path).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    async def write(self, path: str, data: bytes) -> None:
-        target = self._file(path)
-        await target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-        await partial.write_bytes(data)
-        await anyio.to_thread.run_sync(os.replace, partial, target)
-
-    async def delete(self, path: str) -> None:
-        await self._file(path).unlink(missing_ok=True)
 
 
 def mime_for_format(output_format: str) -> str:
@@ -137,6 +94,7 @@ class PostgresSpeechCache:
     service also uses `lookup_in` to settle a hit in the same transaction as the lookup.
 
     Parameters:
+        store: keeps the audio under `<bucket>/tts/<tenant>/...`.
         number_id: the WhatsApp number the audio will be sent from (media ids are per number).
         media_margin: a media id expiring sooner than this is treated as expired.
     """
@@ -146,19 +104,21 @@ class PostgresSpeechCache:
         *,
         connect: Connect,
         tenant_id: uuid.UUID,
-        store: AudioStore,
+        store: ObjectStore,
+        bucket: str = DEFAULT_BUCKET,
         number_id: uuid.UUID | None = None,
         media_margin: timedelta = timedelta(days=1),
     ) -> None:
         self._connect = connect
         self.tenant_id = tenant_id
         self._store = store
+        self._bucket = bucket
         self._number_id = number_id
         self._margin = media_margin
 
     def storage_path(self, key: str, output_format: str) -> str:
         extension = _EXTENSIONS.get(mime_for_format(output_format), "bin")
-        return f"tts/{self.tenant_id}/{key[:2]}/{key}.{extension}"
+        return f"{self._bucket}/tts/{self.tenant_id}/{key[:2]}/{key}.{extension}"
 
     async def lookup_in(
         self, conn: Connection, key: str, number_id: uuid.UUID | None = None
@@ -182,8 +142,9 @@ class PostgresSpeechCache:
 
     async def load(self, hit: CacheHit) -> Audio | None:
         """The audio of a hit; None when its object is gone (treat as a miss)."""
-        data = await self._store.read(hit.storage_path)
-        if data is None:
+        try:
+            data = await self._store.get(hit.storage_path)
+        except ObjectMissing:
             _logger.error("tts_cache row %s points at a missing object %s", hit.cache_id, hit.storage_path)
             return None
         mime = mime_for_format(hit.output_format)
@@ -200,7 +161,7 @@ class PostgresSpeechCache:
         """Store a fresh synthesis: the object first, then the row (so no row points at
         a file still being written)."""
         path = self.storage_path(key, spec.output_format)
-        await self._store.write(path, audio.data)
+        await self._store.put(path, audio.data, audio.mime)
         params: dict[str, Any] = {
             "tenant": self.tenant_id,
             "key": key,
@@ -239,7 +200,7 @@ class PostgresSpeechCache:
 
 async def evict_tts_cache(
     connect: Connect,
-    store: AudioStore,
+    store: ObjectStore,
     *,
     max_age: timedelta = timedelta(days=90),
     max_total_bytes: int = 10 * 1024**3,

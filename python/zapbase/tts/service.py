@@ -25,12 +25,13 @@ from typing import Any, Unpack
 import anyio
 
 from zapbase.ai.errors import ProviderError
+from zapbase.ai.metering import Meter
+from zapbase.db.pool import Connect, transaction
 from zapbase.errors import ZapbaseError
-from zapbase.rag.metering import Meter
+from zapbase.storage import DEFAULT_BUCKET, ObjectStore
+from zapbase.tts.cache import PostgresSpeechCache
 from zapbase.tts.cache_key import SpeechSpec, speech_cache_key
-from zapbase.tts.pg_cache import AudioStore, PostgresSpeechCache
 from zapbase.tts.providers import Audio, SpeechOptions, SpeechProvider
-from zapbase.worker.database import Connect, transaction
 
 __all__ = ["TTS_FEATURE", "CallContext", "SpeechRefused", "SpeechService", "VoiceNote"]
 
@@ -100,7 +101,8 @@ class SpeechService:
     Parameters:
         connect: lends connections (a pool's `connection`, or `borrow(conn)`).
         provider: renders the audio on a miss.
-        store: keeps the audio bytes (`LocalAudioStore` or storage).
+        store: keeps the audio bytes (the object store inbound media go to).
+        bucket: first segment of the audio's keys.
         gateway_id: the `ai_models` row pricing it (default `provider/model`, e.g. openai/tts-1).
         hold_seconds: how long a reservation holds budget while the provider works.
     """
@@ -110,7 +112,8 @@ class SpeechService:
         *,
         connect: Connect,
         provider: SpeechProvider,
-        store: AudioStore,
+        store: ObjectStore,
+        bucket: str = DEFAULT_BUCKET,
         gateway_id: str | None = None,
         feature: str = TTS_FEATURE,
         hold_seconds: int = 120,
@@ -118,13 +121,16 @@ class SpeechService:
         self._connect = connect
         self._provider = provider
         self._store = store
+        self._bucket = bucket
         self._gateway_id = gateway_id
         self._feature = feature
         self._hold = hold_seconds
         self._meters: dict[str, Meter] = {}
 
     def cache(self, tenant_id: uuid.UUID) -> PostgresSpeechCache:
-        return PostgresSpeechCache(connect=self._connect, tenant_id=tenant_id, store=self._store)
+        return PostgresSpeechCache(
+            connect=self._connect, tenant_id=tenant_id, store=self._store, bucket=self._bucket
+        )
 
     def _meter(self, spec: SpeechSpec) -> Meter:
         gateway_id = self._gateway_id or f"{spec.provider}/{spec.model}"

@@ -25,9 +25,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg import errors as pg_errors
 from starlette.requests import ClientDisconnect
 
+from zapbase.db.pool import Pool
 from zapbase.settings import Settings
 from zapbase.whatsapp.signature import HEADER, verify
-from zapbase.worker.database import Pool
 from zapbase.worker.metrics import Metrics
 
 __all__ = ["MAX_BODY_BYTES", "WEBHOOK_PATH", "App", "WebhookApps", "create_app", "webhook_path"]

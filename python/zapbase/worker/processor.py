@@ -4,89 +4,69 @@ For every message claimed with `whatsapp_claim_inbound` (the oldest unprocessed 
 of each conversation, leased):
 
 1. media (voice notes, images, documents) are downloaded from the Graph API into
-   `MediaStorage` and the row gets `media_storage_path` / `media_size`;
+   `ObjectStore` and the row gets `media_storage_path` / `media_size`;
 2. by conversation mode: **human** - nothing (agents answer from the inbox and read
    receipts are theirs to give); **flow** - not built yet, the message is marked
    ignored with a log line; **bot** - the message is marked read with the typing
-   indicator and handed to a `BotResponder`;
-3. the responder's writes and `whatsapp_finish_inbound` commit in one transaction, so a
-   crash leaves either both or neither (a retry never queues a second reply).
+   indicator and handed to a `BotResponder`, which reads what it needs in short
+   borrows of the pool and calls the providers holding no connection;
+3. the `Reply` it returns and `whatsapp_finish_inbound` commit in one short transaction,
+   so a crash leaves either both or neither (a retry never queues a second reply). That
+   transaction first locks the message and checks the lease is still this worker's: a
+   replica that claimed it after the lease ran out answers it instead, never both.
 
-A failure puts the message back under a short lease (retried when it expires) until its
-third attempt, then marks it failed with the reason.
+A failure is settled by `whatsapp_fail_inbound`: back under a short lease (retried when
+it expires) until the third attempt, then failed with the reason.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import anyio
+from psycopg.types.json import Jsonb
 
+from zapbase.db.pool import Connection, Pool
+from zapbase.errors import ZapbaseError
+from zapbase.storage import DEFAULT_BUCKET, ObjectStore, media_key
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import WhatsAppError
-from zapbase.worker.database import Connection, Pool
+from zapbase.whatsapp.inbound import InboundMessage, Reply
 from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.storage import MediaStorage, media_key
 
-__all__ = ["MAX_ATTEMPTS", "BotResponder", "InboundMessage", "Processor"]
+__all__ = ["MAX_ATTEMPTS", "BotResponder", "LeaseLost", "Processor"]
 
 _logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-# Seconds before a failed message is claimed again: attempt 1 → 2 s, attempt 2 → 8 s.
-_RETRY_BASE_S = 2
+_QUEUE = "select public.whatsapp_queue_reply(%s, %s, 'bot', null, %s)"
+_HANDOFF = "select public.handoff_conversation(%s, %s, null)"
+# The lease is still ours: locked until commit, so no replica claims it meanwhile.
+_STILL_OURS = """
+select 1 from public.messages m
+ where m.id = %s and m.status = 'processing' and m.leased_by = %s
+   for update
+"""
 _MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InboundMessage:
-    """One claimed row of `whatsapp_claim_inbound`, plus where its media was stored."""
-
-    message_id: uuid.UUID
-    tenant_id: uuid.UUID
-    conversation_id: uuid.UUID
-    contact_id: uuid.UUID
-    whatsapp_number_id: uuid.UUID | None
-    phone_number_id: str | None
-    access_token: str | None
-    wamid: str | None
-    type: str
-    content: str | None
-    payload: Mapping[str, Any]
-    media_id: str | None
-    media_mime_type: str | None
-    is_voice: bool
-    interactive_reply_id: str | None
-    conversation_mode: str
-    bot_id: uuid.UUID | None
-    wa_id: str | None
-    user_id: str | None
-    profile_name: str | None
-    attempts: int
-    media_storage_path: str | None = None
-    media_size: int | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> InboundMessage:
-        names = [f.name for f in dataclasses.fields(cls) if f.name in row]
-        return cls(**{name: row[name] for name in names})
+class LeaseLost(ZapbaseError):
+    """The message's lease ran out and another replica claimed it while this one answered."""
 
 
 class BotResponder(Protocol):
     """Answers a customer message of a conversation in bot mode.
 
-    `conn` is inside the transaction that also marks the message processed: queue replies
-    with `whatsapp_queue_reply`, hand off with `handoff_conversation`; raising rolls all
-    of it back and the message is retried. `zapbase.bot.AIResponder` is the one the worker runs.
+    Holds no database connection while it calls a provider; returns the `Reply`, which the
+    processor writes with "processed" in one transaction. Raising writes nothing and the
+    message is retried. `zapbase.bot.AIResponder` is the one the worker runs.
     """
 
-    async def respond(self, message: InboundMessage, conn: Connection) -> None: ...
+    async def respond(self, message: InboundMessage) -> Reply: ...
 
 
 class Processor(QueueLoop):
@@ -109,11 +89,11 @@ class Processor(QueueLoop):
         *,
         pool: Pool,
         api: GraphAPI,
-        storage: MediaStorage,
+        storage: ObjectStore,
         responder: BotResponder,
         metrics: Metrics,
         worker_id: str,
-        bucket: str = "whatsapp-media",
+        bucket: str = DEFAULT_BUCKET,
         concurrency: int = 8,
         lease_seconds: int = 120,
         poll_interval: float = 2.0,
@@ -161,10 +141,11 @@ class Processor(QueueLoop):
         mode = message.conversation_mode
         if mode == "bot":
             await self._mark_read(message)
-            # Shielded: once the responder ran, its replies and "processed" commit together.
+            reply = await self._responder.respond(message)
+            # Shielded: once the responder ran, its reply and "processed" commit together.
             with anyio.CancelScope(shield=True):
                 async with self._pool.connection() as conn, conn.transaction():
-                    await self._responder.respond(message, conn)
+                    await self._write(conn, message, reply)
                     await self._finish(conn, message, "processed", media_problem)
         elif mode == "flow":
             _logger.warning(
@@ -232,6 +213,15 @@ class Processor(QueueLoop):
         except WhatsAppError as exc:
             _logger.warning("could not mark %s read: %s", message.wamid, exc)
 
+    async def _write(self, conn: Connection, message: InboundMessage, reply: Reply) -> None:
+        if await (await conn.execute(_STILL_OURS, (message.message_id, self.worker_id))).fetchone() is None:
+            raise LeaseLost(f"message {message.message_id} was claimed again: its reply is dropped")
+        for outgoing in reply.messages:
+            ai = Jsonb(dict(outgoing.ai)) if outgoing.ai else None
+            await conn.execute(_QUEUE, (message.conversation_id, Jsonb(dict(outgoing.body)), ai))
+        if reply.handoff is not None:
+            await conn.execute(_HANDOFF, (message.conversation_id, reply.handoff))
+
     @staticmethod
     async def _finish(conn: Connection, message: InboundMessage, status: str, error: str | None) -> None:
         await conn.execute(
@@ -241,18 +231,11 @@ class Processor(QueueLoop):
     async def _record_failure(self, message: InboundMessage, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {exc}"[:2000]
         async with self._pool.connection() as conn:
-            if message.attempts >= MAX_ATTEMPTS:
-                await self._finish(conn, message, "failed", reason)
-                outcome = "failed"
-            else:
-                # Still ours (leased_by): shorten the lease so the claim takes it again soon.
-                await conn.execute(
-                    """
-                    update public.messages
-                       set lease_until = now() + make_interval(secs => %s), error_details = %s
-                     where id = %s and status = 'processing' and leased_by = %s
-                    """,
-                    (_RETRY_BASE_S ** (2 * message.attempts - 1), reason, message.message_id, self.worker_id),
-                )
-                outcome = "retry"
-        self._metrics.processed.labels(mode=message.conversation_mode, outcome=outcome).inc()
+            cur = await conn.execute(
+                "select public.whatsapp_fail_inbound(%s, %s, %s, %s) as outcome",
+                (message.message_id, self.worker_id, reason, MAX_ATTEMPTS),
+            )
+            row = await cur.fetchone()
+        outcome = row["outcome"] if row else None
+        if outcome is not None:  # None: another replica holds the message now
+            self._metrics.processed.labels(mode=message.conversation_mode, outcome=outcome).inc()

@@ -28,14 +28,14 @@ from anyio.abc import TaskGroup
 from psycopg import sql
 
 from zapbase.bot import ai_responder
-from zapbase.settings import Settings
+from zapbase.db.pool import Pool, connect, open_pool, worker_url
+from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
+from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
-from zapbase.worker.database import Pool, connect, open_pool, worker_url
 from zapbase.worker.http import create_app
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import BotResponder, Processor
 from zapbase.worker.sender import Sender
-from zapbase.worker.storage import MediaStorage, storage_from_settings
 
 __all__ = ["INBOUND_CHANNEL", "OUTBOUND_CHANNEL", "EmbeddedServer", "Runner", "listen"]
 
@@ -43,9 +43,9 @@ _logger = logging.getLogger(__name__)
 
 INBOUND_CHANNEL = "zapbase_inbound"
 OUTBOUND_CHANNEL = "zapbase_outbound"
-# Far below the send lease (60 s): a live sender records its outcome before the row can
-# be claimed by another replica.
-GRAPH_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+# Below the send lease (Settings refuses a shorter one): a live sender records its outcome
+# before the row can be claimed by another replica.
+GRAPH_TIMEOUT = httpx.Timeout(GRAPH_TIMEOUT_S, connect=GRAPH_CONNECT_TIMEOUT_S)
 _RECONNECT_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 # A database that is down or restarting (pool timeouts included): wait and retry; any
 # other error is a bug and ends the process.
@@ -112,7 +112,7 @@ class Runner:
         settings: Settings,
         *,
         responder: BotResponder | None = None,
-        storage: MediaStorage | None = None,
+        storage: ObjectStore | None = None,
         serve_http: bool = True,
         handle_signals: bool = True,
     ) -> None:

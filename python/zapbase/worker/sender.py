@@ -27,11 +27,11 @@ from typing import Any
 import anyio
 from psycopg.types.json import Jsonb
 
+from zapbase.db.pool import Connection, Pool
 from zapbase.whatsapp import messages
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import ErrorKind, MessageValidationError, TokenExpired, WhatsAppError
 from zapbase.whatsapp.messages import MediaSource, MediaType, Recipient
-from zapbase.worker.database import Connection, Pool
 from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
 

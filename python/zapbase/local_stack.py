@@ -1,0 +1,85 @@
+"""A worker and a WhatsApp simulator wired to each other in one event loop, on free local
+ports: what `zapbase up --simulator`, `zapbase demo` and `zapbase chat` run."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import httpx
+import uvicorn
+
+from zapbase.db.embedded import free_port
+from zapbase.settings import Settings
+from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig, create_app
+from zapbase.worker.http import webhook_path
+from zapbase.worker.processor import BotResponder
+from zapbase.worker.runner import EmbeddedServer, Runner
+
+__all__ = ["LocalStack", "local_stack"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalStack:
+    """A worker and a simulator wired to each other, inside one event loop."""
+
+    runner: Runner
+    simulator: Simulator
+    simulator_url: str
+    webhooks: httpx.AsyncClient  # posts the simulated users' webhooks
+    stopped: anyio.Event  # the worker has stopped (a signal, or an error)
+
+    def user(self, wa_id: str, name: str) -> SimulatedUser:
+        return SimulatedUser(self.simulator, self.webhooks, wa_id=wa_id, name=name)
+
+
+@asynccontextmanager
+async def local_stack(
+    settings: Settings,
+    *,
+    http_port: int | None = None,
+    simulator_port: int | None = None,
+    handle_signals: bool = False,
+    responder: BotResponder | None = None,
+) -> AsyncIterator[LocalStack]:
+    """Start the simulator and a worker sending to it (free ports unless given); on exit the
+    worker stops gracefully first, then the simulator it sends to."""
+    http_port = http_port or free_port()
+    simulator_port = simulator_port or free_port()
+    simulator_url = f"http://127.0.0.1:{simulator_port}"
+    settings = settings.model_copy(update={
+        "graph_api_base_url": simulator_url, "zapbase_http_host": "127.0.0.1", "zapbase_http_port": http_port,
+    })  # fmt: skip
+    simulator = Simulator(SimulatorConfig(
+        numbers=(DEMO_NUMBER,), webhook_url=f"http://127.0.0.1:{http_port}{webhook_path(DEMO_NUMBER.phone_number_id)}",
+        auto_statuses=True, enforce_window=True,
+    ))  # fmt: skip
+    runner = Runner(settings, handle_signals=handle_signals, responder=responder)
+    worker_done = anyio.Event()
+
+    async def run_worker() -> None:
+        try:
+            await runner.run()
+        finally:
+            worker_done.set()
+
+    async with httpx.AsyncClient(timeout=30.0) as webhooks, anyio.create_task_group() as tg:
+        sim_server = EmbeddedServer(uvicorn.Config(
+            create_app(simulator=simulator, webhook_client=webhooks), host="127.0.0.1", port=simulator_port,
+            log_level="warning", lifespan="off",
+        ))  # fmt: skip
+        tg.start_soon(sim_server.serve)
+        tg.start_soon(run_worker)
+        with anyio.fail_after(30):
+            await runner.ready.wait()
+            while not sim_server.started:
+                await anyio.sleep(0.02)
+        try:
+            yield LocalStack(runner, simulator, simulator_url, webhooks, worker_done)
+        finally:
+            runner.stop()
+            with anyio.CancelScope(shield=True):
+                await worker_done.wait()
+            sim_server.should_exit = True
