@@ -16,7 +16,8 @@ def test_the_defaults_keep_every_lease_above_its_calls() -> None:
 
 def test_a_send_lease_a_graph_call_can_outlast_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZAPBASE_SEND_LEASE_S", "45")
-    with pytest.raises(ValidationError, match=r"ZAPBASE_SEND_LEASE_S=45 must exceed 50 s.*send the same message"):
+    refused = r"ZAPBASE_SEND_LEASE_S=45 must exceed 50 s.*send the same message"
+    with pytest.raises(ValidationError, match=refused):
         Settings(_env_file=None)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -80,7 +79,9 @@ class Settings(BaseSettings):
         default=16, ge=1, description="Outbound rows claimed and sent at once per replica."
     )
     zapbase_process_lease_s: int = Field(
-        default=120, ge=10, description="Inbound lease per message; must exceed a provider call's timeout (60 s)."
+        default=120,
+        ge=10,
+        description="Inbound lease per message; must exceed a provider call's timeout (60 s).",
     )
     zapbase_process_concurrency: int = Field(
         default=8, ge=1, description="Inbound messages claimed and handled at once per replica."
@@ -149,9 +150,10 @@ class Settings(BaseSettings):
             )
         if self.zapbase_process_lease_s <= PROVIDER_TIMEOUT_S:
             raise ValueError(
-                f"ZAPBASE_PROCESS_LEASE_S={self.zapbase_process_lease_s} must exceed {PROVIDER_TIMEOUT_S:g} s,"
-                " the longest an AI provider call can take: a shorter lease hands a message to another"
-                " replica while its reply is still being written, and the first reply is thrown away"
+                f"ZAPBASE_PROCESS_LEASE_S={self.zapbase_process_lease_s} must exceed"
+                f" {PROVIDER_TIMEOUT_S:g} s, the longest an AI provider call can take: a shorter lease"
+                " hands a message to another replica while its reply is still being written, and the"
+                " first reply is thrown away"
             )
         return self
 

@@ -26,7 +26,7 @@ from support import Db, Row
 from zapbase.ai import AnthropicProvider, Gateway, OpenAICompatProvider, PostgresLedger
 from zapbase.ai.providers.local import FOUND_PREFIX
 from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn, Reply
-from zapbase.ai.types import Provider
+from zapbase.ai.types import ChatRequest, ChatResult, Provider, Usage
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, ai_responder
 from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
@@ -34,7 +34,7 @@ from zapbase.bot.memory import Summarizer
 from zapbase.bot.rules import CANNOT_LISTEN, accepts_offer, greeting_only, is_open
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.embedded import free_port
-from zapbase.db.pool import Pool
+from zapbase.db.pool import Pool, open_pool
 from zapbase.rag.embedders import HashingEmbedder
 from zapbase.rag.seed import aingest_seed_knowledge
 from zapbase.settings import Settings, find_project_dir
@@ -539,3 +539,67 @@ async def test_keys_in_the_settings_bring_the_remote_providers(
     ]  # fmt: skip
     assert len(gpt.calls_to("/v1/audio/transcriptions")) == 1
     assert user_turns(claude.calls_to("/v1/messages")[-1].body)[-1] == ("user", TRANSCRIPT)
+
+
+class Gate:
+    """A chat provider whose calls all wait until `expected` of them are in flight at once."""
+
+    name = "anthropic"
+
+    def __init__(self, expected: int) -> None:
+        self._expected = expected
+        self.in_flight = 0
+        self._all_in = anyio.Event()
+
+    async def chat(self, request: ChatRequest, model: str) -> ChatResult:
+        self.in_flight += 1
+        if self.in_flight == self._expected:
+            self._all_in.set()
+        await self._all_in.wait()
+        return ChatResult(text=f"Resposta a: {request.last_user_text}", provider=self.name, model=model,
+                          usage=Usage(input_tokens=10, output_tokens=5), latency_ms=1)  # fmt: skip
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_replies_waiting_on_a_provider_hold_no_connection(
+    db: Db, sim: Simulator, worker_http: httpx.AsyncClient, graph_api: GraphAPI, media_storage: LocalStorage
+) -> None:
+    """Four replies wait on the provider at the same time with a pool of two connections, one of
+    them taken by other work meanwhile: a reply that held its connection across the call would
+    leave the others no connection to reach the provider, and the gate would never open."""
+    replies = 4
+    phones = [SimulatedUser(sim, worker_http, wa_id=f"55119550000{n:02d}") for n in range(replies)]
+    for n, phone in enumerate(phones):
+        await phone.send_text(f"Pergunta número {n}: vocês abrem no feriado {n}?")
+    gate = Gate(replies)
+    async with open_pool(db.url, 2) as small:
+        ledger = PostgresLedger(small)
+        gateway = Gateway({"anthropic": gate}, ledger)
+        responder = AIResponder(
+            connect=small.connection, gateways=Gateways(platform=gateway, ledger=ledger),
+            knowledge=Knowledge(connect=small.connection),
+            summarizer=Summarizer(connect=small.connection, threshold=100), media=media_storage,
+        )  # fmt: skip
+        busy = anyio.Event()
+
+        async def other_work() -> None:
+            async with small.connection() as conn:
+                busy.set()
+                while gate.in_flight < replies:
+                    await conn.execute("select 1")
+                    await anyio.sleep(0.01)
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(other_work)
+                await busy.wait()
+                assert await processor(small, graph_api, media_storage, responder).run_once() == replies
+
+    assert gate.in_flight == replies
+    for n, phone in enumerate(phones):
+        answered = [r["content"] for r in outbound(db, conversation_of(db, phone.wa_id))]
+        assert answered == [WELCOME, f"Resposta a: Pergunta número {n}: vocês abrem no feriado {n}?"]
+    statuses = db.sql("select status from public.messages where direction = 'inbound'")
+    assert [s["status"] for s in statuses] == ["processed"] * replies

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import anyio
 import httpx
 import pytest
-from loop_support import BOT, MARIA, TEAM, conversation_of, drain, make_due, outbound, row
+from loop_support import BOT, MARIA, TEAM, conversation_of, drain, make_due, outbound, row, text
 
 from support import Db
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, matches_keyword
@@ -19,7 +19,7 @@ from zapbase.db.pool import Pool
 from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.storage import LocalStorage, SupabaseStorage
 from zapbase.whatsapp import GraphAPI
-from zapbase.whatsapp.inbound import InboundMessage, Reply
+from zapbase.whatsapp.inbound import InboundMessage, Outgoing, Reply
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import BotResponder, Processor
 
@@ -324,6 +324,44 @@ async def test_two_replicas_never_process_the_same_message(
     assert sorted(responder.seen, key=str) == sorted(sent)
     statuses = db.sql("select status, attempts from public.messages where direction = 'inbound'")
     assert [(s["status"], s["attempts"]) for s in statuses] == [("processed", 1)] * 45
+
+
+class Answers:
+    """Answers every message with one text."""
+
+    def __init__(self, body: str) -> None:
+        self._body = body
+
+    async def respond(self, message: InboundMessage) -> Reply:
+        return Reply(messages=(Outgoing(body=text(self._body)),))
+
+
+class Overtaken:
+    """Answers only after its lease ran out and another replica claimed and answered the message."""
+
+    def __init__(self, db: Db, other: Processor) -> None:
+        self._db = db
+        self._other = other
+
+    async def respond(self, message: InboundMessage) -> Reply:
+        make_due(self._db, message.message_id)
+        assert await self._other.run_once() == 1
+        return Reply(messages=(Outgoing(body=text("resposta atrasada")),))
+
+
+async def test_a_reply_whose_lease_ran_out_is_dropped_not_sent_twice(
+    db: Db, maria: SimulatedUser, make_processor: ProcessorFactory, metrics: Metrics
+) -> None:
+    delivery = await maria.send_text("Oi")
+    other = make_processor("processor-b", responder=Answers("resposta em dia"))
+    late = make_processor("processor-a", responder=Overtaken(db, other))
+
+    assert await late.run_once() == 1
+
+    assert [r["content"] for r in outbound(db, conversation_of(db, MARIA))] == ["resposta em dia"]
+    message = inbound(db, delivery.wamid)
+    assert (message["status"], message["attempts"], message["error_details"]) == ("processed", 2, None)
+    assert processed(metrics, "bot", "processed") == 1 and processed(metrics, "bot", "retry") == 0
 
 
 async def test_supabase_storage_uploads_with_the_service_key() -> None:
