@@ -46,8 +46,8 @@ from zapbase.ai import (
     Usage,
 )
 from zapbase.ai.ledger import PostgresLedger
-from zapbase.ai.standins import Fault, FaultKind, OpenAIStandIn
 from zapbase.db.pool import Pool, open_pool
+from zapbase.standins.ai import Fault, FaultKind, OpenAIStandIn
 
 TENANT = "00000000-0000-4000-b000-000000000001"  # seed: Loja Demo
 SAMPLES = 1500
@@ -264,7 +264,7 @@ async def stand_in() -> AsyncIterator[tuple[OpenAIStandIn, OpenAICompatProvider]
     """The zero-latency OpenAI stand-in, in-process over ASGI, and a provider talking to it."""
     fake = OpenAIStandIn(api_key="sk-bench", latency_ms=0, usage=USAGE)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app)) as http:
-        yield fake, OpenAICompatProvider(api_key="sk-bench", base_url="http://openai.test", http_client=http)
+        yield fake, OpenAICompatProvider(api_key="sk-bench", base_url="http://openai.test", client=http)
 
 
 async def concurrent_callers(url: str, tenants: list[str], topic: str, *, over_http: bool) -> float:

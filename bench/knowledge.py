@@ -1,4 +1,4 @@
-"""RAG search at scale: 100,000 chunks × 384 dimensions over 50 tenants.
+"""Knowledge search at scale: 100,000 chunks × 384 dimensions over 50 tenants.
 
 Vectors are clustered, like real embeddings: 200 unit centres, each point a centre plus
 Gaussian noise, normalised; every tenant holds points of every cluster. Each chunk's text
@@ -18,7 +18,7 @@ and sorts made dear (enable_sort = off: else the planner still scans such a tena
 exactly), which sends every tenant through GIN and HNSW with iterative scan, as a big
 tenant is.
 
-    ZAPBASE_BENCH_RAG_ROWS=20000 python bench/run.py rag    # a quick run
+    ZAPBASE_BENCH_KNOWLEDGE_ROWS=20000 python bench/run.py knowledge    # a quick run
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import psycopg
 
 from harness import Context, Measure, median, percentile
 
-ROWS = int(os.environ.get("ZAPBASE_BENCH_RAG_ROWS", "100000"))
+ROWS = int(os.environ.get("ZAPBASE_BENCH_KNOWLEDGE_ROWS", "100000"))
 TENANTS = 50
 SOURCES = 20  # per tenant: chunks arrive one source at a time, as the worker ingests them
 CENTRES = 200
@@ -165,7 +165,7 @@ def measure(ctx: Context) -> list[Measure]:
     try:
         import numpy as np
     except ImportError:
-        print("bench/rag.py needs numpy to generate 100k vectors quickly: pip install numpy")
+        print("bench/knowledge.py needs numpy to generate 100k vectors quickly: pip install numpy")
         return []
     rng = np.random.default_rng(SEED)
     centres = rng.normal(0, 1, (CENTRES, DIMS))
@@ -180,7 +180,7 @@ def measure(ctx: Context) -> list[Measure]:
         for n, tenant in enumerate(tenants):
             conn.execute("insert into public.tenants (id, slug, name, plan_id)"
                          " select %s, %s, %s, p.id from public.plans p order by p.code limit 1",
-                         (tenant, f"bench-rag-{n}", f"Bench RAG {n}"))
+                         (tenant, f"bench-knowledge-{n}", f"Bench knowledge {n}"))
         for n, (tenant, source) in enumerate(sources):
             conn.execute("insert into public.knowledge_sources (id, tenant_id, title, content_hash, status,"
                          " embedding_model) values (%s, %s, %s, %s, 'processing', %s)",
@@ -228,19 +228,20 @@ def measure(ctx: Context) -> list[Measure]:
         forced_latencies, forced_recall = search_figures(conn, queries, exact)
         conn.execute("reset enable_sort")
 
-    print(f"rag: vector part of a {ROWS // TENANTS}-chunk tenant (exact path):\n{plan}")
-    print(f"rag: with the index path forced:\n{plan_forced}")
+    print(f"knowledge: vector part of a {ROWS // TENANTS}-chunk tenant (exact path):\n{plan}")
+    print(f"knowledge: with the index path forced:\n{plan_forced}")
     p50, p95 = median(latencies), percentile(latencies, 95)
     return [
-        Measure(f"rag load {rows_label} (binary COPY)", load_seconds, "s"),
-        Measure(f"rag HNSW build {rows_label}", build_seconds, "s", goal="1 core, m=16, ef_construction=64"),
-        Measure("rag hybrid search p50", p50, "ms", goal="exact path (≤ 5,000 chunks)"),
-        Measure("rag hybrid search p95", p95, "ms", goal="≤ 20 ms"),
-        Measure("rag hybrid search p50, as queries/s", 1000 / p50, "queries/s",
+        Measure(f"knowledge load {rows_label} (binary COPY)", load_seconds, "s"),
+        Measure(f"knowledge HNSW build {rows_label}", build_seconds, "s",
+                goal="1 core, m=16, ef_construction=64"),
+        Measure("knowledge hybrid search p50", p50, "ms", goal="exact path (≤ 5,000 chunks)"),
+        Measure("knowledge hybrid search p95", p95, "ms", goal="≤ 20 ms"),
+        Measure("knowledge hybrid search p50, as queries/s", 1000 / p50, "queries/s",
                 baseline="select 1 round trip, 1 client(s)"),
-        Measure("rag vector recall@10", recall, "ratio", goal="≥ 0.95"),
-        Measure("rag hybrid search p50 (index path)", median(forced_latencies), "ms"),
-        Measure("rag hybrid search p95 (index path)", percentile(forced_latencies, 95), "ms",
+        Measure("knowledge vector recall@10", recall, "ratio", goal="≥ 0.95"),
+        Measure("knowledge hybrid search p50 (index path)", median(forced_latencies), "ms"),
+        Measure("knowledge hybrid search p95 (index path)", percentile(forced_latencies, 95), "ms",
                 goal="≤ 20 ms"),
-        Measure("rag vector recall@10 (index path)", forced_recall, "ratio", goal="≥ 0.95"),
+        Measure("knowledge vector recall@10 (index path)", forced_recall, "ratio", goal="≥ 0.95"),
     ]

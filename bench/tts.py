@@ -24,10 +24,10 @@ import httpx
 
 from harness import Context, Measure, median, percentile
 from zapbase.db.pool import borrow, connect
+from zapbase.standins.speech import ZERO_LATENCY, SpeechStandIn
 from zapbase.storage import LocalStorage
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.service import SpeechService
-from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
 
 TENANT = uuid.UUID("00000000-0000-4000-b000-000000000001")  # seed: Loja Demo
 ROUNDS = 300
@@ -36,12 +36,12 @@ SYNTHESIS = "tts synthesis p50 (zero-latency provider)"
 
 
 async def _rounds(url: str, store_dir: Path) -> tuple[list[float], list[float]]:
-    standin = SpeechStandin(latency=ZERO_LATENCY)
+    standin = SpeechStandIn(latency=ZERO_LATENCY)
     async with (
         await connect(url) as conn,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app)) as http,
     ):
-        provider = OpenAISpeech(api_key="sk-standin", http=http, base_url="http://tts.bench", voice="nova")
+        provider = OpenAISpeech(api_key="sk-standin", client=http, base_url="http://tts.bench", voice="nova")
         service = SpeechService(connect=borrow(conn), provider=provider, store=LocalStorage(store_dir))
         misses: list[float] = []
         hits: list[float] = []

@@ -18,7 +18,8 @@ from zapbase.db.migrate import mask_password
 from zapbase.db.scratch import migrated_database
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
-from zapbase.rag.seed import DEMO_TENANT, ingest_seed_knowledge
+from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
+from zapbase.knowledge_cli import knowledge_app
 from zapbase.settings import Settings
 
 app = typer.Typer(help="Zapbase: WhatsApp customer service with AI, built the Supabase way.",
@@ -27,7 +28,8 @@ db_app = typer.Typer(help="The database: embedded PostgreSQL or DATABASE_URL.",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
 worker_cli.register(app)  # up, simulator, demo, chat
-app.add_typer(__import__("zapbase.kb_cli", fromlist=["kb_app"]).kb_app, name="kb")
+app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(knowledge_app, name="kb", hidden=True)  # the command's first name, for scripts that use it
 console = Console()
 
 

@@ -1,9 +1,9 @@
-"""`zapbase kb`: a tenant's knowledge base from the command line.
+"""`zapbase knowledge`: a tenant's knowledge base from the command line.
 
-    zapbase kb add seed/knowledge/*.md --tenant loja-demo
-    zapbase kb list
-    zapbase kb search "qual o prazo de entrega?"
-    zapbase kb remove 6f1c...
+    zapbase knowledge add seed/knowledge/*.md --tenant loja-demo
+    zapbase knowledge list
+    zapbase knowledge search "qual o prazo de entrega?"
+    zapbase knowledge remove 6f1c...
 
 Talks to the database `zapbase db` uses (DATABASE_URL, else the embedded one) as the
 worker does: a session in the role `service_role`.
@@ -29,23 +29,23 @@ from rich.table import Table
 from zapbase.db.pool import Connect, borrow, connect, transaction
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
-from zapbase.rag.embedders import (
+from zapbase.knowledge.embedders import (
     Embedder,
     EmbedderUnavailable,
     MeteredEmbedder,
     OpenAIEmbedder,
     select_embedder,
 )
-from zapbase.rag.parsers import MEDIA_TYPES
-from zapbase.rag.search import Match, search_knowledge
-from zapbase.rag.seed import DEMO_TENANT
-from zapbase.rag.sources import SourceInfo, list_sources, remove_source, resolve_tenant
-from zapbase.rag.store import IngestResult, KnowledgeService
+from zapbase.knowledge.parsers import MEDIA_TYPES
+from zapbase.knowledge.search import Match, search_knowledge
+from zapbase.knowledge.seed import DEMO_TENANT
+from zapbase.knowledge.sources import SourceInfo, list_sources, remove_source, resolve_tenant
+from zapbase.knowledge.store import IngestResult, KnowledgeService
 from zapbase.settings import Settings
 
-__all__ = ["kb_app"]
+__all__ = ["knowledge_app"]
 
-kb_app = typer.Typer(help="A tenant's knowledge base (RAG): add files, list, search, remove.",
+knowledge_app = typer.Typer(help="A tenant's knowledge base: add files, list, search, remove.",
                      no_args_is_help=True)  # fmt: skip
 
 T = TypeVar("T")
@@ -73,7 +73,7 @@ class _Env:
         openai = None
         if self.settings.openai_api_key is not None:
             openai = OpenAIEmbedder(
-                api_key=self.settings.openai_api_key.get_secret_value(), http=self.http,
+                api_key=self.settings.openai_api_key.get_secret_value(), client=self.http,
                 base_url=self.settings.openai_base_url, model=self.settings.openai_embedding_model,
             )  # fmt: skip
         return select_embedder(name or self.settings.zapbase_embedder, openai=openai)
@@ -115,7 +115,7 @@ def _files(paths: list[Path]) -> list[Path]:
     return files
 
 
-@kb_app.command("add")
+@knowledge_app.command("add")
 def add(
     paths: Annotated[list[Path], typer.Argument(exists=True, help="Files (.md .txt .html .pdf) or folders.")],
     tenant: TenantOption = DEMO_TENANT,
@@ -153,7 +153,7 @@ def add(
         raise typer.Exit(1)
 
 
-@kb_app.command("list")
+@knowledge_app.command("list")
 def list_(tenant: TenantOption = DEMO_TENANT) -> None:
     """The tenant's knowledge sources and their state."""
 
@@ -171,9 +171,9 @@ def list_(tenant: TenantOption = DEMO_TENANT) -> None:
     Console().print(table)
 
 
-@kb_app.command("remove")
+@knowledge_app.command("remove")
 def remove(
-    source_id: Annotated[uuid.UUID, typer.Argument(help="Source id (see `zapbase kb list`).")],
+    source_id: Annotated[uuid.UUID, typer.Argument(help="Source id (see `zapbase knowledge list`).")],
     tenant: TenantOption = DEMO_TENANT,
 ) -> None:
     """Remove a source and its chunks."""
@@ -187,7 +187,7 @@ def remove(
     Console().print(f"removed {source_id}")
 
 
-@kb_app.command("search")
+@knowledge_app.command("search")
 def search(
     question: Annotated[str, typer.Argument(help="The question, as a customer would ask it.")],
     tenant: TenantOption = DEMO_TENANT,
@@ -230,7 +230,7 @@ def search(
         console.print("nothing found")
 
 
-@kb_app.command("reembed")
+@knowledge_app.command("reembed")
 def reembed(
     tenant: TenantOption = DEMO_TENANT,
     all_tenants: Annotated[bool, typer.Option("--all-tenants", help="Every tenant, not just one.")] = False,

@@ -67,7 +67,7 @@ async def local_stack(
 
     async with httpx.AsyncClient(timeout=30.0) as webhooks, anyio.create_task_group() as tg:
         sim_server = EmbeddedServer(uvicorn.Config(
-            create_app(simulator=simulator, webhook_client=webhooks), host="127.0.0.1", port=simulator_port,
+            create_app(simulator=simulator, client=webhooks), host="127.0.0.1", port=simulator_port,
             log_level="warning", lifespan="off",
         ))  # fmt: skip
         tg.start_soon(sim_server.serve)

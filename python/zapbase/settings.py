@@ -129,7 +129,8 @@ class Settings(BaseSettings):
     )
     zapbase_embedder: str | None = Field(
         default=None,
-        description="Embedder of `zapbase kb` (local:hashing-v1, local:all-MiniLM-L6-v2, openai:<model>);"
+        description="Embedder of `zapbase knowledge` (local:hashing-v1, local:all-MiniLM-L6-v2,"
+        " openai:<model>);"
         " default: OpenAI when a key is set, else the best local one.",
     )
     zapbase_summary_after: int = Field(

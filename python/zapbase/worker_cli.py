@@ -29,8 +29,8 @@ from zapbase.db.migrate import mask_password
 from zapbase.db.target import DatabaseTarget
 from zapbase.demo import chat_session, demo_script, new_customer, render_demo
 from zapbase.errors import ZapbaseError
+from zapbase.knowledge.seed import ingest_seed_knowledge
 from zapbase.local_stack import local_stack
-from zapbase.rag.seed import ingest_seed_knowledge
 from zapbase.settings import Settings
 from zapbase.simulator import (
     DEMO_NUMBER,

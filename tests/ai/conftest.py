@@ -7,7 +7,7 @@ import httpx2
 import pytest
 
 from zapbase.ai import AnthropicProvider, Gateway, GatewayPolicy, OpenAICompatProvider, Provider
-from zapbase.ai.standins import AnthropicStandIn, OpenAIStandIn
+from zapbase.standins.ai import AnthropicStandIn, OpenAIStandIn
 
 from .memory_ledger import MemoryLedger
 from .support import LONG, MINI, SONNET, FakeClock
@@ -34,7 +34,7 @@ async def anthropic_provider(anthropic_fake: AnthropicStandIn) -> AsyncIterator[
     transport = httpx2.ASGITransport(app=anthropic_fake.app)
     async with httpx2.AsyncClient(transport=transport) as http:
         provider = AnthropicProvider(
-            api_key="sk-ant-test", base_url="http://anthropic.test", http_client=http
+            api_key="sk-ant-test", base_url="http://anthropic.test", client=http
         )
         yield provider
         await provider.aclose()
@@ -43,7 +43,7 @@ async def anthropic_provider(anthropic_fake: AnthropicStandIn) -> AsyncIterator[
 @pytest.fixture
 async def openai_provider(openai_fake: OpenAIStandIn) -> AsyncIterator[OpenAICompatProvider]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=openai_fake.app)) as http:
-        yield OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", http_client=http)
+        yield OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", client=http)
 
 
 @pytest.fixture

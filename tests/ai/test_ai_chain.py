@@ -21,7 +21,7 @@ from zapbase.ai import (
     cache_key,
 )
 from zapbase.ai.providers.local import NOT_FOUND_REPLY
-from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
+from zapbase.standins.ai import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
 
 from .memory_ledger import MemoryLedger
 from .support import KNOWLEDGE, LONG, MINI, SONNET, FakeClock, ask

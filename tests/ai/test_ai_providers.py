@@ -28,7 +28,7 @@ from zapbase.ai import (
     TranscriptionRequest,
     Usage,
 )
-from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
+from zapbase.standins.ai import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
 
 from .support import KNOWLEDGE, ask
 
@@ -84,7 +84,7 @@ async def anthropic_with() -> AsyncIterator[Callable[[Handler], AnthropicProvide
 
     def make(handler: Handler) -> AnthropicProvider:
         clients.append(httpx2.AsyncClient(transport=httpx2.MockTransport(handler)))
-        return AnthropicProvider(api_key="k", base_url="http://anthropic.test", http_client=clients[-1])
+        return AnthropicProvider(api_key="k", base_url="http://anthropic.test", client=clients[-1])
 
     yield make
     for client in clients:
@@ -98,7 +98,7 @@ async def openai_with() -> AsyncIterator[Callable[[Handler], OpenAICompatProvide
 
     def make(handler: Handler) -> OpenAICompatProvider:
         clients.append(httpx.AsyncClient(transport=httpx.MockTransport(handler)))
-        return OpenAICompatProvider(api_key="k", base_url="http://openai.test", http_client=clients[-1])
+        return OpenAICompatProvider(api_key="k", base_url="http://openai.test", client=clients[-1])
 
     yield make
     for client in clients:
@@ -356,7 +356,7 @@ async def test_transcription_uses_the_configured_model(openai_fake: OpenAIStandI
             api_key="sk-test",
             base_url="http://groq.test",
             name="groq",
-            http_client=http,
+            client=http,
             transcription_model="whisper-large-v3",
         )
         result = await groq.transcribe(TranscriptionRequest(audio=b"x" * 400))
@@ -412,7 +412,7 @@ def test_chat_result_round_trips_through_a_dict() -> None:
 async def test_openai_compat_can_send_the_legacy_max_tokens_field(openai_fake: OpenAIStandIn) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=openai_fake.app)) as http:
         legacy = OpenAICompatProvider(
-            api_key="sk-test", base_url="http://vllm.test", http_client=http, max_tokens_field="max_tokens"
+            api_key="sk-test", base_url="http://vllm.test", client=http, max_tokens_field="max_tokens"
         )
         await legacy.chat(ask("Oi", max_tokens=64), "qwen")
 

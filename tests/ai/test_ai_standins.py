@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from zapbase.ai import Usage
-from zapbase.ai.standins import (
+from zapbase.standins.ai import (
     AnthropicStandIn,
     Fault,
     FaultKind,

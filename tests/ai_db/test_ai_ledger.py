@@ -32,8 +32,8 @@ from zapbase.ai import (
     Usage,
 )
 from zapbase.ai.ledger import PostgresLedger
-from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
 from zapbase.db.pool import Pool, open_pool
+from zapbase.standins.ai import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn
 
 pytestmark = pytest.mark.anyio
 
@@ -93,10 +93,10 @@ async def gateway(
     ):
         providers = {
             "anthropic": AnthropicProvider(
-                api_key="sk-ant-test", base_url="http://anthropic.test", http_client=anthropic_http
+                api_key="sk-ant-test", base_url="http://anthropic.test", client=anthropic_http
             ),
             "openai": OpenAICompatProvider(
-                api_key="sk-test", base_url="http://openai.test", http_client=openai_http
+                api_key="sk-test", base_url="http://openai.test", client=openai_http
             ),
         }
         yield Gateway(providers, PostgresLedger(pool))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from zapbase.rag import Block, Chunk, ChunkingOptions, chunk_blocks, chunk_document, parse_file
+from zapbase.knowledge import Block, Chunk, ChunkingOptions, chunk_blocks, chunk_document, parse_file
 
 KNOWLEDGE = Path(__file__).parents[2] / "seed" / "knowledge"
 OPTIONS = ChunkingOptions()  # 800 characters, 15 % overlap

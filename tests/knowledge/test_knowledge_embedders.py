@@ -18,7 +18,7 @@ from zapbase.ai.errors import (
     ServerError,
     SpendLimitExceeded,
 )
-from zapbase.rag import (
+from zapbase.knowledge import (
     EMBEDDING_DIMS,
     EmbedderUnavailable,
     HashingEmbedder,
@@ -107,7 +107,7 @@ def _client(app: FastAPI) -> httpx.AsyncClient:
 async def test_openai_embedder_posts_dimensions_in_batches_and_keeps_order() -> None:
     seen: list[dict[str, Any]] = []
     async with _client(_embeddings_app(seen)) as http:
-        embedder = OpenAIEmbedder(api_key=API_KEY, http=http, base_url="http://stand.in/", batch_size=2)
+        embedder = OpenAIEmbedder(api_key=API_KEY, client=http, base_url="http://stand.in/", batch_size=2)
         texts = ["a", "bb", "ccc", "dddd", "eeeee"]
 
         result = await embedder.embed(texts)
@@ -128,7 +128,7 @@ async def test_openai_embedder_posts_dimensions_in_batches_and_keeps_order() -> 
 @pytest.mark.anyio
 async def test_openai_embedder_rejects_vectors_of_the_wrong_width() -> None:
     async with _client(_embeddings_app([], dims=1536)) as http:
-        embedder = OpenAIEmbedder(api_key=API_KEY, http=http, base_url="http://stand.in")
+        embedder = OpenAIEmbedder(api_key=API_KEY, client=http, base_url="http://stand.in")
         with pytest.raises(ServerError, match="384 dimensions"):
             await embedder.embed(["prazo"])
 
@@ -136,7 +136,7 @@ async def test_openai_embedder_rejects_vectors_of_the_wrong_width() -> None:
 @pytest.mark.anyio
 async def test_openai_embedder_maps_wrong_key_to_auth_failed() -> None:
     async with _client(_embeddings_app([])) as http:
-        embedder = OpenAIEmbedder(api_key="sk-wrong", http=http, base_url="http://stand.in")
+        embedder = OpenAIEmbedder(api_key="sk-wrong", client=http, base_url="http://stand.in")
         with pytest.raises(AuthFailed):
             await embedder.embed(["prazo"])
 
@@ -158,7 +158,7 @@ async def test_openai_embedder_maps_error_responses(
 ) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(status, json=body))
     async with httpx.AsyncClient(transport=transport) as http:
-        embedder = OpenAIEmbedder(api_key=API_KEY, http=http, base_url="http://stand.in")
+        embedder = OpenAIEmbedder(api_key=API_KEY, client=http, base_url="http://stand.in")
         with pytest.raises(error):
             await embedder.embed(["prazo"])
 
@@ -173,7 +173,7 @@ async def test_openai_embedder_maps_transport_failures(exc: Exception, error: ty
         raise exc
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(fail)) as http:
-        embedder = OpenAIEmbedder(api_key=API_KEY, http=http, base_url="http://stand.in")
+        embedder = OpenAIEmbedder(api_key=API_KEY, client=http, base_url="http://stand.in")
         with pytest.raises(error):
             await embedder.embed(["prazo"])
 
@@ -182,7 +182,7 @@ async def test_openai_embedder_maps_transport_failures(exc: Exception, error: ty
 async def test_openai_embedder_sends_nothing_for_no_texts() -> None:
     transport = httpx.MockTransport(lambda request: pytest.fail("no request expected"))
     async with httpx.AsyncClient(transport=transport) as http:
-        result = await OpenAIEmbedder(api_key=API_KEY, http=http).embed([])
+        result = await OpenAIEmbedder(api_key=API_KEY, client=http).embed([])
 
     assert result.vectors == [] and result.tokens == 0
 
@@ -193,22 +193,22 @@ async def test_openai_embedder_sends_nothing_for_no_texts() -> None:
 @pytest.mark.anyio
 async def test_select_embedder_by_name_and_default() -> None:
     async with httpx.AsyncClient() as http:
-        openai = OpenAIEmbedder(api_key=API_KEY, http=http)
+        openai = OpenAIEmbedder(api_key=API_KEY, client=http)
 
         assert select_embedder(openai=openai) is openai
         assert select_embedder("openai:text-embedding-3-small", openai=openai) is openai
         with pytest.raises(EmbedderUnavailable, match="API key"):
-            OpenAIEmbedder(api_key="", http=http)
+            OpenAIEmbedder(api_key="", client=http)
     assert isinstance(select_embedder("local:hashing-v1"), HashingEmbedder)
     with pytest.raises(EmbedderUnavailable, match="not available"):
         select_embedder("openai:text-embedding-3-small")
 
 
-# --- local MiniLM (kb-local extra) ----------------------------------------------------
+# --- local MiniLM (knowledge-local extra) ----------------------------------------------------
 
 
 @pytest.mark.anyio
-@pytest.mark.skipif(not MiniLMEmbedder.installed(), reason="kb-local extra not installed")
+@pytest.mark.skipif(not MiniLMEmbedder.installed(), reason="knowledge-local extra not installed")
 async def test_minilm_embedder_runs_offline_with_384_dims() -> None:
     embedder = MiniLMEmbedder.load()
     query, related, unrelated = (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from zapbase.rag import Block, DocumentError, media_type_for, parse_bytes, parse_file
+from zapbase.knowledge import Block, DocumentError, media_type_for, parse_bytes, parse_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MakePdf = Callable[..., bytes]  # the `make_pdf` fixture of conftest.py

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from zapbase.ai.standins import OpenAIStandIn
-from zapbase.rag.embedders import OpenAIEmbedder
+from zapbase.knowledge.embedders import OpenAIEmbedder
+from zapbase.standins.ai import OpenAIStandIn
 
 
 @pytest.fixture
@@ -21,4 +21,4 @@ def openai_standin() -> OpenAIStandIn:
 async def openai_embedder(openai_standin: OpenAIStandIn, anyio_backend: str) -> AsyncIterator[OpenAIEmbedder]:
     transport = httpx.ASGITransport(app=openai_standin.app)
     async with httpx.AsyncClient(transport=transport) as http:
-        yield OpenAIEmbedder(api_key="sk-test", http=http, base_url="http://openai.test")
+        yield OpenAIEmbedder(api_key="sk-test", client=http, base_url="http://openai.test")

@@ -1,4 +1,4 @@
-"""`zapbase kb` end to end: typer's CliRunner with DATABASE_URL on the test database."""
+"""`zapbase knowledge` end to end: typer's CliRunner with DATABASE_URL on the test database."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from support import Db
 from zapbase.cli import app
 
-from .kb_support import TENANT_A, new_tenant
+from .knowledge_support import TENANT_A, new_tenant
 
 FIXTURES = Path(__file__).parents[1] / "kb" / "fixtures"
 FILES = [str(FIXTURES / name) for name in ("loja.md", "loja.html", "loja.txt")]
@@ -32,7 +32,7 @@ def cli(db: Db, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Cli:
     runner = CliRunner()
 
     def run(*args: str) -> Result:
-        return runner.invoke(app, ["kb", *args])
+        return runner.invoke(app, ["knowledge", *args])
 
     return run
 

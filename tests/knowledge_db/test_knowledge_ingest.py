@@ -11,7 +11,7 @@ import pytest
 
 from support import Db
 
-from .kb_support import AGENT_A, MODEL, OWNER_A, TENANT_A, create_bot, embed, new_tenant, sha256
+from .knowledge_support import AGENT_A, MODEL, OWNER_A, TENANT_A, create_bot, embed, new_tenant, sha256
 
 UPSERT = ("select * from public.knowledge_upsert_source(tenant_id => %(t)s, content_hash => %(h)s,"
           " title => %(title)s, origin => %(origin)s, embedding_model => %(m)s, bot_id => %(bot)s)")

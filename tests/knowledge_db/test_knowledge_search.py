@@ -10,7 +10,7 @@ import pytest
 
 from support import Db
 
-from .kb_support import (
+from .knowledge_support import (
     AGENT_A,
     CORPUS,
     OWNER_A,

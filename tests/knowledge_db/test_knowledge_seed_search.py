@@ -10,15 +10,15 @@ from uuid import UUID
 import pytest
 
 from support import Db
-from zapbase.ai.standins import OpenAIStandIn
 from zapbase.db.pool import Connect
-from zapbase.rag.embedders import HashingEmbedder, OpenAIEmbedder
-from zapbase.rag.seed import aingest_seed_knowledge, ingest_seed_knowledge, seed_files
-from zapbase.rag.sources import list_sources, remove_source
-from zapbase.rag.store import KnowledgeService
+from zapbase.knowledge.embedders import HashingEmbedder, OpenAIEmbedder
+from zapbase.knowledge.seed import aingest_seed_knowledge, ingest_seed_knowledge, seed_files
+from zapbase.knowledge.sources import list_sources, remove_source
+from zapbase.knowledge.store import KnowledgeService
 from zapbase.settings import find_project_dir
+from zapbase.standins.ai import OpenAIStandIn
 
-from .kb_support import TENANT_A, new_tenant
+from .knowledge_support import TENANT_A, new_tenant
 
 PROJECT = find_project_dir(Path(__file__).parent)
 TENANT = UUID(TENANT_A)

@@ -1,4 +1,4 @@
-"""The worker's ingestion service (zapbase.rag.store) against the database: files land as
+"""The worker's ingestion service (zapbase.knowledge.store) against the database: files land as
 chunks, the same file twice is a no-op, embedding cost is settled in ai_usage, unchanged
 chunks keep their vectors, a new embedder re-embeds, failures leave no chunks."""
 
@@ -11,12 +11,12 @@ from uuid import UUID
 import pytest
 
 from support import Db
-from zapbase.ai.standins import Fault, FaultKind, OpenAIStandIn
 from zapbase.db.pool import Connect
-from zapbase.rag.embedders import HashingEmbedder, OpenAIEmbedder
-from zapbase.rag.store import KnowledgeService
+from zapbase.knowledge.embedders import HashingEmbedder, OpenAIEmbedder
+from zapbase.knowledge.store import KnowledgeService
+from zapbase.standins.ai import Fault, FaultKind, OpenAIStandIn
 
-from .kb_support import OWNER_A, TENANT_A
+from .knowledge_support import OWNER_A, TENANT_A
 
 pytestmark = pytest.mark.anyio
 

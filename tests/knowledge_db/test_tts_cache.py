@@ -12,7 +12,7 @@ import pytest
 
 from support import Db
 
-from .kb_support import AGENT_A, OWNER_A, TENANT_A, sha256
+from .knowledge_support import AGENT_A, OWNER_A, TENANT_A, sha256
 
 NUMBER_1 = "00000000-0000-4000-9000-000000000001"  # seed: Loja Demo's number
 NUMBER_2 = "00000000-0000-4000-f000-000000000002"

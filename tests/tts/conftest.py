@@ -9,21 +9,21 @@ from pathlib import Path
 import httpx
 import pytest
 
+from zapbase.standins.speech import ZERO_LATENCY, SpeechStandIn
 from zapbase.storage import LocalStorage
 from zapbase.tts.providers import OpenAISpeech
-from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
 
 
 @pytest.fixture
-def speech_standin() -> SpeechStandin:
-    return SpeechStandin(latency=ZERO_LATENCY)
+def speech_standin() -> SpeechStandIn:
+    return SpeechStandIn(latency=ZERO_LATENCY)
 
 
 @pytest.fixture
-async def openai_speech(speech_standin: SpeechStandin, anyio_backend: str) -> AsyncIterator[OpenAISpeech]:
+async def openai_speech(speech_standin: SpeechStandIn, anyio_backend: str) -> AsyncIterator[OpenAISpeech]:
     transport = httpx.ASGITransport(app=speech_standin.app)
     async with httpx.AsyncClient(transport=transport) as http:
-        yield OpenAISpeech(api_key="sk-standin", http=http, base_url="http://tts.test", voice="nova")
+        yield OpenAISpeech(api_key="sk-standin", client=http, base_url="http://tts.test", voice="nova")
 
 
 @pytest.fixture

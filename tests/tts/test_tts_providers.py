@@ -20,8 +20,9 @@ from zapbase.ai.errors import (
     ServerError,
     SpendLimitExceeded,
 )
+from zapbase.standins.ai import FaultKind
+from zapbase.standins.speech import ZERO_LATENCY, Latency, SpeechStandIn, ogg_opus_silence
 from zapbase.tts import Audio, ElevenLabsSpeech, OpenAISpeech, SpeechSpec, ogg_opus_duration, speak
-from zapbase.tts.standins import ZERO_LATENCY, Fault, Latency, SpeechStandin, ogg_opus_silence
 
 OPENAI_KEY = "sk-standin"
 ELEVEN_KEY = "xi-standin"
@@ -30,25 +31,25 @@ TEXT = "Olá! Seu pedido   já foi enviado."
 
 
 @pytest.fixture
-def standin() -> SpeechStandin:
-    return SpeechStandin(latency=ZERO_LATENCY)
+def standin() -> SpeechStandIn:
+    return SpeechStandIn(latency=ZERO_LATENCY)
 
 
 @pytest.fixture
-async def http(standin: SpeechStandin) -> AsyncIterator[httpx.AsyncClient]:
+async def http(standin: SpeechStandIn) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app)) as client:
         yield client
 
 
 def _openai(http: httpx.AsyncClient, *, api_key: str = OPENAI_KEY, model: str = "tts-1") -> OpenAISpeech:
-    return OpenAISpeech(api_key=api_key, http=http, base_url="http://tts.standin", model=model)
+    return OpenAISpeech(api_key=api_key, client=http, base_url="http://tts.standin", model=model)
 
 
 def _eleven(
     http: httpx.AsyncClient, *, api_key: str = ELEVEN_KEY, model: str = "eleven_multilingual_v2"
 ) -> ElevenLabsSpeech:
     return ElevenLabsSpeech(
-        api_key=api_key, http=http, voice=VOICE_ID, base_url="http://tts.standin", model=model
+        api_key=api_key, client=http, voice=VOICE_ID, base_url="http://tts.standin", model=model
     )
 
 
@@ -71,7 +72,7 @@ class MemoryCache:
 
 @pytest.mark.anyio
 async def test_openai_speech_sends_bearer_and_opus_request(
-    standin: SpeechStandin, http: httpx.AsyncClient
+    standin: SpeechStandIn, http: httpx.AsyncClient
 ) -> None:
     audio = await _openai(http).synthesize(TEXT, "nova", language="pt-BR", speed=1.25)
 
@@ -92,7 +93,7 @@ async def test_openai_speech_sends_bearer_and_opus_request(
 
 @pytest.mark.anyio
 async def test_openai_speech_sends_instructions_only_when_given(
-    standin: SpeechStandin, http: httpx.AsyncClient
+    standin: SpeechStandIn, http: httpx.AsyncClient
 ) -> None:
     provider = _openai(http, model="gpt-4o-mini-tts")
     await provider.synthesize("Oi", instructions="Tom  simpático")
@@ -102,7 +103,7 @@ async def test_openai_speech_sends_instructions_only_when_given(
 
 @pytest.mark.anyio
 async def test_openai_speech_refuses_text_over_4096_characters(
-    standin: SpeechStandin, http: httpx.AsyncClient
+    standin: SpeechStandIn, http: httpx.AsyncClient
 ) -> None:
     with pytest.raises(BadRequest, match="4096"):
         await _openai(http).synthesize("a" * 4097)
@@ -120,7 +121,7 @@ async def test_openai_speech_maps_wrong_key_to_auth_failed(http: httpx.AsyncClie
 
 @pytest.mark.anyio
 async def test_elevenlabs_speech_sends_key_header_and_output_format(
-    standin: SpeechStandin, http: httpx.AsyncClient
+    standin: SpeechStandIn, http: httpx.AsyncClient
 ) -> None:
     audio = await _eleven(http).synthesize(TEXT, language="pt-BR", speed=1.1)
 
@@ -139,7 +140,7 @@ async def test_elevenlabs_speech_sends_key_header_and_output_format(
 
 @pytest.mark.anyio
 async def test_elevenlabs_speech_sends_language_code_to_models_that_take_it(
-    standin: SpeechStandin, http: httpx.AsyncClient
+    standin: SpeechStandIn, http: httpx.AsyncClient
 ) -> None:
     await _eleven(http, model="eleven_flash_v2_5").synthesize(TEXT, language="pt-BR")
 
@@ -159,11 +160,15 @@ async def test_elevenlabs_speech_maps_missing_text_to_bad_request(http: httpx.As
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("fault", "error"),
-    [("rate_limited", RateLimited), ("quota_exceeded", SpendLimitExceeded), ("server_error", ServerError)],
+    [
+        (FaultKind.RATE_LIMIT, RateLimited),
+        (FaultKind.SPEND_LIMIT, SpendLimitExceeded),
+        (FaultKind.SERVER_ERROR, ServerError),
+    ],
 )
 @pytest.mark.parametrize("provider", ["openai", "elevenlabs"])
-async def test_speech_providers_map_faults(fault: Fault, error: type[Exception], provider: str) -> None:
-    standin = SpeechStandin(latency=ZERO_LATENCY, faults=[fault])
+async def test_speech_providers_map_faults(fault: FaultKind, error: type[Exception], provider: str) -> None:
+    standin = SpeechStandIn(latency=ZERO_LATENCY, faults=[fault])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app)) as http:
         client = _openai(http) if provider == "openai" else _eleven(http)
         with pytest.raises(error) as caught:
@@ -192,7 +197,7 @@ async def test_speech_providers_map_transport_failures(exc: Exception, error: ty
 
 @pytest.mark.anyio
 async def test_speak_renders_once_then_serves_from_cache(
-    standin: SpeechStandin, http: httpx.AsyncClient
+    standin: SpeechStandIn, http: httpx.AsyncClient
 ) -> None:
     cache = MemoryCache()
     provider = _openai(http)
@@ -234,7 +239,7 @@ def test_standin_silence_is_valid_ogg_opus(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_standin_waits_for_configured_latency() -> None:
-    standin = SpeechStandin(latency=Latency(first_byte_s=0.05, per_char_s=0.0))
+    standin = SpeechStandIn(latency=Latency(first_byte_s=0.05, per_char_s=0.0))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app)) as http:
         started = time.perf_counter()
         await _openai(http).synthesize("Oi")

@@ -15,12 +15,13 @@ import pytest
 from support import Db
 from zapbase.ai.errors import ServerError
 from zapbase.db.pool import Connect
+from zapbase.standins.ai import FaultKind
+from zapbase.standins.speech import ZERO_LATENCY, SpeechStandIn
 from zapbase.storage import LocalStorage
 from zapbase.tts.cache import PostgresSpeechCache, evict_tts_cache
 from zapbase.tts.cache_key import normalize_speech_text
 from zapbase.tts.providers import OGG_OPUS, OpenAISpeech, speak
 from zapbase.tts.service import CallContext, SpeechRefused, SpeechService
-from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +45,7 @@ def tts_usage(db: Db) -> list[dict[str, object]]:
 
 
 async def test_the_same_text_with_other_whitespace_hits_the_cache(
-    db: Db, service: SpeechService, speech_standin: SpeechStandin, audio_store: LocalStorage
+    db: Db, service: SpeechService, speech_standin: SpeechStandIn, audio_store: LocalStorage
 ) -> None:
     context = CallContext(bot_id=BOT, phone="+5511988887777")
     first = await service.voice_note(TENANT, TEXT, context=context, language="pt-BR")
@@ -78,7 +79,7 @@ async def test_the_same_text_with_other_whitespace_hits_the_cache(
 
 
 async def test_another_voice_or_tenant_misses(
-    db: Db, service: SpeechService, speech_standin: SpeechStandin
+    db: Db, service: SpeechService, speech_standin: SpeechStandIn
 ) -> None:
     nova = await service.voice_note(TENANT, TEXT)
     alloy = await service.voice_note(TENANT, TEXT, "alloy")
@@ -91,7 +92,7 @@ async def test_another_voice_or_tenant_misses(
 
 
 async def test_media_ids_are_reused_per_number_for_thirty_days(
-    db: Db, service: SpeechService, speech_standin: SpeechStandin
+    db: Db, service: SpeechService, speech_standin: SpeechStandIn
 ) -> None:
     first = await service.voice_note(TENANT, TEXT, number_id=NUMBER_1)
     assert first.whatsapp_media_id is None  # nothing uploaded yet
@@ -115,7 +116,7 @@ async def test_media_ids_are_reused_per_number_for_thirty_days(
 
 @pytest.mark.parametrize("refusal", ["paused", "limit"])
 async def test_a_refusing_budget_means_no_synthesis(
-    db: Db, service: SpeechService, speech_standin: SpeechStandin, refusal: str
+    db: Db, service: SpeechService, speech_standin: SpeechStandIn, refusal: str
 ) -> None:
     if refusal == "paused":
         db.sql("update public.budgets set paused_reason = 'manual', paused_at = now() where tenant_id = %s",
@@ -135,9 +136,9 @@ async def test_a_refusing_budget_means_no_synthesis(
 async def test_a_provider_failure_is_settled_and_nothing_is_cached(
     db: Db, connect: Connect, audio_store: LocalStorage
 ) -> None:
-    failing = SpeechStandin(latency=ZERO_LATENCY, faults=["server_error"])
+    failing = SpeechStandIn(latency=ZERO_LATENCY, faults=[FaultKind.SERVER_ERROR])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=failing.app)) as http:
-        provider = OpenAISpeech(api_key="sk-standin", http=http, base_url="http://tts.test")
+        provider = OpenAISpeech(api_key="sk-standin", client=http, base_url="http://tts.test")
         service = SpeechService(connect=connect, provider=provider, store=audio_store)
         with pytest.raises(ServerError):
             await service.voice_note(TENANT, TEXT)

@@ -264,7 +264,7 @@ async def test_window_enforcement_allows_only_templates_when_closed(
 
 @pytest.fixture
 async def control(simulator: Simulator, webhook_http: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(simulator=simulator, webhook_client=webhook_http)
+    app = create_app(simulator=simulator, client=webhook_http)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SIMULATOR_URL) as client:
         yield client
 
@@ -292,7 +292,7 @@ async def test_auto_statuses_report_sent_and_delivered(
     simulator: Simulator, webhook_http: httpx.AsyncClient, receiver: WebhookReceiver
 ) -> None:
     auto = Simulator(replace(simulator.config, auto_statuses=True))
-    app = create_app(simulator=auto, webhook_client=webhook_http)
+    app = create_app(simulator=auto, client=webhook_http)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=SIMULATOR_URL) as http:
         sent = await GraphAPI(http, base_url=SIMULATOR_URL, token=DEMO_NUMBER.access_token).send_text(
             PNID, USER, "Oi"

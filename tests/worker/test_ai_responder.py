@@ -25,7 +25,6 @@ from pydantic import SecretStr
 from support import Db, Row
 from zapbase.ai import AnthropicProvider, Gateway, OpenAICompatProvider, PostgresLedger
 from zapbase.ai.providers.local import FOUND_PREFIX
-from zapbase.ai.standins import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn, Reply
 from zapbase.ai.types import ChatRequest, ChatResult, Provider, Usage
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, ai_responder
 from zapbase.bot.gateways import Gateways
@@ -35,14 +34,15 @@ from zapbase.bot.rules import CANNOT_LISTEN, accepts_offer, greeting_only, is_op
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.embedded import free_port
 from zapbase.db.pool import Pool, open_pool
-from zapbase.rag.embedders import HashingEmbedder
-from zapbase.rag.seed import aingest_seed_knowledge
+from zapbase.knowledge.embedders import HashingEmbedder
+from zapbase.knowledge.seed import aingest_seed_knowledge
 from zapbase.settings import Settings, find_project_dir
 from zapbase.simulator import SimulatedUser, Simulator
+from zapbase.standins.ai import AnthropicStandIn, Fault, FaultKind, OpenAIStandIn, Reply
+from zapbase.standins.speech import ZERO_LATENCY, SpeechStandIn, ogg_opus_silence
 from zapbase.storage import LocalStorage
 from zapbase.tts.providers import OpenAISpeech
 from zapbase.tts.service import SpeechService
-from zapbase.tts.standins import ZERO_LATENCY, SpeechStandin, ogg_opus_silence
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import Processor
@@ -86,14 +86,14 @@ def tenant_gpt() -> OpenAIStandIn:
 
 
 @pytest.fixture
-def voice() -> SpeechStandin:
-    return SpeechStandin(latency=ZERO_LATENCY)
+def voice() -> SpeechStandIn:
+    return SpeechStandIn(latency=ZERO_LATENCY)
 
 
 @pytest.fixture
 async def responder(
     pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, tmp_path: Path,
-    claude: AnthropicStandIn, gpt: OpenAIStandIn, voice: SpeechStandin, tenant_gpt: OpenAIStandIn,
+    claude: AnthropicStandIn, gpt: OpenAIStandIn, voice: SpeechStandIn, tenant_gpt: OpenAIStandIn,
 ) -> AsyncIterator[AIResponder]:  # fmt: skip
     """Every capability on, each provider a stand-in reached in-process."""
     async with (
@@ -103,19 +103,19 @@ async def responder(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=tenant_gpt.app)) as tenant_http,
     ):
         anthropic = AnthropicProvider(api_key="sk-ant-test", base_url="http://anthropic.test",
-                                      http_client=claude_http)  # fmt: skip
-        openai = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", http_client=gpt_http)
+                                      client=claude_http)  # fmt: skip
+        openai = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", client=gpt_http)
         ledger = PostgresLedger(pool)
         gateway = Gateway({"anthropic": anthropic, "openai": openai}, ledger)
 
         def providers_for(keys: Mapping[str, str]) -> dict[str, Provider]:
             # the tenant's own OpenAI account; nothing else (so its chain skips Anthropic)
             return {"openai": OpenAICompatProvider(api_key=keys["openai"], base_url="http://openai.test",
-                                                   http_client=tenant_http)}  # fmt: skip
+                                                   client=tenant_http)}  # fmt: skip
 
         speech = SpeechService(
             connect=pool.connection, store=media_storage,
-            provider=OpenAISpeech(api_key="sk-standin", http=voice_http, base_url="http://tts.test"),
+            provider=OpenAISpeech(api_key="sk-standin", client=voice_http, base_url="http://tts.test"),
         )  # fmt: skip
         gateways = Gateways(platform=gateway, ledger=ledger, providers_for=providers_for)
         yield AIResponder(
@@ -402,7 +402,7 @@ async def test_turns_that_leave_the_memory_are_summarised(
 
 async def test_a_voice_note_is_transcribed_answered_and_spoken_back(
     db: Db, sim: Simulator, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn,
-    gpt: OpenAIStandIn, voice: SpeechStandin, pool: Pool, graph_api: GraphAPI,
+    gpt: OpenAIStandIn, voice: SpeechStandIn, pool: Pool, graph_api: GraphAPI,
 ) -> None:  # fmt: skip
     delivery = await maria.send_voice_note(ogg_opus_silence(3.0))
 
@@ -439,7 +439,7 @@ async def test_a_voice_note_is_transcribed_answered_and_spoken_back(
 
 
 async def test_the_same_spoken_answer_is_uploaded_once_per_number(
-    db: Db, maria: SimulatedUser, run: Processor, voice: SpeechStandin
+    db: Db, maria: SimulatedUser, run: Processor, voice: SpeechStandIn
 ) -> None:
     await maria.send_voice_note(ogg_opus_silence(2.0))
     assert await run.run_once() == 1

@@ -18,7 +18,9 @@ Tree (the `decision` each class carries is what `zapbase.ai.chain` does with it)
         └── BadRequest           fatal              any other 4xx
 
 `classify()` is the single place that turns an HTTP status plus the provider's error
-body into one of these; both wire formats feed it.
+body into one of these; both wire formats feed it. `openai_error()` reads the
+OpenAI-compatible body (chat, embeddings, transcription, speech) and `transport_error()`
+an httpx failure with no answer, for every provider client built on httpx.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import enum
 import re
 from collections.abc import Mapping
 from typing import ClassVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
 
 from zapbase.errors import ZapbaseError
 
@@ -44,7 +49,9 @@ __all__ = [
     "SpendLimitExceeded",
     "ZapbaseError",
     "classify",
+    "openai_error",
     "retry_after_from_headers",
+    "transport_error",
 ]
 
 
@@ -201,3 +208,39 @@ def retry_after_from_headers(headers: Mapping[str, str]) -> float | None:
         except ValueError:
             continue
     return None
+
+
+class _OpenAIWireError(BaseModel):
+    message: str = ""
+    type: str | None = None
+    code: str | int | None = None
+
+
+class _OpenAIErrorBody(BaseModel):
+    error: _OpenAIWireError
+
+
+def openai_error(response: httpx.Response, *, provider: str, model: str) -> ProviderError:
+    """The error of a failed OpenAI-compatible response (`{"error": {"message", "type",
+    "code"}}`, or any other body as the message)."""
+    try:
+        wire = _OpenAIErrorBody.model_validate_json(response.content).error
+    except ValidationError:
+        wire = _OpenAIWireError(message=response.text[:500])
+    return classify(
+        provider=provider,
+        model=model,
+        status_code=response.status_code,
+        message=wire.message,
+        error_type=wire.type,
+        error_code=None if wire.code is None else str(wire.code),
+        retry_after=retry_after_from_headers(response.headers),
+        request_id=response.headers.get("x-request-id"),
+    )
+
+
+def transport_error(exc: httpx.TransportError, *, provider: str, model: str) -> ProviderError:
+    """A request that got no answer: timed out, or never connected."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(str(exc) or "timeout", provider=provider, model=model)
+    return ConnectionFailed(str(exc) or type(exc).__name__, provider=provider, model=model)

@@ -3,7 +3,7 @@
 config     the bot row, its gateway policy, daily caps
 rules      pure decisions: handoff keywords, business hours, greetings; pt-BR texts
 memory     session_context as chat turns, rolling summary
-knowledge  RAG passages with the embedder that wrote the tenant's vectors
+knowledge  passages of the tenant's knowledge base, with the embedder that wrote the tenant's vectors
 prompt     the chat request
 voice      transcription of voice notes, spoken replies
 pipeline   AIResponder, the processor's BotResponder

@@ -11,8 +11,8 @@ import anyio.to_thread
 from zapbase.bot.config import Bot
 from zapbase.bot.prompt import passages
 from zapbase.db.pool import Connect
-from zapbase.rag.embedders import EmbedderUnavailable, MeteredEmbedder, OpenAIEmbedder, select_embedder
-from zapbase.rag.search import search_knowledge
+from zapbase.knowledge.embedders import EmbedderUnavailable, MeteredEmbedder, OpenAIEmbedder, select_embedder
+from zapbase.knowledge.search import search_knowledge
 from zapbase.whatsapp.inbound import InboundMessage
 
 __all__ = ["Knowledge"]

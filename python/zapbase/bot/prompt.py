@@ -7,7 +7,7 @@ from typing import TypedDict
 
 from zapbase.ai.types import ChatMessage, ChatRequest
 from zapbase.bot.config import Bot
-from zapbase.rag.search import Match
+from zapbase.knowledge.search import Match
 from zapbase.whatsapp.inbound import InboundMessage
 
 __all__ = ["REPLY_FEATURE", "Accounting", "accounting", "build_request", "passages"]

@@ -30,7 +30,7 @@ from zapbase.bot.memory import Summarizer
 from zapbase.bot.pipeline import AIResponder
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.pool import Pool
-from zapbase.rag.embedders import OpenAIEmbedder
+from zapbase.knowledge.embedders import OpenAIEmbedder
 from zapbase.settings import Settings
 from zapbase.storage import ObjectStore
 from zapbase.tts.espeak import EspeakSpeech
@@ -50,7 +50,7 @@ def _speaker(
     services: dict[str, SpeechService] = {}
     if settings.openai_api_key is not None:
         for model in _OPENAI_TTS_MODELS:
-            provider = OpenAISpeech(api_key=settings.openai_api_key.get_secret_value(), http=http,
+            provider = OpenAISpeech(api_key=settings.openai_api_key.get_secret_value(), client=http,
                                     base_url=settings.openai_base_url, model=model)  # fmt: skip
             services[f"openai/{model}"] = SpeechService(
                 connect=pool.connection, provider=provider, store=store, bucket=bucket
@@ -90,10 +90,10 @@ async def ai_responder(
             embedder: Callable[..., OpenAIEmbedder] | None = None
             if openai_key is not None:
                 model, base_url = settings.openai_transcription_model, settings.openai_base_url
-                transcriber = OpenAICompatProvider(api_key=openai_key, base_url=base_url, http_client=http,
+                transcriber = OpenAICompatProvider(api_key=openai_key, base_url=base_url, client=http,
                                                    transcription_model=model)  # fmt: skip
                 listener = Listener(transcriber=transcriber, model=model, connect=pool.connection)
-                embedder = partial(OpenAIEmbedder, api_key=openai_key, http=http, base_url=base_url)
+                embedder = partial(OpenAIEmbedder, api_key=openai_key, client=http, base_url=base_url)
             yield AIResponder(
                 connect=pool.connection,
                 gateways=gateways,

@@ -7,15 +7,15 @@
 
 Storing (`knowledge_sources`, `document_chunks`) and searching (`match_knowledge`) are
 SQL; keep `embedder.name` with the vectors and embed queries with the same embedder.
-The worker's side of that lives in `zapbase.rag.store` (`KnowledgeService`: ingestion,
-re-embedding, search, each embedding call settled in `ai_usage`), `zapbase.rag.sources`
-(list, remove) and `zapbase.rag.seed` (the demo tenant's knowledge base).
+The worker's side of that lives in `zapbase.knowledge.store` (`KnowledgeService`: ingestion,
+re-embedding, search, each embedding call settled in `ai_usage`), `zapbase.knowledge.sources`
+(list, remove) and `zapbase.knowledge.seed` (the demo tenant's knowledge base).
 """
 
 from __future__ import annotations
 
-from zapbase.rag.chunking import DEFAULT_CHUNKING, Chunk, ChunkingOptions, chunk_blocks, chunk_document
-from zapbase.rag.embedders import (
+from zapbase.knowledge.chunking import DEFAULT_CHUNKING, Chunk, ChunkingOptions, chunk_blocks, chunk_document
+from zapbase.knowledge.embedders import (
     EMBEDDING_DIMS,
     Embedder,
     EmbedderUnavailable,
@@ -25,7 +25,7 @@ from zapbase.rag.embedders import (
     OpenAIEmbedder,
     select_embedder,
 )
-from zapbase.rag.parsers import (
+from zapbase.knowledge.parsers import (
     MEDIA_TYPES,
     Block,
     DocumentError,

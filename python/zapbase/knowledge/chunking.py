@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from zapbase.rag.parsers import Block, ParsedDocument
+from zapbase.knowledge.parsers import Block, ParsedDocument
 
 __all__ = ["DEFAULT_CHUNKING", "Chunk", "ChunkingOptions", "chunk_blocks", "chunk_document", "embedding_text"]
 

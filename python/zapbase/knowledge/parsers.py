@@ -3,7 +3,7 @@
 Every format lands in the same shape so the chunker never re-parses: headings keep
 their level (h1..h6, Markdown `#`, PDF font size rank), lists and tables become one
 block each with one line per item or row, and text is NFC with whitespace collapsed.
-The parsers come with the `kb` extra (markdown-it-py, beautifulsoup4, pypdf) and are
+The parsers come with the `knowledge` extra (markdown-it-py, beautifulsoup4, pypdf) and are
 imported on first use, so the worker, which only embeds queries, installs without them.
 """
 
@@ -134,7 +134,7 @@ def _parse_markdown(source: str) -> tuple[str | None, list[Block]]:
     try:
         from markdown_it import MarkdownIt
     except ImportError as exc:
-        raise DocumentError("Markdown needs markdown-it-py: pip install 'zapbase[kb]'") from exc
+        raise DocumentError("Markdown needs markdown-it-py: pip install 'zapbase[knowledge]'") from exc
     tokens = MarkdownIt("commonmark").enable("table").parse(source)
     blocks: list[Block] = []
     lines: list[str] = []  # items of the list or rows of the table being read
@@ -249,7 +249,7 @@ def _parse_html(data: bytes) -> tuple[str | None, list[Block]]:
     try:
         from bs4 import BeautifulSoup
     except ImportError as exc:
-        raise DocumentError("HTML needs beautifulsoup4: pip install 'zapbase[kb]'") from exc
+        raise DocumentError("HTML needs beautifulsoup4: pip install 'zapbase[knowledge]'") from exc
     soup = BeautifulSoup(data, "html.parser")
     title_tag = soup.find("title")
     title = _clean(title_tag.get_text()) if title_tag is not None else ""
@@ -345,7 +345,7 @@ def _parse_pdf(data: bytes) -> tuple[str | None, list[Block]]:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError as exc:
-        raise DocumentError("PDF needs pypdf: pip install 'zapbase[kb]'") from exc
+        raise DocumentError("PDF needs pypdf: pip install 'zapbase[knowledge]'") from exc
     try:
         reader = PdfReader(io.BytesIO(data))
         lines: list[_Line] = []

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from zapbase.db.pool import Connect, transaction
-from zapbase.rag.embedders import MeteredEmbedder
+from zapbase.knowledge.embedders import MeteredEmbedder
 
 __all__ = ["SEARCH_FEATURE", "Match", "search_knowledge", "vector_literal"]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import anyio
 
 from zapbase.db.pool import Connect, borrow, connect
-from zapbase.rag.embedders import Embedder, select_embedder
-from zapbase.rag.parsers import MEDIA_TYPES
-from zapbase.rag.sources import TenantNotFound, resolve_tenant
-from zapbase.rag.store import IngestResult, KnowledgeService
+from zapbase.knowledge.embedders import Embedder, select_embedder
+from zapbase.knowledge.parsers import MEDIA_TYPES
+from zapbase.knowledge.sources import TenantNotFound, resolve_tenant
+from zapbase.knowledge.store import IngestResult, KnowledgeService
 
 __all__ = [
     "DEMO_TENANT",

@@ -1,4 +1,4 @@
-"""Knowledge ingestion against Postgres: the worker's half of RAG.
+"""Knowledge ingestion against Postgres: the worker's half of knowledge search.
 
     service = KnowledgeService(connect=pool.connection, embedder=HashingEmbedder())
     result = await service.add_file(tenant_id, Path("trocas.md"))   # created | unchanged | ...
@@ -34,10 +34,16 @@ from psycopg.types.json import Jsonb
 
 from zapbase.db.pool import Connect, Connection, transaction
 from zapbase.errors import ZapbaseError
-from zapbase.rag.chunking import DEFAULT_CHUNKING, Chunk, ChunkingOptions, chunk_document, embedding_text
-from zapbase.rag.embedders import Embedder, MeteredEmbedder
-from zapbase.rag.parsers import DocumentError, media_type_for, parse_bytes
-from zapbase.rag.search import Match, search_knowledge
+from zapbase.knowledge.chunking import (
+    DEFAULT_CHUNKING,
+    Chunk,
+    ChunkingOptions,
+    chunk_document,
+    embedding_text,
+)
+from zapbase.knowledge.embedders import Embedder, MeteredEmbedder
+from zapbase.knowledge.parsers import DocumentError, media_type_for, parse_bytes
+from zapbase.knowledge.search import Match, search_knowledge
 
 __all__ = ["INGEST_FEATURE", "Action", "IngestResult", "KnowledgeService", "ReembedResult"]
 

@@ -17,7 +17,7 @@ or as a server with `serve(...)` / `await run(config)`.
 from __future__ import annotations
 
 from zapbase.simulator.app import create_app, simulator_of
-from zapbase.simulator.faults import Fault, bare_http_error, meta_error
+from zapbase.simulator.faults import CannedError, bare_http_error, meta_error
 from zapbase.simulator.phone import SimulatedUser, WebhookDelivery
 from zapbase.simulator.server import run, serve
 from zapbase.simulator.state import (
@@ -34,7 +34,7 @@ from zapbase.simulator.state import (
 __all__ = [
     "DEMO_APP_SECRET",
     "DEMO_NUMBER",
-    "Fault",
+    "CannedError",
     "ReadMark",
     "ReceivedMessage",
     "SimNumber",

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from zapbase.simulator.faults import Fault, meta_error
+from zapbase.simulator.faults import CannedError, meta_error
 from zapbase.simulator.phone import SimulatedUser
 from zapbase.simulator.state import ReceivedMessage, SimNumber, Simulator, SimulatorConfig
 from zapbase.simulator.validate import Invalid, check_send
@@ -54,7 +54,7 @@ def _json(content: object, status_code: int = 200) -> JSONResponse:
     return JSONResponse(content, status_code=status_code, headers=_HEADERS)
 
 
-def _fault(fault: Fault) -> Response:
+def _fault(fault: CannedError) -> Response:
     return Response(
         fault.body, status_code=fault.http_status, media_type=fault.content_type, headers=_HEADERS
     )
@@ -65,7 +65,7 @@ def _bearer(request: Request) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def _not_found(object_id: str) -> Fault:
+def _not_found(object_id: str) -> CannedError:
     return meta_error(
         100,
         subcode=33,
@@ -76,7 +76,7 @@ def _not_found(object_id: str) -> Fault:
     )
 
 
-def _bad_token() -> Fault:
+def _bad_token() -> CannedError:
     return meta_error(190, message="Invalid OAuth access token - Cannot parse access token")
 
 
@@ -105,11 +105,11 @@ def create_app(
     config: SimulatorConfig | None = None,
     *,
     simulator: Simulator | None = None,
-    webhook_client: httpx.AsyncClient | None = None,
+    client: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """Build the simulator app around `simulator` (or a new one made from `config`).
 
-    `webhook_client` carries the webhooks the controls and `auto_statuses` post; without
+    `client` carries the webhooks the controls and `auto_statuses` post; without
     it each such action opens a short-lived client.
     """
     if simulator is not None and config is not None:
@@ -126,13 +126,13 @@ def create_app(
 
     @asynccontextmanager
     async def webhook_http() -> AsyncIterator[httpx.AsyncClient]:
-        if webhook_client is not None:
-            yield webhook_client
+        if client is not None:
+            yield client
         else:
-            async with httpx.AsyncClient(timeout=10.0) as client:
-                yield client
+            async with httpx.AsyncClient(timeout=10.0) as fresh:
+                yield fresh
 
-    def authorize(request: Request, version: str, phone_number_id: str) -> SimNumber | Fault:
+    def authorize(request: Request, version: str, phone_number_id: str) -> SimNumber | CannedError:
         if not _VERSION.fullmatch(version):
             return meta_error(2500, details=f"Unknown path components: /{version}")
         number = sim.number(phone_number_id)
@@ -225,7 +225,7 @@ def create_app(
         version: str, phone_number_id: str, request: Request, background: BackgroundTasks
     ) -> Response:
         number = authorize(request, version, phone_number_id)
-        if isinstance(number, Fault):
+        if isinstance(number, CannedError):
             return _fault(number)
         try:
             body: object = json.loads(await request.body())
@@ -277,7 +277,7 @@ def create_app(
     @app.post("/{version}/{phone_number_id}/media")
     async def upload(version: str, phone_number_id: str, request: Request) -> Response:
         number = authorize(request, version, phone_number_id)
-        if isinstance(number, Fault):
+        if isinstance(number, CannedError):
             return _fault(number)
         # The context manager closes the spooled upload files.
         async with request.form() as form:

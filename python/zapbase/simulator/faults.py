@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["Fault", "bare_http_error", "meta_error", "webhook_error"]
+__all__ = ["CannedError", "bare_http_error", "meta_error", "webhook_error"]
 
 _Entry = tuple[int, str, str | None]
 # code → (HTTP status, error.message, error_data.details)
@@ -65,7 +65,7 @@ _SUBCODES: Mapping[int, int] = MappingProxyType({190: 463})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Fault:
+class CannedError:
     """A canned error answer."""
 
     code: int | None
@@ -85,7 +85,7 @@ def meta_error(
     message: str | None = None,
     details: str | None = None,
     subcode: int | None = None,
-) -> Fault:
+) -> CannedError:
     """Meta's `{"error": {...}}` body for `code`; unknown codes get a generic 400. The canned
     subcode (190 → 463, "session expired") goes only with the canned message."""
     status, canned, default_details = _CATALOGUE.get(code, (400, f"(#{code}) Simulated error", None))
@@ -98,7 +98,7 @@ def meta_error(
     if details is not None:
         error["error_data"] = {"messaging_product": "whatsapp", "details": details}
     error["fbtrace_id"] = _fbtrace_id()
-    return Fault(
+    return CannedError(
         code=code,
         http_status=http_status or status,
         body=json.dumps({"error": error}).encode(),
@@ -106,10 +106,10 @@ def meta_error(
     )
 
 
-def bare_http_error(http_status: int) -> Fault:
+def bare_http_error(http_status: int) -> CannedError:
     """An answer without a Graph body, as a proxy or load balancer in front of Meta gives."""
     html = f"<html><body><h1>{http_status}</h1>Simulated upstream error</body></html>"
-    return Fault(code=None, http_status=http_status, body=html.encode(), content_type="text/html")
+    return CannedError(code=None, http_status=http_status, body=html.encode(), content_type="text/html")
 
 
 def webhook_error(code: int) -> dict[str, object]:

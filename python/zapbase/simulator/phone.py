@@ -48,7 +48,7 @@ class SimulatedUser:
     **Parameters**
 
     * **simulator** - the `Simulator` holding the numbers, media and the inbox.
-    * **http** - client used to POST webhooks.
+    * **client** - httpx client used to POST webhooks.
     * **wa_id** - the user's number, digits only (a leading `+` is dropped).
     * **name** - profile name shown in `contacts[].profile.name`.
     * **phone_number_id** - business number written to; the first configured by default.
@@ -59,7 +59,7 @@ class SimulatedUser:
     def __init__(
         self,
         simulator: Simulator,
-        http: httpx.AsyncClient,
+        client: httpx.AsyncClient,
         *,
         wa_id: str,
         name: str = "Maria Silva",
@@ -80,7 +80,7 @@ class SimulatedUser:
         self.name = name
         self.user_id = user_id
         self._sim = simulator
-        self._http = http
+        self._http = client
         self._url = url
         self._reported: dict[str, set[str]] = {}
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zapbase.simulator.faults import Fault, bare_http_error, meta_error
+from zapbase.simulator.faults import CannedError, bare_http_error, meta_error
 
 __all__ = [
     "DEMO_APP_SECRET",
@@ -146,7 +146,7 @@ class Simulator:
         self._reads: list[ReadMark] = []
         self._media: dict[str, StoredMedia] = {}
         self._urls: dict[str, tuple[str, float]] = {}
-        self._send_faults: dict[tuple[str | None, str | None], deque[Fault]] = {}
+        self._send_faults: dict[tuple[str | None, str | None], deque[CannedError]] = {}
         self._download_faults: dict[str, deque[int]] = {}
         self._last_inbound: dict[tuple[str, str], float] = {}
 
@@ -261,7 +261,7 @@ class Simulator:
         to: str | None = None,
         times: int = 1,
         details: str | None = None,
-    ) -> Fault:
+    ) -> CannedError:
         """Answer the next `times` sends (optionally only from a number / to a user) with
         Meta's error body for `code`, or with a bare HTML `http_status` when `code` is None."""
         if code is None:
@@ -274,7 +274,7 @@ class Simulator:
         self._send_faults.setdefault(key, deque()).extend([fault] * times)
         return fault
 
-    def take_send_fault(self, phone_number_id: str, to: str | None) -> Fault | None:
+    def take_send_fault(self, phone_number_id: str, to: str | None) -> CannedError | None:
         for key in ((phone_number_id, to), (phone_number_id, None), (None, to), (None, None)):
             queue = self._send_faults.get(key)
             if queue:

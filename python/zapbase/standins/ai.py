@@ -11,12 +11,12 @@ In-process::
     anthropic_fake.push(Fault(kind=FaultKind.OVERLOADED), Reply(text="Oi!"))
     # The anthropic SDK 2.x is built on httpx2, so it needs an httpx2 transport.
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=anthropic_fake.app))
-    provider = AnthropicProvider(api_key="k", base_url="http://anthropic.test", http_client=http)
+    provider = AnthropicProvider(api_key="k", base_url="http://anthropic.test", client=http)
 
     openai_fake = OpenAIStandIn()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=openai_fake.app))
 
-Standalone: `uvicorn --factory zapbase.ai.standins:anthropic_app --port 8401` (or
+Standalone: `uvicorn --factory zapbase.standins.ai:anthropic_app --port 8401` (or
 `openai_app`), scripted over HTTP with `POST /_standin/script` and a JSON list such as
 `[{"kind": "overloaded"}, {"kind": "reply", "text": "Oi!"}]`.
 """
@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from zapbase.ai.types import Usage
-from zapbase.rag.embedders import HashingEmbedder
+from zapbase.knowledge.embedders import HashingEmbedder
 
 __all__ = [
     "AnthropicStandIn",

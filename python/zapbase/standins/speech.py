@@ -10,9 +10,10 @@ One FastAPI app answers both wire formats:
 It returns real, playable silence: Ogg Opus (for "opus" / "opus_48000_*") whose length
 follows the text (~15 characters a second, divided by the speed), or WAV / raw PCM.
 Other formats answer 400. Errors use each provider's own body shape, and `faults`
-scripts the next answers ("rate_limited", "quota_exceeded", "server_error").
+scripts the next answers (`FaultKind.RATE_LIMIT`, `SPEND_LIMIT`, `SERVER_ERROR`, as for
+the AI stand-ins).
 
-    standin = SpeechStandin(latency=ZERO_LATENCY)
+    standin = SpeechStandIn(latency=ZERO_LATENCY)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=standin.app))
 """
 
@@ -30,17 +31,17 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from zapbase.standins.ai import FaultKind
+
 __all__ = [
     "REALISTIC_LATENCY",
     "ZERO_LATENCY",
-    "Fault",
     "Latency",
     "RecordedRequest",
-    "SpeechStandin",
+    "SpeechStandIn",
     "ogg_opus_silence",
 ]
 
-Fault = Literal["rate_limited", "quota_exceeded", "server_error"]
 
 CHARS_PER_SECOND = 15.0
 OPENAI_MAX_CHARS = 4096
@@ -67,7 +68,7 @@ class RecordedRequest:
     body: dict[str, Any]
 
 
-class SpeechStandin:
+class SpeechStandIn:
     """The stand-in server; `requests` lists what it received, oldest first."""
 
     def __init__(
@@ -76,13 +77,13 @@ class SpeechStandin:
         openai_api_key: str = "sk-standin",
         elevenlabs_api_key: str = "xi-standin",
         latency: Latency = REALISTIC_LATENCY,
-        faults: Iterable[Fault] = (),
+        faults: Iterable[FaultKind] = (),
     ) -> None:
         self.requests: list[RecordedRequest] = []
         self._openai_key = openai_api_key
         self._eleven_key = elevenlabs_api_key
         self._latency = latency
-        self._faults: deque[Fault] = deque(faults)
+        self._faults: deque[FaultKind] = deque(faults)
         self.app = FastAPI(title="Zapbase TTS stand-in", docs_url=None, redoc_url=None)
         self.app.add_api_route("/v1/audio/speech", self._openai, methods=["POST"])
         self.app.add_api_route("/v1/text-to-speech/{voice_id}", self._elevenlabs, methods=["POST"])
@@ -156,7 +157,7 @@ class SpeechStandin:
         )
         return body
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self) -> FaultKind | None:
         return self._faults.popleft() if self._faults else None
 
     async def _wait(self, text: str) -> None:
@@ -179,22 +180,22 @@ def _eleven_error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"detail": {"status": kind, "message": message}}, status_code=status)
 
 
-def _openai_fault(fault: Fault) -> JSONResponse:
-    if fault == "rate_limited":
+def _openai_fault(fault: FaultKind) -> JSONResponse:
+    if fault is FaultKind.RATE_LIMIT:
         return _openai_error(
             429, "Rate limit reached for requests on tts-1.", "requests", "rate_limit_exceeded"
         )
-    if fault == "quota_exceeded":
+    if fault is FaultKind.SPEND_LIMIT:
         message = "You exceeded your current quota, please check your plan and billing details."
         return _openai_error(429, message, "insufficient_quota", "insufficient_quota")
     return _openai_error(500, "The server had an error while processing your request.", "server_error")
 
 
-def _eleven_fault(fault: Fault) -> JSONResponse:
-    if fault == "rate_limited":
+def _eleven_fault(fault: FaultKind) -> JSONResponse:
+    if fault is FaultKind.RATE_LIMIT:
         message = "Too many concurrent requests for your subscription."
         return _eleven_error(429, "too_many_concurrent_requests", message)
-    if fault == "quota_exceeded":
+    if fault is FaultKind.SPEND_LIMIT:
         # ElevenLabs reports an exhausted character quota with a 401, not a 402 or 429.
         message = "This request exceeds your quota. You have 12 credits remaining."
         return _eleven_error(401, "quota_exceeded", message)

@@ -1,6 +1,6 @@
 """Text-to-speech for voice-note replies: providers, the cache key, local stand-ins.
 
-    provider = OpenAISpeech(api_key=key, http=client)   # or ElevenLabsSpeech, EspeakSpeech.detect()
+    provider = OpenAISpeech(api_key=key, client=client)   # or ElevenLabsSpeech, EspeakSpeech.detect()
     speech = await speak(provider, reply_text, cache=tenant_cache, language="pt-BR")
     # speech.audio.data is Ogg Opus; speech.cached / speech.spec.characters feed usage
 

@@ -28,13 +28,13 @@ from pydantic import BaseModel, ValidationError
 
 from zapbase.ai.errors import (
     BadRequest,
-    ConnectionFailed,
     ProviderError,
-    ProviderTimeout,
     ServerError,
     SpendLimitExceeded,
     classify,
+    openai_error,
     retry_after_from_headers,
+    transport_error,
 )
 from zapbase.settings import PROVIDER_TIMEOUT_S
 from zapbase.tts.cache_key import SpeechSpec, VoiceSetting, normalize_speech_text, speech_cache_key
@@ -150,16 +150,6 @@ def ogg_opus_duration(data: bytes) -> float | None:
 # --- HTTP providers -------------------------------------------------------------------
 
 
-class _OpenAIError(BaseModel):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-
-
-class _OpenAIErrorBody(BaseModel):
-    error: _OpenAIError
-
-
 class _ElevenDetail(BaseModel):
     status: str | None = None
     message: str = ""
@@ -190,9 +180,9 @@ class BaseSpeechProvider(ABC):
 class _HttpSpeech(BaseSpeechProvider):
     """Shared request/response handling of the HTTP providers."""
 
-    def __init__(self, *, name: str, http: httpx.AsyncClient, base_url: str, timeout: float) -> None:
+    def __init__(self, *, name: str, client: httpx.AsyncClient, base_url: str, timeout: float) -> None:
         self._name = name
-        self._http = http
+        self._http = client
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout
 
@@ -213,12 +203,8 @@ class _HttpSpeech(BaseSpeechProvider):
             response = await self._http.post(
                 self._base_url + path, headers=headers, params=params, json=body, timeout=self._timeout
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(str(exc) or "timeout", provider=self._name, model=spec.model) from exc
         except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                str(exc) or type(exc).__name__, provider=self._name, model=spec.model
-            ) from exc
+            raise transport_error(exc, provider=self._name, model=spec.model) from exc
         if response.status_code >= 400:
             error = self._error(response, spec.model)
             _logger.warning("tts %s %s on %s: %s", self._name, response.status_code, spec.model, error.code)
@@ -240,7 +226,7 @@ class OpenAISpeech(_HttpSpeech):
 
     Parameters:
         api_key: bearer token (from Vault).
-        http: injected client, closed by its owner.
+        client: injected httpx client, closed by its owner.
         voice: default voice ("alloy", "nova", ...).
         response_format: "opus" (Ogg Opus, for WhatsApp), "mp3", "wav", ...
     """
@@ -249,7 +235,7 @@ class OpenAISpeech(_HttpSpeech):
         self,
         *,
         api_key: str,
-        http: httpx.AsyncClient,
+        client: httpx.AsyncClient,
         base_url: str = "https://api.openai.com",
         model: str = "tts-1",
         voice: str = "alloy",
@@ -257,7 +243,7 @@ class OpenAISpeech(_HttpSpeech):
         name: str = "openai",
         timeout: float = PROVIDER_TIMEOUT_S,
     ) -> None:
-        super().__init__(name=name, http=http, base_url=base_url, timeout=timeout)
+        super().__init__(name=name, client=client, base_url=base_url, timeout=timeout)
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._model = model
         self._voice = voice
@@ -296,20 +282,7 @@ class OpenAISpeech(_HttpSpeech):
         return self._audio(response.content, spec, mime)
 
     def _error(self, response: httpx.Response, model: str) -> ProviderError:
-        try:
-            wire = _OpenAIErrorBody.model_validate_json(response.content).error
-        except ValidationError:
-            wire = _OpenAIError(message=response.text[:500])
-        return classify(
-            provider=self._name,
-            model=model,
-            status_code=response.status_code,
-            message=wire.message,
-            error_type=wire.type,
-            error_code=None if wire.code is None else str(wire.code),
-            retry_after=retry_after_from_headers(response.headers),
-            request_id=response.headers.get("x-request-id"),
-        )
+        return openai_error(response, provider=self._name, model=model)
 
 
 class ElevenLabsSpeech(_HttpSpeech):
@@ -329,7 +302,7 @@ class ElevenLabsSpeech(_HttpSpeech):
         self,
         *,
         api_key: str,
-        http: httpx.AsyncClient,
+        client: httpx.AsyncClient,
         voice: str,
         base_url: str = "https://api.elevenlabs.io",
         model: str = "eleven_multilingual_v2",
@@ -338,7 +311,7 @@ class ElevenLabsSpeech(_HttpSpeech):
         name: str = "elevenlabs",
         timeout: float = PROVIDER_TIMEOUT_S,
     ) -> None:
-        super().__init__(name=name, http=http, base_url=base_url, timeout=timeout)
+        super().__init__(name=name, client=client, base_url=base_url, timeout=timeout)
         self._headers = {"xi-api-key": api_key}
         self._model = model
         self._voice = voice

@@ -43,7 +43,7 @@ class AnthropicProvider:
         api_key: the Anthropic key (from Vault, via Settings).
         base_url: override for a proxy or the local stand-in.
         timeout: per-request HTTP timeout in seconds; the chain enforces its own too.
-        http_client: an `httpx2.AsyncClient` (the SDK uses httpx2, not httpx), e.g. one
+        client: an `httpx2.AsyncClient` (the SDK uses httpx2, not httpx), e.g. one
             with `httpx2.ASGITransport(app=stand_in.app)` to run in-process; its owner
             closes it.
     """
@@ -54,13 +54,13 @@ class AnthropicProvider:
         api_key: str,
         base_url: str | None = None,
         timeout: float = 30.0,
-        http_client: httpx2.AsyncClient | None = None,
+        client: httpx2.AsyncClient | None = None,
         name: str = "anthropic",
     ) -> None:
         self._name = name
-        self._owns_client = http_client is None
+        self._owns_client = client is None
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=http_client
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0, http_client=client
         )
 
     @property
@@ -68,7 +68,7 @@ class AnthropicProvider:
         return self._name
 
     async def aclose(self) -> None:
-        # The SDK would close an injected http_client too; its owner closes that one.
+        # The SDK would close an injected client too; its owner closes that one.
         if self._owns_client:
             await self._client.close()
 

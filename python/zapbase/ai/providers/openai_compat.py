@@ -21,14 +21,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from zapbase.ai.errors import (
-    ConnectionFailed,
-    ProviderError,
-    ProviderTimeout,
-    ServerError,
-    classify,
-    retry_after_from_headers,
-)
+from zapbase.ai.errors import ServerError, openai_error, transport_error
 from zapbase.ai.types import (
     ChatRequest,
     ChatResult,
@@ -48,16 +41,6 @@ _Wire = TypeVar("_Wire", bound=BaseModel)
 
 # finish_reason → the Anthropic-style stop reasons used across ChatResult.
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
-
-
-class _WireError(BaseModel):
-    message: str = ""
-    type: str | None = None
-    code: str | int | None = None
-
-
-class _ErrorBody(BaseModel):
-    error: _WireError
 
 
 class _PromptDetails(BaseModel):
@@ -114,7 +97,7 @@ class OpenAICompatProvider:
         base_url: `https://api.openai.com`, `https://api.groq.com/openai`, or a stand-in.
         name: provider name used in policies and usage logs ("openai", "groq"...).
         timeout: per-request HTTP timeout in seconds.
-        http_client: injected `httpx.AsyncClient` (e.g. with `httpx.ASGITransport`);
+        client: injected `httpx.AsyncClient` (e.g. with `httpx.ASGITransport`);
             when given, the caller closes it.
         transcription_model: "whisper-1" on OpenAI, "whisper-large-v3" on Groq.
         embedding_model: a model that honours the `dimensions` parameter.
@@ -130,7 +113,7 @@ class OpenAICompatProvider:
         base_url: str = "https://api.openai.com",
         name: str = "openai",
         timeout: float = 30.0,
-        http_client: httpx.AsyncClient | None = None,
+        client: httpx.AsyncClient | None = None,
         transcription_model: str = "whisper-1",
         embedding_model: str = "text-embedding-3-small",
         max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens",
@@ -138,8 +121,8 @@ class OpenAICompatProvider:
         self._name = name
         self._base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"}
-        self._owns_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(timeout=timeout)
+        self._owns_client = client is None
+        self._http = client or httpx.AsyncClient(timeout=timeout)
         self._timeout = timeout
         self._transcription_model = transcription_model
         self._embedding_model = embedding_model
@@ -240,31 +223,13 @@ class OpenAICompatProvider:
             response = await self._http.post(
                 self._base_url + path, headers=self._headers, timeout=self._timeout, **kwargs
             )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(str(exc) or "timeout", provider=self._name, model=model) from exc
         except httpx.TransportError as exc:
-            raise ConnectionFailed(str(exc) or type(exc).__name__, provider=self._name, model=model) from exc
+            raise transport_error(exc, provider=self._name, model=model) from exc
         if response.status_code >= 400:
-            raise self._error(response, model)
+            error = openai_error(response, provider=self._name, model=model)
+            _logger.warning("%s %s on %s: %s", self._name, response.status_code, model, error.code)
+            raise error
         return response
-
-    def _error(self, response: httpx.Response, model: str) -> ProviderError:
-        try:
-            wire = _ErrorBody.model_validate_json(response.content).error
-        except ValidationError:
-            wire = _WireError(message=response.text[:500])
-        error = classify(
-            provider=self._name,
-            model=model,
-            status_code=response.status_code,
-            message=wire.message,
-            error_type=wire.type,
-            error_code=None if wire.code is None else str(wire.code),
-            retry_after=retry_after_from_headers(response.headers),
-            request_id=response.headers.get("x-request-id"),
-        )
-        _logger.warning("%s %s on %s: %s", self._name, response.status_code, model, error.code)
-        return error
 
     def _parse(self, wire: type[_Wire], response: httpx.Response, model: str) -> _Wire:
         try:
