@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     zapbase_http_port: int = Field(default=8080, description="Port of the worker's HTTP API.")
     zapbase_db_pool_size: int = Field(
         default=20,
-        description="Connections per worker process (a message in processing holds one and borrows more).",
+        description="Connections per worker process (a message in processing borrows one for each read"
+        " or write, none while a provider answers).",
     )
     whatsapp_app_secrets: list[SecretStr] = Field(
         default_factory=list,
