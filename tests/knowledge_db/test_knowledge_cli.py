@@ -15,7 +15,7 @@ from zapbase.cli import app
 
 from .knowledge_support import TENANT_A, new_tenant
 
-FIXTURES = Path(__file__).parents[1] / "kb" / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "knowledge" / "fixtures"
 FILES = [str(FIXTURES / name) for name in ("loja.md", "loja.html", "loja.txt")]
 SEED = str(Path(__file__).parents[2] / "seed" / "knowledge")
 
@@ -43,7 +43,7 @@ def rows(output: str, bar: str = "│") -> list[list[str]]:
             for line in output.splitlines() if line.strip().startswith(bar)]  # fmt: skip
 
 
-def test_kb_add_stores_the_files_and_skips_them_the_second_time(cli: Cli, db: Db) -> None:
+def test_knowledge_add_stores_the_files_and_skips_them_the_second_time(cli: Cli, db: Db) -> None:
     first = cli("add", *FILES)
     assert first.exit_code == 0, first.output
     assert [r[1] for r in rows(first.output)] == ["created"] * 3
@@ -61,7 +61,7 @@ def test_kb_add_stores_the_files_and_skips_them_the_second_time(cli: Cli, db: Db
     assert db.value("select count(*) from public.document_chunks") == sum(r["chunks"] for r in stored)
 
 
-def test_kb_add_takes_folders_and_refuses_unknown_files(cli: Cli, db: Db, tmp_path: Path) -> None:
+def test_knowledge_add_takes_folders_and_refuses_unknown_files(cli: Cli, db: Db, tmp_path: Path) -> None:
     result = cli("add", SEED)
     assert result.exit_code == 0, result.output
     assert len(rows(result.output)) == db.value("select count(*) from public.knowledge_sources") == 4
@@ -72,7 +72,7 @@ def test_kb_add_takes_folders_and_refuses_unknown_files(cli: Cli, db: Db, tmp_pa
     assert db.value("select count(*) from public.knowledge_sources") == 4
 
 
-def test_kb_search_prints_the_fused_ranking_with_the_answer_first(cli: Cli) -> None:
+def test_knowledge_search_prints_the_fused_ranking_with_the_answer_first(cli: Cli) -> None:
     assert cli("add", SEED).exit_code == 0
     result = cli("search", "tem desconto no pix?", "--limit", "3")
     assert result.exit_code == 0, result.output
@@ -85,7 +85,7 @@ def test_kb_search_prints_the_fused_ranking_with_the_answer_first(cli: Cli) -> N
     assert float(score) > 0 and (fts, vector) == ("1", "1")
 
 
-def test_kb_list_and_remove(cli: Cli, db: Db) -> None:
+def test_knowledge_list_and_remove(cli: Cli, db: Db) -> None:
     cli("add", FILES[0])
     source_id = str(db.value("select id from public.knowledge_sources"))
     listed = cli("list")
@@ -98,7 +98,7 @@ def test_kb_list_and_remove(cli: Cli, db: Db) -> None:
     assert missing.exit_code == 1 and "has no source" in missing.output
 
 
-def test_kb_keeps_tenants_apart(cli: Cli, db: Db) -> None:
+def test_knowledge_keeps_tenants_apart(cli: Cli, db: Db) -> None:
     other, _ = new_tenant(db, "Atacado Sul")
     slug = db.value("select slug from public.tenants where id = %s", (other,))
     assert cli("add", FILES[2], "--tenant", slug).exit_code == 0
@@ -113,6 +113,6 @@ def test_kb_keeps_tenants_apart(cli: Cli, db: Db) -> None:
     assert db.value("select count(*) from public.knowledge_sources where id = %s", (theirs,)) == 1
 
 
-def test_kb_names_an_unknown_tenant(cli: Cli) -> None:
+def test_knowledge_names_an_unknown_tenant(cli: Cli) -> None:
     result = cli("list", "--tenant", "nao-existe")
     assert result.exit_code == 1 and "no tenant with slug or id 'nao-existe'" in result.output

@@ -20,7 +20,7 @@ from .knowledge_support import OWNER_A, TENANT_A
 
 pytestmark = pytest.mark.anyio
 
-FIXTURES = Path(__file__).parents[1] / "kb" / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "knowledge" / "fixtures"
 FILES = [FIXTURES / "loja.md", FIXTURES / "loja.html", FIXTURES / "loja.txt"]
 TENANT = UUID(TENANT_A)
 EMBEDDING_USD_PER_TOKEN = Decimal("0.02") / 1_000_000  # seed: openai/text-embedding-3-small
