@@ -1,8 +1,9 @@
 """The worker's connections: a pool of service-role sessions.
 
 Each connection runs `set role service_role` once (the worker acts as Supabase's service
-role, never as the table owner) and disables server-side prepared statements, so the same
-code runs behind Supavisor. LISTEN needs a session, so point DATABASE_URL at a direct
+role, never as the table owner), learns pgvector's type (vectors travel in binary as
+`pgvector.Vector`) and disables server-side prepared statements, so the same code runs
+behind Supavisor. LISTEN needs a session, so point DATABASE_URL at a direct
 connection or Supavisor's session mode (port 5432), not its transaction mode.
 """
 
@@ -13,7 +14,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import psycopg
+from pgvector.psycopg.vector import register_vector_info
 from psycopg.rows import dict_row
+from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool
 
 from zapbase.db.target import DatabaseTarget
@@ -36,6 +39,9 @@ def worker_url(settings: Settings) -> str:
 
 async def _as_service_role(conn: Connection) -> None:
     await conn.execute(f"set role {WORKER_ROLE}")
+    # Absent before the migrations created the extension: nothing to adapt yet.
+    if (vector := await TypeInfo.fetch(conn, "extensions.vector")) is not None:
+        register_vector_info(conn, vector)
 
 
 async def connect(url: str) -> Connection:
@@ -46,7 +52,7 @@ async def connect(url: str) -> Connection:
         )
     except psycopg.OperationalError as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from exc
-    await conn.execute(f"set role {WORKER_ROLE}")
+    await _as_service_role(conn)
     return conn
 
 

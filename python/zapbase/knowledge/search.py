@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
+
+from pgvector import Vector
 
 from zapbase.db.pool import Connect, transaction
 from zapbase.knowledge.embedders import MeteredEmbedder
 
-__all__ = ["SEARCH_FEATURE", "Match", "search_knowledge", "vector_literal"]
+__all__ = ["SEARCH_FEATURE", "Match", "search_knowledge"]
 
 SEARCH_FEATURE = "knowledge.search"
 
 _MATCH = (
-    "select * from public.match_knowledge(query_text => %(q)s, query_embedding => %(v)s::extensions.vector,"
+    "select * from public.match_knowledge(query_text => %(q)s, query_embedding => %(v)b::extensions.vector,"
     " match_count => %(n)s, embedding_model => %(m)s, bot_id => %(bot)s, tenant_id => %(tenant)s)"
 )
 
@@ -36,11 +37,6 @@ class Match:
     similarity: float | None
 
 
-def vector_literal(values: Sequence[float]) -> str:
-    """pgvector's text form."""
-    return "[" + ",".join(repr(float(v)) for v in values) + "]"
-
-
 async def search_knowledge(
     connect: Connect,
     embedder: MeteredEmbedder | None,
@@ -56,7 +52,7 @@ async def search_knowledge(
     model = None
     if embedder is not None and query.strip():
         embedded = await embedder.embed(tenant_id, [query], feature=SEARCH_FEATURE, bot_id=bot_id)
-        vector = vector_literal(embedded.vectors[0])
+        vector = Vector(embedded.vectors[0])
         model = embedder.embedder.name
     params = {"q": query, "v": vector, "n": limit, "m": model, "bot": bot_id, "tenant": tenant_id}
     async with transaction(connect) as conn:
