@@ -333,3 +333,16 @@ def test_phone_hash_ignores_formatting(db: Db) -> None:
     a, b, c = (db.value("select private.phone_hash(%s)", (p,))
                for p in ("+55 (11) 98765-4321", "5511987654321", "5511987654322"))
     assert a == b != c and len(a) == 64
+
+
+def test_the_plan_limits_whatsapp_numbers(db: Db) -> None:
+    owner = db.create_user()
+    tenant = db.create_tenant(owner, "Loja Um Número", plan="starter")  # max_whatsapp_numbers = 1
+    add = "insert into public.whatsapp_numbers (tenant_id, phone_number, phone_number_id) values (%s, %s, %s)"
+    with db.as_user(owner) as s:
+        s.all(add, (tenant, "+5511999990101", "300000000000101"))
+    with (
+        pytest.raises(psycopg.errors.CheckViolation, match="your plan allows 1 WhatsApp number"),
+        db.as_user(owner) as s,
+    ):
+        s.all(add, (tenant, "+5511999990102", "300000000000102"))

@@ -447,6 +447,24 @@ as $$
 $$;
 comment on function private.max_tenants_per_user() is 'Cap on the tenants one user opens through create_tenant (a setting kept in code: change it here).';
 
+-- The check behind every plan limit: the tenant's limit (plans.<limit_column>) when it
+-- already uses all of it, so one more would be over; null while there is room. The
+-- triggers guarding each counted thing pass how many the tenant has and raise their own
+-- error (23514) with the limit.
+create or replace function private.plan_limit_reached(tenant_id uuid, limit_column text, used bigint)
+returns integer
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select l.max
+    from public.tenants t join public.plans p on p.id = t.plan_id,
+         lateral (select (to_jsonb(p) ->> plan_limit_reached.limit_column)::integer as max) l
+   where t.id = plan_limit_reached.tenant_id and plan_limit_reached.used >= l.max
+$$;
+comment on function private.plan_limit_reached(uuid, text, bigint) is 'The plan''s plans.<limit_column> when the tenant already uses all of it, else null.';
+
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.my_tenant_ids(), private.my_tenant_ids_with_role(public.member_role),
   private.is_member(uuid), private.has_role(uuid, public.member_role),

@@ -2414,9 +2414,9 @@ begin
   if private.request_role() = 'authenticated' and not private.has_role(new.tenant_id, 'admin') then
     raise exception 'WhatsApp numbers are managed by tenant admins' using errcode = '42501';
   end if;
-  select p.max_whatsapp_numbers into v_max
-    from public.tenants t join public.plans p on p.id = t.plan_id where t.id = new.tenant_id;
-  if (select count(*) from public.whatsapp_numbers n where n.tenant_id = new.tenant_id) >= v_max then
+  v_max := private.plan_limit_reached(new.tenant_id, 'max_whatsapp_numbers',
+    (select count(*) from public.whatsapp_numbers n where n.tenant_id = new.tenant_id));
+  if v_max is not null then
     raise exception 'your plan allows % WhatsApp number(s): upgrade the plan to add another', v_max
       using errcode = '23514';
   end if;

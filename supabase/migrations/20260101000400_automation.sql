@@ -116,11 +116,10 @@ begin
   if private.request_role() = 'authenticated' and not private.has_role(new.tenant_id, 'manager') then
     raise exception 'bots are managed by tenant managers' using errcode = '42501';
   end if;
-  if tg_op = 'INSERT' or new.is_active and not old.is_active then
-    select p.max_bots into v_max
-      from public.tenants t join public.plans p on p.id = t.plan_id where t.id = new.tenant_id;
-    if new.is_active and (select count(*) from public.bots b
-                           where b.tenant_id = new.tenant_id and b.is_active and b.id <> new.id) >= v_max then
+  if new.is_active and (tg_op = 'INSERT' or not old.is_active) then
+    v_max := private.plan_limit_reached(new.tenant_id, 'max_bots',
+      (select count(*) from public.bots b where b.tenant_id = new.tenant_id and b.is_active and b.id <> new.id));
+    if v_max is not null then
       raise exception 'your plan allows % active bots: deactivate one or upgrade the plan', v_max
         using errcode = '23514';
     end if;
