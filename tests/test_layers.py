@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ai",),  # AI gateway: providers, chain, ledger, billing of embeddings and speech
     ("knowledge", "tts"),  # knowledge search, speech: both billed through ai
     ("bot",),  # the AI bot: a claimed message in, a Reply out
-    ("worker", "simulator", "standins"),  # the worker's loops and HTTP; local stand-ins of Meta, providers
+    ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract
     ("local_stack",),  # a worker and the simulator in one process
     ("demo",),
     ("worker_cli", "knowledge_cli"),

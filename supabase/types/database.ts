@@ -3378,6 +3378,15 @@ export type Database = {
           whatsapp_number_id: string
         }[]
       }
+      whatsapp_fail_inbound: {
+        Args: {
+          error: string
+          max_attempts?: number
+          message_id: string
+          worker: string
+        }
+        Returns: string
+      }
       whatsapp_finish_inbound: {
         Args: { error?: string; message_id: string; status?: string }
         Returns: undefined
