@@ -660,6 +660,70 @@ export type Database = {
           },
         ]
       }
+      contact_consents: {
+        Row: {
+          contact_id: string
+          evidence: string
+          id: string
+          kind: string
+          message_id: string | null
+          occurred_at: string
+          recorded_at: string
+          recorded_by: string | null
+          source: string
+          tenant_id: string
+        }
+        Insert: {
+          contact_id: string
+          evidence: string
+          id?: string
+          kind: string
+          message_id?: string | null
+          occurred_at?: string
+          recorded_at?: string
+          recorded_by?: string | null
+          source: string
+          tenant_id: string
+        }
+        Update: {
+          contact_id?: string
+          evidence?: string
+          id?: string
+          kind?: string
+          message_id?: string | null
+          occurred_at?: string
+          recorded_at?: string
+          recorded_by?: string | null
+          source?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_consents_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_consents_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "contact_consents_tenant_id_message_id_fkey"
+            columns: ["tenant_id", "message_id"]
+            referencedRelation: "messages"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_consents_tenant_id_recorded_by_fkey"
+            columns: ["tenant_id", "recorded_by"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       contacts: {
         Row: {
           anonymised_at: string | null
@@ -1000,6 +1064,12 @@ export type Database = {
           token_count?: number | null
         }
         Relationships: [
+          {
+            foreignKeyName: "document_chunks_bot_fk"
+            columns: ["tenant_id", "bot_id"]
+            referencedRelation: "bots"
+            referencedColumns: ["tenant_id", "id"]
+          },
           {
             foreignKeyName: "document_chunks_tenant_id_fkey"
             columns: ["tenant_id"]
@@ -1439,6 +1509,12 @@ export type Database = {
           updated_at?: string
         }
         Relationships: [
+          {
+            foreignKeyName: "knowledge_sources_bot_fk"
+            columns: ["tenant_id", "bot_id"]
+            referencedRelation: "bots"
+            referencedColumns: ["tenant_id", "id"]
+          },
           {
             foreignKeyName: "knowledge_sources_tenant_id_fkey"
             columns: ["tenant_id"]
@@ -2357,6 +2433,7 @@ export type Database = {
         Row: {
           contact_email: string | null
           created_at: string
+          created_by: string | null
           currency: string
           document: string | null
           feature_flags: NonNullable<Json>
@@ -2378,6 +2455,7 @@ export type Database = {
         Insert: {
           contact_email?: string | null
           created_at?: string
+          created_by?: string | null
           currency?: string
           document?: string | null
           feature_flags?: NonNullable<Json>
@@ -2399,6 +2477,7 @@ export type Database = {
         Update: {
           contact_email?: string | null
           created_at?: string
+          created_by?: string | null
           currency?: string
           document?: string | null
           feature_flags?: NonNullable<Json>
@@ -2898,6 +2977,7 @@ export type Database = {
         Returns: {
           contact_email: string | null
           created_at: string
+          created_by: string | null
           currency: string
           document: string | null
           feature_flags: NonNullable<Json>
@@ -3119,6 +3199,57 @@ export type Database = {
           source_id: string
         }[]
       }
+      mark_conversation_read: {
+        Args: { conversation_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_comment: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       match_knowledge: {
         Args: {
           bot_id?: string
@@ -3144,6 +3275,27 @@ export type Database = {
           source_id: string
           title: string
         }[]
+      }
+      record_contact_consent: {
+        Args: { contact_id: string; evidence: string; kind: string }
+        Returns: {
+          contact_id: string
+          evidence: string
+          id: string
+          kind: string
+          message_id: string | null
+          occurred_at: string
+          recorded_at: string
+          recorded_by: string | null
+          source: string
+          tenant_id: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "contact_consents"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       send_message: {
         Args: {
