@@ -1935,7 +1935,7 @@ create or replace function public.whatsapp_claim_inbound(
   message_id uuid, tenant_id uuid, conversation_id uuid, contact_id uuid, whatsapp_number_id uuid,
   phone_number_id text, access_token text, wamid text, type text, content text, payload jsonb, media_id text,
   media_mime_type text, is_voice boolean, interactive_reply_id text, conversation_mode text, bot_id uuid,
-  wa_id text, user_id text, profile_name text, attempts integer
+  wa_id text, user_id text, profile_name text, attempts integer, may_reply boolean
 )
 language sql
 security definer
@@ -1963,7 +1963,9 @@ as $$
   )
   select m.id, m.tenant_id, m.conversation_id, m.contact_id, m.whatsapp_number_id, n.phone_number_id,
          s.decrypted_secret, m.wamid, m.type, m.content, m.payload, m.media_id, m.media_mime_type, m.is_voice,
-         m.interactive_reply_id, c.mode, c.bot_id, k.wa_id, k.user_id, k.profile_name, m.attempts
+         m.interactive_reply_id, c.mode, c.bot_id, k.wa_id, k.user_id, k.profile_name, m.attempts,
+         -- what queue_outbound would refuse: a bot does not answer (nor spend AI on) them
+         not k.is_blocked and k.opt_in and k.lgpd_state = 'active'
     from claimed m
     join public.conversations c on c.tenant_id = m.tenant_id and c.id = m.conversation_id
     join public.contacts k on k.tenant_id = m.tenant_id and k.id = m.contact_id
@@ -1972,7 +1974,7 @@ as $$
                                         and s.name = 'whatsapp_number:' || n.id || ':access_token'
    order by m.created_at
 $$;
-comment on function public.whatsapp_claim_inbound(text, integer, integer) is 'Worker: claim new inbound messages (oldest per conversation, SKIP LOCKED, leased).';
+comment on function public.whatsapp_claim_inbound(text, integer, integer) is 'Worker: claim new inbound messages (oldest per conversation, SKIP LOCKED, leased); may_reply is false for a contact nothing may be sent to (blocked, opted out, anonymised).';
 
 -- Worker: done with an inbound message (processed, ignored, or failed with the reason).
 create or replace function public.whatsapp_finish_inbound(message_id uuid, status text default 'processed',

@@ -300,6 +300,20 @@ async def test_a_handoff_keyword_hands_over_without_calling_a_model(
     assert not claude.calls  # no model was called
 
 
+async def test_a_customer_who_opts_out_gets_no_bot_answer_and_costs_no_ai(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    await maria.send_text("PARAR")
+
+    assert await run.run_once() == 1
+
+    assert outbound(db, conversation_of(db, MARIA)) == []
+    [row] = db.sql("select status, error_details from public.messages where direction = 'inbound'")
+    assert (row["status"], row["error_details"]) == ("ignored", "the contact may not be messaged")
+    assert not claude.calls and usage(db) == []
+    assert await run.run_once() == 0  # settled, not retried
+
+
 async def test_outside_business_hours_the_handoff_says_when_people_are_back(
     db: Db, maria: SimulatedUser, run: Processor
 ) -> None:

@@ -37,6 +37,7 @@ class InboundMessage:
     user_id: str | None
     profile_name: str | None
     attempts: int
+    may_reply: bool = True  # false for a blocked, opted-out or anonymised contact
     media_storage_path: str | None = None
     media_size: int | None = None
 

@@ -139,7 +139,11 @@ class Processor(QueueLoop):
         """Store media, then act by conversation mode; raises to have the message retried."""
         message, media_problem = await self._store_media(message)
         mode = message.conversation_mode
-        if mode == "bot":
+        if mode == "bot" and not message.may_reply:
+            # e.g. the customer's own "PARAR": nothing may be sent back, so no model is asked
+            async with self._pool.connection() as conn:
+                await self._finish(conn, message, "ignored", "the contact may not be messaged")
+        elif mode == "bot":
             await self._mark_read(message)
             reply = await self._responder.respond(message)
             # Shielded: once the responder ran, its reply and "processed" commit together.
