@@ -958,7 +958,8 @@ as $$
 $$;
 
 -- An alert about a number's error (from a webhook or a failed send): one per number, Meta
--- code and day, however many messages hit it.
+-- code and day, however many messages hit it. Whatever Meta (or a forger) puts in the error,
+-- the row fits: a default title, the code cut to fit the key.
 create or replace function private.number_alert(
   tenant_id uuid, number_id uuid, error jsonb, priority text, title text, message text,
   extra jsonb default '{}'::jsonb
@@ -967,11 +968,11 @@ language sql
 set search_path = ''
 as $$
   insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
-  values (number_alert.tenant_id, 'whatsapp.error', number_alert.priority, left(number_alert.title, 200),
-          left(number_alert.message, 4000),
+  values (number_alert.tenant_id, 'whatsapp.error', number_alert.priority,
+          left(coalesce(number_alert.title, 'WhatsApp: erro sem descrição'), 200), left(number_alert.message, 4000),
           jsonb_build_object('whatsapp_number_id', number_alert.number_id, 'error', number_alert.error)
             || number_alert.extra,
-          'whatsapp:' || number_alert.number_id || ':' || coalesce(number_alert.error ->> 'code', '?') || ':'
+          'whatsapp:' || number_alert.number_id || ':' || left(coalesce(number_alert.error ->> 'code', '?'), 60) || ':'
             || to_char(now(), 'YYYY-MM-DD'))
   on conflict (tenant_id, dedupe_key) do nothing
 $$;
@@ -1246,6 +1247,32 @@ begin
 end;
 $$;
 
+-- Errors about the number or the account (value.errors, e.g. 130429 throughput): kept on the
+-- number with an alert per code and day. Returns the elements that are not error objects,
+-- with the reason, for the event's quarantine list.
+create or replace function private.ingest_errors(tenant_id uuid, number_id uuid, errors jsonb)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if jsonb_typeof(errors) is distinct from 'array' or jsonb_array_length(errors) = 0 then
+    return '[]';
+  end if;
+  update public.whatsapp_numbers n
+     set last_error = jsonb_build_object('errors', errors, 'at', now()), last_error_at = now()
+   where n.id = ingest_errors.number_id;
+  perform private.number_alert(ingest_errors.tenant_id, ingest_errors.number_id, e, 'high',
+            'WhatsApp: ' || coalesce(e ->> 'title', e ->> 'message', 'erro ' || (e ->> 'code'), 'erro sem descrição'),
+            e -> 'error_data' ->> 'details')
+    from jsonb_array_elements(errors) e
+   where jsonb_typeof(e) = 'object';
+  return coalesce((select jsonb_agg(jsonb_build_object('item', e, 'reason', 'error is not an object') order by ord)
+                     from jsonb_array_elements(errors) with ordinality x(e, ord)
+                    where jsonb_typeof(e) <> 'object'), '[]');
+end;
+$$;
+
 /**
  * ----
  * Section - Webhook ingest (service role: the worker's route and the edge function)
@@ -1460,15 +1487,7 @@ begin
       end loop;
 
       -- errors about the number or the account (e.g. 130429 throughput)
-      if jsonb_typeof(v_value -> 'errors') = 'array' and jsonb_array_length(v_value -> 'errors') > 0 then
-        update public.whatsapp_numbers n
-           set last_error = jsonb_build_object('errors', v_value -> 'errors', 'at', now()), last_error_at = now()
-         where n.id = v_number.id;
-        perform private.number_alert(v_number.tenant_id, v_number.id, e, 'high',
-                   'WhatsApp: ' || coalesce(e ->> 'title', e ->> 'message', 'erro ' || (e ->> 'code')),
-                   e -> 'error_data' ->> 'details')
-          from jsonb_array_elements(v_value -> 'errors') e;
-      end if;
+      v_quarantined := v_quarantined || private.ingest_errors(v_number.tenant_id, v_number.id, v_value -> 'errors');
 
       if jsonb_array_length(v_quarantined) > 0 then
         v_quarantine_count := v_quarantine_count + jsonb_array_length(v_quarantined);
