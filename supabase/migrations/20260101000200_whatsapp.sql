@@ -76,6 +76,7 @@ create table if not exists public.contacts (
   wa_id text check (wa_id ~ '^[0-9]{5,20}$'),
   user_id text check (length(user_id) <= 120),
   username text check (length(username) <= 120),
+  pending_wa_id text check (pending_wa_id ~ '^[0-9]{5,20}$'),
   profile_name text check (length(profile_name) <= 256),
   name text check (length(name) <= 256),
   email text check (length(email) <= 254),
@@ -118,9 +119,12 @@ alter table public.contacts set (fillfactor = 90);
 alter table public.contacts enable row level security;
 create index if not exists contacts_tenant_phone_hash_idx on public.contacts (tenant_id, phone_hash);
 create index if not exists contacts_tags_idx on public.contacts using gin (tags);
+create index if not exists contacts_pending_wa_id_idx on public.contacts (tenant_id, pending_wa_id)
+  where pending_wa_id is not null;
 comment on table public.contacts is 'People who talk to a tenant on WhatsApp (customers, leads, students), with LGPD consent and state.';
 comment on column public.contacts.wa_id is 'WhatsApp id: the phone number in E.164 digits. Null for users known only by username.';
 comment on column public.contacts.user_id is 'Business-scoped user id (BSUID, 2026), e.g. US.13491208655302741918: identifies username users.';
+comment on column public.contacts.pending_wa_id is 'A number the contact announced in a user_changed_number (system message): replies keep going to wa_id until this number writes itself, which moves wa_id here (the old one goes to attributes.previous_wa_ids).';
 comment on column public.contacts.phone_hash is 'private.phone_hash(wa_id): pseudonymous key for logs and analytics (seed 000).';
 comment on column public.contacts.ltv is 'Lifetime value in currency, kept by the commerce module.';
 comment on column public.contacts.opt_in is 'False once the contact opted out: nothing is sent to them. Derived from contact_consents, like opt_in_at, opt_out_at, consent and consent_at.';
@@ -521,6 +525,49 @@ as $$
   select case when value ~ '^[0-9]{1,12}$' then pg_catalog.to_timestamp(value::bigint) end
 $$;
 
+-- Meta's stamp as Zapbase believes it: never more than 5 minutes after the receive time (now():
+-- clock skew is fine, a later stamp would hold the 24 h window open), the receive time when
+-- missing. The raw stamp stays in the payload (see timestamp_note).
+create or replace function private.wa_time(value text)
+returns timestamptz
+language sql
+stable
+parallel safe
+set search_path = ''
+as $$
+  select case when private.wa_timestamp(value) <= now() + interval '5 minutes' then private.wa_timestamp(value)
+              else now() end
+$$;
+
+-- Why an inbound stamp was not taken as is (or is suspicious), or null: kept on the message
+-- payload as zapbase_timestamp.
+create or replace function private.timestamp_note(value text)
+returns text
+language sql
+stable
+parallel safe
+set search_path = ''
+as $$
+  select case
+    when private.wa_timestamp(value) is null then 'missing or not unix seconds: the receive time is used'
+    when private.wa_timestamp(value) > now() + interval '5 minutes'
+      then 'more than 5 minutes after it was received: the receive time is used'
+    when private.wa_timestamp(value) < now() - interval '30 days'
+      then 'older than 30 days (Meta retries for 7 days): kept as stamped'
+  end
+$$;
+
+-- A business-scoped user id (BSUID) as Meta sends it, or null for anything that cannot be one.
+create or replace function private.bsuid(value text)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case when length(value) between 1 and 120 then value end
+$$;
+
 -- Order of the outbound lifecycle: a status webhook only ever moves a message forward.
 -- failed ranks between sent and delivered: a late failure after sent applies, a delivered
 -- or read receipt after a failure proves delivery, and nothing downgrades a read.
@@ -594,64 +641,78 @@ as $$
   end
 $$;
 
--- Find or create the contact of an inbound message and count the message on it. Username
--- users (2026) may arrive with only a business-scoped user id; when a later message brings
--- both ids, the two are joined on the same contact.
+-- The contact of an inbound sender, found or created (its counters are kept by count_inbound).
+-- Who is who, in this order: the business-scoped user id (the same across number changes),
+-- the wa_id, then a contact that announced this number in a user_changed_number and is now
+-- confirmed by the number itself. A missing id, or the new number of a BSUID user, is filled
+-- in when no other contact holds it (the old number goes to attributes.previous_wa_ids); two
+-- contacts that turn out to be one person are not merged here: the message goes to the
+-- BSUID's. Optional fields longer than their column are cut (the raw message keeps them).
 create or replace function private.wa_contact(
-  tenant_id uuid, wa_id text, user_id text, profile_name text, username text, at timestamptz
+  tenant_id uuid, wa_id text, user_id text, profile_name text, username text
 ) returns uuid
 language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_id uuid;
+  v_contact public.contacts;
+  v_name text := left(nullif(wa_contact.profile_name, ''), 256);
+  v_username text := left(nullif(wa_contact.username, ''), 120);
+  v_wa_id text;
+  v_user_id text;
 begin
   if wa_contact.user_id is not null then
-    update public.contacts c
-       set wa_id = coalesce(c.wa_id, wa_contact.wa_id),
-           phone = coalesce(c.phone, '+' || wa_contact.wa_id),
-           phone_hash = coalesce(c.phone_hash, private.phone_hash(wa_contact.wa_id)),
-           profile_name = coalesce(wa_contact.profile_name, c.profile_name),
-           username = coalesce(wa_contact.username, c.username),
-           total_messages = c.total_messages + 1,
-           last_message_at = greatest(c.last_message_at, wa_contact.at),
-           last_inbound_at = greatest(c.last_inbound_at, wa_contact.at)
-     where c.tenant_id = wa_contact.tenant_id and c.user_id = wa_contact.user_id
-       and (c.wa_id is null or wa_contact.wa_id is null or c.wa_id = wa_contact.wa_id)
-    returning c.id into v_id;
-    if v_id is not null then
-      return v_id;
+    select * into v_contact from public.contacts c
+     where c.tenant_id = wa_contact.tenant_id and c.user_id = wa_contact.user_id;
+  end if;
+  if v_contact.id is null and wa_contact.wa_id is not null then
+    select * into v_contact from public.contacts c
+     where c.tenant_id = wa_contact.tenant_id and c.wa_id = wa_contact.wa_id;
+    if v_contact.id is null then
+      select * into v_contact from public.contacts c
+       where c.tenant_id = wa_contact.tenant_id and c.pending_wa_id = wa_contact.wa_id
+       order by c.updated_at desc limit 1;
     end if;
   end if;
-  if wa_contact.wa_id is not null then
-    insert into public.contacts as c (tenant_id, wa_id, user_id, username, profile_name, phone, phone_hash,
-                                      total_messages, last_message_at, last_inbound_at)
-    values (wa_contact.tenant_id, wa_contact.wa_id, wa_contact.user_id, wa_contact.username,
-            wa_contact.profile_name, '+' || wa_contact.wa_id, private.phone_hash(wa_contact.wa_id),
-            1, wa_contact.at, wa_contact.at)
-    on conflict (tenant_id, wa_id) do update
-       set profile_name = coalesce(excluded.profile_name, c.profile_name),
-           username = coalesce(excluded.username, c.username),
-           user_id = coalesce(c.user_id, excluded.user_id),
-           total_messages = c.total_messages + 1,
-           last_message_at = greatest(c.last_message_at, excluded.last_message_at),
-           last_inbound_at = greatest(c.last_inbound_at, excluded.last_inbound_at)
-    returning c.id into v_id;
-  else
-    insert into public.contacts as c (tenant_id, user_id, username, profile_name,
-                                      total_messages, last_message_at, last_inbound_at)
-    values (wa_contact.tenant_id, wa_contact.user_id, wa_contact.username, wa_contact.profile_name,
-            1, wa_contact.at, wa_contact.at)
-    on conflict (tenant_id, user_id) do update
-       set profile_name = coalesce(excluded.profile_name, c.profile_name),
-           username = coalesce(excluded.username, c.username),
-           total_messages = c.total_messages + 1,
-           last_message_at = greatest(c.last_message_at, excluded.last_message_at),
-           last_inbound_at = greatest(c.last_inbound_at, excluded.last_inbound_at)
-    returning c.id into v_id;
+  if v_contact.id is null then
+    insert into public.contacts (tenant_id, wa_id, user_id, username, profile_name)
+    values (wa_contact.tenant_id, wa_contact.wa_id, wa_contact.user_id, v_username, v_name)
+    on conflict do nothing
+    returning * into v_contact;
+    if v_contact.id is not null then
+      return v_contact.id;
+    end if;
+    select * into v_contact from public.contacts c  -- a concurrent webhook created it first
+     where c.tenant_id = wa_contact.tenant_id and (c.user_id = wa_contact.user_id or c.wa_id = wa_contact.wa_id)
+     order by c.user_id is not distinct from wa_contact.user_id desc limit 1;
   end if;
-  return v_id;
+
+  if wa_contact.wa_id is distinct from v_contact.wa_id and not exists (
+       select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.wa_id = wa_contact.wa_id) then
+    v_wa_id := wa_contact.wa_id;
+  end if;
+  if v_contact.user_id is null and not exists (
+       select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.user_id = wa_contact.user_id) then
+    v_user_id := wa_contact.user_id;
+  end if;
+  -- written only when something changes: a batch resolves its senders once, and a redelivery
+  -- rewrites nothing
+  if v_wa_id is not null or v_user_id is not null or v_name <> coalesce(v_contact.profile_name, '')
+     or v_username <> coalesce(v_contact.username, '') then
+    update public.contacts c
+       set wa_id = coalesce(v_wa_id, c.wa_id),
+           pending_wa_id = case when v_wa_id = c.pending_wa_id then null else c.pending_wa_id end,
+           attributes = case when v_wa_id is not null and c.wa_id is not null and jsonb_typeof(c.attributes) = 'object'
+                             then c.attributes || jsonb_build_object('previous_wa_ids',
+                                    coalesce(c.attributes -> 'previous_wa_ids', '[]') || to_jsonb(c.wa_id))
+                             else c.attributes end,
+           user_id = coalesce(c.user_id, v_user_id),
+           profile_name = coalesce(v_name, c.profile_name),
+           username = coalesce(v_username, c.username)
+     where c.id = v_contact.id;
+  end if;
+  return v_contact.id;
 end;
 $$;
 
@@ -712,12 +773,13 @@ as $$
   select case
     when jsonb_typeof(msg) <> 'object' then 'message is not an object'
     when jsonb_typeof(msg -> 'id') is distinct from 'string' or msg ->> 'id' = '' then 'message without id'
+    when length(msg ->> 'id') > 200 then 'message id longer than 200 characters'
     when jsonb_typeof(msg -> 'type') is distinct from 'string' or msg ->> 'type' = '' then 'message without type'
-    when coalesce(msg ->> 'from', '') = '' and coalesce(msg ->> 'from_user_id', '') = ''
+    when coalesce(msg ->> 'from', '') = '' and private.bsuid(msg ->> 'from_user_id') is null
       then 'message without sender (from / from_user_id)'
     when coalesce(msg ->> 'from', '') <> '' and msg ->> 'from' !~ '^[0-9]{5,20}$'
       then 'sender wa_id is not a phone number'
-    when msg ->> 'type' = 'contacts' and jsonb_typeof(msg -> 'contacts') <> 'array'
+    when msg ->> 'type' = 'contacts' and jsonb_typeof(msg -> 'contacts') is distinct from 'array'
       then 'missing contacts array'
     when msg ->> 'type' in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location',
                             'interactive', 'button', 'reaction', 'order', 'system')
@@ -728,10 +790,37 @@ as $$
   end
 $$;
 
--- Apply one inbound message. Returns {"result": new|duplicate|reaction|system, "id": ...}.
-create or replace function private.ingest_message(
-  tenant_id uuid, number_id uuid, session_timeout interval, msg jsonb, profiles jsonb
-) returns jsonb
+-- Who sent an inbound message: its group in a batch (the wa_id, or the BSUID of a username user).
+create or replace function private.inbound_sender(msg jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select coalesce(nullif(msg ->> 'from', ''), 'user:' || private.bsuid(msg ->> 'from_user_id'))
+$$;
+
+-- A reaction is not a turn of its own: it marks (or, without emoji, unmarks) the message it
+-- reacts to, when that message is ours.
+create or replace function private.apply_reaction(tenant_id uuid, msg jsonb, at timestamptz)
+returns void
+language sql
+set search_path = ''
+as $$
+  update public.messages m
+     set reaction_emoji = left(nullif(apply_reaction.msg -> 'reaction' ->> 'emoji', ''), 32),
+         reaction_at = apply_reaction.at
+   where m.tenant_id = apply_reaction.tenant_id and m.wamid = apply_reaction.msg -> 'reaction' ->> 'message_id'
+     and (m.reaction_at is null or m.reaction_at <= apply_reaction.at)
+$$;
+
+-- Store one inbound message in its conversation (counted later by count_inbound). Optional
+-- fields longer than their column are cut; the payload keeps the message whole. Returns its
+-- id, or null when the wamid is already stored.
+create or replace function private.insert_inbound(
+  tenant_id uuid, number_id uuid, contact_id uuid, conversation_id uuid, msg jsonb, at timestamptz
+) returns uuid
 language plpgsql
 set search_path = ''
 as $$
@@ -739,113 +828,273 @@ as $$
 declare
   v_type text := msg ->> 'type';
   v_obj jsonb;
-  v_wa_id text := nullif(msg ->> 'from', '');
-  v_user_id text := nullif(msg ->> 'from_user_id', '');
-  v_at timestamptz := coalesce(private.wa_timestamp(msg ->> 'timestamp'), now());
-  v_profile jsonb;
-  v_contact uuid;
-  v_conv public.conversations;
-  v_is_turn boolean;
+  v_media boolean;
   v_content text;
+  v_note text := private.timestamp_note(msg ->> 'timestamp');
   v_id uuid;
-  v_reply_to uuid;
-  v_referral jsonb := msg -> 'referral';
 begin
-  if exists (select 1 from public.messages m
-              where m.tenant_id = ingest_message.tenant_id and m.wamid = msg ->> 'id') then
-    return jsonb_build_object('result', 'duplicate');
-  end if;
-
-  if v_type = 'reaction' then
-    -- Not a turn of its own: it marks (or, without emoji, unmarks) the message it reacts to.
-    update public.messages m
-       set reaction_emoji = nullif(msg -> 'reaction' ->> 'emoji', ''), reaction_at = v_at
-     where m.tenant_id = ingest_message.tenant_id and m.wamid = msg -> 'reaction' ->> 'message_id'
-       and (m.reaction_at is null or m.reaction_at <= v_at)
-    returning m.id into v_id;
-    return jsonb_build_object('result', 'reaction', 'id', v_id);
-  end if;
-
   if v_type not in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts',
                     'interactive', 'button', 'order', 'system', 'unsupported') then
     v_type := 'unknown';  -- a type Meta added after this code: kept whole in payload
   end if;
   v_obj := case when v_type in ('unknown', 'unsupported') then msg else msg -> v_type end;
-
-  if v_type = 'system' and v_obj ->> 'type' = 'user_changed_number' and v_wa_id is not null
-     and coalesce(v_obj ->> 'wa_id', '') ~ '^[0-9]{5,20}$' then
-    -- The number moved: the same person keeps their contact, history and consent.
-    update public.contacts c
-       set wa_id = v_obj ->> 'wa_id', phone = '+' || (v_obj ->> 'wa_id'),
-           phone_hash = private.phone_hash(v_obj ->> 'wa_id')
-     where c.tenant_id = ingest_message.tenant_id and c.wa_id = v_wa_id
-       and not exists (select 1 from public.contacts o
-                        where o.tenant_id = ingest_message.tenant_id and o.wa_id = v_obj ->> 'wa_id');
-    v_wa_id := v_obj ->> 'wa_id';
-  end if;
-
-  select p into v_profile from jsonb_array_elements(coalesce(profiles, '[]')) p
-   where (v_wa_id is not null and p ->> 'wa_id' = v_wa_id)
-      or (v_user_id is not null and p ->> 'user_id' = v_user_id)
-   limit 1;
-  v_contact := private.wa_contact(ingest_message.tenant_id, v_wa_id,
-    coalesce(v_user_id, nullif(v_profile ->> 'user_id', '')),
-    nullif(v_profile -> 'profile' ->> 'name', ''), nullif(v_profile -> 'profile' ->> 'username', ''), v_at);
-  v_conv := private.live_conversation(ingest_message.tenant_id, v_contact, ingest_message.number_id,
-                                      ingest_message.session_timeout, v_at, v_referral);
-
-  if msg -> 'context' ->> 'id' is not null then
-    select m.id into v_reply_to from public.messages m
-     where m.tenant_id = ingest_message.tenant_id and m.wamid = msg -> 'context' ->> 'id';
-  end if;
-
-  v_is_turn := v_type <> 'system';
+  v_media := v_type in ('image', 'audio', 'video', 'document', 'sticker');
   v_content := private.inbound_content(v_type, v_obj);
   insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction,
     sender_type, wamid, type, content, content_masked, payload, media_id, media_mime_type, media_sha256,
     media_filename, is_voice, reply_to_wamid, reply_to_message_id, interactive_reply_id, forwarded,
     referral, status, wa_timestamp, created_at)  -- clock time: a batch keeps its order
-  values (ingest_message.tenant_id, v_conv.id, v_contact, ingest_message.number_id, 'inbound',
-    case when v_is_turn then 'contact' else 'system' end, msg ->> 'id', v_type, v_content,
-    private.mask_pii(v_content), msg, 
-    case when v_type in ('image', 'audio', 'video', 'document', 'sticker') then v_obj ->> 'id' end,
-    case when v_type in ('image', 'audio', 'video', 'document', 'sticker') then v_obj ->> 'mime_type' end,
-    case when v_type in ('image', 'audio', 'video', 'document', 'sticker') then v_obj ->> 'sha256' end,
-    case when v_type = 'document' then v_obj ->> 'filename' end,
-    v_type = 'audio' and coalesce((v_obj ->> 'voice')::boolean, false),
-    msg -> 'context' ->> 'id', v_reply_to, private.inbound_reply_id(v_type, v_obj),
-    coalesce((msg -> 'context' ->> 'forwarded')::boolean, false)
-      or coalesce((msg -> 'context' ->> 'frequently_forwarded')::boolean, false),
-    v_referral, case when v_is_turn then 'received' else 'ignored' end, v_at, clock_timestamp())
+  values (insert_inbound.tenant_id, insert_inbound.conversation_id, insert_inbound.contact_id,
+    insert_inbound.number_id, 'inbound', case when v_type = 'system' then 'system' else 'contact' end,
+    msg ->> 'id', v_type, v_content, private.mask_pii(v_content),
+    case when v_note is null then msg else msg || jsonb_build_object('zapbase_timestamp', v_note) end,
+    case when v_media then left(v_obj ->> 'id', 200) end,
+    case when v_media then left(v_obj ->> 'mime_type', 200) end,
+    case when v_media then left(v_obj ->> 'sha256', 200) end,
+    case when v_type = 'document' then left(v_obj ->> 'filename', 500) end,
+    v_type = 'audio' and coalesce(v_obj ->> 'voice' = 'true', false),
+    left(msg -> 'context' ->> 'id', 200),
+    case when msg -> 'context' ->> 'id' is not null then
+      (select m.id from public.messages m
+        where m.tenant_id = insert_inbound.tenant_id and m.wamid = msg -> 'context' ->> 'id') end,
+    left(private.inbound_reply_id(v_type, v_obj), 256),
+    coalesce(msg -> 'context' ->> 'forwarded' = 'true' or msg -> 'context' ->> 'frequently_forwarded' = 'true', false),
+    msg -> 'referral', case when v_type = 'system' then 'ignored' else 'received' end, insert_inbound.at,
+    clock_timestamp())
   on conflict (tenant_id, wamid) do nothing
   returning id into v_id;
-  if v_id is null then  -- the same wamid landed concurrently
-    return jsonb_build_object('result', 'duplicate');
-  end if;
+  return v_id;
+end;
+$$;
 
-  update public.conversations c
-     set message_count = c.message_count + 1,
-         inbound_count = c.inbound_count + 1,
-         unread_count = c.unread_count + 1,
-         first_message_at = least(coalesce(c.first_message_at, v_at), v_at),
-         last_message_preview = case when v_at >= coalesce(c.last_message_at, v_at)
-           then left(coalesce(v_content, '[' || v_type || ']'), 200) else c.last_message_preview end,
-         last_message_direction = case when v_at >= coalesce(c.last_message_at, v_at)
-           then 'inbound' else c.last_message_direction end,
-         last_message_at = greatest(coalesce(c.last_message_at, v_at), v_at),
-         -- every customer message refreshes the 24 h customer-service window
-         last_customer_message_at = case when v_is_turn
-           then greatest(coalesce(c.last_customer_message_at, v_at), v_at) else c.last_customer_message_at end,
-         window_expires_at = case when v_is_turn
-           then greatest(coalesce(c.last_customer_message_at, v_at), v_at) + interval '24 hours'
-           else c.window_expires_at end,
-         status = case when v_is_turn and c.status = 'waiting' then 'open' else c.status end
-   where c.id = v_conv.id;
-  if v_referral is not null then
-    update public.contacts c set first_referral = v_referral
-     where c.id = v_contact and c.first_referral is null;
+-- A user_changed_number never re-keys a contact by itself (anyone who can get a body signed
+-- could redirect the replies, personal data included, to another number): the claimed number
+-- waits on contacts.pending_wa_id until that number writes itself (see wa_contact), and the
+-- agents are told, by an alert and by a note in the conversation. Returns the note's id.
+create or replace function private.number_change_claimed(
+  tenant_id uuid, conversation_id uuid, contact_id uuid, number_id uuid, system jsonb
+) returns uuid
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_new text := system ->> 'wa_id';
+  v_contact public.contacts;
+  v_text text;
+  v_id uuid;
+begin
+  if system ->> 'type' is distinct from 'user_changed_number' or coalesce(v_new, '') !~ '^[0-9]{5,20}$' then
+    return null;
   end if;
-  return jsonb_build_object('result', case when v_is_turn then 'new' else 'system' end, 'id', v_id);
+  update public.contacts c set pending_wa_id = v_new
+   where c.id = number_change_claimed.contact_id and c.wa_id is distinct from v_new
+  returning * into v_contact;
+  if v_contact.id is null then
+    return null;
+  end if;
+  v_text := format('%s informou um novo número, +%s. As respostas continuam indo para %s até que o novo número '
+                   'envie uma mensagem; confirme com o cliente antes de enviar dados pessoais.',
+                   coalesce(v_contact.name, v_contact.profile_name, 'O contato'), v_new,
+                   coalesce(v_contact.phone, 'o contato'));
+  insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+  values (number_change_claimed.tenant_id, 'whatsapp.number_change', 'high',
+          'WhatsApp: contato informou troca de número', v_text,
+          jsonb_build_object('contact_id', v_contact.id, 'conversation_id', number_change_claimed.conversation_id,
+                             'wa_id', v_contact.wa_id, 'pending_wa_id', v_new),
+          'whatsapp:number_change:' || v_contact.id || ':' || v_new)
+  on conflict (tenant_id, dedupe_key) do nothing;
+  insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction, sender_type,
+                               type, content, content_masked, payload, status, created_at)
+  values (number_change_claimed.tenant_id, number_change_claimed.conversation_id, v_contact.id,
+          number_change_claimed.number_id, 'inbound', 'system', 'system', v_text, private.mask_pii(v_text),
+          jsonb_build_object('zapbase_note', 'number_change_pending', 'pending_wa_id', v_new), 'ignored',
+          clock_timestamp())
+  returning id into v_id;
+  return v_id;
+end;
+$$;
+
+-- Count a batch's new inbound messages of one conversation on it and on its contact, and add
+-- them to the AI memory: one write of each row per batch, however many messages.
+create or replace function private.count_inbound(tenant_id uuid, conversation_id uuid, contact_id uuid, ids uuid[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v record;
+begin
+  if coalesce(cardinality(ids), 0) = 0 then
+    return;
+  end if;
+  select count(*) as n, min(m.wa_timestamp) as first_at, max(m.wa_timestamp) as last_at,
+         -- the 24 h window runs from when the customer wrote, never from a stamp after receipt
+         max(least(m.wa_timestamp, now())) filter (where m.sender_type = 'contact') as customer_at,
+         (array_agg(left(coalesce(m.content, '[' || m.type || ']'), 200)
+                    order by m.wa_timestamp desc, m.created_at desc))[1] as preview,
+         (array_agg(m.referral order by m.wa_timestamp, m.created_at) filter (where m.referral is not null))[1]
+           as referral,
+         coalesce(jsonb_agg(private.memory_entry(m) order by m.created_at)
+                    filter (where private.memory_entry(m) is not null), '[]') as memory
+    into v
+    from public.messages m
+   where m.id = any(count_inbound.ids);  -- by primary key alone (see ingest_messages)
+  if v.n = 0 then
+    return;
+  end if;
+  update public.conversations c
+     set message_count = c.message_count + v.n,
+         inbound_count = c.inbound_count + v.n,
+         unread_count = c.unread_count + v.n,
+         first_message_at = least(coalesce(c.first_message_at, v.first_at), v.first_at),
+         last_message_preview = case when v.last_at >= coalesce(c.last_message_at, v.last_at)
+           then v.preview else c.last_message_preview end,
+         last_message_direction = case when v.last_at >= coalesce(c.last_message_at, v.last_at)
+           then 'inbound' else c.last_message_direction end,
+         last_message_at = greatest(c.last_message_at, v.last_at),
+         -- every customer message refreshes the 24 h customer-service window
+         last_customer_message_at = greatest(c.last_customer_message_at, v.customer_at),
+         window_expires_at = case when v.customer_at is not null
+           then greatest(c.last_customer_message_at, v.customer_at) + interval '24 hours'
+           else c.window_expires_at end,
+         status = case when v.customer_at is not null and c.status = 'waiting' then 'open' else c.status end
+   where c.id = count_inbound.conversation_id;
+  update public.contacts k
+     set total_messages = k.total_messages + v.n,
+         last_message_at = greatest(k.last_message_at, v.last_at),
+         last_inbound_at = greatest(k.last_inbound_at, v.last_at),
+         first_referral = coalesce(k.first_referral, v.referral)
+   where k.id = count_inbound.contact_id;
+  perform private.remember(count_inbound.tenant_id, count_inbound.conversation_id, v.memory);
+end;
+$$;
+
+-- Apply the inbound messages of a body's routed `messages` changes ([{"event", "tenant",
+-- "number", "timeout", "value"}]), grouped by number and sender across the whole body and in
+-- time order inside a group: a contact and its conversation are resolved once and written
+-- once per body (count_inbound). Rewriting a row once per message would make each write walk
+-- the chain of that row's earlier versions in the same transaction (quadratic), and Meta may
+-- batch one customer's messages as one change each. Lookups go by primary key where they
+-- can: in a table without statistics yet, a (tenant_id, ...) index looks as good as the key.
+-- Messages past `budget` are kept unapplied. Returns {"ids": [new inbound messages to
+-- process], "duplicates", "reactions", "quarantined": [{"event", "item", "reason"}], "used"}.
+create or replace function private.ingest_messages(changes jsonb[], budget integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_profiles jsonb;
+  v_profile jsonb;
+  v_row record;
+  v_group text;
+  v_contact uuid;
+  v_conv public.conversations;
+  v_last timestamptz;
+  v_fresh boolean;
+  v_id uuid;
+  v_note uuid;
+  v_ids uuid[] := '{}';
+  v_new uuid[] := '{}';
+  v_quarantined jsonb[] := '{}';
+  v_duplicates integer := 0;
+  v_reactions integer := 0;
+  v_count integer := 0;
+begin
+  -- the profiles of the body by number and wa_id or BSUID (the first one wins)
+  select coalesce(jsonb_object_agg(k.key, k.p), '{}') into v_profiles
+    from (select distinct on (x.key) x.key, p.p
+            from unnest(changes) with ordinality c(ch, cord)
+           cross join lateral jsonb_array_elements(case when jsonb_typeof(c.ch -> 'value' -> 'contacts') = 'array'
+                                                        then c.ch -> 'value' -> 'contacts' else '[]' end)
+                 with ordinality p(p, pord)
+           cross join lateral (values ((c.ch ->> 'number') || ':' || nullif(p.p ->> 'wa_id', '')),
+                                      ((c.ch ->> 'number') || ':user:' || private.bsuid(p.p ->> 'user_id'))) x(key)
+           where jsonb_typeof(p.p) = 'object' and x.key is not null
+           order by x.key, c.cord, p.pord) k;
+
+  for v_row in
+    select i.*, p.problem
+      from (select x.*, row_number() over (order by x.cord, x.ord) as n
+              from (select c.cord, e.ord, c.ch ->> 'event' as event, (c.ch ->> 'tenant')::uuid as tenant_id,
+                           (c.ch ->> 'number')::uuid as number_id, (c.ch ->> 'timeout')::interval as timeout, e.m,
+                           (c.ch ->> 'number') || ':' || private.inbound_sender(e.m) as sender,
+                           private.wa_time(e.m ->> 'timestamp') as at
+                      from unnest(changes) with ordinality c(ch, cord)
+                     cross join lateral jsonb_array_elements(
+                             case when jsonb_typeof(c.ch -> 'value' -> 'messages') = 'array'
+                                  then c.ch -> 'value' -> 'messages' else '[]' end) with ordinality e(m, ord)
+                    offset 0) x) i  -- offset 0: the sorts carry each message, not its whole change
+     cross join lateral (select case when i.n > budget then 'over the item limit of one webhook body'
+                                     else private.inbound_problem(i.m) end as problem) p
+     order by p.problem is null, i.sender, i.at, i.n
+  loop
+    v_count := v_count + 1;
+    if v_row.problem is not null then
+      v_quarantined := array_append(v_quarantined,
+        jsonb_build_object('event', v_row.event, 'item', v_row.m, 'reason', v_row.problem));
+      continue;
+    end if;
+    if v_row.sender is distinct from v_group or v_row.at > v_last + v_row.timeout then
+      -- another sender, or an idle gap inside the body: the next message may open a new session
+      perform private.count_inbound(v_conv.tenant_id, v_conv.id, v_contact, v_ids);
+      v_ids := '{}';
+      v_conv := null;
+      if v_row.sender is distinct from v_group then
+        v_contact := null;
+        v_group := v_row.sender;
+      end if;
+    end if;
+    v_fresh := v_conv.id is null;
+    begin  -- one subtransaction per message: a failure quarantines it alone
+      -- a known wamid is found by the insert's arbiter index (ON CONFLICT), not by a lookup
+      if v_row.m ->> 'type' = 'reaction' then
+        perform private.apply_reaction(v_row.tenant_id, v_row.m, v_row.at);
+        v_reactions := v_reactions + 1;
+      else
+        if v_fresh then
+          if v_contact is null then
+            v_profile := coalesce(v_profiles -> v_row.sender,
+              v_profiles -> (v_row.number_id || ':user:' || private.bsuid(v_row.m ->> 'from_user_id')));
+            v_contact := private.wa_contact(v_row.tenant_id, nullif(v_row.m ->> 'from', ''),
+              coalesce(private.bsuid(v_row.m ->> 'from_user_id'), private.bsuid(v_profile ->> 'user_id')),
+              v_profile -> 'profile' ->> 'name', v_profile -> 'profile' ->> 'username');
+          end if;
+          v_conv := private.live_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.timeout, v_row.at,
+                                              v_row.m -> 'referral');
+          v_last := coalesce(v_conv.last_message_at, v_row.at);
+        end if;
+        v_id := private.insert_inbound(v_row.tenant_id, v_row.number_id, v_contact, v_conv.id, v_row.m, v_row.at);
+        if v_id is null then  -- a redelivered (or concurrent) wamid
+          v_duplicates := v_duplicates + 1;
+        elsif v_row.m ->> 'type' = 'system' then
+          v_note := private.number_change_claimed(v_row.tenant_id, v_conv.id, v_contact, v_row.number_id,
+                                                  v_row.m -> 'system');
+          v_ids := array_append(v_ids, v_id);
+          if v_note is not null then
+            v_ids := array_append(v_ids, v_note);
+          end if;
+        else
+          v_ids := array_append(v_ids, v_id);
+          v_new := array_append(v_new, v_id);
+        end if;
+        v_last := greatest(v_last, v_row.at);
+      end if;
+    exception when others then
+      v_quarantined := array_append(v_quarantined,
+        jsonb_build_object('event', v_row.event, 'item', v_row.m, 'reason', 'could not apply: ' || sqlerrm));
+      if v_fresh then  -- what this message resolved was rolled back with it
+        v_conv := null;
+        v_contact := null;
+      end if;
+    end;
+  end loop;
+  perform private.count_inbound(v_conv.tenant_id, v_conv.id, v_contact, v_ids);
+  return jsonb_build_object('ids', to_jsonb(v_new), 'duplicates', v_duplicates, 'reactions', v_reactions,
+                            'quarantined', to_jsonb(v_quarantined), 'used', greatest(least(v_count, budget), 0));
 end;
 $$;
 
@@ -881,8 +1130,8 @@ as $$
          error_details = case when apply_status.status = 'failed' and private.outbound_rank(m.status) < 25
                               then left(apply_status.error -> 'error_data' ->> 'details', 2000)
                               else m.error_details end,
-         pricing_category = coalesce(apply_status.pricing ->> 'category', m.pricing_category),
-         pricing_model = coalesce(apply_status.pricing ->> 'pricing_model', m.pricing_model),
+         pricing_category = coalesce(left(apply_status.pricing ->> 'category', 40), m.pricing_category),
+         pricing_model = coalesce(left(apply_status.pricing ->> 'pricing_model', 20), m.pricing_model),
          lease_until = null
    where m.id = apply_status.message_id and m.direction = 'outbound'
      and apply_status.status in ('sent', 'delivered', 'read', 'played', 'failed')
@@ -896,7 +1145,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_at timestamptz := coalesce(private.wa_timestamp(st ->> 'timestamp'), now());
+  v_at timestamptz := private.wa_time(st ->> 'timestamp');
   v_error jsonb := st -> 'errors' -> 0;
   v_message uuid;
   v_event uuid;
@@ -905,7 +1154,7 @@ begin
    where m.tenant_id = ingest_status.tenant_id and m.wamid = st ->> 'id';
   insert into public.message_status_events (tenant_id, message_id, wamid, status, occurred_at, recipient_id,
     error_code, error_title, error_details, pricing, raw)
-  values (ingest_status.tenant_id, v_message, st ->> 'id', st ->> 'status', v_at, st ->> 'recipient_id',
+  values (ingest_status.tenant_id, v_message, st ->> 'id', st ->> 'status', v_at, left(st ->> 'recipient_id', 120),
     case when v_error ->> 'code' ~ '^[0-9]{1,9}$' then (v_error ->> 'code')::integer end,
     left(coalesce(v_error ->> 'title', v_error ->> 'message'), 500),
     left(v_error -> 'error_data' ->> 'details', 2000), st -> 'pricing', st)
@@ -934,6 +1183,7 @@ as $$
   select case
     when jsonb_typeof(st) <> 'object' then 'status is not an object'
     when jsonb_typeof(st -> 'id') is distinct from 'string' or st ->> 'id' = '' then 'status without id'
+    when length(st ->> 'id') > 200 then 'status id longer than 200 characters'
     when coalesce(st ->> 'status', '') not in ('sent', 'delivered', 'read', 'played', 'failed', 'deleted', 'warning')
       then 'unknown status "' || coalesce(st ->> 'status', '') || '"'
   end
@@ -1247,17 +1497,63 @@ begin
 end;
 $$;
 
+-- Apply a change's statuses in the order they happened (a late sent never undoes a read
+-- anyway). Items past `budget` are kept unapplied. Returns {"applied", "unknown",
+-- "quarantined": [{"item", "reason"}], "used"}.
+create or replace function private.ingest_statuses(tenant_id uuid, statuses jsonb, budget integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_row record;
+  v_problem text;
+  v_quarantined jsonb[] := '{}';
+  v_applied integer := 0;
+  v_unknown integer := 0;
+begin
+  if jsonb_typeof(statuses) is distinct from 'array' then
+    return jsonb_build_object('applied', 0, 'unknown', 0, 'quarantined', '[]'::jsonb, 'used', 0);
+  end if;
+  for v_row in
+    select e.s, case when e.ord > budget then 'over the item limit of one webhook body'
+                     else private.status_problem(e.s) end as problem
+      from jsonb_array_elements(statuses) with ordinality e(s, ord)
+     order by 2 nulls first, private.wa_time(e.s ->> 'timestamp'), private.outbound_rank(e.s ->> 'status'), e.ord
+  loop
+    v_problem := v_row.problem;
+    if v_problem is null then
+      begin
+        case private.ingest_status(tenant_id, v_row.s)
+          when 'applied' then v_applied := v_applied + 1;
+          when 'unknown' then v_unknown := v_unknown + 1;
+          else null;
+        end case;
+      exception when others then
+        v_problem := 'could not apply: ' || sqlerrm;
+      end;
+    end if;
+    if v_problem is not null then
+      v_quarantined := array_append(v_quarantined, jsonb_build_object('item', v_row.s, 'reason', v_problem));
+    end if;
+  end loop;
+  return jsonb_build_object('applied', v_applied, 'unknown', v_unknown, 'quarantined', to_jsonb(v_quarantined),
+                            'used', greatest(least(jsonb_array_length(statuses), budget), 0));
+end;
+$$;
+
 -- Errors about the number or the account (value.errors, e.g. 130429 throughput): kept on the
--- number with an alert per code and day. Returns the elements that are not error objects,
--- with the reason, for the event's quarantine list.
-create or replace function private.ingest_errors(tenant_id uuid, number_id uuid, errors jsonb)
+-- number with an alert per code and day. Elements that are not error objects, or past
+-- `budget`, are returned with the reason. Returns {"quarantined": [...], "used"}.
+create or replace function private.ingest_errors(tenant_id uuid, number_id uuid, errors jsonb, budget integer)
 returns jsonb
 language plpgsql
 set search_path = ''
 as $$
 begin
   if jsonb_typeof(errors) is distinct from 'array' or jsonb_array_length(errors) = 0 then
-    return '[]';
+    return jsonb_build_object('quarantined', '[]'::jsonb, 'used', 0);
   end if;
   update public.whatsapp_numbers n
      set last_error = jsonb_build_object('errors', errors, 'at', now()), last_error_at = now()
@@ -1265,11 +1561,67 @@ begin
   perform private.number_alert(ingest_errors.tenant_id, ingest_errors.number_id, e, 'high',
             'WhatsApp: ' || coalesce(e ->> 'title', e ->> 'message', 'erro ' || (e ->> 'code'), 'erro sem descrição'),
             e -> 'error_data' ->> 'details')
-    from jsonb_array_elements(errors) e
-   where jsonb_typeof(e) = 'object';
-  return coalesce((select jsonb_agg(jsonb_build_object('item', e, 'reason', 'error is not an object') order by ord)
-                     from jsonb_array_elements(errors) with ordinality x(e, ord)
-                    where jsonb_typeof(e) <> 'object'), '[]');
+    from jsonb_array_elements(errors) with ordinality x(e, ord)
+   where jsonb_typeof(e) = 'object' and ord <= budget;
+  return jsonb_build_object(
+    'quarantined', coalesce((
+      select jsonb_agg(jsonb_build_object('item', e, 'reason', case when ord > budget
+               then 'over the item limit of one webhook body' else 'error is not an object' end) order by ord)
+        from jsonb_array_elements(errors) with ordinality x(e, ord)
+       where jsonb_typeof(e) <> 'object' or ord > budget), '[]'),
+    'used', greatest(least(jsonb_array_length(errors), budget), 0));
+end;
+$$;
+
+-- Apply a body's routed `messages` changes ([{"event", "tenant", "number", "timeout",
+-- "value"}]) within `budget` items (messages first, then each change's statuses and errors)
+-- and record on each event what was quarantined. Returns the counts for whatsapp_ingest,
+-- with the ids of the new inbound messages.
+create or replace function private.ingest_changes(changes jsonb[], budget integer)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  v_messages jsonb := private.ingest_messages(changes, budget);
+  v_left integer := budget - (v_messages ->> 'used')::integer;
+  v_change jsonb;
+  v_statuses jsonb;
+  v_errors jsonb;
+  v_quarantined jsonb;
+  v_applied integer := 0;
+  v_unknown integer := 0;
+  v_count integer := jsonb_array_length(v_messages -> 'quarantined');
+begin
+  update public.inbound_events e
+     set status = 'partial', quarantined = q.items, reason = q.n || ' item(s) quarantined'
+    from (select x ->> 'event' as event, count(*) as n,
+                 jsonb_agg(jsonb_build_object('item', x -> 'item', 'reason', x -> 'reason') order by ord) as items
+            from jsonb_array_elements(v_messages -> 'quarantined') with ordinality q(x, ord)
+           group by 1) q
+   where e.id = q.event::uuid;
+  foreach v_change in array changes loop
+    v_statuses := private.ingest_statuses((v_change ->> 'tenant')::uuid, v_change -> 'value' -> 'statuses', v_left);
+    v_left := v_left - (v_statuses ->> 'used')::integer;
+    v_errors := private.ingest_errors((v_change ->> 'tenant')::uuid, (v_change ->> 'number')::uuid,
+                                      v_change -> 'value' -> 'errors', v_left);
+    v_left := v_left - (v_errors ->> 'used')::integer;
+    v_applied := v_applied + (v_statuses ->> 'applied')::integer;
+    v_unknown := v_unknown + (v_statuses ->> 'unknown')::integer;
+    v_quarantined := (v_statuses -> 'quarantined') || (v_errors -> 'quarantined');
+    if jsonb_array_length(v_quarantined) > 0 then
+      v_count := v_count + jsonb_array_length(v_quarantined);
+      update public.inbound_events e
+         set status = 'partial', quarantined = e.quarantined || v_quarantined,
+             reason = jsonb_array_length(e.quarantined || v_quarantined) || ' item(s) quarantined'
+       where e.id = (v_change ->> 'event')::uuid;
+    end if;
+  end loop;
+  return jsonb_build_object(
+    'ids', v_messages -> 'ids', 'duplicate_messages', v_messages -> 'duplicates',
+    'reactions', v_messages -> 'reactions', 'statuses', v_applied, 'unknown_statuses', v_unknown,
+    'quarantined', v_count);
 end;
 $$;
 
@@ -1338,18 +1690,17 @@ declare
   v_field text;
   v_number record;
   v_event_id uuid;
-  v_status text;
-  v_quarantined jsonb;
-  v_item jsonb;
-  v_problem text;
   v_result jsonb;
+  v_routed jsonb[] := '{}';
+  -- Work one request may cause (Meta batches at most 1,000 updates per POST): messages,
+  -- statuses and errors past the item limit are kept on their event unapplied, and changes
+  -- past the change limit are kept with the whole body, unapplied, with the reason.
+  v_item_limit constant integer := 2000;
+  v_change_limit constant integer := 1000;
+  v_changes integer := 0;
   v_new uuid[] := '{}';
   v_events integer := 0;
   v_duplicates integer := 0;
-  v_duplicate_messages integer := 0;
-  v_statuses integer := 0;
-  v_unknown_statuses integer := 0;
-  v_reactions integer := 0;
   v_quarantine_count integer := 0;
   v_unroutable integer := 0;
   v_refused integer := 0;
@@ -1359,13 +1710,26 @@ begin
     return jsonb_build_object('events', 0, 'quarantined', 1, 'inbound_message_ids', '[]'::jsonb);
   end if;
 
+  <<entries>>
   for v_entry in select e from jsonb_array_elements(payload -> 'entry') e loop
+    v_changes := v_changes + 1;
+    if v_changes > v_change_limit then
+      perform private.quarantine_overflow(payload, v_change_limit);
+      v_quarantine_count := v_quarantine_count + 1;
+      exit entries;
+    end if;
     if jsonb_typeof(v_entry) <> 'object' or jsonb_typeof(v_entry -> 'changes') is distinct from 'array' then
       perform public.whatsapp_quarantine_raw(v_entry::text, 'entry is not an object with a changes array');
       v_quarantine_count := v_quarantine_count + 1;
       continue;
     end if;
     for v_change in select c from jsonb_array_elements(v_entry -> 'changes') c loop
+      v_changes := v_changes + 1;
+      if v_changes > v_change_limit then
+        perform private.quarantine_overflow(payload, v_change_limit);
+        v_quarantine_count := v_quarantine_count + 1;
+        exit entries;
+      end if;
       if jsonb_typeof(v_change) <> 'object' then
         perform public.whatsapp_quarantine_raw(v_change::text, 'change is not an object');
         v_quarantine_count := v_quarantine_count + 1;
@@ -1373,8 +1737,6 @@ begin
       end if;
       v_value := case when jsonb_typeof(v_change -> 'value') = 'object' then v_change -> 'value' else '{}' end;
       v_field := v_change ->> 'field';
-      v_quarantined := '[]';
-      v_status := 'applied';
 
       select n.id, n.tenant_id, t.session_timeout into v_number
         from public.whatsapp_numbers n join public.tenants t on t.id = n.tenant_id
@@ -1434,79 +1796,25 @@ begin
         continue;
       end if;
 
-      -- messages, oldest first (a batch may carry several users, in any order)
-      for v_item in
-        select m from jsonb_array_elements(
-          case when jsonb_typeof(v_value -> 'messages') = 'array' then v_value -> 'messages' else '[]' end)
-          with ordinality as e(m, ord)
-         order by private.wa_timestamp(m ->> 'timestamp') nulls last, ord
-      loop
-        v_problem := private.inbound_problem(v_item);
-        if v_problem is null then
-          begin
-            v_result := private.ingest_message(v_number.tenant_id, v_number.id, v_number.session_timeout, v_item,
-              case when jsonb_typeof(v_value -> 'contacts') = 'array' then v_value -> 'contacts' end);
-          exception when others then
-            v_problem := 'could not apply: ' || sqlerrm;
-          end;
-        end if;
-        if v_problem is not null then
-          v_quarantined := v_quarantined || jsonb_build_array(jsonb_build_object('item', v_item, 'reason', v_problem));
-          continue;
-        end if;
-        case v_result ->> 'result'
-          when 'new' then v_new := v_new || (v_result ->> 'id')::uuid;
-          when 'duplicate' then v_duplicate_messages := v_duplicate_messages + 1;
-          when 'reaction' then v_reactions := v_reactions + 1;
-          else null;
-        end case;
-      end loop;
-
-      -- statuses, in the order they happened (a late sent never undoes a read anyway)
-      for v_item in
-        select s from jsonb_array_elements(
-          case when jsonb_typeof(v_value -> 'statuses') = 'array' then v_value -> 'statuses' else '[]' end)
-          with ordinality as e(s, ord)
-         order by private.wa_timestamp(s ->> 'timestamp') nulls last, private.outbound_rank(s ->> 'status'), ord
-      loop
-        v_problem := private.status_problem(v_item);
-        if v_problem is null then
-          begin
-            case private.ingest_status(v_number.tenant_id, v_item)
-              when 'applied' then v_statuses := v_statuses + 1;
-              when 'unknown' then v_unknown_statuses := v_unknown_statuses + 1;
-              else null;
-            end case;
-          exception when others then
-            v_problem := 'could not apply: ' || sqlerrm;
-          end;
-        end if;
-        if v_problem is not null then
-          v_quarantined := v_quarantined || jsonb_build_array(jsonb_build_object('item', v_item, 'reason', v_problem));
-        end if;
-      end loop;
-
-      -- errors about the number or the account (e.g. 130429 throughput)
-      v_quarantined := v_quarantined || private.ingest_errors(v_number.tenant_id, v_number.id, v_value -> 'errors');
-
-      if jsonb_array_length(v_quarantined) > 0 then
-        v_quarantine_count := v_quarantine_count + jsonb_array_length(v_quarantined);
-        update public.inbound_events e
-           set status = 'partial', quarantined = v_quarantined,
-               reason = jsonb_array_length(v_quarantined) || ' item(s) quarantined'
-         where e.id = v_event_id;
-      end if;
+      v_routed := array_append(v_routed, jsonb_build_object('event', v_event_id, 'tenant', v_number.tenant_id,
+        'number', v_number.id, 'timeout', v_number.session_timeout, 'value', v_value));
     end loop;
   end loop;
+
+  -- the body's messages, statuses and errors, applied together (see ingest_messages)
+  v_result := private.ingest_changes(v_routed, v_item_limit);
+  v_new := array(select jsonb_array_elements_text(v_result -> 'ids')::uuid);
+  v_quarantine_count := v_quarantine_count + (v_result ->> 'quarantined')::integer;
 
   if cardinality(v_new) > 0 then
     perform pg_notify('zapbase_inbound', cardinality(v_new)::text);
   end if;
   return jsonb_build_object(
     'events', v_events, 'duplicate_events', v_duplicates, 'messages', cardinality(v_new),
-    'duplicate_messages', v_duplicate_messages, 'reactions', v_reactions, 'statuses', v_statuses,
-    'unknown_statuses', v_unknown_statuses, 'quarantined', v_quarantine_count, 'unroutable', v_unroutable,
-    'refused', v_refused, 'inbound_message_ids', to_jsonb(v_new));
+    'duplicate_messages', v_result -> 'duplicate_messages', 'reactions', v_result -> 'reactions',
+    'statuses', v_result -> 'statuses', 'unknown_statuses', v_result -> 'unknown_statuses',
+    'quarantined', v_quarantine_count, 'unroutable', v_unroutable, 'refused', v_refused,
+    'inbound_message_ids', to_jsonb(v_new));
 end;
 $$;
 comment on function public.whatsapp_ingest(jsonb, text) is 'Service role: applies a Meta webhook body signed by `signer` (the phone_number_id of the tenant app''s callback URL, null for the platform''s app) to the numbers that signature covers (idempotent, never raises for a bad shape); NOTIFY zapbase_inbound; returns counts and the new inbound message ids.';
@@ -1525,6 +1833,17 @@ as $$
   returning id
 $$;
 comment on function public.whatsapp_quarantine_raw(text, text) is 'Service role: keeps a signed webhook body that is not a JSON object, with the reason.';
+
+-- The part of a body past whatsapp_ingest's change limit: the whole body is kept raw with the
+-- reason (what came before the limit was applied; replaying the body is idempotent).
+create or replace function private.quarantine_overflow(payload jsonb, change_limit integer)
+returns void
+language sql
+set search_path = ''
+as $$
+  select public.whatsapp_quarantine_raw(payload::text, 'over the limit of ' || change_limit
+           || ' entries and changes per webhook body: those past it were not applied')
+$$;
 
 -- The Meta app a tenant subscribed with its own credentials, named in the callback URL by
 -- one of its numbers (`/webhooks/whatsapp/<phone_number_id>`): that number's app secret
@@ -2445,9 +2764,53 @@ begin
 end;
 $$;
 
--- The AI memory of the conversation follows its messages: the last max_messages turns,
--- oldest first; what falls out is counted for the next summary. The TTL is the tenant's
--- session timeout from the last message.
+-- One AI-memory entry for a message, or null when the model should not reread it: a system
+-- note, a reaction, a spoken copy of a reply (audio) or a sticker, a message without text.
+create or replace function private.memory_entry(m public.messages)
+returns jsonb
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case when coalesce(m.transcription, m.content) is not null and m.sender_type <> 'system'
+                   and m.type <> 'reaction' and not (m.direction = 'outbound' and m.type in ('audio', 'sticker'))
+    then jsonb_build_object('role', case when m.direction = 'inbound' then 'user' else 'assistant' end,
+                            'content', coalesce(m.transcription, m.content),
+                            'at', coalesce(m.wa_timestamp, m.created_at), 'message_id', m.id,
+                            'sender', m.sender_type)
+  end
+$$;
+
+-- Append entries (oldest first) to a conversation's AI memory: the last max_messages are
+-- kept, what falls out is counted for the next summary; the TTL is the tenant's session
+-- timeout from now.
+create or replace function private.remember(tenant_id uuid, conversation_id uuid, entries jsonb)
+returns void
+language sql
+set search_path = ''
+as $$
+  insert into public.session_context (tenant_id, conversation_id, ttl_expires_at)
+  select remember.tenant_id, remember.conversation_id, now() + t.session_timeout
+    from public.tenants t
+   where t.id = remember.tenant_id and jsonb_array_length(remember.entries) > 0
+  on conflict (tenant_id, conversation_id) do nothing;
+  update public.session_context s
+     set recent_messages = (
+           select coalesce(jsonb_agg(e.v order by e.ord), '[]')
+             from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
+            where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
+                          - s.max_messages),
+         pending_summary = s.pending_summary + greatest(
+           jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) - s.max_messages, 0),
+         ttl_expires_at = now() + (select t.session_timeout from public.tenants t where t.id = s.tenant_id),
+         updated_at = now()
+   where s.tenant_id = remember.tenant_id and s.conversation_id = remember.conversation_id
+     and jsonb_array_length(remember.entries) > 0;
+$$;
+
+-- The AI memory follows outbound messages and transcriptions row by row. Inbound messages
+-- are remembered by ingest (count_inbound), once per conversation and batch.
 create or replace function private.tg_messages_remember()
 returns trigger
 language plpgsql
@@ -2455,31 +2818,15 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_text text := coalesce(new.transcription, new.content);
   v_entry jsonb;
 begin
-  -- a spoken copy of a reply (audio) or a sticker says nothing the model should reread
-  if v_text is null or new.sender_type = 'system' or new.type = 'reaction'
-     or (new.direction = 'outbound' and new.type in ('audio', 'sticker'))
-     or (tg_op = 'UPDATE' and old.transcription is not null) then
+  if (tg_op = 'INSERT' and new.direction = 'inbound') or (tg_op = 'UPDATE' and old.transcription is not null) then
     return null;
   end if;
-  v_entry := jsonb_build_array(jsonb_build_object(
-    'role', case when new.direction = 'inbound' then 'user' else 'assistant' end,
-    'content', v_text, 'at', coalesce(new.wa_timestamp, new.created_at), 'message_id', new.id,
-    'sender', new.sender_type));
-  insert into public.session_context as s (tenant_id, conversation_id, recent_messages, ttl_expires_at)
-  select new.tenant_id, new.conversation_id, v_entry, now() + t.session_timeout
-    from public.tenants t where t.id = new.tenant_id
-  on conflict (tenant_id, conversation_id) do update
-     set recent_messages = (
-           select coalesce(jsonb_agg(e.v order by e.ord), '[]')
-             from jsonb_array_elements(s.recent_messages || excluded.recent_messages) with ordinality e(v, ord)
-            where e.ord > jsonb_array_length(s.recent_messages) + 1 - s.max_messages),
-         pending_summary = s.pending_summary
-           + greatest(jsonb_array_length(s.recent_messages) + 1 - s.max_messages, 0),
-         ttl_expires_at = excluded.ttl_expires_at,
-         updated_at = now();
+  v_entry := private.memory_entry(new);
+  if v_entry is not null then
+    perform private.remember(new.tenant_id, new.conversation_id, jsonb_build_array(v_entry));
+  end if;
   return null;
 end;
 $$;

@@ -15,6 +15,7 @@ from webhooks import (
     ingest,
     message_row,
     msg,
+    now,
     profile,
     text,
     wamid,
@@ -189,21 +190,38 @@ def test_a_reaction_marks_its_message_and_removal_clears_it(db: Db) -> None:
     assert unknown["quarantined"] == 0  # tolerated
 
 
-def test_a_changed_number_moves_the_identity(db: Db) -> None:
+def test_a_changed_number_waits_for_the_new_number_itself(db: Db) -> None:
     ingest(db, body(change(messages=[text("oi")], contacts=[profile(MARIA, "Maria")])))
     contact_id = db.value("select id from public.contacts where wa_id = %s", (MARIA,))
     new_number = "5511900001111"
-    system = {"from": MARIA, "id": wamid(), "timestamp": "1764400000", "type": "system",
+    system = {"from": MARIA, "id": wamid(), "timestamp": now(), "type": "system",
               "system": {"body": "Maria changed from +55 11 98888-7777 to +55 11 90000-1111",
                          "wa_id": new_number, "type": "user_changed_number"}}
     result = ingest(db, body(change(messages=[system])))  # system messages carry no contacts array
     assert result["messages"] == 0 and result["quarantined"] == 0
-    moved = db.sql("select * from public.contacts where id = %s", (contact_id,))[0]
-    assert moved["wa_id"] == new_number and moved["phone"] == "+" + new_number
-    assert moved["phone_hash"] == db.value("select private.phone_hash(%s)", (new_number,))
+
+    # a signed claim alone re-keys nothing: replies keep going to the number that wrote
+    held = db.sql("select * from public.contacts where id = %s", (contact_id,))[0]
+    assert (held["wa_id"], held["phone"], held["pending_wa_id"]) == (MARIA, "+" + MARIA, new_number)
     assert message_row(db, system["id"])["sender_type"] == "system"
+    notes = db.sql("select content, sender_type, status from public.messages"
+                   " where payload ->> 'zapbase_note' = 'number_change_pending'")
+    assert len(notes) == 1 and new_number in notes[0]["content"]
+    assert (notes[0]["sender_type"], notes[0]["status"]) == ("system", "ignored")
+    alert = db.sql("select type, priority, payload from public.alerts where tenant_id = %s", (TENANT,))
+    assert [(a["type"], a["priority"], a["payload"]["pending_wa_id"]) for a in alert] == \
+        [("whatsapp.number_change", "high", new_number)]
+    assert db.value("select message_count from public.conversations") == 3  # oi, Meta's notice, the note
+
+    # the new number writes itself: the same person, the same conversation
     ingest(db, body(change(messages=[text("número novo", new_number)])))
-    assert db.value("select count(*) from public.contacts") == 1
+    moved = db.sql("select * from public.contacts")
+    assert len(moved) == 1 and moved[0]["id"] == contact_id
+    assert (moved[0]["wa_id"], moved[0]["phone"], moved[0]["pending_wa_id"]) == \
+        (new_number, "+" + new_number, None)
+    assert moved[0]["phone_hash"] == db.value("select private.phone_hash(%s)", (new_number,))
+    assert moved[0]["attributes"]["previous_wa_ids"] == [MARIA]
+    assert db.value("select count(distinct conversation_id) from public.messages") == 1
 
 
 def test_username_users_without_wa_id_are_identified_and_joined_later(db: Db) -> None:
@@ -235,7 +253,9 @@ def test_an_idle_conversation_expires_and_the_next_message_opens_a_new_one(db: D
     assert db.value("select total_conversations from public.contacts") == 2
 
     db.sql("update public.tenants set session_timeout = interval '30 minutes' where id = %s", (TENANT,))
-    ingest(db, body(change(messages=[text("e agora?", at=3600)])))
+    db.sql("update public.conversations set last_message_at = now() - interval '1 hour'"
+           " where status = 'open'")
+    ingest(db, body(change(messages=[text("e agora?")])))
     assert db.value("select count(*) from public.conversations where status = 'expired'") == 2
 
 

@@ -41,7 +41,8 @@ def test_errors_that_are_not_a_list_are_kept_on_the_event(db: Db) -> None:
 
 @pytest.mark.parametrize("value", [
     {"event": {"nested": True}, "message_template_id": ["1"], "reason": {"x": "y" * 5000}},
-    {"event": "REJECTED", "message_template_name": None, "message_template_language": 7, "reason": "x" * 5000},
+    {"event": "REJECTED", "message_template_name": None, "message_template_language": 7,
+     "reason": "x" * 5000},
     {"event": None},
     {},
 ])
@@ -52,7 +53,8 @@ def test_odd_template_updates_are_stored_not_raised(db: Db, value: dict[str, Any
     assert result["events"] == 2 and result["messages"] == 1
 
 
-@pytest.mark.parametrize("value", [[1, 2], "texto", None, 7, {"metadata": "x"}, {"metadata": {"phone_number_id": 5}}])
+@pytest.mark.parametrize("value", [[1, 2], "texto", None, 7, {"metadata": "x"},
+                                   {"metadata": {"phone_number_id": 5}}])
 def test_odd_values_of_any_field_are_stored_not_raised(db: Db, value: Any) -> None:
     for field in ("messages", "account_update", "message_template_status_update", None, 12):
         result = ingest(db, body({"field": field, "value": value}, change(messages=[text("ok")])))
