@@ -64,7 +64,9 @@ function platformApp(deps: Deps): App {
   } catch {
     console.error("whatsapp-webhook: WHATSAPP_APP_SECRETS is not a JSON list of strings");
   }
-  const appSecrets = Array.isArray(secrets) ? secrets.filter((s) => typeof s === "string" && s !== "") : [];
+  const appSecrets = Array.isArray(secrets)
+    ? secrets.filter((s) => typeof s === "string" && s !== "")
+    : [];
   const token = deps.env("WHATSAPP_VERIFY_TOKEN") ?? "";
   return { appSecrets, verifyTokens: token === "" ? [] : [token] };
 }
@@ -87,12 +89,19 @@ function handshake(url: URL, app: App): Response {
   const token = encoder.encode(params.get("hub.verify_token") ?? "");
   // Every token is compared, so the time taken does not tell which one matched.
   let matched = false;
-  for (const candidate of expected) matched = timingSafeEqual(token, encoder.encode(candidate)) || matched;
+  for (const candidate of expected) {
+    matched = timingSafeEqual(token, encoder.encode(candidate)) || matched;
+  }
   const ok = params.get("hub.mode") === "subscribe" && matched;
   return ok ? plain(params.get("hub.challenge") ?? "", 200) : plain("forbidden", 403);
 }
 
-async function notification(req: Request, signer: string | null, app: App, deps: Deps): Promise<Response> {
+async function notification(
+  req: Request,
+  signer: string | null,
+  app: App,
+  deps: Deps,
+): Promise<Response> {
   const secrets = app.appSecrets;
   if (signer === null && secrets.length === 0) {
     // A configuration error, not the sender's: 500 makes Meta retry (for up to 7 days)
@@ -116,12 +125,51 @@ async function notification(req: Request, signer: string | null, app: App, deps:
   if (payload === null || typeof payload !== "object" || Array.isArray(payload)) {
     return await quarantine(body, "JSON is not an object", deps);
   }
+  const [cleaned, strings] = jsonbSafe(payload);
+  if (strings > 0) {
+    console.warn(`whatsapp-webhook: ${strings} string(s) PostgreSQL refuses replaced by U+FFFD`);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
+    const rawSha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    payload = { ...(cleaned as object), [CLEANED_KEY]: { strings, raw_sha256: rawSha256 } };
+  }
   return await call(deps, "whatsapp_ingest", { payload, signer }, "EVENT_RECEIVED", (error) =>
-    // Data exceptions (class 22: e.g. \u0000, which jsonb refuses) are the bytes' fault,
-    // not ours: resending them cannot help, so they are kept like invalid JSON.
+    // Other data exceptions (class 22) are the bytes' fault, not ours: resending them cannot
+    // help, so they are kept like invalid JSON.
     error.code?.startsWith("22")
       ? quarantine(body, `PostgreSQL refused the JSON: ${error.message}`, deps)
       : null);
+}
+
+/** The key ingest reads the cleaning note from (inbound_events.cleaned). */
+export const CLEANED_KEY = "zapbase_cleaned";
+// NUL, and a UTF-16 surrogate without its pair: what PostgreSQL's jsonb refuses.
+// deno-lint-ignore no-control-regex
+const REFUSED = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/** `value` (parsed JSON) with every character jsonb refuses, in keys and strings, replaced by
+ * U+FFFD, and how many strings changed: one such string would otherwise cost the whole body.
+ * The twin of `jsonb_safe` in python/zapbase/whatsapp/cleaning.py (same cases, same results). */
+export function jsonbSafe(value: unknown): [unknown, number] {
+  if (typeof value === "string") {
+    const cleaned = value.replace(REFUSED, "\ufffd");
+    return [cleaned, cleaned === value ? 0 : 1];
+  }
+  if (Array.isArray(value)) {
+    const items = value.map(jsonbSafe);
+    return [items.map(([item]) => item), items.reduce((n, [, changed]) => n + changed, 0)];
+  }
+  if (value !== null && typeof value === "object") {
+    let changed = 0;
+    const result: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      const [cleanKey, keyChanges] = jsonbSafe(key);
+      const [cleanItem, itemChanges] = jsonbSafe(item);
+      result[cleanKey as string] = cleanItem;
+      changed += keyChanges + itemChanges;
+    }
+    return [result, changed];
+  }
+  return [value, 0];
 }
 
 /** A correctly signed body that is not a JSON object cannot become valid by being resent.

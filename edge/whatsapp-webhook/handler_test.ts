@@ -1,6 +1,15 @@
 // Tests of the webhook handler with a stubbed RPC: offline, no supabase-js.
 import assert from "node:assert/strict";
-import { type App, type Deps, handle, MAX_BODY_BYTES, type RpcResult } from "./handler.ts";
+import {
+  type App,
+  CLEANED_KEY,
+  type Deps,
+  handle,
+  jsonbSafe,
+  MAX_BODY_BYTES,
+  type RpcResult,
+} from "./handler.ts";
+import cases from "./jsonb_safe_cases.json" with { type: "json" };
 
 const SECRET = "app-secret";
 const URL_BASE = "https://project.supabase.co/functions/v1/whatsapp-webhook";
@@ -186,19 +195,43 @@ Deno.test("signed JSON that is not an object and invalid UTF-8 are quarantined t
   }
 });
 
-Deno.test("JSON the database refuses (a data exception) is quarantined, not retried for 7 days", async () => {
+Deno.test("jsonbSafe gives the same results as the worker's jsonb_safe on the shared cases", () => {
+  for (const c of cases) {
+    assert.deepEqual(jsonbSafe(JSON.parse(c.json)), [c.clean, c.strings], c.name);
+  }
+});
+
+Deno.test("strings jsonb refuses are cleaned and the rest of the body is applied", async () => {
+  const body = ESCAPED_BODY.replace('"Ol\\u00e1"', '"Ol\\u0000\\ud800"');
+  assert.notEqual(body, ESCAPED_BODY);
+  const bytes = new TextEncoder().encode(body);
+  const d = deps();
+  const res = await handle(await post(bytes), d);
+  assert.equal(res.status, 200);
+  assert.equal(d.calls.length, 1);
+  assert.equal(d.calls[0].fn, "whatsapp_ingest");
+  const payload = d.calls[0].args.payload as typeof PAYLOAD & Record<string, unknown>;
+  assert.equal(payload.entry[0].changes[0].value.messages[0].text.body, "Ol\ufffd\ufffd");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  assert.deepEqual(payload[CLEANED_KEY], { strings: 1, raw_sha256: hex });
+});
+
+Deno.test("JSON the database still refuses (another data exception) is quarantined", async () => {
   const calls: Call[] = [];
   const d: Deps = {
     env: deps().env,
     app: deps().app,
     rpc: (fn, args) => {
       calls.push({ fn, args });
-      return Promise.resolve(fn === "whatsapp_ingest"
-        ? { error: { message: "unsupported Unicode escape sequence", code: "22P05" } }
-        : { error: null });
+      return Promise.resolve(
+        fn === "whatsapp_ingest"
+          ? { error: { message: "value overflows numeric format", code: "22003" } }
+          : { error: null },
+      );
     },
   };
-  const body = '{"object":"whatsapp_business_account","entry":[{"id":"\\u0000"}]}';
+  const body = '{"object":"whatsapp_business_account","entry":[{"id":1e999999}]}';
   const res = await handle(await post(body), d);
   assert.equal(res.status, 200);
   assert.deepEqual(calls.map((c) => c.fn), ["whatsapp_ingest", "whatsapp_quarantine_raw"]);
@@ -256,8 +289,14 @@ Deno.test("without app secrets configured the webhook answers 500, not 200", asy
 
 Deno.test("a tenant's own app, named by its number in the path, signs with its secret from Vault", async () => {
   const env = { WHATSAPP_APP_SECRETS: "", WHATSAPP_VERIFY_TOKEN: "" };
-  const apps = { [NUMBER]: { appSecrets: ["tenant-secret"], verifyTokens: ["token-of-the-number"] } };
-  const query = { "hub.mode": "subscribe", "hub.verify_token": "token-of-the-number", "hub.challenge": "42" };
+  const apps = {
+    [NUMBER]: { appSecrets: ["tenant-secret"], verifyTokens: ["token-of-the-number"] },
+  };
+  const query = {
+    "hub.mode": "subscribe",
+    "hub.verify_token": "token-of-the-number",
+    "hub.challenge": "42",
+  };
   const shake = await handle(handshake(query, TENANT_URL), deps(env, { error: null }, apps));
   assert.equal(shake.status, 200);
   assert.equal(await shake.text(), "42");
@@ -265,11 +304,16 @@ Deno.test("a tenant's own app, named by its number in the path, signs with its s
   const d = deps(env, { error: null }, apps);
   const res = await handle(await post(bytes, await sign(bytes, "tenant-secret"), TENANT_URL), d);
   assert.equal(res.status, 200);
-  assert.deepEqual(d.calls, [{ fn: "whatsapp_ingest", args: { payload: PAYLOAD, signer: NUMBER } }]);
+  assert.deepEqual(d.calls, [{
+    fn: "whatsapp_ingest",
+    args: { payload: PAYLOAD, signer: NUMBER },
+  }]);
 });
 
 Deno.test("each URL accepts only its own app's secret and verify token", async () => {
-  const apps = { [NUMBER]: { appSecrets: ["tenant-secret"], verifyTokens: ["token-of-the-number"] } };
+  const apps = {
+    [NUMBER]: { appSecrets: ["tenant-secret"], verifyTokens: ["token-of-the-number"] },
+  };
   const bytes = new TextEncoder().encode(ESCAPED_BODY);
   const cases: [string, string][] = [
     [TENANT_URL, SECRET], // the platform's secret on a tenant app's URL
@@ -282,8 +326,11 @@ Deno.test("each URL accepts only its own app's secret and verify token", async (
     const res = await handle(await post(bytes, await sign(bytes, secret), url), d);
     assert.equal(res.status, 401, url);
     assert.deepEqual(d.calls, []);
-    const query = { "hub.mode": "subscribe", "hub.verify_token": url === URL_BASE ? "token-of-the-number" : "verify-me",
-      "hub.challenge": "42" };
+    const query = {
+      "hub.mode": "subscribe",
+      "hub.verify_token": url === URL_BASE ? "token-of-the-number" : "verify-me",
+      "hub.challenge": "42",
+    };
     assert.equal((await handle(handshake(query, url), d)).status, 403, url);
   }
   const d = deps({}, { error: null }, apps);

@@ -32,7 +32,9 @@ const cached = new Map<string, { at: number; app: App }>();
 async function app(phoneNumberId: string): Promise<App> {
   const hit = cached.get(phoneNumberId);
   if (hit !== undefined && Date.now() - hit.at < APP_TTL_MS) return hit.app;
-  const { data, error } = await supabase.rpc("whatsapp_webhook_app", { phone_number_id: phoneNumberId });
+  const { data, error } = await supabase.rpc("whatsapp_webhook_app", {
+    phone_number_id: phoneNumberId,
+  });
   if (error !== null) {
     console.error(`whatsapp-webhook: cannot read the app of ${phoneNumberId}: ${error.message}`);
     return hit?.app ?? { appSecrets: [], verifyTokens: [] };

@@ -490,6 +490,7 @@ create table if not exists public.inbound_events (
   status text not null check (status in ('applied', 'partial', 'stored', 'unroutable', 'quarantined')),
   reason text check (length(reason) <= 2000),
   quarantined jsonb not null default '[]'::jsonb,
+  cleaned jsonb,
   message_count integer not null default 0,
   status_count integer not null default 0,
   received_at timestamptz not null default now(),
@@ -506,6 +507,7 @@ comment on table public.inbound_events is 'Each webhook change as Meta sent it (
 comment on column public.inbound_events.payload is '{"object", "entry_id", "change": {"field", "value"}}: enough to replay it.';
 comment on column public.inbound_events.raw_body is 'A signed body that was not a JSON object, kept as text.';
 comment on column public.inbound_events.status is 'applied; partial (some items quarantined); stored (a field other than messages); unroutable (unknown phone_number_id); quarantined (nothing usable, or signed by an app that does not cover the number: never applied, no tenant).';
+comment on column public.inbound_events.cleaned is '{"strings": n, "raw_sha256": "..."} when the webhook route replaced strings jsonb refuses (\u0000, lone surrogates) by U+FFFD before ingest; raw_sha256 is of the body as received and signed.';
 comment on column public.inbound_events.quarantined is '[{"item": {...}, "reason": "..."}] for malformed messages and statuses.';
 
 /**
@@ -1767,7 +1769,7 @@ begin
       end if;
 
       insert into public.inbound_events (tenant_id, whatsapp_number_id, payload_hash, object, entry_id, field,
-        phone_number_id, payload, status, message_count, status_count)
+        phone_number_id, payload, status, message_count, status_count, cleaned)
       values (v_number.tenant_id, v_number.id,
         private.inbound_event_hash('change', jsonb_build_array(v_entry ->> 'id', v_change)::text),
         left(payload ->> 'object', 60), left(v_entry ->> 'id', 60), left(v_field, 100),
@@ -1776,7 +1778,8 @@ begin
         case when v_field is distinct from 'messages' then 'stored'
              when v_number.id is null then 'unroutable' else 'applied' end,
         case when jsonb_typeof(v_value -> 'messages') = 'array' then jsonb_array_length(v_value -> 'messages') else 0 end,
-        case when jsonb_typeof(v_value -> 'statuses') = 'array' then jsonb_array_length(v_value -> 'statuses') else 0 end)
+        case when jsonb_typeof(v_value -> 'statuses') = 'array' then jsonb_array_length(v_value -> 'statuses') else 0 end,
+        payload -> 'zapbase_cleaned')  -- set by the webhook route (zapbase.whatsapp.cleaning)
       on conflict (payload_hash) do nothing
       returning id into v_event_id;
       if v_event_id is null then

@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect
 
 from zapbase.db.pool import Pool
 from zapbase.settings import Settings
+from zapbase.whatsapp.cleaning import jsonb_safe, mark_cleaned, may_need_cleaning
 from zapbase.whatsapp.signature import HEADER, verify
 from zapbase.worker.metrics import Metrics
 
@@ -51,10 +52,12 @@ select (select count(*) from public.messages where status in ('received', 'proce
 """
 
 _QUARANTINE_WHY = (
-    "A correctly signed body that is not a JSON object (bad UTF-8, bad JSON, an array, JSON that "
-    "PostgreSQL refuses) can never become valid by being sent again, and Meta retries every non-200 "
-    "for up to 7 days. It is kept in `inbound_events` (status quarantined) through "
-    "`whatsapp_quarantine_raw` and answered 200, so nothing is lost and Meta stops resending it."
+    "A correctly signed body that is not a JSON object (bad UTF-8, bad JSON, an array) can never "
+    "become valid by being sent again, and Meta retries every non-200 for up to 7 days. It is kept "
+    "in `inbound_events` (status quarantined) through `whatsapp_quarantine_raw` and answered 200, so "
+    "nothing is lost and Meta stops resending it. Strings of valid JSON that PostgreSQL refuses "
+    "(`\\u0000`, lone surrogates) are replaced by U+FFFD and the rest is applied; the events record "
+    "it (`inbound_events.cleaned`, with the SHA-256 of the body as received)."
 )
 
 
@@ -198,7 +201,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def _object_problem(body: bytes) -> tuple[str | None, str]:
-    """(why the body is not a JSON object, or None; the body as text)."""
+    """(why the body is not a JSON object, or None; the body as text for whatsapp_ingest).
+    Strings jsonb refuses are cleaned (see zapbase.whatsapp.cleaning)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -209,6 +213,11 @@ def _object_problem(body: bytes) -> tuple[str | None, str]:
         return f"not JSON: {exc}", text
     if not isinstance(payload, dict):
         return "JSON is not an object", text
+    if may_need_cleaning(text):
+        cleaned, strings = jsonb_safe(payload)
+        if strings:
+            _logger.warning("webhook: %d string(s) PostgreSQL refuses replaced by U+FFFD", strings)
+            return None, json.dumps(mark_cleaned(cleaned, strings, body))
     return None, text
 
 
@@ -385,8 +394,8 @@ def _webhook_router(apps: WebhookApps, pool: Pool, metrics: Metrics) -> APIRoute
                 cur = await conn.execute(_INGEST_SQL, (text, signer))
                 row = await cur.fetchone()
         except (psycopg.DataError, pg_errors.ProgramLimitExceeded) as exc:
-            # PostgreSQL's JSON is stricter than Python's (\u0000, lone surrogates): the same
-            # bytes would fail on every redelivery, so they are quarantined like bad JSON.
+            # Anything else PostgreSQL refuses in the JSON would fail on every redelivery:
+            # quarantined like bad JSON.
             return await quarantine(body, f"PostgreSQL refused the JSON ({exc.sqlstate}): {exc}")
         except psycopg.Error:
             _logger.exception("webhook: whatsapp_ingest failed")
