@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest edge-test bench up clean types docs
+.PHONY: demo test lint typecheck pytest edge-test fuzz bench up clean types docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ types: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/zapbase docs
+
+# Property-based ingest with many more generated webhook bodies than the suite's default.
+fuzz: $(STAMP)
+	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -1052,10 +1052,14 @@ begin
     end if;
     v_fresh := v_conv.id is null;
     begin  -- one subtransaction per message: a failure quarantines it alone
-      -- a known wamid is found by the insert's arbiter index (ON CONFLICT), not by a lookup
       if v_row.m ->> 'type' = 'reaction' then
         perform private.apply_reaction(v_row.tenant_id, v_row.m, v_row.at);
         v_reactions := v_reactions + 1;
+      elsif v_fresh and exists (select 1 from public.messages m
+                                 where m.tenant_id = v_row.tenant_id and m.wamid = v_row.m ->> 'id') then
+        -- a known wamid opens no contact or conversation; inside a resolved group the insert's
+        -- arbiter index (ON CONFLICT) finds it without a lookup
+        v_duplicates := v_duplicates + 1;
       else
         if v_fresh then
           if v_contact is null then
