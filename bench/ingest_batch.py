@@ -18,11 +18,11 @@ import time
 import psycopg
 
 from harness import Context, Measure
+from ingest import INGEST, PHONE_NUMBER_ID
 
 SIZES = (1, 10, 100, 1000)
 MESSAGES_PER_ROUND = 1000  # per size: 1,000 one-message webhooks ... one webhook of 1,000
 ROUNDS = 3
-PHONE_NUMBER_ID = "106540352242922"  # seed: Loja Demo
 
 _contacts = itertools.count()
 _wamids = itertools.count()
@@ -47,7 +47,7 @@ def seconds_per_message(conn: psycopg.Connection[tuple[object, ...]], size: int)
     bodies = [webhook(size, contact) for _ in range(MESSAGES_PER_ROUND // size)]
     began = time.perf_counter()
     for raw in bodies:
-        conn.execute("select public.whatsapp_ingest(%s::jsonb)", (raw,)).fetchone()
+        conn.execute(INGEST, (raw,)).fetchone()
     return (time.perf_counter() - began) / MESSAGES_PER_ROUND
 
 

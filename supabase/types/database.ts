@@ -750,6 +750,7 @@ export type Database = {
           opt_in: boolean
           opt_in_at: string | null
           opt_out_at: string | null
+          pending_wa_id: string | null
           phone: string | null
           phone_hash: string | null
           profile_name: string | null
@@ -787,6 +788,7 @@ export type Database = {
           opt_in?: boolean
           opt_in_at?: string | null
           opt_out_at?: string | null
+          pending_wa_id?: string | null
           phone?: string | null
           phone_hash?: string | null
           profile_name?: string | null
@@ -824,6 +826,7 @@ export type Database = {
           opt_in?: boolean
           opt_in_at?: string | null
           opt_out_at?: string | null
+          pending_wa_id?: string | null
           phone?: string | null
           phone_hash?: string | null
           profile_name?: string | null
@@ -1220,6 +1223,7 @@ export type Database = {
       }
       inbound_events: {
         Row: {
+          cleaned: Json | null
           entry_id: string | null
           field: string | null
           id: string
@@ -1238,6 +1242,7 @@ export type Database = {
           whatsapp_number_id: string | null
         }
         Insert: {
+          cleaned?: Json | null
           entry_id?: string | null
           field?: string | null
           id?: string
@@ -1256,6 +1261,7 @@ export type Database = {
           whatsapp_number_id?: string | null
         }
         Update: {
+          cleaned?: Json | null
           entry_id?: string | null
           field?: string | null
           id?: string
@@ -3500,6 +3506,7 @@ export type Database = {
           conversation_mode: string
           interactive_reply_id: string
           is_voice: boolean
+          may_reply: boolean
           media_id: string
           media_mime_type: string
           message_id: string

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from webhooks import body, change, ingest, text
+from webhooks import INGEST_SQL, PHONE_NUMBER_ID, body, change, ingest, text
 
 from support import Db
 
@@ -23,7 +23,7 @@ def test_a_batch_writes_its_contact_conversation_and_memory_once(db: Db, changes
     size = len(batch) // changes
     payload = body(*(change(messages=batch[i:i + size]) for i in range(0, len(batch), size)))
     with db.as_service() as s:
-        result = s.value("select public.whatsapp_ingest(%s::jsonb)", (json.dumps(payload),))
+        result = s.value(INGEST_SQL, (json.dumps(payload), PHONE_NUMBER_ID))
         writes = {r["relname"]: r["n_tup_upd"] for r in s.all(
             "select relname, n_tup_upd from pg_stat_xact_user_tables"
             " where relname in ('contacts', 'conversations', 'session_context')")}
@@ -44,7 +44,7 @@ def test_many_malformed_items_are_quarantined_in_linear_time(db: Db) -> None:
     with db.as_service() as s:  # took 109 s
         s.value("select set_config('statement_timeout', '8s', true)")
         raw = json.dumps(body(change(messages=junk)))
-        result = s.value("select public.whatsapp_ingest(%s::jsonb)", (raw,))
+        result = s.value(INGEST_SQL, (raw, PHONE_NUMBER_ID))
     assert result["quarantined"] == 20_000 and time.perf_counter() - started < 8
 
 

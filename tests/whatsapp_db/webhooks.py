@@ -65,12 +65,15 @@ def body(*changes: Json, entry_id: str = WABA_ID) -> Json:
     return {"object": "whatsapp_business_account", "entry": [{"id": entry_id, "changes": list(changes)}]}
 
 
+INGEST_SQL = "select public.whatsapp_ingest(%s::jsonb, %s)"
+
+
 def ingest(db: Db, payload: Json | str, signer: str | None = PHONE_NUMBER_ID) -> Json:
     """whatsapp_ingest as the worker calls it: the service role, one request, signed by
     `signer`'s app (the demo number's own by default; None: the platform's app)."""
     raw = payload if isinstance(payload, str) else json.dumps(payload)
     with db.as_service() as s:
-        result: Json = s.value("select public.whatsapp_ingest(%s::jsonb, %s)", (raw, signer))
+        result: Json = s.value(INGEST_SQL, (raw, signer))
     return result
 
 
