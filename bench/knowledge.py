@@ -13,7 +13,7 @@ text, without server-side prepared statements (Supavisor transaction mode):
   - recall@10 of its vector part (full_text_weight => 0) against an exact scan with the
     same tenant filter and the index disabled.
 A 2,000-chunk tenant is searched exactly by match_knowledge (index-only scan of its
-vectors); the same figures are taken a second time with zapbase.rag_exact_max_chunks = 0
+vectors); the same figures are taken a second time with zapbase.knowledge_exact_max_chunks = 0
 and sorts made dear (enable_sort = off: else the planner still scans such a tenant
 exactly), which sends every tenant through GIN and HNSW with iterative scan, as a big
 tenant is.
@@ -219,7 +219,7 @@ def measure(ctx: Context) -> list[Measure]:
         plan = explain(conn, probe, exact=True)
         exact = exact_answers(conn, queries)  # computed once, under the planner's defaults
         latencies, recall = search_figures(conn, queries, exact)
-        conn.execute("set zapbase.rag_exact_max_chunks = 0")  # every tenant takes the GIN + HNSW path
+        conn.execute("set zapbase.knowledge_exact_max_chunks = 0")  # every tenant takes the GIN + HNSW path
         # At 2,000 chunks a tenant the planner still picks an exact scan plus a sort over
         # HNSW; a sort made dear leaves HNSW's ordered scan (iterative, tenant-filtered), the
         # plan of a tenant too big for the exact path, so these figures are HNSW's.

@@ -1,6 +1,6 @@
 -- Demo bot of Loja Demo (local development only). Idempotent.
 insert into public.bots (id, tenant_id, name, description, type, system_prompt, formatter_prompt,
-  temperature, max_tokens, rag_enabled, tts_mode, tts_model, tts_voice, handoff_keywords,
+  temperature, max_tokens, knowledge_enabled, tts_mode, tts_model, tts_voice, handoff_keywords,
   welcome_message, fallback_message, away_message, business_hours,
   max_replies_per_contact_per_day, max_replies_per_tenant_per_day, memory_turns)
 values (

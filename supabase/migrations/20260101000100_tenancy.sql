@@ -68,7 +68,7 @@ create table if not exists public.plans (
 );
 alter table public.plans enable row level security;
 comment on table public.plans is 'Subscription plans: resource limits, feature flags and the default AI budget of their tenants.';
-comment on column public.plans.features is 'Feature flags the plan enables, e.g. {"rag": true, "tts": false, "campaigns": true}.';
+comment on column public.plans.features is 'Feature flags the plan enables, e.g. {"knowledge": true, "tts": false, "campaigns": true}.';
 comment on column public.plans.budget_token_limit is 'Default AI budget in tokens per budget_period for tenants on this plan (null: none).';
 comment on column public.plans.budget_brl_limit is 'Default AI budget in BRL per budget_period for tenants on this plan (null: none).';
 

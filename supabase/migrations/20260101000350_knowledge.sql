@@ -320,11 +320,11 @@ create policy "TTS cache is visible to tenant admins" on public.tts_cache
 -- syntax (quotes, -word) shape only that first, strict pass.
 -- Vector: only chunks embedded by `embedding_model` (like with like); on pgvector ≥ 0.8
 -- with hnsw.iterative_scan = relaxed_order so the tenant filter keeps recall; ef_search
--- from zapbase.rag_ef_search when set, else max(100, 2 × candidates).
+-- from zapbase.knowledge_ef_search when set, else max(100, 2 × candidates).
 -- Without query_embedding it answers from full text alone; when that finds nothing, from
 -- trigram word similarity of the folded text (typos: "orario"), scanning the tenant.
 -- Each list takes max(4 × match_count, 40) candidates.
--- Paths: a tenant with ≤ zapbase.rag_exact_max_chunks chunks (default 5,000, from
+-- Paths: a tenant with ≤ zapbase.knowledge_exact_max_chunks chunks (default 5,000, from
 -- knowledge_sources.chunk_count) is searched exactly (index-only vector scan, full text
 -- checked row by row: recall 1, no GIN posting lists of common words across all tenants);
 -- a bigger one through the GIN and HNSW indexes. The query is planned per call (EXECUTE)
@@ -410,7 +410,7 @@ begin
   end if;
 
   if v_vector is not null then
-    v_ef := least(greatest(coalesce(nullif(current_setting('zapbase.rag_ef_search', true), '')::integer,
+    v_ef := least(greatest(coalesce(nullif(current_setting('zapbase.knowledge_ef_search', true), '')::integer,
                                     greatest(100, 2 * v_candidates)), v_candidates), 1000);
     v_iterative := coalesce((select string_to_array(e.extversion, '.')::integer[] >= array[0, 8]
                                from pg_catalog.pg_extension e where e.extname = 'vector'), false);
@@ -427,7 +427,7 @@ begin
   -- predicates the GIN and HNSW indexes cannot take. Big ones use GIN and HNSW.
   v_exact := coalesce((select sum(s.chunk_count) from public.knowledge_sources s
                         where s.tenant_id = v_tenant), 0)
-             <= coalesce(nullif(current_setting('zapbase.rag_exact_max_chunks', true), '')::bigint, 5000);
+             <= coalesce(nullif(current_setting('zapbase.knowledge_exact_max_chunks', true), '')::bigint, 5000);
   return query execute format($sql$
   with fts_raw as materialized (
     select c.id, (c.fts operator(pg_catalog.@@) $1) as strict_match, ts_rank(c.fts, $2) as rank

@@ -28,7 +28,7 @@ create table if not exists public.bots (
   model_policy_id uuid,
   temperature numeric(3,2) not null default 0.3 check (temperature between 0 and 2),
   max_tokens integer not null default 600 check (max_tokens between 1 and 32000),
-  rag_enabled boolean not null default false,
+  knowledge_enabled boolean not null default false,
   tts_mode text not null default 'never' check (tts_mode in ('never', 'always', 'on_voice')),
   tts_model text,
   tts_voice text check (length(tts_voice) <= 80),
@@ -209,11 +209,11 @@ create policy "Bots are deleted by managers" on public.bots
  * ----
  */
 grant select, insert (tenant_id, name, description, type, whatsapp_number_ids, system_prompt, formatter_prompt,
-    model_policy_id, temperature, max_tokens, rag_enabled, tts_mode, tts_model, tts_voice, handoff_keywords,
+    model_policy_id, temperature, max_tokens, knowledge_enabled, tts_mode, tts_model, tts_voice, handoff_keywords,
     welcome_message, fallback_message, away_message, business_hours, max_replies_per_contact_per_day,
     max_replies_per_tenant_per_day, memory_turns, is_active),
   update (name, description, type, whatsapp_number_ids, system_prompt, formatter_prompt, model_policy_id,
-    temperature, max_tokens, rag_enabled, tts_mode, tts_model, tts_voice, handoff_keywords, welcome_message,
+    temperature, max_tokens, knowledge_enabled, tts_mode, tts_model, tts_voice, handoff_keywords, welcome_message,
     fallback_message, away_message, business_hours, max_replies_per_contact_per_day,
     max_replies_per_tenant_per_day, memory_turns, is_active),
   delete on public.bots to authenticated;

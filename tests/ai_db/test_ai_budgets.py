@@ -434,6 +434,6 @@ def test_usage_without_reservation(tight: Db, ledger: Ledger) -> None:
     assert (hit["cost_usd"], hit["saved_usd"]) == (0, 0.015)
     assert plan_window(tight)["used_brl"] == 0
     # embeddings made at ingestion are charged without a limit check (they already happened)
-    ledger.record(feature="rag.ingest", model="openai/gpt-4o-mini", output_tokens=12000, as_of=MID_NOV)
+    ledger.record(feature="knowledge.ingest", model="openai/gpt-4o-mini", output_tokens=12000, as_of=MID_NOV)
     window = plan_window(tight)
     assert (window["used_brl"], window["paused_reason"]) == (Decimal("1.2"), "limit")

@@ -200,9 +200,9 @@ def test_members_read_chunks_but_only_the_service_role_writes_them(kb: Db) -> No
 
 
 def test_big_knowledge_bases_take_the_index_path_with_the_same_answers(kb: Db) -> None:
-    """Above zapbase.rag_exact_max_chunks the search goes through GIN and HNSW."""
+    """Above zapbase.knowledge_exact_max_chunks the search goes through GIN and HNSW."""
     with kb.as_user(AGENT_A) as s:
-        s.all("set local zapbase.rag_exact_max_chunks = 0")
+        s.all("set local zapbase.knowledge_exact_max_chunks = 0")
         for question, answer in KNOWN_ANSWERS.items():
             assert titles(s.all(SEARCH, search_params(question)))[0] == answer, question
         assert titles(s.all(SEARCH, search_params("devolucoes", semantic=False)))[0] == "Trocas e devoluções"

@@ -28,7 +28,7 @@ class Bot:
     model_policy_id: uuid.UUID | None
     temperature: float
     max_tokens: int
-    rag_enabled: bool
+    knowledge_enabled: bool
     tts_mode: str
     tts_model: str | None
     tts_voice: str | None
@@ -48,7 +48,7 @@ class Bot:
 
 _FIND_BOT = """
 select b.id, b.name, b.system_prompt, b.formatter_prompt, b.model_policy_id,
-       b.temperature::float8 as temperature, b.max_tokens, b.rag_enabled, b.tts_mode, b.tts_model,
+       b.temperature::float8 as temperature, b.max_tokens, b.knowledge_enabled, b.tts_mode, b.tts_model,
        b.tts_voice, b.handoff_keywords, b.welcome_message, b.fallback_message, b.away_message,
        b.business_hours, b.max_replies_per_contact_per_day, b.max_replies_per_tenant_per_day,
        b.memory_turns, t.timezone

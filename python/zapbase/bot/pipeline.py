@@ -76,7 +76,7 @@ class AIResponder:
         connect: lends connections for the reads, each given back before a provider is called.
         gateways: the provider chain over the Postgres ledger (budgets, usage, cache), on
             the tenant's own keys when it has them.
-        knowledge: passages for bots with rag_enabled.
+        knowledge: passages for bots with knowledge_enabled.
         summarizer: keeps the rolling summary of long conversations.
         media: where the processor stored the voice notes.
         listener: transcribes voice notes; None: the bot asks for text instead.
@@ -139,7 +139,7 @@ class AIResponder:
         async with self._connect() as conn:
             policy = await load_policy(conn, message.tenant_id, bot.model_policy_id)
             gateway = await self._gateways.for_tenant(conn, message.tenant_id)
-        knowledge = await self._knowledge.passages(bot, message, text) if bot.rag_enabled else ()
+        knowledge = await self._knowledge.passages(bot, message, text) if bot.knowledge_enabled else ()
         history = memory.history(message.message_id, bot.memory_turns)
         memory = await self._summarizer.refresh(memory, gateway, policy, accounting(bot, message))
         request = build_request(bot=bot, message=message, text=text, history=history,
