@@ -957,6 +957,35 @@ drop trigger if exists _900_audit_insert_delete on public.budgets;
 create trigger _900_audit_insert_delete after insert or delete on public.budgets
   for each row execute function private.tg_audit();
 
+-- The outbox (events module): each threshold crossed in a period, once.
+insert into public.event_types (type, module, description) values
+  ('budget.threshold_reached', 'ai', 'An AI budget window crossed one of its notify thresholds this period: payload has the budget, threshold, usage and whether it paused.')
+on conflict (type) do update set module = excluded.module, description = excluded.description;
+
+create or replace function private.tg_budgets_emit()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.emit(new.tenant_id, 'budget.threshold_reached', 'budgets', new.id,
+    jsonb_build_object('budget_id', new.id, 'name', new.name, 'kind', new.kind, 'threshold', t.threshold,
+      'used_pct', round(private.budget_used_pct(new), 2), 'used_tokens', new.used_tokens, 'used_brl', new.used_brl,
+      'token_limit', new.token_limit, 'brl_limit', new.brl_limit, 'period_start', new.period_start,
+      'period_end', new.period_end, 'paused', new.paused_reason = 'limit'))
+    from unnest(new.notified_thresholds) t (threshold)
+   where t.threshold <> all (old.notified_thresholds)
+   order by t.threshold;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_emit on public.budgets;
+create trigger _500_emit after update of notified_thresholds on public.budgets
+  for each row when (new.notified_thresholds is distinct from old.notified_thresholds)
+  execute function private.tg_budgets_emit();
+
 drop trigger if exists _200_check_chain on public.gateway_policies;
 create trigger _200_check_chain before insert or update of chain on public.gateway_policies
   for each row execute function private.tg_gateway_policies_check_chain();
