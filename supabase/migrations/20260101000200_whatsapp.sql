@@ -375,6 +375,7 @@ alter table public.message_status_events enable row level security;
 create index if not exists message_status_events_message_idx on public.message_status_events (tenant_id, message_id);
 create index if not exists message_status_events_orphans_idx on public.message_status_events (tenant_id, wamid)
   where message_id is null;
+create index if not exists message_status_events_retention_idx on public.message_status_events (tenant_id, created_at);
 comment on table public.message_status_events is 'Each status webhook of an outbound message, kept as received; message_id is null while the wamid is unknown.';
 
 -- AI memory of a live conversation (seed 000 session_context, 002 n8n_chat_histories).
@@ -3032,6 +3033,104 @@ create trigger _500_emit_change after update on public.contacts
                       new.phone, new.cpf, new.company, new.is_client, new.tags, new.attributes, new.consent,
                       new.is_blocked, new.lgpd_state))
   execute function private.tg_contacts_emit();
+
+/**
+ * ----
+ * Section - Jobs (registered in job_schedules, run by private.run_due_jobs)
+ * ----
+ */
+
+-- Seed 000 conv_expire_idle: live conversations idle longer than their tenant's session
+-- timeout expire (closed when the timeout ran out) and lose their AI memory; the next
+-- message opens a new one (ingest applies the same rule when it meets one first). Per
+-- tenant, an index range scan of conversations_tenant_inbox_idx; rows a webhook holds are
+-- skipped (ingest is expiring or reviving them).
+create or replace function private.job_conversations_expire_idle(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_tenant record;
+  v_rows integer;
+  v_total integer := 0;
+begin
+  for v_tenant in select t.id, t.session_timeout from public.tenants t loop
+    with gone as (
+      update public.conversations c
+         set status = 'expired', close_reason = 'idle', closed_at = c.last_message_at + v_tenant.session_timeout
+       where c.id in (select x.id from public.conversations x
+                       where x.tenant_id = v_tenant.id and x.status in ('open', 'waiting', 'pending')
+                         and x.last_message_at < as_of - v_tenant.session_timeout
+                       for update skip locked)
+      returning c.tenant_id, c.id
+    ), forgotten as (
+      delete from public.session_context s using gone g
+       where s.tenant_id = g.tenant_id and s.conversation_id = g.id
+    )
+    select count(*) into v_rows from gone;
+    v_total := v_total + v_rows;
+  end loop;
+  return v_total;
+end;
+$$;
+
+-- Seed 000 cleanup_expired_sessions: AI memories past their TTL (their conversation went
+-- quiet without being closed through a path that clears them).
+create or replace function private.job_session_context_cleanup(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_rows integer;
+begin
+  delete from public.session_context s where s.ttl_expires_at < as_of;
+  get diagnostics v_rows = row_count;
+  return v_rows;
+end;
+$$;
+
+-- Raw webhook bodies and status events older than the tenant's retention
+-- (plans.raw_event_retention_days); bodies kept apart with no tenant after 30 days.
+create or replace function private.job_whatsapp_retention(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_tenant uuid;
+  v_rows integer;
+  v_total integer := 0;
+begin
+  for v_tenant in select t.id from public.tenants t loop
+    delete from public.inbound_events e
+     where e.tenant_id = v_tenant and e.received_at < private.retention_cutoff(v_tenant, 'inbound_events', as_of);
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+    delete from public.message_status_events e
+     where e.tenant_id = v_tenant and e.created_at < private.retention_cutoff(v_tenant, 'status_events', as_of);
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+  end loop;
+  delete from public.inbound_events e where e.tenant_id is null and e.received_at < as_of - interval '30 days';
+  get diagnostics v_rows = row_count;
+  return v_total + v_rows;
+end;
+$$;
+
+insert into public.job_schedules (name, description, cron, function_name) values
+  ('conversations_expire_idle', 'Expires conversations idle longer than the tenant''s session timeout (seed 000 conv_expire_idle).',
+   '*/5 * * * *', 'private.job_conversations_expire_idle'),
+  ('session_context_cleanup', 'Deletes AI memories past their TTL (seed 000 cleanup_expired_sessions).',
+   '*/30 * * * *', 'private.job_session_context_cleanup'),
+  ('whatsapp_retention', 'Deletes raw webhook bodies and status events older than the tenant''s retention.',
+   '30 3 * * *', 'private.job_whatsapp_retention')
+on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
+  runner = excluded.runner;
 
 /**
  * ----
