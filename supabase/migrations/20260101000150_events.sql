@@ -448,7 +448,7 @@ comment on function private.run_job(text, timestamptz) is 'Runs a database job n
 
 -- The minute tick: every enabled database job that is due, oldest first. Rows locked SKIP
 -- LOCKED: pg_cron and a worker ticking at once never run a job twice.
-create or replace function private.run_due_jobs(as_of timestamptz default now())
+create or replace function private.run_due_jobs()
 returns integer
 language plpgsql
 security definer
@@ -460,17 +460,17 @@ declare
 begin
   for v_name in
     select s.name from public.job_schedules s
-     where s.enabled and s.next_run_at <= run_due_jobs.as_of and s.runner = 'database'
+     where s.enabled and s.next_run_at <= now() and s.runner = 'database'
      order by s.next_run_at
      for update skip locked
   loop
-    perform private.run_job(v_name, run_due_jobs.as_of);
+    perform private.run_job(v_name);
     v_count := v_count + 1;
   end loop;
   return v_count;
 end;
 $$;
-comment on function private.run_due_jobs(timestamptz) is 'Runs every due database job (pg_cron every minute on Supabase, the worker''s scheduler elsewhere); returns how many ran.';
+comment on function private.run_due_jobs() is 'Runs every due database job (pg_cron every minute on Supabase, the worker''s scheduler elsewhere); returns how many ran.';
 
 -- The worker's share of the tick: due jobs that need I/O, moved to their next run as they
 -- are handed out (a worker that dies mid-job skips that one run).
@@ -950,7 +950,7 @@ grant select, insert, update, delete on public.webhook_endpoints, public.webhook
 
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.emit(uuid, text, text, uuid, jsonb), private.set_event_cause(uuid, integer),
-  private.run_job(text, timestamptz), private.run_due_jobs(timestamptz), private.claim_worker_jobs(timestamptz),
+  private.run_job(text, timestamptz), private.run_due_jobs(), private.claim_worker_jobs(timestamptz),
   private.cron_next(text, timestamptz), private.record_job_run(text, timestamptz, integer, jsonb, text, uuid)
   to service_role;
 grant execute on function private.create_webhook_endpoint(uuid, text, text, text[]),
