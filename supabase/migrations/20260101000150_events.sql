@@ -79,7 +79,7 @@ comment on column public.events.subject_table is 'Table of the row the event is 
 comment on column public.events.subject_id is 'id of that row.';
 comment on column public.events.payload is 'What a consumer needs without reading the subject again (ids, status, error...).';
 comment on column public.events.actor_id is 'auth.users id of the member who made the change; null for webhooks, the worker and jobs.';
-comment on column public.events.actor_role is 'JWT role (authenticated, service_role) or database role of the change.';
+comment on column public.events.actor_role is 'Database role of the request that made the change (authenticated, service_role, postgres for jobs).';
 comment on column public.events.cause_event_id is 'The event whose handling made this change (automation), set through private.set_event_cause.';
 comment on column public.events.depth is '0 for a change nobody automated; cause''s depth + 1 otherwise (loop guard of consumers).';
 
@@ -231,7 +231,7 @@ begin
   insert into public.events (id, tenant_id, type, subject_table, subject_id, payload, actor_id, actor_role,
                              cause_event_id, depth, created_at)
   values (v_id, emit.tenant_id, emit.type, emit.subject_table, emit.subject_id, coalesce(emit.payload, '{}'),
-          auth.uid(), private.current_actor_role(), v_cause,
+          auth.uid(), private.request_role(), v_cause,
           case when v_cause is null then 0
                else coalesce(nullif(current_setting('zapbase.cause_depth', true), '')::integer, 0) + 1 end,
           v_at);

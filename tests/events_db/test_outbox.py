@@ -75,11 +75,13 @@ def test_handoff_resolution_and_contact_consent_emit_their_events(db: Db) -> Non
     with db.as_service() as s:
         s.all("select public.handoff_conversation(%s, 'pediu humano')", (conv,))
     with db.as_user(AGENT) as s:
-        s.all("update public.conversations set status = 'resolved', resolved_at = now()"
-              " where id = %s", (conv,))
-        s.all("update public.contacts set opt_in = false where id = %s", (contact,))
+        s.all("update public.conversations set status = 'resolved' where id = %s", (conv,))
+    with db.as_user(OWNER) as s:  # the customer's request, recorded by a manager
+        s.all("select public.record_contact_consent(%s, 'opt_out', 'Pediu por telefone')", (contact,))
+    with db.as_user(AGENT) as s:
         s.all("update public.contacts set name = 'Joana', tags = '{vip}' where id = %s", (contact,))
-        s.all("update public.contacts set opt_in = true where id = %s", (contact,))
+    with db.as_user(OWNER) as s:
+        s.all("select public.record_contact_consent(%s, 'opt_in', 'Pediu para voltar')", (contact,))
     assert types(db, conv) == ["conversation.created", "conversation.handed_off", "conversation.resolved"]
     handed = events(db, conv)[1]["payload"]
     assert (handed["reason"], handed["previous_mode"]) == ("pediu humano", "bot")
