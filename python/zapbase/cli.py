@@ -18,8 +18,8 @@ from zapbase.db.migrate import mask_password
 from zapbase.db.scratch import migrated_database
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
-from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
 from zapbase.jobs_cli import jobs_app
+from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
 from zapbase.knowledge_cli import knowledge_app
 from zapbase.settings import Settings
 

@@ -15,8 +15,8 @@ import pytest
 from support import Db
 from whatsapp_db.webhooks import OWNER, TENANT, body, change, ingest, text
 from zapbase.db.embedded import SUPERUSER, free_port
-from zapbase.webhooks.receiver import HANG, Receiver
 from zapbase.db.pool import Pool
+from zapbase.webhooks.receiver import HANG, Receiver
 from zapbase.worker.deliverer import Deliverer
 
 pytestmark = pytest.mark.anyio
