@@ -17,14 +17,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "zapbase"
 # Bottom first. Each entry is a top-level module or package of `zapbase`.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "settings", "text"),  # shared errors, settings, Portuguese text folding
-    ("db", "storage", "whatsapp"),  # connections, migrations; object store; Graph API client
+    ("db", "storage", "whatsapp", "webhooks"),  # connections, migrations; object store; Graph API client;
+    # Standard Webhooks signing, address guard, receiver
     ("ai",),  # AI gateway: providers, chain, ledger, billing of embeddings and speech
     ("knowledge", "tts"),  # knowledge search, speech: both billed through ai
     ("bot",),  # the AI bot: a claimed message in, a Reply out
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract
     ("local_stack",),  # a worker and the simulator in one process
     ("demo",),
-    ("worker_cli", "knowledge_cli"),
+    ("worker_cli", "knowledge_cli", "jobs_cli"),
     ("cli",),
 )
 

@@ -79,6 +79,9 @@ def pg15(settings: Settings) -> Iterator[Db]:
         apply_platform(admin, settings.platform_dir)
         with connect(admin, autocommit=True) as conn:
             conn.execute("create extension pg_cron")
+            # what Supabase grants when a project enables pg_cron: postgres schedules its jobs
+            conn.execute("grant usage on schema cron to postgres")
+            conn.execute("grant all on all tables in schema cron to postgres")
         migrate(server.url("postgres", DATABASE), settings.migrations_dir)
         apply_seed(server.url("postgres", DATABASE), settings.seed_dir)
         yield Db(server.url("postgres", DATABASE))

@@ -289,6 +289,10 @@ def test_no_api_role_reads_or_writes_a_vault_secret_id(db: Db) -> None:
 RPC_ATTACKS: dict[str, str] = {
     "accept_invite(text)": "select public.accept_invite(%(invite_token)s)",
     "change_member_role(uuid,member_role)": "select public.change_member_role(%(member)s, 'viewer')",
+    "create_webhook_endpoint(uuid,text,text,text[])":
+        "select public.create_webhook_endpoint(%(tenant)s, 'espiao', 'https://espiao.example.com', '{*}')",
+    "replay_webhook_delivery(uuid)": "select * from public.replay_webhook_delivery(%(delivery)s)",
+    "rotate_webhook_secret(uuid,interval)": "select public.rotate_webhook_secret(%(endpoint)s)",
     "create_tenant(text,text,text,text)":
         "select public.create_tenant(name => 'Outra Loja', slug => 'outra-loja')",
     "handoff_conversation(uuid,text,uuid)":
@@ -340,6 +344,8 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "message": one("select id from public.messages where tenant_id = %s and direction = 'inbound'",
                        (TENANT_B,)),
         "bot": one("select id from public.bots where tenant_id = %s", (TENANT_B,)),
+        "endpoint": one("select id from public.webhook_endpoints where tenant_id = %s", (TENANT_B,)),
+        "delivery": one("select id from public.webhook_deliveries where tenant_id = %s limit 1", (TENANT_B,)),
     }
 
 

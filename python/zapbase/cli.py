@@ -18,6 +18,7 @@ from zapbase.db.migrate import mask_password
 from zapbase.db.scratch import migrated_database
 from zapbase.db.target import DatabaseTarget
 from zapbase.errors import ZapbaseError
+from zapbase.jobs_cli import jobs_app
 from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
 from zapbase.knowledge_cli import knowledge_app
 from zapbase.settings import Settings
@@ -30,6 +31,7 @@ app.add_typer(db_app, name="db")
 worker_cli.register(app)  # up, simulator, demo, chat
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(knowledge_app, name="kb", hidden=True)  # the command's first name, for scripts that use it
+app.add_typer(jobs_app, name="jobs")
 console = Console()
 
 

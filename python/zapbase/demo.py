@@ -67,6 +67,14 @@ select m.created_at, m.direction, m.sender_type, m.type, m.content, m.status, m.
        m.media_size, m.attempts, m.error_code, m.error_details, m.ai_model
   from public.messages m where m.conversation_id = %s order by m.created_at, m.id
 """
+_EVENTS_SQL = """
+select e.created_at, e.type, e.subject_table, e.payload ->> 'status' as status
+  from public.conversations c
+  join public.events e on e.tenant_id = c.tenant_id
+   and (e.subject_id in (c.id, c.contact_id) or e.payload ->> 'conversation_id' = c.id::text)
+ where c.id = %s
+ order by e.created_at
+"""
 _USAGE_SQL = """
 select u.feature, u.model, u.outcome, u.input_tokens, u.output_tokens, u.cost_usd
   from public.ai_usage u where u.conversation_id = %s order by u.created_at, u.attempt
@@ -88,6 +96,7 @@ class DemoResult:
     conversation: dict[str, Any]
     messages: list[dict[str, Any]]
     usage: list[dict[str, Any]]
+    events: list[dict[str, Any]]
     typing_indicators: int
 
 
@@ -193,9 +202,10 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         conversation = await (await conn.execute(_CONVERSATION_SQL, (conversation_id,))).fetchone()
         messages = await (await conn.execute(_MESSAGES_SQL, (conversation_id,))).fetchall()
         usage = await (await conn.execute(_USAGE_SQL, (conversation_id,))).fetchall()
+        events = await (await conn.execute(_EVENTS_SQL, (conversation_id,))).fetchall()
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
-    return DemoResult(wa_id, lines, conversation or {}, messages, usage, typing)
+    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing)
 
 
 def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
@@ -244,6 +254,13 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
         tokens = f"{u['input_tokens']} / {u['output_tokens']}"
         usage.add_row(u["feature"], u["model"], u["outcome"], tokens, f"{u['cost_usd']:.6f}")
     out.print(usage)
+    feed = Table(title="public.events (the outbox: what webhooks and automations hear)")
+    for column in ("t", "type", "subject", "status"):
+        feed.add_column(column)
+    for e in result.events:
+        at = f"+{(e['created_at'] - start).total_seconds():.1f}s" if start else ""
+        feed.add_row(at, e["type"], e["subject_table"], e["status"] or "")
+    out.print(feed)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
     out.print(

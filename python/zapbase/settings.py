@@ -90,6 +90,23 @@ class Settings(BaseSettings):
     zapbase_shutdown_grace_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, time the loops get to finish in-flight rows."
     )
+    zapbase_scheduler: bool = Field(
+        default=True,
+        description="Tick private.run_due_jobs() from the worker (one leader across replicas); needed"
+        " without pg_cron, harmless beside it.",
+    )
+    zapbase_scheduler_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds between the scheduler leader's ticks (jobs are due by the minute).",
+    )
+    zapbase_webhook_concurrency: int = Field(
+        default=8, ge=1, description="Webhook deliveries claimed and sent at once per replica."
+    )
+    zapbase_webhooks_local_mode: bool = Field(
+        default=False,
+        description="Let webhooks go to http:// and private / loopback addresses (local development only).",
+    )
     zapbase_simulator_port: int = Field(
         default=8787, description="Port of `zapbase simulator` (point GRAPH_API_BASE_URL at it)."
     )

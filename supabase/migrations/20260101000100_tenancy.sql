@@ -61,6 +61,9 @@ create table if not exists public.plans (
   budget_period text not null default 'monthly' check (budget_period in ('daily', 'weekly', 'monthly')),
   budget_token_limit bigint check (budget_token_limit >= 0),
   budget_brl_limit numeric(14,4) check (budget_brl_limit >= 0),
+  event_retention_days integer not null default 90 check (event_retention_days between 1 and 3650),
+  raw_event_retention_days integer not null default 30 check (raw_event_retention_days between 1 and 3650),
+  delivery_retention_days integer not null default 30 check (delivery_retention_days between 1 and 3650),
   is_public boolean not null default true,
   is_active boolean not null default true,
   created_at timestamptz not null default now(),
@@ -71,6 +74,9 @@ comment on table public.plans is 'Subscription plans: resource limits, feature f
 comment on column public.plans.features is 'Feature flags the plan enables, e.g. {"knowledge": true, "tts": false, "campaigns": true}.';
 comment on column public.plans.budget_token_limit is 'Default AI budget in tokens per budget_period for tenants on this plan (null: none).';
 comment on column public.plans.budget_brl_limit is 'Default AI budget in BRL per budget_period for tenants on this plan (null: none).';
+comment on column public.plans.event_retention_days is 'Days the tenant''s events (activity feed, outbox) are kept; tenants.settings.retention_days.events may only shorten it.';
+comment on column public.plans.raw_event_retention_days is 'Days raw webhook bodies (inbound_events) and message status events are kept (settings.retention_days.inbound_events / status_events may shorten it).';
+comment on column public.plans.delivery_retention_days is 'Days webhook and alert deliveries with their attempts are kept (settings.retention_days.deliveries may shorten it).';
 
 -- Tenants: one business (seed 002 clients / 001 organizations / 004 companies).
 create table if not exists public.tenants (

@@ -375,6 +375,7 @@ alter table public.message_status_events enable row level security;
 create index if not exists message_status_events_message_idx on public.message_status_events (tenant_id, message_id);
 create index if not exists message_status_events_orphans_idx on public.message_status_events (tenant_id, wamid)
   where message_id is null;
+create index if not exists message_status_events_retention_idx on public.message_status_events (tenant_id, created_at);
 comment on table public.message_status_events is 'Each status webhook of an outbound message, kept as received; message_id is null while the wamid is unknown.';
 
 -- AI memory of a live conversation (seed 000 session_context, 002 n8n_chat_histories).
@@ -2881,6 +2882,255 @@ drop trigger if exists _400_consent_words on public.messages;
 create trigger _400_consent_words after insert on public.messages
   for each row when (new.direction = 'inbound' and new.sender_type = 'contact' and length(new.content) <= 60)
   execute function private.tg_messages_consent_words();
+
+/**
+ * ----
+ * Section - Events (the outbox of the events module: one AFTER trigger per table, so
+ * every path that changes a row, RPC, ingest or job, emits the same events)
+ * ----
+ */
+insert into public.event_types (type, module, description) values
+  ('message.received', 'whatsapp', 'A customer message arrived (not reactions or system notices): payload has the message, its conversation and contact.'),
+  ('message.sent', 'whatsapp', 'Meta accepted an outbound message (its wamid is known).'),
+  ('message.status_changed', 'whatsapp', 'An outbound message was delivered, read, played or failed; failures carry Meta''s error code, title and details.'),
+  ('conversation.created', 'whatsapp', 'A conversation opened (first message of a session, or an agent reaching out).'),
+  ('conversation.assigned', 'whatsapp', 'A conversation got a new assignee (previous_assignee_id says from whom).'),
+  ('conversation.handed_off', 'whatsapp', 'A conversation went from the bot or a flow to humans (reason, team).'),
+  ('conversation.resolved', 'whatsapp', 'A conversation was marked resolved.'),
+  ('conversation.closed', 'whatsapp', 'A conversation was closed without being resolved.'),
+  ('conversation.expired', 'whatsapp', 'A conversation was idle longer than the tenant''s session timeout and expired.'),
+  ('contact.created', 'whatsapp', 'A contact was created (first message, or added by an agent or an import).'),
+  ('contact.updated', 'whatsapp', 'A contact''s profile, tags, attributes, consent, block or LGPD state changed: payload.changed lists the fields.'),
+  ('contact.opted_out', 'whatsapp', 'A contact opted out of messages: nothing may be sent to them.'),
+  ('contact.opted_in', 'whatsapp', 'A contact opted back in to messages.')
+on conflict (type) do update set module = excluded.module, description = excluded.description;
+
+create or replace function private.message_event(m public.messages)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select jsonb_build_object('message_id', m.id, 'conversation_id', m.conversation_id, 'contact_id', m.contact_id,
+    'whatsapp_number_id', m.whatsapp_number_id, 'direction', m.direction, 'sender_type', m.sender_type,
+    'type', m.type, 'wamid', m.wamid, 'status', m.status, 'content', left(m.content, 4096))
+$$;
+
+create or replace function private.tg_messages_emit()
+returns trigger
+language plpgsql
+security definer  -- events are written by private.emit only
+set search_path = ''
+as $$
+begin
+  if tg_op = 'INSERT' then
+    if new.direction = 'inbound' and new.sender_type = 'contact' then
+      perform private.emit(new.tenant_id, 'message.received', 'messages', new.id, private.message_event(new));
+    end if;
+  elsif new.status = 'sent' then
+    perform private.emit(new.tenant_id, 'message.sent', 'messages', new.id, private.message_event(new));
+  elsif new.status in ('delivered', 'read', 'played', 'failed') then
+    perform private.emit(new.tenant_id, 'message.status_changed', 'messages', new.id,
+      private.message_event(new) || jsonb_build_object('previous_status', old.status,
+        'error', case when new.status = 'failed' then jsonb_build_object('code', new.error_code,
+                      'title', new.error_title, 'details', new.error_details) end));
+  end if;
+  return null;
+end;
+$$;
+
+create or replace function private.tg_conversations_emit()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_event jsonb := jsonb_build_object('conversation_id', new.id, 'contact_id', new.contact_id,
+    'whatsapp_number_id', new.whatsapp_number_id, 'status', new.status, 'mode', new.mode,
+    'team_id', new.team_id, 'assignee_id', new.assignee_id);
+begin
+  if tg_op = 'INSERT' then
+    perform private.emit(new.tenant_id, 'conversation.created', 'conversations', new.id, v_event);
+    return null;
+  end if;
+  if new.assignee_id is distinct from old.assignee_id and new.assignee_id is not null then
+    perform private.emit(new.tenant_id, 'conversation.assigned', 'conversations', new.id,
+      v_event || jsonb_build_object('previous_assignee_id', old.assignee_id));
+  end if;
+  if new.mode = 'human' and old.mode <> 'human' then
+    perform private.emit(new.tenant_id, 'conversation.handed_off', 'conversations', new.id,
+      v_event || jsonb_build_object('previous_mode', old.mode, 'reason', new.handoff_reason));
+  end if;
+  if new.status is distinct from old.status and new.status in ('resolved', 'closed', 'expired') then
+    perform private.emit(new.tenant_id, 'conversation.' || new.status, 'conversations', new.id,
+      v_event || jsonb_build_object('previous_status', old.status, 'close_reason', new.close_reason,
+                                    'closed_at', coalesce(new.closed_at, new.resolved_at)));
+  end if;
+  return null;
+end;
+$$;
+
+create or replace function private.tg_contacts_emit()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_changed jsonb;
+begin
+  if tg_op = 'INSERT' then
+    perform private.emit(new.tenant_id, 'contact.created', 'contacts', new.id,
+      jsonb_build_object('contact_id', new.id, 'wa_id', new.wa_id, 'user_id', new.user_id,
+                         'profile_name', new.profile_name, 'name', new.name));
+    return null;
+  end if;
+  if new.opt_in is distinct from old.opt_in then
+    perform private.emit(new.tenant_id, case when new.opt_in then 'contact.opted_in' else 'contact.opted_out' end,
+      'contacts', new.id, jsonb_build_object('contact_id', new.id, 'wa_id', new.wa_id,
+        'at', case when new.opt_in then new.opt_in_at else new.opt_out_at end));
+  end if;
+  select coalesce(jsonb_agg(n.key order by n.key), '[]') into v_changed
+    from jsonb_each(to_jsonb(new)) n
+   where n.key in ('wa_id', 'user_id', 'username', 'profile_name', 'name', 'email', 'phone', 'cpf', 'company',
+                   'is_client', 'tags', 'attributes', 'consent', 'is_blocked', 'lgpd_state')
+     and n.value is distinct from to_jsonb(old) -> n.key;
+  if jsonb_array_length(v_changed) > 0 then
+    perform private.emit(new.tenant_id, 'contact.updated', 'contacts', new.id,
+      jsonb_build_object('contact_id', new.id, 'wa_id', new.wa_id, 'changed', v_changed));
+  end if;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_emit on public.messages;
+create trigger _500_emit after insert on public.messages
+  for each row execute function private.tg_messages_emit();
+drop trigger if exists _500_emit_status on public.messages;
+create trigger _500_emit_status after update of status on public.messages
+  for each row when (old.status is distinct from new.status and new.direction = 'outbound')
+  execute function private.tg_messages_emit();
+drop trigger if exists _500_emit on public.conversations;
+create trigger _500_emit after insert on public.conversations
+  for each row execute function private.tg_conversations_emit();
+drop trigger if exists _500_emit_change on public.conversations;
+create trigger _500_emit_change after update of status, mode, assignee_id on public.conversations
+  for each row when (old.status is distinct from new.status or old.mode is distinct from new.mode
+                     or old.assignee_id is distinct from new.assignee_id)
+  execute function private.tg_conversations_emit();
+drop trigger if exists _500_emit on public.contacts;
+create trigger _500_emit after insert on public.contacts
+  for each row execute function private.tg_contacts_emit();
+-- counters and last-message times change with every message: not an event
+drop trigger if exists _500_emit_change on public.contacts;
+create trigger _500_emit_change after update on public.contacts
+  for each row when ((old.opt_in, old.wa_id, old.user_id, old.username, old.profile_name, old.name, old.email,
+                      old.phone, old.cpf, old.company, old.is_client, old.tags, old.attributes, old.consent,
+                      old.is_blocked, old.lgpd_state)
+                     is distinct from
+                     (new.opt_in, new.wa_id, new.user_id, new.username, new.profile_name, new.name, new.email,
+                      new.phone, new.cpf, new.company, new.is_client, new.tags, new.attributes, new.consent,
+                      new.is_blocked, new.lgpd_state))
+  execute function private.tg_contacts_emit();
+
+/**
+ * ----
+ * Section - Jobs (registered in job_schedules, run by private.run_due_jobs)
+ * ----
+ */
+
+-- Seed 000 conv_expire_idle: live conversations idle longer than their tenant's session
+-- timeout expire (closed when the timeout ran out) and lose their AI memory; the next
+-- message opens a new one (ingest applies the same rule when it meets one first). Per
+-- tenant, an index range scan of conversations_tenant_inbox_idx; rows a webhook holds are
+-- skipped (ingest is expiring or reviving them).
+create or replace function private.job_conversations_expire_idle(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_tenant record;
+  v_rows integer;
+  v_total integer := 0;
+begin
+  for v_tenant in select t.id, t.session_timeout from public.tenants t loop
+    with gone as (
+      update public.conversations c
+         set status = 'expired', close_reason = 'idle', closed_at = c.last_message_at + v_tenant.session_timeout
+       where c.id in (select x.id from public.conversations x
+                       where x.tenant_id = v_tenant.id and x.status in ('open', 'waiting', 'pending')
+                         and x.last_message_at < as_of - v_tenant.session_timeout
+                       for update skip locked)
+      returning c.tenant_id, c.id
+    ), forgotten as (
+      delete from public.session_context s using gone g
+       where s.tenant_id = g.tenant_id and s.conversation_id = g.id
+    )
+    select count(*) into v_rows from gone;
+    v_total := v_total + v_rows;
+  end loop;
+  return v_total;
+end;
+$$;
+
+-- Seed 000 cleanup_expired_sessions: AI memories past their TTL (their conversation went
+-- quiet without being closed through a path that clears them).
+create or replace function private.job_session_context_cleanup(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_rows integer;
+begin
+  delete from public.session_context s where s.ttl_expires_at < as_of;
+  get diagnostics v_rows = row_count;
+  return v_rows;
+end;
+$$;
+
+-- Raw webhook bodies and status events older than the tenant's retention
+-- (plans.raw_event_retention_days); bodies kept apart with no tenant after 30 days.
+create or replace function private.job_whatsapp_retention(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_tenant uuid;
+  v_rows integer;
+  v_total integer := 0;
+begin
+  for v_tenant in select t.id from public.tenants t loop
+    delete from public.inbound_events e
+     where e.tenant_id = v_tenant and e.received_at < private.retention_cutoff(v_tenant, 'inbound_events', as_of);
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+    delete from public.message_status_events e
+     where e.tenant_id = v_tenant and e.created_at < private.retention_cutoff(v_tenant, 'status_events', as_of);
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+  end loop;
+  delete from public.inbound_events e where e.tenant_id is null and e.received_at < as_of - interval '30 days';
+  get diagnostics v_rows = row_count;
+  return v_total + v_rows;
+end;
+$$;
+
+insert into public.job_schedules (name, description, cron, function_name) values
+  ('conversations_expire_idle', 'Expires conversations idle longer than the tenant''s session timeout (seed 000 conv_expire_idle).',
+   '*/5 * * * *', 'private.job_conversations_expire_idle'),
+  ('session_context_cleanup', 'Deletes AI memories past their TTL (seed 000 cleanup_expired_sessions).',
+   '*/30 * * * *', 'private.job_session_context_cleanup'),
+  ('whatsapp_retention', 'Deletes raw webhook bodies and status events older than the tenant''s retention.',
+   '30 3 * * *', 'private.job_whatsapp_retention')
+on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
+  runner = excluded.runner;
 
 /**
  * ----

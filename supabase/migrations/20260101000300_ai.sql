@@ -957,6 +957,35 @@ drop trigger if exists _900_audit_insert_delete on public.budgets;
 create trigger _900_audit_insert_delete after insert or delete on public.budgets
   for each row execute function private.tg_audit();
 
+-- The outbox (events module): each threshold crossed in a period, once.
+insert into public.event_types (type, module, description) values
+  ('budget.threshold_reached', 'ai', 'An AI budget window crossed one of its notify thresholds this period: payload has the budget, threshold, usage and whether it paused.')
+on conflict (type) do update set module = excluded.module, description = excluded.description;
+
+create or replace function private.tg_budgets_emit()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.emit(new.tenant_id, 'budget.threshold_reached', 'budgets', new.id,
+    jsonb_build_object('budget_id', new.id, 'name', new.name, 'kind', new.kind, 'threshold', t.threshold,
+      'used_pct', round(private.budget_used_pct(new), 2), 'used_tokens', new.used_tokens, 'used_brl', new.used_brl,
+      'token_limit', new.token_limit, 'brl_limit', new.brl_limit, 'period_start', new.period_start,
+      'period_end', new.period_end, 'paused', new.paused_reason = 'limit'))
+    from unnest(new.notified_thresholds) t (threshold)
+   where t.threshold <> all (old.notified_thresholds)
+   order by t.threshold;
+  return null;
+end;
+$$;
+
+drop trigger if exists _500_emit on public.budgets;
+create trigger _500_emit after update of notified_thresholds on public.budgets
+  for each row when (new.notified_thresholds is distinct from old.notified_thresholds)
+  execute function private.tg_budgets_emit();
+
 drop trigger if exists _200_check_chain on public.gateway_policies;
 create trigger _200_check_chain before insert or update of chain on public.gateway_policies
   for each row execute function private.tg_gateway_policies_check_chain();
@@ -1743,8 +1772,7 @@ comment on function public.ai_finish(uuid, text, text, integer, integer, integer
 
 /**
  * ----
- * Section - Jobs (pg_cron on Supabase, the worker's scheduler locally). Each run leaves a
- * job_runs row; a failure is recorded there instead of raised, so the schedule goes on.
+ * Section - Jobs (registered in job_schedules; private.run_job records each run in job_runs)
  * ----
  */
 
@@ -1755,25 +1783,13 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_started timestamptz := clock_timestamp();
-  v_rows integer;
 begin
   -- lock in id order first, as every function of this module does
   perform 1 from public.budgets b where b.period_end <= job_budget_period_reset.as_of order by b.id for update;
-  v_rows := private.budget_roll(null, job_budget_period_reset.as_of);
-  insert into public.job_runs (job_name, status, rows_affected, details, started_at, finished_at)
-  values ('budget_period_reset', 'succeeded', v_rows,
-          jsonb_build_object('as_of', job_budget_period_reset.as_of), v_started, clock_timestamp());
-  return v_rows;
-exception when others then
-  insert into public.job_runs (job_name, status, error, details, started_at, finished_at)
-  values ('budget_period_reset', 'failed', sqlerrm,
-          jsonb_build_object('as_of', job_budget_period_reset.as_of), v_started, clock_timestamp());
-  return -1;
+  return private.budget_roll(null, job_budget_period_reset.as_of);
 end;
 $$;
-comment on function private.job_budget_period_reset(timestamptz) is 'Job: starts a new period for every budget window whose period ended. Returns windows rolled (-1: failed, see job_runs).';
+comment on function private.job_budget_period_reset(timestamptz) is 'Job: starts a new period for every budget window whose period ended. Returns windows rolled.';
 
 -- Gives back the budget of abandoned reservations (reserve also does it per tenant).
 create or replace function private.job_ai_reservations_expire(as_of timestamptz default now())
@@ -1783,7 +1799,6 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_started timestamptz := clock_timestamp();
   v_tenant uuid;
   v_rows integer := 0;
 begin
@@ -1794,15 +1809,7 @@ begin
     perform 1 from public.budgets b where b.tenant_id = v_tenant order by b.id for update;
     v_rows := v_rows + private.release_expired(v_tenant, job_ai_reservations_expire.as_of);
   end loop;
-  insert into public.job_runs (job_name, status, rows_affected, details, started_at, finished_at)
-  values ('ai_reservations_expire', 'succeeded', v_rows,
-          jsonb_build_object('as_of', job_ai_reservations_expire.as_of), v_started, clock_timestamp());
   return v_rows;
-exception when others then
-  insert into public.job_runs (job_name, status, error, details, started_at, finished_at)
-  values ('ai_reservations_expire', 'failed', sqlerrm,
-          jsonb_build_object('as_of', job_ai_reservations_expire.as_of), v_started, clock_timestamp());
-  return -1;
 end;
 $$;
 comment on function private.job_ai_reservations_expire(timestamptz) is 'Job: expires open reservations past expires_at and releases their estimates.';
@@ -1815,18 +1822,23 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_started timestamptz := clock_timestamp();
   v_rows integer;
 begin
   delete from public.response_cache c where c.expires_at <= job_ai_cache_purge.as_of;
   get diagnostics v_rows = row_count;
-  insert into public.job_runs (job_name, status, rows_affected, details, started_at, finished_at)
-  values ('ai_cache_purge', 'succeeded', v_rows,
-          jsonb_build_object('as_of', job_ai_cache_purge.as_of), v_started, clock_timestamp());
   return v_rows;
 end;
 $$;
 comment on function private.job_ai_cache_purge(timestamptz) is 'Job: deletes expired response cache entries.';
+
+insert into public.job_schedules (name, description, cron, function_name) values
+  ('budget_period_reset', 'Starts a new period for AI budget windows whose period ended.', '*/10 * * * *',
+   'private.job_budget_period_reset'),
+  ('ai_reservations_expire', 'Releases the estimates of abandoned AI budget reservations.', '* * * * *',
+   'private.job_ai_reservations_expire'),
+  ('ai_cache_purge', 'Deletes expired AI response cache entries.', '17 * * * *', 'private.job_ai_cache_purge')
+on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
+  runner = excluded.runner;
 
 /**
  * ----

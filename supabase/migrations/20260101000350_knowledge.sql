@@ -1044,9 +1044,7 @@ begin
   select coalesce(jsonb_agg(e.storage_path), '[]'::jsonb) into v_evicted
     from (select a.storage_path from unnest(v_by_age) a
           union all select b.storage_path from unnest(v_by_size) b) e;
-  insert into public.job_runs (job_name, tenant_id, status, rows_affected, details, started_at, finished_at)
-  values ('tts_cache_evict', job_tts_cache_evict.tenant_id, 'succeeded',
-          cardinality(v_by_age) + cardinality(v_by_size),
+  perform private.record_job_run('tts_cache_evict', v_started, cardinality(v_by_age) + cardinality(v_by_size),
           jsonb_build_object(
             'max_age', job_tts_cache_evict.max_age::text,
             'max_total_bytes', job_tts_cache_evict.max_total_bytes,
@@ -1056,22 +1054,27 @@ begin
             'bytes_freed', (select coalesce(sum(a.size_bytes), 0) from unnest(v_by_age) a)
                          + (select coalesce(sum(b.size_bytes), 0) from unnest(v_by_size) b),
             'storage_paths', v_evicted),
-          v_started, clock_timestamp());
+          tenant_id => job_tts_cache_evict.tenant_id);
 
   return query
     select a.tenant_id, a.cache_key, a.storage_path, a.size_bytes, 'age'::text from unnest(v_by_age) a
     union all
     select b.tenant_id, b.cache_key, b.storage_path, b.size_bytes, 'size'::text from unnest(v_by_size) b;
 exception when others then
-  insert into public.job_runs (job_name, tenant_id, status, error, details, started_at, finished_at)
-  values ('tts_cache_evict', job_tts_cache_evict.tenant_id, 'failed', sqlerrm,
+  perform private.record_job_run('tts_cache_evict', v_started, null,
           jsonb_build_object('max_age', job_tts_cache_evict.max_age::text,
                              'max_total_bytes', job_tts_cache_evict.max_total_bytes),
-          v_started, clock_timestamp());
+          sqlerrm, job_tts_cache_evict.tenant_id);
 end;
 $$;
 comment on function private.job_tts_cache_evict(interval, bigint, uuid, bigint) is
   'Job: evicts TTS cache rows by age, then least recently used until sizes fit; returns (tenant, key, storage_path, size, reason) for the worker to delete the objects; records job_runs.';
+
+insert into public.job_schedules (name, description, cron, function_name, runner) values
+  ('tts_cache_evict', 'Evicts old and least recently used TTS audio (the worker deletes the files).', '40 3 * * *',
+   'private.job_tts_cache_evict', 'worker')
+on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
+  runner = excluded.runner;
 
 /**
  * ----

@@ -1087,6 +1087,82 @@ export type Database = {
           },
         ]
       }
+      event_types: {
+        Row: {
+          created_at: string
+          description: string
+          module: string
+          type: string
+        }
+        Insert: {
+          created_at?: string
+          description: string
+          module: string
+          type: string
+        }
+        Update: {
+          created_at?: string
+          description?: string
+          module?: string
+          type?: string
+        }
+        Relationships: []
+      }
+      events: {
+        Row: {
+          actor_id: string | null
+          actor_role: string
+          cause_event_id: string | null
+          created_at: string
+          depth: number
+          id: string
+          payload: NonNullable<Json>
+          subject_id: string | null
+          subject_table: string | null
+          tenant_id: string
+          type: string
+        }
+        Insert: {
+          actor_id?: string | null
+          actor_role: string
+          cause_event_id?: string | null
+          created_at?: string
+          depth?: number
+          id?: string
+          payload?: NonNullable<Json>
+          subject_id?: string | null
+          subject_table?: string | null
+          tenant_id: string
+          type: string
+        }
+        Update: {
+          actor_id?: string | null
+          actor_role?: string
+          cause_event_id?: string | null
+          created_at?: string
+          depth?: number
+          id?: string
+          payload?: NonNullable<Json>
+          subject_id?: string | null
+          subject_table?: string | null
+          tenant_id?: string
+          type?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "events_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "events_type_fkey"
+            columns: ["type"]
+            referencedRelation: "event_types"
+            referencedColumns: ["type"]
+          },
+        ]
+      }
       fx_rates: {
         Row: {
           base: string
@@ -1446,6 +1522,51 @@ export type Database = {
             referencedColumns: ["id"]
           },
         ]
+      }
+      job_schedules: {
+        Row: {
+          created_at: string
+          cron: string
+          description: string
+          enabled: boolean
+          function_name: string
+          last_error: string | null
+          last_run_at: string | null
+          last_status: string | null
+          name: string
+          next_run_at: string | null
+          runner: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          cron: string
+          description: string
+          enabled?: boolean
+          function_name: string
+          last_error?: string | null
+          last_run_at?: string | null
+          last_status?: string | null
+          name: string
+          next_run_at?: string | null
+          runner?: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          cron?: string
+          description?: string
+          enabled?: boolean
+          function_name?: string
+          last_error?: string | null
+          last_run_at?: string | null
+          last_status?: string | null
+          name?: string
+          next_run_at?: string | null
+          runner?: string
+          updated_at?: string
+        }
+        Relationships: []
       }
       knowledge_sources: {
         Row: {
@@ -1920,7 +2041,9 @@ export type Database = {
           code: string
           created_at: string
           currency: string
+          delivery_retention_days: number
           description: string | null
+          event_retention_days: number
           features: NonNullable<Json>
           id: string
           is_active: boolean
@@ -1933,6 +2056,7 @@ export type Database = {
           monthly_message_limit: number
           name: string
           price_monthly: number
+          raw_event_retention_days: number
           updated_at: string
         }
         Insert: {
@@ -1943,7 +2067,9 @@ export type Database = {
           code: string
           created_at?: string
           currency?: string
+          delivery_retention_days?: number
           description?: string | null
+          event_retention_days?: number
           features?: NonNullable<Json>
           id?: string
           is_active?: boolean
@@ -1956,6 +2082,7 @@ export type Database = {
           monthly_message_limit?: number
           name: string
           price_monthly?: number
+          raw_event_retention_days?: number
           updated_at?: string
         }
         Update: {
@@ -1966,7 +2093,9 @@ export type Database = {
           code?: string
           created_at?: string
           currency?: string
+          delivery_retention_days?: number
           description?: string | null
+          event_retention_days?: number
           features?: NonNullable<Json>
           id?: string
           is_active?: boolean
@@ -1979,6 +2108,7 @@ export type Database = {
           monthly_message_limit?: number
           name?: string
           price_monthly?: number
+          raw_event_retention_days?: number
           updated_at?: string
         }
         Relationships: []
@@ -2611,6 +2741,207 @@ export type Database = {
           },
         ]
       }
+      webhook_attempts: {
+        Row: {
+          attempt: number
+          created_at: string
+          delivery_id: string
+          duration_ms: number | null
+          endpoint_id: string
+          error: string | null
+          id: string
+          response_body: string | null
+          status_code: number | null
+          tenant_id: string
+        }
+        Insert: {
+          attempt: number
+          created_at?: string
+          delivery_id: string
+          duration_ms?: number | null
+          endpoint_id: string
+          error?: string | null
+          id?: string
+          response_body?: string | null
+          status_code?: number | null
+          tenant_id: string
+        }
+        Update: {
+          attempt?: number
+          created_at?: string
+          delivery_id?: string
+          duration_ms?: number | null
+          endpoint_id?: string
+          error?: string | null
+          id?: string
+          response_body?: string | null
+          status_code?: number | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "webhook_attempts_tenant_id_delivery_id_fkey"
+            columns: ["tenant_id", "delivery_id"]
+            referencedRelation: "webhook_deliveries"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "webhook_attempts_tenant_id_endpoint_id_fkey"
+            columns: ["tenant_id", "endpoint_id"]
+            referencedRelation: "webhook_endpoints"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "webhook_attempts_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      webhook_deliveries: {
+        Row: {
+          attempts: number
+          created_at: string
+          delivered_at: string | null
+          endpoint_id: string
+          event_created_at: string
+          event_id: string
+          event_type: string
+          id: string
+          last_error: string | null
+          last_status_code: number | null
+          lease_until: string | null
+          leased_by: string | null
+          next_attempt_at: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          attempts?: number
+          created_at?: string
+          delivered_at?: string | null
+          endpoint_id: string
+          event_created_at: string
+          event_id: string
+          event_type: string
+          id?: string
+          last_error?: string | null
+          last_status_code?: number | null
+          lease_until?: string | null
+          leased_by?: string | null
+          next_attempt_at?: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          attempts?: number
+          created_at?: string
+          delivered_at?: string | null
+          endpoint_id?: string
+          event_created_at?: string
+          event_id?: string
+          event_type?: string
+          id?: string
+          last_error?: string | null
+          last_status_code?: number | null
+          lease_until?: string | null
+          leased_by?: string | null
+          next_attempt_at?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "webhook_deliveries_tenant_id_endpoint_id_fkey"
+            columns: ["tenant_id", "endpoint_id"]
+            referencedRelation: "webhook_endpoints"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "webhook_deliveries_tenant_id_event_created_at_event_id_fkey"
+            columns: ["tenant_id", "event_created_at", "event_id"]
+            referencedRelation: "events"
+            referencedColumns: ["tenant_id", "created_at", "id"]
+          },
+          {
+            foreignKeyName: "webhook_deliveries_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      webhook_endpoints: {
+        Row: {
+          created_at: string
+          created_by: string | null
+          disabled_at: string | null
+          disabled_reason: string | null
+          enabled: boolean
+          event_types: string[]
+          failing_since: string | null
+          id: string
+          last_failure_at: string | null
+          last_success_at: string | null
+          name: string
+          previous_secret_expires_at: string | null
+          previous_secret_id: string | null
+          secret_id: string | null
+          tenant_id: string
+          updated_at: string
+          url: string
+        }
+        Insert: {
+          created_at?: string
+          created_by?: string | null
+          disabled_at?: string | null
+          disabled_reason?: string | null
+          enabled?: boolean
+          event_types: string[]
+          failing_since?: string | null
+          id?: string
+          last_failure_at?: string | null
+          last_success_at?: string | null
+          name: string
+          previous_secret_expires_at?: string | null
+          previous_secret_id?: string | null
+          secret_id?: string | null
+          tenant_id: string
+          updated_at?: string
+          url: string
+        }
+        Update: {
+          created_at?: string
+          created_by?: string | null
+          disabled_at?: string | null
+          disabled_reason?: string | null
+          enabled?: boolean
+          event_types?: string[]
+          failing_since?: string | null
+          id?: string
+          last_failure_at?: string | null
+          last_success_at?: string | null
+          name?: string
+          previous_secret_expires_at?: string | null
+          previous_secret_id?: string | null
+          secret_id?: string | null
+          tenant_id?: string
+          updated_at?: string
+          url?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "webhook_endpoints_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       whatsapp_numbers: {
         Row: {
           access_token_secret_id: string | null
@@ -3009,6 +3340,15 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      create_webhook_endpoint: {
+        Args: {
+          event_types: string[]
+          name: string
+          tenant_id: string
+          url: string
+        }
+        Returns: Json
+      }
       handoff_conversation: {
         Args: { conversation_id: string; reason?: string; team_id?: string }
         Returns: {
@@ -3303,6 +3643,37 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      replay_webhook_delivery: {
+        Args: { delivery_id: string }
+        Returns: {
+          attempts: number
+          created_at: string
+          delivered_at: string | null
+          endpoint_id: string
+          event_created_at: string
+          event_id: string
+          event_type: string
+          id: string
+          last_error: string | null
+          last_status_code: number | null
+          lease_until: string | null
+          leased_by: string | null
+          next_attempt_at: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "webhook_deliveries"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      rotate_webhook_secret: {
+        Args: { endpoint_id: string; overlap?: string }
+        Returns: string
+      }
       send_message: {
         Args: {
           conversation_id: string
@@ -3484,6 +3855,32 @@ export type Database = {
           cache_storage_path: string
           stored: boolean
         }[]
+      }
+      webhooks_claim: {
+        Args: { batch_size?: number; lease_seconds?: number; worker: string }
+        Returns: {
+          attempt: number
+          body: Json
+          delivery_id: string
+          endpoint_id: string
+          event_id: string
+          event_type: string
+          secrets: string[]
+          tenant_id: string
+          url: string
+        }[]
+      }
+      webhooks_record: {
+        Args: {
+          attempt: number
+          delivery_id: string
+          duration_ms: number
+          error: string
+          response_body: string
+          retryable?: boolean
+          status_code: number
+        }
+        Returns: string
       }
       whatsapp_alert_send_failure: {
         Args: {

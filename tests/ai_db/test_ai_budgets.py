@@ -198,8 +198,9 @@ def test_reset_job_rolls_ended_periods_and_records_its_run(tight: Db) -> None:
     tight.sql("update public.budgets set paused_reason = 'manual' where tenant_id = %s", (TENANT,))
 
     with tight.as_service() as s:
-        assert s.value("select private.job_budget_period_reset(%s)", (DEC_START - timedelta(seconds=1),)) == 0
-        rolled = s.value("select private.job_budget_period_reset(%s)", (DEC_START,))
+        reset = "select private.run_job('budget_period_reset', %s)"
+        assert s.value(reset, (DEC_START - timedelta(seconds=1),)) == 0
+        rolled = s.value(reset, (DEC_START,))
     assert rolled >= 1
     window = plan_window(tight)
     assert (window["period_start"], window["used_brl"], window["notified_thresholds"]) == (DEC_START, 0, [])
@@ -341,9 +342,8 @@ def test_abandoned_reservations_expire_and_stop_holding_budget(tight: Db, ledger
 
     # the job releases what nobody touched
     with tight.as_service() as s:
-        assert (
-            s.value("select private.job_ai_reservations_expire(%s)", (MID_NOV + timedelta(minutes=5),)) == 1
-        )
+        expire = "select private.run_job('ai_reservations_expire', %s)"
+        assert s.value(expire, (MID_NOV + timedelta(minutes=5),)) == 1
     assert plan_window(tight)["reserved_brl"] == 0
     assert (
         tight.value("select rows_affected from public.job_runs where job_name = 'ai_reservations_expire'")

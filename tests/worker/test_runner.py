@@ -177,6 +177,10 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
         ".ogg",  # the voice note, stored
         "local/local-chat",  # the model that answered, on the reply rows and in the usage log
         "public.ai_usage",
+        "public.events",  # the outbox of the conversation
+        "conversation.created",
+        "conversation.handed_off",
+        "message.status_changed",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     # The handoff notice, or outside the bot's business hours its away message.

@@ -1,7 +1,8 @@
-"""One worker process: the HTTP API (uvicorn), the inbound processor and the outbound sender.
+"""One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
+webhook deliverer and the scheduler (the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
-`LISTEN zapbase_inbound, zapbase_outbound` wakes the loops (a poll catches what a lost
+`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks` wakes the loops (a poll catches what a lost
 connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops
 claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
 (up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
@@ -32,17 +33,20 @@ from zapbase.db.pool import Pool, connect, open_pool, worker_url
 from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
 from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
+from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
 from zapbase.worker.http import create_app
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import BotResponder, Processor
+from zapbase.worker.scheduler import Scheduler, worker_jobs
 from zapbase.worker.sender import Sender
 
-__all__ = ["INBOUND_CHANNEL", "OUTBOUND_CHANNEL", "EmbeddedServer", "Runner", "listen"]
+__all__ = ["INBOUND_CHANNEL", "OUTBOUND_CHANNEL", "WEBHOOKS_CHANNEL", "EmbeddedServer", "Runner", "listen"]
 
 _logger = logging.getLogger(__name__)
 
 INBOUND_CHANNEL = "zapbase_inbound"
 OUTBOUND_CHANNEL = "zapbase_outbound"
+WEBHOOKS_CHANNEL = "zapbase_webhooks"
 # Below the send lease (Settings refuses a shorter one): a live sender records its outcome
 # before the row can be claimed by another replica.
 GRAPH_TIMEOUT = httpx.Timeout(GRAPH_TIMEOUT_S, connect=GRAPH_CONNECT_TIMEOUT_S)
@@ -126,6 +130,7 @@ class Runner:
         self._handle_signals = handle_signals
         self._stop = anyio.Event()
         self._abort: anyio.CancelScope | None = None
+        self.scheduler: Scheduler | None = None
 
     @property
     def http_url(self) -> str:
@@ -148,6 +153,7 @@ class Runner:
             open_pool(url, settings.zapbase_db_pool_size) as pool,
             httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as graph_http,
             httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as storage_http,
+            httpx.AsyncClient(timeout=httpx.Timeout(TIMEOUT_S), follow_redirects=False) as webhook_http,
             contextlib.AsyncExitStack() as stack,
         ):
             api = GraphAPI(
@@ -160,6 +166,14 @@ class Runner:
                 worker_id=self.worker_id,
                 lease_seconds=settings.zapbase_send_lease_s,
                 concurrency=settings.zapbase_send_concurrency,
+                poll_interval=settings.zapbase_poll_interval_s,
+            )
+            deliverer = Deliverer(
+                pool=pool,
+                http=webhook_http,
+                worker_id=self.worker_id,
+                concurrency=settings.zapbase_webhook_concurrency,
+                local_mode=settings.zapbase_webhooks_local_mode,
                 poll_interval=settings.zapbase_poll_interval_s,
             )
             storage = self._storage or storage_from_settings(settings, storage_http)
@@ -181,15 +195,21 @@ class Runner:
                 concurrency=settings.zapbase_process_concurrency,
                 poll_interval=settings.zapbase_poll_interval_s,
             )
+            scheduler = (
+                Scheduler(url=url, worker_jobs=worker_jobs(pool.connection, storage),
+                          interval=settings.zapbase_scheduler_interval_s)
+                if settings.zapbase_scheduler else None
+            )
+            self.scheduler = scheduler
             server = self._http_server(pool) if self._serve_http else None
             with anyio.CancelScope() as self._abort:
                 async with anyio.create_task_group() as helpers:
                     if self._handle_signals:
                         helpers.start_soon(self._watch_signals)
-                    helpers.start_soon(
-                        listen, url, {INBOUND_CHANNEL: processor.wake, OUTBOUND_CHANNEL: sender.wake}
-                    )
-                    await self._run_parts(processor, sender, server)
+                    channels = {INBOUND_CHANNEL: processor.wake, OUTBOUND_CHANNEL: sender.wake,
+                                WEBHOOKS_CHANNEL: deliverer.wake}  # fmt: skip
+                    helpers.start_soon(listen, url, channels)
+                    await self._run_parts(processor, sender, deliverer, scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -204,9 +224,16 @@ class Runner:
         )
         return EmbeddedServer(config)
 
-    async def _run_parts(self, processor: Processor, sender: Sender, server: EmbeddedServer | None) -> None:
+    async def _run_parts(
+        self,
+        processor: Processor,
+        sender: Sender,
+        deliverer: Deliverer,
+        scheduler: Scheduler | None,
+        server: EmbeddedServer | None,
+    ) -> None:
         poll = self.settings.zapbase_poll_interval_s
-        done = {"processor": anyio.Event(), "sender": anyio.Event()}
+        done = {"processor": anyio.Event(), "sender": anyio.Event(), "deliverer": anyio.Event()}
 
         async def part(name: str, body: Callable[[], Awaitable[None]]) -> None:
             try:
@@ -217,13 +244,18 @@ class Runner:
         async with anyio.create_task_group() as parts:
             parts.start_soon(part, "processor", lambda: _resilient("processor", processor.run, poll))
             parts.start_soon(part, "sender", lambda: _resilient("sender", sender.run, poll))
+            parts.start_soon(part, "deliverer", lambda: _resilient("deliverer", deliverer.run, poll))
+            if scheduler is not None:
+                done["scheduler"] = anyio.Event()
+                parts.start_soon(part, "scheduler", scheduler.run)
             if server is not None:
                 done["http"] = anyio.Event()
                 parts.start_soon(part, "http", server.serve)
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            parts.start_soon(self._shutdown_when_asked, parts, done, processor, sender, server)
+            loops = (processor, sender, deliverer, scheduler)
+            parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
         while not server.started:
@@ -237,14 +269,14 @@ class Runner:
         self,
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
-        processor: Processor,
-        sender: Sender,
+        loops: tuple[Processor, Sender, Deliverer, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
         _logger.info("worker %s: stopping; finishing the rows in hand", self.worker_id)
-        processor.stop()
-        sender.stop()
+        for loop in loops:
+            if loop is not None:
+                loop.stop()
         if server is not None:
             server.should_exit = True
         with anyio.move_on_after(self.settings.zapbase_shutdown_grace_s) as grace:

@@ -1,0 +1,192 @@
+"""The webhook deliverer: claims due deliveries and POSTs them, signed, to tenants' endpoints.
+
+Each round claims up to `concurrency` rows with `webhooks_claim` (SKIP LOCKED, leased),
+sends them all at once and records each attempt with `webhooks_record`, which decides:
+2xx succeeded; timeout, connection error, 429, 5xx retried on the schedule; the rest final.
+Guarantees:
+
+* no redirects, 15 s for the whole exchange (a receiver that trickles bytes is cut off),
+  at most `BODY_CAP` bytes of the answer read and 4 KB kept;
+* private, loopback and link-local addresses and plain http are refused outside local
+  mode (`zapbase.webhooks.guard`);
+* once a receiver answered, recording the outcome is shielded from cancellation; a
+  deliverer killed before that leaves the lease to expire and the row is sent again with
+  the same webhook-id (at least once: receivers dedupe by webhook-id). A succeeded row is
+  never claimed again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+
+from zapbase.db.pool import Pool
+from zapbase.webhooks.guard import RefusedTarget, resolve_target
+from zapbase.webhooks.signing import sign_headers
+from zapbase.worker.loop import QueueLoop
+
+__all__ = ["BODY_CAP", "TIMEOUT_S", "Deliverer", "DeliveryRow", "Outcome", "post"]
+
+_logger = logging.getLogger(__name__)
+
+TIMEOUT_S = 15.0
+KEPT_BYTES = 4096
+BODY_CAP = 64 * 1024  # read no further than this, whatever the receiver sends
+USER_AGENT = "Zapbase-Webhooks/1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryRow:
+    """One claimed row of `webhooks_claim`."""
+
+    delivery_id: uuid.UUID
+    tenant_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    url: str
+    event_id: uuid.UUID
+    event_type: str
+    attempt: int
+    body: Mapping[str, Any]
+    secrets: list[str]
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> DeliveryRow:
+        return cls(**{name: row[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt produced: an HTTP status with the start of the answer, or an error."""
+
+    status_code: int | None
+    duration_ms: int
+    response_body: str | None = None
+    error: str | None = None
+    retryable: bool | None = None  # None: the database decides from the status code
+
+
+async def post(http: httpx.AsyncClient, row: DeliveryRow, *, local_mode: bool,
+               timeout: float = TIMEOUT_S) -> Outcome:  # fmt: skip
+    """One signed attempt; never raises for the receiver's faults."""
+    started = time.perf_counter()
+
+    def took() -> int:
+        return round((time.perf_counter() - started) * 1000)
+
+    try:
+        target = await resolve_target(row.url, local_mode=local_mode)
+    except RefusedTarget as exc:
+        return Outcome(None, took(), error=str(exc), retryable=False)
+    if not row.secrets:
+        return Outcome(None, took(), error="the endpoint has no signing secret", retryable=False)
+    body = json.dumps(row.body, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {
+        **sign_headers(row.secrets, str(row.event_id), body),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "host": target.host,
+    }
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
+    try:
+        with anyio.fail_after(timeout):
+            async with http.stream("POST", target.url, content=body, headers=headers,
+                                   extensions=extensions, follow_redirects=False) as response:  # fmt: skip
+                kept = bytearray()
+                async for chunk in response.aiter_raw():
+                    kept += chunk
+                    if len(kept) >= BODY_CAP:
+                        break
+    except TimeoutError:
+        return Outcome(None, took(), error=f"timed out after {timeout:.0f} s")
+    except httpx.HTTPError as exc:
+        return Outcome(None, took(), error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+    # whatever bytes came back, stored as text Postgres accepts (no NUL)
+    text = bytes(kept[:KEPT_BYTES]).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    error = None
+    if response.is_redirect:
+        location = response.headers.get("location")
+        error = f"redirects are not followed (HTTP {response.status_code} to {location})"
+    return Outcome(response.status_code, took(), response_body=text, error=error)
+
+
+class Deliverer(QueueLoop):
+    """The webhook loop of one replica.
+
+    **Parameters**
+
+    * **pool** - service-role connections.
+    * **http** - the client (no shared auth headers; its own timeout is a backstop).
+    * **worker_id** - this replica's name in `leased_by`.
+    * **concurrency** - deliveries claimed per round, all sent at once.
+    * **local_mode** - allow http and private addresses (development and tests only).
+    * **timeout** - for the whole exchange with the receiver (15 s).
+    * **lease_seconds**, **poll_interval** - the claim's lease (well above the 15 s timeout)
+      and the poll when no NOTIFY arrives (retries become due silently).
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: Pool,
+        http: httpx.AsyncClient,
+        worker_id: str,
+        concurrency: int = 8,
+        local_mode: bool = False,
+        timeout: float = TIMEOUT_S,
+        lease_seconds: int = 60,
+        poll_interval: float = 2.0,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval)
+        self._pool = pool
+        self._http = http
+        self.worker_id = worker_id
+        self._batch_size = concurrency
+        self._local_mode = local_mode
+        self._timeout = timeout
+        self._lease_seconds = lease_seconds
+
+    async def run_once(self) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "select * from public.webhooks_claim(%s, %s, %s)",
+                (self.worker_id, self._batch_size, self._lease_seconds),
+            )
+            rows = [DeliveryRow.from_row(row) for row in await cur.fetchall()]
+        if rows:
+            async with anyio.create_task_group() as tg:
+                for row in rows:
+                    tg.start_soon(self._deliver_guarded, row)
+        return len(rows)
+
+    async def _deliver_guarded(self, row: DeliveryRow) -> None:
+        try:
+            await self.deliver(row)
+        except Exception:
+            # one bad row must not cancel its siblings; its lease brings it back
+            _logger.exception("webhook delivery %s failed unexpectedly", row.delivery_id)
+
+    async def deliver(self, row: DeliveryRow) -> str:
+        """Send one claimed row and record the attempt; returns the delivery's new status."""
+        outcome = await post(self._http, row, local_mode=self._local_mode, timeout=self._timeout)
+        # the receiver may have acted on it: the outcome must be stored even on shutdown
+        with anyio.CancelScope(shield=True):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "select public.webhooks_record(%s, %s, %s, %s, %s, %s, %s) as status",
+                    (row.delivery_id, row.attempt, outcome.status_code, outcome.duration_ms,
+                     outcome.response_body, outcome.error, outcome.retryable),
+                )
+                result = await cur.fetchone()
+        status = str(result["status"]) if result else "unknown"
+        if status != "succeeded":
+            _logger.warning("webhook %s to %s (attempt %s): %s → %s", row.event_type, row.url, row.attempt,
+                            outcome.error or f"HTTP {outcome.status_code}", status)
+        return status
