@@ -383,13 +383,13 @@ export type Database = {
           handoff_keywords: string[]
           id: string
           is_active: boolean
+          knowledge_enabled: boolean
           max_replies_per_contact_per_day: number | null
           max_replies_per_tenant_per_day: number | null
           max_tokens: number
           memory_turns: number
           model_policy_id: string | null
           name: string
-          rag_enabled: boolean
           system_prompt: string
           temperature: number
           tenant_id: string
@@ -411,13 +411,13 @@ export type Database = {
           handoff_keywords?: string[]
           id?: string
           is_active?: boolean
+          knowledge_enabled?: boolean
           max_replies_per_contact_per_day?: number | null
           max_replies_per_tenant_per_day?: number | null
           max_tokens?: number
           memory_turns?: number
           model_policy_id?: string | null
           name: string
-          rag_enabled?: boolean
           system_prompt?: string
           temperature?: number
           tenant_id: string
@@ -439,13 +439,13 @@ export type Database = {
           handoff_keywords?: string[]
           id?: string
           is_active?: boolean
+          knowledge_enabled?: boolean
           max_replies_per_contact_per_day?: number | null
           max_replies_per_tenant_per_day?: number | null
           max_tokens?: number
           memory_turns?: number
           model_policy_id?: string | null
           name?: string
-          rag_enabled?: boolean
           system_prompt?: string
           temperature?: number
           tenant_id?: string
