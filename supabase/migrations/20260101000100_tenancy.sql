@@ -985,6 +985,50 @@ comment on function public.set_integration_secret(uuid, text) is 'Admins store a
 
 /**
  * ----
+ * Section - Policy helpers of later modules (which members and teams the caller is)
+ * ----
+ */
+
+create or replace function private.my_member_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.id from public.members m where m.user_id = auth.uid() and m.status = 'active'
+$$;
+comment on function private.my_member_ids() is 'The caller''s member ids (one per tenant).';
+
+create or replace function private.my_team_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select tm.team_id from public.team_members tm
+    join public.members m on m.tenant_id = tm.tenant_id and m.id = tm.member_id
+   where m.user_id = auth.uid() and m.status = 'active'
+$$;
+comment on function private.my_team_ids() is 'Teams the caller serves.';
+
+-- Tenants where the caller may work every conversation: managers and up always; agents
+-- unless the tenant restricts them to what is assigned to them or their teams.
+create or replace function private.my_unrestricted_tenant_ids()
+returns setof uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.tenant_id from public.members m join public.tenants t on t.id = m.tenant_id
+   where m.user_id = auth.uid() and m.status = 'active'
+     and (m.role >= 'manager' or (m.role = 'agent' and not t.restrict_agents_to_assigned))
+$$;
+
+/**
+ * ----
  * Section - Grants
  * ----
  */
@@ -1019,4 +1063,6 @@ revoke execute on function public.create_tenant(text, text, text, text),
 grant execute on function public.create_tenant(text, text, text, text),
   public.invite_member(uuid, text, public.member_role, uuid), public.accept_invite(text),
   public.change_member_role(uuid, public.member_role), public.set_integration_secret(uuid, text)
+  to authenticated, service_role;
+grant execute on function private.my_member_ids(), private.my_team_ids(), private.my_unrestricted_tenant_ids()
   to authenticated, service_role;
