@@ -50,7 +50,7 @@ def emit(url: str, count: int) -> None:
 async def drain(url: str) -> float:
     """Run the deliverer until the queue is empty; returns seconds taken."""
     async with open_pool(url, 4) as pool, httpx.AsyncClient() as http:
-        deliverer = Deliverer(pool=pool, http=http, worker_id="bench", concurrency=CONCURRENCY,
+        deliverer = Deliverer(pool=pool, client=http, worker_id="bench", concurrency=CONCURRENCY,
                               local_mode=True)
         began = time.perf_counter()
         while await deliverer.run_once():

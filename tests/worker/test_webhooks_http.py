@@ -43,7 +43,7 @@ def endpoint(db: Db, receiver: Receiver, base: str, name: str,
 
 def deliverer(pool: Pool, http: httpx.AsyncClient, *, local_mode: bool = True,
               timeout: float = 15.0) -> Deliverer:
-    return Deliverer(pool=pool, http=http, worker_id="test", local_mode=local_mode, timeout=timeout)
+    return Deliverer(pool=pool, client=http, worker_id="test", local_mode=local_mode, timeout=timeout)
 
 
 def deliveries(db: Db) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ class Outcome:
     retryable: bool | None = None  # None: the database decides from the status code
 
 
-async def post(http: httpx.AsyncClient, row: DeliveryRow, *, local_mode: bool,
+async def post(client: httpx.AsyncClient, row: DeliveryRow, *, local_mode: bool,
                timeout: float = TIMEOUT_S) -> Outcome:  # fmt: skip
     """One signed attempt; never raises for the receiver's faults."""
     started = time.perf_counter()
@@ -97,7 +97,7 @@ async def post(http: httpx.AsyncClient, row: DeliveryRow, *, local_mode: bool,
     extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
     try:
         with anyio.fail_after(timeout):
-            async with http.stream("POST", target.url, content=body, headers=headers,
+            async with client.stream("POST", target.url, content=body, headers=headers,
                                    extensions=extensions, follow_redirects=False) as response:  # fmt: skip
                 kept = bytearray()
                 async for chunk in response.aiter_raw():
@@ -123,7 +123,7 @@ class Deliverer(QueueLoop):
     **Parameters**
 
     * **pool** - service-role connections.
-    * **http** - the client (no shared auth headers; its own timeout is a backstop).
+    * **client** - the HTTP client (no shared auth headers; its own timeout is a backstop).
     * **worker_id** - this replica's name in `leased_by`.
     * **concurrency** - deliveries claimed per round, all sent at once.
     * **local_mode** - allow http and private addresses (development and tests only).
@@ -136,7 +136,7 @@ class Deliverer(QueueLoop):
         self,
         *,
         pool: Pool,
-        http: httpx.AsyncClient,
+        client: httpx.AsyncClient,
         worker_id: str,
         concurrency: int = 8,
         local_mode: bool = False,
@@ -146,7 +146,7 @@ class Deliverer(QueueLoop):
     ) -> None:
         super().__init__(poll_interval=poll_interval)
         self._pool = pool
-        self._http = http
+        self._client = client
         self.worker_id = worker_id
         self._batch_size = concurrency
         self._local_mode = local_mode
@@ -175,7 +175,7 @@ class Deliverer(QueueLoop):
 
     async def deliver(self, row: DeliveryRow) -> str:
         """Send one claimed row and record the attempt; returns the delivery's new status."""
-        outcome = await post(self._http, row, local_mode=self._local_mode, timeout=self._timeout)
+        outcome = await post(self._client, row, local_mode=self._local_mode, timeout=self._timeout)
         # the receiver may have acted on it: the outcome must be stored even on shutdown
         with anyio.CancelScope(shield=True):
             async with self._pool.connection() as conn:

@@ -170,7 +170,7 @@ class Runner:
             )
             deliverer = Deliverer(
                 pool=pool,
-                http=webhook_http,
+                client=webhook_http,
                 worker_id=self.worker_id,
                 concurrency=settings.zapbase_webhook_concurrency,
                 local_mode=settings.zapbase_webhooks_local_mode,
