@@ -687,7 +687,8 @@ begin
           create_webhook_endpoint.event_types, auth.uid())
   returning * into v_endpoint;
   update public.webhook_endpoints w
-     set secret_id = vault.create_secret(v_secret, 'webhook:' || v_endpoint.id, 'Signing secret of webhook ' || v_endpoint.name)
+     set secret_id = private.vault_store('webhook_endpoint:' || v_endpoint.id, v_secret,
+                                         'Signing secret of webhook ' || v_endpoint.name)
    where w.id = v_endpoint.id;
   return jsonb_build_object('id', v_endpoint.id, 'secret', v_secret);
 end;
@@ -713,14 +714,13 @@ begin
   if rotate_webhook_secret.overlap not between interval '0' and interval '7 days' then
     raise exception 'the overlap of two secrets is between 0 and 7 days' using errcode = '22023';
   end if;
-  if v_endpoint.previous_secret_id is not null then
-    delete from vault.secrets s where s.id = v_endpoint.previous_secret_id;
-  end if;
+  -- the current secret becomes the endpoint's previous one (its Vault name says so)
+  delete from vault.secrets s where s.name = 'webhook_endpoint:' || v_endpoint.id || ':previous';
+  perform vault.update_secret(v_endpoint.secret_id, new_name => 'webhook_endpoint:' || v_endpoint.id || ':previous');
   update public.webhook_endpoints w
      set previous_secret_id = w.secret_id,
          previous_secret_expires_at = now() + rotate_webhook_secret.overlap,
-         secret_id = vault.create_secret(v_secret, 'webhook:' || w.id || ':' || extract(epoch from clock_timestamp()),
-                                         'Signing secret of webhook ' || w.name)
+         secret_id = private.vault_store('webhook_endpoint:' || w.id, v_secret, 'Signing secret of webhook ' || w.name)
    where w.id = v_endpoint.id;
   return v_secret;
 end;
@@ -822,9 +822,9 @@ as $$
                             'subject', jsonb_build_object('table', e.subject_table, 'id', e.subject_id),
                             'data', e.payload),
          array_remove(array[
-           (select s.decrypted_secret from vault.decrypted_secrets s where s.id = w.secret_id),
-           (select s.decrypted_secret from vault.decrypted_secrets s
-             where s.id = w.previous_secret_id and w.previous_secret_expires_at > now())], null)
+           private.vault_secret(w.secret_id, 'webhook_endpoint:' || w.id),
+           case when w.previous_secret_expires_at > now()
+                then private.vault_secret(w.previous_secret_id, 'webhook_endpoint:' || w.id || ':previous') end], null)
     from claimed c
     join public.webhook_endpoints w on w.tenant_id = c.tenant_id and w.id = c.endpoint_id
     join public.events e on e.tenant_id = c.tenant_id and e.created_at = c.event_created_at and e.id = c.event_id

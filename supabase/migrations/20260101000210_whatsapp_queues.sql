@@ -447,11 +447,10 @@ begin
     v_left := v_left - cardinality(v_ids);
     return query
       select m.id, m.tenant_id, m.conversation_id, m.whatsapp_number_id, v_number.phone_number_id,
-             s.decrypted_secret, c.wa_id, c.user_id, m.payload, m.reply_to_wamid, m.attempts
+             private.vault_secret(v_number.access_token_secret_id, 'whatsapp_number:' || v_number.id || ':access_token'),
+             c.wa_id, c.user_id, m.payload, m.reply_to_wamid, m.attempts
         from public.messages m
         join public.contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
-        left join vault.decrypted_secrets s on s.id = v_number.access_token_secret_id
-                                            and s.name = 'whatsapp_number:' || v_number.id || ':access_token'
        where m.id = any(v_ids)
        order by m.created_at;
   end loop;
@@ -588,7 +587,7 @@ as $$
     returning m.*
   )
   select m.id, m.tenant_id, m.conversation_id, m.contact_id, m.whatsapp_number_id, n.phone_number_id,
-         s.decrypted_secret, m.wamid, m.type, m.content, m.payload, m.media_id, m.media_mime_type, m.is_voice,
+         private.vault_secret(n.access_token_secret_id, 'whatsapp_number:' || n.id || ':access_token'), m.wamid, m.type, m.content, m.payload, m.media_id, m.media_mime_type, m.is_voice,
          m.interactive_reply_id, c.mode, c.bot_id, k.wa_id, k.user_id, k.profile_name, m.attempts,
          -- what queue_outbound would refuse: a bot does not answer (nor spend AI on) them
          not k.is_blocked and k.opt_in and k.lgpd_state = 'active'
@@ -596,8 +595,6 @@ as $$
     join public.conversations c on c.tenant_id = m.tenant_id and c.id = m.conversation_id
     join public.contacts k on k.tenant_id = m.tenant_id and k.id = m.contact_id
     left join public.whatsapp_numbers n on n.tenant_id = m.tenant_id and n.id = m.whatsapp_number_id
-    left join vault.decrypted_secrets s on s.id = n.access_token_secret_id
-                                        and s.name = 'whatsapp_number:' || n.id || ':access_token'
    order by m.created_at
 $$;
 comment on function public.whatsapp_claim_inbound(text, integer, integer) is 'Worker: claim new inbound messages (oldest per conversation, SKIP LOCKED, leased); may_reply is false for a contact nothing may be sent to (blocked, opted out, anonymised).';
