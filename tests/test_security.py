@@ -314,6 +314,20 @@ RPC_ATTACKS: dict[str, str] = {
     "set_whatsapp_number_secret(uuid,text,text)":
         "select public.set_whatsapp_number_secret(%(number)s, 'access_token', 'EAAG-roubado')",
     "start_conversation(uuid,uuid)": "select public.start_conversation(%(contact)s, %(number)s)",
+    "create_message_template(uuid,text,text,jsonb,text,text)":
+        "select public.create_message_template(%(number)s, 'espiao', 'MARKETING',"
+        " '[{\"type\": \"BODY\", \"text\": \"oi\"}]')",
+    "delete_message_template(uuid)": "select public.delete_message_template(%(template)s)",
+    "request_template_sync(uuid)": "select public.request_template_sync(%(tenant)s)",
+    "preview_template(uuid,uuid,jsonb)": "select public.preview_template(%(template)s, %(contact)s)",
+    "campaign_dry_run(uuid)": "select public.campaign_dry_run(%(campaign)s)",
+    "set_campaign_list(uuid,uuid[])":
+        "select public.set_campaign_list(%(campaign)s, array[%(contact)s]::uuid[])",
+    "import_campaign_csv(uuid,text,text)": "select public.import_campaign_csv(%(campaign)s, '5521988880000')",
+    "schedule_campaign(uuid,timestamp with time zone)":
+        "select public.schedule_campaign(%(campaign)s, now() + interval '1 hour')",
+    "start_campaign(uuid)": "select public.start_campaign(%(campaign)s)",
+    "set_campaign_state(uuid,text)": "select public.set_campaign_state(%(campaign)s, 'cancel')",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
@@ -346,6 +360,8 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "bot": one("select id from public.bots where tenant_id = %s", (TENANT_B,)),
         "endpoint": one("select id from public.webhook_endpoints where tenant_id = %s", (TENANT_B,)),
         "delivery": one("select id from public.webhook_deliveries where tenant_id = %s limit 1", (TENANT_B,)),
+        "template": one("select id from public.message_templates where tenant_id = %s", (TENANT_B,)),
+        "campaign": one("select id from public.campaigns where tenant_id = %s", (TENANT_B,)),
     }
 
 

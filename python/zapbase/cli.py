@@ -22,6 +22,7 @@ from zapbase.jobs_cli import jobs_app
 from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
 from zapbase.knowledge_cli import knowledge_app
 from zapbase.settings import Settings
+from zapbase.templates_cli import templates_app
 
 app = typer.Typer(help="Zapbase: WhatsApp customer service with AI, built the Supabase way.",
                   no_args_is_help=True)
@@ -32,6 +33,7 @@ worker_cli.register(app)  # up, simulator, demo, chat
 app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(knowledge_app, name="kb", hidden=True)  # the command's first name, for scripts that use it
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(templates_app, name="templates")
 console = Console()
 
 

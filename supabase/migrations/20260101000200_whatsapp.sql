@@ -425,6 +425,11 @@ create table if not exists public.message_templates (
   product_id uuid,
   is_active boolean not null default true,
   last_synced_at timestamptz,
+  sync_status text not null default 'local'
+    check (sync_status in ('local', 'synced', 'pending_create', 'creating', 'create_failed', 'pending_delete',
+                           'deleting', 'delete_failed')),
+  sync_error text check (length(sync_error) <= 2000),
+  sync_attempted_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (tenant_id, id),
@@ -435,6 +440,10 @@ create index if not exists message_templates_meta_id_idx on public.message_templ
 comment on table public.message_templates is 'WhatsApp templates synced with Meta: the only messages allowed outside the 24 h window once APPROVED.';
 comment on column public.message_templates.components is 'Meta components: header / body / footer / buttons with their examples.';
 comment on column public.message_templates.product_id is 'Optional product the template belongs to (commerce module).';
+comment on column public.message_templates.sync_status is 'Where the template stands with Meta: local (only here), synced, pending_create / creating / create_failed, pending_delete / deleting / delete_failed (campaigns module pushes them).';
+comment on column public.message_templates.sync_error is 'Meta''s answer to the last failed create or delete.';
+create index if not exists message_templates_sync_queue_idx on public.message_templates (sync_attempted_at nulls first)
+  where sync_status in ('pending_create', 'creating', 'pending_delete', 'deleting');
 
 -- Raw webhook events: every entry × change as received, for inspection and replay.
 create table if not exists public.inbound_events (

@@ -660,6 +660,282 @@ export type Database = {
           },
         ]
       }
+      campaign_list_members: {
+        Row: {
+          added_at: string
+          campaign_id: string
+          contact_id: string
+          import_id: string | null
+          tenant_id: string
+        }
+        Insert: {
+          added_at?: string
+          campaign_id: string
+          contact_id: string
+          import_id?: string | null
+          tenant_id: string
+        }
+        Update: {
+          added_at?: string
+          campaign_id?: string
+          contact_id?: string
+          import_id?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "campaign_list_members_tenant_id_campaign_id_fkey"
+            columns: ["tenant_id", "campaign_id"]
+            referencedRelation: "campaigns"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "campaign_list_members_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "campaign_list_members_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "campaign_list_members_tenant_id_import_id_fkey"
+            columns: ["tenant_id", "import_id"]
+            referencedRelation: "import_logs"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      campaign_recipients: {
+        Row: {
+          attempts: number
+          campaign_id: string
+          contact_id: string
+          created_at: string
+          delivered_at: string | null
+          error_code: number | null
+          error_title: string | null
+          failed_at: string | null
+          id: string
+          message_id: string | null
+          next_attempt_at: string | null
+          queued_at: string | null
+          read_at: string | null
+          replied_at: string | null
+          sent_at: string | null
+          skip_reason: string | null
+          status: string
+          tenant_id: string
+          wa_id: string | null
+        }
+        Insert: {
+          attempts?: number
+          campaign_id: string
+          contact_id: string
+          created_at?: string
+          delivered_at?: string | null
+          error_code?: number | null
+          error_title?: string | null
+          failed_at?: string | null
+          id?: string
+          message_id?: string | null
+          next_attempt_at?: string | null
+          queued_at?: string | null
+          read_at?: string | null
+          replied_at?: string | null
+          sent_at?: string | null
+          skip_reason?: string | null
+          status?: string
+          tenant_id: string
+          wa_id?: string | null
+        }
+        Update: {
+          attempts?: number
+          campaign_id?: string
+          contact_id?: string
+          created_at?: string
+          delivered_at?: string | null
+          error_code?: number | null
+          error_title?: string | null
+          failed_at?: string | null
+          id?: string
+          message_id?: string | null
+          next_attempt_at?: string | null
+          queued_at?: string | null
+          read_at?: string | null
+          replied_at?: string | null
+          sent_at?: string | null
+          skip_reason?: string | null
+          status?: string
+          tenant_id?: string
+          wa_id?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "campaign_recipients_tenant_id_campaign_id_fkey"
+            columns: ["tenant_id", "campaign_id"]
+            referencedRelation: "campaigns"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "campaign_recipients_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "campaign_recipients_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "campaign_recipients_tenant_id_message_id_fkey"
+            columns: ["tenant_id", "message_id"]
+            referencedRelation: "messages"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      campaigns: {
+        Row: {
+          audience: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          delivered_count: number
+          description: string | null
+          failed_count: number
+          finished_at: string | null
+          id: string
+          max_attempts: number
+          name: string
+          pace_anchor_at: string | null
+          pace_anchor_released: number
+          paused_at: string | null
+          pending_count: number
+          queued_count: number
+          rate_per_minute: number
+          read_count: number
+          released_count: number
+          replied_count: number
+          reply_window_days: number
+          scheduled_at: string | null
+          send_window_end: string | null
+          send_window_start: string | null
+          sent_count: number
+          skipped_count: number
+          started_at: string | null
+          status: string
+          status_reason: string | null
+          template_id: string
+          tenant_id: string
+          total_count: number
+          updated_at: string
+          variables: NonNullable<Json>
+          whatsapp_number_id: string
+        }
+        Insert: {
+          audience?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          delivered_count?: number
+          description?: string | null
+          failed_count?: number
+          finished_at?: string | null
+          id?: string
+          max_attempts?: number
+          name: string
+          pace_anchor_at?: string | null
+          pace_anchor_released?: number
+          paused_at?: string | null
+          pending_count?: number
+          queued_count?: number
+          rate_per_minute?: number
+          read_count?: number
+          released_count?: number
+          replied_count?: number
+          reply_window_days?: number
+          scheduled_at?: string | null
+          send_window_end?: string | null
+          send_window_start?: string | null
+          sent_count?: number
+          skipped_count?: number
+          started_at?: string | null
+          status?: string
+          status_reason?: string | null
+          template_id: string
+          tenant_id: string
+          total_count?: number
+          updated_at?: string
+          variables?: NonNullable<Json>
+          whatsapp_number_id: string
+        }
+        Update: {
+          audience?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          delivered_count?: number
+          description?: string | null
+          failed_count?: number
+          finished_at?: string | null
+          id?: string
+          max_attempts?: number
+          name?: string
+          pace_anchor_at?: string | null
+          pace_anchor_released?: number
+          paused_at?: string | null
+          pending_count?: number
+          queued_count?: number
+          rate_per_minute?: number
+          read_count?: number
+          released_count?: number
+          replied_count?: number
+          reply_window_days?: number
+          scheduled_at?: string | null
+          send_window_end?: string | null
+          send_window_start?: string | null
+          sent_count?: number
+          skipped_count?: number
+          started_at?: string | null
+          status?: string
+          status_reason?: string | null
+          template_id?: string
+          tenant_id?: string
+          total_count?: number
+          updated_at?: string
+          variables?: NonNullable<Json>
+          whatsapp_number_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "campaigns_tenant_id_created_by_fkey"
+            columns: ["tenant_id", "created_by"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "campaigns_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "campaigns_tenant_id_template_id_fkey"
+            columns: ["tenant_id", "template_id"]
+            referencedRelation: "message_templates"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "campaigns_tenant_id_whatsapp_number_id_fkey"
+            columns: ["tenant_id", "whatsapp_number_id"]
+            referencedRelation: "whatsapp_numbers"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       contact_consents: {
         Row: {
           contact_id: string
@@ -1779,6 +2055,9 @@ export type Database = {
           quality_score: string | null
           rejection_reason: string | null
           status: string
+          sync_attempted_at: string | null
+          sync_error: string | null
+          sync_status: string
           tenant_id: string
           updated_at: string
           waba_id: string | null
@@ -1798,6 +2077,9 @@ export type Database = {
           quality_score?: string | null
           rejection_reason?: string | null
           status?: string
+          sync_attempted_at?: string | null
+          sync_error?: string | null
+          sync_status?: string
           tenant_id: string
           updated_at?: string
           waba_id?: string | null
@@ -1817,6 +2099,9 @@ export type Database = {
           quality_score?: string | null
           rejection_reason?: string | null
           status?: string
+          sync_attempted_at?: string | null
+          sync_error?: string | null
+          sync_status?: string
           tenant_id?: string
           updated_at?: string
           waba_id?: string | null
@@ -2565,6 +2850,49 @@ export type Database = {
           },
         ]
       }
+      template_syncs: {
+        Row: {
+          error: string | null
+          finished_at: string | null
+          last_synced_at: string | null
+          requested_at: string
+          started_at: string | null
+          status: string
+          template_count: number | null
+          tenant_id: string
+          waba_id: string
+        }
+        Insert: {
+          error?: string | null
+          finished_at?: string | null
+          last_synced_at?: string | null
+          requested_at?: string
+          started_at?: string | null
+          status?: string
+          template_count?: number | null
+          tenant_id: string
+          waba_id: string
+        }
+        Update: {
+          error?: string | null
+          finished_at?: string | null
+          last_synced_at?: string | null
+          requested_at?: string
+          started_at?: string | null
+          status?: string
+          template_count?: number | null
+          tenant_id?: string
+          waba_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "template_syncs_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       tenants: {
         Row: {
           contact_email: string | null
@@ -3278,6 +3606,8 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
+      campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
+      campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
         Args: {
           member_id: string
@@ -3300,6 +3630,44 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      create_message_template: {
+        Args: {
+          category: string
+          components: Json
+          language?: string
+          name: string
+          parameter_format?: string
+          whatsapp_number_id: string
+        }
+        Returns: {
+          category: string
+          components: NonNullable<Json>
+          created_at: string
+          id: string
+          is_active: boolean
+          language: string
+          last_synced_at: string | null
+          meta_template_id: string | null
+          name: string
+          parameter_format: string
+          product_id: string | null
+          quality_score: string | null
+          rejection_reason: string | null
+          status: string
+          sync_attempted_at: string | null
+          sync_error: string | null
+          sync_status: string
+          tenant_id: string
+          updated_at: string
+          waba_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "message_templates"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3349,6 +3717,37 @@ export type Database = {
         }
         Returns: Json
       }
+      delete_message_template: {
+        Args: { template_id: string }
+        Returns: {
+          category: string
+          components: NonNullable<Json>
+          created_at: string
+          id: string
+          is_active: boolean
+          language: string
+          last_synced_at: string | null
+          meta_template_id: string | null
+          name: string
+          parameter_format: string
+          product_id: string | null
+          quality_score: string | null
+          rejection_reason: string | null
+          status: string
+          sync_attempted_at: string | null
+          sync_error: string | null
+          sync_status: string
+          tenant_id: string
+          updated_at: string
+          waba_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "message_templates"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       handoff_conversation: {
         Args: { conversation_id: string; reason?: string; team_id?: string }
         Returns: {
@@ -3396,6 +3795,30 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      import_campaign_csv: {
+        Args: { campaign_id: string; csv: string; file_name?: string }
+        Returns: {
+          errors: NonNullable<Json>
+          failed_rows: number
+          file_name: string | null
+          finished_at: string | null
+          id: string
+          imported_rows: number
+          kind: string
+          source: string
+          started_at: string
+          started_by: string | null
+          status: string
+          tenant_id: string
+          total_rows: number
+        }
+        SetofOptions: {
+          from: "*"
+          to: "import_logs"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3622,6 +4045,10 @@ export type Database = {
           title: string
         }[]
       }
+      preview_template: {
+        Args: { contact_id: string; template_id: string; variables?: Json }
+        Returns: Json
+      }
       record_contact_consent: {
         Args: { contact_id: string; evidence: string; kind: string }
         Returns: {
@@ -3670,9 +4097,55 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      request_template_sync: { Args: { tenant_id: string }; Returns: number }
       rotate_webhook_secret: {
         Args: { endpoint_id: string; overlap?: string }
         Returns: string
+      }
+      schedule_campaign: {
+        Args: { at: string; campaign_id: string }
+        Returns: {
+          audience: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          delivered_count: number
+          description: string | null
+          failed_count: number
+          finished_at: string | null
+          id: string
+          max_attempts: number
+          name: string
+          pace_anchor_at: string | null
+          pace_anchor_released: number
+          paused_at: string | null
+          pending_count: number
+          queued_count: number
+          rate_per_minute: number
+          read_count: number
+          released_count: number
+          replied_count: number
+          reply_window_days: number
+          scheduled_at: string | null
+          send_window_end: string | null
+          send_window_start: string | null
+          sent_count: number
+          skipped_count: number
+          started_at: string | null
+          status: string
+          status_reason: string | null
+          template_id: string
+          tenant_id: string
+          total_count: number
+          updated_at: string
+          variables: NonNullable<Json>
+          whatsapp_number_id: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "campaigns"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       send_message: {
         Args: {
@@ -3741,6 +4214,55 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      set_campaign_list: {
+        Args: { campaign_id: string; contact_ids: string[] }
+        Returns: number
+      }
+      set_campaign_state: {
+        Args: { action: string; campaign_id: string }
+        Returns: {
+          audience: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          delivered_count: number
+          description: string | null
+          failed_count: number
+          finished_at: string | null
+          id: string
+          max_attempts: number
+          name: string
+          pace_anchor_at: string | null
+          pace_anchor_released: number
+          paused_at: string | null
+          pending_count: number
+          queued_count: number
+          rate_per_minute: number
+          read_count: number
+          released_count: number
+          replied_count: number
+          reply_window_days: number
+          scheduled_at: string | null
+          send_window_end: string | null
+          send_window_start: string | null
+          sent_count: number
+          skipped_count: number
+          started_at: string | null
+          status: string
+          status_reason: string | null
+          template_id: string
+          tenant_id: string
+          total_count: number
+          updated_at: string
+          variables: NonNullable<Json>
+          whatsapp_number_id: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "campaigns"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_integration_secret: {
         Args: { integration_id: string; secret: string }
         Returns: string
@@ -3748,6 +4270,51 @@ export type Database = {
       set_whatsapp_number_secret: {
         Args: { kind: string; secret: string; whatsapp_number_id: string }
         Returns: string
+      }
+      start_campaign: {
+        Args: { campaign_id: string }
+        Returns: {
+          audience: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          delivered_count: number
+          description: string | null
+          failed_count: number
+          finished_at: string | null
+          id: string
+          max_attempts: number
+          name: string
+          pace_anchor_at: string | null
+          pace_anchor_released: number
+          paused_at: string | null
+          pending_count: number
+          queued_count: number
+          rate_per_minute: number
+          read_count: number
+          released_count: number
+          replied_count: number
+          reply_window_days: number
+          scheduled_at: string | null
+          send_window_end: string | null
+          send_window_start: string | null
+          sent_count: number
+          skipped_count: number
+          started_at: string | null
+          status: string
+          status_reason: string | null
+          template_id: string
+          tenant_id: string
+          total_count: number
+          updated_at: string
+          variables: NonNullable<Json>
+          whatsapp_number_id: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "campaigns"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       start_conversation: {
         Args: { contact_id: string; whatsapp_number_id?: string }
@@ -3799,6 +4366,48 @@ export type Database = {
           isOneToOne: true
           isSetofReturn: false
         }
+      }
+      templates_apply_sync: {
+        Args: {
+          error?: string
+          templates: Json
+          tenant_id: string
+          waba_id: string
+        }
+        Returns: number
+      }
+      templates_claim_pushes: {
+        Args: { batch_size?: number }
+        Returns: {
+          access_token: string
+          action: string
+          category: string
+          components: Json
+          language: string
+          meta_template_id: string
+          name: string
+          parameter_format: string
+          template_id: string
+          tenant_id: string
+          waba_id: string
+        }[]
+      }
+      templates_claim_syncs: {
+        Args: { batch_size?: number }
+        Returns: {
+          access_token: string
+          tenant_id: string
+          waba_id: string
+        }[]
+      }
+      templates_record_push: {
+        Args: {
+          error?: string
+          meta_template_id?: string
+          status?: string
+          template_id: string
+        }
+        Returns: undefined
       }
       tts_cache_lookup: {
         Args: {

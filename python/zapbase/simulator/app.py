@@ -19,6 +19,7 @@ from starlette.datastructures import UploadFile
 from zapbase.simulator.faults import CannedError, meta_error
 from zapbase.simulator.phone import SimulatedUser
 from zapbase.simulator.state import ReceivedMessage, SimNumber, Simulator, SimulatorConfig
+from zapbase.simulator.templates import cursor, uncursor
 from zapbase.simulator.validate import Invalid, check_send
 from zapbase.whatsapp.errors import MessageValidationError
 from zapbase.whatsapp.messages import check_media_upload
@@ -272,6 +273,63 @@ def create_app(
             return _fault(meta_error(100, details="status read needs messaging_product, message_id"))
         typing = body.get("typing_indicator")
         sim.mark_read(phone_number_id, message_id, typing=isinstance(typing, Mapping))
+        return _json({"success": True})
+
+    def authorize_waba(request: Request, version: str, waba_id: str) -> CannedError | None:
+        if not _VERSION.fullmatch(version):
+            return meta_error(2500, details=f"Unknown path components: /{version}")
+        tokens = sim.waba_tokens(waba_id)
+        if not tokens:
+            return _not_found(waba_id)
+        return None if _bearer(request) in tokens else _bad_token()
+
+    @app.get("/{version}/{waba_id}/message_templates")
+    async def list_templates(version: str, waba_id: str, request: Request) -> Response:
+        denied = authorize_waba(request, version, waba_id)
+        if denied is not None:
+            return _fault(denied)
+        limit = request.query_params.get("limit", "25")
+        after = request.query_params.get("after")
+        last = uncursor(after) if after is not None else -1
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000 or last is None:
+            return _fault(meta_error(100, details="limit must be 1 to 1000 and after a cursor of this list"))
+        templates = sim.templates.all(waba_id)
+        start = last + 1
+        page = templates[start : start + int(limit)]
+        paging: dict[str, Any] = {}
+        if page:
+            paging["cursors"] = {"before": cursor(start), "after": cursor(start + len(page) - 1)}
+            if start + len(page) < len(templates):
+                query = httpx.QueryParams(request.query_params).set("after", paging["cursors"]["after"])
+                paging["next"] = str(request.url.replace(query=str(query)))
+        return _json({"data": page, "paging": paging})
+
+    @app.post("/{version}/{waba_id}/message_templates")
+    async def create_template(version: str, waba_id: str, request: Request) -> Response:
+        denied = authorize_waba(request, version, waba_id)
+        if denied is not None:
+            return _fault(denied)
+        try:
+            body: object = json.loads(await request.body())
+        except ValueError:
+            return _fault(meta_error(100, details="The request body is not valid JSON."))
+        if not isinstance(body, Mapping):
+            return _fault(meta_error(100, details="The request body must be a JSON object."))
+        created = sim.templates.create(waba_id, body)
+        if isinstance(created, CannedError):
+            return _fault(created)
+        return _json({"id": created["id"], "status": created["status"], "category": created["category"]})
+
+    @app.delete("/{version}/{waba_id}/message_templates")
+    async def delete_template(version: str, waba_id: str, request: Request) -> Response:
+        denied = authorize_waba(request, version, waba_id)
+        if denied is not None:
+            return _fault(denied)
+        name = request.query_params.get("name")
+        if not name:
+            return _fault(meta_error(100, details="The parameter name is required."))
+        if not sim.templates.delete(waba_id, name, request.query_params.get("hsm_id")):
+            return _fault(meta_error(100, subcode=2593002, details=f"Message template {name} not found"))
         return _json({"success": True})
 
     @app.post("/{version}/{phone_number_id}/media")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zapbase.simulator.faults import CannedError, bare_http_error, meta_error
+from zapbase.simulator.templates import TemplateStore
 
 __all__ = [
     "DEMO_APP_SECRET",
@@ -63,6 +64,8 @@ class SimulatorConfig:
     * **enforce_window** - refuse free-form sends (131047) when the user has not
       written in 24 h; off by default so tests can send without a prior inbound message.
     * **auto_statuses** - after each accepted send, post `sent` and `delivered` statuses.
+    * **template_review** - the status a new template gets at once (Meta: PENDING,
+      APPROVED or REJECTED).
     """
 
     numbers: Sequence[SimNumber] = (DEMO_NUMBER,)
@@ -71,6 +74,7 @@ class SimulatorConfig:
     media_url_ttl_s: float = 300.0
     enforce_window: bool = False
     auto_statuses: bool = False
+    template_review: str = "APPROVED"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,11 +153,16 @@ class Simulator:
         self._send_faults: dict[tuple[str | None, str | None], deque[CannedError]] = {}
         self._download_faults: dict[str, deque[int]] = {}
         self._last_inbound: dict[tuple[str, str], float] = {}
+        self.templates = TemplateStore(config.template_review)
 
     # -- numbers and records ----------------------------------------------------------
 
     def number(self, phone_number_id: str) -> SimNumber | None:
         return self._numbers.get(phone_number_id)
+
+    def waba_tokens(self, waba_id: str) -> set[str]:
+        """Tokens of the numbers of a WABA: each may manage its templates."""
+        return {n.access_token for n in self.config.numbers if n.waba_id == waba_id}
 
     @property
     def default_number(self) -> SimNumber:

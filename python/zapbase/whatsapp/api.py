@@ -54,6 +54,9 @@ DEFAULT_DOWNLOAD_LIMIT = 100 * 1024 * 1024
 _PATH_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 # Meta serves media files from its CDN (lookaside.fbsbx.com), not from the Graph host.
 _META_MEDIA_HOST_SUFFIX = ".fbsbx.com"
+_TEMPLATE_FIELDS = (
+    "id,name,language,category,status,components,quality_score,rejected_reason,parameter_format"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,6 +294,49 @@ class GraphAPI:
         data = await self._request("POST", self._url(phone_number_id, "messages"), token=token, json=payload)
         if data.get("success") is not True:
             raise UnexpectedResponse("mark-as-read answer is not success=true", raw=data)
+
+    # -- templates (WhatsApp Business Management API) ------------------------------------------
+
+    async def list_templates(
+        self, waba_id: str, *, token: str | None = None, page_size: int = 100
+    ) -> list[Mapping[str, Any]]:
+        """Every template of a WABA, following `paging.cursors.after` page by page."""
+        url = f"{self._root}/{_path_id('waba_id', waba_id)}/message_templates"
+        params: dict[str, str] = {"limit": str(page_size), "fields": _TEMPLATE_FIELDS}
+        templates: list[Mapping[str, Any]] = []
+        while True:
+            data = await self._request("GET", url, token=token, params=params)
+            page = data.get("data")
+            if not isinstance(page, list):
+                raise UnexpectedResponse("template list has no data array", raw=data)
+            templates.extend(t for t in page if isinstance(t, Mapping))
+            paging = data.get("paging")
+            cursors = paging.get("cursors") if isinstance(paging, Mapping) else None
+            after = cursors.get("after") if isinstance(cursors, Mapping) else None
+            # Meta leaves out `next` on the last page (the cursors may still be there)
+            if not (isinstance(paging, Mapping) and paging.get("next") and isinstance(after, str)):
+                return templates
+            params = {**params, "after": after}
+
+    async def create_template(
+        self, waba_id: str, template: Mapping[str, Any], *, token: str | None = None
+    ) -> Mapping[str, Any]:
+        """Submit a template for review; Meta answers `{id, status, category}`."""
+        url = f"{self._root}/{_path_id('waba_id', waba_id)}/message_templates"
+        data = await self._request("POST", url, token=token, json=template)
+        if not isinstance(data.get("id"), str):
+            raise UnexpectedResponse("template creation answer has no id", raw=data)
+        return data
+
+    async def delete_template(
+        self, waba_id: str, name: str, *, template_id: str | None = None, token: str | None = None
+    ) -> None:
+        """Delete a template by name (every language), or one language by its id."""
+        url = f"{self._root}/{_path_id('waba_id', waba_id)}/message_templates"
+        params = {"name": name, **({"hsm_id": _path_id("template_id", template_id)} if template_id else {})}
+        data = await self._request("DELETE", url, token=token, params=params)
+        if data.get("success") is not True:
+            raise UnexpectedResponse("template deletion answer is not success=true", raw=data)
 
     # -- media ----------------------------------------------------------------------------
 

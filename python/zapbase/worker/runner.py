@@ -1,8 +1,10 @@
 """One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
-webhook deliverer and the scheduler (the leader replica ticks the job registry).
+webhook deliverer, the campaign loop (pacing, templates at Meta) and the scheduler (the leader
+replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
-`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks` wakes the loops (a poll catches what a lost
+`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates` wakes the loops
+(a poll catches what a lost
 connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops
 claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
 (up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
@@ -33,6 +35,7 @@ from zapbase.db.pool import Pool, connect, open_pool, worker_url
 from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
 from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
+from zapbase.worker.campaigns import CampaignLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
 from zapbase.worker.http import create_app
 from zapbase.worker.metrics import Metrics
@@ -40,13 +43,22 @@ from zapbase.worker.processor import BotResponder, Processor
 from zapbase.worker.scheduler import Scheduler, worker_jobs
 from zapbase.worker.sender import Sender
 
-__all__ = ["INBOUND_CHANNEL", "OUTBOUND_CHANNEL", "WEBHOOKS_CHANNEL", "EmbeddedServer", "Runner", "listen"]
+__all__ = [
+    "INBOUND_CHANNEL",
+    "OUTBOUND_CHANNEL",
+    "TEMPLATES_CHANNEL",
+    "WEBHOOKS_CHANNEL",
+    "EmbeddedServer",
+    "Runner",
+    "listen",
+]
 
 _logger = logging.getLogger(__name__)
 
 INBOUND_CHANNEL = "zapbase_inbound"
 OUTBOUND_CHANNEL = "zapbase_outbound"
 WEBHOOKS_CHANNEL = "zapbase_webhooks"
+TEMPLATES_CHANNEL = "zapbase_templates"
 # Below the send lease (Settings refuses a shorter one): a live sender records its outcome
 # before the row can be claimed by another replica.
 GRAPH_TIMEOUT = httpx.Timeout(GRAPH_TIMEOUT_S, connect=GRAPH_CONNECT_TIMEOUT_S)
@@ -176,6 +188,7 @@ class Runner:
                 local_mode=settings.zapbase_webhooks_local_mode,
                 poll_interval=settings.zapbase_poll_interval_s,
             )
+            campaigns = CampaignLoop(pool=pool, api=api)
             storage = self._storage or storage_from_settings(settings, storage_http)
             responding: contextlib.AbstractAsyncContextManager[BotResponder] = (
                 contextlib.nullcontext(self._responder)
@@ -207,9 +220,10 @@ class Runner:
                     if self._handle_signals:
                         helpers.start_soon(self._watch_signals)
                     channels = {INBOUND_CHANNEL: processor.wake, OUTBOUND_CHANNEL: sender.wake,
-                                WEBHOOKS_CHANNEL: deliverer.wake}  # fmt: skip
+                                WEBHOOKS_CHANNEL: deliverer.wake,
+                                TEMPLATES_CHANNEL: campaigns.wake}  # fmt: skip
                     helpers.start_soon(listen, url, channels)
-                    await self._run_parts(processor, sender, deliverer, scheduler, server)
+                    await self._run_parts(processor, sender, deliverer, campaigns, scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -229,11 +243,13 @@ class Runner:
         processor: Processor,
         sender: Sender,
         deliverer: Deliverer,
+        campaigns: CampaignLoop,
         scheduler: Scheduler | None,
         server: EmbeddedServer | None,
     ) -> None:
         poll = self.settings.zapbase_poll_interval_s
-        done = {"processor": anyio.Event(), "sender": anyio.Event(), "deliverer": anyio.Event()}
+        done = {"processor": anyio.Event(), "sender": anyio.Event(), "deliverer": anyio.Event(),
+                "campaigns": anyio.Event()}  # fmt: skip
 
         async def part(name: str, body: Callable[[], Awaitable[None]]) -> None:
             try:
@@ -245,6 +261,7 @@ class Runner:
             parts.start_soon(part, "processor", lambda: _resilient("processor", processor.run, poll))
             parts.start_soon(part, "sender", lambda: _resilient("sender", sender.run, poll))
             parts.start_soon(part, "deliverer", lambda: _resilient("deliverer", deliverer.run, poll))
+            parts.start_soon(part, "campaigns", lambda: _resilient("campaigns", campaigns.run, poll))
             if scheduler is not None:
                 done["scheduler"] = anyio.Event()
                 parts.start_soon(part, "scheduler", scheduler.run)
@@ -254,7 +271,7 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, scheduler)
+            loops = (processor, sender, deliverer, campaigns, scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -269,7 +286,7 @@ class Runner:
         self,
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
-        loops: tuple[Processor, Sender, Deliverer, Scheduler | None],
+        loops: tuple[Processor, Sender, Deliverer, CampaignLoop, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
