@@ -5,6 +5,7 @@ database. Nothing leaves localhost."""
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 import uuid
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -30,7 +33,7 @@ from zapbase.simulator import (
 if TYPE_CHECKING:
     from zapbase.local_stack import LocalStack
 
-__all__ = ["chat_session", "demo_script", "new_customer", "render_demo"]
+__all__ = ["campaign_chapter", "chat_session", "demo_script", "new_customer", "render_demo"]
 
 
 # -- the scripted demo ----------------------------------------------------------------------
@@ -98,6 +101,7 @@ class DemoResult:
     usage: list[dict[str, Any]]
     events: list[dict[str, Any]]
     typing_indicators: int
+    campaign: CampaignRun
 
 
 async def _next_reply(user: SimulatedUser, seen: int) -> ReceivedMessage:
@@ -205,7 +209,8 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         events = await (await conn.execute(_EVENTS_SQL, (conversation_id,))).fetchall()
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
-    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing)
+    campaign = await campaign_chapter(stack, db_url)
+    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign)
 
 
 def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
@@ -263,11 +268,131 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     out.print(feed)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
+    _render_campaign(out, result.campaign)
     out.print(
         f"[bold green]done[/] in {elapsed:.1f} s: {inbound} customer messages processed, {delivered} replies "
         f"delivered, {result.typing_indicators} typing indicators shown; conversation is "
         f"[bold]{conv.get('mode')}[/] / {conv.get('status')} (team {conv.get('team')})."
     )
+
+
+# -- the campaign chapter -------------------------------------------------------------------
+
+DEMO_OWNER = "00000000-0000-4000-a000-000000000001"  # seed: Ana Souza, owner of Loja Demo
+DEMO_NUMBER_ID = "00000000-0000-4000-9000-000000000001"
+OFFER = [
+    {"type": "BODY", "text": "Olá {{1}}! Em {{2}} o frete é grátis até domingo. Quer aproveitar?",
+     "example": {"body_text": [["Ana", "Recife"]]}},
+    {"type": "FOOTER", "text": "Responda SAIR para não receber ofertas"},
+    {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Quero!"}]},
+]  # fmt: skip
+OFFER_VARIABLES = {
+    "body": {"1": {"field": "first_name"}, "2": {"attribute": "cidade", "default": "sua cidade"}},
+}
+_RECIPIENTS_SQL = """
+select k.name, r.wa_id, r.status, r.skip_reason, r.error_code, r.replied_at is not null as replied
+  from public.campaign_recipients r join public.contacts k on k.id = r.contact_id
+ where r.campaign_id = %s order by r.wa_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRun:
+    template: dict[str, Any]
+    dry_run: dict[str, Any]
+    campaign: dict[str, Any]
+    recipients: list[dict[str, Any]]
+    events: list[str]
+    received: dict[str, str]  # number → the first name the phone showed
+
+
+async def _as_manager(conn: psycopg.AsyncConnection[dict[str, Any]], query: str, params: Any = ()) -> Any:
+    """One request of the demo tenant's owner, as PostgREST makes it (role authenticated, JWT claims)."""
+    async with conn.transaction():
+        await conn.execute(
+            "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
+            (json.dumps({"sub": DEMO_OWNER, "role": "authenticated"}),),
+        )
+        cur = await conn.execute(query, params)
+        return await cur.fetchone()
+
+
+async def _until(conn: psycopg.AsyncConnection[dict[str, Any]], query: str, params: Any, what: str) -> None:
+    with anyio.move_on_after(REPLY_TIMEOUT_S) as waited:
+        while not (await (await conn.execute(query, params)).fetchone() or {}).get("done"):
+            await anyio.sleep(0.1)
+    if waited.cancelled_caught:
+        raise ZapbaseError(f"the campaign chapter timed out waiting for {what}")
+
+
+async def campaign_chapter(stack: LocalStack, db_url: str) -> CampaignRun:
+    """Ana (the owner) creates a template (the worker submits it to the simulator's "Meta"),
+    adds four customers (three consented), dry-runs and starts a campaign; the worker paces
+    it out, the phones receive it and one customer answers; returns the rows."""
+    tag = f"oferta_{secrets.token_hex(3)}"
+    people = [("Joana Lima", "Recife", True), ("Paulo Reis", "Olinda", True), ("Rita Melo", None, True),
+              ("Caio Nunes", "Recife", False)]  # fmt: skip
+    async with await psycopg.AsyncConnection.connect(db_url, row_factory=dict_row, autocommit=True) as conn:
+        template = await _as_manager(
+            conn, "select id, name, status, sync_status"
+            " from public.create_message_template(%s, %s, 'MARKETING', %s)",
+            (DEMO_NUMBER_ID, tag, Jsonb(OFFER)))
+        await _until(conn, "select status = 'APPROVED' as done from public.message_templates where id = %s",
+                     (template["id"],), "Meta's approval of the template")
+        phones: dict[str, str] = {}
+        for name, city, consented in people:
+            wa_id = new_customer()
+            phones[wa_id] = name
+            contact = await _as_manager(
+                conn, "insert into public.contacts (tenant_id, wa_id, name, tags, attributes)"
+                " select tenant_id, %s, %s, array[%s], %s from public.whatsapp_numbers where id = %s"
+                " returning id",
+                (wa_id, name, tag, Jsonb({"cidade": city} if city else {}), DEMO_NUMBER_ID))
+            if consented:
+                await _as_manager(conn, "select public.record_contact_consent(%s, 'consent_given', %s)",
+                                  (contact["id"], "Aceitou ofertas no cadastro da loja (formulário)"))
+        campaign = await _as_manager(
+            conn, "insert into public.campaigns (tenant_id, name, whatsapp_number_id, template_id, audience,"
+            " variables, rate_per_minute) select tenant_id, 'Frete grátis no Nordeste', id, %s, %s, %s, 120"
+            " from public.whatsapp_numbers where id = %s returning id",
+            (template["id"], Jsonb({"tags_any": [tag]}), Jsonb(OFFER_VARIABLES), DEMO_NUMBER_ID))
+        dry_run = (await _as_manager(conn, "select public.campaign_dry_run(%s) as d", (campaign["id"],)))["d"]
+        await _as_manager(conn, "select id from public.start_campaign(%s)", (campaign["id"],))
+        await _until(conn, "select count(*) = 3 as done from public.campaign_recipients"
+                     " where campaign_id = %s"
+                     " and status in ('delivered', 'read')", (campaign["id"],), "the campaign's deliveries")
+        first = next(wa for wa, name in phones.items() if name == "Joana Lima")
+        await stack.user(first, "Joana Lima").send_text("Quero! Como faço o pedido?")
+        await _until(conn, "select replied_count = 1 as done from public.campaigns where id = %s",
+                     (campaign["id"],), "the reply to be counted")
+        cur = await conn.execute("select * from public.campaigns where id = %s", (campaign["id"],))
+        row = await cur.fetchone()
+        recipients = await (await conn.execute(_RECIPIENTS_SQL, (campaign["id"],))).fetchall()
+        events = await (await conn.execute(
+            "select type from public.events where subject_id = %s or payload ->> 'campaign_id' = %s::text"
+            " order by created_at", (campaign["id"], campaign["id"]))).fetchall()
+    texts = {m.wa_id or "": m.body["template"]["components"][0]["parameters"][0]["text"]
+             for m in stack.simulator.inbox if m.type == "template" and m.wa_id in phones}
+    return CampaignRun(template, dry_run, row or {}, recipients, [e["type"] for e in events], texts)
+
+
+def _render_campaign(out: Console, run: CampaignRun) -> None:
+    c = run.campaign
+    out.print(f"[bold]Campaign[/] {c.get('name')!r} with template {run.template['name']} "
+              f"(sync {run.template['sync_status']} → approved by the simulator's Meta); "
+              f"dry run: {run.dry_run}")
+    table = Table(title="public.campaign_recipients")
+    for column in ("contact", "number", "status", "skipped because", "replied", "first name on the phone"):
+        table.add_column(column)
+    for r in run.recipients:
+        replied = "yes" if r["replied"] else ""
+        table.add_row(r["name"], f"+{r['wa_id']}", r["status"], r["skip_reason"] or "", replied,
+                      run.received.get(r["wa_id"], ""))
+    out.print(table)
+    counters = ("total", "sent", "delivered", "read", "failed", "skipped", "replied")
+    shown = ", ".join(f"{k} {c.get(k + '_count')}" for k in counters)
+    out.print(f"campaign [bold]{c.get('status')}[/]: {shown}")
+    out.print("events: " + " → ".join(dict.fromkeys(run.events)))
 
 
 def _cell(key: str, value: object) -> str:

@@ -665,6 +665,7 @@ export type Database = {
           added_at: string
           campaign_id: string
           contact_id: string
+          id: string
           import_id: string | null
           tenant_id: string
         }
@@ -672,6 +673,7 @@ export type Database = {
           added_at?: string
           campaign_id: string
           contact_id: string
+          id?: string
           import_id?: string | null
           tenant_id: string
         }
@@ -679,6 +681,7 @@ export type Database = {
           added_at?: string
           campaign_id?: string
           contact_id?: string
+          id?: string
           import_id?: string | null
           tenant_id?: string
         }
@@ -2854,6 +2857,7 @@ export type Database = {
         Row: {
           error: string | null
           finished_at: string | null
+          id: string
           last_synced_at: string | null
           requested_at: string
           started_at: string | null
@@ -2865,6 +2869,7 @@ export type Database = {
         Insert: {
           error?: string | null
           finished_at?: string | null
+          id?: string
           last_synced_at?: string | null
           requested_at?: string
           started_at?: string | null
@@ -2876,6 +2881,7 @@ export type Database = {
         Update: {
           error?: string | null
           finished_at?: string | null
+          id?: string
           last_synced_at?: string | null
           requested_at?: string
           started_at?: string | null

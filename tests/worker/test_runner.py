@@ -181,6 +181,10 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
         "conversation.created",
         "conversation.handed_off",
         "message.status_changed",
+        "public.campaign_recipients",  # the campaign chapter: three consented customers, one not
+        "no_consent",
+        "campaign completed: total 4, sent 0, delivered 3, read 0, failed 0, skipped 1, replied 1",
+        "campaign.started → campaign.recipient_updated → campaign.completed",
     ):
         assert expected in out, f"{expected!r} missing from:\n{out}"
     # The handoff notice, or outside the bot's business hours its away message.
@@ -188,14 +192,17 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     assert "conversation is human / pending (team Atendimento)" in out
     assert "4 customer messages processed, 6 replies delivered" in out
     # The rows behind the printout.
-    [conversation] = db.sql("select * from public.conversations")
+    [conversation] = db.sql("select c.* from public.conversations c join public.contacts k"
+                            " on k.id = c.contact_id where k.profile_name = 'Maria Silva'")
     assert (conversation["mode"], conversation["status"]) == ("human", "pending")
     rows = db.sql(
-        "select direction, status, media_storage_path, ai_model from public.messages order by created_at, id"
+        "select direction, status, media_storage_path, ai_model from public.messages"
+        " where conversation_id = %s order by created_at, id", (conversation["id"],)
     )
     assert [r["status"] for r in rows if r["direction"] == "inbound"] == ["processed"] * 4
     assert [r["status"] for r in rows if r["direction"] == "outbound"] == ["delivered"] * 6
     assert [r["ai_model"] for r in rows if r["ai_model"]] == ["local/local-chat"] * 2
-    assert db.value("select count(*) from public.ai_usage where feature = 'reply'") == 2
+    assert db.value("select count(*) from public.ai_usage where feature = 'reply' and conversation_id = %s",
+                    (conversation["id"],)) == 2
     stored = [r["media_storage_path"] for r in rows if r["media_storage_path"]]
     assert len(stored) == 1 and (tmp_path / "media" / stored[0]).is_file()
