@@ -44,12 +44,20 @@ def prepare(url: str, contacts: int) -> str:
             "   from generate_series(1, %s) g",
             (TENANT, contacts),
         )
+        # Arrangement only: the history rows and the columns its trigger derives, written in
+        # bulk with the tables' triggers off (one consent trigger per row would dominate).
+        conn.execute("alter table public.contact_consents disable trigger user")
+        conn.execute("alter table public.contacts disable trigger user")
         conn.execute(
             "insert into public.contact_consents (tenant_id, contact_id, kind, source, evidence)"
             " select tenant_id, id, 'consent_given', 'import', 'Planilha de clientes'"
             "   from public.contacts where tenant_id = %s",
             (TENANT,),
         )
+        conn.execute("update public.contacts set consent = true, consent_at = now() where tenant_id = %s",
+                     (TENANT,))
+        conn.execute("alter table public.contacts enable trigger user")
+        conn.execute("alter table public.contact_consents enable trigger user")
         row = conn.execute(
             "insert into public.message_templates"
             " (tenant_id, waba_id, name, category, status, components, sync_status)"
