@@ -328,6 +328,9 @@ RPC_ATTACKS: dict[str, str] = {
         "select public.schedule_campaign(%(campaign)s, now() + interval '1 hour')",
     "start_campaign(uuid)": "select public.start_campaign(%(campaign)s)",
     "set_campaign_state(uuid,text)": "select public.set_campaign_state(%(campaign)s, 'cancel')",
+    "create_ticket(uuid,text,text,text,text,uuid,uuid,text)":
+        "select * from public.create_ticket(%(conversation)s, 'espiao', null, 'low', null, %(team)s,"
+        " %(member)s)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 

@@ -30,7 +30,14 @@ from zapbase.bot import HANDOFF_NOTICE, AIResponder, ai_responder
 from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Summarizer
-from zapbase.bot.rules import CANNOT_LISTEN, accepts_offer, greeting_only, is_open
+from zapbase.bot.rules import (
+    CANNOT_LISTEN,
+    TICKET_OPENED,
+    accepts_offer,
+    find_protocol,
+    greeting_only,
+    is_open,
+)
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.embedded import free_port
 from zapbase.db.pool import Pool, open_pool
@@ -501,6 +508,32 @@ async def test_offline_the_local_provider_answers_from_the_knowledge(
     )  # fmt: skip
 
 
+async def test_the_customer_opens_a_ticket_and_asks_its_status_by_protocol(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    await maria.send_text("Quero abrir um chamado: o certificado não instala")
+    assert await run.run_once() == 1
+    [ticket] = db.sql("select * from public.tickets")
+    assert (ticket["source"], ticket["title"]) == ("bot", "Quero abrir um chamado: o certificado não instala")
+    await maria.send_text("Preciso abrir chamado de novo?")  # the live one is the answer
+    assert await run.run_once() == 1
+    protocol = ticket["protocol"]
+    await maria.send_text(f"Qual a situação do {protocol.lower().replace('-', ' ')}?")
+    assert await run.run_once() == 1
+    await maria.send_text("E o BR-19990101-0001?")
+    assert await run.run_once() == 1
+    replies = [r["content"] for r in outbound(db, conversation_of(db, MARIA))]
+    opened = TICKET_OPENED.format(protocol=protocol)
+    assert replies == [
+        WELCOME, opened, opened,
+        f"Chamado {protocol} (Quero abrir um chamado: o certificado não instala):"
+        " aberto, aguardando atendimento.",
+        "Não encontrei nenhum chamado seu com o protocolo BR-19990101-0001. Confira o número, por favor.",
+    ]  # fmt: skip
+    assert db.value("select count(*) from public.tickets") == 1
+    assert not claude.calls  # the desk answers without a model
+
+
 def test_business_hours_and_what_the_customer_means() -> None:
     tz = ZoneInfo("America/Sao_Paulo")
     hours = {"mon": [["09:00", "18:00"]], "sat": [["09:00", "13:00"]], "holidays": ["2026-12-28"]}
@@ -513,6 +546,8 @@ def test_business_hours_and_what_the_customer_means() -> None:
     offer = "Não encontrei. Posso chamar um atendente humano para ajudar?"
     assert accepts_offer("Sim!", offer) and accepts_offer("pode sim", offer)
     assert not accepts_offer("Sim", "Seu pedido saiu para entrega.") and not accepts_offer("talvez", offer)
+    assert find_protocol("status do br20261203-0042?") == "BR-20261203-0042"
+    assert find_protocol("meu CPF 12345678901") is None
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ rules      pure decisions: handoff keywords, business hours, greetings; pt-BR te
 memory     session_context as chat turns, rolling summary
 knowledge  passages of the tenant's knowledge base, with the embedder that wrote the tenant's vectors
 prompt     the chat request
+tickets    the support desk: a quoted protocol's status, a ticket opened on request
 voice      transcription of voice notes, spoken replies
 pipeline   AIResponder, the processor's BotResponder
 wiring     AIResponder from Settings

@@ -12,6 +12,8 @@ settle in the usage log on their own, since a provider bills them whatever happe
     handoff keyword, asking for a person, "yes" to the bot's offer of one
                                             ───► handoff notice (away message outside
                                                  the bot's business hours) + handoff
+    a ticket protocol quoted ──────────────────► its status (the customer's own tickets only)
+    asking to open a ticket ───────────────────► ticket opened, its protocol
     first message of the conversation ─────────► welcome message (and nothing else
                                                  when it is only a greeting)
     memory (rolling summary past a threshold) + knowledge + message ─► Gateway.chat
@@ -44,11 +46,15 @@ from zapbase.bot.rules import (
     HANDOFF_NOTICE,
     HUMAN_REQUESTS,
     MEDIA_ONLY,
+    TICKET_OPENED,
+    TICKET_REQUESTS,
     accepts_offer,
+    find_protocol,
     greeting_only,
     is_open,
     matches_keyword,
 )
+from zapbase.bot.tickets import open_ticket, ticket_status
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.pool import Connect, Connection
 from zapbase.storage import ObjectStore
@@ -132,7 +138,21 @@ class AIResponder:
                 return welcome
         if not text:
             return welcome.then(_text(CANNOT_LISTEN if message.type == "audio" else MEDIA_ONLY))
+        if (desk := await self._support_desk(message, text)) is not None:
+            return welcome.then(desk)
         return welcome.then(await self._answer(message, bot, text, memory))
+
+    async def _support_desk(self, message: InboundMessage, text: str) -> Reply | None:
+        """A quoted protocol gets its status; a request for a ticket gets one, with its protocol."""
+        protocol = find_protocol(text)
+        if protocol is None and matches_keyword([text], TICKET_REQUESTS) is None:
+            return None
+        async with self._connect() as conn:
+            if protocol is not None:
+                return _text(await ticket_status(conn, message.conversation_id, protocol))
+            opened = await open_ticket(conn, message.conversation_id, text)
+        _logger.info("conversation %s: ticket %s opened by the bot", message.conversation_id, opened)
+        return _text(TICKET_OPENED.format(protocol=opened))
 
     async def _answer(self, message: InboundMessage, bot: Bot, text: str, memory: Memory) -> Reply:
         """The model's reply from knowledge and memory; its voice note when the bot speaks."""

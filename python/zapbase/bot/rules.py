@@ -5,6 +5,7 @@ No I/O here: the pipeline reads the rows and the clock and asks these functions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, time
 
@@ -17,7 +18,10 @@ __all__ = [
     "HANDOFF_NOTICE",
     "HUMAN_REQUESTS",
     "MEDIA_ONLY",
+    "TICKET_OPENED",
+    "TICKET_REQUESTS",
     "accepts_offer",
+    "find_protocol",
     "greeting_only",
     "is_open",
     "matches_keyword",
@@ -34,6 +38,10 @@ MEDIA_ONLY = (
     "Pode me contar por escrito como posso ajudar?"
 )
 DAILY_CAP_REASON = "daily bot reply cap reached ({scope})"
+TICKET_OPENED = (
+    "Registrei seu chamado com o protocolo {protocol}. Nossa equipe vai cuidar dele; "
+    "para saber como está, é só me enviar esse número."
+)
 
 # Asking for a person in words no bot needs to list among its handoff keywords.
 HUMAN_REQUESTS = (
@@ -50,6 +58,19 @@ _YES = frozenset(
     {"sim", "pode", "pode sim", "quero", "claro", "ok", "sim por favor", "pode ser", "sim quero"}
 )
 _OFFER_WORDS = ("atendente", "humano", "pessoa da nossa equipe")
+# Asking for a ticket to be opened (the bot answers with its protocol).
+TICKET_REQUESTS = (
+    "abrir chamado",
+    "abrir um chamado",
+    "abrir ticket",
+    "abrir um ticket",
+    "abrir protocolo",
+    "abrir um protocolo",
+    "registrar chamado",
+    "registrar um chamado",
+)
+# A protocol as customers type it: BR-20261203-0001, br 20261203 0001, BR202612030001.
+_PROTOCOL = re.compile(r"\bBR[\s-]?(\d{8})[\s-]?(\d{4,6})\b", re.IGNORECASE)
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -61,6 +82,12 @@ def matches_keyword(texts: Sequence[str | None], keywords: Sequence[str]) -> str
         if wanted and any(f" {wanted} " in text for text in folded):
             return keyword
     return None
+
+
+def find_protocol(text: str) -> str | None:
+    """The first ticket protocol quoted in `text`, written the canonical way, or None."""
+    found = _PROTOCOL.search(text)
+    return f"BR-{found[1]}-{found[2]}" if found else None
 
 
 def accepts_offer(text: str, last_bot_turn: str | None) -> bool:
