@@ -52,3 +52,13 @@ insert into public.message_templates (tenant_id, waba_id, name, language, catego
 values ('00000000-0000-4000-b000-000000000001', '102290129340398', 'retomar_atendimento', 'pt_BR', 'UTILITY',
         'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Podemos continuar seu atendimento por aqui?"}]')
 on conflict (tenant_id, waba_id, name, language) do nothing;
+
+-- Templates the CRM jobs send (appointment reminders with reply buttons, certificate expiry).
+insert into public.message_templates (tenant_id, waba_id, name, language, category, status, components)
+values ('00000000-0000-4000-b000-000000000001', '102290129340398', 'lembrete_agendamento', 'pt_BR', 'UTILITY',
+        'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Lembrete do seu atendimento em {{2}}."},
+                      {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Confirmar"},
+                        {"type": "QUICK_REPLY", "text": "Remarcar"}, {"type": "QUICK_REPLY", "text": "Cancelar"}]}]'),
+       ('00000000-0000-4000-b000-000000000001', '102290129340398', 'certificado_vencendo', 'pt_BR', 'UTILITY',
+        'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Seu certificado {{2}} vence em {{3}}. Vamos renovar?"}]')
+on conflict (tenant_id, waba_id, name, language) do nothing;

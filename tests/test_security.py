@@ -331,6 +331,11 @@ RPC_ATTACKS: dict[str, str] = {
     "create_ticket(uuid,text,text,text,text,uuid,uuid,text)":
         "select * from public.create_ticket(%(conversation)s, 'espiao', null, 'low', null, %(team)s,"
         " %(member)s)",
+    "create_lead(uuid,uuid,text,text,text,text,text,text,integer)":
+        "select * from public.create_lead(%(tenant)s, null, 'Carla', '+5521988880000', score => 100)",
+    "import_leads(uuid,text,jsonb)":
+        "select * from public.import_leads(%(tenant)s, 'leads.csv',"
+        " '[{\"name\": \"Espiao\", \"phone\": \"+5521988880000\"}]')",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
