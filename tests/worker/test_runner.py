@@ -204,5 +204,15 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     assert [r["ai_model"] for r in rows if r["ai_model"]] == ["local/local-chat"] * 2
     assert db.value("select count(*) from public.ai_usage where feature = 'reply' and conversation_id = %s",
                     (conversation["id"],)) == 2
+    # The support desk: a ticket opened by the bot and resolved in SLA, an urgent one breached.
+    for expected in ("Support desk: João Pereira", "Registrei seu chamado com o protocolo BR-",
+                     "aberto, aguardando atendimento", "public.sla_events", "ticket.sla_breach"):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    tickets = db.sql("select status, priority, source from public.tickets order by created_at")
+    assert tickets == [{"status": "resolved", "priority": "medium", "source": "bot"},
+                       {"status": "open", "priority": "critical", "source": "agent"}]
+    assert db.sql("select metric, kind from public.sla_events order by created_at, metric") == [
+        {"metric": "first_response", "kind": "met"}, {"metric": "resolution", "kind": "met"},
+        {"metric": "first_response", "kind": "breach"}]
     stored = [r["media_storage_path"] for r in rows if r["media_storage_path"]]
     assert len(stored) == 1 and (tmp_path / "media" / stored[0]).is_file()
