@@ -41,7 +41,8 @@
 
 -- Per-tenant brakes on automated messages (seed 004 max_messages_per_day).
 create table if not exists public.automation_settings (
-  tenant_id uuid primary key references public.tenants (id) on delete cascade,
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null unique references public.tenants (id) on delete cascade,
   max_messages_per_contact_per_day integer not null default 3
     check (max_messages_per_contact_per_day between 0 and 100),
   quiet_hours_start time,
@@ -49,6 +50,7 @@ create table if not exists public.automation_settings (
   approver_member_ids uuid[] not null default '{}' check (cardinality(approver_member_ids) <= 500),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  unique (tenant_id, id),
   check ((quiet_hours_start is null) = (quiet_hours_end is null))
 );
 alter table public.automation_settings enable row level security;
@@ -108,7 +110,7 @@ comment on column public.automation_rules.scanned_on is 'date_attribute rules: t
 
 -- Events waiting for evaluation: one row per event some active rule of its tenant listens to.
 create table if not exists public.automation_queue (
-  id bigint generated always as identity primary key,
+  id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   event_id uuid not null,
   event_created_at timestamptz not null,
@@ -116,12 +118,13 @@ create table if not exists public.automation_queue (
   attempts integer not null default 0,
   last_error text check (length(last_error) <= 2000),
   failed_at timestamptz,
-  created_at timestamptz not null default now(),
+  created_at timestamptz not null default clock_timestamp(),
+  unique (tenant_id, id),
   foreign key (tenant_id, event_created_at, event_id) references public.events (tenant_id, created_at, id)
     on delete cascade
 );
 alter table public.automation_queue enable row level security;
-create index if not exists automation_queue_due_idx on public.automation_queue (id) where failed_at is null;
+create index if not exists automation_queue_due_idx on public.automation_queue (created_at) where failed_at is null;
 create index if not exists automation_queue_event_idx on public.automation_queue (tenant_id, event_created_at, event_id);
 comment on table public.automation_queue is 'Events to evaluate against the tenant''s rules, enqueued with the event; claimed SKIP LOCKED by automation_run and deleted once evaluated.';
 comment on column public.automation_queue.caused_by_rule_id is 'The rule whose action emitted the event: that rule does not react to it (loop guard).';
@@ -1042,7 +1045,7 @@ declare
 begin
   for v_item in
     select * from public.automation_queue q where q.failed_at is null
-     order by q.id limit automation_consume.batch_size
+     order by q.created_at limit automation_consume.batch_size
      for update skip locked
   loop
     begin
@@ -1104,7 +1107,7 @@ as $$
                                       where o.tenant_id = c.tenant_id and o.conversation_id = c.id
                                         and o.direction = 'outbound'), '-infinity')) w
    where rule.trigger_type = 'no_agent_reply' and c.tenant_id = rule.tenant_id
-     and c.status in ('open', 'waiting', 'pending') and c.mode = 'human' and c.last_message_direction = 'inbound'
+     and c.status in ('open', 'waiting', 'pending') and c.mode = 'human'
      and w.since <= as_of - make_interval(mins => rule.wait_minutes)
   union all
   select c.contact_id, c.id, c.id || ':' || extract(epoch from c.last_customer_message_at),

@@ -49,7 +49,8 @@ def run(db: Db) -> int:
 
 
 def job(db: Db, minutes_ahead: int = 0) -> int:
-    return int(db.value("select private.job_automation_rules(now() + make_interval(mins => %s))", (minutes_ahead,)))
+    return int(db.value("select private.job_automation_rules(now() + make_interval(mins => %s))",
+                        (minutes_ahead,)))
 
 
 def customer(db: Db, words: str, wa_id: str = "5511988887777") -> tuple[str, str]:
@@ -60,7 +61,8 @@ def customer(db: Db, words: str, wa_id: str = "5511988887777") -> tuple[str, str
 
 
 def executions(db: Db, rule_id: Any) -> list[dict[str, Any]]:
-    return db.sql("select * from public.automation_executions where rule_id = %s order by created_at", (rule_id,))
+    return db.sql("select * from public.automation_executions where rule_id = %s order by created_at",
+                  (rule_id,))
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -80,17 +82,19 @@ def test_rules_with_unknown_fields_bad_operators_or_unusable_actions_are_refused
         db, actions=[{"type": "send_template", "template": "desculpe_demora"}])
     assert "start_flow is not available yet" in refused(db, actions=[{"type": "start_flow", "flow_id": "x"}])
     other = db.create_tenant(db.create_user(), "Outra")
-    other_team = db.value("insert into public.teams (tenant_id, name) values (%s, 'Deles') returning id", (other,))
+    other_team = db.value("insert into public.teams (tenant_id, name) values (%s, 'Deles') returning id",
+                          (other,))
     assert "team_id must name an active team of this tenant" in refused(
         db, actions=[{"type": "assign_team", "team_id": str(other_team)}])
     assert 'unknown action type "send_pigeon"' in refused(db, actions=[{"type": "send_pigeon"}])
     # the catalogue decides which events exist
     assert "automation_rules_event_type_fkey" in refused(db, event_type="message.teleported")
     # agents read rules but do not write them
-    assert "automation rules are managed by tenant managers" in str(
-        pytest.raises(psycopg.Error, save_rule, db, AGENT).value)
-    good = save_rule(db, conditions={"any": [{"field": "contact.attributes.plano", "op": "eq", "value": "ouro"},
-                                             {"field": "event.payload.content", "op": "contains", "value": "preço"}]})
+    with pytest.raises(psycopg.Error, match="automation rules are managed by tenant managers"):
+        save_rule(db, AGENT)
+    good = save_rule(db, conditions={"any": [
+        {"field": "contact.attributes.plano", "op": "eq", "value": "ouro"},
+        {"field": "event.payload.content", "op": "contains", "value": "preço"}]})
     assert good["version"] == 1
     with db.as_user(OWNER) as s:
         assert s.value("update public.automation_rules set actions = %s where id = %s returning version",
@@ -112,14 +116,17 @@ def test_an_automatic_event_rule_acts_and_logs_each_condition_and_action(db: Db)
     customer(db, "obrigada")
     assert run(db) == 2
     [logged] = executions(db, rule["id"])
-    assert (logged["status"], logged["rule_version"], logged["event_type"]) == ("succeeded", 1, "message.received")
+    assert (logged["status"], logged["rule_version"]) == ("succeeded", 1)
+    assert logged["event_type"] == "message.received"
     assert [c["result"] for c in logged["condition_results"]] == [True, True]
     assert logged["condition_results"][0]["actual"] == "Qual o preço do frete?"
     assert [(a["type"], a["outcome"]) for a in logged["action_results"]] == [
         ("add_tag", "ok"), ("set_priority", "ok"), ("set_attribute", "ok")]
-    state = db.sql("select k.tags, k.attributes, c.priority from public.contacts k join public.conversations c"
+    state = db.sql("select k.tags, k.attributes, c.priority from public.contacts k"
+                   " join public.conversations c"
                    " on c.contact_id = k.id where k.id = %s", (contact,))[0]
-    assert (state["tags"], state["attributes"]["origem"], state["priority"]) == (["interessado"], "whatsapp", "high")
+    assert (state["tags"], state["attributes"]["origem"]) == (["interessado"], "whatsapp")
+    assert state["priority"] == "high"
     # the effects carry their cause and depth
     caused = db.sql("select depth, cause_event_id from public.events where subject_id = %s"
                     " and type = 'contact.updated'", (contact,))
@@ -134,7 +141,8 @@ def test_an_automatic_event_rule_acts_and_logs_each_condition_and_action(db: Db)
 
 def test_priority_and_stop_after_decide_which_rules_run(db: Db) -> None:
     low = save_rule(db, name="depois", priority=50, actions=[{"type": "add_tag", "tag": "b"}])
-    first = save_rule(db, name="primeiro", priority=10, stop_after=True, actions=[{"type": "add_tag", "tag": "a"}])
+    first = save_rule(db, name="primeiro", priority=10, stop_after=True,
+                      actions=[{"type": "add_tag", "tag": "a"}])
     customer(db, "oi")
     run(db)
     assert len(executions(db, first["id"])) == 1 and executions(db, low["id"]) == []
@@ -177,7 +185,8 @@ def test_caps_quiet_hours_and_the_24h_window_are_logged_not_dropped(db: Db) -> N
     assert [e["status"] for e in executions(db, once["id"])] == ["succeeded", "capped"]
     sent = executions(db, hello["id"])
     assert [e["status"] for e in sent] == ["succeeded", "failed"]
-    assert sent[1]["action_results"][0]["error"] == "daily cap reached: 1 automated messages to this contact today"
+    assert sent[1]["action_results"][0]["error"] == (
+        "daily cap reached: 1 automated messages to this contact today")
     message = db.sql("select content, sender_type from public.messages where id = %s",
                      (sent[0]["action_results"][0]["message_id"],))[0]
     assert (message["content"], message["sender_type"]) == ("Oi cliente!", "system")
@@ -204,7 +213,8 @@ def test_rules_only_ever_see_their_own_tenants_events_and_rows(db: Db) -> None:
     theirs = save_rule(db, stranger, tenant_id=other, name="deles",
                        conditions={"field": "event.type", "op": "eq", "value": "message.received"})
     # an event of the other tenant naming our contact and conversation in its payload
-    db.sql("select private.emit(%s, 'message.received', null, null, jsonb_build_object('contact_id', %s::text))",
+    db.sql("select private.emit(%s, 'message.received', null, null,"
+           " jsonb_build_object('contact_id', %s::text))",
            (other, contact))
     run(db)
     assert [str(e["tenant_id"]) for e in executions(db, ours["id"])] == [TENANT]
@@ -238,8 +248,9 @@ def test_a_suggestion_waits_is_approved_by_a_manager_sent_and_logged_with_its_wa
     with db.as_user(AGENT) as s:
         [pending] = s.all("select * from public.dispatch_queue")
         assert pending["status"] == "pending"
-        assert pending["preview"] == "Olá Joana, desculpe a demora! Uma pessoa da nossa equipe já vai responder você."
-        with pytest.raises(psycopg.Error, match="requires the manager role or being one of the tenant's approvers"):
+        assert pending["preview"] == (
+            "Olá Joana, desculpe a demora! Uma pessoa da nossa equipe já vai responder você.")
+        with pytest.raises(psycopg.Error, match="requires the manager role or being one of the tenant's"):
             s.all("select * from public.approve_dispatch(%s)", ([pending["id"]],))
     with db.as_user(OWNER) as s:
         [approved] = s.all("select * from public.approve_dispatch(%s)", ([pending["id"]],))
@@ -280,7 +291,8 @@ def test_suggestions_are_rejected_with_a_reason_in_bulk_by_approver_agents_or_ex
     with db.as_user(AGENT) as s, pytest.raises(psycopg.Error, match="suggestion not found"):  # all or none
         s.all("select * from public.reject_dispatch(%s, 'não')", ([*ids, uuid.uuid4()],))
     with db.as_user(AGENT) as s:
-        rejected = s.all("select * from public.reject_dispatch(%s, 'cliente já foi atendido por telefone')", (ids,))
+        rejected = s.all("select * from public.reject_dispatch(%s, 'cliente já foi atendido por telefone')",
+                         (ids,))
     assert [(r["status"], str(r["decided_by"])) for r in rejected] == [("rejected", AGENT_MEMBER)] * 2
     assert {e["status"] for e in db.sql("select status from public.automation_executions")} == {"rejected"}
     assert db.value("select count(*) from public.messages where sender_type = 'system'") == 0
@@ -288,7 +300,7 @@ def test_suggestions_are_rejected_with_a_reason_in_bulk_by_approver_agents_or_ex
     # an agent answers, the customer writes again: a new wait, which expires unattended
     conv = db.value("select conversation_id from public.messages where content = 'alguém?'")
     with db.as_user(AGENT) as s:
-        s.all("select public.send_message(%s, '{\"type\": \"text\", \"text\": {\"body\": \"Oi!\"}}')", (conv,))
+        s.all("select public.send_message(%s, %s)", (conv, Jsonb({"type": "text", "text": {"body": "Oi!"}})))
     customer(db, "e agora?", "5511966660000")
     assert job(db, 11) == 1
     assert job(db, 11 + 61) == 1
@@ -296,12 +308,13 @@ def test_suggestions_are_rejected_with_a_reason_in_bulk_by_approver_agents_or_ex
 
 
 def test_date_attribute_rules_reach_contacts_before_a_date_once_a_day(db: Db) -> None:
-    rule = save_rule(db, name="certificado", trigger_type="date_attribute", date_attribute="certificado_expira",
-                     date_offset_days=-30, mode="automatic",
+    rule = save_rule(db, name="certificado", trigger_type="date_attribute",
+                     date_attribute="certificado_expira", date_offset_days=-30, mode="automatic",
                      actions=[{"type": "add_tag", "tag": "renovar"}])
     _, contact = customer(db, "oi")
     db.sql("update public.contacts set attributes = jsonb_build_object('certificado_expira',"
-           " to_char((now() at time zone 'America/Sao_Paulo')::date + 30, 'YYYY-MM-DD')) where id = %s", (contact,))
+           " to_char((now() at time zone 'America/Sao_Paulo')::date + 30, 'YYYY-MM-DD')) where id = %s",
+           (contact,))
     assert job(db) == 1
     assert job(db) == 0
     assert executions(db, rule["id"])[0]["status"] == "succeeded"
@@ -316,7 +329,8 @@ def test_a_dry_run_shows_what_a_rule_would_do_without_acting(db: Db) -> None:
     customer(db, "obrigado")
     rule = save_rule(db, is_active=False, conditions={"field": "event.payload.content", "op": "contains",
                                                       "value": "preço"},
-                     actions=[{"type": "send_text", "text": "Olá {{contact.profile_name|}}! Segue a tabela."}])
+                     actions=[{"type": "send_text",
+                               "text": "Olá {{contact.profile_name|}}! Segue a tabela."}])
     with db.as_user(OWNER) as s:
         rows = s.all("select * from public.dry_run_automation_rule(%s)", (rule["id"],))
     assert [r["matched"] for r in rows] == [False, True]
@@ -333,14 +347,16 @@ def test_a_webhook_action_goes_through_the_signed_delivery_queue(db: Db) -> None
     with db.as_user(OWNER) as s:
         endpoint = s.value("select public.create_webhook_endpoint(%s, 'CRM', 'https://crm.example.com/hook',"
                            " '{conversation.resolved}')", (TENANT,))["id"]
-    rule = save_rule(db, actions=[{"type": "call_webhook", "endpoint_id": endpoint, "data": {"lista": "leads"}}])
+    rule = save_rule(db, actions=[{"type": "call_webhook", "endpoint_id": endpoint,
+                                   "data": {"lista": "leads"}}])
     customer(db, "oi")
     run(db)
     [logged] = executions(db, rule["id"])
     delivery = logged["action_results"][0]["delivery_id"]
     row = db.sql("select d.endpoint_id, d.status, e.type, e.payload, e.depth from public.webhook_deliveries d"
                  " join public.events e on e.id = d.event_id where d.id = %s", (delivery,))[0]
-    assert (str(row["endpoint_id"]), row["status"], row["type"]) == (endpoint, "pending", "automation.webhook")
+    assert (str(row["endpoint_id"]), row["status"]) == (endpoint, "pending")
+    assert row["type"] == "automation.webhook"
     assert row["payload"]["data"] == {"lista": "leads"} and row["depth"] == 1
     with db.as_user(OWNER) as s:
         s.all("update public.webhook_endpoints set enabled = false where id = %s", (endpoint,))
