@@ -272,6 +272,9 @@ def test_a_suggestion_waits_is_approved_by_a_manager_sent_and_logged_with_its_wa
     assert row == {"status": "succeeded", "trigger_type": "no_agent_reply", "wamid": "wamid.DESCULPA"}
     assert job(db, 30) == 0  # the customer got an answer: no longer waiting
     assert str(logged["contact_id"]) == contact
+    # approvers' screens hear the queue through Realtime
+    assert db.value("select count(*) from pg_publication_tables where pubname = 'supabase_realtime'"
+                    " and tablename = 'dispatch_queue'") == 1
 
 
 def test_suggestions_are_rejected_with_a_reason_in_bulk_by_approver_agents_or_expire(db: Db) -> None:
