@@ -368,7 +368,7 @@ comment on function private.automation_check_conditions(jsonb, text, integer) is
 create or replace function private.automation_leaf(leaf jsonb, subject jsonb)
 returns boolean
 language plpgsql
-immutable
+stable
 parallel safe
 set search_path = ''
 as $$
@@ -430,7 +430,7 @@ $$;
 create or replace function private.automation_test(cond jsonb, subject jsonb)
 returns boolean
 language plpgsql
-immutable
+stable
 parallel safe
 set search_path = ''
 as $$
@@ -458,7 +458,7 @@ $$;
 create or replace function private.automation_explain(cond jsonb, subject jsonb)
 returns jsonb
 language sql
-immutable
+stable
 parallel safe
 set search_path = ''
 as $$
