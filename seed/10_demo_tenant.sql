@@ -50,7 +50,9 @@ select public.set_whatsapp_number_secret(n.id, k.kind, k.secret)
 
 insert into public.message_templates (tenant_id, waba_id, name, language, category, status, components)
 values ('00000000-0000-4000-b000-000000000001', '102290129340398', 'retomar_atendimento', 'pt_BR', 'UTILITY',
-        'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Podemos continuar seu atendimento por aqui?"}]')
+        'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Podemos continuar seu atendimento por aqui?"}]'),
+       ('00000000-0000-4000-b000-000000000001', '102290129340398', 'desculpe_demora', 'pt_BR', 'UTILITY',
+        'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}, desculpe a demora! Uma pessoa da nossa equipe já vai responder você."}]')
 on conflict (tenant_id, waba_id, name, language) do nothing;
 
 -- Templates the CRM jobs send (appointment reminders with reply buttons, certificate expiry).

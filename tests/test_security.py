@@ -336,6 +336,10 @@ RPC_ATTACKS: dict[str, str] = {
     "import_leads(uuid,text,jsonb)":
         "select * from public.import_leads(%(tenant)s, 'leads.csv',"
         " '[{\"name\": \"Espiao\", \"phone\": \"+5521988880000\"}]')",
+    "approve_dispatch(uuid[])": "select * from public.approve_dispatch(array[%(dispatch)s]::uuid[])",
+    "reject_dispatch(uuid[],text)":
+        "select * from public.reject_dispatch(array[%(dispatch)s]::uuid[], 'não quero')",
+    "dry_run_automation_rule(uuid,integer)": "select * from public.dry_run_automation_rule(%(rule)s)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
@@ -370,6 +374,8 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "delivery": one("select id from public.webhook_deliveries where tenant_id = %s limit 1", (TENANT_B,)),
         "template": one("select id from public.message_templates where tenant_id = %s", (TENANT_B,)),
         "campaign": one("select id from public.campaigns where tenant_id = %s", (TENANT_B,)),
+        "dispatch": one("select id from public.dispatch_queue where tenant_id = %s", (TENANT_B,)),
+        "rule": one("select id from public.automation_rules where tenant_id = %s", (TENANT_B,)),
     }
 
 

@@ -9,7 +9,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,8 @@ from zapbase.simulator import (
 if TYPE_CHECKING:
     from zapbase.local_stack import LocalStack
 
-__all__ = ["campaign_chapter", "chat_session", "demo_script", "new_customer", "render_demo"]
+__all__ = ["automation_chapter", "campaign_chapter", "chat_session", "demo_script", "new_customer",
+           "render_demo"]
 
 
 # -- the scripted demo ----------------------------------------------------------------------
@@ -103,6 +104,15 @@ class SupportChapter:
 
 
 @dataclass(frozen=True, slots=True)
+class AutomationChapter:
+    """The apology rule, its approved suggestion and its execution log."""
+
+    rule: dict[str, Any]
+    suggestion: dict[str, Any]
+    log: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class DemoResult:
     wa_id: str
     lines: list[Line]
@@ -112,7 +122,8 @@ class DemoResult:
     events: list[dict[str, Any]]
     typing_indicators: int
     campaign: CampaignRun
-    support: SupportChapter | None = None
+    automation: AutomationChapter
+    support: SupportChapter
 
 
 async def _next_reply(user: SimulatedUser, seen: int) -> ReceivedMessage:
@@ -214,6 +225,7 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         menu = await _next_reply(user, seen)
         note(menu, _shown(menu))
         await customer("👆 Falar com atendente", user.press_button(menu, "atendente"))
+        automation = await automation_chapter(conn, user, conversation_id, note)
         conversation = await (await conn.execute(_CONVERSATION_SQL, (conversation_id,))).fetchone()
         messages = await (await conn.execute(_MESSAGES_SQL, (conversation_id,))).fetchall()
         usage = await (await conn.execute(_USAGE_SQL, (conversation_id,))).fetchall()
@@ -222,7 +234,8 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
     campaign = await campaign_chapter(stack, db_url)
-    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign, support)
+    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign,
+                      automation, support)
 
 
 # -- the support desk chapter ---------------------------------------------------------------
@@ -314,6 +327,69 @@ def render_support(out: Console, chapter: SupportChapter) -> None:
         out.print(table)
 
 
+# -- automation: a suggestion approved by a person ---------------------------------------------
+
+APOLOGY_RULE = "Cliente esperando 10 min sem resposta → pedir desculpas"
+WAIT_TEXT = "Alguém aí? Ainda estou esperando."
+_RULE_SQL = """
+insert into public.automation_rules (tenant_id, name, trigger_type, wait_minutes, mode, actions, conditions)
+select c.tenant_id, %(name)s, 'no_agent_reply', 10, 'suggest',
+       '[{"type": "send_template", "template": "desculpe_demora", "language": "pt_BR",
+          "variables": ["{{contact.display_name|cliente}}"]}]',
+       '{"field": "conversation.mode", "op": "eq", "value": "human"}'
+  from public.conversations c
+ where c.id = %(conversation)s
+   and not exists (select 1 from public.automation_rules r
+                    where r.tenant_id = c.tenant_id and r.name = %(name)s)
+returning id
+"""
+_LOG_SQL = """
+select e.status, e.trigger_type, r.name as rule, e.rule_version, e.condition_results, a ->> 'type' as action,
+       a ->> 'outcome' as outcome, m.wamid, m.status as message_status, d.status as decision,
+       mb.display_name as decided_by
+  from public.automation_executions e
+  join public.automation_rules r on r.id = e.rule_id
+  left join public.dispatch_queue d on d.execution_id = e.id
+  left join public.members mb on mb.id = d.decided_by
+  cross join lateral jsonb_array_elements(e.action_results) a
+  left join public.messages m on m.id = (a ->> 'message_id')::uuid
+ where e.conversation_id = %s
+ order by e.created_at
+"""
+Note = Callable[[ReceivedMessage | WebhookDelivery, str], None]
+
+
+async def automation_chapter(
+    conn: Connection, user: SimulatedUser, conversation_id: uuid.UUID, note: Note
+) -> AutomationChapter:
+    """Loja Demo's suggest-mode rule "customer waiting 10 minutes without an agent reply → send
+    the apology template": the customer writes again and nobody answers; the minute job, run
+    as if 11 minutes had passed, puts the apology in the approval queue; the owner approves
+    it; the sender delivers it to the phone; the execution log shows it with its wamid."""
+    await _as_manager(conn, _RULE_SQL, {"name": APOLOGY_RULE, "conversation": conversation_id})
+    delivery = await user.send_text(WAIT_TEXT)
+    note(delivery, WAIT_TEXT)
+    await _settle(conn, conversation_id, REPLY_TIMEOUT_S)
+    seen = len(user.inbox)
+    await conn.execute("select private.job_automation_rules(now() + interval '11 minutes')")
+    cur = await conn.execute(
+        "select * from public.dispatch_queue where conversation_id = %s and status = 'pending'",
+        (conversation_id,),
+    )
+    pending = await cur.fetchone()
+    if pending is None:
+        raise ZapbaseError("the apology rule made no suggestion")
+    suggestion = await _as_manager(conn, "select * from public.approve_dispatch(array[%s]::uuid[])",
+                                   (pending["id"],)) or {}
+    apology = await _next_reply(user, seen)
+    note(apology, _shown(apology))
+    await _settle(conn, conversation_id, REPLY_TIMEOUT_S)
+    cur = await conn.execute("select * from public.automation_rules where name = %s", (APOLOGY_RULE,))
+    rule = await cur.fetchone()
+    log = await (await conn.execute(_LOG_SQL, (conversation_id,))).fetchall()
+    return AutomationChapter(rule or {}, suggestion, log)
+
+
 def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     senders = {m["wamid"]: m["sender_type"] for m in result.messages}
     statuses = {m["wamid"]: m["status"] for m in result.messages}
@@ -367,8 +443,8 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
         at = f"+{(e['created_at'] - start).total_seconds():.1f}s" if start else ""
         feed.add_row(at, e["type"], e["subject_table"], e["status"] or "")
     out.print(feed)
-    if result.support is not None:
-        render_support(out, result.support)
+    render_support(out, result.support)
+    render_automation(out, result.automation)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
     _render_campaign(out, result.campaign)
@@ -496,6 +572,31 @@ def _render_campaign(out: Console, run: CampaignRun) -> None:
     shown = ", ".join(f"{k} {c.get(k + '_count')}" for k in counters)
     out.print(f"campaign [bold]{c.get('status')}[/]: {shown}")
     out.print("events: " + " → ".join(dict.fromkeys(run.events)))
+
+
+def render_automation(out: Console, chapter: AutomationChapter) -> None:
+    rule = chapter.rule
+    out.print(f"[bold]Automation rule[/] “{rule.get('name')}” (v{rule.get('version')}, {rule.get('mode')}, "
+              f"trigger {rule.get('trigger_type')} {rule.get('wait_minutes')} min)", highlight=False)
+    queue = Table(title="public.dispatch_queue (the approval queue)")
+    for column in ("status", "preview", "decided at", "outcome"):
+        queue.add_column(column, overflow="fold")
+    s = chapter.suggestion
+    queue.add_row(s.get("status", "-"), _cell("preview", s.get("preview")), _cell("at", s.get("decided_at")),
+                  _cell("outcome", s.get("outcome")))
+    out.print(queue)
+    log = Table(title="public.automation_executions (the execution log)")
+    for column in ("rule", "version", "trigger", "conditions", "decision", "by", "action", "outcome", "wamid",
+                   "message"):
+        log.add_column(column, overflow="fold")
+    for e in chapter.log:
+        conditions = " ".join(
+            f"{c['field']} {c['op']} {c['value']} → {c['result']}" for c in e["condition_results"]
+        )
+        log.add_row(_cell("rule", e["rule"]), str(e["rule_version"]), e["trigger_type"], conditions,
+                    _cell("decision", e["decision"]), _cell("by", e["decided_by"]), e["action"], e["outcome"],
+                    _cell("wamid", e["wamid"]), _cell("status", e["message_status"]))
+    out.print(log)
 
 
 def _cell(key: str, value: object) -> str:

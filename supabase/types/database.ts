@@ -478,6 +478,283 @@ export type Database = {
         }
         Relationships: []
       }
+      automation_executions: {
+        Row: {
+          action_results: NonNullable<Json>
+          actions: NonNullable<Json>
+          condition_results: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          dedupe_key: string
+          error: string | null
+          event_created_at: string | null
+          event_depth: number
+          event_id: string | null
+          event_type: string | null
+          executed_at: string | null
+          id: string
+          messages_sent: number
+          mode: string
+          rule_id: string
+          rule_version: number
+          status: string
+          tenant_id: string
+          trigger_type: string
+        }
+        Insert: {
+          action_results?: NonNullable<Json>
+          actions?: NonNullable<Json>
+          condition_results?: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          dedupe_key: string
+          error?: string | null
+          event_created_at?: string | null
+          event_depth?: number
+          event_id?: string | null
+          event_type?: string | null
+          executed_at?: string | null
+          id?: string
+          messages_sent?: number
+          mode: string
+          rule_id: string
+          rule_version: number
+          status: string
+          tenant_id: string
+          trigger_type: string
+        }
+        Update: {
+          action_results?: NonNullable<Json>
+          actions?: NonNullable<Json>
+          condition_results?: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          dedupe_key?: string
+          error?: string | null
+          event_created_at?: string | null
+          event_depth?: number
+          event_id?: string | null
+          event_type?: string | null
+          executed_at?: string | null
+          id?: string
+          messages_sent?: number
+          mode?: string
+          rule_id?: string
+          rule_version?: number
+          status?: string
+          tenant_id?: string
+          trigger_type?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_executions_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "automation_executions_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "automation_executions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "automation_executions_tenant_id_rule_id_fkey"
+            columns: ["tenant_id", "rule_id"]
+            referencedRelation: "automation_rules"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      automation_queue: {
+        Row: {
+          attempts: number
+          caused_by_rule_id: string | null
+          created_at: string
+          event_created_at: string
+          event_id: string
+          failed_at: string | null
+          id: string
+          last_error: string | null
+          tenant_id: string
+        }
+        Insert: {
+          attempts?: number
+          caused_by_rule_id?: string | null
+          created_at?: string
+          event_created_at: string
+          event_id: string
+          failed_at?: string | null
+          id?: string
+          last_error?: string | null
+          tenant_id: string
+        }
+        Update: {
+          attempts?: number
+          caused_by_rule_id?: string | null
+          created_at?: string
+          event_created_at?: string
+          event_id?: string
+          failed_at?: string | null
+          id?: string
+          last_error?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_queue_tenant_id_event_created_at_event_id_fkey"
+            columns: ["tenant_id", "event_created_at", "event_id"]
+            referencedRelation: "events"
+            referencedColumns: ["tenant_id", "created_at", "id"]
+          },
+          {
+            foreignKeyName: "automation_queue_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      automation_rules: {
+        Row: {
+          actions: NonNullable<Json>
+          approval_ttl_minutes: number
+          conditions: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          date_attribute: string | null
+          date_offset_days: number | null
+          date_yearly: boolean
+          description: string | null
+          event_type: string | null
+          id: string
+          is_active: boolean
+          max_per_contact: number | null
+          mode: string
+          name: string
+          priority: number
+          scanned_on: string | null
+          stop_after: boolean
+          tenant_id: string
+          trigger_type: string
+          updated_at: string
+          version: number
+          wait_minutes: number | null
+        }
+        Insert: {
+          actions: NonNullable<Json>
+          approval_ttl_minutes?: number
+          conditions?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          date_attribute?: string | null
+          date_offset_days?: number | null
+          date_yearly?: boolean
+          description?: string | null
+          event_type?: string | null
+          id?: string
+          is_active?: boolean
+          max_per_contact?: number | null
+          mode?: string
+          name: string
+          priority?: number
+          scanned_on?: string | null
+          stop_after?: boolean
+          tenant_id: string
+          trigger_type?: string
+          updated_at?: string
+          version?: number
+          wait_minutes?: number | null
+        }
+        Update: {
+          actions?: NonNullable<Json>
+          approval_ttl_minutes?: number
+          conditions?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          date_attribute?: string | null
+          date_offset_days?: number | null
+          date_yearly?: boolean
+          description?: string | null
+          event_type?: string | null
+          id?: string
+          is_active?: boolean
+          max_per_contact?: number | null
+          mode?: string
+          name?: string
+          priority?: number
+          scanned_on?: string | null
+          stop_after?: boolean
+          tenant_id?: string
+          trigger_type?: string
+          updated_at?: string
+          version?: number
+          wait_minutes?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_rules_event_type_fkey"
+            columns: ["event_type"]
+            referencedRelation: "event_types"
+            referencedColumns: ["type"]
+          },
+          {
+            foreignKeyName: "automation_rules_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      automation_settings: {
+        Row: {
+          approver_member_ids: string[]
+          created_at: string
+          id: string
+          max_messages_per_contact_per_day: number
+          quiet_hours_end: string | null
+          quiet_hours_start: string | null
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          approver_member_ids?: string[]
+          created_at?: string
+          id?: string
+          max_messages_per_contact_per_day?: number
+          quiet_hours_end?: string | null
+          quiet_hours_start?: string | null
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          approver_member_ids?: string[]
+          created_at?: string
+          id?: string
+          max_messages_per_contact_per_day?: number
+          quiet_hours_end?: string | null
+          quiet_hours_start?: string | null
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_settings_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       bots: {
         Row: {
           away_message: string | null
@@ -1747,6 +2024,100 @@ export type Database = {
             columns: ["tenant_id", "pipeline_id", "stage_id"]
             referencedRelation: "pipeline_stages"
             referencedColumns: ["tenant_id", "pipeline_id", "id"]
+          },
+        ]
+      }
+      dispatch_queue: {
+        Row: {
+          actions: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          decided_at: string | null
+          decided_by: string | null
+          execution_id: string
+          expires_at: string
+          id: string
+          outcome: string | null
+          preview: string | null
+          reject_reason: string | null
+          rule_id: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          actions: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          decided_at?: string | null
+          decided_by?: string | null
+          execution_id: string
+          expires_at: string
+          id?: string
+          outcome?: string | null
+          preview?: string | null
+          reject_reason?: string | null
+          rule_id: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          actions?: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          decided_at?: string | null
+          decided_by?: string | null
+          execution_id?: string
+          expires_at?: string
+          id?: string
+          outcome?: string | null
+          preview?: string | null
+          reject_reason?: string | null
+          rule_id?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_decided_by_fkey"
+            columns: ["tenant_id", "decided_by"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_execution_id_fkey"
+            columns: ["tenant_id", "execution_id"]
+            referencedRelation: "automation_executions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_rule_id_fkey"
+            columns: ["tenant_id", "rule_id"]
+            referencedRelation: "automation_rules"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -4773,6 +5144,34 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
+      approve_dispatch: {
+        Args: { ids: string[] }
+        Returns: {
+          actions: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          decided_at: string | null
+          decided_by: string | null
+          execution_id: string
+          expires_at: string
+          id: string
+          outcome: string | null
+          preview: string | null
+          reject_reason: string | null
+          rule_id: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }[]
+        SetofOptions: {
+          from: "*"
+          to: "dispatch_queue"
+          isOneToOne: false
+          isSetofReturn: true
+        }
+      }
+      automation_run: { Args: { batch_size?: number }; Returns: number }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -5012,6 +5411,19 @@ export type Database = {
           isOneToOne: true
           isSetofReturn: false
         }
+      }
+      dry_run_automation_rule: {
+        Args: { max_events?: number; rule_id: string }
+        Returns: {
+          actions: Json
+          conditions: Json
+          contact_id: string
+          conversation_id: string
+          event_at: string
+          event_id: string
+          event_type: string
+          matched: boolean
+        }[]
       }
       handoff_conversation: {
         Args: { conversation_id: string; reason?: string; team_id?: string }
@@ -5357,6 +5769,33 @@ export type Database = {
           to: "contact_consents"
           isOneToOne: true
           isSetofReturn: false
+        }
+      }
+      reject_dispatch: {
+        Args: { ids: string[]; reason: string }
+        Returns: {
+          actions: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          decided_at: string | null
+          decided_by: string | null
+          execution_id: string
+          expires_at: string
+          id: string
+          outcome: string | null
+          preview: string | null
+          reject_reason: string | null
+          rule_id: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }[]
+        SetofOptions: {
+          from: "*"
+          to: "dispatch_queue"
+          isOneToOne: false
+          isSetofReturn: true
         }
       }
       replay_webhook_delivery: {

@@ -190,7 +190,7 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     # The handoff notice, or outside the bot's business hours its away message.
     assert "Vou chamar uma pessoa" in out or "Nosso horário de atendimento humano" in out
     assert "conversation is human / pending (team Atendimento)" in out
-    assert "4 customer messages processed, 6 replies delivered" in out
+    assert "5 customer messages processed, 7 replies delivered" in out
     # The rows behind the printout.
     [conversation] = db.sql("select c.* from public.conversations c join public.contacts k"
                             " on k.id = c.contact_id where k.profile_name = 'Maria Silva'")
@@ -199,8 +199,8 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
         "select direction, status, media_storage_path, ai_model from public.messages"
         " where conversation_id = %s order by created_at, id", (conversation["id"],)
     )
-    assert [r["status"] for r in rows if r["direction"] == "inbound"] == ["processed"] * 4
-    assert [r["status"] for r in rows if r["direction"] == "outbound"] == ["delivered"] * 6
+    assert [r["status"] for r in rows if r["direction"] == "inbound"] == ["processed"] * 5
+    assert [r["status"] for r in rows if r["direction"] == "outbound"] == ["delivered"] * 7
     assert [r["ai_model"] for r in rows if r["ai_model"]] == ["local/local-chat"] * 2
     assert db.value("select count(*) from public.ai_usage where feature = 'reply' and conversation_id = %s",
                     (conversation["id"],)) == 2
@@ -216,3 +216,15 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
         {"metric": "first_response", "kind": "breach"}]
     stored = [r["media_storage_path"] for r in rows if r["media_storage_path"]]
     assert len(stored) == 1 and (tmp_path / "media" / stored[0]).is_file()
+    # The automation chapter: the suggestion approved by the owner, sent, in the log with its wamid.
+    for expected in ("Alguém aí? Ainda estou esperando.", "public.dispatch_queue (the approval queue)",
+                     "desculpe a demora", "public.automation_executions (the execution log)",
+                     "no_agent_reply"):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    [logged] = db.sql("select e.status, d.status as decision, m.wamid, m.status as message_status"
+                      " from public.automation_executions e"
+                      " join public.dispatch_queue d on d.execution_id = e.id"
+                      " join public.messages m on m.id = (e.action_results -> 0 ->> 'message_id')::uuid")
+    assert (logged["status"], logged["decision"]) == ("succeeded", "approved")
+    assert logged["message_status"] == "delivered"
+    assert logged["wamid"]

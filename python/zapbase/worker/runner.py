@@ -1,10 +1,10 @@
 """One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
-webhook deliverer, the campaign loop (pacing, templates at Meta) and the scheduler (the leader
-replica ticks the job registry).
+webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop and the
+scheduler (the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
-`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates` wakes the loops
-(a poll catches what a lost
+`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation`
+wakes the loops (a poll catches what a lost
 connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops
 claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
 (up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
@@ -35,6 +35,7 @@ from zapbase.db.pool import Pool, connect, open_pool, worker_url
 from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
 from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
+from zapbase.worker.automation import AUTOMATION_CHANNEL, AutomationLoop
 from zapbase.worker.campaigns import CampaignLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
 from zapbase.worker.http import create_app
@@ -189,6 +190,7 @@ class Runner:
                 poll_interval=settings.zapbase_poll_interval_s,
             )
             campaigns = CampaignLoop(pool=pool, api=api)
+            automation = AutomationLoop(pool=pool, poll_interval=settings.zapbase_poll_interval_s)
             storage = self._storage or storage_from_settings(settings, storage_http)
             responding: contextlib.AbstractAsyncContextManager[BotResponder] = (
                 contextlib.nullcontext(self._responder)
@@ -221,9 +223,11 @@ class Runner:
                         helpers.start_soon(self._watch_signals)
                     channels = {INBOUND_CHANNEL: processor.wake, OUTBOUND_CHANNEL: sender.wake,
                                 WEBHOOKS_CHANNEL: deliverer.wake,
-                                TEMPLATES_CHANNEL: campaigns.wake}  # fmt: skip
+                                TEMPLATES_CHANNEL: campaigns.wake,
+                                AUTOMATION_CHANNEL: automation.wake}  # fmt: skip
                     helpers.start_soon(listen, url, channels)
-                    await self._run_parts(processor, sender, deliverer, campaigns, scheduler, server)
+                    await self._run_parts(processor, sender, deliverer, campaigns, automation, scheduler,
+                                          server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -244,12 +248,13 @@ class Runner:
         sender: Sender,
         deliverer: Deliverer,
         campaigns: CampaignLoop,
+        automation: AutomationLoop,
         scheduler: Scheduler | None,
         server: EmbeddedServer | None,
     ) -> None:
         poll = self.settings.zapbase_poll_interval_s
         done = {"processor": anyio.Event(), "sender": anyio.Event(), "deliverer": anyio.Event(),
-                "campaigns": anyio.Event()}  # fmt: skip
+                "campaigns": anyio.Event(), "automation": anyio.Event()}  # fmt: skip
 
         async def part(name: str, body: Callable[[], Awaitable[None]]) -> None:
             try:
@@ -262,6 +267,7 @@ class Runner:
             parts.start_soon(part, "sender", lambda: _resilient("sender", sender.run, poll))
             parts.start_soon(part, "deliverer", lambda: _resilient("deliverer", deliverer.run, poll))
             parts.start_soon(part, "campaigns", lambda: _resilient("campaigns", campaigns.run, poll))
+            parts.start_soon(part, "automation", lambda: _resilient("automation", automation.run, poll))
             if scheduler is not None:
                 done["scheduler"] = anyio.Event()
                 parts.start_soon(part, "scheduler", scheduler.run)
@@ -271,7 +277,7 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, campaigns, scheduler)
+            loops = (processor, sender, deliverer, campaigns, automation, scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -286,7 +292,7 @@ class Runner:
         self,
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
-        loops: tuple[Processor, Sender, Deliverer, CampaignLoop, Scheduler | None],
+        loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
