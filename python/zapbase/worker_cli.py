@@ -86,7 +86,8 @@ def up(
     verbose: VerboseOption = False,
 ) -> None:
     """Start the database (embedded unless DATABASE_URL), migrate, seed, and run the worker:
-    HTTP API, inbound processor, outbound sender, webhook deliverer and job scheduler, until Ctrl-C."""
+    HTTP API, inbound processor, outbound sender, webhook deliverer, alert mailer (with ZAPBASE_SMTP_HOST)
+    and job scheduler, until Ctrl-C."""
     settings = Settings()
     _logging(logging.DEBUG if verbose else logging.INFO)
     _check_port(settings.zapbase_http_port, "worker HTTP API", "ZAPBASE_HTTP_PORT")
