@@ -149,8 +149,9 @@ def simulator(
 def demo(verbose: VerboseOption = False) -> None:
     """Play a short scripted conversation with the demo tenant's bot through the whole
     pipeline (questions answered from the knowledge base, a voice note, a button reply)
-    and print the transcript and the rows."""
-    settings = Settings()
+    and print the transcript and the rows; its events go, signed, to a receiver on localhost."""
+    # the deliverer may call that receiver (http, loopback): local development only
+    settings = Settings().model_copy(update={"zapbase_webhooks_local_mode": True})
     _logging(logging.INFO if verbose else logging.WARNING)
     target = _database(settings)
 
