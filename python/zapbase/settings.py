@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     zapbase_webhook_concurrency: int = Field(
         default=8, ge=1, description="Webhook deliveries claimed and sent at once per replica."
     )
+    zapbase_webhook_lease_s: int = Field(
+        default=60, ge=20, description="Webhook delivery lease; must exceed the deliverer's 15 s timeout."
+    )
     zapbase_webhooks_local_mode: bool = Field(
         default=False,
         description="Let webhooks go to http:// and private / loopback addresses (local development only).",

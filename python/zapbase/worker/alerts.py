@@ -27,7 +27,7 @@ import anyio
 
 from zapbase.db.pool import Pool
 from zapbase.settings import Settings
-from zapbase.worker.loop import QueueLoop
+from zapbase.worker.loop import QueueLoop, record_outcome
 
 __all__ = ["AlertMailer", "MailRow", "SmtpConfig", "compose", "send_mail"]
 
@@ -163,12 +163,9 @@ class AlertMailer(QueueLoop):
     async def deliver(self, row: MailRow) -> str:
         """Send one claimed row and record the attempt; returns the row's new status."""
         error, retryable = await send_mail(self._smtp, compose(row, self._smtp.sender))
-        # the server may have taken the message: the outcome must be stored even on shutdown
-        with anyio.CancelScope(shield=True):
-            async with self._pool.connection() as conn:
-                cur = await conn.execute("select public.alerts_record(%s, %s, %s, %s) as status",
-                                         (row.delivery_id, row.attempt, error, retryable))  # fmt: skip
-                result = await cur.fetchone()
+        result = await record_outcome(self._pool, "select public.alerts_record(%s, %s, %s, %s) as status",
+                                      (row.delivery_id, row.attempt, error, retryable),
+                                      within=self._lease_seconds - self._smtp.timeout)  # fmt: skip
         status = str(result["status"]) if result else "unknown"
         if error is not None:
             _logger.warning("alert e-mail to %s (attempt %s): %s → %s", row.email, row.attempt, error, status)
