@@ -272,6 +272,79 @@ export type Database = {
           },
         ]
       }
+      alert_deliveries: {
+        Row: {
+          alert_id: string
+          attempts: number
+          channel: string
+          created_at: string
+          delivered_at: string | null
+          email: string | null
+          id: string
+          last_error: string | null
+          lease_until: string | null
+          leased_by: string | null
+          next_attempt_at: string
+          push_token_id: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          alert_id: string
+          attempts?: number
+          channel: string
+          created_at?: string
+          delivered_at?: string | null
+          email?: string | null
+          id?: string
+          last_error?: string | null
+          lease_until?: string | null
+          leased_by?: string | null
+          next_attempt_at?: string
+          push_token_id?: string | null
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          alert_id?: string
+          attempts?: number
+          channel?: string
+          created_at?: string
+          delivered_at?: string | null
+          email?: string | null
+          id?: string
+          last_error?: string | null
+          lease_until?: string | null
+          leased_by?: string | null
+          next_attempt_at?: string
+          push_token_id?: string | null
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "alert_deliveries_tenant_id_alert_id_fkey"
+            columns: ["tenant_id", "alert_id"]
+            referencedRelation: "alerts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "alert_deliveries_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "alert_deliveries_tenant_id_push_token_id_fkey"
+            columns: ["tenant_id", "push_token_id"]
+            referencedRelation: "push_tokens"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       alerts: {
         Row: {
           acknowledged_at: string | null
@@ -2910,8 +2983,7 @@ export type Database = {
           id: string
           locale: string
           name: string
-          notification_email: string | null
-          notification_webhook_url: string | null
+          notification_emails: string[]
           plan_id: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
@@ -2932,8 +3004,7 @@ export type Database = {
           id?: string
           locale?: string
           name: string
-          notification_email?: string | null
-          notification_webhook_url?: string | null
+          notification_emails?: string[]
           plan_id: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
@@ -2954,8 +3025,7 @@ export type Database = {
           id?: string
           locale?: string
           name?: string
-          notification_email?: string | null
-          notification_webhook_url?: string | null
+          notification_emails?: string[]
           plan_id?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
@@ -3612,6 +3682,40 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
+      alerts_claim: {
+        Args: {
+          batch_size?: number
+          channels: string[]
+          lease_seconds?: number
+          worker: string
+        }
+        Returns: {
+          alert_id: string
+          attempt: number
+          channel: string
+          delivery_id: string
+          email: string
+          message: string
+          payload: Json
+          priority: string
+          push_platform: string
+          push_token: string
+          raised_at: string
+          tenant_id: string
+          tenant_name: string
+          title: string
+          type: string
+        }[]
+      }
+      alerts_record: {
+        Args: {
+          attempt: number
+          delivery_id: string
+          error?: string
+          retryable?: boolean
+        }
+        Returns: string
+      }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -3695,8 +3799,7 @@ export type Database = {
           id: string
           locale: string
           name: string
-          notification_email: string | null
-          notification_webhook_url: string | null
+          notification_emails: string[]
           plan_id: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
