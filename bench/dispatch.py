@@ -35,9 +35,14 @@ def prepare(url: str, base: str, names: list[str]) -> None:
         conn.execute(f"alter database {dbname} set zapbase.webhooks_allow_http = 'on'")
     with psycopg.connect(url, autocommit=True) as conn:
         for name in names:
-            conn.execute("insert into public.webhook_endpoints (tenant_id, name, url, event_types, secret_id)"
-                         " values (%s, %s, %s, '{alert.created}', vault.create_secret(%s))",
-                         (TENANT, name, f"{base}/{name}", SECRET))
+            endpoint = conn.execute("insert into public.webhook_endpoints (tenant_id, name, url, event_types)"
+                                    " values (%s, %s, %s, '{alert.created}') returning id",
+                                    (TENANT, name, f"{base}/{name}")).fetchone()
+            assert endpoint is not None
+            # the secret named for its endpoint, as create_webhook_endpoint stores it (claims check the name)
+            conn.execute("update public.webhook_endpoints"
+                         " set secret_id = private.vault_store('webhook_endpoint:' || id, %s) where id = %s",
+                         (SECRET, endpoint[0]))
 
 
 def emit(url: str, count: int) -> None:

@@ -9,7 +9,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
 
+from zapbase.db.embedded import free_port
 from zapbase.db.pool import Connection, connect
 from zapbase.errors import ZapbaseError
 from zapbase.simulator import (
@@ -29,6 +30,7 @@ from zapbase.simulator import (
     SimulatedUser,
     WebhookDelivery,
 )
+from zapbase.webhooks.receiver import Receiver
 
 if TYPE_CHECKING:
     from zapbase.local_stack import LocalStack
@@ -72,7 +74,7 @@ select m.created_at, m.direction, m.sender_type, m.type, m.content, m.status, m.
   from public.messages m where m.conversation_id = %s order by m.created_at, m.id
 """
 _EVENTS_SQL = """
-select e.created_at, e.type, e.subject_table, e.payload ->> 'status' as status
+select e.id, e.created_at, e.type, e.subject_table, e.payload ->> 'status' as status
   from public.conversations c
   join public.events e on e.tenant_id = c.tenant_id
    and (e.subject_id in (c.id, c.contact_id) or e.payload ->> 'conversation_id' = c.id::text)
@@ -113,6 +115,16 @@ class AutomationChapter:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookReport:
+    """What the local receiver got of the conversation's events."""
+
+    events: int
+    delivered: int
+    verified: frozenset[str]  # webhook-ids (event ids) whose signature checked out
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
 class DemoResult:
     wa_id: str
     lines: list[Line]
@@ -124,6 +136,7 @@ class DemoResult:
     campaign: CampaignRun
     automation: AutomationChapter
     support: SupportChapter
+    webhooks: WebhookReport
 
 
 async def _next_reply(user: SimulatedUser, seen: int) -> ReceivedMessage:
@@ -180,6 +193,70 @@ async def _settle(conn: Connection, conversation_id: uuid.UUID, timeout: float) 
             await anyio.sleep(0.05)
 
 
+# -- the webhook chapter: the conversation's events, signed, to a receiver on localhost ---------
+
+_DEMO_OWNER_SQL = """
+select m.tenant_id, m.user_id from public.whatsapp_numbers n
+  join public.members m on m.tenant_id = n.tenant_id and m.role = 'owner' and m.status = 'active'
+ where n.phone_number_id = %s order by m.created_at limit 1
+"""
+_UNSETTLED_SQL = """
+select count(*) as n from public.webhook_deliveries
+ where endpoint_id = %s and status in ('pending', 'sending')
+"""
+
+
+class DemoHooks:
+    """A local receiver verifying every signature (`zapbase.webhooks.receiver`), subscribed to
+    every event of the demo tenant by its owner, for the length of the demo."""
+
+    NAME = "demo"
+
+    def __init__(self, receiver: Receiver, endpoint_id: str) -> None:
+        self.receiver = receiver
+        self.endpoint_id = endpoint_id
+
+    async def report(self, conn: Connection, event_ids: list[str]) -> WebhookReport:
+        """Wait until the deliverer has finished with the endpoint, then count."""
+        with anyio.move_on_after(REPLY_TIMEOUT_S):
+            while True:
+                row = await (await conn.execute(_UNSETTLED_SQL, (self.endpoint_id,))).fetchone()
+                if not (row and row["n"]):
+                    break
+                await anyio.sleep(0.05)
+        ours = set(event_ids)
+        got = [d for d in self.receiver.received.get(self.NAME, []) if d.webhook_id in ours]
+        ids = {d.webhook_id for d in got}
+        return WebhookReport(len(ours), len(ids), frozenset(d.webhook_id for d in got if d.verified),
+                             len(got) - len(ids))
+
+
+@contextlib.asynccontextmanager
+async def demo_hooks(conn: Connection) -> AsyncIterator[DemoHooks]:
+    """Serve the receiver and register it as the demo tenant's owner would (the database lets
+    this one http://localhost URL in); the endpoint is deleted afterwards."""
+    receiver = Receiver()
+    async with receiver.serving(free_port()) as base:
+        owner = await (await conn.execute(_DEMO_OWNER_SQL, (DEMO_NUMBER.phone_number_id,))).fetchone()
+        if owner is None:
+            raise ZapbaseError("the demo tenant is missing: run `zapbase setup` on the local database")
+        claims = json.dumps({"sub": str(owner["user_id"]), "role": "authenticated"})
+        async with conn.transaction():
+            await conn.execute(
+                "select set_config('request.jwt.claims', %s, true),"
+                " set_config('zapbase.webhooks_allow_http', 'on', true)", (claims,))  # fmt: skip
+            cur = await conn.execute(
+                "select public.create_webhook_endpoint(%s, 'Demo receiver', %s, '{*}') as e",
+                (owner["tenant_id"], f"{base}/{DemoHooks.NAME}"))  # fmt: skip
+            created = (await cur.fetchone() or {})["e"]
+        receiver.secrets[DemoHooks.NAME] = created["secret"]
+        try:
+            yield DemoHooks(receiver, created["id"])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.execute("delete from public.webhook_endpoints where id = %s", (created["id"],))
+
+
 async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResult:
     """A new customer of Loja Demo asks about delivery (the bot welcomes her and answers from
     the knowledge base), sends a voice note, gets a menu (queued by this script as a system
@@ -192,7 +269,7 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         outbound = isinstance(message, ReceivedMessage)
         lines.append(Line(time.perf_counter() - started, message.wamid, text, outbound))
 
-    async with await connect(db_url) as conn:
+    async with await connect(db_url) as conn, demo_hooks(conn) as hooks:
 
         async def customer(text: str, action: Awaitable[WebhookDelivery]) -> uuid.UUID:
             """Send, then wait for every reply of the turn (the bot may send several)."""
@@ -230,12 +307,13 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         messages = await (await conn.execute(_MESSAGES_SQL, (conversation_id,))).fetchall()
         usage = await (await conn.execute(_USAGE_SQL, (conversation_id,))).fetchall()
         events = await (await conn.execute(_EVENTS_SQL, (conversation_id,))).fetchall()
+        webhooks = await hooks.report(conn, [str(e["id"]) for e in events])
         support = await support_chapter(stack, conn, f"{wa_id[:-1]}{(int(wa_id[-1]) + 1) % 10}")
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
     campaign = await campaign_chapter(stack, db_url)
     return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign,
-                      automation, support)
+                      automation, support, webhooks)
 
 
 # -- the support desk chapter ---------------------------------------------------------------
@@ -437,12 +515,18 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
         usage.add_row(u["feature"], u["model"], u["outcome"], tokens, f"{u['cost_usd']:.6f}")
     out.print(usage)
     feed = Table(title="public.events (the outbox: what webhooks and automations hear)")
-    for column in ("t", "type", "subject", "status"):
+    for column in ("t", "type", "subject", "status", "webhook"):
         feed.add_column(column)
+    hooks = result.webhooks
     for e in result.events:
         at = f"+{(e['created_at'] - start).total_seconds():.1f}s" if start else ""
-        feed.add_row(at, e["type"], e["subject_table"], e["status"] or "")
+        signed = "delivered, signature ok" if str(e["id"]) in hooks.verified else "not verified"
+        feed.add_row(at, e["type"], e["subject_table"], e["status"] or "", signed)
     out.print(feed)
+    out.print(
+        f"webhooks: {hooks.delivered} of {hooks.events} events delivered to a local receiver, "
+        f"{len(hooks.verified)} signatures verified with zapbase.webhooks, {hooks.duplicates} duplicates."
+    )
     render_support(out, result.support)
     render_automation(out, result.automation)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,9 +103,26 @@ class Settings(BaseSettings):
     zapbase_webhook_concurrency: int = Field(
         default=8, ge=1, description="Webhook deliveries claimed and sent at once per replica."
     )
+    zapbase_webhook_lease_s: int = Field(
+        default=60, ge=20, description="Webhook delivery lease; must exceed the deliverer's 15 s timeout."
+    )
     zapbase_webhooks_local_mode: bool = Field(
         default=False,
         description="Let webhooks go to http:// and private / loopback addresses (local development only).",
+    )
+    zapbase_smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server of alert e-mails (to tenants.notification_emails); unset: this worker sends"
+        " none.",
+    )
+    zapbase_smtp_port: int = Field(default=587, description="SMTP port (587 STARTTLS, 465 TLS, 25 a relay).")
+    zapbase_smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (required, not opportunistic), tls (implicit), none."
+    )
+    zapbase_smtp_username: str | None = Field(default=None, description="SMTP login, if any.")
+    zapbase_smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    zapbase_smtp_from: str = Field(
+        default="Zapbase <alertas@zapbase.local>", description="From: of alert e-mails."
     )
     zapbase_simulator_port: int = Field(
         default=8787, description="Port of `zapbase simulator` (point GRAPH_API_BASE_URL at it)."

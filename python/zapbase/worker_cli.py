@@ -86,7 +86,8 @@ def up(
     verbose: VerboseOption = False,
 ) -> None:
     """Start the database (embedded unless DATABASE_URL), migrate, seed, and run the worker:
-    HTTP API, inbound processor, outbound sender, webhook deliverer and job scheduler, until Ctrl-C."""
+    HTTP API, inbound processor, outbound sender, webhook deliverer, alert mailer (with ZAPBASE_SMTP_HOST)
+    and job scheduler, until Ctrl-C."""
     settings = Settings()
     _logging(logging.DEBUG if verbose else logging.INFO)
     _check_port(settings.zapbase_http_port, "worker HTTP API", "ZAPBASE_HTTP_PORT")
@@ -148,8 +149,9 @@ def simulator(
 def demo(verbose: VerboseOption = False) -> None:
     """Play a short scripted conversation with the demo tenant's bot through the whole
     pipeline (questions answered from the knowledge base, a voice note, a button reply)
-    and print the transcript and the rows."""
-    settings = Settings()
+    and print the transcript and the rows; its events go, signed, to a receiver on localhost."""
+    # the deliverer may call that receiver (http, loopback): local development only
+    settings = Settings().model_copy(update={"zapbase_webhooks_local_mode": True})
     _logging(logging.INFO if verbose else logging.WARNING)
     target = _database(settings)
 

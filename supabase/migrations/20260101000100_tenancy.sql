@@ -92,8 +92,10 @@ create table if not exists public.tenants (
   locale text not null default 'pt-BR' check (locale ~ '^[a-z]{2}(-[A-Z]{2})?$'),
   document text check (length(document) <= 20),
   contact_email text check (length(contact_email) <= 254),
-  notification_email text check (length(notification_email) <= 254),
-  notification_webhook_url text check (notification_webhook_url ~ '^https?://'),
+  notification_emails text[] not null default '{}'
+    check (cardinality(notification_emails) <= 10 and array_position(notification_emails, null) is null
+           and array_to_string(notification_emails, ' ') ~ '^([^@\s]{1,64}@[^@\s]+\.[^@\s]+( |$))*$'
+           and length(array_to_string(notification_emails, ' ')) <= 2550),
   session_timeout interval not null default interval '4 hours'
     check (session_timeout between interval '5 minutes' and interval '7 days'),
   restrict_agents_to_assigned boolean not null default false,
@@ -112,8 +114,7 @@ comment on column public.tenants.document is 'CNPJ or CPF of the business.';
 comment on column public.tenants.timezone is 'IANA time zone: business hours, budget periods and reports use it.';
 comment on column public.tenants.session_timeout is 'A conversation idle longer than this is closed as expired; the next message opens a new one (seed 000: 4 h).';
 comment on column public.tenants.restrict_agents_to_assigned is 'When true, agents write only into conversations assigned to them or their teams.';
-comment on column public.tenants.notification_email is 'Where budget and system alerts are e-mailed by the worker.';
-comment on column public.tenants.notification_webhook_url is 'Where budget and system alerts are POSTed by the worker.';
+comment on column public.tenants.notification_emails is 'Addresses every alert is e-mailed to (up to 10; the worker sends through SMTP, see alert_deliveries). Tenant systems hear alerts as alert.created webhook events.';
 comment on column public.tenants.feature_flags is 'Per-tenant overrides of plan features.';
 
 -- Members: a Supabase Auth user working in a tenant (seed 001 users, 002 user_profiles, 004 users).
@@ -303,9 +304,9 @@ alter table public.alerts enable row level security;
 create index if not exists alerts_tenant_status_idx on public.alerts (tenant_id, status, created_at desc);
 create index if not exists alerts_undelivered_idx on public.alerts (created_at) where delivered_at is null;
 create index if not exists alerts_acknowledged_by_idx on public.alerts (acknowledged_by);
-comment on table public.alerts is 'Notifications for tenant managers; the worker delivers them to the tenant notification e-mail / webhook.';
+comment on table public.alerts is 'Notifications for tenant managers; delivered as alert.created webhook events, e-mails to tenants.notification_emails and push rows for managers'' devices (alert_deliveries).';
 comment on column public.alerts.dedupe_key is 'Makes an alert fire once, e.g. budget:<id>:2026-11:80.';
-comment on column public.alerts.delivered_at is 'When the worker delivered it to the tenant notification channels.';
+comment on column public.alerts.delivered_at is 'When every channel (e-mails, push rows, alert.created webhook deliveries) had succeeded or given up; see alert_deliveries and webhook_deliveries for each one.';
 
 -- Audit log (seed 001/002/004 audit_logs): written only by private.tg_audit and RPCs.
 create table if not exists public.audit_log (
@@ -1033,8 +1034,8 @@ $$;
  * ----
  */
 grant select on public.plans to anon, authenticated;
-grant select, update (name, timezone, locale, document, contact_email, notification_email,
-  notification_webhook_url, session_timeout, restrict_agents_to_assigned, settings), delete
+grant select, update (name, timezone, locale, document, contact_email, notification_emails,
+  session_timeout, restrict_agents_to_assigned, settings), delete
   on public.tenants to authenticated;
 grant select, update (display_name, area, presence, max_concurrent_conversations, last_seen_at), delete
   on public.members to authenticated;

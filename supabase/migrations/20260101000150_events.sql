@@ -8,7 +8,7 @@
  *
  * Modules declare their event types in the catalogue and emit from AFTER triggers in their
  * own file (whatsapp: messages, conversations, contacts; ai: budgets); alerts are emitted
- * here, since delivering them is this module's work.
+ * here, and delivered on every channel by 20260101000160_alerts.sql.
  *
  * Outbound webhooks (seed 001 webhooks, webhook_deliveries, Mongo webhook_logs): a tenant's
  * endpoints subscribe to event types; emit creates one delivery per event and endpoint in the

@@ -652,9 +652,7 @@ begin
           'period_start', v_budget.period_start, 'period_end', v_budget.period_end,
           'used_tokens', v_budget.used_tokens, 'token_limit', v_budget.token_limit,
           'used_brl', round(v_budget.used_brl, 4), 'brl_limit', v_budget.brl_limit,
-          'paused', v_threshold >= 100 and v_budget.pause_at_limit,
-          'deliver_to', jsonb_build_object('email', v_tenant.notification_email,
-                                           'webhook_url', v_tenant.notification_webhook_url)),
+          'paused', v_threshold >= 100 and v_budget.pause_at_limit),
         format('budget:%s:%s:%s', v_budget.id,
                to_char(v_budget.period_start at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI"Z"'), v_threshold)
       )

@@ -33,8 +33,7 @@ def tight(db: Db) -> Db:
     set_round_prices(db)
     db.sql("update public.budgets set brl_limit = 1 where tenant_id = %s and kind = 'plan'", (TENANT,))
     db.sql(
-        "update public.tenants set notification_email = 'alertas@lojademo.com.br',"
-        " notification_webhook_url = 'https://lojademo.com.br/hooks/zapbase' where id = %s",
+        "update public.tenants set notification_emails = '{alertas@lojademo.com.br}' where id = %s",
         (TENANT,),
     )
     pin_november(db)
@@ -143,10 +142,9 @@ def test_thresholds_fire_once_each_per_period_with_alerts_and_notify(tight: Db, 
         "Orçamento do plano: R$ 0,85 de R$ 1,00 usados no período de 01/11/2026 a 30/11/2026."
     )
     assert "pausadas" in alerts[2]["message"]
-    assert alerts[2]["payload"]["deliver_to"] == {
-        "email": "alertas@lojademo.com.br",
-        "webhook_url": "https://lojademo.com.br/hooks/zapbase",
-    }
+    mails = tight.sql("select alert_id, email, status from public.alert_deliveries where channel = 'email'")
+    assert sorted((str(m["alert_id"]), m["email"], m["status"]) for m in mails) == sorted(
+        (str(a["id"]), "alertas@lojademo.com.br", "pending") for a in alerts)
     assert alerts[0]["dedupe_key"] == f"budget:{window['id']}:2026-11-01T03:00Z:80"
     assert all(a["delivered_at"] is None for a in alerts)
 

@@ -4,6 +4,7 @@ NOTIFY, stopping gracefully; and `zapbase up` / `zapbase demo` as a user runs th
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,6 +192,13 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     assert "Vou chamar uma pessoa" in out or "Nosso horário de atendimento humano" in out
     assert "conversation is human / pending (team Atendimento)" in out
     assert "5 customer messages processed, 7 replies delivered" in out
+    # every event of the conversation reached the local receiver once, its signature verified
+    hooks = re.search(r"webhooks: (\d+) of (\d+) events delivered to a local receiver,"
+                      r" (\d+) signatures verified with zapbase.webhooks, (\d+) duplicates", out)  # fmt: skip
+    assert hooks, out
+    delivered, events, verified, duplicates = map(int, hooks.groups())
+    assert delivered == events == verified > 10 and duplicates == 0
+    assert db.value("select count(*) from public.webhook_endpoints") == 0  # removed after the demo
     # The rows behind the printout.
     [conversation] = db.sql("select c.* from public.conversations c join public.contacts k"
                             " on k.id = c.contact_id where k.profile_name = 'Maria Silva'")

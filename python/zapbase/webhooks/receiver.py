@@ -6,7 +6,8 @@ tests' stand-in for a tenant's system (and a worked example of verifying in Pyth
     # POST http://127.0.0.1:<port>/crm  ->  receiver.received["crm"]
 
 `answers[name]` scripts the reply of an endpoint: a status code and body, or `HANG` to
-keep the connection open without answering.
+keep the connection open without answering. While `hold` is an unset event, every request
+waits for it before answering (what is in flight at a given moment, e.g. a database restart).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Receiver:
     secrets: dict[str, str] = field(default_factory=dict)
     answers: dict[str, tuple[int, bytes] | str] = field(default_factory=dict)
     received: dict[str, list[Delivery]] = field(default_factory=dict)
+    hold: anyio.Event | None = None
 
     def ids(self, name: str) -> Counter[str]:
         """How many times each webhook-id reached `name` (duplicates show as counts > 1)."""
@@ -81,6 +83,8 @@ class Receiver:
             delivery = Delivery(request.headers.get("webhook-id", ""), body.get("type", ""), body, verified,
                                 signatures)
             self.received.setdefault(name, []).append(delivery)
+            if self.hold is not None:
+                await self.hold.wait()
             answer = self.answers.get(name, (204, b""))
             if answer == HANG:
                 await anyio.sleep_forever()

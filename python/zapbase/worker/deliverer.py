@@ -9,10 +9,10 @@ Guarantees:
   at most `BODY_CAP` bytes of the answer read and 4 KB kept;
 * private, loopback and link-local addresses and plain http are refused outside local
   mode (`zapbase.webhooks.guard`);
-* once a receiver answered, recording the outcome is shielded from cancellation; a
-  deliverer killed before that leaves the lease to expire and the row is sent again with
-  the same webhook-id (at least once: receivers dedupe by webhook-id). A succeeded row is
-  never claimed again.
+* once a receiver answered, recording the outcome is shielded from cancellation and waits
+  out a database restart (for the rest of the lease); a deliverer killed before that leaves
+  the lease to expire and the row is sent again with the same webhook-id (at least once:
+  receivers dedupe by webhook-id). A succeeded row is never claimed again.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import httpx
 from zapbase.db.pool import Pool
 from zapbase.webhooks.guard import RefusedTarget, resolve_target
 from zapbase.webhooks.signing import sign_headers
-from zapbase.worker.loop import QueueLoop
+from zapbase.worker.loop import QueueLoop, record_outcome
 
 __all__ = ["BODY_CAP", "TIMEOUT_S", "Deliverer", "DeliveryRow", "Outcome", "post"]
 
@@ -176,15 +176,12 @@ class Deliverer(QueueLoop):
     async def deliver(self, row: DeliveryRow) -> str:
         """Send one claimed row and record the attempt; returns the delivery's new status."""
         outcome = await post(self._client, row, local_mode=self._local_mode, timeout=self._timeout)
-        # the receiver may have acted on it: the outcome must be stored even on shutdown
-        with anyio.CancelScope(shield=True):
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    "select public.webhooks_record(%s, %s, %s, %s, %s, %s, %s) as status",
-                    (row.delivery_id, row.attempt, outcome.status_code, outcome.duration_ms,
-                     outcome.response_body, outcome.error, outcome.retryable),
-                )
-                result = await cur.fetchone()
+        result = await record_outcome(
+            self._pool, "select public.webhooks_record(%s, %s, %s, %s, %s, %s, %s) as status",
+            (row.delivery_id, row.attempt, outcome.status_code, outcome.duration_ms, outcome.response_body,
+             outcome.error, outcome.retryable),
+            within=self._lease_seconds - self._timeout,
+        )  # fmt: skip
         status = str(result["status"]) if result else "unknown"
         if status != "succeeded":
             _logger.warning("webhook %s to %s (attempt %s): %s → %s", row.event_type, row.url, row.attempt,

@@ -1,10 +1,45 @@
-"""What the processor and the sender share: a loop over a Postgres queue."""
+"""What the worker's loops share: a loop over a Postgres queue, and the write of an outcome
+that must survive a database restart."""
 
 from __future__ import annotations
 
 import abc
+import logging
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
+import psycopg
+
+from zapbase.db.pool import Pool, Row
+
+_logger = logging.getLogger(__name__)
+
+_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+async def record_outcome(pool: Pool, query: str, params: Sequence[Any], *, within: float) -> Row | None:
+    """Run the one write that stores what a send did (the far side may have acted on it), shielded
+    from cancellation. A database that is down or restarting (a pooled connection it cut, a pool
+    timeout) is waited out with backoff for up to `within` seconds, the rest of the row's lease:
+    a lost outcome would send an acknowledged row again once its lease expires."""
+    deadline = anyio.current_time() + within
+    attempt = 0
+    with anyio.CancelScope(shield=True):
+        while True:
+            try:
+                async with pool.connection() as conn:
+                    row = await (await conn.execute(query, params)).fetchone()
+                break
+            except psycopg.OperationalError as exc:
+                delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
+                attempt += 1
+                if anyio.current_time() + delay > deadline:
+                    raise
+                _logger.warning("recording an outcome: database unavailable (%s); retrying in %.1fs",
+                                str(exc).strip(), delay)  # fmt: skip
+                await anyio.sleep(delay)
+    return row
 
 
 class QueueLoop(abc.ABC):

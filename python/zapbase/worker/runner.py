@@ -1,11 +1,11 @@
 """One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
-webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop and the
-scheduler (the leader replica ticks the job registry).
+webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop, the alert
+mailer (with an SMTP server configured) and the scheduler (the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
-`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation`
-wakes the loops (a poll catches what a lost
-connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops
+`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation,
+zapbase_alert_deliveries` wakes the loops (a poll catches what a lost connection or a retry
+backoff leaves behind). On SIGTERM / SIGINT the runner stops
 claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
 (up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
 still leased return to their queue when the lease expires.
@@ -32,9 +32,11 @@ from psycopg import sql
 
 from zapbase.bot import ai_responder
 from zapbase.db.pool import Pool, connect, open_pool, worker_url
+from zapbase.errors import DatabaseError
 from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
 from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
+from zapbase.worker.alerts import AlertMailer, SmtpConfig
 from zapbase.worker.automation import AUTOMATION_CHANNEL, AutomationLoop
 from zapbase.worker.campaigns import CampaignLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
@@ -45,6 +47,7 @@ from zapbase.worker.scheduler import Scheduler, worker_jobs
 from zapbase.worker.sender import Sender
 
 __all__ = [
+    "ALERTS_CHANNEL",
     "INBOUND_CHANNEL",
     "OUTBOUND_CHANNEL",
     "TEMPLATES_CHANNEL",
@@ -60,6 +63,7 @@ INBOUND_CHANNEL = "zapbase_inbound"
 OUTBOUND_CHANNEL = "zapbase_outbound"
 WEBHOOKS_CHANNEL = "zapbase_webhooks"
 TEMPLATES_CHANNEL = "zapbase_templates"
+ALERTS_CHANNEL = "zapbase_alert_deliveries"
 # Below the send lease (Settings refuses a shorter one): a live sender records its outcome
 # before the row can be claimed by another replica.
 GRAPH_TIMEOUT = httpx.Timeout(GRAPH_TIMEOUT_S, connect=GRAPH_CONNECT_TIMEOUT_S)
@@ -94,7 +98,7 @@ async def listen(url: str, channels: Mapping[str, Callable[[], None]]) -> None:
                     wake_one = channels.get(notify.channel)
                     if wake_one is not None:
                         wake_one()
-        except _DB_DOWN as exc:
+        except (_DB_DOWN, DatabaseError) as exc:  # DatabaseError: connect() found the server down
             delay = _RECONNECT_S[min(attempt, len(_RECONNECT_S) - 1)]
             attempt += 1
             _logger.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
@@ -187,10 +191,17 @@ class Runner:
                 worker_id=self.worker_id,
                 concurrency=settings.zapbase_webhook_concurrency,
                 local_mode=settings.zapbase_webhooks_local_mode,
+                lease_seconds=settings.zapbase_webhook_lease_s,
                 poll_interval=settings.zapbase_poll_interval_s,
             )
             campaigns = CampaignLoop(pool=pool, api=api)
             automation = AutomationLoop(pool=pool, poll_interval=settings.zapbase_poll_interval_s)
+            smtp = SmtpConfig.from_settings(settings)
+            mailer = (
+                AlertMailer(pool=pool, smtp=smtp, worker_id=self.worker_id,
+                            poll_interval=settings.zapbase_poll_interval_s)
+                if smtp is not None else None
+            )  # fmt: skip
             storage = self._storage or storage_from_settings(settings, storage_http)
             responding: contextlib.AbstractAsyncContextManager[BotResponder] = (
                 contextlib.nullcontext(self._responder)
@@ -225,9 +236,11 @@ class Runner:
                                 WEBHOOKS_CHANNEL: deliverer.wake,
                                 TEMPLATES_CHANNEL: campaigns.wake,
                                 AUTOMATION_CHANNEL: automation.wake}  # fmt: skip
+                    if mailer is not None:
+                        channels[ALERTS_CHANNEL] = mailer.wake
                     helpers.start_soon(listen, url, channels)
-                    await self._run_parts(processor, sender, deliverer, campaigns, automation, scheduler,
-                                          server)
+                    await self._run_parts(processor, sender, deliverer, campaigns, automation, mailer,
+                                          scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -249,6 +262,7 @@ class Runner:
         deliverer: Deliverer,
         campaigns: CampaignLoop,
         automation: AutomationLoop,
+        mailer: AlertMailer | None,
         scheduler: Scheduler | None,
         server: EmbeddedServer | None,
     ) -> None:
@@ -268,6 +282,9 @@ class Runner:
             parts.start_soon(part, "deliverer", lambda: _resilient("deliverer", deliverer.run, poll))
             parts.start_soon(part, "campaigns", lambda: _resilient("campaigns", campaigns.run, poll))
             parts.start_soon(part, "automation", lambda: _resilient("automation", automation.run, poll))
+            if mailer is not None:
+                done["mailer"] = anyio.Event()
+                parts.start_soon(part, "mailer", lambda: _resilient("alert mailer", mailer.run, poll))
             if scheduler is not None:
                 done["scheduler"] = anyio.Event()
                 parts.start_soon(part, "scheduler", scheduler.run)
@@ -277,7 +294,7 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, campaigns, automation, scheduler)
+            loops = (processor, sender, deliverer, campaigns, automation, mailer, scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -292,7 +309,8 @@ class Runner:
         self,
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
-        loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, Scheduler | None],
+        loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, AlertMailer | None,
+                     Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
