@@ -336,6 +336,9 @@ RPC_ATTACKS: dict[str, str] = {
     "import_leads(uuid,text,jsonb)":
         "select * from public.import_leads(%(tenant)s, 'leads.csv',"
         " '[{\"name\": \"Espiao\", \"phone\": \"+5521988880000\"}]')",
+    "lgpd_anonymise_contact(uuid,text)":
+        "select public.lgpd_anonymise_contact(%(contact)s, 'Pedido por telefone em 03/12, protocolo 123')",
+    "lgpd_export_contact(uuid)": "select public.lgpd_export_contact(%(contact)s)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
