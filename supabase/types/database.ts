@@ -3334,6 +3334,40 @@ export type Database = {
           },
         ]
       }
+      retention_policies: {
+        Row: {
+          id: string
+          messages_months: number | null
+          raw_events_months: number | null
+          tenant_id: string
+          updated_at: string
+          usage_months: number | null
+        }
+        Insert: {
+          id?: string
+          messages_months?: number | null
+          raw_events_months?: number | null
+          tenant_id: string
+          updated_at?: string
+          usage_months?: number | null
+        }
+        Update: {
+          id?: string
+          messages_months?: number | null
+          raw_events_months?: number | null
+          tenant_id?: string
+          updated_at?: string
+          usage_months?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "retention_policies_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       services: {
         Row: {
           contact_id: string
@@ -3560,6 +3594,43 @@ export type Database = {
           },
           {
             foreignKeyName: "sla_policies_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      storage_deletions: {
+        Row: {
+          attempts: number
+          id: string
+          last_error: string | null
+          reason: string
+          requested_at: string
+          storage_key: string
+          tenant_id: string
+        }
+        Insert: {
+          attempts?: number
+          id?: string
+          last_error?: string | null
+          reason: string
+          requested_at?: string
+          storage_key: string
+          tenant_id: string
+        }
+        Update: {
+          attempts?: number
+          id?: string
+          last_error?: string | null
+          reason?: string
+          requested_at?: string
+          storage_key?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "storage_deletions_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
@@ -5257,6 +5328,11 @@ export type Database = {
           source_id: string
         }[]
       }
+      lgpd_anonymise_contact: {
+        Args: { contact_id: string; reason: string }
+        Returns: Json
+      }
+      lgpd_export_contact: { Args: { contact_id: string }; Returns: Json }
       mark_conversation_read: {
         Args: { conversation_id: string }
         Returns: {
