@@ -48,10 +48,13 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_embedded_database_lifecycle(tmp_path: Path) -> None:
+    """setup, status, url, psql, migrate, backup and restore, reset, stop."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    env = {"ZAPBASE_HOME": str(tmp_path / "home"), "ZAPBASE_DB_PORT": port}
+    env = {"ZAPBASE_HOME": str(tmp_path / "home"), "ZAPBASE_DB_PORT": port,
+           "ZAPBASE_BACKUP_KEY": run("db", "backup-key").stdout.strip(),
+           "ZAPBASE_BACKUP_DIR": str(tmp_path / "bk")}
     try:
         setup = run("setup", env=env)
         assert setup.returncode == 0 and "knowledge base of loja-demo: 4 file(s)" in setup.stdout
@@ -65,12 +68,38 @@ def test_embedded_database_lifecycle(tmp_path: Path) -> None:
         ready = run("db", "psql", "-Atc", ready_sql, env=env)
         assert ready.stdout.strip() == "4"  # the seed knowledge base `make demo` answers from
         assert "0 migration(s) applied" in run("db", "migrate", env=env).stdout
+        backup_and_restore(env, tmp_path)
         reset = run("db", "reset", "--yes", env=env)
         assert reset.returncode == 0 and "database rebuilt" in reset.stdout
         assert run("db", "stop", env=env).stdout.strip() == "stopped"
         assert run("db", "status", env=env).returncode == 3
     finally:
         run("db", "stop", env=env)
+
+
+def backup_and_restore(env: dict[str, str], tmp_path: Path) -> None:
+    """`db backup` writes an encrypted dump; `db restore` refuses a wrong key or a cut file
+    before touching anything, and brings the database back as it was."""
+    sql = ["db", "psql", "-v", "ON_ERROR_STOP=1", "-Atc"]
+    assert run(*sql, "update public.tenants set name = 'Antes do backup'", env=env).returncode == 0
+    made = run("db", "backup", env=env)
+    assert made.returncode == 0, made.stderr
+    [backup] = (tmp_path / "bk").glob("zapbase-*.dump.enc")
+    assert b"Antes do backup" not in backup.read_bytes() and b"PGDMP" not in backup.read_bytes()
+
+    run(*sql, "update public.tenants set name = 'Depois'; drop table public.retention_policies", env=env)
+    other_key = run("db", "backup-key").stdout.strip()
+    wrong = run("db", "restore", str(backup), "--yes", env={**env, "ZAPBASE_BACKUP_KEY": other_key})
+    assert_clean_failure(wrong, "does not decrypt with this key")
+    cut = tmp_path / "cut.dump.enc"
+    cut.write_bytes(backup.read_bytes()[:-100])
+    assert_clean_failure(run("db", "restore", str(cut), "--yes", env=env), "cut short")
+    assert run(*sql, "select name from public.tenants", env=env).stdout.strip() == "Depois"  # untouched
+
+    restored = run("db", "restore", str(backup), "--yes", env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert run(*sql, "select name from public.tenants", env=env).stdout.strip() == "Antes do backup"
+    assert run(*sql, "select count(*) from public.retention_policies", env=env).stdout.strip() == "0"
 
 
 def test_wrong_database_url_is_explained(tmp_path: Path) -> None:
@@ -146,3 +175,11 @@ def test_a_database_url_gets_reference_data_but_never_the_demo_tenant(
             " (select count(*) from auth.users), (select count(*) from public.knowledge_sources)").fetchone()
     assert counts is not None and counts[0] > 0 and counts[1] > 0
     assert counts[2:] == (0, 0, 0, 0)
+
+
+def test_a_supabase_project_is_restored_by_the_platform(tmp_path: Path) -> None:
+    backup = tmp_path / "b.dump.enc"
+    backup.write_bytes(b"ZBK1")
+    env = {"DATABASE_URL": "postgresql://postgres:x@db.abcd.supabase.co:5432/postgres",
+           "ZAPBASE_BACKUP_KEY": run("db", "backup-key").stdout.strip()}
+    assert_clean_failure(run("db", "restore", str(backup), "--yes", env=env), "platform's backups")

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("db", "storage", "whatsapp", "webhooks"),  # connections, migrations; object store; Graph API client;
     # Standard Webhooks signing, address guard, receiver
     ("ai",),  # AI gateway: providers, chain, ledger, billing of embeddings and speech
-    ("knowledge", "tts"),  # knowledge search, speech: both billed through ai
+    ("knowledge", "tts", "lgpd"),  # knowledge search, speech: both billed through ai; LGPD storage purge
     ("bot",),  # the AI bot: a claimed message in, a Reply out
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract
     ("local_stack",),  # a worker and the simulator in one process

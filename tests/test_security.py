@@ -340,6 +340,9 @@ RPC_ATTACKS: dict[str, str] = {
     "reject_dispatch(uuid[],text)":
         "select * from public.reject_dispatch(array[%(dispatch)s]::uuid[], 'não quero')",
     "dry_run_automation_rule(uuid,integer)": "select * from public.dry_run_automation_rule(%(rule)s)",
+    "lgpd_anonymise_contact(uuid,text)":
+        "select public.lgpd_anonymise_contact(%(contact)s, 'Pedido por telefone em 03/12, protocolo 123')",
+    "lgpd_export_contact(uuid)": "select public.lgpd_export_contact(%(contact)s)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 

@@ -13,10 +13,11 @@ from rich.console import Console
 from zapbase import worker_cli
 from zapbase.contract.apidocs import DOCS_FILE, render_api_docs
 from zapbase.contract.typegen import TYPES_FILE, generate_types
-from zapbase.db.embedded import bin_path
-from zapbase.db.migrate import mask_password
+from zapbase.db import backup as backups
+from zapbase.db.embedded import SUPERUSER, bin_path
+from zapbase.db.migrate import mask_password, recreate_database
 from zapbase.db.scratch import migrated_database
-from zapbase.db.target import DatabaseTarget
+from zapbase.db.target import DATABASE, DatabaseTarget
 from zapbase.errors import ZapbaseError
 from zapbase.jobs_cli import jobs_app
 from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
@@ -132,6 +133,63 @@ def db_psql(ctx: typer.Context) -> None:
     psql = str(bin_path("psql"))
     sys.stdout.flush()
     os.execv(psql, [psql, url, *ctx.args])  # noqa: S606 - replaces this process with psql
+
+
+@db_app.command("backup-key")
+def db_backup_key() -> None:
+    """Print a new backup key (set it as ZAPBASE_BACKUP_KEY and keep a copy off the machine)."""
+    typer.echo(backups.new_key())
+
+
+def _backup_key(settings: Settings) -> bytes:
+    if settings.zapbase_backup_key is None:
+        raise backups.BackupError("set ZAPBASE_BACKUP_KEY first (make one with `zapbase db backup-key`)")
+    return backups.parse_key(settings.zapbase_backup_key.get_secret_value())
+
+
+@db_app.command("backup")
+def db_backup(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to write (ZAPBASE_BACKUP_DIR).")]
+    = None,
+) -> None:
+    """Write an encrypted pg_dump of the database (on Supabase use the platform's backups)."""
+    target = _target()
+    try:
+        key = _backup_key(target.settings)
+        if target.embedded is not None:
+            target.start()
+        path = backups.backup(target.url, directory or target.settings.zapbase_backup_dir, key)
+    except ZapbaseError as exc:
+        raise _fail(exc) from None
+    console.print(f"backup written: {path} ({path.stat().st_size} bytes, AES-256-GCM)", highlight=False)
+
+
+@db_app.command("restore")
+def db_restore(
+    path: Annotated[Path, typer.Argument(help="A file written by `zapbase db backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Replace the database with a backup: the embedded one is rebuilt from it; a
+    self-hosted DATABASE_URL gets what the backup holds dropped and restored."""
+    target = _target()
+    if not yes:
+        typer.confirm("Replace the database with this backup?", abort=True)
+    try:
+        key = _backup_key(target.settings)
+        if target.embedded is None:
+            if "supabase.co" in target.url or "supabase.com" in target.url:
+                raise backups.BackupError("a Supabase project is restored from the platform's backups "
+                                          "(Dashboard > Database > Backups), not by zapbase")
+            backups.restore(path, target.url, key, clean=True)
+        else:
+            target.embedded.start()
+            with path.open("rb") as source, open(os.devnull, "wb") as sink:
+                backups.decrypt(source, sink, key)  # right key, intact file: before anything is dropped
+            recreate_database(target.embedded.url(SUPERUSER, "template1"), DATABASE)
+            backups.restore(path, target.embedded.url(SUPERUSER, DATABASE), key, clean=False)
+    except (ZapbaseError, OSError) as exc:
+        raise _fail(ZapbaseError(str(exc))) from None
+    console.print(f"restored {path}", highlight=False)
 
 
 @app.command("setup")

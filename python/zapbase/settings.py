@@ -142,6 +142,15 @@ class Settings(BaseSettings):
         default=None, description="Service role key for Supabase Storage uploads."
     )
 
+    # -- backups of the embedded or self-hosted database (Supabase has the platform's) ------
+    zapbase_backup_dir: Path = Field(
+        default=Path(".zapbase/backups"), description="Directory `zapbase db backup` writes to."
+    )
+    zapbase_backup_key: SecretStr | None = Field(
+        default=None,
+        description="Backup key: 32 random bytes in URL-safe base64 (`zapbase db backup-key` makes one).",
+    )
+
     # -- AI providers (no key: that provider is left out; with none, the offline answerer) --
     anthropic_api_key: SecretStr | None = Field(default=None, description="Anthropic API key (replies).")
     anthropic_base_url: str | None = Field(

@@ -329,7 +329,7 @@ create table if not exists public.contact_consents (
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   contact_id uuid not null,
   kind text not null check (kind in ('opt_in', 'opt_out', 'consent_given', 'consent_withdrawn')),
-  source text not null check (source in ('customer_message', 'documented_request', 'import', 'system')),
+  source text not null check (source in ('customer_message', 'quick_reply', 'documented_request', 'import', 'system')),
   evidence text not null check (length(btrim(evidence)) between 1 and 2000),
   recorded_by uuid,
   message_id uuid,
@@ -347,7 +347,7 @@ create index if not exists contact_consents_recorded_by_idx on public.contact_co
 create index if not exists contact_consents_message_idx on public.contact_consents (tenant_id, message_id)
   where message_id is not null;
 comment on table public.contact_consents is 'Append-only history of a contact''s opt-in / opt-out and LGPD consent: the only source of contacts.opt_in, opt_in_at, opt_out_at, consent and consent_at.';
-comment on column public.contact_consents.source is 'customer_message (the customer wrote it, see message_id), documented_request (a manager recorded a request the tenant documents), import or system.';
+comment on column public.contact_consents.source is 'customer_message (the customer wrote it, see message_id), quick_reply (the customer tapped a button such as a marketing template''s STOP, see message_id), documented_request (a manager recorded a request the tenant documents), import or system.';
 comment on column public.contact_consents.evidence is 'What proves it: the customer''s words, or the tenant''s description of the documented request (channel, date, document).';
 comment on column public.contact_consents.recorded_by is 'Member who recorded a documented request; null for customer messages and the system (or once the member is removed).';
 comment on column public.contact_consents.occurred_at is 'When the customer expressed it: the message time, or the moment a documented request was recorded (never back-dated).';
@@ -612,6 +612,7 @@ as $$
     when 'stop' then 'opt_out' when 'parar' then 'opt_out' when 'pare' then 'opt_out'
     when 'descadastrar' then 'opt_out' when 'sair da lista' then 'opt_out'
     when 'cancelar inscricao' then 'opt_out' when 'unsubscribe' then 'opt_out'
+    when 'parar promocoes' then 'opt_out' when 'stop promotions' then 'opt_out'
     when 'start' then 'opt_in' when 'voltar a receber' then 'opt_in' when 'quero receber' then 'opt_in'
   end
 $$;
@@ -755,6 +756,13 @@ begin
      and (new.message_id is null or new.message_id = old.message_id) then
     return new;
   end if;
+  -- the one rewrite allowed: LGPD anonymisation erases the evidence of an anonymised contact
+  if tg_op = 'UPDATE' and new.evidence = '[anonimizado]'
+     and to_jsonb(new) - 'evidence' = to_jsonb(old) - 'evidence'
+     and exists (select 1 from public.contacts c where c.tenant_id = old.tenant_id and c.id = old.contact_id
+                    and c.lgpd_state = 'anonymised') then
+    return new;
+  end if;
   if tg_op = 'DELETE'
      and (not exists (select 1 from public.contacts c where c.tenant_id = old.tenant_id and c.id = old.contact_id)
           or not exists (select 1 from public.tenants t where t.id = old.tenant_id)) then
@@ -765,9 +773,10 @@ begin
 end;
 $$;
 
--- A customer who writes STOP-like words opts out, START-like words opt back in (see
--- private.consent_word); the message is the evidence. Nothing is recorded when the contact
--- is already where the words would put them.
+-- A customer who writes STOP-like words, or taps a button saying or carrying them (a
+-- marketing template's "Parar promoções" quick reply), opts out; START-like words opt back
+-- in (see private.consent_word); the message is the evidence. Nothing is recorded when the
+-- contact is already where the words would put them.
 create or replace function private.tg_messages_consent_words()
 returns trigger
 language plpgsql
@@ -775,13 +784,16 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_kind text := private.consent_word(new.content);
+  v_kind text := coalesce(private.consent_word(new.content), private.consent_word(new.interactive_reply_id));
 begin
   if v_kind is not null and exists (
     select 1 from public.contacts c
      where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')
   ) then
-    perform private.record_consent(new.tenant_id, new.contact_id, v_kind, 'customer_message', new.content,
+    perform private.record_consent(new.tenant_id, new.contact_id, v_kind,
+                                   case when new.type in ('button', 'interactive') then 'quick_reply'
+                                        else 'customer_message' end,
+                                   coalesce(new.content, new.interactive_reply_id),
                                    null, new.id, coalesce(new.wa_timestamp, new.created_at));
   end if;
   return null;
@@ -954,7 +966,8 @@ create trigger _300_remember after insert or update of transcription on public.m
   for each row execute function private.tg_messages_remember();
 drop trigger if exists _400_consent_words on public.messages;
 create trigger _400_consent_words after insert on public.messages
-  for each row when (new.direction = 'inbound' and new.sender_type = 'contact' and length(new.content) <= 60)
+  for each row when (new.direction = 'inbound' and new.sender_type = 'contact'
+                     and (length(new.content) <= 60 or new.interactive_reply_id is not null))
   execute function private.tg_messages_consent_words();
 
 /**

@@ -272,79 +272,6 @@ export type Database = {
           },
         ]
       }
-      alert_deliveries: {
-        Row: {
-          alert_id: string
-          attempts: number
-          channel: string
-          created_at: string
-          delivered_at: string | null
-          email: string | null
-          id: string
-          last_error: string | null
-          lease_until: string | null
-          leased_by: string | null
-          next_attempt_at: string
-          push_token_id: string | null
-          status: string
-          tenant_id: string
-          updated_at: string
-        }
-        Insert: {
-          alert_id: string
-          attempts?: number
-          channel: string
-          created_at?: string
-          delivered_at?: string | null
-          email?: string | null
-          id?: string
-          last_error?: string | null
-          lease_until?: string | null
-          leased_by?: string | null
-          next_attempt_at?: string
-          push_token_id?: string | null
-          status?: string
-          tenant_id: string
-          updated_at?: string
-        }
-        Update: {
-          alert_id?: string
-          attempts?: number
-          channel?: string
-          created_at?: string
-          delivered_at?: string | null
-          email?: string | null
-          id?: string
-          last_error?: string | null
-          lease_until?: string | null
-          leased_by?: string | null
-          next_attempt_at?: string
-          push_token_id?: string | null
-          status?: string
-          tenant_id?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "alert_deliveries_tenant_id_alert_id_fkey"
-            columns: ["tenant_id", "alert_id"]
-            referencedRelation: "alerts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "alert_deliveries_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "alert_deliveries_tenant_id_push_token_id_fkey"
-            columns: ["tenant_id", "push_token_id"]
-            referencedRelation: "push_tokens"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
       alerts: {
         Row: {
           acknowledged_at: string | null
@@ -400,6 +327,112 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+        ]
+      }
+      appointments: {
+        Row: {
+          assignee_id: string | null
+          calendar_event_id: string | null
+          cancelled_at: string | null
+          confirmed_at: string | null
+          contact_id: string
+          created_at: string
+          created_by: string | null
+          ends_at: string
+          id: string
+          lead_id: string | null
+          meeting_link: string | null
+          notes: string | null
+          remind_at: string | null
+          reminder_error: string | null
+          reminder_hours: number
+          reminder_sent_at: string | null
+          starts_at: string
+          status: string
+          tenant_id: string
+          ticket_id: string | null
+          type: string
+          updated_at: string
+        }
+        Insert: {
+          assignee_id?: string | null
+          calendar_event_id?: string | null
+          cancelled_at?: string | null
+          confirmed_at?: string | null
+          contact_id: string
+          created_at?: string
+          created_by?: string | null
+          ends_at: string
+          id?: string
+          lead_id?: string | null
+          meeting_link?: string | null
+          notes?: string | null
+          remind_at?: string | null
+          reminder_error?: string | null
+          reminder_hours?: number
+          reminder_sent_at?: string | null
+          starts_at: string
+          status?: string
+          tenant_id: string
+          ticket_id?: string | null
+          type: string
+          updated_at?: string
+        }
+        Update: {
+          assignee_id?: string | null
+          calendar_event_id?: string | null
+          cancelled_at?: string | null
+          confirmed_at?: string | null
+          contact_id?: string
+          created_at?: string
+          created_by?: string | null
+          ends_at?: string
+          id?: string
+          lead_id?: string | null
+          meeting_link?: string | null
+          notes?: string | null
+          remind_at?: string | null
+          reminder_error?: string | null
+          reminder_hours?: number
+          reminder_sent_at?: string | null
+          starts_at?: string
+          status?: string
+          tenant_id?: string
+          ticket_id?: string | null
+          type?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "appointments_tenant_id_assignee_id_fkey"
+            columns: ["tenant_id", "assignee_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -733,6 +766,123 @@ export type Database = {
           },
         ]
       }
+      business_calendar_holidays: {
+        Row: {
+          calendar_id: string
+          created_at: string
+          day: string
+          id: string
+          name: string | null
+          tenant_id: string
+        }
+        Insert: {
+          calendar_id: string
+          created_at?: string
+          day: string
+          id?: string
+          name?: string | null
+          tenant_id: string
+        }
+        Update: {
+          calendar_id?: string
+          created_at?: string
+          day?: string
+          id?: string
+          name?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "business_calendar_holidays_tenant_id_calendar_id_fkey"
+            columns: ["tenant_id", "calendar_id"]
+            referencedRelation: "business_calendars"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "business_calendar_holidays_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      business_calendar_hours: {
+        Row: {
+          calendar_id: string
+          created_at: string
+          ends_at: string
+          id: string
+          starts_at: string
+          tenant_id: string
+          weekday: number
+        }
+        Insert: {
+          calendar_id: string
+          created_at?: string
+          ends_at: string
+          id?: string
+          starts_at: string
+          tenant_id: string
+          weekday: number
+        }
+        Update: {
+          calendar_id?: string
+          created_at?: string
+          ends_at?: string
+          id?: string
+          starts_at?: string
+          tenant_id?: string
+          weekday?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "business_calendar_hours_tenant_id_calendar_id_fkey"
+            columns: ["tenant_id", "calendar_id"]
+            referencedRelation: "business_calendars"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "business_calendar_hours_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      business_calendars: {
+        Row: {
+          created_at: string
+          id: string
+          name: string
+          tenant_id: string
+          timezone: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          id?: string
+          name: string
+          tenant_id: string
+          timezone?: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          id?: string
+          name?: string
+          tenant_id?: string
+          timezone?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "business_calendars_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       campaign_list_members: {
         Row: {
           added_at: string
@@ -1008,6 +1158,82 @@ export type Database = {
             foreignKeyName: "campaigns_tenant_id_whatsapp_number_id_fkey"
             columns: ["tenant_id", "whatsapp_number_id"]
             referencedRelation: "whatsapp_numbers"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      certificates: {
+        Row: {
+          alert_07d_sent_at: string | null
+          alert_30d_sent_at: string | null
+          alert_error: string | null
+          contact_id: string
+          created_at: string
+          expires_at: string
+          id: string
+          issued_at: string
+          renewal_lead_id: string | null
+          service_id: string
+          status: string
+          tenant_id: string
+          type: string
+          updated_at: string
+        }
+        Insert: {
+          alert_07d_sent_at?: string | null
+          alert_30d_sent_at?: string | null
+          alert_error?: string | null
+          contact_id: string
+          created_at?: string
+          expires_at: string
+          id?: string
+          issued_at: string
+          renewal_lead_id?: string | null
+          service_id: string
+          status?: string
+          tenant_id: string
+          type: string
+          updated_at?: string
+        }
+        Update: {
+          alert_07d_sent_at?: string | null
+          alert_30d_sent_at?: string | null
+          alert_error?: string | null
+          contact_id?: string
+          created_at?: string
+          expires_at?: string
+          id?: string
+          issued_at?: string
+          renewal_lead_id?: string | null
+          service_id?: string
+          status?: string
+          tenant_id?: string
+          type?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "certificates_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_renewal_lead_id_fkey"
+            columns: ["tenant_id", "renewal_lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_service_id_fkey"
+            columns: ["tenant_id", "service_id"]
+            referencedRelation: "services"
             referencedColumns: ["tenant_id", "id"]
           },
         ]
@@ -1363,6 +1589,164 @@ export type Database = {
             columns: ["tenant_id", "whatsapp_number_id"]
             referencedRelation: "whatsapp_numbers"
             referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      deal_stage_history: {
+        Row: {
+          changed_by: string | null
+          deal_id: string
+          entered_at: string
+          id: string
+          left_at: string | null
+          stage_id: string
+          tenant_id: string
+        }
+        Insert: {
+          changed_by?: string | null
+          deal_id: string
+          entered_at?: string
+          id?: string
+          left_at?: string | null
+          stage_id: string
+          tenant_id: string
+        }
+        Update: {
+          changed_by?: string | null
+          deal_id?: string
+          entered_at?: string
+          id?: string
+          left_at?: string | null
+          stage_id?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "deal_stage_history_tenant_id_deal_id_fkey"
+            columns: ["tenant_id", "deal_id"]
+            referencedRelation: "deals"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deal_stage_history_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "deal_stage_history_tenant_id_stage_id_fkey"
+            columns: ["tenant_id", "stage_id"]
+            referencedRelation: "pipeline_stages"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      deals: {
+        Row: {
+          closed_at: string | null
+          contact_id: string | null
+          created_at: string
+          crm_synced_at: string | null
+          currency: string
+          custom_fields: NonNullable<Json>
+          expected_close_at: string | null
+          external_id: string | null
+          id: string
+          lead_id: string | null
+          lost_reason: string | null
+          owner_id: string | null
+          pipeline_id: string
+          probability: number | null
+          stage_entered_at: string
+          stage_id: string
+          status: string
+          tenant_id: string
+          title: string
+          updated_at: string
+          value: number
+        }
+        Insert: {
+          closed_at?: string | null
+          contact_id?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          currency?: string
+          custom_fields?: NonNullable<Json>
+          expected_close_at?: string | null
+          external_id?: string | null
+          id?: string
+          lead_id?: string | null
+          lost_reason?: string | null
+          owner_id?: string | null
+          pipeline_id: string
+          probability?: number | null
+          stage_entered_at?: string
+          stage_id: string
+          status?: string
+          tenant_id: string
+          title: string
+          updated_at?: string
+          value?: number
+        }
+        Update: {
+          closed_at?: string | null
+          contact_id?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          currency?: string
+          custom_fields?: NonNullable<Json>
+          expected_close_at?: string | null
+          external_id?: string | null
+          id?: string
+          lead_id?: string | null
+          lost_reason?: string | null
+          owner_id?: string | null
+          pipeline_id?: string
+          probability?: number | null
+          stage_entered_at?: string
+          stage_id?: string
+          status?: string
+          tenant_id?: string
+          title?: string
+          updated_at?: string
+          value?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "deals_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_owner_id_fkey"
+            columns: ["tenant_id", "owner_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_pipeline_id_fkey"
+            columns: ["tenant_id", "pipeline_id"]
+            referencedRelation: "pipelines"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_pipeline_id_stage_id_fkey"
+            columns: ["tenant_id", "pipeline_id", "stage_id"]
+            referencedRelation: "pipeline_stages"
+            referencedColumns: ["tenant_id", "pipeline_id", "id"]
           },
         ]
       }
@@ -2002,6 +2386,146 @@ export type Database = {
           },
         ]
       }
+      lead_stage_history: {
+        Row: {
+          changed_at: string
+          changed_by: string | null
+          from_stage: string | null
+          id: string
+          lead_id: string
+          tenant_id: string
+          to_stage: string
+        }
+        Insert: {
+          changed_at?: string
+          changed_by?: string | null
+          from_stage?: string | null
+          id?: string
+          lead_id: string
+          tenant_id: string
+          to_stage: string
+        }
+        Update: {
+          changed_at?: string
+          changed_by?: string | null
+          from_stage?: string | null
+          id?: string
+          lead_id?: string
+          tenant_id?: string
+          to_stage?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "lead_stage_history_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "lead_stage_history_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      leads: {
+        Row: {
+          company: string | null
+          contact_id: string | null
+          converted_at: string | null
+          created_at: string
+          crm_synced_at: string | null
+          custom_fields: NonNullable<Json>
+          email: string | null
+          external_id: string | null
+          id: string
+          interest: string | null
+          lost_reason: string | null
+          name: string
+          notes: string | null
+          owner_id: string | null
+          phone: string | null
+          position: string | null
+          referral: Json | null
+          score: number
+          source: string
+          source_ref: string | null
+          stage: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          company?: string | null
+          contact_id?: string | null
+          converted_at?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          custom_fields?: NonNullable<Json>
+          email?: string | null
+          external_id?: string | null
+          id?: string
+          interest?: string | null
+          lost_reason?: string | null
+          name: string
+          notes?: string | null
+          owner_id?: string | null
+          phone?: string | null
+          position?: string | null
+          referral?: Json | null
+          score?: number
+          source?: string
+          source_ref?: string | null
+          stage?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          company?: string | null
+          contact_id?: string | null
+          converted_at?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          custom_fields?: NonNullable<Json>
+          email?: string | null
+          external_id?: string | null
+          id?: string
+          interest?: string | null
+          lost_reason?: string | null
+          name?: string
+          notes?: string | null
+          owner_id?: string | null
+          phone?: string | null
+          position?: string | null
+          referral?: Json | null
+          score?: number
+          source?: string
+          source_ref?: string | null
+          stage?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "leads_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "leads_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "leads_tenant_id_owner_id_fkey"
+            columns: ["tenant_id", "owner_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       members: {
         Row: {
           area: string | null
@@ -2393,6 +2917,89 @@ export type Database = {
           },
         ]
       }
+      pipeline_stages: {
+        Row: {
+          created_at: string
+          id: string
+          kind: string
+          name: string
+          pipeline_id: string
+          position: number
+          probability: number | null
+          stuck_after: string | null
+          tenant_id: string
+        }
+        Insert: {
+          created_at?: string
+          id?: string
+          kind?: string
+          name: string
+          pipeline_id: string
+          position?: number
+          probability?: number | null
+          stuck_after?: string | null
+          tenant_id: string
+        }
+        Update: {
+          created_at?: string
+          id?: string
+          kind?: string
+          name?: string
+          pipeline_id?: string
+          position?: number
+          probability?: number | null
+          stuck_after?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "pipeline_stages_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "pipeline_stages_tenant_id_pipeline_id_fkey"
+            columns: ["tenant_id", "pipeline_id"]
+            referencedRelation: "pipelines"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      pipelines: {
+        Row: {
+          created_at: string
+          id: string
+          is_default: boolean
+          name: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          id?: string
+          is_default?: boolean
+          name: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          id?: string
+          is_default?: boolean
+          name?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "pipelines_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       plans: {
         Row: {
           budget_brl_limit: number | null
@@ -2727,6 +3334,98 @@ export type Database = {
           },
         ]
       }
+      retention_policies: {
+        Row: {
+          id: string
+          messages_months: number | null
+          raw_events_months: number | null
+          tenant_id: string
+          updated_at: string
+          usage_months: number | null
+        }
+        Insert: {
+          id?: string
+          messages_months?: number | null
+          raw_events_months?: number | null
+          tenant_id: string
+          updated_at?: string
+          usage_months?: number | null
+        }
+        Update: {
+          id?: string
+          messages_months?: number | null
+          raw_events_months?: number | null
+          tenant_id?: string
+          updated_at?: string
+          usage_months?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "retention_policies_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      services: {
+        Row: {
+          contact_id: string
+          contracted_at: string
+          created_at: string
+          currency: string
+          expires_at: string | null
+          id: string
+          monthly_value: number | null
+          name: string
+          plan: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          contact_id: string
+          contracted_at?: string
+          created_at?: string
+          currency?: string
+          expires_at?: string | null
+          id?: string
+          monthly_value?: number | null
+          name: string
+          plan: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          contact_id?: string
+          contracted_at?: string
+          created_at?: string
+          currency?: string
+          expires_at?: string | null
+          id?: string
+          monthly_value?: number | null
+          name?: string
+          plan?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "services_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "services_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       session_context: {
         Row: {
           context: NonNullable<Json>
@@ -2782,6 +3481,156 @@ export type Database = {
           },
           {
             foreignKeyName: "session_context_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      sla_events: {
+        Row: {
+          created_at: string
+          cycle: number
+          due_at: string | null
+          id: string
+          kind: string
+          metric: string
+          occurred_at: string
+          sla_policy_id: string | null
+          tenant_id: string
+          ticket_id: string
+        }
+        Insert: {
+          created_at?: string
+          cycle?: number
+          due_at?: string | null
+          id?: string
+          kind: string
+          metric: string
+          occurred_at?: string
+          sla_policy_id?: string | null
+          tenant_id: string
+          ticket_id: string
+        }
+        Update: {
+          created_at?: string
+          cycle?: number
+          due_at?: string | null
+          id?: string
+          kind?: string
+          metric?: string
+          occurred_at?: string
+          sla_policy_id?: string | null
+          tenant_id?: string
+          ticket_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "sla_events_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "sla_events_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      sla_policies: {
+        Row: {
+          calendar_id: string | null
+          category: string | null
+          created_at: string
+          first_response_minutes: number | null
+          id: string
+          is_active: boolean
+          name: string
+          next_response_minutes: number | null
+          priority: string | null
+          resolution_minutes: number | null
+          tenant_id: string
+          updated_at: string
+          warning_at_pct: number
+        }
+        Insert: {
+          calendar_id?: string | null
+          category?: string | null
+          created_at?: string
+          first_response_minutes?: number | null
+          id?: string
+          is_active?: boolean
+          name: string
+          next_response_minutes?: number | null
+          priority?: string | null
+          resolution_minutes?: number | null
+          tenant_id: string
+          updated_at?: string
+          warning_at_pct?: number
+        }
+        Update: {
+          calendar_id?: string | null
+          category?: string | null
+          created_at?: string
+          first_response_minutes?: number | null
+          id?: string
+          is_active?: boolean
+          name?: string
+          next_response_minutes?: number | null
+          priority?: string | null
+          resolution_minutes?: number | null
+          tenant_id?: string
+          updated_at?: string
+          warning_at_pct?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "sla_policies_tenant_id_calendar_id_fkey"
+            columns: ["tenant_id", "calendar_id"]
+            referencedRelation: "business_calendars"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "sla_policies_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      storage_deletions: {
+        Row: {
+          attempts: number
+          id: string
+          last_error: string | null
+          reason: string
+          requested_at: string
+          storage_key: string
+          tenant_id: string
+        }
+        Insert: {
+          attempts?: number
+          id?: string
+          last_error?: string | null
+          reason: string
+          requested_at?: string
+          storage_key: string
+          tenant_id: string
+        }
+        Update: {
+          attempts?: number
+          id?: string
+          last_error?: string | null
+          reason?: string
+          requested_at?: string
+          storage_key?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "storage_deletions_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
@@ -2983,7 +3832,8 @@ export type Database = {
           id: string
           locale: string
           name: string
-          notification_emails: string[]
+          notification_email: string | null
+          notification_webhook_url: string | null
           plan_id: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
@@ -3004,7 +3854,8 @@ export type Database = {
           id?: string
           locale?: string
           name: string
-          notification_emails?: string[]
+          notification_email?: string | null
+          notification_webhook_url?: string | null
           plan_id: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
@@ -3025,7 +3876,8 @@ export type Database = {
           id?: string
           locale?: string
           name?: string
-          notification_emails?: string[]
+          notification_email?: string | null
+          notification_webhook_url?: string | null
           plan_id?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
@@ -3042,6 +3894,271 @@ export type Database = {
             columns: ["plan_id"]
             referencedRelation: "plans"
             referencedColumns: ["id"]
+          },
+        ]
+      }
+      ticket_attachments: {
+        Row: {
+          created_at: string
+          file_name: string | null
+          id: string
+          mime_type: string | null
+          size_bytes: number | null
+          storage_path: string
+          tenant_id: string
+          ticket_id: string
+          uploaded_by: string | null
+        }
+        Insert: {
+          created_at?: string
+          file_name?: string | null
+          id?: string
+          mime_type?: string | null
+          size_bytes?: number | null
+          storage_path: string
+          tenant_id: string
+          ticket_id: string
+          uploaded_by?: string | null
+        }
+        Update: {
+          created_at?: string
+          file_name?: string | null
+          id?: string
+          mime_type?: string | null
+          size_bytes?: number | null
+          storage_path?: string
+          tenant_id?: string
+          ticket_id?: string
+          uploaded_by?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "ticket_attachments_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "ticket_attachments_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      ticket_notes: {
+        Row: {
+          author_id: string | null
+          body: string
+          created_at: string
+          id: string
+          tenant_id: string
+          ticket_id: string
+        }
+        Insert: {
+          author_id?: string | null
+          body: string
+          created_at?: string
+          id?: string
+          tenant_id: string
+          ticket_id: string
+        }
+        Update: {
+          author_id?: string | null
+          body?: string
+          created_at?: string
+          id?: string
+          tenant_id?: string
+          ticket_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "ticket_notes_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "ticket_notes_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      ticket_protocol_counters: {
+        Row: {
+          day: string
+          id: string
+          last_number: number
+          tenant_id: string
+        }
+        Insert: {
+          day: string
+          id?: string
+          last_number: number
+          tenant_id: string
+        }
+        Update: {
+          day?: string
+          id?: string
+          last_number?: number
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "ticket_protocol_counters_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      tickets: {
+        Row: {
+          assignee_id: string | null
+          awaiting_reply_since: string | null
+          category: string | null
+          closed_at: string | null
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          created_by: string | null
+          description: string | null
+          first_response_at: string | null
+          first_response_due_at: string | null
+          first_response_warn_at: string | null
+          id: string
+          next_response_cycle: number
+          next_response_due_at: string | null
+          next_response_warn_at: string | null
+          priority: string
+          protocol: string
+          reopened_count: number
+          resolution_due_at: string | null
+          resolution_warn_at: string | null
+          resolved_at: string | null
+          sla_due_at: string | null
+          sla_next_check_at: string | null
+          sla_paused_at: string | null
+          sla_paused_seconds: number
+          sla_policy_id: string | null
+          sla_started_at: string
+          source: string
+          status: string
+          team_id: string | null
+          tenant_id: string
+          title: string
+          updated_at: string
+        }
+        Insert: {
+          assignee_id?: string | null
+          awaiting_reply_since?: string | null
+          category?: string | null
+          closed_at?: string | null
+          contact_id: string
+          conversation_id: string
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          first_response_at?: string | null
+          first_response_due_at?: string | null
+          first_response_warn_at?: string | null
+          id?: string
+          next_response_cycle?: number
+          next_response_due_at?: string | null
+          next_response_warn_at?: string | null
+          priority?: string
+          protocol: string
+          reopened_count?: number
+          resolution_due_at?: string | null
+          resolution_warn_at?: string | null
+          resolved_at?: string | null
+          sla_due_at?: string | null
+          sla_next_check_at?: string | null
+          sla_paused_at?: string | null
+          sla_paused_seconds?: number
+          sla_policy_id?: string | null
+          sla_started_at?: string
+          source?: string
+          status?: string
+          team_id?: string | null
+          tenant_id: string
+          title: string
+          updated_at?: string
+        }
+        Update: {
+          assignee_id?: string | null
+          awaiting_reply_since?: string | null
+          category?: string | null
+          closed_at?: string | null
+          contact_id?: string
+          conversation_id?: string
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          first_response_at?: string | null
+          first_response_due_at?: string | null
+          first_response_warn_at?: string | null
+          id?: string
+          next_response_cycle?: number
+          next_response_due_at?: string | null
+          next_response_warn_at?: string | null
+          priority?: string
+          protocol?: string
+          reopened_count?: number
+          resolution_due_at?: string | null
+          resolution_warn_at?: string | null
+          resolved_at?: string | null
+          sla_due_at?: string | null
+          sla_next_check_at?: string | null
+          sla_paused_at?: string | null
+          sla_paused_seconds?: number
+          sla_policy_id?: string | null
+          sla_started_at?: string
+          source?: string
+          status?: string
+          team_id?: string | null
+          tenant_id?: string
+          title?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "tickets_tenant_id_assignee_id_fkey"
+            columns: ["tenant_id", "assignee_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_sla_policy_id_fkey"
+            columns: ["tenant_id", "sla_policy_id"]
+            referencedRelation: "sla_policies"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -3517,6 +4634,51 @@ export type Database = {
           },
         ]
       }
+      certificates_expiry: {
+        Row: {
+          alert_07d_sent_at: string | null
+          alert_30d_sent_at: string | null
+          alert_error: string | null
+          contact_id: string | null
+          created_at: string | null
+          days_to_expire: number | null
+          expires_at: string | null
+          id: string | null
+          issued_at: string | null
+          renewal_lead_id: string | null
+          service_id: string | null
+          status: string | null
+          tenant_id: string | null
+          type: string | null
+          updated_at: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "certificates_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_renewal_lead_id_fkey"
+            columns: ["tenant_id", "renewal_lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_service_id_fkey"
+            columns: ["tenant_id", "service_id"]
+            referencedRelation: "services"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
     }
     Functions: {
       accept_invite: {
@@ -3682,40 +4844,6 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
-      alerts_claim: {
-        Args: {
-          batch_size?: number
-          channels: string[]
-          lease_seconds?: number
-          worker: string
-        }
-        Returns: {
-          alert_id: string
-          attempt: number
-          channel: string
-          delivery_id: string
-          email: string
-          message: string
-          payload: Json
-          priority: string
-          push_platform: string
-          push_token: string
-          raised_at: string
-          tenant_id: string
-          tenant_name: string
-          title: string
-          type: string
-        }[]
-      }
-      alerts_record: {
-        Args: {
-          attempt: number
-          delivery_id: string
-          error?: string
-          retryable?: boolean
-        }
-        Returns: string
-      }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -3740,6 +4868,50 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      create_lead: {
+        Args: {
+          contact_id?: string
+          email?: string
+          interest?: string
+          name?: string
+          phone?: string
+          score?: number
+          source?: string
+          source_ref?: string
+          tenant_id?: string
+        }
+        Returns: {
+          company: string | null
+          contact_id: string | null
+          converted_at: string | null
+          created_at: string
+          crm_synced_at: string | null
+          custom_fields: NonNullable<Json>
+          email: string | null
+          external_id: string | null
+          id: string
+          interest: string | null
+          lost_reason: string | null
+          name: string
+          notes: string | null
+          owner_id: string | null
+          phone: string | null
+          position: string | null
+          referral: Json | null
+          score: number
+          source: string
+          source_ref: string | null
+          stage: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "leads"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3799,7 +4971,8 @@ export type Database = {
           id: string
           locale: string
           name: string
-          notification_emails: string[]
+          notification_email: string | null
+          notification_webhook_url: string | null
           plan_id: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
@@ -3813,6 +4986,60 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "tenants"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      create_ticket: {
+        Args: {
+          assignee_id?: string
+          category?: string
+          conversation_id: string
+          description?: string
+          priority?: string
+          source?: string
+          team_id?: string
+          title: string
+        }
+        Returns: {
+          assignee_id: string | null
+          awaiting_reply_since: string | null
+          category: string | null
+          closed_at: string | null
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          created_by: string | null
+          description: string | null
+          first_response_at: string | null
+          first_response_due_at: string | null
+          first_response_warn_at: string | null
+          id: string
+          next_response_cycle: number
+          next_response_due_at: string | null
+          next_response_warn_at: string | null
+          priority: string
+          protocol: string
+          reopened_count: number
+          resolution_due_at: string | null
+          resolution_warn_at: string | null
+          resolved_at: string | null
+          sla_due_at: string | null
+          sla_next_check_at: string | null
+          sla_paused_at: string | null
+          sla_paused_seconds: number
+          sla_policy_id: string | null
+          sla_started_at: string
+          source: string
+          status: string
+          team_id: string | null
+          tenant_id: string
+          title: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "tickets"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3910,6 +5137,30 @@ export type Database = {
       }
       import_campaign_csv: {
         Args: { campaign_id: string; csv: string; file_name?: string }
+        Returns: {
+          errors: NonNullable<Json>
+          failed_rows: number
+          file_name: string | null
+          finished_at: string | null
+          id: string
+          imported_rows: number
+          kind: string
+          source: string
+          started_at: string
+          started_by: string | null
+          status: string
+          tenant_id: string
+          total_rows: number
+        }
+        SetofOptions: {
+          from: "*"
+          to: "import_logs"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      import_leads: {
+        Args: { file_name: string; rows: Json; tenant_id: string }
         Returns: {
           errors: NonNullable<Json>
           failed_rows: number
@@ -4077,6 +5328,11 @@ export type Database = {
           source_id: string
         }[]
       }
+      lgpd_anonymise_contact: {
+        Args: { contact_id: string; reason: string }
+        Returns: Json
+      }
+      lgpd_export_contact: { Args: { contact_id: string }; Returns: Json }
       mark_conversation_read: {
         Args: { conversation_id: string }
         Returns: {
@@ -4517,6 +5773,10 @@ export type Database = {
           template_id: string
         }
         Returns: undefined
+      }
+      ticket_status_for_customer: {
+        Args: { conversation_id: string; protocol: string }
+        Returns: string
       }
       tts_cache_lookup: {
         Args: {

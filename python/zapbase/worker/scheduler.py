@@ -21,6 +21,7 @@ import psycopg
 
 from zapbase.db.pool import Connect, connect
 from zapbase.errors import DatabaseError
+from zapbase.lgpd import purge_storage
 from zapbase.storage import ObjectStore
 from zapbase.tts.cache import evict_tts_cache
 
@@ -34,8 +35,9 @@ WorkerJob = Callable[[], Awaitable[object]]
 
 
 def worker_jobs(connect: Connect, store: ObjectStore) -> dict[str, WorkerJob]:
-    """Handlers of the schedules whose runner is the worker (`store` holds the TTS audio)."""
-    return {"tts_cache_evict": lambda: evict_tts_cache(connect, store)}
+    """Handlers of the schedules whose runner is the worker (`store` holds media and TTS audio)."""
+    return {"tts_cache_evict": lambda: evict_tts_cache(connect, store),
+            "lgpd_storage_purge": lambda: purge_storage(connect, store)}
 
 
 class Scheduler:

@@ -1,0 +1,204 @@
+"""The LGPD proof: a contact whose personal data sits in every place Zapbase keeps data is
+exported, then anonymised; a scan of EVERY text and jsonb column of EVERY table (read
+from the catalog, so tables added later are scanned too) and of the storage directory
+finds none of it, and the export held every place the scan found it before."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from support import Db
+from whatsapp_db.webhooks import OWNER, TENANT, body, change, ingest, msg, profile, text
+from zapbase.db.pool import Connect
+from zapbase.lgpd import purge_storage
+from zapbase.storage import LocalStorage
+
+pytestmark = pytest.mark.anyio
+
+WA_ID = "5511987654321"
+NAME = "Joana Pereira Lima"
+EMAIL = "joana.lima@exemplo.com.br"
+CPF = "123.456.789-09"
+ADDRESS = "Rua das Acácias, 742"
+# every way the scan looks for her; the seed writes each somewhere
+NEEDLES = [NAME, "JOANA PEREIRA LIMA", EMAIL, CPF, "12345678909", ADDRESS, WA_ID, "+5511987654321",
+           "+55 11 98765-4321", "(11) 98765-4321", "11987654321", "98765-4321"]
+SKIP_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+
+
+def scan(db: Db) -> dict[str, set[str]]:
+    """{"schema.table.column": needles found} over every text-like column of every table."""
+    columns = db.sql("""
+        select n.nspname as schema, c.relname as table, a.attname as column
+          from pg_attribute a join pg_class c on c.oid = a.attrelid
+          join pg_namespace n on n.oid = c.relnamespace
+         where c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
+           and n.nspname <> all(%s) and n.nspname not like 'pg_temp%%'
+           and a.atttypid in ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'jsonb'::regtype,
+                              'json'::regtype, 'text[]'::regtype, 'varchar[]'::regtype)""",
+        (list(SKIP_SCHEMAS),))
+    hits: dict[str, set[str]] = {}
+    for col in columns:
+        place = f"{col['schema']}.{col['table']}.{col['column']}"
+        query = psycopg.sql.SQL("select n from unnest(%s::text[]) n where exists ("
+                                "select 1 from {}.{} t where t.{}::text ilike '%%' || n || '%%')").format(
+            psycopg.sql.Identifier(col["schema"]), psycopg.sql.Identifier(col["table"]),
+            psycopg.sql.Identifier(col["column"]))
+        found = {r["n"] for r in db.sql(query.as_string(), (NEEDLES,))}
+        if found:
+            hits[place] = found
+    return hits
+
+
+def scan_files(root: Path) -> list[str]:
+    return [f"{path}: {n}" for path in root.rglob("*") if path.is_file()
+            for n in NEEDLES if n.encode() in path.read_bytes()]
+
+
+def seed_everywhere(db: Db, media: Path) -> dict[str, Any]:
+    """Her data in every place the module lists, the way each gets there."""
+    with db.as_user(OWNER) as s:
+        s.all("select public.create_webhook_endpoint(%s, 'CRM', 'https://crm.example.com/hook', '{*}')",
+              (TENANT,))
+    spoken = (f"Oi, sou {NAME}, CPF {CPF}, e-mail {EMAIL}, moro na {ADDRESS}. "
+              "Meu celular é (11) 98765-4321 ou +55 11 98765-4321.")
+    ingest(db, body(change(contacts=[profile(WA_ID, NAME)], messages=[text(spoken, WA_ID)])))
+    contact = db.value("select id from public.contacts where wa_id = %s", (WA_ID,))
+    row = db.sql("select conversation_id, id from public.messages where contact_id = %s", (contact,))[0]
+    conv, first = row["conversation_id"], row["id"]
+    ingest(db, body(change(contacts=[profile(WA_ID, NAME)], messages=[
+        msg("image", {"id": "media-1", "mime_type": "image/jpeg", "caption": f"RG de {NAME}"}, WA_ID),
+        msg("audio", {"id": "media-2", "mime_type": "audio/ogg", "voice": True}, WA_ID)])))
+    image, audio = (db.value("select id from public.messages where contact_id = %s and type = %s",
+                             (contact, t)) for t in ("image", "audio"))
+    key = f"whatsapp-media/{TENANT}/{conv}/{image}.jpg"
+    (media / key).parent.mkdir(parents=True, exist_ok=True)
+    (media / key).write_bytes(f"JPEG... {NAME} {CPF}".encode())
+    db.sql("update public.messages set media_storage_path = %s where id = %s", (key, image))
+    db.sql("update public.messages set transcription = %s where id = %s",
+           (f"aqui é a {NAME}, meu CPF é 12345678909", audio))
+    with db.as_service() as s:
+        reply = s.value("select id from public.whatsapp_queue_reply(%s, %s)", (conv, json.dumps(
+            {"type": "text", "text": {"body": f"Obrigado, {NAME}! Enviaremos para {ADDRESS}."}})))
+        s.value("select public.whatsapp_mark_sent(%s, 'wamid.reply-1')", (reply,))
+    ingest(db, body(change(statuses=[{"id": "wamid.reply-1", "status": "delivered", "timestamp": "1764400010",
+                                      "recipient_id": WA_ID}])))
+    db.sql("""update public.contacts set name = %s, email = %s, cpf = '12345678909', notes = %s,
+                     attributes = jsonb_build_object('endereco', %s::text, 'telefone', '(11) 98765-4321')
+               where id = %s""", (NAME, EMAIL, f"Cliente {NAME} prefere e-mail", ADDRESS, contact))
+    db.sql("update public.session_context set summary = %s where conversation_id = %s",
+           (f"{NAME} quer entrega na {ADDRESS}", conv))
+    db.sql("update public.conversations set csat_comment = %s, handoff_reason = %s where id = %s",
+           (f"Atendimento ótimo - {NAME}", f"{NAME} pediu humano", conv))
+    with db.as_user(OWNER) as s:
+        s.value("select public.record_contact_consent(%s, 'consent_given', %s)",
+                (contact, f"{NAME} assinou o termo, e-mail {EMAIL}"))
+    model = db.value("select id from public.ai_models order by gateway_id limit 1")
+    db.sql("""insert into public.ai_usage (tenant_id, conversation_id, message_id, phone_hash, model_id,
+                                          provider, model, api_type, feature, outcome, input_tokens, cost_usd,
+                                          cost_brl, metadata, error_message)
+              select %s, %s, %s, c.phone_hash, %s, 'anthropic', 'claude', 'chat', 'reply', 'success', 120,
+                     0.0012, 0.0066, jsonb_build_object('prompt_preview', %s::text), %s
+                from public.contacts c where c.id = %s""",
+           (TENANT, conv, first, model, f"Cliente {NAME}", f"timeout para {EMAIL}", contact))
+    db.sql("""insert into public.response_cache (tenant_id, cache_key, model_id, response_text, expires_at)
+              values (%s, repeat('a', 64), %s, %s, now() + interval '1 day')""",
+           (TENANT, model, f"{NAME}, seu pedido saiu"))
+    source = db.value("""insert into public.knowledge_sources (tenant_id, title, kind, content)
+                         values (%s, 'Casos resolvidos', 'text', %s) returning id""",
+                      (TENANT, f"Caso da {NAME} (+55 11 98765-4321): troca aprovada."))
+    db.sql("""insert into public.document_chunks (tenant_id, source_id, position, content, content_hash)
+              values (%s, %s, 0, %s, repeat('b', 64))""",
+           (TENANT, source, f"Caso da {NAME} (+55 11 98765-4321): troca aprovada."))
+    db.sql("""insert into public.audit_log (tenant_id, actor_role, action, resource_type, resource_id,
+                                          changes)
+              values (%s, 'authenticated', 'update', 'contacts', %s, jsonb_build_object('email',
+                      jsonb_build_object('old', null, 'new', %s::text))),
+                     (%s, 'authenticated', 'update', 'tickets', gen_random_uuid(),
+                      jsonb_build_object('subject', jsonb_build_object('new', %s::text)))""",
+           (TENANT, contact, EMAIL, TENANT, f"Troca para CPF {CPF}"))
+    db.sql("""insert into public.alerts (tenant_id, type, priority, title, message, dedupe_key)
+              values (%s, 'custom', 'medium', 'Cliente VIP', %s, 'vip-joana')""",
+           (TENANT, f"{NAME} ligou de 11987654321"))
+    db.sql("""insert into public.webhook_attempts (tenant_id, delivery_id, endpoint_id, attempt, status_code,
+                                                   response_body)
+              select d.tenant_id, d.id, d.endpoint_id, 1, 400, %s from public.webhook_deliveries d
+               where d.tenant_id = %s limit 1""", (f"erro: contato {NAME} duplicado", TENANT))
+    return {"contact": contact, "conversation": conv, "media_key": key}
+
+
+async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
+        db: Db, connect: Connect, tmp_path: Path) -> None:
+    seeded = seed_everywhere(db, tmp_path)
+    before = scan(db)
+    assert before, "the seed put her data nowhere"
+    for place in ("public.contacts.name", "public.messages.content", "public.messages.transcription",
+                  "public.session_context.summary", "public.session_context.recent_messages",
+                  "public.document_chunks.content", "public.inbound_events.payload",
+                  "public.audit_log.changes", "public.events.payload", "public.ai_usage.metadata",
+                  "public.webhook_attempts.response_body", "public.contact_consents.evidence",
+                  "public.message_status_events.raw"):
+        assert place in before, f"the seed missed {place}"
+    totals = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
+                         from public.messages m left join public.ai_usage u on u.message_id = m.id
+                        where m.contact_id = %s""", (seeded["contact"],))[0]
+
+    with db.as_user(OWNER) as s:
+        export = s.value("select public.lgpd_export_contact(%s)", (seeded["contact"],))
+    for place, needles in before.items():
+        schema, table, _ = place.split(".")
+        assert schema == "public", f"{place} holds her data outside public"
+        assert table in export["tables"], f"the export misses {table}"
+        text_ = json.dumps(export["tables"][table], ensure_ascii=False).lower()
+        assert any(n.lower() in text_ for n in needles), f"the export's {table} lacks what {place} holds"
+    assert export["storage_objects"] == [seeded["media_key"]]
+
+    with db.as_user(OWNER) as s:
+        result = s.value("select public.lgpd_anonymise_contact(%s, %s)",
+                         (seeded["contact"], "Pedido por e-mail em 03/12, protocolo 991"))
+    assert result["storage_objects"] == 1
+    assert await purge_storage(connect, LocalStorage(tmp_path)) == 1
+
+    assert scan(db) == {}
+    assert scan_files(tmp_path) == []
+    assert not (tmp_path / seeded["media_key"]).exists()
+    after = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
+                        from public.messages m left join public.ai_usage u on u.message_id = m.id
+                       where m.contact_id = %s""", (seeded["contact"],))[0]
+    assert after == totals  # counts and costs stay
+    contact = db.sql("select * from public.contacts where id = %s", (seeded["contact"],))[0]
+    assert contact["lgpd_state"] == "anonymised" and contact["anonymised_at"] is not None
+    # salted per tenant: not found by hashing every phone number
+    assert contact["phone_hash"] != db.value("select private.phone_hash(%s)", (WA_ID,))
+    assert db.value("select count(*) from public.storage_deletions") == 0
+    assert db.value("select count(*) from public.events where type = 'contact.anonymised'") == 1
+
+
+def test_a_returning_customer_is_a_new_contact(db: Db) -> None:
+    ingest(db, body(change(contacts=[profile(WA_ID, NAME)], messages=[text("oi", WA_ID)])))
+    old = db.value("select id from public.contacts where wa_id = %s", (WA_ID,))
+    with db.as_user(OWNER) as s:
+        s.value("select public.lgpd_anonymise_contact(%s, 'Pedido por telefone, protocolo 77')", (old,))
+    ingest(db, body(change(contacts=[profile(WA_ID, NAME)], messages=[text("voltei", WA_ID)])))
+    new = db.value("select id from public.contacts where wa_id = %s", (WA_ID,))
+    assert new != old
+    assert db.value("select count(*) from public.messages where contact_id = %s", (new,)) == 1
+
+
+def test_only_admins_export_or_anonymise(db: Db) -> None:
+    ingest(db, body(change(contacts=[profile(WA_ID, NAME)], messages=[text("oi", WA_ID)])))
+    contact = db.value("select id from public.contacts where wa_id = %s", (WA_ID,))
+    agent = db.add_member(uuid.UUID(TENANT), "manager")
+    for call in ("select public.lgpd_export_contact(%s)",
+                 "select public.lgpd_anonymise_contact(%s, 'Pedido por telefone, protocolo 77')"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(agent) as s:
+            s.value(call, (contact,))
+    with pytest.raises(psycopg.errors.InvalidParameterValue), db.as_user(OWNER) as s:
+        s.value("select public.lgpd_anonymise_contact(%s, 'porque')", (contact,))
+    assert db.value("select lgpd_state from public.contacts where id = %s", (contact,)) == "active"
