@@ -132,7 +132,7 @@ comment on column public.contacts.consent is 'LGPD consent in force: the latest 
 comment on column public.contacts.consent_at is 'When the latest consent_given was expressed (kept after a withdrawal, for the record).';
 comment on column public.contacts.lgpd_state is 'active, deletion_requested (anonymisation job pending) or anonymised.';
 comment on column public.contacts.first_referral is 'Click-to-WhatsApp ad of the first message (attribution).';
-comment on column public.contacts.tags is 'Names of the contact''s tags, mirrored from contact_tags (the truth; tag and untag there) for segmentation filters; read-only.';
+comment on column public.contacts.tags is 'Names of the contact''s tags, kept equal to contact_tags (agents tag and untag there; the API may not write this array) for segmentation filters.';
 
 -- Tags (seed 001 tags, 003 tags).
 create table if not exists public.tags (

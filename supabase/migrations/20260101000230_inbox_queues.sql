@@ -764,8 +764,10 @@ begin
 end;
 $$;
 
--- contacts.tags mirrors contact_tags (names, sorted): segmentation keeps its array filter,
--- and the array is never written by hand (whatever is written there is replaced).
+-- contacts.tags mirrors contact_tags (names, sorted): segmentation keeps its array filter.
+-- Agents tag through contact_tags (the API may not write the array); the system's writers
+-- of the array (imports, campaigns' arrangements) get their names made into tags and
+-- relation rows, so both always say the same.
 create or replace function private.contact_tag_names(tenant_id uuid, contact_id uuid)
 returns text[]
 language sql
@@ -791,6 +793,30 @@ begin
 end;
 $$;
 
+create or replace function private.tg_contacts_tags_sync()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if new.tags is not distinct from private.contact_tag_names(new.tenant_id, new.id) then
+    return null;
+  end if;
+  insert into public.tags (tenant_id, name)
+  select new.tenant_id, n from unnest(new.tags) n where length(n) between 1 and 60
+  on conflict (tenant_id, name) do nothing;
+  delete from public.contact_tags ct
+   where ct.tenant_id = new.tenant_id and ct.contact_id = new.id
+     and ct.tag_id not in (select t.id from public.tags t where t.tenant_id = new.tenant_id and t.name = any (new.tags));
+  insert into public.contact_tags (tenant_id, contact_id, tag_id, added_by)
+  select new.tenant_id, new.id, t.id, null from public.tags t
+   where t.tenant_id = new.tenant_id and t.name = any (new.tags)
+  on conflict (contact_id, tag_id) do nothing;
+  return null;
+end;
+$$;
+
 create or replace function private.tg_tags_mirror()
 returns trigger
 language plpgsql
@@ -805,7 +831,7 @@ begin
 end;
 $$;
 
--- Contacts: the tag mirror is the relation's; attributes with a definition must fit it.
+-- Contacts: attributes with a definition must fit it.
 create or replace function private.tg_contacts_inbox()
 returns trigger
 language plpgsql
@@ -816,11 +842,6 @@ declare
   v_def public.contact_attribute_definitions;
   v_value jsonb;
 begin
-  if tg_op = 'INSERT' then
-    new.tags := '{}';
-  elsif new.tags is distinct from old.tags then
-    new.tags := private.contact_tag_names(new.tenant_id, new.id);
-  end if;
   if tg_op = 'INSERT' or new.attributes is distinct from old.attributes then
     for v_def in select * from public.contact_attribute_definitions d
                   where d.tenant_id = new.tenant_id and new.attributes ? d.key loop
@@ -934,6 +955,12 @@ create trigger _300_mirror after insert or delete on public.contact_tags
 drop trigger if exists _300_mirror on public.tags;
 create trigger _300_mirror after update of name on public.tags
   for each row execute function private.tg_tags_mirror();
+drop trigger if exists _310_tags_sync on public.contacts;
+create trigger _310_tags_sync after insert on public.contacts
+  for each row when (cardinality(new.tags) > 0) execute function private.tg_contacts_tags_sync();
+drop trigger if exists _310_tags_sync_change on public.contacts;
+create trigger _310_tags_sync_change after update of tags on public.contacts
+  for each row when (old.tags is distinct from new.tags) execute function private.tg_contacts_tags_sync();
 drop trigger if exists _250_inbox on public.contacts;
 create trigger _250_inbox before insert or update on public.contacts
   for each row execute function private.tg_contacts_inbox();

@@ -58,6 +58,61 @@ export type Database = {
           },
         ]
       }
+      agent_presence: {
+        Row: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          expires_at?: string | null
+          id?: string
+          last_assigned_at?: string | null
+          last_heartbeat_at?: string | null
+          member_id: string
+          offline_since?: string | null
+          open_conversations?: number
+          resume_status?: string | null
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          expires_at?: string | null
+          id?: string
+          last_assigned_at?: string | null
+          last_heartbeat_at?: string | null
+          member_id?: string
+          offline_since?: string | null
+          open_conversations?: number
+          resume_status?: string | null
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "agent_presence_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "agent_presence_tenant_id_member_id_fkey"
+            columns: ["tenant_id", "member_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       ai_models: {
         Row: {
           api_type: string
@@ -939,6 +994,49 @@ export type Database = {
           },
         ]
       }
+      contact_attribute_definitions: {
+        Row: {
+          created_at: string
+          description: string | null
+          id: string
+          key: string
+          label: string
+          options: string[]
+          tenant_id: string
+          type: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          key: string
+          label: string
+          options?: string[]
+          tenant_id: string
+          type: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          key?: string
+          label?: string
+          options?: string[]
+          tenant_id?: string
+          type?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_attribute_definitions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       contact_consents: {
         Row: {
           contact_id: string
@@ -999,6 +1097,52 @@ export type Database = {
             foreignKeyName: "contact_consents_tenant_id_recorded_by_fkey"
             columns: ["tenant_id", "recorded_by"]
             referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      contact_tags: {
+        Row: {
+          added_by: string | null
+          contact_id: string
+          created_at: string
+          id: string
+          tag_id: string
+          tenant_id: string
+        }
+        Insert: {
+          added_by?: string | null
+          contact_id: string
+          created_at?: string
+          id?: string
+          tag_id: string
+          tenant_id: string
+        }
+        Update: {
+          added_by?: string | null
+          contact_id?: string
+          created_at?: string
+          id?: string
+          tag_id?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_tags_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_tags_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "contact_tags_tenant_id_tag_id_fkey"
+            columns: ["tenant_id", "tag_id"]
+            referencedRelation: "tags"
             referencedColumns: ["tenant_id", "id"]
           },
         ]
@@ -1127,6 +1271,94 @@ export type Database = {
           },
         ]
       }
+      conversation_metrics: {
+        Row: {
+          assignments: number
+          avg_response_seconds: number | null
+          awaiting_reply_since: string | null
+          away_message_at: string | null
+          conversation_id: string
+          created_at: string
+          first_response_at: string | null
+          first_response_seconds: number | null
+          id: string
+          needs_human_at: string | null
+          queue_entries: number
+          queue_wait_seconds: number
+          reopens: number
+          resolution_seconds: number | null
+          response_count: number
+          response_seconds_total: number
+          team_id: string | null
+          tenant_id: string
+          transfers: number
+          updated_at: string
+        }
+        Insert: {
+          assignments?: number
+          avg_response_seconds?: never
+          awaiting_reply_since?: string | null
+          away_message_at?: string | null
+          conversation_id: string
+          created_at?: string
+          first_response_at?: string | null
+          first_response_seconds?: number | null
+          id?: string
+          needs_human_at?: string | null
+          queue_entries?: number
+          queue_wait_seconds?: number
+          reopens?: number
+          resolution_seconds?: number | null
+          response_count?: number
+          response_seconds_total?: number
+          team_id?: string | null
+          tenant_id: string
+          transfers?: number
+          updated_at?: string
+        }
+        Update: {
+          assignments?: number
+          avg_response_seconds?: never
+          awaiting_reply_since?: string | null
+          away_message_at?: string | null
+          conversation_id?: string
+          created_at?: string
+          first_response_at?: string | null
+          first_response_seconds?: number | null
+          id?: string
+          needs_human_at?: string | null
+          queue_entries?: number
+          queue_wait_seconds?: number
+          reopens?: number
+          resolution_seconds?: number | null
+          response_count?: number
+          response_seconds_total?: number
+          team_id?: string | null
+          tenant_id?: string
+          transfers?: number
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       conversations: {
         Row: {
           assigned_at: string | null
@@ -1138,7 +1370,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -1160,6 +1394,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -1180,7 +1415,9 @@ export type Database = {
           contact_id: string
           created_at?: string
           csat?: number | null
+          csat_answered_at?: string | null
           csat_comment?: string | null
+          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1202,6 +1439,7 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
+          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1222,7 +1460,9 @@ export type Database = {
           contact_id?: string
           created_at?: string
           csat?: number | null
+          csat_answered_at?: string | null
           csat_comment?: string | null
+          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1244,6 +1484,7 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
+          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1935,9 +2176,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -1949,9 +2188,7 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
-          last_seen_at?: string | null
           max_concurrent_conversations?: number
-          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id: string
@@ -1963,9 +2200,7 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
-          last_seen_at?: string | null
           max_concurrent_conversations?: number
-          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id?: string
@@ -2341,6 +2576,7 @@ export type Database = {
           max_members: number
           max_teams: number
           max_whatsapp_numbers: number
+          monthly_conversation_limit: number | null
           monthly_message_limit: number
           name: string
           price_monthly: number
@@ -2367,6 +2603,7 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
+          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name: string
           price_monthly?: number
@@ -2393,6 +2630,7 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
+          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name?: string
           price_monthly?: number
@@ -2751,27 +2989,33 @@ export type Database = {
       }
       team_members: {
         Row: {
+          can_pull_from_queue: boolean
           created_at: string
           id: string
           is_leader: boolean
+          max_conversations: number | null
           member_id: string
           priority: number
           team_id: string
           tenant_id: string
         }
         Insert: {
+          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
+          max_conversations?: number | null
           member_id: string
           priority?: number
           team_id: string
           tenant_id: string
         }
         Update: {
+          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
+          max_conversations?: number | null
           member_id?: string
           priority?: number
           team_id?: string
@@ -2804,6 +3048,7 @@ export type Database = {
           away_message: string | null
           business_hours: NonNullable<Json>
           created_at: string
+          csat_enabled: boolean
           description: string | null
           id: string
           is_active: boolean
@@ -2811,6 +3056,8 @@ export type Database = {
           max_queue_size: number | null
           monthly_target: number | null
           name: string
+          overflow_team_id: string | null
+          return_after: string | null
           tenant_id: string
           updated_at: string
         }
@@ -2819,6 +3066,7 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
+          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -2826,6 +3074,8 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name: string
+          overflow_team_id?: string | null
+          return_after?: string | null
           tenant_id: string
           updated_at?: string
         }
@@ -2834,6 +3084,7 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
+          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -2841,6 +3092,8 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name?: string
+          overflow_team_id?: string | null
+          return_after?: string | null
           tenant_id?: string
           updated_at?: string
         }
@@ -2850,6 +3103,12 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "teams_tenant_id_overflow_team_id_fkey"
+            columns: ["tenant_id", "overflow_team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -2912,7 +3171,9 @@ export type Database = {
           name: string
           notification_email: string | null
           notification_webhook_url: string | null
+          offline_grace: string
           plan_id: string
+          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -2934,7 +3195,9 @@ export type Database = {
           name: string
           notification_email?: string | null
           notification_webhook_url?: string | null
+          offline_grace?: string
           plan_id: string
+          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -2956,7 +3219,9 @@ export type Database = {
           name?: string
           notification_email?: string | null
           notification_webhook_url?: string | null
+          offline_grace?: string
           plan_id?: string
+          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -3456,9 +3721,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -3468,6 +3731,69 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      add_note: {
+        Args: { content: string; conversation_id: string }
+        Returns: {
+          ai_input_tokens: number | null
+          ai_latency_ms: number | null
+          ai_model: string | null
+          ai_output_tokens: number | null
+          attempts: number
+          contact_id: string
+          content: string | null
+          content_masked: string | null
+          conversation_id: string
+          created_at: string
+          delivered_at: string | null
+          direction: string
+          error_code: number | null
+          error_details: string | null
+          error_title: string | null
+          failed_at: string | null
+          forwarded: boolean
+          id: string
+          intent: string | null
+          interactive_reply_id: string | null
+          is_voice: boolean
+          lease_until: string | null
+          leased_by: string | null
+          max_attempts: number
+          media_filename: string | null
+          media_id: string | null
+          media_mime_type: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_storage_path: string | null
+          next_attempt_at: string | null
+          payload: NonNullable<Json>
+          played_at: string | null
+          pricing_category: string | null
+          pricing_model: string | null
+          reaction_at: string | null
+          reaction_emoji: string | null
+          read_at: string | null
+          referral: Json | null
+          reply_to_message_id: string | null
+          reply_to_wamid: string | null
+          sender_member_id: string | null
+          sender_type: string
+          sent_at: string | null
+          status: string
+          tenant_id: string
+          transcription: string | null
+          type: string
+          updated_at: string
+          wa_timestamp: string | null
+          wamid: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "messages"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3612,6 +3938,60 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
+      assign_conversation: {
+        Args: { conversation_id: string; member_id: string; note?: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -3624,9 +4004,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -3636,6 +4014,60 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      close_conversation: {
+        Args: { conversation_id: string; note?: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3697,7 +4129,9 @@ export type Database = {
           name: string
           notification_email: string | null
           notification_webhook_url: string | null
+          offline_grace: string
           plan_id: string
+          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -3766,7 +4200,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -3788,6 +4224,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -3801,6 +4238,28 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      heartbeat: {
+        Args: { tenant_id: string }
+        Returns: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "agent_presence"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3986,7 +4445,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -4008,6 +4469,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -4055,6 +4517,60 @@ export type Database = {
         Args: { contact_id: string; template_id: string; variables?: Json }
         Returns: Json
       }
+      pull_next_conversation: {
+        Args: { team_id?: string; tenant_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       record_contact_consent: {
         Args: { contact_id: string; evidence: string; kind: string }
         Returns: {
@@ -4072,6 +4588,60 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "contact_consents"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      reopen_conversation: {
+        Args: { conversation_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4104,6 +4674,60 @@ export type Database = {
         }
       }
       request_template_sync: { Args: { tenant_id: string }; Returns: number }
+      resolve_conversation: {
+        Args: { conversation_id: string; send_csat?: boolean }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       rotate_webhook_secret: {
         Args: { endpoint_id: string; overlap?: string }
         Returns: string
@@ -4220,6 +4844,69 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      send_quick_reply: {
+        Args: { conversation_id: string; shortcut: string }
+        Returns: {
+          ai_input_tokens: number | null
+          ai_latency_ms: number | null
+          ai_model: string | null
+          ai_output_tokens: number | null
+          attempts: number
+          contact_id: string
+          content: string | null
+          content_masked: string | null
+          conversation_id: string
+          created_at: string
+          delivered_at: string | null
+          direction: string
+          error_code: number | null
+          error_details: string | null
+          error_title: string | null
+          failed_at: string | null
+          forwarded: boolean
+          id: string
+          intent: string | null
+          interactive_reply_id: string | null
+          is_voice: boolean
+          lease_until: string | null
+          leased_by: string | null
+          max_attempts: number
+          media_filename: string | null
+          media_id: string | null
+          media_mime_type: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_storage_path: string | null
+          next_attempt_at: string | null
+          payload: NonNullable<Json>
+          played_at: string | null
+          pricing_category: string | null
+          pricing_model: string | null
+          reaction_at: string | null
+          reaction_emoji: string | null
+          read_at: string | null
+          referral: Json | null
+          reply_to_message_id: string | null
+          reply_to_wamid: string | null
+          sender_member_id: string | null
+          sender_type: string
+          sent_at: string | null
+          status: string
+          tenant_id: string
+          transcription: string | null
+          type: string
+          updated_at: string
+          wa_timestamp: string | null
+          wamid: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "messages"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_campaign_list: {
         Args: { campaign_id: string; contact_ids: string[] }
         Returns: number
@@ -4273,9 +4960,85 @@ export type Database = {
         Args: { integration_id: string; secret: string }
         Returns: string
       }
+      set_presence: {
+        Args: { status: string; tenant_id: string }
+        Returns: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "agent_presence"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_whatsapp_number_secret: {
         Args: { kind: string; secret: string; whatsapp_number_id: string }
         Returns: string
+      }
+      snooze_conversation: {
+        Args: { conversation_id: string; until: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       start_campaign: {
         Args: { campaign_id: string }
@@ -4334,7 +5097,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -4356,6 +5121,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -4414,6 +5180,65 @@ export type Database = {
           template_id: string
         }
         Returns: undefined
+      }
+      transfer_conversation: {
+        Args: {
+          conversation_id: string
+          note?: string
+          to_member_id?: string
+          to_team_id?: string
+        }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       tts_cache_lookup: {
         Args: {

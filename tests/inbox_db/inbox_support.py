@@ -20,23 +20,35 @@ _phones = itertools.count(5511970000000)
 
 
 def member_id(db: Db, user: uuid.UUID | str) -> str:
-    return str(db.value("select id from public.members where tenant_id = %s and user_id = %s", (TENANT, user)))
+    return str(
+        db.value("select id from public.members where tenant_id = %s and user_id = %s", (TENANT, user))
+    )
 
 
 def new_agent(db: Db, name: str, *teams: str, capacity: int = 5, role: str = "agent") -> uuid.UUID:
     user = db.add_member(uuid.UUID(TENANT), role, f"{name.lower()}-{uuid.uuid4().hex[:6]}@lojademo.com.br")
-    db.sql("update public.members set display_name = %s, max_concurrent_conversations = %s"
-           " where tenant_id = %s and user_id = %s", (name, capacity, TENANT, user))
+    db.sql(
+        "update public.members set display_name = %s, max_concurrent_conversations = %s"
+        " where tenant_id = %s and user_id = %s",
+        (name, capacity, TENANT, user),
+    )
     for team in teams:
-        db.sql("insert into public.team_members (tenant_id, team_id, member_id) values (%s, %s, %s)",
-               (TENANT, team, member_id(db, user)))
+        db.sql(
+            "insert into public.team_members (tenant_id, team_id, member_id) values (%s, %s, %s)",
+            (TENANT, team, member_id(db, user)),
+        )
     return user
 
 
 def new_team(db: Db, name: str, strategy: str = "round_robin", **columns: Any) -> str:
     cols = {"tenant_id": TENANT, "name": name, "assignment_strategy": strategy, **columns}
-    return str(db.value(f"insert into public.teams ({', '.join(cols)}) values ({', '.join(['%s'] * len(cols))})"
-                        " returning id", tuple(cols.values())))
+    return str(
+        db.value(
+            f"insert into public.teams ({', '.join(cols)}) values ({', '.join(['%s'] * len(cols))})"
+            " returning id",
+            tuple(cols.values()),
+        )
+    )
 
 
 def presence(db: Db, user: uuid.UUID | str, status: str) -> dict[str, Any]:
@@ -70,16 +82,26 @@ def assignee(db: Db, conv: str) -> str | None:
 
 
 def load(db: Db, user: uuid.UUID | str) -> int:
-    return int(db.value("select p.open_conversations from public.agent_presence p"
-                        " join public.members m on m.id = p.member_id where m.tenant_id = %s and m.user_id = %s",
-                        (TENANT, user)))
+    return int(
+        db.value(
+            "select p.open_conversations from public.agent_presence p"
+            " join public.members m on m.id = p.member_id where m.tenant_id = %s and m.user_id = %s",
+            (TENANT, user),
+        )
+    )
 
 
 def timeline(db: Db, conv: str) -> list[dict[str, Any]]:
-    return db.sql("select sender_type, type, content, payload from public.messages"
-                  " where conversation_id = %s and direction = 'internal' order by created_at", (conv,))
+    return db.sql(
+        "select sender_type, type, content, payload from public.messages"
+        " where conversation_id = %s and direction = 'internal' order by created_at",
+        (conv,),
+    )
 
 
 def events(db: Db, conv: str, prefix: str = "conversation.") -> list[dict[str, Any]]:
-    return db.sql("select type, payload, actor_role from public.events where subject_id = %s and type like %s"
-                  " order by created_at", (conv, prefix + "%"))
+    return db.sql(
+        "select type, payload, actor_role from public.events where subject_id = %s and type like %s"
+        " order by created_at",
+        (conv, prefix + "%"),
+    )

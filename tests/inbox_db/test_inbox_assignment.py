@@ -33,14 +33,18 @@ from support import Db
 def test_online_lapses_without_heartbeat_and_a_heartbeat_brings_it_back(db: Db) -> None:
     row = presence(db, AGENT, "online")
     assert row["status"] == "online" and row["expires_at"] is not None
-    db.sql("update public.agent_presence set expires_at = now() - interval '1 second'"
-           " where member_id = %s", (member_id(db, AGENT),))
+    db.sql(
+        "update public.agent_presence set expires_at = now() - interval '1 second' where member_id = %s",
+        (member_id(db, AGENT),),
+    )
     # expired presence no longer receives conversations, even before the job notices
     conv = customer(db)
     assert handoff(db, conv)["assignee_id"] is None
     assert db.value("select private.run_job('inbox_housekeeping')") >= 1
-    row = db.sql("select status, resume_status, offline_since from public.agent_presence where member_id = %s",
-                 (member_id(db, AGENT),))[0]
+    row = db.sql(
+        "select status, resume_status, offline_since from public.agent_presence where member_id = %s",
+        (member_id(db, AGENT),),
+    )[0]
     assert (row["status"], row["resume_status"]) == ("offline", "online")
     with db.as_user(AGENT) as s:
         assert s.one("select * from public.heartbeat(%s)", (TENANT,))["status"] == "online"
@@ -76,8 +80,11 @@ def test_queue_is_priority_then_waiting_time_and_fifo_within_a_level(db: Db) -> 
     presence(db, AGENT, "online")
     served = []
     for _ in convs:
-        current = next(n for n, c in convs.items() if assignee(db, c) == member_id(db, AGENT)
-                       and conversation(db, c)["status"] == "open")
+        current = next(
+            n
+            for n, c in convs.items()
+            if assignee(db, c) == member_id(db, AGENT) and conversation(db, c)["status"] == "open"
+        )
         served.append(current)
         with db.as_user(AGENT) as s:  # resolving frees the one slot: the next is drained at commit
             s.all("select public.resolve_conversation(%s, false)", (convs[current],))
@@ -90,11 +97,16 @@ def test_round_robin_load_balance_and_priority_strategies(db: Db) -> None:
     presence(db, ana, "online")
     presence(db, bia, "online")
     got = [assignee(db, handoff(db, customer(db), rr)["id"]) for _ in range(4)]
-    assert got == [member_id(db, ana), member_id(db, bia)] * 2 or got == [member_id(db, bia), member_id(db, ana)] * 2
+    assert (
+        got == [member_id(db, ana), member_id(db, bia)] * 2
+        or got == [member_id(db, bia), member_id(db, ana)] * 2
+    )
 
     lb = new_team(db, "Financeiro", "load_balance")
-    db.sql("insert into public.team_members (tenant_id, team_id, member_id) values (%s, %s, %s)",
-           (TENANT, lb, member_id(db, ana)))
+    db.sql(
+        "insert into public.team_members (tenant_id, team_id, member_id) values (%s, %s, %s)",
+        (TENANT, lb, member_id(db, ana)),
+    )
     caio = new_agent(db, "Caio", lb)
     presence(db, caio, "online")
     # Ana already holds 2 (from Vendas): the fewest open wins
@@ -121,8 +133,10 @@ def test_sticky_to_the_contacts_previous_agent_when_online(db: Db) -> None:
     with db.as_user(ana if first == member_id(db, ana) else bia) as s:
         s.all("select public.resolve_conversation(%s, false)", (conv,))
     presence(db, bia, "online")
-    db.sql("update public.agent_presence set last_assigned_at = now() + interval '1 hour' where member_id = %s",
-           (first,))  # round robin alone would now pick the other agent
+    db.sql(
+        "update public.agent_presence set last_assigned_at = now() + interval '1 hour' where member_id = %s",
+        (first,),
+    )  # round robin alone would now pick the other agent
     again, _ = db.create_conversation("5511955554444", "Voltei")
     assert again != conv
     handoff(db, again, team)
@@ -172,8 +186,9 @@ def test_manual_assignment_refuses_other_tenants_other_teams_offline_and_full_ag
     assert assignee(db, conv) is None
     presence(db, AGENT, "online")  # drains: Bruno takes it
     assert assignee(db, conv) == member_id(db, AGENT)
-    assert [e["type"] for e in events(db, conv) if e["type"] in ("conversation.queued", "conversation.assigned")] \
-        == ["conversation.queued", "conversation.assigned"]
+    assert [
+        e["type"] for e in events(db, conv) if e["type"] in ("conversation.queued", "conversation.assigned")
+    ] == ["conversation.queued", "conversation.assigned"]
     assert any("atribuída a Bruno Lima pela fila" in (line["content"] or "") for line in timeline(db, conv))
 
 
@@ -184,14 +199,17 @@ def test_an_agent_replying_past_capacity_is_refused(db: Db) -> None:
     assert assignee(db, first) == member_id(db, AGENT)
     second = customer(db)  # with the bot, unassigned; Bruno writes in it and would take it over
     with pytest.raises(psycopg.Error, match=r"at capacity \(1 of 1"), db.as_user(AGENT) as s:
-        s.all("select public.send_message(%s, '{\"type\": \"text\", \"text\": {\"body\": \"Oi\"}}')", (second,))
+        s.all('select public.send_message(%s, \'{"type": "text", "text": {"body": "Oi"}}\')', (second,))
     assert load(db, AGENT) == 1
 
 
 def test_pull_next_takes_the_head_for_agents_who_may_pull(db: Db) -> None:
     team = new_team(db, "Manual", "manual")
     ana, bia = new_agent(db, "Ana", team), new_agent(db, "Bia", team)
-    db.sql("update public.team_members set can_pull_from_queue = false where member_id = %s", (member_id(db, bia),))
+    db.sql(
+        "update public.team_members set can_pull_from_queue = false where member_id = %s",
+        (member_id(db, bia),),
+    )
     presence(db, ana, "online")
     older, newer = (str(handoff(db, customer(db), team)["id"]) for _ in range(2))
     assert assignee(db, older) is None  # manual: nobody is given anything
@@ -224,7 +242,12 @@ def test_overflow_goes_to_the_overflow_team_or_gets_the_away_message(db: Db) -> 
     handoff(db, customer(db), full)
     late = handoff(db, customer(db), full)
     assert str(late["team_id"]) == full and late["status"] == "pending"  # nothing lost: still queued
-    sent = db.sql("select content, sender_type from public.messages where conversation_id = %s"
-                  " and direction = 'outbound'", (late["id"],))
+    sent = db.sql(
+        "select content, sender_type from public.messages where conversation_id = %s"
+        " and direction = 'outbound'",
+        (late["id"],),
+    )
     assert sent == [{"content": "Estamos cheios, já voltamos!", "sender_type": "system"}]
-    assert [e["type"] for e in events(db, late["id"], "conversation.overflowed")] == ["conversation.overflowed"]
+    assert [e["type"] for e in events(db, late["id"], "conversation.overflowed")] == [
+        "conversation.overflowed"
+    ]
