@@ -12,12 +12,12 @@ select '00000000-0000-4000-b000-000000000001', 'loja-demo', 'Loja Demo', 'active
   from public.plans p where p.code = 'pro'
 on conflict (id) do nothing;
 
-insert into public.members (id, tenant_id, user_id, role, display_name, area, presence)
+insert into public.members (id, tenant_id, user_id, role, display_name, area)
 values
   ('00000000-0000-4000-c000-000000000001', '00000000-0000-4000-b000-000000000001',
-   '00000000-0000-4000-a000-000000000001', 'owner', 'Ana Souza', 'management', 'online'),
+   '00000000-0000-4000-a000-000000000001', 'owner', 'Ana Souza', 'management'),
   ('00000000-0000-4000-c000-000000000002', '00000000-0000-4000-b000-000000000001',
-   '00000000-0000-4000-a000-000000000002', 'agent', 'Bruno Lima', 'support', 'online')
+   '00000000-0000-4000-a000-000000000002', 'agent', 'Bruno Lima', 'support')
 on conflict (tenant_id, user_id) do nothing;
 
 insert into public.teams (id, tenant_id, name, kind, assignment_strategy, business_hours)

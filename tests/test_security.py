@@ -343,6 +343,21 @@ RPC_ATTACKS: dict[str, str] = {
     "lgpd_anonymise_contact(uuid,text)":
         "select public.lgpd_anonymise_contact(%(contact)s, 'Pedido por telefone em 03/12, protocolo 123')",
     "lgpd_export_contact(uuid)": "select public.lgpd_export_contact(%(contact)s)",
+    # inbox queues
+    "add_note(uuid,text)": "select * from public.add_note(%(conversation)s, 'espiando')",
+    "assign_conversation(uuid,uuid,text)":
+        "select * from public.assign_conversation(%(conversation)s, %(member)s, 'minha')",
+    "close_conversation(uuid,text)": "select * from public.close_conversation(%(conversation)s)",
+    "heartbeat(uuid)": "select * from public.heartbeat(%(tenant)s)",
+    "pull_next_conversation(uuid,uuid)": "select * from public.pull_next_conversation(%(tenant)s, %(team)s)",
+    "reopen_conversation(uuid)": "select * from public.reopen_conversation(%(conversation)s)",
+    "resolve_conversation(uuid,boolean)": "select * from public.resolve_conversation(%(conversation)s)",
+    "send_quick_reply(uuid,text)": "select * from public.send_quick_reply(%(conversation)s, '/pix')",
+    "set_presence(uuid,text)": "select * from public.set_presence(%(tenant)s, 'online')",
+    "snooze_conversation(uuid,timestamp with time zone)":
+        "select * from public.snooze_conversation(%(conversation)s, now() + interval '1 hour')",
+    "transfer_conversation(uuid,uuid,uuid,text)":
+        "select * from public.transfer_conversation(%(conversation)s, null, %(team)s, 'leva')",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 

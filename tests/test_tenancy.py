@@ -186,9 +186,10 @@ def test_members_cannot_promote_themselves_through_the_table(db: Db) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege), db.as_user(AGENT) as s:
         s.all("update public.members set role = 'owner' where user_id = %s", (AGENT,))
     with db.as_user(AGENT) as s:
-        assert s.rowcount("update public.members set presence = 'away' where user_id = %s", (AGENT,)) == 1
+        assert s.rowcount("update public.members set display_name = 'Bruno' where user_id = %s",
+                          (AGENT,)) == 1
         # an agent cannot edit someone else's member row
-        assert s.rowcount("update public.members set presence = 'away' where user_id = %s", (OWNER,)) == 0
+        assert s.rowcount("update public.members set display_name = 'Ana' where user_id = %s", (OWNER,)) == 0
 
 
 def test_role_matrix_for_teams_and_integrations(db: Db) -> None:

@@ -247,12 +247,12 @@ export async function members(
   client: Client,
   tenantId: string,
 ): Promise<
-  Pick<Tables<"members">, "id" | "user_id" | "display_name" | "role" | "presence" | "status">[]
+  Pick<Tables<"members">, "id" | "user_id" | "display_name" | "role" | "status">[]
 > {
   return must(
     await client
       .from("members")
-      .select("id, user_id, display_name, role, presence, status")
+      .select("id, user_id, display_name, role, status")
       .eq("tenant_id", tenantId)
       .order("display_name"),
   );

@@ -56,6 +56,7 @@ create table if not exists public.plans (
   max_bots integer not null default 1 check (max_bots >= 0),
   max_teams integer not null default 3 check (max_teams >= 0),
   monthly_message_limit integer not null default 1000 check (monthly_message_limit >= 0),
+  monthly_conversation_limit integer check (monthly_conversation_limit >= 0),
   features jsonb not null default '{}'::jsonb,
   budget_mode text not null default 'brl' check (budget_mode in ('tokens', 'brl', 'both')),
   budget_period text not null default 'monthly' check (budget_period in ('daily', 'weekly', 'monthly')),
@@ -74,6 +75,8 @@ comment on table public.plans is 'Subscription plans: resource limits, feature f
 comment on column public.plans.features is 'Feature flags the plan enables, e.g. {"knowledge": true, "tts": false, "campaigns": true}.';
 comment on column public.plans.budget_token_limit is 'Default AI budget in tokens per budget_period for tenants on this plan (null: none).';
 comment on column public.plans.budget_brl_limit is 'Default AI budget in BRL per budget_period for tenants on this plan (null: none).';
+comment on column public.plans.monthly_message_limit is 'Messages the tenant sends per calendar month (tenant time zone): agents'', bots'' and campaigns'' outbound messages; customers'' messages are never refused.';
+comment on column public.plans.monthly_conversation_limit is 'Conversations agents may start per calendar month (null: no limit); conversations customers open are never refused.';
 comment on column public.plans.event_retention_days is 'Days the tenant''s events (activity feed, outbox) are kept; tenants.settings.retention_days.events may only shorten it.';
 comment on column public.plans.raw_event_retention_days is 'Days raw webhook bodies (inbound_events) and message status events are kept (settings.retention_days.inbound_events / status_events may shorten it).';
 comment on column public.plans.delivery_retention_days is 'Days webhook and alert deliveries with their attempts are kept (settings.retention_days.deliveries may shorten it).';
@@ -99,6 +102,10 @@ create table if not exists public.tenants (
   session_timeout interval not null default interval '4 hours'
     check (session_timeout between interval '5 minutes' and interval '7 days'),
   restrict_agents_to_assigned boolean not null default false,
+  presence_timeout interval not null default interval '60 seconds'
+    check (presence_timeout between interval '15 seconds' and interval '1 hour'),
+  offline_grace interval not null default interval '10 minutes'
+    check (offline_grace between interval '0 seconds' and interval '1 day'),
   feature_flags jsonb not null default '{}'::jsonb,
   settings jsonb not null default '{}'::jsonb,
   created_at timestamptz not null default now(),
@@ -115,6 +122,8 @@ comment on column public.tenants.timezone is 'IANA time zone: business hours, bu
 comment on column public.tenants.session_timeout is 'A conversation idle longer than this is closed as expired; the next message opens a new one (seed 000: 4 h).';
 comment on column public.tenants.restrict_agents_to_assigned is 'When true, agents write only into conversations assigned to them or their teams.';
 comment on column public.tenants.notification_emails is 'Addresses every alert is e-mailed to (up to 10; the worker sends through SMTP, see alert_deliveries). Tenant systems hear alerts as alert.created webhook events.';
+comment on column public.tenants.presence_timeout is 'An online agent without a heartbeat for this long counts as offline (inbox: agent_presence.expires_at).';
+comment on column public.tenants.offline_grace is 'An agent offline for longer than this gets their open conversations returned to the queue.';
 comment on column public.tenants.feature_flags is 'Per-tenant overrides of plan features.';
 
 -- Members: a Supabase Auth user working in a tenant (seed 001 users, 002 user_profiles, 004 users).
@@ -126,9 +135,7 @@ create table if not exists public.members (
   status text not null default 'active' check (status in ('active', 'disabled')),
   display_name text check (length(display_name) <= 120),
   area text check (area in ('support', 'sales', 'customer_success', 'billing', 'management', 'other')),
-  presence text not null default 'offline' check (presence in ('online', 'away', 'busy', 'offline')),
   max_concurrent_conversations integer not null default 5 check (max_concurrent_conversations between 0 and 500),
-  last_seen_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (tenant_id, id),
@@ -136,9 +143,8 @@ create table if not exists public.members (
 );
 alter table public.members enable row level security;
 create index if not exists members_user_id_idx on public.members (user_id);
-comment on table public.members is 'A user''s membership in a tenant, with role, presence and capacity for conversation assignment.';
-comment on column public.members.max_concurrent_conversations is 'Capacity used by load-balanced assignment.';
-comment on column public.members.presence is 'Shown in the inbox; only online members receive new assignments.';
+comment on table public.members is 'A user''s membership in a tenant, with role and capacity for conversation assignment (presence and load: agent_presence).';
+comment on column public.members.max_concurrent_conversations is 'Live conversations the member may hold at once across all teams: assignment never goes past it.';
 
 -- Platform operators (not tenant members): may read across tenants through helpers.
 create table if not exists public.platform_admins (
@@ -184,15 +190,26 @@ create table if not exists public.teams (
   business_hours jsonb not null default '{}'::jsonb,
   away_message text check (length(away_message) <= 1024),
   monthly_target numeric(14,4) check (monthly_target >= 0),
+  overflow_team_id uuid,
+  return_after interval check (return_after between interval '1 minute' and interval '7 days'),
+  csat_enabled boolean not null default true,
   is_active boolean not null default true,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (tenant_id, id),
-  unique (tenant_id, name)
+  unique (tenant_id, name),
+  foreign key (tenant_id, overflow_team_id) references public.teams (tenant_id, id) on delete set null (overflow_team_id),
+  check (overflow_team_id <> id)
 );
 alter table public.teams enable row level security;
 comment on table public.teams is 'Departments / squads: where conversations queue and how they are assigned.';
 comment on column public.teams.business_hours is 'Weekly opening hours in the tenant time zone: {"mon": [["09:00","18:00"]], ..., "holidays": ["2026-12-25"]}.';
+comment on column public.teams.assignment_strategy is 'round_robin (the online agent assigned least recently), load_balance (fewest open conversations, ties round robin), priority (team_members.priority, highest first, ties round robin) or manual (agents pull or managers assign).';
+comment on column public.teams.max_queue_size is 'Queue length beyond which a new conversation overflows: to overflow_team_id, or it stays queued and the customer gets away_message with a promise of contact.';
+comment on column public.teams.away_message is 'Sent to a customer whose conversation overflowed a full queue (pt-BR default when null).';
+comment on column public.teams.overflow_team_id is 'Where conversations go when this team''s queue holds max_queue_size (one hop).';
+comment on column public.teams.return_after is 'Return timer: a customer message unanswered by the assigned agent this long sends the conversation back to the queue and alerts the managers (null: off).';
+comment on column public.teams.csat_enabled is 'Resolving a conversation asks the customer for a 1-5 rating (inside the 24 h window).';
 comment on column public.teams.monthly_target is 'Sales target of the squad for the month (seed 004), in the tenant currency.';
 
 alter table public.invites drop constraint if exists invites_team_fk;
@@ -207,6 +224,8 @@ create table if not exists public.team_members (
   member_id uuid not null,
   is_leader boolean not null default false,
   priority integer not null default 0,
+  can_pull_from_queue boolean not null default true,
+  max_conversations integer check (max_conversations between 0 and 500),
   created_at timestamptz not null default now(),
   unique (tenant_id, id),
   unique (team_id, member_id),
@@ -217,6 +236,9 @@ alter table public.team_members enable row level security;
 create index if not exists team_members_tenant_team_idx on public.team_members (tenant_id, team_id);
 create index if not exists team_members_tenant_member_idx on public.team_members (tenant_id, member_id);
 comment on table public.team_members is 'Which members serve which team; priority orders them for the priority strategy.';
+comment on column public.team_members.priority is 'priority_level of seed 001: with the priority strategy, higher first.';
+comment on column public.team_members.can_pull_from_queue is 'The member may take the next conversation of this team''s queue themselves (pull_next_conversation).';
+comment on column public.team_members.max_conversations is 'Optional cap on the member''s live conversations of this team, inside their overall max_concurrent_conversations.';
 
 -- Push tokens (seed 002): a member's devices for inbox notifications.
 create table if not exists public.push_tokens (
@@ -1035,9 +1057,9 @@ $$;
  */
 grant select on public.plans to anon, authenticated;
 grant select, update (name, timezone, locale, document, contact_email, notification_emails,
-  session_timeout, restrict_agents_to_assigned, settings), delete
+  session_timeout, restrict_agents_to_assigned, presence_timeout, offline_grace, settings), delete
   on public.tenants to authenticated;
-grant select, update (display_name, area, presence, max_concurrent_conversations, last_seen_at), delete
+grant select, update (display_name, area, max_concurrent_conversations), delete
   on public.members to authenticated;
 grant select on public.platform_admins to authenticated;
 grant select, delete on public.invites to authenticated;

@@ -132,7 +132,7 @@ comment on column public.contacts.consent is 'LGPD consent in force: the latest 
 comment on column public.contacts.consent_at is 'When the latest consent_given was expressed (kept after a withdrawal, for the record).';
 comment on column public.contacts.lgpd_state is 'active, deletion_requested (anonymisation job pending) or anonymised.';
 comment on column public.contacts.first_referral is 'Click-to-WhatsApp ad of the first message (attribution).';
-comment on column public.contacts.tags is 'Tag names (see tags) for segmentation.';
+comment on column public.contacts.tags is 'Names of the contact''s tags, kept equal to contact_tags (agents tag and untag there; the API may not write this array) for segmentation filters.';
 
 -- Tags (seed 001 tags, 003 tags).
 create table if not exists public.tags (
@@ -183,6 +183,9 @@ create table if not exists public.conversations (
   priority text not null default 'normal' check (priority in ('low', 'normal', 'high', 'urgent')),
   csat smallint check (csat between 1 and 5),
   csat_comment text check (length(csat_comment) <= 2000),
+  csat_requested_at timestamptz,
+  csat_answered_at timestamptz,
+  snoozed_until timestamptz,
   tags text[] not null default '{}',
   referral jsonb,
   transcript text,
@@ -211,13 +214,15 @@ create index if not exists conversations_tenant_assignee_idx on public.conversat
 create index if not exists conversations_tenant_team_idx on public.conversations (tenant_id, team_id);
 create index if not exists conversations_tenant_bot_idx on public.conversations (tenant_id, bot_id) where bot_id is not null;
 create index if not exists conversations_tenant_flow_idx on public.conversations (tenant_id, flow_id) where flow_id is not null;
-create index if not exists conversations_queue_idx on public.conversations (tenant_id, team_id, queued_at)
-  where mode = 'human' and assignee_id is null and status in ('open', 'waiting', 'pending');
 comment on table public.conversations is 'A session between a contact and a number (or a call / meeting, seed 004): mode bot/flow/human, queue and assignment, 24 h window, metrics.';
 comment on column public.conversations.mode is 'Who answers: bot (AI), flow (interactive flow graph) or human (agents).';
 comment on column public.conversations.status is 'open / waiting (for the customer) / pending (in a human queue) are live; resolved, closed and expired are final.';
 comment on column public.conversations.window_expires_at is '24 h customer-service window: free-form messages may be sent until then; afterwards only approved templates.';
-comment on column public.conversations.queued_at is 'When the conversation entered its team''s human queue (handoff).';
+comment on column public.conversations.queued_at is 'When the conversation entered its team''s human queue (handoff, transfer to a team, or returned to the queue: then when the customer started waiting); kept after assignment.';
+comment on column public.conversations.csat is 'The customer''s 1-5 rating, from their answer to the survey sent on resolve (written by ingest only).';
+comment on column public.conversations.csat_requested_at is 'When the 1-5 survey was sent (resolve_conversation); an answer is taken while csat is null.';
+comment on column public.conversations.csat_answered_at is 'When the customer''s rating arrived.';
+comment on column public.conversations.snoozed_until is 'Snoozed by an agent: hidden as waiting until then (or until the customer writes), then open again.';
 comment on column public.conversations.last_message_preview is 'First 200 characters of the last message, for the inbox list.';
 comment on column public.conversations.unread_count is 'Inbound messages since an agent last read the conversation.';
 comment on column public.conversations.transcript is 'Transcript of a call or meeting (channel call/video, seed 004).';
@@ -232,12 +237,13 @@ create table if not exists public.messages (
   conversation_id uuid not null,
   contact_id uuid not null,
   whatsapp_number_id uuid,
-  direction text not null check (direction in ('inbound', 'outbound')),
+  direction text not null check (direction in ('inbound', 'outbound', 'internal')),
   sender_type text not null check (sender_type in ('contact', 'bot', 'agent', 'system', 'campaign')),
   sender_member_id uuid,
   wamid text check (length(wamid) <= 200),
   type text not null check (type in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location',
-    'contacts', 'interactive', 'button', 'order', 'system', 'template', 'reaction', 'unsupported', 'unknown')),
+    'contacts', 'interactive', 'button', 'order', 'system', 'template', 'reaction', 'unsupported', 'unknown',
+    'note')),
   content text check (length(content) <= 3145728),
   content_masked text,
   payload jsonb not null default '{}'::jsonb,
@@ -309,6 +315,7 @@ create index if not exists messages_outbound_queue_idx on public.messages (whats
 create index if not exists messages_bot_replies_idx on public.messages (tenant_id, created_at)
   where sender_type = 'bot';
 comment on table public.messages is 'Every message in and out, with its WhatsApp status lifecycle; outbound rows double as the send queue.';
+comment on column public.messages.direction is 'inbound (from the customer), outbound (to WhatsApp), internal (agents'' notes and the timeline''s system lines: never sent, never in the AI memory).';
 comment on column public.messages.wamid is 'WhatsApp message id; unique per tenant, which makes ingest idempotent.';
 comment on column public.messages.status is 'Inbound: received → processing → processed (or ignored). Outbound: queued → sending → sent → delivered → read (→ played for voice), or failed; never downgraded.';
 comment on column public.messages.content is 'Text, caption, or a readable rendering (location, contacts, replies).';
@@ -859,7 +866,7 @@ end;
 $$;
 
 -- One AI-memory entry for a message, or null when the model should not reread it: a system
--- note, a reaction, a spoken copy of a reply (audio) or a sticker, a message without text.
+-- note, an agent's internal note, a reaction, a spoken copy of a reply (audio) or a sticker, a message without text.
 create or replace function private.memory_entry(m public.messages)
 returns jsonb
 language sql
@@ -868,6 +875,7 @@ parallel safe
 set search_path = ''
 as $$
   select case when coalesce(m.transcription, m.content) is not null and m.sender_type <> 'system'
+                   and m.direction <> 'internal'
                    and m.type <> 'reaction' and not (m.direction = 'outbound' and m.type in ('audio', 'sticker'))
     then jsonb_build_object('role', case when m.direction = 'inbound' then 'user' else 'assistant' end,
                             'content', coalesce(m.transcription, m.content),
@@ -1350,8 +1358,8 @@ grant select (id, tenant_id, phone_number, phone_number_id, waba_id, display_nam
   delete on public.whatsapp_numbers to authenticated;
 -- opt-in and consent are the customer's: recorded in contact_consents, never written here
 grant select,
-  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, tags, attributes, is_blocked, notes),
-  update (name, email, cpf, company, is_client, tags, attributes, is_blocked, notes),
+  insert (tenant_id, wa_id, name, email, phone, cpf, company, is_client, attributes, is_blocked, notes),
+  update (name, email, cpf, company, is_client, attributes, is_blocked, notes),
   delete on public.contacts to authenticated;
 grant select on public.contact_consents to authenticated, service_role;
 grant select, insert (tenant_id, name, color, description), update (name, color, description), delete

@@ -233,6 +233,24 @@ begin
 end;
 $$;
 
+-- A customer's answer to the 1-5 survey sent on resolve (a list reply csat:N) lands on the
+-- conversation that asked, resolved as it is, rather than opening a new one; null otherwise.
+create or replace function private.csat_conversation(tenant_id uuid, contact_id uuid, number_id uuid, msg jsonb,
+                                                     at timestamptz)
+returns public.conversations
+language sql
+set search_path = ''
+as $$
+  select c.* from public.conversations c
+   where msg -> 'interactive' -> 'list_reply' ->> 'id' ~ '^csat:[1-5]$'
+     and c.tenant_id = csat_conversation.tenant_id and c.contact_id = csat_conversation.contact_id
+     and c.whatsapp_number_id = csat_conversation.number_id
+     and c.csat is null and c.csat_requested_at > csat_conversation.at - interval '24 hours'
+   order by c.csat_requested_at desc
+   limit 1
+   for update
+$$;
+
 -- Why an inbound message cannot be applied, or null when its shape is usable.
 create or replace function private.inbound_problem(msg jsonb)
 returns text
@@ -538,8 +556,11 @@ begin
               coalesce(private.bsuid(v_row.m ->> 'from_user_id'), private.bsuid(v_profile ->> 'user_id')),
               v_profile -> 'profile' ->> 'name', v_profile -> 'profile' ->> 'username');
           end if;
-          v_conv := private.live_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.timeout, v_row.at,
-                                              v_row.m -> 'referral');
+          v_conv := private.csat_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.m, v_row.at);
+          if v_conv.id is null then
+            v_conv := private.live_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.timeout,
+                                                v_row.at, v_row.m -> 'referral');
+          end if;
           v_last := coalesce(v_conv.last_message_at, v_row.at);
         end if;
         v_id := private.insert_inbound(v_row.tenant_id, v_row.number_id, v_contact, v_conv.id, v_row.m, v_row.at);

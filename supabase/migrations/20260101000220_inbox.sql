@@ -202,14 +202,13 @@ begin
     end if;
   end if;
   update public.conversations c
-     set mode = 'human', status = case when c.assignee_id is null then 'pending' else c.status end,
-         handoff_at = now(), handoff_reason = left(handoff_conversation.reason, 500),
-         queued_at = case when c.assignee_id is null then now() else c.queued_at end,
-         team_id = coalesce(v_team.id, c.team_id,
-           (select t.id from public.teams t where t.tenant_id = c.tenant_id and t.is_active
-             order by t.kind = 'support' desc, t.created_at limit 1))
+     set mode = 'human', handoff_at = now(), handoff_reason = left(handoff_conversation.reason, 500),
+         team_id = coalesce(v_team.id, c.team_id)
    where c.id = v_conv.id
   returning * into v_conv;
+  if v_conv.assignee_id is null then  -- into the team's queue (or the tenant's support team's); assigned at commit
+    v_conv := private.enqueue(v_conv, v_conv.team_id, 'handoff');
+  end if;
   return v_conv;
 end;
 $$;

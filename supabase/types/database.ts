@@ -58,6 +58,61 @@ export type Database = {
           },
         ]
       }
+      agent_presence: {
+        Row: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          expires_at?: string | null
+          id?: string
+          last_assigned_at?: string | null
+          last_heartbeat_at?: string | null
+          member_id: string
+          offline_since?: string | null
+          open_conversations?: number
+          resume_status?: string | null
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          expires_at?: string | null
+          id?: string
+          last_assigned_at?: string | null
+          last_heartbeat_at?: string | null
+          member_id?: string
+          offline_since?: string | null
+          open_conversations?: number
+          resume_status?: string | null
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "agent_presence_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "agent_presence_tenant_id_member_id_fkey"
+            columns: ["tenant_id", "member_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       ai_models: {
         Row: {
           api_type: string
@@ -327,112 +382,6 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
-          },
-        ]
-      }
-      appointments: {
-        Row: {
-          assignee_id: string | null
-          calendar_event_id: string | null
-          cancelled_at: string | null
-          confirmed_at: string | null
-          contact_id: string
-          created_at: string
-          created_by: string | null
-          ends_at: string
-          id: string
-          lead_id: string | null
-          meeting_link: string | null
-          notes: string | null
-          remind_at: string | null
-          reminder_error: string | null
-          reminder_hours: number
-          reminder_sent_at: string | null
-          starts_at: string
-          status: string
-          tenant_id: string
-          ticket_id: string | null
-          type: string
-          updated_at: string
-        }
-        Insert: {
-          assignee_id?: string | null
-          calendar_event_id?: string | null
-          cancelled_at?: string | null
-          confirmed_at?: string | null
-          contact_id: string
-          created_at?: string
-          created_by?: string | null
-          ends_at: string
-          id?: string
-          lead_id?: string | null
-          meeting_link?: string | null
-          notes?: string | null
-          remind_at?: string | null
-          reminder_error?: string | null
-          reminder_hours?: number
-          reminder_sent_at?: string | null
-          starts_at: string
-          status?: string
-          tenant_id: string
-          ticket_id?: string | null
-          type: string
-          updated_at?: string
-        }
-        Update: {
-          assignee_id?: string | null
-          calendar_event_id?: string | null
-          cancelled_at?: string | null
-          confirmed_at?: string | null
-          contact_id?: string
-          created_at?: string
-          created_by?: string | null
-          ends_at?: string
-          id?: string
-          lead_id?: string | null
-          meeting_link?: string | null
-          notes?: string | null
-          remind_at?: string | null
-          reminder_error?: string | null
-          reminder_hours?: number
-          reminder_sent_at?: string | null
-          starts_at?: string
-          status?: string
-          tenant_id?: string
-          ticket_id?: string | null
-          type?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "appointments_tenant_id_assignee_id_fkey"
-            columns: ["tenant_id", "assignee_id"]
-            referencedRelation: "members"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "appointments_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "appointments_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "appointments_tenant_id_lead_id_fkey"
-            columns: ["tenant_id", "lead_id"]
-            referencedRelation: "leads"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "appointments_tenant_id_ticket_id_fkey"
-            columns: ["tenant_id", "ticket_id"]
-            referencedRelation: "tickets"
-            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -766,123 +715,6 @@ export type Database = {
           },
         ]
       }
-      business_calendar_holidays: {
-        Row: {
-          calendar_id: string
-          created_at: string
-          day: string
-          id: string
-          name: string | null
-          tenant_id: string
-        }
-        Insert: {
-          calendar_id: string
-          created_at?: string
-          day: string
-          id?: string
-          name?: string | null
-          tenant_id: string
-        }
-        Update: {
-          calendar_id?: string
-          created_at?: string
-          day?: string
-          id?: string
-          name?: string | null
-          tenant_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "business_calendar_holidays_tenant_id_calendar_id_fkey"
-            columns: ["tenant_id", "calendar_id"]
-            referencedRelation: "business_calendars"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "business_calendar_holidays_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
-      business_calendar_hours: {
-        Row: {
-          calendar_id: string
-          created_at: string
-          ends_at: string
-          id: string
-          starts_at: string
-          tenant_id: string
-          weekday: number
-        }
-        Insert: {
-          calendar_id: string
-          created_at?: string
-          ends_at: string
-          id?: string
-          starts_at: string
-          tenant_id: string
-          weekday: number
-        }
-        Update: {
-          calendar_id?: string
-          created_at?: string
-          ends_at?: string
-          id?: string
-          starts_at?: string
-          tenant_id?: string
-          weekday?: number
-        }
-        Relationships: [
-          {
-            foreignKeyName: "business_calendar_hours_tenant_id_calendar_id_fkey"
-            columns: ["tenant_id", "calendar_id"]
-            referencedRelation: "business_calendars"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "business_calendar_hours_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
-      business_calendars: {
-        Row: {
-          created_at: string
-          id: string
-          name: string
-          tenant_id: string
-          timezone: string
-          updated_at: string
-        }
-        Insert: {
-          created_at?: string
-          id?: string
-          name: string
-          tenant_id: string
-          timezone?: string
-          updated_at?: string
-        }
-        Update: {
-          created_at?: string
-          id?: string
-          name?: string
-          tenant_id?: string
-          timezone?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "business_calendars_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
       campaign_list_members: {
         Row: {
           added_at: string
@@ -1162,79 +994,46 @@ export type Database = {
           },
         ]
       }
-      certificates: {
+      contact_attribute_definitions: {
         Row: {
-          alert_07d_sent_at: string | null
-          alert_30d_sent_at: string | null
-          alert_error: string | null
-          contact_id: string
           created_at: string
-          expires_at: string
+          description: string | null
           id: string
-          issued_at: string
-          renewal_lead_id: string | null
-          service_id: string
-          status: string
+          key: string
+          label: string
+          options: string[]
           tenant_id: string
           type: string
           updated_at: string
         }
         Insert: {
-          alert_07d_sent_at?: string | null
-          alert_30d_sent_at?: string | null
-          alert_error?: string | null
-          contact_id: string
           created_at?: string
-          expires_at: string
+          description?: string | null
           id?: string
-          issued_at: string
-          renewal_lead_id?: string | null
-          service_id: string
-          status?: string
+          key: string
+          label: string
+          options?: string[]
           tenant_id: string
           type: string
           updated_at?: string
         }
         Update: {
-          alert_07d_sent_at?: string | null
-          alert_30d_sent_at?: string | null
-          alert_error?: string | null
-          contact_id?: string
           created_at?: string
-          expires_at?: string
+          description?: string | null
           id?: string
-          issued_at?: string
-          renewal_lead_id?: string | null
-          service_id?: string
-          status?: string
+          key?: string
+          label?: string
+          options?: string[]
           tenant_id?: string
           type?: string
           updated_at?: string
         }
         Relationships: [
           {
-            foreignKeyName: "certificates_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "certificates_tenant_id_fkey"
+            foreignKeyName: "contact_attribute_definitions_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "certificates_tenant_id_renewal_lead_id_fkey"
-            columns: ["tenant_id", "renewal_lead_id"]
-            referencedRelation: "leads"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "certificates_tenant_id_service_id_fkey"
-            columns: ["tenant_id", "service_id"]
-            referencedRelation: "services"
-            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -1298,6 +1097,52 @@ export type Database = {
             foreignKeyName: "contact_consents_tenant_id_recorded_by_fkey"
             columns: ["tenant_id", "recorded_by"]
             referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      contact_tags: {
+        Row: {
+          added_by: string | null
+          contact_id: string
+          created_at: string
+          id: string
+          tag_id: string
+          tenant_id: string
+        }
+        Insert: {
+          added_by?: string | null
+          contact_id: string
+          created_at?: string
+          id?: string
+          tag_id: string
+          tenant_id: string
+        }
+        Update: {
+          added_by?: string | null
+          contact_id?: string
+          created_at?: string
+          id?: string
+          tag_id?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_tags_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_tags_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "contact_tags_tenant_id_tag_id_fkey"
+            columns: ["tenant_id", "tag_id"]
+            referencedRelation: "tags"
             referencedColumns: ["tenant_id", "id"]
           },
         ]
@@ -1426,6 +1271,94 @@ export type Database = {
           },
         ]
       }
+      conversation_metrics: {
+        Row: {
+          assignments: number
+          avg_response_seconds: number | null
+          awaiting_reply_since: string | null
+          away_message_at: string | null
+          conversation_id: string
+          created_at: string
+          first_response_at: string | null
+          first_response_seconds: number | null
+          id: string
+          needs_human_at: string | null
+          queue_entries: number
+          queue_wait_seconds: number
+          reopens: number
+          resolution_seconds: number | null
+          response_count: number
+          response_seconds_total: number
+          team_id: string | null
+          tenant_id: string
+          transfers: number
+          updated_at: string
+        }
+        Insert: {
+          assignments?: number
+          avg_response_seconds?: never
+          awaiting_reply_since?: string | null
+          away_message_at?: string | null
+          conversation_id: string
+          created_at?: string
+          first_response_at?: string | null
+          first_response_seconds?: number | null
+          id?: string
+          needs_human_at?: string | null
+          queue_entries?: number
+          queue_wait_seconds?: number
+          reopens?: number
+          resolution_seconds?: number | null
+          response_count?: number
+          response_seconds_total?: number
+          team_id?: string | null
+          tenant_id: string
+          transfers?: number
+          updated_at?: string
+        }
+        Update: {
+          assignments?: number
+          avg_response_seconds?: never
+          awaiting_reply_since?: string | null
+          away_message_at?: string | null
+          conversation_id?: string
+          created_at?: string
+          first_response_at?: string | null
+          first_response_seconds?: number | null
+          id?: string
+          needs_human_at?: string | null
+          queue_entries?: number
+          queue_wait_seconds?: number
+          reopens?: number
+          resolution_seconds?: number | null
+          response_count?: number
+          response_seconds_total?: number
+          team_id?: string | null
+          tenant_id?: string
+          transfers?: number
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       conversations: {
         Row: {
           assigned_at: string | null
@@ -1437,7 +1370,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -1459,6 +1394,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -1479,7 +1415,9 @@ export type Database = {
           contact_id: string
           created_at?: string
           csat?: number | null
+          csat_answered_at?: string | null
           csat_comment?: string | null
+          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1501,6 +1439,7 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
+          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1521,7 +1460,9 @@ export type Database = {
           contact_id?: string
           created_at?: string
           csat?: number | null
+          csat_answered_at?: string | null
           csat_comment?: string | null
+          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1543,6 +1484,7 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
+          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1589,164 +1531,6 @@ export type Database = {
             columns: ["tenant_id", "whatsapp_number_id"]
             referencedRelation: "whatsapp_numbers"
             referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      deal_stage_history: {
-        Row: {
-          changed_by: string | null
-          deal_id: string
-          entered_at: string
-          id: string
-          left_at: string | null
-          stage_id: string
-          tenant_id: string
-        }
-        Insert: {
-          changed_by?: string | null
-          deal_id: string
-          entered_at?: string
-          id?: string
-          left_at?: string | null
-          stage_id: string
-          tenant_id: string
-        }
-        Update: {
-          changed_by?: string | null
-          deal_id?: string
-          entered_at?: string
-          id?: string
-          left_at?: string | null
-          stage_id?: string
-          tenant_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "deal_stage_history_tenant_id_deal_id_fkey"
-            columns: ["tenant_id", "deal_id"]
-            referencedRelation: "deals"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "deal_stage_history_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "deal_stage_history_tenant_id_stage_id_fkey"
-            columns: ["tenant_id", "stage_id"]
-            referencedRelation: "pipeline_stages"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      deals: {
-        Row: {
-          closed_at: string | null
-          contact_id: string | null
-          created_at: string
-          crm_synced_at: string | null
-          currency: string
-          custom_fields: NonNullable<Json>
-          expected_close_at: string | null
-          external_id: string | null
-          id: string
-          lead_id: string | null
-          lost_reason: string | null
-          owner_id: string | null
-          pipeline_id: string
-          probability: number | null
-          stage_entered_at: string
-          stage_id: string
-          status: string
-          tenant_id: string
-          title: string
-          updated_at: string
-          value: number
-        }
-        Insert: {
-          closed_at?: string | null
-          contact_id?: string | null
-          created_at?: string
-          crm_synced_at?: string | null
-          currency?: string
-          custom_fields?: NonNullable<Json>
-          expected_close_at?: string | null
-          external_id?: string | null
-          id?: string
-          lead_id?: string | null
-          lost_reason?: string | null
-          owner_id?: string | null
-          pipeline_id: string
-          probability?: number | null
-          stage_entered_at?: string
-          stage_id: string
-          status?: string
-          tenant_id: string
-          title: string
-          updated_at?: string
-          value?: number
-        }
-        Update: {
-          closed_at?: string | null
-          contact_id?: string | null
-          created_at?: string
-          crm_synced_at?: string | null
-          currency?: string
-          custom_fields?: NonNullable<Json>
-          expected_close_at?: string | null
-          external_id?: string | null
-          id?: string
-          lead_id?: string | null
-          lost_reason?: string | null
-          owner_id?: string | null
-          pipeline_id?: string
-          probability?: number | null
-          stage_entered_at?: string
-          stage_id?: string
-          status?: string
-          tenant_id?: string
-          title?: string
-          updated_at?: string
-          value?: number
-        }
-        Relationships: [
-          {
-            foreignKeyName: "deals_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "deals_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "deals_tenant_id_lead_id_fkey"
-            columns: ["tenant_id", "lead_id"]
-            referencedRelation: "leads"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "deals_tenant_id_owner_id_fkey"
-            columns: ["tenant_id", "owner_id"]
-            referencedRelation: "members"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "deals_tenant_id_pipeline_id_fkey"
-            columns: ["tenant_id", "pipeline_id"]
-            referencedRelation: "pipelines"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "deals_tenant_id_pipeline_id_stage_id_fkey"
-            columns: ["tenant_id", "pipeline_id", "stage_id"]
-            referencedRelation: "pipeline_stages"
-            referencedColumns: ["tenant_id", "pipeline_id", "id"]
           },
         ]
       }
@@ -2386,155 +2170,13 @@ export type Database = {
           },
         ]
       }
-      lead_stage_history: {
-        Row: {
-          changed_at: string
-          changed_by: string | null
-          from_stage: string | null
-          id: string
-          lead_id: string
-          tenant_id: string
-          to_stage: string
-        }
-        Insert: {
-          changed_at?: string
-          changed_by?: string | null
-          from_stage?: string | null
-          id?: string
-          lead_id: string
-          tenant_id: string
-          to_stage: string
-        }
-        Update: {
-          changed_at?: string
-          changed_by?: string | null
-          from_stage?: string | null
-          id?: string
-          lead_id?: string
-          tenant_id?: string
-          to_stage?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "lead_stage_history_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "lead_stage_history_tenant_id_lead_id_fkey"
-            columns: ["tenant_id", "lead_id"]
-            referencedRelation: "leads"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      leads: {
-        Row: {
-          company: string | null
-          contact_id: string | null
-          converted_at: string | null
-          created_at: string
-          crm_synced_at: string | null
-          custom_fields: NonNullable<Json>
-          email: string | null
-          external_id: string | null
-          id: string
-          interest: string | null
-          lost_reason: string | null
-          name: string
-          notes: string | null
-          owner_id: string | null
-          phone: string | null
-          position: string | null
-          referral: Json | null
-          score: number
-          source: string
-          source_ref: string | null
-          stage: string
-          tenant_id: string
-          updated_at: string
-        }
-        Insert: {
-          company?: string | null
-          contact_id?: string | null
-          converted_at?: string | null
-          created_at?: string
-          crm_synced_at?: string | null
-          custom_fields?: NonNullable<Json>
-          email?: string | null
-          external_id?: string | null
-          id?: string
-          interest?: string | null
-          lost_reason?: string | null
-          name: string
-          notes?: string | null
-          owner_id?: string | null
-          phone?: string | null
-          position?: string | null
-          referral?: Json | null
-          score?: number
-          source?: string
-          source_ref?: string | null
-          stage?: string
-          tenant_id: string
-          updated_at?: string
-        }
-        Update: {
-          company?: string | null
-          contact_id?: string | null
-          converted_at?: string | null
-          created_at?: string
-          crm_synced_at?: string | null
-          custom_fields?: NonNullable<Json>
-          email?: string | null
-          external_id?: string | null
-          id?: string
-          interest?: string | null
-          lost_reason?: string | null
-          name?: string
-          notes?: string | null
-          owner_id?: string | null
-          phone?: string | null
-          position?: string | null
-          referral?: Json | null
-          score?: number
-          source?: string
-          source_ref?: string | null
-          stage?: string
-          tenant_id?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "leads_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "leads_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "leads_tenant_id_owner_id_fkey"
-            columns: ["tenant_id", "owner_id"]
-            referencedRelation: "members"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
       members: {
         Row: {
           area: string | null
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -2546,9 +2188,7 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
-          last_seen_at?: string | null
           max_concurrent_conversations?: number
-          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id: string
@@ -2560,9 +2200,7 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
-          last_seen_at?: string | null
           max_concurrent_conversations?: number
-          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id?: string
@@ -2917,89 +2555,6 @@ export type Database = {
           },
         ]
       }
-      pipeline_stages: {
-        Row: {
-          created_at: string
-          id: string
-          kind: string
-          name: string
-          pipeline_id: string
-          position: number
-          probability: number | null
-          stuck_after: string | null
-          tenant_id: string
-        }
-        Insert: {
-          created_at?: string
-          id?: string
-          kind?: string
-          name: string
-          pipeline_id: string
-          position?: number
-          probability?: number | null
-          stuck_after?: string | null
-          tenant_id: string
-        }
-        Update: {
-          created_at?: string
-          id?: string
-          kind?: string
-          name?: string
-          pipeline_id?: string
-          position?: number
-          probability?: number | null
-          stuck_after?: string | null
-          tenant_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "pipeline_stages_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "pipeline_stages_tenant_id_pipeline_id_fkey"
-            columns: ["tenant_id", "pipeline_id"]
-            referencedRelation: "pipelines"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      pipelines: {
-        Row: {
-          created_at: string
-          id: string
-          is_default: boolean
-          name: string
-          tenant_id: string
-          updated_at: string
-        }
-        Insert: {
-          created_at?: string
-          id?: string
-          is_default?: boolean
-          name: string
-          tenant_id: string
-          updated_at?: string
-        }
-        Update: {
-          created_at?: string
-          id?: string
-          is_default?: boolean
-          name?: string
-          tenant_id?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "pipelines_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
       plans: {
         Row: {
           budget_brl_limit: number | null
@@ -3021,6 +2576,7 @@ export type Database = {
           max_members: number
           max_teams: number
           max_whatsapp_numbers: number
+          monthly_conversation_limit: number | null
           monthly_message_limit: number
           name: string
           price_monthly: number
@@ -3047,6 +2603,7 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
+          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name: string
           price_monthly?: number
@@ -3073,6 +2630,7 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
+          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name?: string
           price_monthly?: number
@@ -3334,98 +2892,6 @@ export type Database = {
           },
         ]
       }
-      retention_policies: {
-        Row: {
-          id: string
-          messages_months: number | null
-          raw_events_months: number | null
-          tenant_id: string
-          updated_at: string
-          usage_months: number | null
-        }
-        Insert: {
-          id?: string
-          messages_months?: number | null
-          raw_events_months?: number | null
-          tenant_id: string
-          updated_at?: string
-          usage_months?: number | null
-        }
-        Update: {
-          id?: string
-          messages_months?: number | null
-          raw_events_months?: number | null
-          tenant_id?: string
-          updated_at?: string
-          usage_months?: number | null
-        }
-        Relationships: [
-          {
-            foreignKeyName: "retention_policies_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
-      services: {
-        Row: {
-          contact_id: string
-          contracted_at: string
-          created_at: string
-          currency: string
-          expires_at: string | null
-          id: string
-          monthly_value: number | null
-          name: string
-          plan: string
-          status: string
-          tenant_id: string
-          updated_at: string
-        }
-        Insert: {
-          contact_id: string
-          contracted_at?: string
-          created_at?: string
-          currency?: string
-          expires_at?: string | null
-          id?: string
-          monthly_value?: number | null
-          name: string
-          plan: string
-          status?: string
-          tenant_id: string
-          updated_at?: string
-        }
-        Update: {
-          contact_id?: string
-          contracted_at?: string
-          created_at?: string
-          currency?: string
-          expires_at?: string | null
-          id?: string
-          monthly_value?: number | null
-          name?: string
-          plan?: string
-          status?: string
-          tenant_id?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "services_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "services_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
       session_context: {
         Row: {
           context: NonNullable<Json>
@@ -3487,156 +2953,6 @@ export type Database = {
           },
         ]
       }
-      sla_events: {
-        Row: {
-          created_at: string
-          cycle: number
-          due_at: string | null
-          id: string
-          kind: string
-          metric: string
-          occurred_at: string
-          sla_policy_id: string | null
-          tenant_id: string
-          ticket_id: string
-        }
-        Insert: {
-          created_at?: string
-          cycle?: number
-          due_at?: string | null
-          id?: string
-          kind: string
-          metric: string
-          occurred_at?: string
-          sla_policy_id?: string | null
-          tenant_id: string
-          ticket_id: string
-        }
-        Update: {
-          created_at?: string
-          cycle?: number
-          due_at?: string | null
-          id?: string
-          kind?: string
-          metric?: string
-          occurred_at?: string
-          sla_policy_id?: string | null
-          tenant_id?: string
-          ticket_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "sla_events_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "sla_events_tenant_id_ticket_id_fkey"
-            columns: ["tenant_id", "ticket_id"]
-            referencedRelation: "tickets"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      sla_policies: {
-        Row: {
-          calendar_id: string | null
-          category: string | null
-          created_at: string
-          first_response_minutes: number | null
-          id: string
-          is_active: boolean
-          name: string
-          next_response_minutes: number | null
-          priority: string | null
-          resolution_minutes: number | null
-          tenant_id: string
-          updated_at: string
-          warning_at_pct: number
-        }
-        Insert: {
-          calendar_id?: string | null
-          category?: string | null
-          created_at?: string
-          first_response_minutes?: number | null
-          id?: string
-          is_active?: boolean
-          name: string
-          next_response_minutes?: number | null
-          priority?: string | null
-          resolution_minutes?: number | null
-          tenant_id: string
-          updated_at?: string
-          warning_at_pct?: number
-        }
-        Update: {
-          calendar_id?: string | null
-          category?: string | null
-          created_at?: string
-          first_response_minutes?: number | null
-          id?: string
-          is_active?: boolean
-          name?: string
-          next_response_minutes?: number | null
-          priority?: string | null
-          resolution_minutes?: number | null
-          tenant_id?: string
-          updated_at?: string
-          warning_at_pct?: number
-        }
-        Relationships: [
-          {
-            foreignKeyName: "sla_policies_tenant_id_calendar_id_fkey"
-            columns: ["tenant_id", "calendar_id"]
-            referencedRelation: "business_calendars"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "sla_policies_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
-      storage_deletions: {
-        Row: {
-          attempts: number
-          id: string
-          last_error: string | null
-          reason: string
-          requested_at: string
-          storage_key: string
-          tenant_id: string
-        }
-        Insert: {
-          attempts?: number
-          id?: string
-          last_error?: string | null
-          reason: string
-          requested_at?: string
-          storage_key: string
-          tenant_id: string
-        }
-        Update: {
-          attempts?: number
-          id?: string
-          last_error?: string | null
-          reason?: string
-          requested_at?: string
-          storage_key?: string
-          tenant_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "storage_deletions_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
       tags: {
         Row: {
           color: string
@@ -3673,27 +2989,33 @@ export type Database = {
       }
       team_members: {
         Row: {
+          can_pull_from_queue: boolean
           created_at: string
           id: string
           is_leader: boolean
+          max_conversations: number | null
           member_id: string
           priority: number
           team_id: string
           tenant_id: string
         }
         Insert: {
+          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
+          max_conversations?: number | null
           member_id: string
           priority?: number
           team_id: string
           tenant_id: string
         }
         Update: {
+          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
+          max_conversations?: number | null
           member_id?: string
           priority?: number
           team_id?: string
@@ -3726,6 +3048,7 @@ export type Database = {
           away_message: string | null
           business_hours: NonNullable<Json>
           created_at: string
+          csat_enabled: boolean
           description: string | null
           id: string
           is_active: boolean
@@ -3733,6 +3056,8 @@ export type Database = {
           max_queue_size: number | null
           monthly_target: number | null
           name: string
+          overflow_team_id: string | null
+          return_after: string | null
           tenant_id: string
           updated_at: string
         }
@@ -3741,6 +3066,7 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
+          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -3748,6 +3074,8 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name: string
+          overflow_team_id?: string | null
+          return_after?: string | null
           tenant_id: string
           updated_at?: string
         }
@@ -3756,6 +3084,7 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
+          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -3763,6 +3092,8 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name?: string
+          overflow_team_id?: string | null
+          return_after?: string | null
           tenant_id?: string
           updated_at?: string
         }
@@ -3772,6 +3103,12 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "teams_tenant_id_overflow_team_id_fkey"
+            columns: ["tenant_id", "overflow_team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -3834,7 +3171,9 @@ export type Database = {
           name: string
           notification_email: string | null
           notification_webhook_url: string | null
+          offline_grace: string
           plan_id: string
+          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -3856,7 +3195,9 @@ export type Database = {
           name: string
           notification_email?: string | null
           notification_webhook_url?: string | null
+          offline_grace?: string
           plan_id: string
+          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -3878,7 +3219,9 @@ export type Database = {
           name?: string
           notification_email?: string | null
           notification_webhook_url?: string | null
+          offline_grace?: string
           plan_id?: string
+          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -3894,271 +3237,6 @@ export type Database = {
             columns: ["plan_id"]
             referencedRelation: "plans"
             referencedColumns: ["id"]
-          },
-        ]
-      }
-      ticket_attachments: {
-        Row: {
-          created_at: string
-          file_name: string | null
-          id: string
-          mime_type: string | null
-          size_bytes: number | null
-          storage_path: string
-          tenant_id: string
-          ticket_id: string
-          uploaded_by: string | null
-        }
-        Insert: {
-          created_at?: string
-          file_name?: string | null
-          id?: string
-          mime_type?: string | null
-          size_bytes?: number | null
-          storage_path: string
-          tenant_id: string
-          ticket_id: string
-          uploaded_by?: string | null
-        }
-        Update: {
-          created_at?: string
-          file_name?: string | null
-          id?: string
-          mime_type?: string | null
-          size_bytes?: number | null
-          storage_path?: string
-          tenant_id?: string
-          ticket_id?: string
-          uploaded_by?: string | null
-        }
-        Relationships: [
-          {
-            foreignKeyName: "ticket_attachments_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "ticket_attachments_tenant_id_ticket_id_fkey"
-            columns: ["tenant_id", "ticket_id"]
-            referencedRelation: "tickets"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      ticket_notes: {
-        Row: {
-          author_id: string | null
-          body: string
-          created_at: string
-          id: string
-          tenant_id: string
-          ticket_id: string
-        }
-        Insert: {
-          author_id?: string | null
-          body: string
-          created_at?: string
-          id?: string
-          tenant_id: string
-          ticket_id: string
-        }
-        Update: {
-          author_id?: string | null
-          body?: string
-          created_at?: string
-          id?: string
-          tenant_id?: string
-          ticket_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "ticket_notes_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "ticket_notes_tenant_id_ticket_id_fkey"
-            columns: ["tenant_id", "ticket_id"]
-            referencedRelation: "tickets"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      ticket_protocol_counters: {
-        Row: {
-          day: string
-          id: string
-          last_number: number
-          tenant_id: string
-        }
-        Insert: {
-          day: string
-          id?: string
-          last_number: number
-          tenant_id: string
-        }
-        Update: {
-          day?: string
-          id?: string
-          last_number?: number
-          tenant_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "ticket_protocol_counters_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-        ]
-      }
-      tickets: {
-        Row: {
-          assignee_id: string | null
-          awaiting_reply_since: string | null
-          category: string | null
-          closed_at: string | null
-          contact_id: string
-          conversation_id: string
-          created_at: string
-          created_by: string | null
-          description: string | null
-          first_response_at: string | null
-          first_response_due_at: string | null
-          first_response_warn_at: string | null
-          id: string
-          next_response_cycle: number
-          next_response_due_at: string | null
-          next_response_warn_at: string | null
-          priority: string
-          protocol: string
-          reopened_count: number
-          resolution_due_at: string | null
-          resolution_warn_at: string | null
-          resolved_at: string | null
-          sla_due_at: string | null
-          sla_next_check_at: string | null
-          sla_paused_at: string | null
-          sla_paused_seconds: number
-          sla_policy_id: string | null
-          sla_started_at: string
-          source: string
-          status: string
-          team_id: string | null
-          tenant_id: string
-          title: string
-          updated_at: string
-        }
-        Insert: {
-          assignee_id?: string | null
-          awaiting_reply_since?: string | null
-          category?: string | null
-          closed_at?: string | null
-          contact_id: string
-          conversation_id: string
-          created_at?: string
-          created_by?: string | null
-          description?: string | null
-          first_response_at?: string | null
-          first_response_due_at?: string | null
-          first_response_warn_at?: string | null
-          id?: string
-          next_response_cycle?: number
-          next_response_due_at?: string | null
-          next_response_warn_at?: string | null
-          priority?: string
-          protocol: string
-          reopened_count?: number
-          resolution_due_at?: string | null
-          resolution_warn_at?: string | null
-          resolved_at?: string | null
-          sla_due_at?: string | null
-          sla_next_check_at?: string | null
-          sla_paused_at?: string | null
-          sla_paused_seconds?: number
-          sla_policy_id?: string | null
-          sla_started_at?: string
-          source?: string
-          status?: string
-          team_id?: string | null
-          tenant_id: string
-          title: string
-          updated_at?: string
-        }
-        Update: {
-          assignee_id?: string | null
-          awaiting_reply_since?: string | null
-          category?: string | null
-          closed_at?: string | null
-          contact_id?: string
-          conversation_id?: string
-          created_at?: string
-          created_by?: string | null
-          description?: string | null
-          first_response_at?: string | null
-          first_response_due_at?: string | null
-          first_response_warn_at?: string | null
-          id?: string
-          next_response_cycle?: number
-          next_response_due_at?: string | null
-          next_response_warn_at?: string | null
-          priority?: string
-          protocol?: string
-          reopened_count?: number
-          resolution_due_at?: string | null
-          resolution_warn_at?: string | null
-          resolved_at?: string | null
-          sla_due_at?: string | null
-          sla_next_check_at?: string | null
-          sla_paused_at?: string | null
-          sla_paused_seconds?: number
-          sla_policy_id?: string | null
-          sla_started_at?: string
-          source?: string
-          status?: string
-          team_id?: string | null
-          tenant_id?: string
-          title?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "tickets_tenant_id_assignee_id_fkey"
-            columns: ["tenant_id", "assignee_id"]
-            referencedRelation: "members"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "tickets_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "tickets_tenant_id_conversation_id_fkey"
-            columns: ["tenant_id", "conversation_id"]
-            referencedRelation: "conversations"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "tickets_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "tickets_tenant_id_sla_policy_id_fkey"
-            columns: ["tenant_id", "sla_policy_id"]
-            referencedRelation: "sla_policies"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "tickets_tenant_id_team_id_fkey"
-            columns: ["tenant_id", "team_id"]
-            referencedRelation: "teams"
-            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -4634,51 +3712,6 @@ export type Database = {
           },
         ]
       }
-      certificates_expiry: {
-        Row: {
-          alert_07d_sent_at: string | null
-          alert_30d_sent_at: string | null
-          alert_error: string | null
-          contact_id: string | null
-          created_at: string | null
-          days_to_expire: number | null
-          expires_at: string | null
-          id: string | null
-          issued_at: string | null
-          renewal_lead_id: string | null
-          service_id: string | null
-          status: string | null
-          tenant_id: string | null
-          type: string | null
-          updated_at: string | null
-        }
-        Relationships: [
-          {
-            foreignKeyName: "certificates_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "certificates_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "certificates_tenant_id_renewal_lead_id_fkey"
-            columns: ["tenant_id", "renewal_lead_id"]
-            referencedRelation: "leads"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "certificates_tenant_id_service_id_fkey"
-            columns: ["tenant_id", "service_id"]
-            referencedRelation: "services"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
     }
     Functions: {
       accept_invite: {
@@ -4688,9 +3721,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -4700,6 +3731,69 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      add_note: {
+        Args: { content: string; conversation_id: string }
+        Returns: {
+          ai_input_tokens: number | null
+          ai_latency_ms: number | null
+          ai_model: string | null
+          ai_output_tokens: number | null
+          attempts: number
+          contact_id: string
+          content: string | null
+          content_masked: string | null
+          conversation_id: string
+          created_at: string
+          delivered_at: string | null
+          direction: string
+          error_code: number | null
+          error_details: string | null
+          error_title: string | null
+          failed_at: string | null
+          forwarded: boolean
+          id: string
+          intent: string | null
+          interactive_reply_id: string | null
+          is_voice: boolean
+          lease_until: string | null
+          leased_by: string | null
+          max_attempts: number
+          media_filename: string | null
+          media_id: string | null
+          media_mime_type: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_storage_path: string | null
+          next_attempt_at: string | null
+          payload: NonNullable<Json>
+          played_at: string | null
+          pricing_category: string | null
+          pricing_model: string | null
+          reaction_at: string | null
+          reaction_emoji: string | null
+          read_at: string | null
+          referral: Json | null
+          reply_to_message_id: string | null
+          reply_to_wamid: string | null
+          sender_member_id: string | null
+          sender_type: string
+          sent_at: string | null
+          status: string
+          tenant_id: string
+          transcription: string | null
+          type: string
+          updated_at: string
+          wa_timestamp: string | null
+          wamid: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "messages"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4844,6 +3938,60 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
+      assign_conversation: {
+        Args: { conversation_id: string; member_id: string; note?: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -4856,9 +4004,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -4872,46 +4018,56 @@ export type Database = {
           isSetofReturn: false
         }
       }
-      create_lead: {
-        Args: {
-          contact_id?: string
-          email?: string
-          interest?: string
-          name?: string
-          phone?: string
-          score?: number
-          source?: string
-          source_ref?: string
-          tenant_id?: string
-        }
+      close_conversation: {
+        Args: { conversation_id: string; note?: string }
         Returns: {
-          company: string | null
-          contact_id: string | null
-          converted_at: string | null
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
           created_at: string
-          crm_synced_at: string | null
-          custom_fields: NonNullable<Json>
-          email: string | null
-          external_id: string | null
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
           id: string
-          interest: string | null
-          lost_reason: string | null
-          name: string
-          notes: string | null
-          owner_id: string | null
-          phone: string | null
-          position: string | null
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
           referral: Json | null
-          score: number
-          source: string
-          source_ref: string | null
-          stage: string
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
           tenant_id: string
+          transcript: string | null
+          unread_count: number
           updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
         }
         SetofOptions: {
           from: "*"
-          to: "leads"
+          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4973,7 +4129,9 @@ export type Database = {
           name: string
           notification_email: string | null
           notification_webhook_url: string | null
+          offline_grace: string
           plan_id: string
+          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -4986,60 +4144,6 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "tenants"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
-      create_ticket: {
-        Args: {
-          assignee_id?: string
-          category?: string
-          conversation_id: string
-          description?: string
-          priority?: string
-          source?: string
-          team_id?: string
-          title: string
-        }
-        Returns: {
-          assignee_id: string | null
-          awaiting_reply_since: string | null
-          category: string | null
-          closed_at: string | null
-          contact_id: string
-          conversation_id: string
-          created_at: string
-          created_by: string | null
-          description: string | null
-          first_response_at: string | null
-          first_response_due_at: string | null
-          first_response_warn_at: string | null
-          id: string
-          next_response_cycle: number
-          next_response_due_at: string | null
-          next_response_warn_at: string | null
-          priority: string
-          protocol: string
-          reopened_count: number
-          resolution_due_at: string | null
-          resolution_warn_at: string | null
-          resolved_at: string | null
-          sla_due_at: string | null
-          sla_next_check_at: string | null
-          sla_paused_at: string | null
-          sla_paused_seconds: number
-          sla_policy_id: string | null
-          sla_started_at: string
-          source: string
-          status: string
-          team_id: string | null
-          tenant_id: string
-          title: string
-          updated_at: string
-        }
-        SetofOptions: {
-          from: "*"
-          to: "tickets"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -5096,7 +4200,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -5118,6 +4224,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -5135,32 +4242,30 @@ export type Database = {
           isSetofReturn: false
         }
       }
-      import_campaign_csv: {
-        Args: { campaign_id: string; csv: string; file_name?: string }
+      heartbeat: {
+        Args: { tenant_id: string }
         Returns: {
-          errors: NonNullable<Json>
-          failed_rows: number
-          file_name: string | null
-          finished_at: string | null
+          expires_at: string | null
           id: string
-          imported_rows: number
-          kind: string
-          source: string
-          started_at: string
-          started_by: string | null
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
           status: string
           tenant_id: string
-          total_rows: number
+          updated_at: string
         }
         SetofOptions: {
           from: "*"
-          to: "import_logs"
+          to: "agent_presence"
           isOneToOne: true
           isSetofReturn: false
         }
       }
-      import_leads: {
-        Args: { file_name: string; rows: Json; tenant_id: string }
+      import_campaign_csv: {
+        Args: { campaign_id: string; csv: string; file_name?: string }
         Returns: {
           errors: NonNullable<Json>
           failed_rows: number
@@ -5328,11 +4433,6 @@ export type Database = {
           source_id: string
         }[]
       }
-      lgpd_anonymise_contact: {
-        Args: { contact_id: string; reason: string }
-        Returns: Json
-      }
-      lgpd_export_contact: { Args: { contact_id: string }; Returns: Json }
       mark_conversation_read: {
         Args: { conversation_id: string }
         Returns: {
@@ -5345,7 +4445,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -5367,6 +4469,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -5414,6 +4517,60 @@ export type Database = {
         Args: { contact_id: string; template_id: string; variables?: Json }
         Returns: Json
       }
+      pull_next_conversation: {
+        Args: { team_id?: string; tenant_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       record_contact_consent: {
         Args: { contact_id: string; evidence: string; kind: string }
         Returns: {
@@ -5431,6 +4588,60 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "contact_consents"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      reopen_conversation: {
+        Args: { conversation_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -5463,6 +4674,60 @@ export type Database = {
         }
       }
       request_template_sync: { Args: { tenant_id: string }; Returns: number }
+      resolve_conversation: {
+        Args: { conversation_id: string; send_csat?: boolean }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       rotate_webhook_secret: {
         Args: { endpoint_id: string; overlap?: string }
         Returns: string
@@ -5579,6 +4844,69 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      send_quick_reply: {
+        Args: { conversation_id: string; shortcut: string }
+        Returns: {
+          ai_input_tokens: number | null
+          ai_latency_ms: number | null
+          ai_model: string | null
+          ai_output_tokens: number | null
+          attempts: number
+          contact_id: string
+          content: string | null
+          content_masked: string | null
+          conversation_id: string
+          created_at: string
+          delivered_at: string | null
+          direction: string
+          error_code: number | null
+          error_details: string | null
+          error_title: string | null
+          failed_at: string | null
+          forwarded: boolean
+          id: string
+          intent: string | null
+          interactive_reply_id: string | null
+          is_voice: boolean
+          lease_until: string | null
+          leased_by: string | null
+          max_attempts: number
+          media_filename: string | null
+          media_id: string | null
+          media_mime_type: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_storage_path: string | null
+          next_attempt_at: string | null
+          payload: NonNullable<Json>
+          played_at: string | null
+          pricing_category: string | null
+          pricing_model: string | null
+          reaction_at: string | null
+          reaction_emoji: string | null
+          read_at: string | null
+          referral: Json | null
+          reply_to_message_id: string | null
+          reply_to_wamid: string | null
+          sender_member_id: string | null
+          sender_type: string
+          sent_at: string | null
+          status: string
+          tenant_id: string
+          transcription: string | null
+          type: string
+          updated_at: string
+          wa_timestamp: string | null
+          wamid: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "messages"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_campaign_list: {
         Args: { campaign_id: string; contact_ids: string[] }
         Returns: number
@@ -5632,9 +4960,85 @@ export type Database = {
         Args: { integration_id: string; secret: string }
         Returns: string
       }
+      set_presence: {
+        Args: { status: string; tenant_id: string }
+        Returns: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "agent_presence"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_whatsapp_number_secret: {
         Args: { kind: string; secret: string; whatsapp_number_id: string }
         Returns: string
+      }
+      snooze_conversation: {
+        Args: { conversation_id: string; until: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       start_campaign: {
         Args: { campaign_id: string }
@@ -5693,7 +5097,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -5715,6 +5121,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -5774,9 +5181,64 @@ export type Database = {
         }
         Returns: undefined
       }
-      ticket_status_for_customer: {
-        Args: { conversation_id: string; protocol: string }
-        Returns: string
+      transfer_conversation: {
+        Args: {
+          conversation_id: string
+          note?: string
+          to_member_id?: string
+          to_team_id?: string
+        }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       tts_cache_lookup: {
         Args: {

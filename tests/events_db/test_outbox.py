@@ -78,17 +78,21 @@ def test_handoff_resolution_and_contact_consent_emit_their_events(db: Db) -> Non
         s.all("update public.conversations set status = 'resolved' where id = %s", (conv,))
     with db.as_user(OWNER) as s:  # the customer's request, recorded by a manager
         s.all("select public.record_contact_consent(%s, 'opt_out', 'Pediu por telefone')", (contact,))
-    with db.as_user(AGENT) as s:
-        s.all("update public.contacts set name = 'Joana', tags = '{vip}' where id = %s", (contact,))
+    vip = db.value("insert into public.tags (tenant_id, name) values (%s, 'vip') returning id", (TENANT,))
+    with db.as_user(AGENT) as s:  # tags are a relation; contacts.tags mirrors it
+        s.all("update public.contacts set name = 'Joana' where id = %s", (contact,))
+        s.all("insert into public.contact_tags (tenant_id, contact_id, tag_id) values (%s, %s, %s)",
+              (TENANT, contact, vip))
     with db.as_user(OWNER) as s:
         s.all("select public.record_contact_consent(%s, 'opt_in', 'Pediu para voltar')", (contact,))
-    assert types(db, conv) == ["conversation.created", "conversation.handed_off", "conversation.resolved"]
+    assert types(db, conv) == ["conversation.created", "conversation.handed_off", "conversation.queued",
+                               "conversation.resolved"]
     handed = events(db, conv)[1]["payload"]
     assert (handed["reason"], handed["previous_mode"]) == ("pediu humano", "bot")
     contact_events = events(db, contact)
     assert [e["type"] for e in contact_events] == [
-        "contact.created", "contact.opted_out", "contact.updated", "contact.opted_in"]
-    assert contact_events[2]["payload"]["changed"] == ["name", "tags"]
+        "contact.created", "contact.opted_out", "contact.updated", "contact.updated", "contact.opted_in"]
+    assert [e["payload"]["changed"] for e in contact_events[2:4]] == [["name"], ["tags"]]
 
 
 def test_alerts_and_budget_thresholds_are_events(db: Db) -> None:
