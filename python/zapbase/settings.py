@@ -105,7 +105,8 @@ class Settings(BaseSettings):
     )
     zapbase_webhooks_local_mode: bool = Field(
         default=False,
-        description="Let webhooks go to http:// and private / loopback addresses (local development only).",
+        description="Let webhooks and flows' http blocks go to http:// and private / loopback addresses"
+        " (local development only).",
     )
     zapbase_simulator_port: int = Field(
         default=8787, description="Port of `zapbase simulator` (point GRAPH_API_BASE_URL at it)."

@@ -148,6 +148,7 @@ create table if not exists public.flow_executions (
   variables jsonb not null default '{}'::jsonb check (pg_column_size(variables) <= 262144),
   visits jsonb not null default '{}'::jsonb,
   retries integer not null default 0,
+  page integer not null default 0,
   revision integer not null default 0,
   started_by text not null check (length(started_by) <= 80),
   started_by_member uuid,
@@ -187,6 +188,7 @@ comment on column public.flow_executions.awaiting is 'input: a question / choice
 comment on column public.flow_executions.pending_event is 'What the worker runs next without customer input: start (just started), expired (tell the customer, offer a restart), timeout (a wait ran out).';
 comment on column public.flow_executions.visits is 'Block id -> times run in this execution (loop guard).';
 comment on column public.flow_executions.retries is 'Invalid answers given to the current question.';
+comment on column public.flow_executions.page is 'Page of a long choice list the customer is on (0 = first).';
 comment on column public.flow_executions.revision is 'Bumped by every committed turn: a turn computed on an older state is refused (flow_commit_turn).';
 comment on column public.flow_executions.started_by is 'trigger:<kind>, agent, automation, restart.';
 comment on column public.flow_executions.expires_at is 'last_activity_at + the flow''s session_timeout.';
@@ -1078,7 +1080,8 @@ begin
   update public.flow_executions e
      set current_block = turn ->> 'block', awaiting = turn ->> 'awaiting', pending_event = null,
          variables = coalesce(turn -> 'variables', e.variables), visits = coalesce(turn -> 'visits', e.visits),
-         retries = coalesce((turn ->> 'retries')::integer, 0), revision = e.revision + 1,
+         retries = coalesce((turn ->> 'retries')::integer, 0), page = coalesce((turn ->> 'page')::integer, 0),
+         revision = e.revision + 1,
          last_input = coalesce(left(private.mask_pii(turn ->> 'input'), 1000), e.last_input),
          wait_until = case when turn ->> 'awaiting' = 'wait'
                            then now() + make_interval(secs => (turn ->> 'wait_seconds')::integer) end,

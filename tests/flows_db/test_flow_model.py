@@ -96,9 +96,8 @@ def test_agents_cannot_edit_flows(db: Db) -> None:
         with db.as_user(AGENT) as s:
             s.all("insert into public.flows (tenant_id, name) values (%s, 'x')", (TENANT,))
     _, version_id = create_flow(db, "Rascunho", graph(START, edges=[]), publish=False)
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="manager"):
-        with db.as_user(AGENT) as s:
-            s.all("select public.publish_flow(%s)", (version_id,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="manager"), db.as_user(AGENT) as s:
+        s.all("select public.publish_flow(%s)", (version_id,))
 
 
 def test_keywords_are_stored_folded_and_codes_are_unique(db: Db) -> None:

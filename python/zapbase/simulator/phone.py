@@ -7,6 +7,7 @@ URL through the injected `httpx.AsyncClient` (an `ASGITransport` onto the worker
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -160,6 +161,12 @@ class SimulatedUser:
             raise ValueError(f"message {message.wamid} has no row {row_id!r}: {sorted(rows)}")
         chosen = {k: rows[row_id][k] for k in ("id", "title", "description") if k in rows[row_id]}
         reply = {"type": "list_reply", "list_reply": chosen}
+        return await self._send("interactive", reply, context=message.wamid)
+
+    async def submit_flow(self, message: ReceivedMessage, response: Mapping[str, Any]) -> WebhookDelivery:
+        """Complete the WhatsApp Flow (form) of an interactive flow message: an nfm_reply."""
+        reply = {"type": "nfm_reply",
+                 "nfm_reply": {"name": "flow", "body": "Sent", "response_json": json.dumps(response)}}
         return await self._send("interactive", reply, context=message.wamid)
 
     async def tap_quick_reply(self, message: ReceivedMessage, *, payload: str, text: str) -> WebhookDelivery:

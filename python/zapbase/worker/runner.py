@@ -30,8 +30,9 @@ import uvicorn
 from anyio.abc import TaskGroup
 from psycopg import sql
 
-from zapbase.bot import ai_responder
+from zapbase.bot import AIResponder, ai_responder
 from zapbase.db.pool import Pool, connect, open_pool, worker_url
+from zapbase.flows.engine import FlowEngine
 from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
 from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
@@ -196,11 +197,14 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
+            flows = FlowEngine(http=webhook_http, local_mode=settings.zapbase_webhooks_local_mode,
+                               asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
             processor = Processor(
                 pool=pool,
                 api=api,
                 storage=storage,
                 responder=responder,
+                flows=flows,
                 metrics=self.metrics,
                 worker_id=self.worker_id,
                 bucket=settings.zapbase_media_bucket,
