@@ -19,8 +19,9 @@
  *   message        text (<= 4096), media {type image|video|document|audio, link} next
  *   question       text (<= 1024), kind text|number|email|phone|cpf|cnpj|date|time|yes_no,
  *                  variable, retry_text, max_retries (0-5, default 2)        next, invalid
- *   choice         text (<= 1024), variable, options [{id, label, description}] (1-100,
- *                  ids unique), retry_text, max_retries                      one per option id, invalid
+ *   choice         text (<= 1024), variable (the option id; <variable>_label its label),
+ *                  options [{id, label, description}] (1-100, ids unique),
+ *                  retry_text, max_retries                                   one per option id, invalid
  *   condition      rules [{variable, op equals|not_equals|contains|starts_with|regex|greater|
  *                  less|is_set|is_empty, value}], match all|any             true, false
  *   set            variable, value (text with {{variables}})                next
@@ -328,6 +329,7 @@ as $$
   ), writes as (
     select b.id, w.var from blocks b cross join lateral (
       select b.b ->> 'variable' as var where b.type in ('question', 'choice', 'set', 'ai', 'whatsapp_flow', 'wait')
+      union all select (b.b ->> 'variable') || '_label' where b.type = 'choice'  -- the chosen option's label
       union all select k from jsonb_object_keys(case when b.type = 'http' and jsonb_typeof(b.b -> 'save') = 'object'
                                                      then b.b -> 'save' else '{}' end) k
     ) w where w.var is not null
@@ -340,6 +342,7 @@ as $$
         '\{\{\s*([A-Za-z0-9_.]+)\s*\}\}', 'g') m
       union all select x ->> 'variable' from jsonb_array_elements(
         case when b.type = 'condition' and jsonb_typeof(b.b -> 'rules') = 'array' then b.b -> 'rules' else '[]' end) x
+       where x ->> 'op' not in ('is_set', 'is_empty')  -- asking whether it is set is no read
     ) r where r.var is not null and r.var not like 'contact.%' and r.var not like 'flow.%'
   )
   select null::text, 'the graph has ' || count(*) || ' start blocks: exactly one is needed'

@@ -37,7 +37,8 @@ def create_flow(db: Db, name: str, body: dict[str, Any], *, triggers: tuple[tupl
             (TENANT, flow_id, json.dumps(body)))
         for trigger in triggers:
             kind, value, *match = trigger
-            s.all("insert into public.flow_triggers (tenant_id, flow_id, kind, value, match) values (%s, %s, %s, %s, %s)",
+            s.all("insert into public.flow_triggers (tenant_id, flow_id, kind, value, match)"
+                  " values (%s, %s, %s, %s, %s)",
                   (TENANT, flow_id, kind, value, match[0] if match else "exact"))
         if publish:
             s.all("select public.publish_flow(%s)", (version_id,))

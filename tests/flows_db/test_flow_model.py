@@ -30,13 +30,13 @@ def test_a_valid_graph_publishes_and_freezes(db: Db) -> None:
     assert str(version["published_by"]) == "00000000-0000-4000-c000-000000000001"
     with db.as_user(OWNER) as s:  # the editor does not even see it as editable
         assert s.rowcount("update public.flow_versions set graph = '{}' where id = %s", (version_id,)) == 0
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="published and frozen"):
-        with db.as_service() as s:
-            s.all("update public.flow_versions set graph = '{}' where id = %s", (version_id,))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="published and frozen"), \
+            db.as_service() as s:
+        s.all("update public.flow_versions set graph = '{}' where id = %s", (version_id,))
     # the next draft is version 2
     with db.as_user(OWNER) as s:
-        assert s.value("insert into public.flow_versions (tenant_id, flow_id) values (%s, %s) returning version",
-                       (TENANT, flow_id)) == 2
+        assert s.value("insert into public.flow_versions (tenant_id, flow_id) values (%s, %s)"
+                       " returning version", (TENANT, flow_id)) == 2
 
 
 def test_publish_names_every_broken_block(db: Db) -> None:
@@ -47,8 +47,8 @@ def test_publish_names_every_broken_block(db: Db) -> None:
         {"id": "lost", "type": "message", "text": "ninguém chega aqui"},
         {"id": "say", "type": "message", "text": "Pedido {{pedido}}"},
         {"id": "h", "type": "handoff", "team_id": "00000000-0000-4000-d000-00000000ffff"},
-        edges=[("start", "ask"), ("ask", "menu"), ("menu", "say", "a"), ("say", "h"), ("say", "ghost", "next"),
-               ("menu", "h", "nope")])
+        edges=[("start", "ask"), ("ask", "menu"), ("menu", "say", "a"), ("say", "h"),
+               ("say", "ghost", "next"), ("menu", "h", "nope")])
     found = problems(db, body)
     assert ("lost", "no path from the start block leads here") in found
     assert ("menu", 'option id "a" is used 2 times') in found
@@ -65,7 +65,8 @@ def test_publish_names_every_broken_block(db: Db) -> None:
 @pytest.mark.parametrize(("body", "expected"), [
     ({"blocks": [], "edges": []}, (None, "the graph has 0 start blocks: exactly one is needed")),
     ({"nodes": []}, (None, 'the graph needs "blocks" and "edges" arrays')),
-    (graph(START, {"id": "x", "type": "teleport"}, edges=[("start", "x")]), ("x", 'unknown block type "teleport"')),
+    (graph(START, {"id": "x", "type": "teleport"}, edges=[("start", "x")]),
+     ("x", 'unknown block type "teleport"')),
     (graph(START, {"id": "q", "type": "question", "text": "?", "kind": "cep", "variable": "v"},
            edges=[("start", "q"), ("q", "q")]),
      ("q", "kind must be text, number, email, phone, cpf, cnpj, date, time or yes_no")),
@@ -92,9 +93,9 @@ def test_a_variable_set_on_another_branch_is_not_set_before(db: Db) -> None:
 
 
 def test_agents_cannot_edit_flows(db: Db) -> None:
-    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="managed by tenant managers"):
-        with db.as_user(AGENT) as s:
-            s.all("insert into public.flows (tenant_id, name) values (%s, 'x')", (TENANT,))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="managed by tenant managers"), \
+            db.as_user(AGENT) as s:
+        s.all("insert into public.flows (tenant_id, name) values (%s, 'x')", (TENANT,))
     _, version_id = create_flow(db, "Rascunho", graph(START, edges=[]), publish=False)
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="manager"), db.as_user(AGENT) as s:
         s.all("select public.publish_flow(%s)", (version_id,))
@@ -104,17 +105,17 @@ def test_keywords_are_stored_folded_and_codes_are_unique(db: Db) -> None:
     flow_id, _ = create_flow(db, "Pedidos", graph(START, HELLO, {"id": "e", "type": "end"},
                              edges=[("start", "hello"), ("hello", "e")]),
                              triggers=(("keyword", "  Rastrear PEDIDO!"), ("qr_code", "Promo-10")))
-    assert sorted(r["value"] for r in db.sql(
-        "select value from public.flow_triggers where flow_id = %s", (flow_id,))) == ["promo 10", "rastrear pedido"]
+    values = db.sql("select value from public.flow_triggers where flow_id = %s", (flow_id,))
+    assert sorted(r["value"] for r in values) == ["promo 10", "rastrear pedido"]
     with pytest.raises(psycopg.errors.UniqueViolation):
         create_flow(db, "Outro", graph(START, HELLO, {"id": "e", "type": "end"},
                     edges=[("start", "hello"), ("hello", "e")]), triggers=(("qr_code", "PROMO 10"),))
 
 
 def test_an_active_flow_needs_a_published_version(db: Db) -> None:
-    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="publish a version"):
-        with db.as_user(OWNER) as s:
-            s.all("insert into public.flows (tenant_id, name, status) values (%s, 'x', 'active')", (TENANT,))
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="publish a version"), \
+            db.as_user(OWNER) as s:
+        s.all("insert into public.flows (tenant_id, name, status) values (%s, 'x', 'active')", (TENANT,))
 
 
 def test_handoff_team_must_be_the_tenants(db: Db) -> None:

@@ -15,7 +15,9 @@ from zapbase.worker.sender import Sender
 
 
 class Chat:
-    def __init__(self, db: Db, sim: Simulator, phone: SimulatedUser, processor: Processor, sender: Sender) -> None:
+    def __init__(
+        self, db: Db, sim: Simulator, phone: SimulatedUser, processor: Processor, sender: Sender
+    ) -> None:
         self.db, self.sim, self.phone, self.processor, self.sender = db, sim, phone, processor, sender
         self._seen = 0
 
@@ -48,8 +50,9 @@ class Chat:
 
     def steps(self, execution_id: Any = None) -> list[tuple[str, str]]:
         execution_id = execution_id or self.execution()["id"]
-        return [(r["block_id"], r["outcome"]) for r in self.db.sql(
-            "select block_id, outcome from public.flow_steps where execution_id = %s order by id", (execution_id,))]
+        rows = self.db.sql("select block_id, outcome from public.flow_steps where execution_id = %s"
+                           " order by id", (execution_id,))
+        return [(r["block_id"], r["outcome"]) for r in rows]
 
 
 def texts(messages: list[ReceivedMessage]) -> list[str | None]:
