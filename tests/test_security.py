@@ -336,6 +336,9 @@ RPC_ATTACKS: dict[str, str] = {
     "import_leads(uuid,text,jsonb)":
         "select * from public.import_leads(%(tenant)s, 'leads.csv',"
         " '[{\"name\": \"Espiao\", \"phone\": \"+5521988880000\"}]')",
+    "publish_flow(uuid)": "select * from public.publish_flow(%(flow_draft)s)",
+    "start_flow(uuid,uuid)": "select * from public.start_flow(%(conversation)s, %(flow)s)",
+    "end_flow_execution(uuid,text)": "select * from public.end_flow_execution(%(flow_execution)s, 'ataque')",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
@@ -370,6 +373,10 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "delivery": one("select id from public.webhook_deliveries where tenant_id = %s limit 1", (TENANT_B,)),
         "template": one("select id from public.message_templates where tenant_id = %s", (TENANT_B,)),
         "campaign": one("select id from public.campaigns where tenant_id = %s", (TENANT_B,)),
+        "flow": one("select id from public.flows where tenant_id = %s", (TENANT_B,)),
+        "flow_draft": one("select id from public.flow_versions where tenant_id = %s and published_at is null",
+                          (TENANT_B,)),
+        "flow_execution": one("select id from public.flow_executions where tenant_id = %s", (TENANT_B,)),
     }
 
 

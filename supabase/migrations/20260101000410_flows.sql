@@ -196,8 +196,9 @@ comment on column public.flow_executions.expires_at is 'last_activity_at + the f
 
 -- The step log: every block run, for drop-off analytics and support.
 create table if not exists public.flow_steps (
-  id bigint generated always as identity primary key,
+  id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
+  seq bigint generated always as identity,
   execution_id uuid not null,
   flow_id uuid not null,
   flow_version_id uuid not null,
@@ -208,13 +209,15 @@ create table if not exists public.flow_steps (
   created_at timestamptz not null default now(),
   foreign key (tenant_id, execution_id) references public.flow_executions (tenant_id, id) on delete cascade,
   foreign key (tenant_id, flow_id) references public.flows (tenant_id, id) on delete cascade,
+  unique (tenant_id, id),
   foreign key (tenant_id, flow_version_id) references public.flow_versions (tenant_id, id) on delete cascade
 );
 alter table public.flow_steps enable row level security;
-create index if not exists flow_steps_execution_idx on public.flow_steps (tenant_id, execution_id, id);
+create index if not exists flow_steps_execution_idx on public.flow_steps (tenant_id, execution_id, seq);
 create index if not exists flow_steps_version_block_idx on public.flow_steps (tenant_id, flow_version_id, block_id);
 create index if not exists flow_steps_flow_idx on public.flow_steps (tenant_id, flow_id);
 comment on table public.flow_steps is 'Step log of flow executions: which block ran, the customer''s input (PII masked), the outcome (next port, invalid, error...).';
+comment on column public.flow_steps.seq is 'Order of the steps (blocks of one turn share a commit time).';
 comment on column public.flow_steps.input is 'What the block consumed, masked by private.mask_pii (CPF, e-mail, phone, cards).';
 
 -- The running flow of a conversation (declared in the whatsapp module, which comes first).
@@ -233,7 +236,7 @@ alter table public.conversations add constraint conversations_flow_fk
 create or replace view public.flow_block_stats with (security_invoker = true) as
   with last_step as (
     select distinct on (s.execution_id) s.execution_id, s.block_id
-      from public.flow_steps s order by s.execution_id, s.id desc
+      from public.flow_steps s order by s.execution_id, s.seq desc
   ), runs as (
     select e.tenant_id, e.flow_id, e.flow_version_id, count(*) as executions,
            count(*) filter (where e.status = 'completed') as completed

@@ -51,7 +51,7 @@ class Chat:
     def steps(self, execution_id: Any = None) -> list[tuple[str, str]]:
         execution_id = execution_id or self.execution()["id"]
         rows = self.db.sql("select block_id, outcome from public.flow_steps where execution_id = %s"
-                           " order by id", (execution_id,))
+                           " order by seq", (execution_id,))
         return [(r["block_id"], r["outcome"]) for r in rows]
 
 
