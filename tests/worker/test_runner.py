@@ -191,6 +191,12 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     assert "Vou chamar uma pessoa" in out or "Nosso horário de atendimento humano" in out
     assert "conversation is human / pending (team Atendimento)" in out
     assert "4 customer messages processed, 6 replies delivered" in out
+    # The flow chapter: a second customer tracks an order with the published flow.
+    for expected in ('Flow "Rastreio de pedidos"', "Qual é o CPF usado na compra?", "Esse CPF não é válido",
+                     "Encontrei o pedido PED-1042", "[Falar com atendente]", "public.flow_steps",
+                     "public.flow_block_stats", "reason: pediu atendente no rastreio"):  # fmt: skip
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    assert "52998224725" not in out  # the step log shows the CPF masked
     # The rows behind the printout.
     [conversation] = db.sql("select c.* from public.conversations c join public.contacts k"
                             " on k.id = c.contact_id where k.profile_name = 'Maria Silva'")

@@ -120,6 +120,7 @@ class Runner:
     * **settings** - everything configurable (database, ports, Graph URL, leases).
     * **responder** - answers bot-mode messages; the AI bot (`zapbase.bot`) from the settings by default.
     * **storage** - where inbound media go; from the settings by default.
+    * **flow_http** - client of flows' http blocks; the webhook deliverer's (no redirects) by default.
     * **serve_http** - run the HTTP API (webhooks, health, metrics).
     * **handle_signals** - stop on SIGTERM / SIGINT (only from the main thread).
     """
@@ -130,6 +131,7 @@ class Runner:
         *,
         responder: BotResponder | None = None,
         storage: ObjectStore | None = None,
+        flow_http: httpx.AsyncClient | None = None,
         serve_http: bool = True,
         handle_signals: bool = True,
     ) -> None:
@@ -139,6 +141,7 @@ class Runner:
         self.ready = anyio.Event()
         self._responder = responder
         self._storage = storage
+        self._flow_http = flow_http
         self._serve_http = serve_http
         self._handle_signals = handle_signals
         self._stop = anyio.Event()
@@ -197,7 +200,8 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
-            flows = FlowEngine(http=webhook_http, local_mode=settings.zapbase_webhooks_local_mode,
+            flows = FlowEngine(http=self._flow_http or webhook_http,
+                               local_mode=settings.zapbase_webhooks_local_mode,
                                asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
             processor = Processor(
                 pool=pool,
