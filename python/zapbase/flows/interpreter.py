@@ -17,15 +17,14 @@ execution (loop guard): past either, the execution fails with a logged step and 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zapbase.flows.answers import YES, parse_answer, parse_number
+from zapbase.flows.answers import YES, parse_answer
+from zapbase.flows.blocks import chosen_option, dig, fill_json, flow_message, holds, options
 from zapbase.flows.graph import Block, Graph
-from zapbase.flows.render import FIRST_ID, MORE_ID, Option, choice_message, fill, text_message, yes_no_message
+from zapbase.flows.render import FIRST_ID, MORE_ID, choice_message, fill, text_message, yes_no_message
 from zapbase.text import fold
 
 __all__ = [
@@ -242,13 +241,13 @@ class Turn:
             value = value or parse_answer(kind, given.text)
             self._accept(block, given, value, "next")
         elif block.type == "choice":
-            options = _options(block)
+            choices = options(block)
             if given.reply_id in (MORE_ID, FIRST_ID):
                 state.page = state.page + 1 if given.reply_id == MORE_ID else 0
                 self._log(block, given.reply_id, f"page {state.page + 1}")
-                self.messages.append(choice_message(fill(block.text(), self._vars()), options, state.page))
+                self.messages.append(choice_message(fill(block.text(), self._vars()), choices, state.page))
                 return
-            option = _match(options, given)
+            option = chosen_option(choices, given.reply_id, given.text)
             if option is not None:
                 state.variables[f"{block.data['variable']}_label"] = option.label
             self._accept(block, given, option.id if option else None, option.id if option else "")
@@ -275,7 +274,7 @@ class Turn:
         retry = block.text("retry_text")
         if block.type == "choice":
             body = retry or CHOICE_RETRY
-            self.messages.append(choice_message(fill(body, self._vars()), _options(block), state.page))
+            self.messages.append(choice_message(fill(body, self._vars()), options(block), state.page))
         elif block.data.get("kind") == "yes_no":
             self.messages.append(yes_no_message(fill(retry or RETRY_HINTS["yes_no"], self._vars())))
         else:
@@ -292,7 +291,7 @@ class Turn:
         if block.type == "http":
             saves = block.data.get("save") or {}
             for variable, path in saves.items():
-                state.variables[str(variable)] = _dig(result.value, str(path))
+                state.variables[str(variable)] = dig(result.value, str(path))
         else:
             answer = str(result.value or "")
             if var := block.data.get("variable"):
@@ -337,15 +336,15 @@ class Turn:
                 return None
             case "choice":
                 state.page = 0
-                self.messages.append(choice_message(fill(block.text(), variables), _options(block)))
+                self.messages.append(choice_message(fill(block.text(), variables), options(block)))
                 self._ask(block)
                 return None
             case "whatsapp_flow":
-                self.messages.append(_flow_message(block, variables))
+                self.messages.append(flow_message(block, variables))
                 self._ask(block)
                 return None
             case "condition":
-                rules = [_holds(rule, variables) for rule in data.get("rules", [])]
+                rules = [holds(rule, variables) for rule in data.get("rules", [])]
                 result = any(rules) if data.get("match") == "any" else all(rules)
                 port = "true" if result else "false"
                 self._log(block, None, port)
@@ -362,7 +361,7 @@ class Turn:
                     url=fill(block.text("url"), variables),
                     headers={str(k): fill(v, variables) if isinstance(v, str) else v
                              for k, v in (data.get("headers") or {}).items()},
-                    body=_fill_json(data.get("body"), variables),
+                    body=fill_json(data.get("body"), variables),
                     timeout=float(data.get("timeout_ms", 5000)) / 1000,
                 )  # fmt: skip
                 return None
@@ -439,88 +438,3 @@ class Turn:
             "handoff": None if self.handoff is None
             else {"reason": self.handoff.reason, "team_id": self.handoff.team_id},
         }  # fmt: skip
-
-
-def _options(block: Block) -> list[Option]:
-    options = block.data.get("options", [])
-    return [Option(str(o["id"]), str(o["label"]), o.get("description")) for o in options]
-
-
-def _match(options: list[Option], given: Input) -> Option | None:
-    """The option a tap or a typed answer names: its id, its number (1 = first), its label."""
-    by_id = {o.id: o for o in options}
-    if given.reply_id is not None:
-        return by_id.get(given.reply_id)
-    text = (given.text or "").strip()
-    if not text:
-        return None
-    if text in by_id:
-        return by_id[text]
-    if text.isdigit() and 1 <= int(text) <= len(options):
-        return options[int(text) - 1]
-    folded = fold(text)
-    for option in options:
-        if folded in (fold(option.label), fold(option.id)):
-            return option
-    return None
-
-
-def _holds(rule: Mapping[str, Any], variables: Mapping[str, Any]) -> bool:
-    value = variables.get(str(rule.get("variable")))
-    text = "" if value is None else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    target = fill(str(rule.get("value", "")), variables)
-    match rule.get("op"):
-        case "equals":
-            return fold(text) == fold(target)
-        case "not_equals":
-            return fold(text) != fold(target)
-        case "contains":
-            return fold(target) in fold(text)
-        case "starts_with":
-            return fold(text).startswith(fold(target))
-        case "regex":
-            try:
-                return re.search(target, text) is not None
-            except re.error:
-                return False
-        case "greater" | "less":
-            left, right = parse_number(text), parse_number(target)
-            if left is None or right is None:
-                return False
-            return left > right if rule.get("op") == "greater" else left < right
-        case "is_set":
-            return text != ""
-        case "is_empty":
-            return text == ""
-    return False
-
-
-def _dig(value: Any, path: str) -> Any:
-    """`a.b.0.c` of a JSON value; None when the path is not there."""
-    for key in path.split(".") if path else []:
-        if isinstance(value, Mapping):
-            value = value.get(key)
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-            value = value[int(key)]
-        else:
-            return None
-    return value
-
-
-def _fill_json(value: Any, variables: Mapping[str, Any]) -> Any:
-    if isinstance(value, str):
-        return fill(value, variables)
-    if isinstance(value, list):
-        return [_fill_json(v, variables) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _fill_json(v, variables) for k, v in value.items()}
-    return value
-
-
-def _flow_message(block: Block, variables: Mapping[str, Any]) -> dict[str, Any]:
-    """A WhatsApp Flow (Meta's forms) opened by a button; its answer comes back as nfm_reply."""
-    return {"type": "interactive", "interactive": {
-        "type": "flow", "body": {"text": fill(block.text(), variables)},
-        "action": {"name": "flow", "parameters": {
-            "flow_message_version": "3", "flow_id": str(block.data["flow_id"]), "flow_cta": block.text("cta"),
-            "flow_token": block.id}}}}  # fmt: skip

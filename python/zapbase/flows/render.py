@@ -63,7 +63,7 @@ def cut(text: str, limit: int) -> str:
         return text
     head = text[: limit - 1]
     space = head.rfind(" ")
-    if space >= limit // 2:
+    if text[limit - 1] != " " and space >= limit // 2:  # the head ends mid-word
         head = head[:space]
     return head.rstrip(" ,;:.-") + "…"
 
