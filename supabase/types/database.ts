@@ -1561,6 +1561,12 @@ export type Database = {
             referencedColumns: ["tenant_id", "id"]
           },
           {
+            foreignKeyName: "conversations_flow_fk"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
             foreignKeyName: "conversations_tenant_id_assignee_id_fkey"
             columns: ["tenant_id", "assignee_id"]
             referencedRelation: "members"
@@ -1896,6 +1902,362 @@ export type Database = {
             columns: ["type"]
             referencedRelation: "event_types"
             referencedColumns: ["type"]
+          },
+        ]
+      }
+      flow_executions: {
+        Row: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        Insert: {
+          awaiting?: string | null
+          contact_id: string
+          conversation_id: string
+          current_block?: string | null
+          end_reason?: string | null
+          ended_at?: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id?: string
+          last_activity_at?: string
+          last_input?: string | null
+          page?: number
+          pending_event?: string | null
+          retries?: number
+          revision?: number
+          started_at?: string
+          started_by: string
+          started_by_member?: string | null
+          status?: string
+          tenant_id: string
+          variables?: NonNullable<Json>
+          visits?: NonNullable<Json>
+          wait_until?: string | null
+          whatsapp_number_id?: string | null
+        }
+        Update: {
+          awaiting?: string | null
+          contact_id?: string
+          conversation_id?: string
+          current_block?: string | null
+          end_reason?: string | null
+          ended_at?: string | null
+          expires_at?: string
+          flow_id?: string
+          flow_version_id?: string
+          id?: string
+          last_activity_at?: string
+          last_input?: string | null
+          page?: number
+          pending_event?: string | null
+          retries?: number
+          revision?: number
+          started_at?: string
+          started_by?: string
+          started_by_member?: string | null
+          status?: string
+          tenant_id?: string
+          variables?: NonNullable<Json>
+          visits?: NonNullable<Json>
+          wait_until?: string | null
+          whatsapp_number_id?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_executions_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_flow_version_id_fkey"
+            columns: ["tenant_id", "flow_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_started_by_member_fkey"
+            columns: ["tenant_id", "started_by_member"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_whatsapp_number_id_fkey"
+            columns: ["tenant_id", "whatsapp_number_id"]
+            referencedRelation: "whatsapp_numbers"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_steps: {
+        Row: {
+          block_id: string
+          block_type: string
+          created_at: string
+          execution_id: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          input: string | null
+          outcome: string
+          seq: number
+          tenant_id: string
+        }
+        Insert: {
+          block_id: string
+          block_type: string
+          created_at?: string
+          execution_id: string
+          flow_id: string
+          flow_version_id: string
+          id?: string
+          input?: string | null
+          outcome: string
+          seq?: never
+          tenant_id: string
+        }
+        Update: {
+          block_id?: string
+          block_type?: string
+          created_at?: string
+          execution_id?: string
+          flow_id?: string
+          flow_version_id?: string
+          id?: string
+          input?: string | null
+          outcome?: string
+          seq?: never
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_steps_tenant_id_execution_id_fkey"
+            columns: ["tenant_id", "execution_id"]
+            referencedRelation: "flow_executions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_version_id_fkey"
+            columns: ["tenant_id", "flow_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_triggers: {
+        Row: {
+          created_at: string
+          flow_id: string
+          id: string
+          kind: string
+          match: string
+          tenant_id: string
+          value: string | null
+        }
+        Insert: {
+          created_at?: string
+          flow_id: string
+          id?: string
+          kind: string
+          match?: string
+          tenant_id: string
+          value?: string | null
+        }
+        Update: {
+          created_at?: string
+          flow_id?: string
+          id?: string
+          kind?: string
+          match?: string
+          tenant_id?: string
+          value?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_triggers_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_triggers_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_versions: {
+        Row: {
+          canvas: NonNullable<Json>
+          created_at: string
+          flow_id: string
+          graph: NonNullable<Json>
+          id: string
+          published_at: string | null
+          published_by: string | null
+          tenant_id: string
+          updated_at: string
+          version: number
+        }
+        Insert: {
+          canvas?: NonNullable<Json>
+          created_at?: string
+          flow_id: string
+          graph?: NonNullable<Json>
+          id?: string
+          published_at?: string | null
+          published_by?: string | null
+          tenant_id: string
+          updated_at?: string
+          version?: number
+        }
+        Update: {
+          canvas?: NonNullable<Json>
+          created_at?: string
+          flow_id?: string
+          graph?: NonNullable<Json>
+          id?: string
+          published_at?: string | null
+          published_by?: string | null
+          tenant_id?: string
+          updated_at?: string
+          version?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_versions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_versions_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_versions_tenant_id_published_by_fkey"
+            columns: ["tenant_id", "published_by"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flows: {
+        Row: {
+          created_at: string
+          description: string | null
+          id: string
+          max_block_visits: number
+          max_steps_per_turn: number
+          name: string
+          on_trigger_while_running: string
+          published_version_id: string | null
+          session_timeout: string
+          status: string
+          tenant_id: string
+          updated_at: string
+          whatsapp_number_ids: string[]
+        }
+        Insert: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          max_block_visits?: number
+          max_steps_per_turn?: number
+          name: string
+          on_trigger_while_running?: string
+          published_version_id?: string | null
+          session_timeout?: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+          whatsapp_number_ids?: string[]
+        }
+        Update: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          max_block_visits?: number
+          max_steps_per_turn?: number
+          name?: string
+          on_trigger_while_running?: string
+          published_version_id?: string | null
+          session_timeout?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+          whatsapp_number_ids?: string[]
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flows_published_version_fk"
+            columns: ["tenant_id", "published_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flows_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
           },
         ]
       }
@@ -4608,6 +4970,40 @@ export type Database = {
           },
         ]
       }
+      flow_block_stats: {
+        Row: {
+          block_id: string | null
+          block_type: string | null
+          completion_rate: number | null
+          drop_offs: number | null
+          executions_reached: number | null
+          executions_started: number | null
+          flow_id: string | null
+          flow_version_id: string | null
+          tenant_id: string | null
+          visits: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_steps_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_version_id_fkey"
+            columns: ["tenant_id", "flow_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
     }
     Functions: {
       accept_invite: {
@@ -5013,6 +5409,79 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      end_flow_execution: {
+        Args: { execution_id: string; reason?: string }
+        Returns: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_executions"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      flow_begin_turn: { Args: { message_id: string }; Returns: Json }
+      flow_commit_turn: {
+        Args: { execution_id: string; revision: number; turn: Json }
+        Returns: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_executions"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       handoff_conversation: {
         Args: { conversation_id: string; reason?: string; team_id?: string }
         Returns: {
@@ -5338,6 +5807,27 @@ export type Database = {
         Args: { contact_id: string; template_id: string; variables?: Json }
         Returns: Json
       }
+      publish_flow: {
+        Args: { version_id: string }
+        Returns: {
+          canvas: NonNullable<Json>
+          created_at: string
+          flow_id: string
+          graph: NonNullable<Json>
+          id: string
+          published_at: string | null
+          published_by: string | null
+          tenant_id: string
+          updated_at: string
+          version: number
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_versions"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       record_contact_consent: {
         Args: { contact_id: string; evidence: string; kind: string }
         Returns: {
@@ -5652,6 +6142,42 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      start_flow: {
+        Args: { conversation_id: string; flow_id: string }
+        Returns: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_executions"
           isOneToOne: true
           isSetofReturn: false
         }
