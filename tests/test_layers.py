@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Standard Webhooks signing, address guard, receiver
     ("ai",),  # AI gateway: providers, chain, ledger, billing of embeddings and speech
     ("knowledge", "tts", "lgpd"),  # knowledge search, speech: both billed through ai; LGPD storage purge
-    ("bot",),  # the AI bot: a claimed message in, a Reply out
+    ("bot", "flows"),  # the AI bot: a claimed message in, a Reply out; flows: graphs, interpreter, engine
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract
     ("local_stack",),  # a worker and the simulator in one process
     ("demo",),

@@ -358,6 +358,9 @@ RPC_ATTACKS: dict[str, str] = {
         "select * from public.snooze_conversation(%(conversation)s, now() + interval '1 hour')",
     "transfer_conversation(uuid,uuid,uuid,text)":
         "select * from public.transfer_conversation(%(conversation)s, null, %(team)s, 'leva')",
+    "publish_flow(uuid)": "select * from public.publish_flow(%(flow_draft)s)",
+    "start_flow(uuid,uuid)": "select * from public.start_flow(%(conversation)s, %(flow)s)",
+    "end_flow_execution(uuid,text)": "select * from public.end_flow_execution(%(flow_execution)s, 'ataque')",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
@@ -394,6 +397,10 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "campaign": one("select id from public.campaigns where tenant_id = %s", (TENANT_B,)),
         "dispatch": one("select id from public.dispatch_queue where tenant_id = %s", (TENANT_B,)),
         "rule": one("select id from public.automation_rules where tenant_id = %s", (TENANT_B,)),
+        "flow": one("select id from public.flows where tenant_id = %s", (TENANT_B,)),
+        "flow_draft": one("select id from public.flow_versions where tenant_id = %s and published_at is null",
+                          (TENANT_B,)),
+        "flow_execution": one("select id from public.flow_executions where tenant_id = %s", (TENANT_B,)),
     }
 
 

@@ -125,6 +125,17 @@ class WebhookReport:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowChapter:
+    """The order-tracking flow as a second customer lived it, its step log and analytics."""
+
+    wa_id: str
+    lines: list[Line]
+    steps: list[dict[str, Any]]
+    stats: list[dict[str, Any]]
+    conversation: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class DemoResult:
     wa_id: str
     lines: list[Line]
@@ -137,6 +148,7 @@ class DemoResult:
     automation: AutomationChapter
     support: SupportChapter
     webhooks: WebhookReport
+    flow: FlowChapter
 
 
 async def _next_reply(user: SimulatedUser, seen: int) -> ReceivedMessage:
@@ -150,13 +162,12 @@ async def _next_reply(user: SimulatedUser, seen: int) -> ReceivedMessage:
     return user.inbox[seen]
 
 
-def _shown(message: ReceivedMessage, *, numbered: bool = False) -> str:
-    buttons = message.content.get("action", {}).get("buttons", [])
-    titles = "  ".join(
-        f"[{f'{n} ' if numbered else ''}{b['reply']['title']}]"
-        for n, b in enumerate(buttons, 1)
-        if "reply" in b
-    )
+def _shown(message: ReceivedMessage, *, numbered: bool = False, rows: bool = False) -> str:
+    action = message.content.get("action", {})
+    buttons = [b["reply"]["title"] for b in action.get("buttons", []) if "reply" in b]
+    if rows:  # a list message's rows
+        buttons += [r["title"] for section in action.get("sections", []) for r in section.get("rows", [])]
+    titles = "  ".join(f"[{f'{n} ' if numbered else ''}{title}]" for n, title in enumerate(buttons, 1))
     text = message.text or f"[{message.type}]"
     return f"{text}\n{titles}" if titles else text
 
@@ -309,11 +320,12 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         events = await (await conn.execute(_EVENTS_SQL, (conversation_id,))).fetchall()
         webhooks = await hooks.report(conn, [str(e["id"]) for e in events])
         support = await support_chapter(stack, conn, f"{wa_id[:-1]}{(int(wa_id[-1]) + 1) % 10}")
+        flow = await flow_chapter(stack, conn, wa_id=new_customer())
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
     campaign = await campaign_chapter(stack, db_url)
     return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign,
-                      automation, support, webhooks)
+                      automation, support, webhooks, flow)
 
 
 # -- the support desk chapter ---------------------------------------------------------------
@@ -466,6 +478,76 @@ async def automation_chapter(
     rule = await cur.fetchone()
     log = await (await conn.execute(_LOG_SQL, (conversation_id,))).fetchall()
     return AutomationChapter(rule or {}, suggestion, log)
+# -- the flow chapter -------------------------------------------------------------------------
+
+FLOW_CUSTOMER = "João Pereira"
+_FLOW_STEPS_SQL = """
+select s.block_id, s.block_type, s.input, s.outcome
+  from public.flow_steps s
+  join public.flow_executions e on e.tenant_id = s.tenant_id and e.id = s.execution_id
+ where e.conversation_id = %s order by s.seq
+"""
+_FLOW_STATS_SQL = """
+select s.block_id, s.block_type, s.visits, s.executions_reached, s.drop_offs, s.completion_rate
+  from public.flow_block_stats s join public.flows f on f.tenant_id = s.tenant_id and f.id = s.flow_id
+ where f.name = 'Rastreio de pedidos' order by s.visits desc, s.block_id
+"""
+
+
+async def flow_chapter(stack: LocalStack, conn: Connection, *, wa_id: str) -> FlowChapter:
+    """A customer tracks an order with the demo tenant's published flow: "rastreio" starts it,
+    a wrong CPF is asked again, the right one is looked up over http in the shop's order API
+    (the local stand-in), the next steps come as a list, "Falar com atendente" hands off."""
+    user = stack.user(wa_id, FLOW_CUSTOMER)
+    started = time.perf_counter()
+    lines: list[Line] = []
+
+    async def turn(text: str, action: Awaitable[WebhookDelivery]) -> list[ReceivedMessage]:
+        seen = len(user.inbox)
+        delivery = await action
+        lines.append(Line(time.perf_counter() - started, delivery.wamid, text, False))
+        await _next_reply(user, seen)
+        await _settle(conn, await _live_conversation(conn, wa_id), REPLY_TIMEOUT_S)
+        replies = user.inbox[seen:]
+        at = time.perf_counter() - started
+        lines.extend(Line(at, r.wamid, _shown(r, rows=True), True) for r in replies)
+        return replies
+
+    await turn("rastreio", user.send_text("rastreio"))
+    await turn("123.456.789-00", user.send_text("123.456.789-00"))
+    menu = (await turn("529.982.247-25", user.send_text("529.982.247-25")))[-1]
+    await turn("👆 Falar com atendente", user.choose_row(menu, "agent"))
+    conversation_id = await _live_conversation(conn, wa_id)
+    steps = await (await conn.execute(_FLOW_STEPS_SQL, (conversation_id,))).fetchall()
+    stats = await (await conn.execute(_FLOW_STATS_SQL)).fetchall()
+    conversation = await (await conn.execute(_CONVERSATION_SQL, (conversation_id,))).fetchone()
+    return FlowChapter(wa_id, lines, steps, stats, conversation or {})
+
+
+def _render_flow(out: Console, chapter: FlowChapter) -> None:
+    transcript = Table(title=f"Flow \"Rastreio de pedidos\": {FLOW_CUSTOMER} (+{chapter.wa_id}) ⇄ Loja Demo")
+    for column in ("t", "from", "message"):
+        transcript.add_column(column)
+    for line in chapter.lines:
+        who = "Loja Demo (flow)" if line.outbound else FLOW_CUSTOMER
+        transcript.add_row(f"+{line.at:.1f}s", who, line.text)
+    out.print(transcript)
+    steps = Table(title="public.flow_steps (this execution; inputs masked)")
+    for column in ("block", "type", "input", "outcome"):
+        steps.add_column(column)
+    for s in chapter.steps:
+        steps.add_row(s["block_id"], s["block_type"], s["input"] or "", s["outcome"])
+    out.print(steps)
+    stats = Table(title="public.flow_block_stats (what managers read)")
+    for column in ("block", "type", "visits", "executions", "drop-offs", "completion rate"):
+        stats.add_column(column)
+    for r in chapter.stats:
+        stats.add_row(r["block_id"], r["block_type"], str(r["visits"]), str(r["executions_reached"]),
+                      str(r["drop_offs"]), f"{r['completion_rate']:.0%}")  # fmt: skip
+    out.print(stats)
+    conv = chapter.conversation
+    out.print(f"flow conversation is [bold]{conv.get('mode')}[/] / {conv.get('status')} "
+              f"(team {conv.get('team')}, reason: {conv.get('handoff_reason')}).")  # fmt: skip
 
 
 def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
@@ -532,6 +614,7 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
     _render_campaign(out, result.campaign)
+    _render_flow(out, result.flow)
     out.print(
         f"[bold green]done[/] in {elapsed:.1f} s: {inbound} customer messages processed, {delivered} replies "
         f"delivered, {result.typing_indicators} typing indicators shown; conversation is "

@@ -1,5 +1,7 @@
 """A worker and a WhatsApp simulator wired to each other in one event loop, on free local
-ports: what `zapbase up --simulator`, `zapbase demo` and `zapbase chat` run."""
+ports: what `zapbase up --simulator`, `zapbase demo` and `zapbase chat` run. Flows' http
+blocks may call local addresses here, and the demo flow's order API (http://localhost:8788)
+is the in-process stand-in `zapbase.standins.orders`."""
 
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ import uvicorn
 from zapbase.db.embedded import free_port
 from zapbase.settings import Settings
 from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig, create_app
+from zapbase.standins.orders import OrdersStandIn
 from zapbase.worker.http import webhook_path
 from zapbase.worker.processor import BotResponder
 from zapbase.worker.runner import EmbeddedServer, Runner
 
-__all__ = ["LocalStack", "local_stack"]
+__all__ = ["ORDERS_URL", "LocalStack", "local_stack"]
+
+ORDERS_URL = "http://localhost:8788"  # the demo flow's http block (seed/40_demo_flow.sql)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +56,16 @@ async def local_stack(
     simulator_url = f"http://127.0.0.1:{simulator_port}"
     settings = settings.model_copy(update={
         "graph_api_base_url": simulator_url, "zapbase_http_host": "127.0.0.1", "zapbase_http_port": http_port,
+        "zapbase_webhooks_local_mode": True,
     })  # fmt: skip
     simulator = Simulator(SimulatorConfig(
         numbers=(DEMO_NUMBER,), webhook_url=f"http://127.0.0.1:{http_port}{webhook_path(DEMO_NUMBER.phone_number_id)}",
         auto_statuses=True, enforce_window=True,
     ))  # fmt: skip
-    runner = Runner(settings, handle_signals=handle_signals, responder=responder)
+    # the order API answers in-process: no port to bind, nothing else reachable through it
+    flow_http = httpx.AsyncClient(mounts={ORDERS_URL: httpx.ASGITransport(app=OrdersStandIn().app)},
+                                  timeout=10.0, follow_redirects=False)  # fmt: skip
+    runner = Runner(settings, handle_signals=handle_signals, responder=responder, flow_http=flow_http)
     worker_done = anyio.Event()
 
     async def run_worker() -> None:
@@ -65,7 +74,7 @@ async def local_stack(
         finally:
             worker_done.set()
 
-    async with httpx.AsyncClient(timeout=30.0) as webhooks, anyio.create_task_group() as tg:
+    async with flow_http, httpx.AsyncClient(timeout=30.0) as webhooks, anyio.create_task_group() as tg:
         sim_server = EmbeddedServer(uvicorn.Config(
             create_app(simulator=simulator, client=webhooks), host="127.0.0.1", port=simulator_port,
             log_level="warning", lifespan="off",

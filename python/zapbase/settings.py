@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     )
     zapbase_webhooks_local_mode: bool = Field(
         default=False,
-        description="Let webhooks go to http:// and private / loopback addresses (local development only).",
+        description="Let webhooks and flows' http blocks go to http:// and private / loopback addresses"
+        " (local development only).",
     )
     zapbase_smtp_host: str | None = Field(
         default=None,

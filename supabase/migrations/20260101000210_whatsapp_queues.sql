@@ -170,8 +170,8 @@ begin
     end loop;
     return null;
   when 'interactive' then
-    if v_obj ->> 'type' not in ('button', 'list', 'cta_url') or v_obj ->> 'type' is null then
-      return 'interactive.type must be button, list or cta_url';
+    if v_obj ->> 'type' not in ('button', 'list', 'cta_url', 'flow') or v_obj ->> 'type' is null then
+      return 'interactive.type must be button, list, cta_url or flow';
     end if;
     v_problem := coalesce(
       private.wa_text_problem(v_obj -> 'body', 'text', 'interactive.body.text',
@@ -187,7 +187,13 @@ begin
       end,
       case when jsonb_typeof(v_obj -> 'action') is distinct from 'object' then 'interactive.action is required' end);
     if v_problem is not null then return v_problem; end if;
-    if v_obj ->> 'type' = 'cta_url' then
+    if v_obj ->> 'type' = 'flow' then  -- a WhatsApp Flow (Meta's forms), answered by an nfm_reply
+      return coalesce(
+        case when v_obj -> 'action' ->> 'name' is distinct from 'flow' then 'interactive.action.name must be flow' end,
+        private.wa_text_problem(v_obj -> 'action' -> 'parameters', 'flow_id', 'interactive.action.parameters.flow_id', 200),
+        private.wa_text_problem(v_obj -> 'action' -> 'parameters', 'flow_cta', 'interactive.action.parameters.flow_cta',
+                                20));
+    elsif v_obj ->> 'type' = 'cta_url' then
       return coalesce(
         case when v_obj -> 'action' ->> 'name' is distinct from 'cta_url' then 'interactive.action.name must be cta_url' end,
         private.wa_text_problem(v_obj -> 'action' -> 'parameters', 'display_text',

@@ -58,61 +58,6 @@ export type Database = {
           },
         ]
       }
-      agent_presence: {
-        Row: {
-          expires_at: string | null
-          id: string
-          last_assigned_at: string | null
-          last_heartbeat_at: string | null
-          member_id: string
-          offline_since: string | null
-          open_conversations: number
-          resume_status: string | null
-          status: string
-          tenant_id: string
-          updated_at: string
-        }
-        Insert: {
-          expires_at?: string | null
-          id?: string
-          last_assigned_at?: string | null
-          last_heartbeat_at?: string | null
-          member_id: string
-          offline_since?: string | null
-          open_conversations?: number
-          resume_status?: string | null
-          status?: string
-          tenant_id: string
-          updated_at?: string
-        }
-        Update: {
-          expires_at?: string | null
-          id?: string
-          last_assigned_at?: string | null
-          last_heartbeat_at?: string | null
-          member_id?: string
-          offline_since?: string | null
-          open_conversations?: number
-          resume_status?: string | null
-          status?: string
-          tenant_id?: string
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "agent_presence_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "agent_presence_tenant_id_member_id_fkey"
-            columns: ["tenant_id", "member_id"]
-            referencedRelation: "members"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
       ai_models: {
         Row: {
           api_type: string
@@ -382,6 +327,112 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+        ]
+      }
+      appointments: {
+        Row: {
+          assignee_id: string | null
+          calendar_event_id: string | null
+          cancelled_at: string | null
+          confirmed_at: string | null
+          contact_id: string
+          created_at: string
+          created_by: string | null
+          ends_at: string
+          id: string
+          lead_id: string | null
+          meeting_link: string | null
+          notes: string | null
+          remind_at: string | null
+          reminder_error: string | null
+          reminder_hours: number
+          reminder_sent_at: string | null
+          starts_at: string
+          status: string
+          tenant_id: string
+          ticket_id: string | null
+          type: string
+          updated_at: string
+        }
+        Insert: {
+          assignee_id?: string | null
+          calendar_event_id?: string | null
+          cancelled_at?: string | null
+          confirmed_at?: string | null
+          contact_id: string
+          created_at?: string
+          created_by?: string | null
+          ends_at: string
+          id?: string
+          lead_id?: string | null
+          meeting_link?: string | null
+          notes?: string | null
+          remind_at?: string | null
+          reminder_error?: string | null
+          reminder_hours?: number
+          reminder_sent_at?: string | null
+          starts_at: string
+          status?: string
+          tenant_id: string
+          ticket_id?: string | null
+          type: string
+          updated_at?: string
+        }
+        Update: {
+          assignee_id?: string | null
+          calendar_event_id?: string | null
+          cancelled_at?: string | null
+          confirmed_at?: string | null
+          contact_id?: string
+          created_at?: string
+          created_by?: string | null
+          ends_at?: string
+          id?: string
+          lead_id?: string | null
+          meeting_link?: string | null
+          notes?: string | null
+          remind_at?: string | null
+          reminder_error?: string | null
+          reminder_hours?: number
+          reminder_sent_at?: string | null
+          starts_at?: string
+          status?: string
+          tenant_id?: string
+          ticket_id?: string | null
+          type?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "appointments_tenant_id_assignee_id_fkey"
+            columns: ["tenant_id", "assignee_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "appointments_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -715,6 +766,123 @@ export type Database = {
           },
         ]
       }
+      business_calendar_holidays: {
+        Row: {
+          calendar_id: string
+          created_at: string
+          day: string
+          id: string
+          name: string | null
+          tenant_id: string
+        }
+        Insert: {
+          calendar_id: string
+          created_at?: string
+          day: string
+          id?: string
+          name?: string | null
+          tenant_id: string
+        }
+        Update: {
+          calendar_id?: string
+          created_at?: string
+          day?: string
+          id?: string
+          name?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "business_calendar_holidays_tenant_id_calendar_id_fkey"
+            columns: ["tenant_id", "calendar_id"]
+            referencedRelation: "business_calendars"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "business_calendar_holidays_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      business_calendar_hours: {
+        Row: {
+          calendar_id: string
+          created_at: string
+          ends_at: string
+          id: string
+          starts_at: string
+          tenant_id: string
+          weekday: number
+        }
+        Insert: {
+          calendar_id: string
+          created_at?: string
+          ends_at: string
+          id?: string
+          starts_at: string
+          tenant_id: string
+          weekday: number
+        }
+        Update: {
+          calendar_id?: string
+          created_at?: string
+          ends_at?: string
+          id?: string
+          starts_at?: string
+          tenant_id?: string
+          weekday?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "business_calendar_hours_tenant_id_calendar_id_fkey"
+            columns: ["tenant_id", "calendar_id"]
+            referencedRelation: "business_calendars"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "business_calendar_hours_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      business_calendars: {
+        Row: {
+          created_at: string
+          id: string
+          name: string
+          tenant_id: string
+          timezone: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          id?: string
+          name: string
+          tenant_id: string
+          timezone?: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          id?: string
+          name?: string
+          tenant_id?: string
+          timezone?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "business_calendars_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       campaign_list_members: {
         Row: {
           added_at: string
@@ -994,46 +1162,79 @@ export type Database = {
           },
         ]
       }
-      contact_attribute_definitions: {
+      certificates: {
         Row: {
+          alert_07d_sent_at: string | null
+          alert_30d_sent_at: string | null
+          alert_error: string | null
+          contact_id: string
           created_at: string
-          description: string | null
+          expires_at: string
           id: string
-          key: string
-          label: string
-          options: string[]
+          issued_at: string
+          renewal_lead_id: string | null
+          service_id: string
+          status: string
           tenant_id: string
           type: string
           updated_at: string
         }
         Insert: {
+          alert_07d_sent_at?: string | null
+          alert_30d_sent_at?: string | null
+          alert_error?: string | null
+          contact_id: string
           created_at?: string
-          description?: string | null
+          expires_at: string
           id?: string
-          key: string
-          label: string
-          options?: string[]
+          issued_at: string
+          renewal_lead_id?: string | null
+          service_id: string
+          status?: string
           tenant_id: string
           type: string
           updated_at?: string
         }
         Update: {
+          alert_07d_sent_at?: string | null
+          alert_30d_sent_at?: string | null
+          alert_error?: string | null
+          contact_id?: string
           created_at?: string
-          description?: string | null
+          expires_at?: string
           id?: string
-          key?: string
-          label?: string
-          options?: string[]
+          issued_at?: string
+          renewal_lead_id?: string | null
+          service_id?: string
+          status?: string
           tenant_id?: string
           type?: string
           updated_at?: string
         }
         Relationships: [
           {
-            foreignKeyName: "contact_attribute_definitions_tenant_id_fkey"
+            foreignKeyName: "certificates_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_renewal_lead_id_fkey"
+            columns: ["tenant_id", "renewal_lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_service_id_fkey"
+            columns: ["tenant_id", "service_id"]
+            referencedRelation: "services"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -1097,52 +1298,6 @@ export type Database = {
             foreignKeyName: "contact_consents_tenant_id_recorded_by_fkey"
             columns: ["tenant_id", "recorded_by"]
             referencedRelation: "members"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
-      contact_tags: {
-        Row: {
-          added_by: string | null
-          contact_id: string
-          created_at: string
-          id: string
-          tag_id: string
-          tenant_id: string
-        }
-        Insert: {
-          added_by?: string | null
-          contact_id: string
-          created_at?: string
-          id?: string
-          tag_id: string
-          tenant_id: string
-        }
-        Update: {
-          added_by?: string | null
-          contact_id?: string
-          created_at?: string
-          id?: string
-          tag_id?: string
-          tenant_id?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "contact_tags_tenant_id_contact_id_fkey"
-            columns: ["tenant_id", "contact_id"]
-            referencedRelation: "contacts"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "contact_tags_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "contact_tags_tenant_id_tag_id_fkey"
-            columns: ["tenant_id", "tag_id"]
-            referencedRelation: "tags"
             referencedColumns: ["tenant_id", "id"]
           },
         ]
@@ -1271,94 +1426,6 @@ export type Database = {
           },
         ]
       }
-      conversation_metrics: {
-        Row: {
-          assignments: number
-          avg_response_seconds: number | null
-          awaiting_reply_since: string | null
-          away_message_at: string | null
-          conversation_id: string
-          created_at: string
-          first_response_at: string | null
-          first_response_seconds: number | null
-          id: string
-          needs_human_at: string | null
-          queue_entries: number
-          queue_wait_seconds: number
-          reopens: number
-          resolution_seconds: number | null
-          response_count: number
-          response_seconds_total: number
-          team_id: string | null
-          tenant_id: string
-          transfers: number
-          updated_at: string
-        }
-        Insert: {
-          assignments?: number
-          avg_response_seconds?: never
-          awaiting_reply_since?: string | null
-          away_message_at?: string | null
-          conversation_id: string
-          created_at?: string
-          first_response_at?: string | null
-          first_response_seconds?: number | null
-          id?: string
-          needs_human_at?: string | null
-          queue_entries?: number
-          queue_wait_seconds?: number
-          reopens?: number
-          resolution_seconds?: number | null
-          response_count?: number
-          response_seconds_total?: number
-          team_id?: string | null
-          tenant_id: string
-          transfers?: number
-          updated_at?: string
-        }
-        Update: {
-          assignments?: number
-          avg_response_seconds?: never
-          awaiting_reply_since?: string | null
-          away_message_at?: string | null
-          conversation_id?: string
-          created_at?: string
-          first_response_at?: string | null
-          first_response_seconds?: number | null
-          id?: string
-          needs_human_at?: string | null
-          queue_entries?: number
-          queue_wait_seconds?: number
-          reopens?: number
-          resolution_seconds?: number | null
-          response_count?: number
-          response_seconds_total?: number
-          team_id?: string | null
-          tenant_id?: string
-          transfers?: number
-          updated_at?: string
-        }
-        Relationships: [
-          {
-            foreignKeyName: "conversation_metrics_tenant_id_conversation_id_fkey"
-            columns: ["tenant_id", "conversation_id"]
-            referencedRelation: "conversations"
-            referencedColumns: ["tenant_id", "id"]
-          },
-          {
-            foreignKeyName: "conversation_metrics_tenant_id_fkey"
-            columns: ["tenant_id"]
-            referencedRelation: "tenants"
-            referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "conversation_metrics_tenant_id_team_id_fkey"
-            columns: ["tenant_id", "team_id"]
-            referencedRelation: "teams"
-            referencedColumns: ["tenant_id", "id"]
-          },
-        ]
-      }
       conversations: {
         Row: {
           assigned_at: string | null
@@ -1370,9 +1437,7 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
-          csat_answered_at: string | null
           csat_comment: string | null
-          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -1394,7 +1459,6 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
-          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -1415,9 +1479,7 @@ export type Database = {
           contact_id: string
           created_at?: string
           csat?: number | null
-          csat_answered_at?: string | null
           csat_comment?: string | null
-          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1439,7 +1501,6 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
-          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1460,9 +1521,7 @@ export type Database = {
           contact_id?: string
           created_at?: string
           csat?: number | null
-          csat_answered_at?: string | null
           csat_comment?: string | null
-          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1484,7 +1543,6 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
-          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1500,6 +1558,12 @@ export type Database = {
             foreignKeyName: "conversations_bot_fk"
             columns: ["tenant_id", "bot_id"]
             referencedRelation: "bots"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversations_flow_fk"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
             referencedColumns: ["tenant_id", "id"]
           },
           {
@@ -1531,6 +1595,164 @@ export type Database = {
             columns: ["tenant_id", "whatsapp_number_id"]
             referencedRelation: "whatsapp_numbers"
             referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      deal_stage_history: {
+        Row: {
+          changed_by: string | null
+          deal_id: string
+          entered_at: string
+          id: string
+          left_at: string | null
+          stage_id: string
+          tenant_id: string
+        }
+        Insert: {
+          changed_by?: string | null
+          deal_id: string
+          entered_at?: string
+          id?: string
+          left_at?: string | null
+          stage_id: string
+          tenant_id: string
+        }
+        Update: {
+          changed_by?: string | null
+          deal_id?: string
+          entered_at?: string
+          id?: string
+          left_at?: string | null
+          stage_id?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "deal_stage_history_tenant_id_deal_id_fkey"
+            columns: ["tenant_id", "deal_id"]
+            referencedRelation: "deals"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deal_stage_history_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "deal_stage_history_tenant_id_stage_id_fkey"
+            columns: ["tenant_id", "stage_id"]
+            referencedRelation: "pipeline_stages"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      deals: {
+        Row: {
+          closed_at: string | null
+          contact_id: string | null
+          created_at: string
+          crm_synced_at: string | null
+          currency: string
+          custom_fields: NonNullable<Json>
+          expected_close_at: string | null
+          external_id: string | null
+          id: string
+          lead_id: string | null
+          lost_reason: string | null
+          owner_id: string | null
+          pipeline_id: string
+          probability: number | null
+          stage_entered_at: string
+          stage_id: string
+          status: string
+          tenant_id: string
+          title: string
+          updated_at: string
+          value: number
+        }
+        Insert: {
+          closed_at?: string | null
+          contact_id?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          currency?: string
+          custom_fields?: NonNullable<Json>
+          expected_close_at?: string | null
+          external_id?: string | null
+          id?: string
+          lead_id?: string | null
+          lost_reason?: string | null
+          owner_id?: string | null
+          pipeline_id: string
+          probability?: number | null
+          stage_entered_at?: string
+          stage_id: string
+          status?: string
+          tenant_id: string
+          title: string
+          updated_at?: string
+          value?: number
+        }
+        Update: {
+          closed_at?: string | null
+          contact_id?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          currency?: string
+          custom_fields?: NonNullable<Json>
+          expected_close_at?: string | null
+          external_id?: string | null
+          id?: string
+          lead_id?: string | null
+          lost_reason?: string | null
+          owner_id?: string | null
+          pipeline_id?: string
+          probability?: number | null
+          stage_entered_at?: string
+          stage_id?: string
+          status?: string
+          tenant_id?: string
+          title?: string
+          updated_at?: string
+          value?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "deals_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_owner_id_fkey"
+            columns: ["tenant_id", "owner_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_pipeline_id_fkey"
+            columns: ["tenant_id", "pipeline_id"]
+            referencedRelation: "pipelines"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "deals_tenant_id_pipeline_id_stage_id_fkey"
+            columns: ["tenant_id", "pipeline_id", "stage_id"]
+            referencedRelation: "pipeline_stages"
+            referencedColumns: ["tenant_id", "pipeline_id", "id"]
           },
         ]
       }
@@ -1680,6 +1902,362 @@ export type Database = {
             columns: ["type"]
             referencedRelation: "event_types"
             referencedColumns: ["type"]
+          },
+        ]
+      }
+      flow_executions: {
+        Row: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        Insert: {
+          awaiting?: string | null
+          contact_id: string
+          conversation_id: string
+          current_block?: string | null
+          end_reason?: string | null
+          ended_at?: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id?: string
+          last_activity_at?: string
+          last_input?: string | null
+          page?: number
+          pending_event?: string | null
+          retries?: number
+          revision?: number
+          started_at?: string
+          started_by: string
+          started_by_member?: string | null
+          status?: string
+          tenant_id: string
+          variables?: NonNullable<Json>
+          visits?: NonNullable<Json>
+          wait_until?: string | null
+          whatsapp_number_id?: string | null
+        }
+        Update: {
+          awaiting?: string | null
+          contact_id?: string
+          conversation_id?: string
+          current_block?: string | null
+          end_reason?: string | null
+          ended_at?: string | null
+          expires_at?: string
+          flow_id?: string
+          flow_version_id?: string
+          id?: string
+          last_activity_at?: string
+          last_input?: string | null
+          page?: number
+          pending_event?: string | null
+          retries?: number
+          revision?: number
+          started_at?: string
+          started_by?: string
+          started_by_member?: string | null
+          status?: string
+          tenant_id?: string
+          variables?: NonNullable<Json>
+          visits?: NonNullable<Json>
+          wait_until?: string | null
+          whatsapp_number_id?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_executions_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_flow_version_id_fkey"
+            columns: ["tenant_id", "flow_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_started_by_member_fkey"
+            columns: ["tenant_id", "started_by_member"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_executions_tenant_id_whatsapp_number_id_fkey"
+            columns: ["tenant_id", "whatsapp_number_id"]
+            referencedRelation: "whatsapp_numbers"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_steps: {
+        Row: {
+          block_id: string
+          block_type: string
+          created_at: string
+          execution_id: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          input: string | null
+          outcome: string
+          seq: number
+          tenant_id: string
+        }
+        Insert: {
+          block_id: string
+          block_type: string
+          created_at?: string
+          execution_id: string
+          flow_id: string
+          flow_version_id: string
+          id?: string
+          input?: string | null
+          outcome: string
+          seq?: never
+          tenant_id: string
+        }
+        Update: {
+          block_id?: string
+          block_type?: string
+          created_at?: string
+          execution_id?: string
+          flow_id?: string
+          flow_version_id?: string
+          id?: string
+          input?: string | null
+          outcome?: string
+          seq?: never
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_steps_tenant_id_execution_id_fkey"
+            columns: ["tenant_id", "execution_id"]
+            referencedRelation: "flow_executions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_version_id_fkey"
+            columns: ["tenant_id", "flow_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_triggers: {
+        Row: {
+          created_at: string
+          flow_id: string
+          id: string
+          kind: string
+          match: string
+          tenant_id: string
+          value: string | null
+        }
+        Insert: {
+          created_at?: string
+          flow_id: string
+          id?: string
+          kind: string
+          match?: string
+          tenant_id: string
+          value?: string | null
+        }
+        Update: {
+          created_at?: string
+          flow_id?: string
+          id?: string
+          kind?: string
+          match?: string
+          tenant_id?: string
+          value?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_triggers_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_triggers_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_versions: {
+        Row: {
+          canvas: NonNullable<Json>
+          created_at: string
+          flow_id: string
+          graph: NonNullable<Json>
+          id: string
+          published_at: string | null
+          published_by: string | null
+          tenant_id: string
+          updated_at: string
+          version: number
+        }
+        Insert: {
+          canvas?: NonNullable<Json>
+          created_at?: string
+          flow_id: string
+          graph?: NonNullable<Json>
+          id?: string
+          published_at?: string | null
+          published_by?: string | null
+          tenant_id: string
+          updated_at?: string
+          version?: number
+        }
+        Update: {
+          canvas?: NonNullable<Json>
+          created_at?: string
+          flow_id?: string
+          graph?: NonNullable<Json>
+          id?: string
+          published_at?: string | null
+          published_by?: string | null
+          tenant_id?: string
+          updated_at?: string
+          version?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_versions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_versions_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_versions_tenant_id_published_by_fkey"
+            columns: ["tenant_id", "published_by"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flows: {
+        Row: {
+          created_at: string
+          description: string | null
+          id: string
+          max_block_visits: number
+          max_steps_per_turn: number
+          name: string
+          on_trigger_while_running: string
+          published_version_id: string | null
+          session_timeout: string
+          status: string
+          tenant_id: string
+          updated_at: string
+          whatsapp_number_ids: string[]
+        }
+        Insert: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          max_block_visits?: number
+          max_steps_per_turn?: number
+          name: string
+          on_trigger_while_running?: string
+          published_version_id?: string | null
+          session_timeout?: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+          whatsapp_number_ids?: string[]
+        }
+        Update: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          max_block_visits?: number
+          max_steps_per_turn?: number
+          name?: string
+          on_trigger_while_running?: string
+          published_version_id?: string | null
+          session_timeout?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+          whatsapp_number_ids?: string[]
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flows_published_version_fk"
+            columns: ["tenant_id", "published_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flows_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
           },
         ]
       }
@@ -2170,13 +2748,155 @@ export type Database = {
           },
         ]
       }
+      lead_stage_history: {
+        Row: {
+          changed_at: string
+          changed_by: string | null
+          from_stage: string | null
+          id: string
+          lead_id: string
+          tenant_id: string
+          to_stage: string
+        }
+        Insert: {
+          changed_at?: string
+          changed_by?: string | null
+          from_stage?: string | null
+          id?: string
+          lead_id: string
+          tenant_id: string
+          to_stage: string
+        }
+        Update: {
+          changed_at?: string
+          changed_by?: string | null
+          from_stage?: string | null
+          id?: string
+          lead_id?: string
+          tenant_id?: string
+          to_stage?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "lead_stage_history_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "lead_stage_history_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      leads: {
+        Row: {
+          company: string | null
+          contact_id: string | null
+          converted_at: string | null
+          created_at: string
+          crm_synced_at: string | null
+          custom_fields: NonNullable<Json>
+          email: string | null
+          external_id: string | null
+          id: string
+          interest: string | null
+          lost_reason: string | null
+          name: string
+          notes: string | null
+          owner_id: string | null
+          phone: string | null
+          position: string | null
+          referral: Json | null
+          score: number
+          source: string
+          source_ref: string | null
+          stage: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          company?: string | null
+          contact_id?: string | null
+          converted_at?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          custom_fields?: NonNullable<Json>
+          email?: string | null
+          external_id?: string | null
+          id?: string
+          interest?: string | null
+          lost_reason?: string | null
+          name: string
+          notes?: string | null
+          owner_id?: string | null
+          phone?: string | null
+          position?: string | null
+          referral?: Json | null
+          score?: number
+          source?: string
+          source_ref?: string | null
+          stage?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          company?: string | null
+          contact_id?: string | null
+          converted_at?: string | null
+          created_at?: string
+          crm_synced_at?: string | null
+          custom_fields?: NonNullable<Json>
+          email?: string | null
+          external_id?: string | null
+          id?: string
+          interest?: string | null
+          lost_reason?: string | null
+          name?: string
+          notes?: string | null
+          owner_id?: string | null
+          phone?: string | null
+          position?: string | null
+          referral?: Json | null
+          score?: number
+          source?: string
+          source_ref?: string | null
+          stage?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "leads_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "leads_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "leads_tenant_id_owner_id_fkey"
+            columns: ["tenant_id", "owner_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       members: {
         Row: {
           area: string | null
           created_at: string
           display_name: string | null
           id: string
+          last_seen_at: string | null
           max_concurrent_conversations: number
+          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -2188,7 +2908,9 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
+          last_seen_at?: string | null
           max_concurrent_conversations?: number
+          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id: string
@@ -2200,7 +2922,9 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
+          last_seen_at?: string | null
           max_concurrent_conversations?: number
+          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id?: string
@@ -2555,6 +3279,89 @@ export type Database = {
           },
         ]
       }
+      pipeline_stages: {
+        Row: {
+          created_at: string
+          id: string
+          kind: string
+          name: string
+          pipeline_id: string
+          position: number
+          probability: number | null
+          stuck_after: string | null
+          tenant_id: string
+        }
+        Insert: {
+          created_at?: string
+          id?: string
+          kind?: string
+          name: string
+          pipeline_id: string
+          position?: number
+          probability?: number | null
+          stuck_after?: string | null
+          tenant_id: string
+        }
+        Update: {
+          created_at?: string
+          id?: string
+          kind?: string
+          name?: string
+          pipeline_id?: string
+          position?: number
+          probability?: number | null
+          stuck_after?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "pipeline_stages_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "pipeline_stages_tenant_id_pipeline_id_fkey"
+            columns: ["tenant_id", "pipeline_id"]
+            referencedRelation: "pipelines"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      pipelines: {
+        Row: {
+          created_at: string
+          id: string
+          is_default: boolean
+          name: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          id?: string
+          is_default?: boolean
+          name: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          id?: string
+          is_default?: boolean
+          name?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "pipelines_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       plans: {
         Row: {
           budget_brl_limit: number | null
@@ -2576,7 +3383,6 @@ export type Database = {
           max_members: number
           max_teams: number
           max_whatsapp_numbers: number
-          monthly_conversation_limit: number | null
           monthly_message_limit: number
           name: string
           price_monthly: number
@@ -2603,7 +3409,6 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
-          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name: string
           price_monthly?: number
@@ -2630,7 +3435,6 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
-          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name?: string
           price_monthly?: number
@@ -2892,6 +3696,64 @@ export type Database = {
           },
         ]
       }
+      services: {
+        Row: {
+          contact_id: string
+          contracted_at: string
+          created_at: string
+          currency: string
+          expires_at: string | null
+          id: string
+          monthly_value: number | null
+          name: string
+          plan: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          contact_id: string
+          contracted_at?: string
+          created_at?: string
+          currency?: string
+          expires_at?: string | null
+          id?: string
+          monthly_value?: number | null
+          name: string
+          plan: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          contact_id?: string
+          contracted_at?: string
+          created_at?: string
+          currency?: string
+          expires_at?: string | null
+          id?: string
+          monthly_value?: number | null
+          name?: string
+          plan?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "services_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "services_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       session_context: {
         Row: {
           context: NonNullable<Json>
@@ -2953,6 +3815,119 @@ export type Database = {
           },
         ]
       }
+      sla_events: {
+        Row: {
+          created_at: string
+          cycle: number
+          due_at: string | null
+          id: string
+          kind: string
+          metric: string
+          occurred_at: string
+          sla_policy_id: string | null
+          tenant_id: string
+          ticket_id: string
+        }
+        Insert: {
+          created_at?: string
+          cycle?: number
+          due_at?: string | null
+          id?: string
+          kind: string
+          metric: string
+          occurred_at?: string
+          sla_policy_id?: string | null
+          tenant_id: string
+          ticket_id: string
+        }
+        Update: {
+          created_at?: string
+          cycle?: number
+          due_at?: string | null
+          id?: string
+          kind?: string
+          metric?: string
+          occurred_at?: string
+          sla_policy_id?: string | null
+          tenant_id?: string
+          ticket_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "sla_events_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "sla_events_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      sla_policies: {
+        Row: {
+          calendar_id: string | null
+          category: string | null
+          created_at: string
+          first_response_minutes: number | null
+          id: string
+          is_active: boolean
+          name: string
+          next_response_minutes: number | null
+          priority: string | null
+          resolution_minutes: number | null
+          tenant_id: string
+          updated_at: string
+          warning_at_pct: number
+        }
+        Insert: {
+          calendar_id?: string | null
+          category?: string | null
+          created_at?: string
+          first_response_minutes?: number | null
+          id?: string
+          is_active?: boolean
+          name: string
+          next_response_minutes?: number | null
+          priority?: string | null
+          resolution_minutes?: number | null
+          tenant_id: string
+          updated_at?: string
+          warning_at_pct?: number
+        }
+        Update: {
+          calendar_id?: string | null
+          category?: string | null
+          created_at?: string
+          first_response_minutes?: number | null
+          id?: string
+          is_active?: boolean
+          name?: string
+          next_response_minutes?: number | null
+          priority?: string | null
+          resolution_minutes?: number | null
+          tenant_id?: string
+          updated_at?: string
+          warning_at_pct?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "sla_policies_tenant_id_calendar_id_fkey"
+            columns: ["tenant_id", "calendar_id"]
+            referencedRelation: "business_calendars"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "sla_policies_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       tags: {
         Row: {
           color: string
@@ -2989,33 +3964,27 @@ export type Database = {
       }
       team_members: {
         Row: {
-          can_pull_from_queue: boolean
           created_at: string
           id: string
           is_leader: boolean
-          max_conversations: number | null
           member_id: string
           priority: number
           team_id: string
           tenant_id: string
         }
         Insert: {
-          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
-          max_conversations?: number | null
           member_id: string
           priority?: number
           team_id: string
           tenant_id: string
         }
         Update: {
-          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
-          max_conversations?: number | null
           member_id?: string
           priority?: number
           team_id?: string
@@ -3048,7 +4017,6 @@ export type Database = {
           away_message: string | null
           business_hours: NonNullable<Json>
           created_at: string
-          csat_enabled: boolean
           description: string | null
           id: string
           is_active: boolean
@@ -3056,8 +4024,6 @@ export type Database = {
           max_queue_size: number | null
           monthly_target: number | null
           name: string
-          overflow_team_id: string | null
-          return_after: string | null
           tenant_id: string
           updated_at: string
         }
@@ -3066,7 +4032,6 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
-          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -3074,8 +4039,6 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name: string
-          overflow_team_id?: string | null
-          return_after?: string | null
           tenant_id: string
           updated_at?: string
         }
@@ -3084,7 +4047,6 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
-          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -3092,8 +4054,6 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name?: string
-          overflow_team_id?: string | null
-          return_after?: string | null
           tenant_id?: string
           updated_at?: string
         }
@@ -3103,12 +4063,6 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
-          },
-          {
-            foreignKeyName: "teams_tenant_id_overflow_team_id_fkey"
-            columns: ["tenant_id", "overflow_team_id"]
-            referencedRelation: "teams"
-            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -3171,9 +4125,7 @@ export type Database = {
           name: string
           notification_email: string | null
           notification_webhook_url: string | null
-          offline_grace: string
           plan_id: string
-          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -3195,9 +4147,7 @@ export type Database = {
           name: string
           notification_email?: string | null
           notification_webhook_url?: string | null
-          offline_grace?: string
           plan_id: string
-          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -3219,9 +4169,7 @@ export type Database = {
           name?: string
           notification_email?: string | null
           notification_webhook_url?: string | null
-          offline_grace?: string
           plan_id?: string
-          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -3237,6 +4185,271 @@ export type Database = {
             columns: ["plan_id"]
             referencedRelation: "plans"
             referencedColumns: ["id"]
+          },
+        ]
+      }
+      ticket_attachments: {
+        Row: {
+          created_at: string
+          file_name: string | null
+          id: string
+          mime_type: string | null
+          size_bytes: number | null
+          storage_path: string
+          tenant_id: string
+          ticket_id: string
+          uploaded_by: string | null
+        }
+        Insert: {
+          created_at?: string
+          file_name?: string | null
+          id?: string
+          mime_type?: string | null
+          size_bytes?: number | null
+          storage_path: string
+          tenant_id: string
+          ticket_id: string
+          uploaded_by?: string | null
+        }
+        Update: {
+          created_at?: string
+          file_name?: string | null
+          id?: string
+          mime_type?: string | null
+          size_bytes?: number | null
+          storage_path?: string
+          tenant_id?: string
+          ticket_id?: string
+          uploaded_by?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "ticket_attachments_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "ticket_attachments_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      ticket_notes: {
+        Row: {
+          author_id: string | null
+          body: string
+          created_at: string
+          id: string
+          tenant_id: string
+          ticket_id: string
+        }
+        Insert: {
+          author_id?: string | null
+          body: string
+          created_at?: string
+          id?: string
+          tenant_id: string
+          ticket_id: string
+        }
+        Update: {
+          author_id?: string | null
+          body?: string
+          created_at?: string
+          id?: string
+          tenant_id?: string
+          ticket_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "ticket_notes_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "ticket_notes_tenant_id_ticket_id_fkey"
+            columns: ["tenant_id", "ticket_id"]
+            referencedRelation: "tickets"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      ticket_protocol_counters: {
+        Row: {
+          day: string
+          id: string
+          last_number: number
+          tenant_id: string
+        }
+        Insert: {
+          day: string
+          id?: string
+          last_number: number
+          tenant_id: string
+        }
+        Update: {
+          day?: string
+          id?: string
+          last_number?: number
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "ticket_protocol_counters_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      tickets: {
+        Row: {
+          assignee_id: string | null
+          awaiting_reply_since: string | null
+          category: string | null
+          closed_at: string | null
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          created_by: string | null
+          description: string | null
+          first_response_at: string | null
+          first_response_due_at: string | null
+          first_response_warn_at: string | null
+          id: string
+          next_response_cycle: number
+          next_response_due_at: string | null
+          next_response_warn_at: string | null
+          priority: string
+          protocol: string
+          reopened_count: number
+          resolution_due_at: string | null
+          resolution_warn_at: string | null
+          resolved_at: string | null
+          sla_due_at: string | null
+          sla_next_check_at: string | null
+          sla_paused_at: string | null
+          sla_paused_seconds: number
+          sla_policy_id: string | null
+          sla_started_at: string
+          source: string
+          status: string
+          team_id: string | null
+          tenant_id: string
+          title: string
+          updated_at: string
+        }
+        Insert: {
+          assignee_id?: string | null
+          awaiting_reply_since?: string | null
+          category?: string | null
+          closed_at?: string | null
+          contact_id: string
+          conversation_id: string
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          first_response_at?: string | null
+          first_response_due_at?: string | null
+          first_response_warn_at?: string | null
+          id?: string
+          next_response_cycle?: number
+          next_response_due_at?: string | null
+          next_response_warn_at?: string | null
+          priority?: string
+          protocol: string
+          reopened_count?: number
+          resolution_due_at?: string | null
+          resolution_warn_at?: string | null
+          resolved_at?: string | null
+          sla_due_at?: string | null
+          sla_next_check_at?: string | null
+          sla_paused_at?: string | null
+          sla_paused_seconds?: number
+          sla_policy_id?: string | null
+          sla_started_at?: string
+          source?: string
+          status?: string
+          team_id?: string | null
+          tenant_id: string
+          title: string
+          updated_at?: string
+        }
+        Update: {
+          assignee_id?: string | null
+          awaiting_reply_since?: string | null
+          category?: string | null
+          closed_at?: string | null
+          contact_id?: string
+          conversation_id?: string
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          first_response_at?: string | null
+          first_response_due_at?: string | null
+          first_response_warn_at?: string | null
+          id?: string
+          next_response_cycle?: number
+          next_response_due_at?: string | null
+          next_response_warn_at?: string | null
+          priority?: string
+          protocol?: string
+          reopened_count?: number
+          resolution_due_at?: string | null
+          resolution_warn_at?: string | null
+          resolved_at?: string | null
+          sla_due_at?: string | null
+          sla_next_check_at?: string | null
+          sla_paused_at?: string | null
+          sla_paused_seconds?: number
+          sla_policy_id?: string | null
+          sla_started_at?: string
+          source?: string
+          status?: string
+          team_id?: string | null
+          tenant_id?: string
+          title?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "tickets_tenant_id_assignee_id_fkey"
+            columns: ["tenant_id", "assignee_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_sla_policy_id_fkey"
+            columns: ["tenant_id", "sla_policy_id"]
+            referencedRelation: "sla_policies"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "tickets_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -3712,6 +4925,85 @@ export type Database = {
           },
         ]
       }
+      certificates_expiry: {
+        Row: {
+          alert_07d_sent_at: string | null
+          alert_30d_sent_at: string | null
+          alert_error: string | null
+          contact_id: string | null
+          created_at: string | null
+          days_to_expire: number | null
+          expires_at: string | null
+          id: string | null
+          issued_at: string | null
+          renewal_lead_id: string | null
+          service_id: string | null
+          status: string | null
+          tenant_id: string | null
+          type: string | null
+          updated_at: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "certificates_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_renewal_lead_id_fkey"
+            columns: ["tenant_id", "renewal_lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "certificates_tenant_id_service_id_fkey"
+            columns: ["tenant_id", "service_id"]
+            referencedRelation: "services"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      flow_block_stats: {
+        Row: {
+          block_id: string | null
+          block_type: string | null
+          completion_rate: number | null
+          drop_offs: number | null
+          executions_reached: number | null
+          executions_started: number | null
+          flow_id: string | null
+          flow_version_id: string | null
+          tenant_id: string | null
+          visits: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "flow_steps_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_id_fkey"
+            columns: ["tenant_id", "flow_id"]
+            referencedRelation: "flows"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "flow_steps_tenant_id_flow_version_id_fkey"
+            columns: ["tenant_id", "flow_version_id"]
+            referencedRelation: "flow_versions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
     }
     Functions: {
       accept_invite: {
@@ -3721,7 +5013,9 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
+          last_seen_at: string | null
           max_concurrent_conversations: number
+          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -3731,69 +5025,6 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
-      add_note: {
-        Args: { content: string; conversation_id: string }
-        Returns: {
-          ai_input_tokens: number | null
-          ai_latency_ms: number | null
-          ai_model: string | null
-          ai_output_tokens: number | null
-          attempts: number
-          contact_id: string
-          content: string | null
-          content_masked: string | null
-          conversation_id: string
-          created_at: string
-          delivered_at: string | null
-          direction: string
-          error_code: number | null
-          error_details: string | null
-          error_title: string | null
-          failed_at: string | null
-          forwarded: boolean
-          id: string
-          intent: string | null
-          interactive_reply_id: string | null
-          is_voice: boolean
-          lease_until: string | null
-          leased_by: string | null
-          max_attempts: number
-          media_filename: string | null
-          media_id: string | null
-          media_mime_type: string | null
-          media_sha256: string | null
-          media_size: number | null
-          media_storage_path: string | null
-          next_attempt_at: string | null
-          payload: NonNullable<Json>
-          played_at: string | null
-          pricing_category: string | null
-          pricing_model: string | null
-          reaction_at: string | null
-          reaction_emoji: string | null
-          read_at: string | null
-          referral: Json | null
-          reply_to_message_id: string | null
-          reply_to_wamid: string | null
-          sender_member_id: string | null
-          sender_type: string
-          sent_at: string | null
-          status: string
-          tenant_id: string
-          transcription: string | null
-          type: string
-          updated_at: string
-          wa_timestamp: string | null
-          wamid: string | null
-          whatsapp_number_id: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "messages"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -3938,60 +5169,6 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
-      assign_conversation: {
-        Args: { conversation_id: string; member_id: string; note?: string }
-        Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
-          created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
-          id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
-          referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
-          tenant_id: string
-          transcript: string | null
-          unread_count: number
-          updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "conversations"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -4004,7 +5181,9 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
+          last_seen_at: string | null
           max_concurrent_conversations: number
+          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -4018,56 +5197,46 @@ export type Database = {
           isSetofReturn: false
         }
       }
-      close_conversation: {
-        Args: { conversation_id: string; note?: string }
+      create_lead: {
+        Args: {
+          contact_id?: string
+          email?: string
+          interest?: string
+          name?: string
+          phone?: string
+          score?: number
+          source?: string
+          source_ref?: string
+          tenant_id?: string
+        }
         Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
+          company: string | null
+          contact_id: string | null
+          converted_at: string | null
           created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
+          crm_synced_at: string | null
+          custom_fields: NonNullable<Json>
+          email: string | null
+          external_id: string | null
           id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
+          interest: string | null
+          lost_reason: string | null
+          name: string
+          notes: string | null
+          owner_id: string | null
+          phone: string | null
+          position: string | null
           referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
+          score: number
+          source: string
+          source_ref: string | null
+          stage: string
           tenant_id: string
-          transcript: string | null
-          unread_count: number
           updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
         }
         SetofOptions: {
           from: "*"
-          to: "conversations"
+          to: "leads"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4129,9 +5298,7 @@ export type Database = {
           name: string
           notification_email: string | null
           notification_webhook_url: string | null
-          offline_grace: string
           plan_id: string
-          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -4144,6 +5311,60 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "tenants"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      create_ticket: {
+        Args: {
+          assignee_id?: string
+          category?: string
+          conversation_id: string
+          description?: string
+          priority?: string
+          source?: string
+          team_id?: string
+          title: string
+        }
+        Returns: {
+          assignee_id: string | null
+          awaiting_reply_since: string | null
+          category: string | null
+          closed_at: string | null
+          contact_id: string
+          conversation_id: string
+          created_at: string
+          created_by: string | null
+          description: string | null
+          first_response_at: string | null
+          first_response_due_at: string | null
+          first_response_warn_at: string | null
+          id: string
+          next_response_cycle: number
+          next_response_due_at: string | null
+          next_response_warn_at: string | null
+          priority: string
+          protocol: string
+          reopened_count: number
+          resolution_due_at: string | null
+          resolution_warn_at: string | null
+          resolved_at: string | null
+          sla_due_at: string | null
+          sla_next_check_at: string | null
+          sla_paused_at: string | null
+          sla_paused_seconds: number
+          sla_policy_id: string | null
+          sla_started_at: string
+          source: string
+          status: string
+          team_id: string | null
+          tenant_id: string
+          title: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "tickets"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4188,6 +5409,79 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      end_flow_execution: {
+        Args: { execution_id: string; reason?: string }
+        Returns: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_executions"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      flow_begin_turn: { Args: { message_id: string }; Returns: Json }
+      flow_commit_turn: {
+        Args: { execution_id: string; revision: number; turn: Json }
+        Returns: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_executions"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       handoff_conversation: {
         Args: { conversation_id: string; reason?: string; team_id?: string }
         Returns: {
@@ -4200,9 +5494,7 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
-          csat_answered_at: string | null
           csat_comment: string | null
-          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -4224,7 +5516,6 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
-          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -4242,30 +5533,32 @@ export type Database = {
           isSetofReturn: false
         }
       }
-      heartbeat: {
-        Args: { tenant_id: string }
+      import_campaign_csv: {
+        Args: { campaign_id: string; csv: string; file_name?: string }
         Returns: {
-          expires_at: string | null
+          errors: NonNullable<Json>
+          failed_rows: number
+          file_name: string | null
+          finished_at: string | null
           id: string
-          last_assigned_at: string | null
-          last_heartbeat_at: string | null
-          member_id: string
-          offline_since: string | null
-          open_conversations: number
-          resume_status: string | null
+          imported_rows: number
+          kind: string
+          source: string
+          started_at: string
+          started_by: string | null
           status: string
           tenant_id: string
-          updated_at: string
+          total_rows: number
         }
         SetofOptions: {
           from: "*"
-          to: "agent_presence"
+          to: "import_logs"
           isOneToOne: true
           isSetofReturn: false
         }
       }
-      import_campaign_csv: {
-        Args: { campaign_id: string; csv: string; file_name?: string }
+      import_leads: {
+        Args: { file_name: string; rows: Json; tenant_id: string }
         Returns: {
           errors: NonNullable<Json>
           failed_rows: number
@@ -4445,9 +5738,7 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
-          csat_answered_at: string | null
           csat_comment: string | null
-          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -4469,7 +5760,6 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
-          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -4517,56 +5807,23 @@ export type Database = {
         Args: { contact_id: string; template_id: string; variables?: Json }
         Returns: Json
       }
-      pull_next_conversation: {
-        Args: { team_id?: string; tenant_id: string }
+      publish_flow: {
+        Args: { version_id: string }
         Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
+          canvas: NonNullable<Json>
           created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
+          flow_id: string
+          graph: NonNullable<Json>
           id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
-          referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
+          published_at: string | null
+          published_by: string | null
           tenant_id: string
-          transcript: string | null
-          unread_count: number
           updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
+          version: number
         }
         SetofOptions: {
           from: "*"
-          to: "conversations"
+          to: "flow_versions"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4588,60 +5845,6 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "contact_consents"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
-      reopen_conversation: {
-        Args: { conversation_id: string }
-        Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
-          created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
-          id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
-          referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
-          tenant_id: string
-          transcript: string | null
-          unread_count: number
-          updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -4674,60 +5877,6 @@ export type Database = {
         }
       }
       request_template_sync: { Args: { tenant_id: string }; Returns: number }
-      resolve_conversation: {
-        Args: { conversation_id: string; send_csat?: boolean }
-        Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
-          created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
-          id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
-          referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
-          tenant_id: string
-          transcript: string | null
-          unread_count: number
-          updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "conversations"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
       rotate_webhook_secret: {
         Args: { endpoint_id: string; overlap?: string }
         Returns: string
@@ -4844,69 +5993,6 @@ export type Database = {
           isSetofReturn: false
         }
       }
-      send_quick_reply: {
-        Args: { conversation_id: string; shortcut: string }
-        Returns: {
-          ai_input_tokens: number | null
-          ai_latency_ms: number | null
-          ai_model: string | null
-          ai_output_tokens: number | null
-          attempts: number
-          contact_id: string
-          content: string | null
-          content_masked: string | null
-          conversation_id: string
-          created_at: string
-          delivered_at: string | null
-          direction: string
-          error_code: number | null
-          error_details: string | null
-          error_title: string | null
-          failed_at: string | null
-          forwarded: boolean
-          id: string
-          intent: string | null
-          interactive_reply_id: string | null
-          is_voice: boolean
-          lease_until: string | null
-          leased_by: string | null
-          max_attempts: number
-          media_filename: string | null
-          media_id: string | null
-          media_mime_type: string | null
-          media_sha256: string | null
-          media_size: number | null
-          media_storage_path: string | null
-          next_attempt_at: string | null
-          payload: NonNullable<Json>
-          played_at: string | null
-          pricing_category: string | null
-          pricing_model: string | null
-          reaction_at: string | null
-          reaction_emoji: string | null
-          read_at: string | null
-          referral: Json | null
-          reply_to_message_id: string | null
-          reply_to_wamid: string | null
-          sender_member_id: string | null
-          sender_type: string
-          sent_at: string | null
-          status: string
-          tenant_id: string
-          transcription: string | null
-          type: string
-          updated_at: string
-          wa_timestamp: string | null
-          wamid: string | null
-          whatsapp_number_id: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "messages"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
       set_campaign_list: {
         Args: { campaign_id: string; contact_ids: string[] }
         Returns: number
@@ -4960,85 +6046,9 @@ export type Database = {
         Args: { integration_id: string; secret: string }
         Returns: string
       }
-      set_presence: {
-        Args: { status: string; tenant_id: string }
-        Returns: {
-          expires_at: string | null
-          id: string
-          last_assigned_at: string | null
-          last_heartbeat_at: string | null
-          member_id: string
-          offline_since: string | null
-          open_conversations: number
-          resume_status: string | null
-          status: string
-          tenant_id: string
-          updated_at: string
-        }
-        SetofOptions: {
-          from: "*"
-          to: "agent_presence"
-          isOneToOne: true
-          isSetofReturn: false
-        }
-      }
       set_whatsapp_number_secret: {
         Args: { kind: string; secret: string; whatsapp_number_id: string }
         Returns: string
-      }
-      snooze_conversation: {
-        Args: { conversation_id: string; until: string }
-        Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
-          created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
-          id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
-          referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
-          tenant_id: string
-          transcript: string | null
-          unread_count: number
-          updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "conversations"
-          isOneToOne: true
-          isSetofReturn: false
-        }
       }
       start_campaign: {
         Args: { campaign_id: string }
@@ -5097,9 +6107,7 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
-          csat_answered_at: string | null
           csat_comment: string | null
-          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -5121,7 +6129,6 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
-          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -5135,6 +6142,42 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      start_flow: {
+        Args: { conversation_id: string; flow_id: string }
+        Returns: {
+          awaiting: string | null
+          contact_id: string
+          conversation_id: string
+          current_block: string | null
+          end_reason: string | null
+          ended_at: string | null
+          expires_at: string
+          flow_id: string
+          flow_version_id: string
+          id: string
+          last_activity_at: string
+          last_input: string | null
+          page: number
+          pending_event: string | null
+          retries: number
+          revision: number
+          started_at: string
+          started_by: string
+          started_by_member: string | null
+          status: string
+          tenant_id: string
+          variables: NonNullable<Json>
+          visits: NonNullable<Json>
+          wait_until: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "flow_executions"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -5181,64 +6224,9 @@ export type Database = {
         }
         Returns: undefined
       }
-      transfer_conversation: {
-        Args: {
-          conversation_id: string
-          note?: string
-          to_member_id?: string
-          to_team_id?: string
-        }
-        Returns: {
-          assigned_at: string | null
-          assignee_id: string | null
-          bot_id: string | null
-          channel: string
-          close_reason: string | null
-          closed_at: string | null
-          contact_id: string
-          created_at: string
-          csat: number | null
-          csat_answered_at: string | null
-          csat_comment: string | null
-          csat_requested_at: string | null
-          first_message_at: string | null
-          first_response_at: string | null
-          flow_id: string | null
-          flow_node: string | null
-          flow_state: NonNullable<Json>
-          handoff_at: string | null
-          handoff_reason: string | null
-          id: string
-          inbound_count: number
-          last_customer_message_at: string | null
-          last_intent: string | null
-          last_message_at: string | null
-          last_message_direction: string | null
-          last_message_preview: string | null
-          message_count: number
-          mode: string
-          outbound_count: number
-          priority: string
-          queued_at: string | null
-          referral: Json | null
-          resolved_at: string | null
-          snoozed_until: string | null
-          status: string
-          tags: string[]
-          team_id: string | null
-          tenant_id: string
-          transcript: string | null
-          unread_count: number
-          updated_at: string
-          whatsapp_number_id: string | null
-          window_expires_at: string | null
-        }
-        SetofOptions: {
-          from: "*"
-          to: "conversations"
-          isOneToOne: true
-          isSetofReturn: false
-        }
+      ticket_status_for_customer: {
+        Args: { conversation_id: string; protocol: string }
+        Returns: string
       }
       tts_cache_lookup: {
         Args: {

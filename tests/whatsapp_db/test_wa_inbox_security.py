@@ -312,7 +312,10 @@ TOO_BIG = [
      "location.name has 1001"),
     ({"type": "reaction", "reaction": {"message_id": "wamid.X", "emoji": "muito obrigado"}}, "one emoji"),
     ({"type": "interactive", "interactive": {"type": "product_list", "body": {"text": "x"}}},
-     "button, list or cta_url"),
+     "button, list, cta_url or flow"),
+    ({"type": "interactive", "interactive": {"type": "flow", "body": {"text": "x"},
+                                             "action": {"name": "flow", "parameters": {"flow_cta": "Ver"}}}},
+     "parameters.flow_id is required"),
     ({"type": "contacts", "contacts": [{"phones": [{"phone": "+5511"}]}]}, "formatted_name is required"),
 ]
 

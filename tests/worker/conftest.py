@@ -13,9 +13,11 @@ from loop_support import MARIA, SIMULATOR_URL, WORKER_URL
 from support import Db
 from zapbase.bot import AIResponder, ai_responder
 from zapbase.db.pool import Pool, open_pool
+from zapbase.flows.engine import FlowEngine
 from zapbase.settings import Settings
 from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig
 from zapbase.simulator import create_app as create_simulator
+from zapbase.standins.orders import OrdersStandIn
 from zapbase.storage import LocalStorage
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.http import create_app, webhook_path
@@ -83,3 +85,15 @@ async def offline_responder(
     """The AI bot as `zapbase up` builds it without keys: the local provider answers."""
     async with ai_responder(loop_settings, pool=pool, api=graph_api, media=media_storage) as responder:
         yield responder
+
+
+@pytest.fixture
+def orders() -> OrdersStandIn:
+    """The shop's order API the flows' http blocks call (http://orders.test in local mode)."""
+    return OrdersStandIn()
+
+
+@pytest.fixture
+async def flow_engine(orders: OrdersStandIn, offline_responder: AIResponder) -> AsyncIterator[FlowEngine]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=orders.app)) as http:
+        yield FlowEngine(http=http, local_mode=True, asker=offline_responder)

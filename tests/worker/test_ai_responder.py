@@ -41,6 +41,7 @@ from zapbase.bot.rules import (
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.embedded import free_port
 from zapbase.db.pool import Pool, open_pool
+from zapbase.flows.engine import FlowEngine
 from zapbase.knowledge.embedders import HashingEmbedder
 from zapbase.knowledge.seed import aingest_seed_knowledge
 from zapbase.settings import Settings, find_project_dir
@@ -143,9 +144,10 @@ async def knowledge(db: Db, pool: Pool) -> None:
 
 
 def processor(pool: Pool, api: GraphAPI, storage: LocalStorage, responder: AIResponder) -> Processor:
-    return Processor(
-        pool=pool, api=api, storage=storage, responder=responder, metrics=Metrics(), worker_id="p"
-    )
+    # no flow exists in these tests: its engine never calls out
+    flows = FlowEngine(http=httpx.AsyncClient(), asker=responder)
+    return Processor(pool=pool, api=api, storage=storage, responder=responder, flows=flows,
+                     metrics=Metrics(), worker_id="p")  # fmt: skip
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from support import Db
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, matches_keyword
 from zapbase.bot.rules import CANNOT_LISTEN
 from zapbase.db.pool import Pool
+from zapbase.flows.engine import FlowEngine
 from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.storage import LocalStorage, SupabaseStorage
 from zapbase.whatsapp import GraphAPI
@@ -32,12 +33,12 @@ ProcessorFactory = Callable[..., Processor]
 @pytest.fixture
 def make_processor(
     pool: Pool, graph_api: GraphAPI, media_storage: LocalStorage, metrics: Metrics,
-    offline_responder: AIResponder,
+    offline_responder: AIResponder, flow_engine: FlowEngine,
 ) -> ProcessorFactory:  # fmt: skip
     def make(worker_id: str = "processor-a", responder: BotResponder | None = None) -> Processor:
         return Processor(
-            pool=pool, api=graph_api, storage=media_storage,
-            responder=responder or offline_responder, metrics=metrics, worker_id=worker_id,
+            pool=pool, api=graph_api, storage=media_storage, responder=responder or offline_responder,
+            flows=flow_engine, metrics=metrics, worker_id=worker_id,
         )  # fmt: skip
 
     return make
@@ -149,7 +150,7 @@ async def test_human_mode_is_left_to_the_agents(
     assert processed(metrics, "human", "processed") == 1
 
 
-async def test_flow_mode_is_ignored_for_now(
+async def test_flow_mode_without_a_running_flow_goes_back_to_the_bot(
     db: Db, maria: SimulatedUser, make_processor: ProcessorFactory
 ) -> None:
     await maria.send_text("Oi")
@@ -158,10 +159,11 @@ async def test_flow_mode_is_ignored_for_now(
 
     assert await make_processor().run_once() == 1
 
-    message = db.sql("select * from public.messages where conversation_id = %s", (conversation,))
-    assert [(m["status"], m["error_details"]) for m in message] == [
-        ("ignored", "flow mode is not implemented yet")
-    ]
+    message = db.sql("select * from public.messages where conversation_id = %s and direction = 'inbound'",
+                     (conversation,))  # fmt: skip
+    assert [(m["status"], m["error_details"]) for m in message] == [("processed", None)]
+    assert db.value("select mode from public.conversations where id = %s", (conversation,)) == "bot"
+    assert [r["content"] for r in outbound(db, conversation)] == [WELCOME]
 
 
 async def test_a_bot_switched_off_mid_conversation_hands_it_to_humans(

@@ -199,6 +199,12 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     delivered, events, verified, duplicates = map(int, hooks.groups())
     assert delivered == events == verified > 10 and duplicates == 0
     assert db.value("select count(*) from public.webhook_endpoints") == 0  # removed after the demo
+    # The flow chapter: a second customer tracks an order with the published flow.
+    for expected in ('Flow "Rastreio de pedidos"', "Qual é o CPF usado na compra?", "Esse CPF não é válido",
+                     "Encontrei o pedido PED-1042", "[Falar com atendente]", "public.flow_steps",
+                     "public.flow_block_stats", "reason: pediu atendente no rastreio"):  # fmt: skip
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    assert "52998224725" not in out  # the step log shows the CPF masked
     # The rows behind the printout.
     [conversation] = db.sql("select c.* from public.conversations c join public.contacts k"
                             " on k.id = c.contact_id where k.profile_name = 'Maria Silva'")

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from zapbase.ai.types import AttemptStatus, GatewayResponse, Refusal
+from zapbase.ai.types import AttemptStatus, ChatMessage, ChatRequest, GatewayResponse, Refusal
 from zapbase.bot.config import Bot, daily_cap_reached, find_bot, load_policy
 from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
@@ -57,14 +57,20 @@ from zapbase.bot.rules import (
 from zapbase.bot.tickets import open_ticket, ticket_status
 from zapbase.bot.voice import Listener, Speaker
 from zapbase.db.pool import Connect, Connection
+from zapbase.errors import ZapbaseError
 from zapbase.storage import ObjectStore
 from zapbase.whatsapp.inbound import InboundMessage, Outgoing, Reply
 
-__all__ = ["AIResponder"]
+__all__ = ["FLOW_FEATURE", "AIResponder", "AskFailed"]
 
 _logger = logging.getLogger(__name__)
 
 _TEXT_MAX = 4096  # WhatsApp's limit for a text body
+FLOW_FEATURE = "flow"  # ai_usage.feature of flows' AI blocks
+
+
+class AskFailed(ZapbaseError):
+    """A flow's AI block got no answer (budget refusal, providers failed, empty answer)."""
 _SEEN_BEFORE = """
 select exists (
   select 1 from public.messages m, public.messages me
@@ -153,6 +159,25 @@ class AIResponder:
             opened = await open_ticket(conn, message.conversation_id, text)
         _logger.info("conversation %s: ticket %s opened by the bot", message.conversation_id, opened)
         return _text(TICKET_OPENED.format(protocol=opened))
+
+    async def ask(self, message: InboundMessage, prompt: str) -> str:
+        """A flow's AI block: the model's answer to `prompt` with the conversation's bot's
+        instructions and gateway policy (budget, usage log, cache and fallback as for replies);
+        raises AskFailed when the budget refuses or the providers fail."""
+        async with self._connect() as conn:
+            bot = await find_bot(conn, message)
+            policy = await load_policy(conn, message.tenant_id, bot.model_policy_id if bot else None)
+            gateway = await self._gateways.for_tenant(conn, message.tenant_id)
+        account = accounting(bot, message) if bot is not None else {
+            "tenant_id": str(message.tenant_id), "conversation_id": str(message.conversation_id),
+            "message_id": str(message.message_id), "request_id": message.wamid}  # fmt: skip
+        request = ChatRequest(messages=(ChatMessage(role="user", content=prompt),),
+                              system=bot.system_prompt.strip() if bot else "", feature=FLOW_FEATURE,
+                              max_tokens=bot.max_tokens if bot else 600, **account)  # fmt: skip
+        response = await gateway.chat(request, policy)
+        if response.result is None or not response.result.text.strip():
+            raise AskFailed(_failure_reason(response))
+        return response.result.text.strip()[:_TEXT_MAX]
 
     async def _answer(self, message: InboundMessage, bot: Bot, text: str, memory: Memory) -> Reply:
         """The model's reply from knowledge and memory; its voice note when the bot speaks."""

@@ -7,6 +7,7 @@ URL through the injected `httpx.AsyncClient` (an `ASGITransport` onto the worker
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -162,6 +163,19 @@ class SimulatedUser:
         reply = {"type": "list_reply", "list_reply": chosen}
         return await self._send("interactive", reply, context=message.wamid)
 
+    async def send_ad_reply(self, body: str, *, source_id: str, headline: str = "Oferta") -> WebhookDelivery:
+        """The first message of a Click-to-WhatsApp ad: a text with the ad's `referral`."""
+        referral = {"source_url": f"https://fb.me/{source_id}", "source_id": source_id, "source_type": "ad",
+                    "headline": headline, "body": headline, "media_type": "image",
+                    "ctwa_clid": f"clid-{source_id}"}  # fmt: skip
+        return await self._send("text", {"body": body}, referral=referral)
+
+    async def submit_flow(self, message: ReceivedMessage, response: Mapping[str, Any]) -> WebhookDelivery:
+        """Complete the WhatsApp Flow (form) of an interactive flow message: an nfm_reply."""
+        reply = {"type": "nfm_reply",
+                 "nfm_reply": {"name": "flow", "body": "Sent", "response_json": json.dumps(response)}}
+        return await self._send("interactive", reply, context=message.wamid)
+
     async def tap_quick_reply(self, message: ReceivedMessage, *, payload: str, text: str) -> WebhookDelivery:
         """Tap a quick-reply button of a template (webhook type `button`)."""
         return await self._send("button", {"payload": payload, "text": text}, context=message.wamid)
@@ -240,6 +254,7 @@ class SimulatedUser:
         *,
         context: str | None = None,
         reply_to: str | None = None,
+        referral: Mapping[str, Any] | None = None,
     ) -> WebhookDelivery:
         wamid = new_wamid()
         quoted = context or reply_to
@@ -252,6 +267,8 @@ class SimulatedUser:
             context={"from": self.number.display_phone_number, "id": quoted} if quoted else None,
             user_id=self.user_id,
         )
+        if referral is not None:
+            message["referral"] = dict(referral)
         value = webhooks.inbound_value(
             wa_id=self.wa_id, name=self.name, message=message, user_id=self.user_id
         )

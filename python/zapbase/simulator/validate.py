@@ -152,8 +152,13 @@ def check_send(body: object, *, media_exists: Callable[[str], bool]) -> SendTarg
             _check_buttons(content)
         elif subtype == "list":
             _check_list(content)
+        elif subtype == "flow":
+            _text(_obj(content, "body", "interactive."), "text", "interactive.body.", 1024, code=131009)
+            parameters = _obj(_obj(content, "action", "interactive."), "parameters", "interactive.action.")
+            _text(parameters, "flow_id", "interactive.action.parameters.", 200)
+            _text(parameters, "flow_cta", "interactive.action.parameters.", 20, code=131009)
         else:
-            raise Invalid(100, "interactive.type must be button or list in the simulator.")
+            raise Invalid(100, "interactive.type must be button, list or flow in the simulator.")
     elif kind in _MEDIA_TYPES:
         _check_media(kind, content, media_exists)
     elif kind == "reaction":

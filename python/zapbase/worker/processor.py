@@ -6,11 +6,15 @@ of each conversation, leased):
 1. media (voice notes, images, documents) are downloaded from the Graph API into
    `ObjectStore` and the row gets `media_storage_path` / `media_size`;
 2. by conversation mode: **human** - nothing (agents answer from the inbox and read
-   receipts are theirs to give); **flow** - not built yet, the message is marked
-   ignored with a log line; **bot** - the message is marked read with the typing
-   indicator and handed to a `BotResponder`, which reads what it needs in short
-   borrows of the pool and calls the providers holding no connection;
-3. the `Reply` it returns and `whatsapp_finish_inbound` commit in one short transaction,
+   receipts are theirs to give); **bot** and **flow** - `FlowEngine.begin` asks SQL
+   whether a flow takes the message (a running execution, a trigger, an expiry, or the
+   system message that wakes a flow started by an agent or a timed-out wait); if one does,
+   the interpreter runs the turn (its http / AI effects hold no connection), else the
+   message is marked read with the typing indicator and handed to a `BotResponder`, which
+   reads what it needs in short borrows of the pool and calls the providers holding no
+   connection;
+3. the replies (and the flow's state, steps, actions and handoff) and
+   `whatsapp_finish_inbound` commit in one short transaction,
    so a crash leaves either both or neither (a retry never queues a second reply). That
    transaction first locks the message and checks the lease is still this worker's: a
    replica that claimed it after the lease ran out answers it instead, never both.
@@ -31,10 +35,11 @@ from psycopg.types.json import Jsonb
 
 from zapbase.db.pool import Connection, Pool
 from zapbase.errors import ZapbaseError
+from zapbase.flows.engine import Begun, FlowEngine
 from zapbase.storage import DEFAULT_BUCKET, ObjectStore, media_key
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.whatsapp.errors import WhatsAppError
-from zapbase.whatsapp.inbound import InboundMessage, Reply
+from zapbase.whatsapp.inbound import InboundMessage, Outgoing, Reply
 from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
 
@@ -78,6 +83,7 @@ class Processor(QueueLoop):
     * **api** - Graph API client (media downloads, read receipts).
     * **storage** - where downloaded media go.
     * **responder** - answers messages of conversations in bot mode.
+    * **flows** - runs the flow turns of conversations in bot and flow mode.
     * **concurrency** - messages claimed per round, all handled at once (none waits for a
       slot while its lease runs out).
     * **metrics**, **worker_id**, **lease_seconds**, **poll_interval** - as for the sender.
@@ -91,6 +97,7 @@ class Processor(QueueLoop):
         api: GraphAPI,
         storage: ObjectStore,
         responder: BotResponder,
+        flows: FlowEngine,
         metrics: Metrics,
         worker_id: str,
         bucket: str = DEFAULT_BUCKET,
@@ -103,6 +110,7 @@ class Processor(QueueLoop):
         self._api = api
         self._storage = storage
         self._responder = responder
+        self._flows = flows
         self._metrics = metrics
         self.worker_id = worker_id
         self._bucket = bucket
@@ -139,30 +147,45 @@ class Processor(QueueLoop):
         """Store media, then act by conversation mode; raises to have the message retried."""
         message, media_problem = await self._store_media(message)
         mode = message.conversation_mode
-        if mode == "bot" and not message.may_reply:
+        if mode in ("bot", "flow") and not message.may_reply:
             # e.g. the customer's own "PARAR": nothing may be sent back, so no model is asked
             async with self._pool.connection() as conn:
                 await self._finish(conn, message, "ignored", "the contact may not be messaged")
-        elif mode == "bot":
-            await self._mark_read(message)
-            reply = await self._responder.respond(message)
-            # Shielded: once the responder ran, its reply and "processed" commit together.
-            with anyio.CancelScope(shield=True):
-                async with self._pool.connection() as conn, conn.transaction():
-                    await self._write(conn, message, reply)
-                    await self._finish(conn, message, "processed", media_problem)
-        elif mode == "flow":
-            _logger.warning(
-                "conversation %s is in flow mode, which this worker does not run yet: message %s ignored",
-                message.conversation_id,
-                message.message_id,
-            )
+        elif mode in ("bot", "flow"):
             async with self._pool.connection() as conn:
-                await self._finish(conn, message, "ignored", "flow mode is not implemented yet")
+                begun = await self._flows.begin(conn, message)
+            if begun is not None:
+                mode = "flow"
+                await self._run_flow(message, begun, media_problem)
+            elif message.type == "system":  # a wake-up for a flow that ended meanwhile
+                async with self._pool.connection() as conn:
+                    await self._finish(conn, message, "ignored", "no flow to run")
+            else:
+                mode = "bot"
+                await self._mark_read(message)
+                reply = await self._responder.respond(message)
+                # Shielded: once the responder ran, its reply and "processed" commit together.
+                with anyio.CancelScope(shield=True):
+                    async with self._pool.connection() as conn, conn.transaction():
+                        await self._write(conn, message, reply)
+                        await self._finish(conn, message, "processed", media_problem)
         else:
             async with self._pool.connection() as conn:
                 await self._finish(conn, message, "processed", media_problem)
         self._metrics.processed.labels(mode=mode, outcome="processed").inc()
+
+    async def _run_flow(self, message: InboundMessage, begun: Begun, media_problem: str | None) -> None:
+        """One flow turn: the interpreter (and its effects), then replies, state and "processed"
+        in one transaction; a turn computed on a state that changed meanwhile is retried."""
+        if message.type != "system":
+            await self._mark_read(message)
+        turn = await self._flows.run(begun, message)
+        reply = Reply(messages=tuple(Outgoing(body=body) for body in turn.messages))
+        with anyio.CancelScope(shield=True):
+            async with self._pool.connection() as conn, conn.transaction():
+                await self._write(conn, message, reply)
+                await self._flows.commit(conn, begun, turn)
+                await self._finish(conn, message, "processed", media_problem)
 
     async def _store_media(self, message: InboundMessage) -> tuple[InboundMessage, str | None]:
         """Download the message's media into storage (once); a media Meta cannot give any

@@ -30,9 +30,10 @@ import uvicorn
 from anyio.abc import TaskGroup
 from psycopg import sql
 
-from zapbase.bot import ai_responder
+from zapbase.bot import AIResponder, ai_responder
 from zapbase.db.pool import Pool, connect, open_pool, worker_url
 from zapbase.errors import DatabaseError
+from zapbase.flows.engine import FlowEngine
 from zapbase.settings import GRAPH_CONNECT_TIMEOUT_S, GRAPH_TIMEOUT_S, Settings
 from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
@@ -124,6 +125,7 @@ class Runner:
     * **settings** - everything configurable (database, ports, Graph URL, leases).
     * **responder** - answers bot-mode messages; the AI bot (`zapbase.bot`) from the settings by default.
     * **storage** - where inbound media go; from the settings by default.
+    * **flow_http** - client of flows' http blocks; the webhook deliverer's (no redirects) by default.
     * **serve_http** - run the HTTP API (webhooks, health, metrics).
     * **handle_signals** - stop on SIGTERM / SIGINT (only from the main thread).
     """
@@ -134,6 +136,7 @@ class Runner:
         *,
         responder: BotResponder | None = None,
         storage: ObjectStore | None = None,
+        flow_http: httpx.AsyncClient | None = None,
         serve_http: bool = True,
         handle_signals: bool = True,
     ) -> None:
@@ -143,6 +146,7 @@ class Runner:
         self.ready = anyio.Event()
         self._responder = responder
         self._storage = storage
+        self._flow_http = flow_http
         self._serve_http = serve_http
         self._handle_signals = handle_signals
         self._stop = anyio.Event()
@@ -209,11 +213,15 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
+            flows = FlowEngine(http=self._flow_http or webhook_http,
+                               local_mode=settings.zapbase_webhooks_local_mode,
+                               asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
             processor = Processor(
                 pool=pool,
                 api=api,
                 storage=storage,
                 responder=responder,
+                flows=flows,
                 metrics=self.metrics,
                 worker_id=self.worker_id,
                 bucket=settings.zapbase_media_bucket,
