@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from zapbase.db.pool import Connection, connect
 from zapbase.errors import ZapbaseError
+from zapbase.hotmart import HOTTOK_HEADER, hotmart_path
 from zapbase.simulator import (
     DEMO_NUMBER,
     ReceivedMessage,
@@ -33,7 +35,9 @@ from zapbase.simulator import (
 if TYPE_CHECKING:
     from zapbase.local_stack import LocalStack
 
-__all__ = ["campaign_chapter", "chat_session", "demo_script", "new_customer", "render_demo"]
+__all__ = [
+    "campaign_chapter", "chat_session", "demo_script", "hotmart_chapter", "new_customer", "render_demo",
+]
 
 
 # -- the scripted demo ----------------------------------------------------------------------
@@ -112,6 +116,7 @@ class DemoResult:
     events: list[dict[str, Any]]
     typing_indicators: int
     campaign: CampaignRun
+    commerce: list[dict[str, Any]]
     support: SupportChapter | None = None
 
 
@@ -219,10 +224,12 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         usage = await (await conn.execute(_USAGE_SQL, (conversation_id,))).fetchall()
         events = await (await conn.execute(_EVENTS_SQL, (conversation_id,))).fetchall()
         support = await support_chapter(stack, conn, f"{wa_id[:-1]}{(int(wa_id[-1]) + 1) % 10}")
+        commerce = await hotmart_chapter(stack.webhooks, stack.runner.http_url, conn, wa_id, conversation_id)
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
     campaign = await campaign_chapter(stack, db_url)
-    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign, support)
+    return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign, commerce,
+                      support)
 
 
 # -- the support desk chapter ---------------------------------------------------------------
@@ -369,6 +376,7 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     out.print(feed)
     if result.support is not None:
         render_support(out, result.support)
+    _render_hotmart(out, result.commerce)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
     _render_campaign(out, result.campaign)
@@ -496,6 +504,83 @@ def _render_campaign(out: Console, run: CampaignRun) -> None:
     shown = ", ".join(f"{k} {c.get(k + '_count')}" for k in counters)
     out.print(f"campaign [bold]{c.get('status')}[/]: {shown}")
     out.print("events: " + " → ".join(dict.fromkeys(run.events)))
+
+
+# -- the Hotmart chapter --------------------------------------------------------------------
+
+DEMO_HOTMART = "00000000-0000-4000-8600-000000000001"  # seed: Loja Demo's Hotmart integration
+DEMO_HOTTOK = "zapbase-demo-hottok"  # seed: its hottok, in the local Vault
+ACCESS_MESSAGE = "Parabéns pela compra! Seu acesso ao Método Fluência: https://hotmart.com/pt-br/club"
+_STUDENT_SQL = """
+select t.status as transaction, c.ltv, c.tags, e.access_status as access, e.progress_pct as progress,
+       e.first_access_origin as origin,
+       (select string_agg(v.type, ', ' order by v.created_at) from public.events v
+         where v.tenant_id = t.tenant_id and v.created_at >= %s
+           and v.type ~ '^(purchase|enrollment|progress)[.]') as events
+  from public.transactions t
+  join public.contacts c on c.id = t.contact_id
+  left join public.enrollments e on e.tenant_id = t.tenant_id and e.contact_id = t.contact_id
+   and e.product_id = t.product_id
+ where t.tenant_id = '00000000-0000-4000-b000-000000000001' and t.code = %s
+"""
+
+
+async def hotmart_chapter(
+    http: httpx.AsyncClient, worker_url: str, conn: Connection, wa_id: str, conversation_id: uuid.UUID,
+    *, settle_s: float = REPLY_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """The customer of the conversation buys a course on Hotmart (her phone matches her
+    contact), gets her access link on WhatsApp, opens the course (origin KPI: whatsapp once
+    that message was delivered, within `settle_s`), completes a module, asks for a refund and
+    gets it: each webhook goes through the worker's route (after one with a wrong hottok,
+    refused); returns, per step, the answer and the rows."""
+    code = f"HPDEMO{secrets.randbelow(10**10):010d}"
+    product = {"id": 4774438, "name": "Método Fluência em 90 Dias"}
+    buyer = {"name": CUSTOMER, "email": f"{wa_id}@example.com.br", "checkout_phone": wa_id[2:]}
+    purchase = {"transaction": code, "price": {"value": 497, "currency_value": "BRL"},
+                "offer": {"code": "k2pasun0"}, "payment": {"type": "PIX", "installments_number": 1}}
+    club = {"product": product, "user": {"name": CUSTOMER, "email": buyer["email"]}}
+    def sale(status: str) -> dict[str, Any]:
+        return {"product": product, "buyer": buyer, "purchase": {**purchase, "status": status}}
+
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("PURCHASE_APPROVED", sale("APPROVED")),
+        ("CLUB_FIRST_ACCESS", club),
+        ("CLUB_MODULE_COMPLETED", {**club, "module": {"id": "Zq4x8Jb1Ok", "name": "Destravando a fala"}}),
+        ("PURCHASE_PROTEST", sale("DISPUTE")),
+        ("PURCHASE_REFUNDED", sale("REFUNDED")),
+    ]
+    url = worker_url + hotmart_path(DEMO_HOTMART)
+    started = await (await conn.execute("select now() as at")).fetchone()
+    rows: list[dict[str, Any]] = []
+    for n, (name, data) in enumerate(steps):
+        body = {"id": str(uuid.uuid4()), "event": name, "version": "2.0.0",
+                "creation_date": int(time.time() * 1000), "data": data}
+        if n == 0:
+            refused = await http.post(url, json=body, headers={HOTTOK_HEADER: "not-the-hottok"})
+            rows.append({"step": f"{name} (wrong hottok)", "http": refused.status_code})
+        answer = await http.post(url, json=body, headers={HOTTOK_HEADER: DEMO_HOTTOK})
+        if n == 0:  # what the customer success team sends on purchase.approved
+            await conn.execute("select public.whatsapp_queue_reply(%s, %s, 'system', null, null)", (
+                conversation_id, Jsonb({"type": "text", "text": {"body": ACCESS_MESSAGE}})))
+            await _settle(conn, conversation_id, timeout=settle_s)
+        cur = await conn.execute(_STUDENT_SQL, (started["at"] if started else None, code))
+        state = await cur.fetchone()
+        rows.append({"step": name, "http": answer.status_code, **(state or {})})
+    return rows
+
+
+def _render_hotmart(out: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Hotmart → commerce: she buys a course (POST /webhooks/hotmart/<integration>)")
+    for column in ("event", "HTTP", "transaction", "LTV", "tags", "enrollment", "progress", "first access"):
+        table.add_column(column)
+    for r in rows:
+        tags = ", ".join(r.get("tags") or []) or "-"
+        table.add_row(r["step"], str(r["http"]), *(_cell("", r.get(k)) for k in ("transaction", "ltv")), tags,
+                      *(_cell("", r.get(k)) for k in ("access", "progress", "origin")))
+    out.print(table)
+    if rows and rows[-1].get("events"):
+        out.print(f"commerce events: {rows[-1]['events']}")
 
 
 def _cell(key: str, value: object) -> str:

@@ -5,6 +5,7 @@ matched to contacts, and the replay of a student's story down to the refund."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,8 @@ import pytest
 from hotmart_corpus import CORPUS, HOTTOK, TENANT, create_integration, dated, event, events_of
 
 from support import Db
-from zapbase.db.pool import Pool, open_pool
+from zapbase.db.pool import Pool, connect, open_pool
+from zapbase.demo import hotmart_chapter
 from zapbase.hotmart import HOTTOK_HEADER, Hottoks, hotmart_path
 from zapbase.settings import Settings
 from zapbase.worker.http import create_app
@@ -575,3 +577,38 @@ async def test_replay_approved_first_access_modules_then_refund_inside_the_guara
         str(contact["id"]),
     )
     assert [r["status"] for r in stored(db)] == ["applied"] * 6
+
+
+# -- the demo's chapter ----------------------------------------------------------------------
+
+
+async def test_the_demo_chapter_tells_a_customers_course_story(db: Db, client: httpx.AsyncClient) -> None:
+    wa_id = "5511955554444"
+    conversation, _ = db.create_conversation(wa_id=wa_id, text="Oi, quero saber do curso")
+    async with await connect(db.url) as conn:
+        # no sender runs here: the access link stays queued, never delivered
+        conversation_id = uuid.UUID(conversation)
+        rows = await hotmart_chapter(client, "http://worker", conn, wa_id, conversation_id, settle_s=0.1)
+    assert [(r["step"], r["http"]) for r in rows] == [
+        ("PURCHASE_APPROVED (wrong hottok)", 401),
+        ("PURCHASE_APPROVED", 200),
+        ("CLUB_FIRST_ACCESS", 200),
+        ("CLUB_MODULE_COMPLETED", 200),
+        ("PURCHASE_PROTEST", 200),
+        ("PURCHASE_REFUNDED", 200),
+    ]
+    assert [(r["transaction"], r["ltv"], r["access"]) for r in rows[1:]] == [
+        ("approved", 497, "active"),
+        ("approved", 497, "active"),
+        ("approved", 497, "active"),
+        ("protested", 497, "active"),
+        ("refunded", 0, "blocked"),
+    ]
+    assert rows[2]["origin"] == "hotmart_email"  # a queued message reached nobody
+    assert rows[-1]["tags"] == ["churn_risk"]
+    assert rows[-1]["events"] == (
+        "purchase.approved, enrollment.first_access, purchase.refund_requested, purchase.refunded"
+    )
+    assert db.value("select count(*) from public.contacts where wa_id = %s", (wa_id,)) == 1
+    access = db.value("select status from public.messages where content like 'Parabéns pela compra%%'")
+    assert access == "queued"
