@@ -572,12 +572,13 @@ async def hotmart_chapter(
 
 def _render_hotmart(out: Console, rows: list[dict[str, Any]]) -> None:
     table = Table(title="Hotmart → commerce: she buys a course (POST /webhooks/hotmart/<integration>)")
-    for column in ("event", "HTTP", "transaction", "LTV", "tags", "enrollment", "progress", "first access"):
+    for column in ("event", "HTTP", "transaction", "LTV", "tags", "access", "%", "first access"):
         table.add_column(column)
     for r in rows:
         tags = ", ".join(r.get("tags") or []) or "-"
-        table.add_row(r["step"], str(r["http"]), *(_cell("", r.get(k)) for k in ("transaction", "ltv")), tags,
-                      *(_cell("", r.get(k)) for k in ("access", "progress", "origin")))
+        ltv, progress = (f"{r[k]:.0f}" if r.get(k) is not None else "-" for k in ("ltv", "progress"))
+        table.add_row(r["step"], str(r["http"]), _cell("", r.get("transaction")), ltv, tags,
+                      _cell("", r.get("access")), progress, _cell("", r.get("origin")))
     out.print(table)
     if rows and rows[-1].get("events"):
         out.print(f"commerce events: {rows[-1]['events']}")

@@ -863,10 +863,11 @@ begin
     elsif e.event = 'CLUB_FIRST_ACCESS' then
       if v_enrollment.first_access_at is null then
         -- KPI: did a WhatsApp message of the tenant reach the student since the purchase?
+        -- (Meta's status times are whole seconds: the purchase's second counts.)
         v_origin := case when exists (
             select 1 from public.messages m
              where m.tenant_id = e.tenant_id and m.contact_id = v_contact and m.direction = 'outbound'
-               and m.delivered_at is not null and m.delivered_at between v_enrollment.started_at and v_at)
+               and m.delivered_at between date_trunc('second', v_enrollment.started_at) and v_at)
           then 'whatsapp' else 'hotmart_email' end;
         update public.enrollments en set first_access_at = v_at, first_access_origin = v_origin
          where en.id = v_enrollment.id;

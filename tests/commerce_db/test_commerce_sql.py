@@ -147,3 +147,19 @@ def test_members_read_managers_edit_the_catalogue_agents_resolve_conflicts(db: D
     with db.as_user(OWNER) as s:
         assert s.rowcount("update public.products set monitoring_enabled = false") == 1
         assert s.value("select count(*) from public.hotmart_events") == 1
+
+
+def test_a_message_delivered_in_the_second_of_the_purchase_counts(db: Db, integration: str) -> None:
+    """Meta's status times are whole seconds: a message delivered within the purchase's
+    second looks earlier than the purchase, and still counts."""
+    body = dated(event("purchase_approved"), -0.01)
+    body["data"]["purchase"]["approved_date"] = body["creation_date"] // 1000 * 1000 + 730
+    ingest(db, integration, body)
+    conversation, _ = db.create_conversation(wa_id="5511987654321", text="Chegou o acesso?")
+    db.sql("insert into public.messages (tenant_id, conversation_id, contact_id, direction, sender_type,"
+           " type, content, status, delivered_at)"
+           " select c.tenant_id, c.id, c.contact_id, 'outbound', 'system', 'text', 'Seu acesso', 'delivered',"
+           " to_timestamp(%s / 1000) from public.conversations c where c.id = %s",
+           (body["creation_date"] // 1000 * 1000, conversation))
+    ingest(db, integration, dated(event("club_first_access"), 0))
+    assert db.value("select first_access_origin from public.enrollments") == "whatsapp"
