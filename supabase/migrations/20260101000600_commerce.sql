@@ -1077,7 +1077,33 @@ begin
 end;
 $$;
 
+-- Raw Hotmart events older than the tenant's retention (plans.raw_event_retention_days, as
+-- WhatsApp's raw bodies). What they did stays in the tables; a redelivery that old is applied
+-- again, which moves nothing backwards and emits nothing twice.
+create or replace function private.job_commerce_hotmart_retention(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_tenant uuid;
+  v_rows integer;
+  v_total integer := 0;
+begin
+  for v_tenant in select t.id from public.tenants t loop
+    delete from public.hotmart_events h
+     where h.tenant_id = v_tenant and h.received_at < private.retention_cutoff(v_tenant, 'inbound_events', as_of);
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+  end loop;
+  return v_total;
+end;
+$$;
+
 insert into public.job_schedules (name, description, cron, function_name) values
+  ('commerce_hotmart_retention', 'Deletes raw Hotmart events older than the tenant''s retention (plans.raw_event_retention_days).',
+   '40 3 * * *', 'private.job_commerce_hotmart_retention'),
   ('commerce_progress_stalled', 'Emits progress.stalled and tags churn_risk for active students with no lesson for commerce.stalled_days.',
    '0 * * * *', 'private.job_commerce_progress_stalled'),
   ('commerce_warranty_ending', 'Emits warranty.ending when a guarantee ends within commerce.warranty_notice_days and progress is below commerce.warranty_progress_pct.',

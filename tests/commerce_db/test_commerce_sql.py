@@ -163,3 +163,13 @@ def test_a_message_delivered_in_the_second_of_the_purchase_counts(db: Db, integr
            (body["creation_date"] // 1000 * 1000, conversation))
     ingest(db, integration, dated(event("club_first_access"), 0))
     assert db.value("select first_access_origin from public.enrollments") == "whatsapp"
+
+
+def test_raw_events_are_kept_for_the_plans_retention(db: Db, integration: str) -> None:
+    ingest(db, integration, event("purchase_approved"))
+    ingest(db, integration, event("club_first_access"))
+    db.sql("update public.hotmart_events set received_at = received_at - interval '400 days'"
+           " where event = 'PURCHASE_APPROVED'")
+    assert run_job(db, "commerce_hotmart_retention", 0) == 1
+    assert [r["event"] for r in db.sql("select event from public.hotmart_events")] == ["CLUB_FIRST_ACCESS"]
+    assert db.value("select count(*) from public.transactions") == 1  # what it did stays
