@@ -64,3 +64,13 @@ values ('00000000-0000-4000-b000-000000000001', '102290129340398', 'lembrete_age
        ('00000000-0000-4000-b000-000000000001', '102290129340398', 'certificado_vencendo', 'pt_BR', 'UTILITY',
         'APPROVED', '[{"type": "BODY", "text": "Olá {{1}}! Seu certificado {{2}} vence em {{3}}. Vamos renovar?"}]')
 on conflict (tenant_id, waba_id, name, language) do nothing;
+
+-- Its Hotmart integration (commerce): the webhook URL /webhooks/hotmart/<id>, the hottok in
+-- the (local) Vault. `zapbase demo` plays a student's purchase through it.
+insert into public.integrations (id, tenant_id, type, provider, name, status)
+values ('00000000-0000-4000-8600-000000000001', '00000000-0000-4000-b000-000000000001', 'payments', 'hotmart',
+        'Hotmart (demo)', 'active')
+on conflict (id) do nothing;
+update public.integrations
+   set secret_id = private.vault_store('integration:' || id, 'zapbase-demo-hottok', 'Hottok of the demo Hotmart integration')
+ where id = '00000000-0000-4000-8600-000000000001' and secret_id is null;

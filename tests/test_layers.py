@@ -19,7 +19,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "settings", "text"),  # shared errors, settings, Portuguese text folding
     ("db", "storage", "whatsapp", "webhooks"),  # connections, migrations; object store; Graph API client;
     # Standard Webhooks signing, address guard, receiver
-    ("ai",),  # AI gateway: providers, chain, ledger, billing of embeddings and speech
+    ("ai", "hotmart"),  # AI gateway: providers, chain, ledger, billing of embeddings and speech;
+    # Hotmart's webhook (postback v2) into the commerce module
     ("knowledge", "tts", "lgpd"),  # knowledge search, speech: both billed through ai; LGPD storage purge
     ("bot", "flows"),  # the AI bot: a claimed message in, a Reply out; flows: graphs, interpreter, engine
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract

@@ -277,7 +277,8 @@ def test_audit_log_hides_vault_ids(db: Db) -> None:
                               " values (%s, 'payments', 'hotmart', 'Hotmart') returning id", (TENANT,))
         secret_id = s.value("select public.set_integration_secret(%s, 'hottok-123')", (integration,))
     rows = db.sql("select action, changes from public.audit_log"
-                  " where resource_type = 'integrations' order by created_at, action")
+                  " where resource_type = 'integrations' and resource_id = %s order by created_at, action",
+                  (integration,))
     assert str(secret_id) not in json.dumps(rows, default=str)
     assert [r["action"] for r in rows] == ["insert", "update"]
     assert rows[1]["changes"]["secret_id"] == {"old": None, "new": "redacted"}

@@ -201,7 +201,7 @@ async function call(
 }
 
 /** The body, or null as soon as it exceeds `limit` bytes (checked while streaming). */
-async function readLimited(req: Request, limit: number): Promise<BufferSource | null> {
+export async function readLimited(req: Request, limit: number): Promise<BufferSource | null> {
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (declared > limit) return null;
   if (req.body === null) return new Uint8Array();
@@ -255,7 +255,7 @@ export async function verifySignature(
 }
 
 /** Compares without an early exit; only the longer length leaks. */
-function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
+export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = a.length ^ b.length;
   for (let i = 0; i < Math.max(a.length, b.length); i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
   return diff === 0;

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -24,6 +25,7 @@ from rich.table import Table
 from zapbase.db.embedded import free_port
 from zapbase.db.pool import Connection, connect
 from zapbase.errors import ZapbaseError
+from zapbase.hotmart import HOTTOK_HEADER, hotmart_path
 from zapbase.simulator import (
     DEMO_NUMBER,
     ReceivedMessage,
@@ -35,8 +37,11 @@ from zapbase.webhooks.receiver import Receiver
 if TYPE_CHECKING:
     from zapbase.local_stack import LocalStack
 
-__all__ = ["automation_chapter", "campaign_chapter", "chat_session", "demo_script", "new_customer",
-           "render_demo"]
+__all__ = [
+    "automation_chapter", "campaign_chapter", "chat_session", "demo_script", "hotmart_chapter",
+    "new_customer",
+    "render_demo",
+]
 
 
 # -- the scripted demo ----------------------------------------------------------------------
@@ -149,6 +154,7 @@ class DemoResult:
     support: SupportChapter
     webhooks: WebhookReport
     flow: FlowChapter
+    commerce: list[dict[str, Any]]
 
 
 async def _next_reply(user: SimulatedUser, seen: int) -> ReceivedMessage:
@@ -321,11 +327,12 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         webhooks = await hooks.report(conn, [str(e["id"]) for e in events])
         support = await support_chapter(stack, conn, f"{wa_id[:-1]}{(int(wa_id[-1]) + 1) % 10}")
         flow = await flow_chapter(stack, conn, wa_id=new_customer())
+        commerce = await hotmart_chapter(stack.webhooks, stack.runner.http_url, conn, wa_id, conversation_id)
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
     campaign = await campaign_chapter(stack, db_url)
     return DemoResult(wa_id, lines, conversation or {}, messages, usage, events, typing, campaign,
-                      automation, support, webhooks, flow)
+                      automation, support, webhooks, flow, commerce)
 
 
 # -- the support desk chapter ---------------------------------------------------------------
@@ -611,6 +618,7 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     )
     render_support(out, result.support)
     render_automation(out, result.automation)
+    _render_hotmart(out, result.commerce)
     inbound = sum(1 for m in result.messages if m["direction"] == "inbound")
     delivered = sum(1 for m in result.messages if m["direction"] == "outbound" and m["status"] == "delivered")
     _render_campaign(out, result.campaign)
@@ -764,6 +772,82 @@ def render_automation(out: Console, chapter: AutomationChapter) -> None:
                     _cell("decision", e["decision"]), _cell("by", e["decided_by"]), e["action"], e["outcome"],
                     _cell("wamid", e["wamid"]), _cell("status", e["message_status"]))
     out.print(log)
+# -- the Hotmart chapter --------------------------------------------------------------------
+
+DEMO_HOTMART = "00000000-0000-4000-8600-000000000001"  # seed: Loja Demo's Hotmart integration
+DEMO_HOTTOK = "zapbase-demo-hottok"  # seed: its hottok, in the local Vault
+ACCESS_MESSAGE = "Parabéns pela compra! Seu acesso ao Método Fluência: https://hotmart.com/pt-br/club"
+_STUDENT_SQL = """
+select t.status as transaction, c.ltv, c.tags, e.access_status as access, e.progress_pct as progress,
+       e.first_access_origin as origin,
+       (select string_agg(v.type, ', ' order by v.created_at) from public.events v
+         where v.tenant_id = t.tenant_id and v.created_at >= %s
+           and v.type ~ '^(purchase|enrollment|progress)[.]') as events
+  from public.transactions t
+  join public.contacts c on c.id = t.contact_id
+  left join public.enrollments e on e.tenant_id = t.tenant_id and e.contact_id = t.contact_id
+   and e.product_id = t.product_id
+ where t.tenant_id = '00000000-0000-4000-b000-000000000001' and t.code = %s
+"""
+
+
+async def hotmart_chapter(
+    http: httpx.AsyncClient, worker_url: str, conn: Connection, wa_id: str, conversation_id: uuid.UUID,
+    *, settle_s: float = REPLY_TIMEOUT_S,
+) -> list[dict[str, Any]]:
+    """The customer of the conversation buys a course on Hotmart (her phone matches her
+    contact), gets her access link on WhatsApp, opens the course (origin KPI: whatsapp once
+    that message was delivered, within `settle_s`), completes a module, asks for a refund and
+    gets it: each webhook goes through the worker's route (after one with a wrong hottok,
+    refused); returns, per step, the answer and the rows."""
+    code = f"HPDEMO{secrets.randbelow(10**10):010d}"
+    product = {"id": 4774438, "name": "Método Fluência em 90 Dias"}
+    buyer = {"name": CUSTOMER, "email": f"{wa_id}@example.com.br", "checkout_phone": wa_id[2:]}
+    purchase = {"transaction": code, "price": {"value": 497, "currency_value": "BRL"},
+                "offer": {"code": "k2pasun0"}, "payment": {"type": "PIX", "installments_number": 1}}
+    club = {"product": product, "user": {"name": CUSTOMER, "email": buyer["email"]}}
+    def sale(status: str) -> dict[str, Any]:
+        return {"product": product, "buyer": buyer, "purchase": {**purchase, "status": status}}
+
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("PURCHASE_APPROVED", sale("APPROVED")),
+        ("CLUB_FIRST_ACCESS", club),
+        ("CLUB_MODULE_COMPLETED", {**club, "module": {"id": "Zq4x8Jb1Ok", "name": "Destravando a fala"}}),
+        ("PURCHASE_PROTEST", sale("DISPUTE")),
+        ("PURCHASE_REFUNDED", sale("REFUNDED")),
+    ]
+    url = worker_url + hotmart_path(DEMO_HOTMART)
+    started = await (await conn.execute("select now() as at")).fetchone()
+    rows: list[dict[str, Any]] = []
+    for n, (name, data) in enumerate(steps):
+        body = {"id": str(uuid.uuid4()), "event": name, "version": "2.0.0",
+                "creation_date": int(time.time() * 1000), "data": data}
+        if n == 0:
+            refused = await http.post(url, json=body, headers={HOTTOK_HEADER: "not-the-hottok"})
+            rows.append({"step": f"{name} (wrong hottok)", "http": refused.status_code})
+        answer = await http.post(url, json=body, headers={HOTTOK_HEADER: DEMO_HOTTOK})
+        if n == 0:  # what the customer success team sends on purchase.approved
+            await conn.execute("select public.whatsapp_queue_reply(%s, %s, 'system', null, null)", (
+                conversation_id, Jsonb({"type": "text", "text": {"body": ACCESS_MESSAGE}})))
+            await _settle(conn, conversation_id, timeout=settle_s)
+        cur = await conn.execute(_STUDENT_SQL, (started["at"] if started else None, code))
+        state = await cur.fetchone()
+        rows.append({"step": name, "http": answer.status_code, **(state or {})})
+    return rows
+
+
+def _render_hotmart(out: Console, rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Hotmart → commerce: she buys a course (POST /webhooks/hotmart/<integration>)")
+    for column in ("event", "HTTP", "transaction", "LTV", "tags", "access", "%", "first access"):
+        table.add_column(column)
+    for r in rows:
+        tags = ", ".join(r.get("tags") or []) or "-"
+        ltv, progress = (f"{r[k]:.0f}" if r.get(k) is not None else "-" for k in ("ltv", "progress"))
+        table.add_row(r["step"], str(r["http"]), _cell("", r.get("transaction")), ltv, tags,
+                      _cell("", r.get("access")), progress, _cell("", r.get("origin")))
+    out.print(table)
+    if rows and rows[-1].get("events"):
+        out.print(f"commerce events: {rows[-1]['events']}")
 
 
 def _cell(key: str, value: object) -> str:

@@ -110,7 +110,8 @@ create table if not exists public.contacts (
   unique (tenant_id, id),
   unique (tenant_id, wa_id),
   unique (tenant_id, user_id),
-  check (wa_id is not null or user_id is not null or lgpd_state = 'anonymised')
+  -- a buyer known only by e-mail or CPF (commerce: Hotmart) is a contact too, not yet reachable
+  check (wa_id is not null or user_id is not null or email is not null or cpf is not null or lgpd_state = 'anonymised')
 );
 -- Every inbound message updates its contact's counters: no index on them (recent contacts
 -- are listed through conversations_tenant_inbox_idx) and room on the page keep those

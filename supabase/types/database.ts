@@ -1238,6 +1238,73 @@ export type Database = {
           },
         ]
       }
+      contact_conflicts: {
+        Row: {
+          contact_id: string | null
+          created_at: string
+          hotmart_event_id: string | null
+          id: string
+          identity: NonNullable<Json>
+          note: string | null
+          other_contact_id: string | null
+          reason: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          contact_id?: string | null
+          created_at?: string
+          hotmart_event_id?: string | null
+          id?: string
+          identity?: NonNullable<Json>
+          note?: string | null
+          other_contact_id?: string | null
+          reason: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          contact_id?: string | null
+          created_at?: string
+          hotmart_event_id?: string | null
+          id?: string
+          identity?: NonNullable<Json>
+          note?: string | null
+          other_contact_id?: string | null
+          reason?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_conflicts_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_conflicts_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "contact_conflicts_tenant_id_hotmart_event_id_fkey"
+            columns: ["tenant_id", "hotmart_event_id"]
+            referencedRelation: "hotmart_events"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_conflicts_tenant_id_other_contact_id_fkey"
+            columns: ["tenant_id", "other_contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       contact_consents: {
         Row: {
           contact_id: string
@@ -1598,6 +1665,52 @@ export type Database = {
           },
         ]
       }
+      course_modules: {
+        Row: {
+          created_at: string
+          hotmart_module_id: string
+          id: string
+          name: string | null
+          position: number | null
+          product_id: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          hotmart_module_id: string
+          id?: string
+          name?: string | null
+          position?: number | null
+          product_id: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          hotmart_module_id?: string
+          id?: string
+          name?: string | null
+          position?: number | null
+          product_id?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "course_modules_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "course_modules_tenant_id_product_id_fkey"
+            columns: ["tenant_id", "product_id"]
+            referencedRelation: "products"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       deal_stage_history: {
         Row: {
           changed_by: string | null
@@ -1825,6 +1938,94 @@ export type Database = {
             foreignKeyName: "document_chunks_tenant_id_source_id_fkey"
             columns: ["tenant_id", "source_id"]
             referencedRelation: "knowledge_sources"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      enrollments: {
+        Row: {
+          access_status: string
+          completed_modules: string[]
+          contact_id: string
+          created_at: string
+          first_access_at: string | null
+          first_access_origin: string | null
+          id: string
+          last_progress_at: string | null
+          plan_name: string | null
+          product_id: string
+          progress_pct: number
+          renews_at: string | null
+          stalls_at: string | null
+          started_at: string
+          subscriber_code: string | null
+          tenant_id: string
+          transaction_id: string | null
+          updated_at: string
+        }
+        Insert: {
+          access_status?: string
+          completed_modules?: string[]
+          contact_id: string
+          created_at?: string
+          first_access_at?: string | null
+          first_access_origin?: string | null
+          id?: string
+          last_progress_at?: string | null
+          plan_name?: string | null
+          product_id: string
+          progress_pct?: number
+          renews_at?: string | null
+          stalls_at?: string | null
+          started_at?: string
+          subscriber_code?: string | null
+          tenant_id: string
+          transaction_id?: string | null
+          updated_at?: string
+        }
+        Update: {
+          access_status?: string
+          completed_modules?: string[]
+          contact_id?: string
+          created_at?: string
+          first_access_at?: string | null
+          first_access_origin?: string | null
+          id?: string
+          last_progress_at?: string | null
+          plan_name?: string | null
+          product_id?: string
+          progress_pct?: number
+          renews_at?: string | null
+          stalls_at?: string | null
+          started_at?: string
+          subscriber_code?: string | null
+          tenant_id?: string
+          transaction_id?: string | null
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "enrollments_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "enrollments_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "enrollments_tenant_id_product_id_fkey"
+            columns: ["tenant_id", "product_id"]
+            referencedRelation: "products"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "enrollments_tenant_id_transaction_id_fkey"
+            columns: ["tenant_id", "transaction_id"]
+            referencedRelation: "transactions"
             referencedColumns: ["tenant_id", "id"]
           },
         ]
@@ -2337,6 +2538,107 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+        ]
+      }
+      hotmart_events: {
+        Row: {
+          applied_at: string | null
+          contact_id: string | null
+          event: string | null
+          event_id: string
+          id: string
+          integration_id: string
+          occurred_at: string | null
+          payload: Json | null
+          raw_body: string | null
+          reason: string | null
+          received_at: string
+          status: string
+          tenant_id: string
+          transaction_id: string | null
+        }
+        Insert: {
+          applied_at?: string | null
+          contact_id?: string | null
+          event?: string | null
+          event_id: string
+          id?: string
+          integration_id: string
+          occurred_at?: string | null
+          payload?: Json | null
+          raw_body?: string | null
+          reason?: string | null
+          received_at?: string
+          status?: string
+          tenant_id: string
+          transaction_id?: string | null
+        }
+        Update: {
+          applied_at?: string | null
+          contact_id?: string | null
+          event?: string | null
+          event_id?: string
+          id?: string
+          integration_id?: string
+          occurred_at?: string | null
+          payload?: Json | null
+          raw_body?: string | null
+          reason?: string | null
+          received_at?: string
+          status?: string
+          tenant_id?: string
+          transaction_id?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "hotmart_events_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "hotmart_events_tenant_id_integration_id_fkey"
+            columns: ["tenant_id", "integration_id"]
+            referencedRelation: "integrations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      hotmart_rejections: {
+        Row: {
+          id: string
+          integration_id: string
+          last_refused_at: string | null
+          refused: number
+          tenant_id: string
+        }
+        Insert: {
+          id?: string
+          integration_id: string
+          last_refused_at?: string | null
+          refused?: number
+          tenant_id: string
+        }
+        Update: {
+          id?: string
+          integration_id?: string
+          last_refused_at?: string | null
+          refused?: number
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "hotmart_rejections_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "hotmart_rejections_tenant_id_integration_id_fkey"
+            columns: ["tenant_id", "integration_id"]
+            referencedRelation: "integrations"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -2888,6 +3190,98 @@ export type Database = {
           },
         ]
       }
+      lesson_progress: {
+        Row: {
+          completed_at: string
+          enrollment_id: string
+          id: string
+          lesson_id: string
+          tenant_id: string
+        }
+        Insert: {
+          completed_at?: string
+          enrollment_id: string
+          id?: string
+          lesson_id: string
+          tenant_id: string
+        }
+        Update: {
+          completed_at?: string
+          enrollment_id?: string
+          id?: string
+          lesson_id?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "lesson_progress_tenant_id_enrollment_id_fkey"
+            columns: ["tenant_id", "enrollment_id"]
+            referencedRelation: "enrollments"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "lesson_progress_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "lesson_progress_tenant_id_lesson_id_fkey"
+            columns: ["tenant_id", "lesson_id"]
+            referencedRelation: "lessons"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      lessons: {
+        Row: {
+          created_at: string
+          drip_days: number | null
+          hotmart_page_hash: string
+          id: string
+          module_id: string
+          name: string | null
+          position: number | null
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          drip_days?: number | null
+          hotmart_page_hash: string
+          id?: string
+          module_id: string
+          name?: string | null
+          position?: number | null
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          drip_days?: number | null
+          hotmart_page_hash?: string
+          id?: string
+          module_id?: string
+          name?: string | null
+          position?: number | null
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "lessons_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "lessons_tenant_id_module_id_fkey"
+            columns: ["tenant_id", "module_id"]
+            referencedRelation: "course_modules"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       members: {
         Row: {
           area: string | null
@@ -3279,6 +3673,55 @@ export type Database = {
           },
         ]
       }
+      offers: {
+        Row: {
+          created_at: string
+          currency: string
+          hotmart_offer_code: string
+          id: string
+          name: string | null
+          price: number | null
+          product_id: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          currency?: string
+          hotmart_offer_code: string
+          id?: string
+          name?: string | null
+          price?: number | null
+          product_id: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          currency?: string
+          hotmart_offer_code?: string
+          id?: string
+          name?: string | null
+          price?: number | null
+          product_id?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "offers_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "offers_tenant_id_product_id_fkey"
+            columns: ["tenant_id", "product_id"]
+            referencedRelation: "products"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       pipeline_stages: {
         Row: {
           created_at: string
@@ -3516,6 +3959,55 @@ export type Database = {
           },
           {
             foreignKeyName: "pricing_overrides_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      products: {
+        Row: {
+          cover_url: string | null
+          created_at: string
+          hotmart_product_id: string | null
+          hotmart_subdomain: string | null
+          hotmart_ucode: string | null
+          id: string
+          monitoring_enabled: boolean
+          name: string
+          tenant_id: string
+          updated_at: string
+          warranty_days: number | null
+        }
+        Insert: {
+          cover_url?: string | null
+          created_at?: string
+          hotmart_product_id?: string | null
+          hotmart_subdomain?: string | null
+          hotmart_ucode?: string | null
+          id?: string
+          monitoring_enabled?: boolean
+          name: string
+          tenant_id: string
+          updated_at?: string
+          warranty_days?: number | null
+        }
+        Update: {
+          cover_url?: string | null
+          created_at?: string
+          hotmart_product_id?: string | null
+          hotmart_subdomain?: string | null
+          hotmart_ucode?: string | null
+          id?: string
+          monitoring_enabled?: boolean
+          name?: string
+          tenant_id?: string
+          updated_at?: string
+          warranty_days?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "products_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
@@ -4449,6 +4941,124 @@ export type Database = {
             foreignKeyName: "tickets_tenant_id_team_id_fkey"
             columns: ["tenant_id", "team_id"]
             referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      transactions: {
+        Row: {
+          anniversary_at: string | null
+          approved_at: string | null
+          billet_barcode: string | null
+          billet_url: string | null
+          code: string
+          contact_id: string | null
+          created_at: string
+          currency: string
+          hotmart_status: string | null
+          id: string
+          installments: number | null
+          last_event_at: string | null
+          offer_id: string | null
+          payment_type: string | null
+          pix_code: string | null
+          pix_expires_at: string | null
+          pix_qrcode_url: string | null
+          product_id: string | null
+          purchased_at: string | null
+          refunded_at: string | null
+          source: string | null
+          status: string
+          subscriber_code: string | null
+          tenant_id: string
+          updated_at: string
+          value: number | null
+          warranty_ends_at: string | null
+          warranty_notice_at: string | null
+        }
+        Insert: {
+          anniversary_at?: string | null
+          approved_at?: string | null
+          billet_barcode?: string | null
+          billet_url?: string | null
+          code: string
+          contact_id?: string | null
+          created_at?: string
+          currency?: string
+          hotmart_status?: string | null
+          id?: string
+          installments?: number | null
+          last_event_at?: string | null
+          offer_id?: string | null
+          payment_type?: string | null
+          pix_code?: string | null
+          pix_expires_at?: string | null
+          pix_qrcode_url?: string | null
+          product_id?: string | null
+          purchased_at?: string | null
+          refunded_at?: string | null
+          source?: string | null
+          status: string
+          subscriber_code?: string | null
+          tenant_id: string
+          updated_at?: string
+          value?: number | null
+          warranty_ends_at?: string | null
+          warranty_notice_at?: string | null
+        }
+        Update: {
+          anniversary_at?: string | null
+          approved_at?: string | null
+          billet_barcode?: string | null
+          billet_url?: string | null
+          code?: string
+          contact_id?: string | null
+          created_at?: string
+          currency?: string
+          hotmart_status?: string | null
+          id?: string
+          installments?: number | null
+          last_event_at?: string | null
+          offer_id?: string | null
+          payment_type?: string | null
+          pix_code?: string | null
+          pix_expires_at?: string | null
+          pix_qrcode_url?: string | null
+          product_id?: string | null
+          purchased_at?: string | null
+          refunded_at?: string | null
+          source?: string | null
+          status?: string
+          subscriber_code?: string | null
+          tenant_id?: string
+          updated_at?: string
+          value?: number | null
+          warranty_ends_at?: string | null
+          warranty_notice_at?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "transactions_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "transactions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "transactions_tenant_id_offer_id_fkey"
+            columns: ["tenant_id", "offer_id"]
+            referencedRelation: "offers"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "transactions_tenant_id_product_id_fkey"
+            columns: ["tenant_id", "product_id"]
+            referencedRelation: "products"
             referencedColumns: ["tenant_id", "id"]
           },
         ]
@@ -5532,6 +6142,19 @@ export type Database = {
           isOneToOne: true
           isSetofReturn: false
         }
+      }
+      hotmart_ingest: {
+        Args: { integration_id: string; payload: Json }
+        Returns: Json
+      }
+      hotmart_quarantine_raw: {
+        Args: { body: string; integration_id: string; reason: string }
+        Returns: string
+      }
+      hotmart_reject: { Args: { integration_id: string }; Returns: undefined }
+      hotmart_webhook_secret: {
+        Args: { integration_id: string }
+        Returns: string
       }
       import_campaign_csv: {
         Args: { campaign_id: string; csv: string; file_name?: string }

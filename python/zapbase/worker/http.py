@@ -26,6 +26,7 @@ from psycopg import errors as pg_errors
 from starlette.requests import ClientDisconnect
 
 from zapbase.db.pool import Pool
+from zapbase.hotmart import Hottoks, hotmart_router
 from zapbase.settings import Settings
 from zapbase.whatsapp.cleaning import jsonb_safe, mark_cleaned, may_need_cleaning
 from zapbase.whatsapp.signature import HEADER, verify
@@ -231,19 +232,23 @@ def _text_responses(codes: dict[int, str]) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(
-    settings: Settings, pool: Pool, metrics: Metrics, *, apps: WebhookApps | None = None
+    settings: Settings, pool: Pool, metrics: Metrics, *, apps: WebhookApps | None = None,
+    hottoks: Hottoks | None = None,
 ) -> FastAPI:
-    """The worker's FastAPI app over an open service-role `pool`; `apps` replaces the
-    default cache of Meta apps (tests pass one with a fake clock)."""
+    """The worker's FastAPI app over an open service-role `pool`; `apps` and `hottoks`
+    replace the default caches of Meta apps and Hotmart hottoks (tests pass ones with a fake clock)."""
     app = FastAPI(
         title="Zapbase worker",
         version="0.1.0",
         description=(
-            "WhatsApp Cloud API webhook (Meta's callback URL), health checks and Prometheus metrics "
+            "WhatsApp Cloud API webhook (Meta's callback URL), Hotmart's webhook (one URL per tenant "
+            "integration), health checks and Prometheus metrics "
             "of one Zapbase worker process. Business data goes through PostgREST, not here."
         ),
     )
     app.include_router(_webhook_router(apps or WebhookApps(pool, settings), pool, metrics))
+    app.include_router(hotmart_router(
+        pool, hottoks, lambda outcome: metrics.hotmart_webhooks.labels(outcome).inc()))
     app.include_router(_operations_router(pool, metrics))
     return app
 

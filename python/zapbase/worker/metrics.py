@@ -16,6 +16,10 @@ class Metrics:
         self.webhooks = Counter(
             "zapbase_webhooks", "Webhook POSTs by outcome (ingested, bad_signature, quarantined, error...).",
             ["outcome"], registry=r)
+        self.hotmart_webhooks = Counter(
+            "zapbase_hotmart_webhooks",
+            "Hotmart webhook POSTs by outcome (applied, stored, duplicate, failed, quarantined...).",
+            ["outcome"], registry=r)
         self.webhook_latency = Histogram(
             "zapbase_webhook_seconds", "Time to answer a webhook POST (Meta: median <= 250 ms, <1% > 1 s).",
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
