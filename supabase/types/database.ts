@@ -58,6 +58,61 @@ export type Database = {
           },
         ]
       }
+      agent_presence: {
+        Row: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          expires_at?: string | null
+          id?: string
+          last_assigned_at?: string | null
+          last_heartbeat_at?: string | null
+          member_id: string
+          offline_since?: string | null
+          open_conversations?: number
+          resume_status?: string | null
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          expires_at?: string | null
+          id?: string
+          last_assigned_at?: string | null
+          last_heartbeat_at?: string | null
+          member_id?: string
+          offline_since?: string | null
+          open_conversations?: number
+          resume_status?: string | null
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "agent_presence_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "agent_presence_tenant_id_member_id_fkey"
+            columns: ["tenant_id", "member_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       ai_models: {
         Row: {
           api_type: string
@@ -272,6 +327,79 @@ export type Database = {
           },
         ]
       }
+      alert_deliveries: {
+        Row: {
+          alert_id: string
+          attempts: number
+          channel: string
+          created_at: string
+          delivered_at: string | null
+          email: string | null
+          id: string
+          last_error: string | null
+          lease_until: string | null
+          leased_by: string | null
+          next_attempt_at: string
+          push_token_id: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          alert_id: string
+          attempts?: number
+          channel: string
+          created_at?: string
+          delivered_at?: string | null
+          email?: string | null
+          id?: string
+          last_error?: string | null
+          lease_until?: string | null
+          leased_by?: string | null
+          next_attempt_at?: string
+          push_token_id?: string | null
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          alert_id?: string
+          attempts?: number
+          channel?: string
+          created_at?: string
+          delivered_at?: string | null
+          email?: string | null
+          id?: string
+          last_error?: string | null
+          lease_until?: string | null
+          leased_by?: string | null
+          next_attempt_at?: string
+          push_token_id?: string | null
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "alert_deliveries_tenant_id_alert_id_fkey"
+            columns: ["tenant_id", "alert_id"]
+            referencedRelation: "alerts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "alert_deliveries_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "alert_deliveries_tenant_id_push_token_id_fkey"
+            columns: ["tenant_id", "push_token_id"]
+            referencedRelation: "push_tokens"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       alerts: {
         Row: {
           acknowledged_at: string | null
@@ -477,6 +605,283 @@ export type Database = {
           user_agent?: string | null
         }
         Relationships: []
+      }
+      automation_executions: {
+        Row: {
+          action_results: NonNullable<Json>
+          actions: NonNullable<Json>
+          condition_results: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          dedupe_key: string
+          error: string | null
+          event_created_at: string | null
+          event_depth: number
+          event_id: string | null
+          event_type: string | null
+          executed_at: string | null
+          id: string
+          messages_sent: number
+          mode: string
+          rule_id: string
+          rule_version: number
+          status: string
+          tenant_id: string
+          trigger_type: string
+        }
+        Insert: {
+          action_results?: NonNullable<Json>
+          actions?: NonNullable<Json>
+          condition_results?: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          dedupe_key: string
+          error?: string | null
+          event_created_at?: string | null
+          event_depth?: number
+          event_id?: string | null
+          event_type?: string | null
+          executed_at?: string | null
+          id?: string
+          messages_sent?: number
+          mode: string
+          rule_id: string
+          rule_version: number
+          status: string
+          tenant_id: string
+          trigger_type: string
+        }
+        Update: {
+          action_results?: NonNullable<Json>
+          actions?: NonNullable<Json>
+          condition_results?: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          dedupe_key?: string
+          error?: string | null
+          event_created_at?: string | null
+          event_depth?: number
+          event_id?: string | null
+          event_type?: string | null
+          executed_at?: string | null
+          id?: string
+          messages_sent?: number
+          mode?: string
+          rule_id?: string
+          rule_version?: number
+          status?: string
+          tenant_id?: string
+          trigger_type?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_executions_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "automation_executions_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "automation_executions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "automation_executions_tenant_id_rule_id_fkey"
+            columns: ["tenant_id", "rule_id"]
+            referencedRelation: "automation_rules"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      automation_queue: {
+        Row: {
+          attempts: number
+          caused_by_rule_id: string | null
+          created_at: string
+          event_created_at: string
+          event_id: string
+          failed_at: string | null
+          id: string
+          last_error: string | null
+          tenant_id: string
+        }
+        Insert: {
+          attempts?: number
+          caused_by_rule_id?: string | null
+          created_at?: string
+          event_created_at: string
+          event_id: string
+          failed_at?: string | null
+          id?: string
+          last_error?: string | null
+          tenant_id: string
+        }
+        Update: {
+          attempts?: number
+          caused_by_rule_id?: string | null
+          created_at?: string
+          event_created_at?: string
+          event_id?: string
+          failed_at?: string | null
+          id?: string
+          last_error?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_queue_tenant_id_event_created_at_event_id_fkey"
+            columns: ["tenant_id", "event_created_at", "event_id"]
+            referencedRelation: "events"
+            referencedColumns: ["tenant_id", "created_at", "id"]
+          },
+          {
+            foreignKeyName: "automation_queue_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      automation_rules: {
+        Row: {
+          actions: NonNullable<Json>
+          approval_ttl_minutes: number
+          conditions: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          date_attribute: string | null
+          date_offset_days: number | null
+          date_yearly: boolean
+          description: string | null
+          event_type: string | null
+          id: string
+          is_active: boolean
+          max_per_contact: number | null
+          mode: string
+          name: string
+          priority: number
+          scanned_on: string | null
+          stop_after: boolean
+          tenant_id: string
+          trigger_type: string
+          updated_at: string
+          version: number
+          wait_minutes: number | null
+        }
+        Insert: {
+          actions: NonNullable<Json>
+          approval_ttl_minutes?: number
+          conditions?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          date_attribute?: string | null
+          date_offset_days?: number | null
+          date_yearly?: boolean
+          description?: string | null
+          event_type?: string | null
+          id?: string
+          is_active?: boolean
+          max_per_contact?: number | null
+          mode?: string
+          name: string
+          priority?: number
+          scanned_on?: string | null
+          stop_after?: boolean
+          tenant_id: string
+          trigger_type?: string
+          updated_at?: string
+          version?: number
+          wait_minutes?: number | null
+        }
+        Update: {
+          actions?: NonNullable<Json>
+          approval_ttl_minutes?: number
+          conditions?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          date_attribute?: string | null
+          date_offset_days?: number | null
+          date_yearly?: boolean
+          description?: string | null
+          event_type?: string | null
+          id?: string
+          is_active?: boolean
+          max_per_contact?: number | null
+          mode?: string
+          name?: string
+          priority?: number
+          scanned_on?: string | null
+          stop_after?: boolean
+          tenant_id?: string
+          trigger_type?: string
+          updated_at?: string
+          version?: number
+          wait_minutes?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_rules_event_type_fkey"
+            columns: ["event_type"]
+            referencedRelation: "event_types"
+            referencedColumns: ["type"]
+          },
+          {
+            foreignKeyName: "automation_rules_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      automation_settings: {
+        Row: {
+          approver_member_ids: string[]
+          created_at: string
+          id: string
+          max_messages_per_contact_per_day: number
+          quiet_hours_end: string | null
+          quiet_hours_start: string | null
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          approver_member_ids?: string[]
+          created_at?: string
+          id?: string
+          max_messages_per_contact_per_day?: number
+          quiet_hours_end?: string | null
+          quiet_hours_start?: string | null
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          approver_member_ids?: string[]
+          created_at?: string
+          id?: string
+          max_messages_per_contact_per_day?: number
+          quiet_hours_end?: string | null
+          quiet_hours_start?: string | null
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "automation_settings_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
       }
       bots: {
         Row: {
@@ -1238,6 +1643,49 @@ export type Database = {
           },
         ]
       }
+      contact_attribute_definitions: {
+        Row: {
+          created_at: string
+          description: string | null
+          id: string
+          key: string
+          label: string
+          options: string[]
+          tenant_id: string
+          type: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          key: string
+          label: string
+          options?: string[]
+          tenant_id: string
+          type: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          description?: string | null
+          id?: string
+          key?: string
+          label?: string
+          options?: string[]
+          tenant_id?: string
+          type?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_attribute_definitions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       contact_conflicts: {
         Row: {
           contact_id: string | null
@@ -1369,6 +1817,52 @@ export type Database = {
           },
         ]
       }
+      contact_tags: {
+        Row: {
+          added_by: string | null
+          contact_id: string
+          created_at: string
+          id: string
+          tag_id: string
+          tenant_id: string
+        }
+        Insert: {
+          added_by?: string | null
+          contact_id: string
+          created_at?: string
+          id?: string
+          tag_id: string
+          tenant_id: string
+        }
+        Update: {
+          added_by?: string | null
+          contact_id?: string
+          created_at?: string
+          id?: string
+          tag_id?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "contact_tags_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "contact_tags_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "contact_tags_tenant_id_tag_id_fkey"
+            columns: ["tenant_id", "tag_id"]
+            referencedRelation: "tags"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       contacts: {
         Row: {
           anonymised_at: string | null
@@ -1493,6 +1987,94 @@ export type Database = {
           },
         ]
       }
+      conversation_metrics: {
+        Row: {
+          assignments: number
+          avg_response_seconds: number | null
+          awaiting_reply_since: string | null
+          away_message_at: string | null
+          conversation_id: string
+          created_at: string
+          first_response_at: string | null
+          first_response_seconds: number | null
+          id: string
+          needs_human_at: string | null
+          queue_entries: number
+          queue_wait_seconds: number
+          reopens: number
+          resolution_seconds: number | null
+          response_count: number
+          response_seconds_total: number
+          team_id: string | null
+          tenant_id: string
+          transfers: number
+          updated_at: string
+        }
+        Insert: {
+          assignments?: number
+          avg_response_seconds?: never
+          awaiting_reply_since?: string | null
+          away_message_at?: string | null
+          conversation_id: string
+          created_at?: string
+          first_response_at?: string | null
+          first_response_seconds?: number | null
+          id?: string
+          needs_human_at?: string | null
+          queue_entries?: number
+          queue_wait_seconds?: number
+          reopens?: number
+          resolution_seconds?: number | null
+          response_count?: number
+          response_seconds_total?: number
+          team_id?: string | null
+          tenant_id: string
+          transfers?: number
+          updated_at?: string
+        }
+        Update: {
+          assignments?: number
+          avg_response_seconds?: never
+          awaiting_reply_since?: string | null
+          away_message_at?: string | null
+          conversation_id?: string
+          created_at?: string
+          first_response_at?: string | null
+          first_response_seconds?: number | null
+          id?: string
+          needs_human_at?: string | null
+          queue_entries?: number
+          queue_wait_seconds?: number
+          reopens?: number
+          resolution_seconds?: number | null
+          response_count?: number
+          response_seconds_total?: number
+          team_id?: string | null
+          tenant_id?: string
+          transfers?: number
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "conversation_metrics_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       conversations: {
         Row: {
           assigned_at: string | null
@@ -1504,7 +2086,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -1526,6 +2110,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -1546,7 +2131,9 @@ export type Database = {
           contact_id: string
           created_at?: string
           csat?: number | null
+          csat_answered_at?: string | null
           csat_comment?: string | null
+          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1568,6 +2155,7 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
+          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1588,7 +2176,9 @@ export type Database = {
           contact_id?: string
           created_at?: string
           csat?: number | null
+          csat_answered_at?: string | null
           csat_comment?: string | null
+          csat_requested_at?: string | null
           first_message_at?: string | null
           first_response_at?: string | null
           flow_id?: string | null
@@ -1610,6 +2200,7 @@ export type Database = {
           queued_at?: string | null
           referral?: Json | null
           resolved_at?: string | null
+          snoozed_until?: string | null
           status?: string
           tags?: string[]
           team_id?: string | null
@@ -1866,6 +2457,100 @@ export type Database = {
             columns: ["tenant_id", "pipeline_id", "stage_id"]
             referencedRelation: "pipeline_stages"
             referencedColumns: ["tenant_id", "pipeline_id", "id"]
+          },
+        ]
+      }
+      dispatch_queue: {
+        Row: {
+          actions: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          decided_at: string | null
+          decided_by: string | null
+          execution_id: string
+          expires_at: string
+          id: string
+          outcome: string | null
+          preview: string | null
+          reject_reason: string | null
+          rule_id: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          actions: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          decided_at?: string | null
+          decided_by?: string | null
+          execution_id: string
+          expires_at: string
+          id?: string
+          outcome?: string | null
+          preview?: string | null
+          reject_reason?: string | null
+          rule_id: string
+          status?: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          actions?: NonNullable<Json>
+          contact_id?: string | null
+          conversation_id?: string | null
+          created_at?: string
+          decided_at?: string | null
+          decided_by?: string | null
+          execution_id?: string
+          expires_at?: string
+          id?: string
+          outcome?: string | null
+          preview?: string | null
+          reject_reason?: string | null
+          rule_id?: string
+          status?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_contact_id_fkey"
+            columns: ["tenant_id", "contact_id"]
+            referencedRelation: "contacts"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_decided_by_fkey"
+            columns: ["tenant_id", "decided_by"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_execution_id_fkey"
+            columns: ["tenant_id", "execution_id"]
+            referencedRelation: "automation_executions"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "dispatch_queue_tenant_id_rule_id_fkey"
+            columns: ["tenant_id", "rule_id"]
+            referencedRelation: "automation_rules"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -3288,9 +3973,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -3302,9 +3985,7 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
-          last_seen_at?: string | null
           max_concurrent_conversations?: number
-          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id: string
@@ -3316,9 +3997,7 @@ export type Database = {
           created_at?: string
           display_name?: string | null
           id?: string
-          last_seen_at?: string | null
           max_concurrent_conversations?: number
-          presence?: string
           role?: Database["public"]["Enums"]["member_role"]
           status?: string
           tenant_id?: string
@@ -3826,6 +4505,7 @@ export type Database = {
           max_members: number
           max_teams: number
           max_whatsapp_numbers: number
+          monthly_conversation_limit: number | null
           monthly_message_limit: number
           name: string
           price_monthly: number
@@ -3852,6 +4532,7 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
+          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name: string
           price_monthly?: number
@@ -3878,6 +4559,7 @@ export type Database = {
           max_members?: number
           max_teams?: number
           max_whatsapp_numbers?: number
+          monthly_conversation_limit?: number | null
           monthly_message_limit?: number
           name?: string
           price_monthly?: number
@@ -4188,6 +4870,40 @@ export type Database = {
           },
         ]
       }
+      retention_policies: {
+        Row: {
+          id: string
+          messages_months: number | null
+          raw_events_months: number | null
+          tenant_id: string
+          updated_at: string
+          usage_months: number | null
+        }
+        Insert: {
+          id?: string
+          messages_months?: number | null
+          raw_events_months?: number | null
+          tenant_id: string
+          updated_at?: string
+          usage_months?: number | null
+        }
+        Update: {
+          id?: string
+          messages_months?: number | null
+          raw_events_months?: number | null
+          tenant_id?: string
+          updated_at?: string
+          usage_months?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "retention_policies_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       services: {
         Row: {
           contact_id: string
@@ -4420,6 +5136,43 @@ export type Database = {
           },
         ]
       }
+      storage_deletions: {
+        Row: {
+          attempts: number
+          id: string
+          last_error: string | null
+          reason: string
+          requested_at: string
+          storage_key: string
+          tenant_id: string
+        }
+        Insert: {
+          attempts?: number
+          id?: string
+          last_error?: string | null
+          reason: string
+          requested_at?: string
+          storage_key: string
+          tenant_id: string
+        }
+        Update: {
+          attempts?: number
+          id?: string
+          last_error?: string | null
+          reason?: string
+          requested_at?: string
+          storage_key?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "storage_deletions_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       tags: {
         Row: {
           color: string
@@ -4456,27 +5209,33 @@ export type Database = {
       }
       team_members: {
         Row: {
+          can_pull_from_queue: boolean
           created_at: string
           id: string
           is_leader: boolean
+          max_conversations: number | null
           member_id: string
           priority: number
           team_id: string
           tenant_id: string
         }
         Insert: {
+          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
+          max_conversations?: number | null
           member_id: string
           priority?: number
           team_id: string
           tenant_id: string
         }
         Update: {
+          can_pull_from_queue?: boolean
           created_at?: string
           id?: string
           is_leader?: boolean
+          max_conversations?: number | null
           member_id?: string
           priority?: number
           team_id?: string
@@ -4509,6 +5268,7 @@ export type Database = {
           away_message: string | null
           business_hours: NonNullable<Json>
           created_at: string
+          csat_enabled: boolean
           description: string | null
           id: string
           is_active: boolean
@@ -4516,6 +5276,8 @@ export type Database = {
           max_queue_size: number | null
           monthly_target: number | null
           name: string
+          overflow_team_id: string | null
+          return_after: string | null
           tenant_id: string
           updated_at: string
         }
@@ -4524,6 +5286,7 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
+          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -4531,6 +5294,8 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name: string
+          overflow_team_id?: string | null
+          return_after?: string | null
           tenant_id: string
           updated_at?: string
         }
@@ -4539,6 +5304,7 @@ export type Database = {
           away_message?: string | null
           business_hours?: NonNullable<Json>
           created_at?: string
+          csat_enabled?: boolean
           description?: string | null
           id?: string
           is_active?: boolean
@@ -4546,6 +5312,8 @@ export type Database = {
           max_queue_size?: number | null
           monthly_target?: number | null
           name?: string
+          overflow_team_id?: string | null
+          return_after?: string | null
           tenant_id?: string
           updated_at?: string
         }
@@ -4555,6 +5323,12 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "teams_tenant_id_overflow_team_id_fkey"
+            columns: ["tenant_id", "overflow_team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -4615,9 +5389,10 @@ export type Database = {
           id: string
           locale: string
           name: string
-          notification_email: string | null
-          notification_webhook_url: string | null
+          notification_emails: string[]
+          offline_grace: string
           plan_id: string
+          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -4637,9 +5412,10 @@ export type Database = {
           id?: string
           locale?: string
           name: string
-          notification_email?: string | null
-          notification_webhook_url?: string | null
+          notification_emails?: string[]
+          offline_grace?: string
           plan_id: string
+          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -4659,9 +5435,10 @@ export type Database = {
           id?: string
           locale?: string
           name?: string
-          notification_email?: string | null
-          notification_webhook_url?: string | null
+          notification_emails?: string[]
+          offline_grace?: string
           plan_id?: string
+          presence_timeout?: string
           restrict_agents_to_assigned?: boolean
           session_timeout?: string
           settings?: NonNullable<Json>
@@ -5623,9 +6400,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -5635,6 +6410,69 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      add_note: {
+        Args: { content: string; conversation_id: string }
+        Returns: {
+          ai_input_tokens: number | null
+          ai_latency_ms: number | null
+          ai_model: string | null
+          ai_output_tokens: number | null
+          attempts: number
+          contact_id: string
+          content: string | null
+          content_masked: string | null
+          conversation_id: string
+          created_at: string
+          delivered_at: string | null
+          direction: string
+          error_code: number | null
+          error_details: string | null
+          error_title: string | null
+          failed_at: string | null
+          forwarded: boolean
+          id: string
+          intent: string | null
+          interactive_reply_id: string | null
+          is_voice: boolean
+          lease_until: string | null
+          leased_by: string | null
+          max_attempts: number
+          media_filename: string | null
+          media_id: string | null
+          media_mime_type: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_storage_path: string | null
+          next_attempt_at: string | null
+          payload: NonNullable<Json>
+          played_at: string | null
+          pricing_category: string | null
+          pricing_model: string | null
+          reaction_at: string | null
+          reaction_emoji: string | null
+          read_at: string | null
+          referral: Json | null
+          reply_to_message_id: string | null
+          reply_to_wamid: string | null
+          sender_member_id: string | null
+          sender_type: string
+          sent_at: string | null
+          status: string
+          tenant_id: string
+          transcription: string | null
+          type: string
+          updated_at: string
+          wa_timestamp: string | null
+          wamid: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "messages"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -5779,6 +6617,122 @@ export type Database = {
         Returns: Json
       }
       ai_tenant_credentials: { Args: { tenant_id: string }; Returns: Json }
+      alerts_claim: {
+        Args: {
+          batch_size?: number
+          channels: string[]
+          lease_seconds?: number
+          worker: string
+        }
+        Returns: {
+          alert_id: string
+          attempt: number
+          channel: string
+          delivery_id: string
+          email: string
+          message: string
+          payload: Json
+          priority: string
+          push_platform: string
+          push_token: string
+          raised_at: string
+          tenant_id: string
+          tenant_name: string
+          title: string
+          type: string
+        }[]
+      }
+      alerts_record: {
+        Args: {
+          attempt: number
+          delivery_id: string
+          error?: string
+          retryable?: boolean
+        }
+        Returns: string
+      }
+      approve_dispatch: {
+        Args: { ids: string[] }
+        Returns: {
+          actions: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          decided_at: string | null
+          decided_by: string | null
+          execution_id: string
+          expires_at: string
+          id: string
+          outcome: string | null
+          preview: string | null
+          reject_reason: string | null
+          rule_id: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }[]
+        SetofOptions: {
+          from: "*"
+          to: "dispatch_queue"
+          isOneToOne: false
+          isSetofReturn: true
+        }
+      }
+      assign_conversation: {
+        Args: { conversation_id: string; member_id: string; note?: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      automation_run: { Args: { batch_size?: number }; Returns: number }
       campaign_dry_run: { Args: { campaign_id: string }; Returns: Json }
       campaign_release: { Args: { max_per_campaign?: number }; Returns: number }
       change_member_role: {
@@ -5791,9 +6745,7 @@ export type Database = {
           created_at: string
           display_name: string | null
           id: string
-          last_seen_at: string | null
           max_concurrent_conversations: number
-          presence: string
           role: Database["public"]["Enums"]["member_role"]
           status: string
           tenant_id: string
@@ -5803,6 +6755,60 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "members"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      close_conversation: {
+        Args: { conversation_id: string; note?: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -5906,9 +6912,10 @@ export type Database = {
           id: string
           locale: string
           name: string
-          notification_email: string | null
-          notification_webhook_url: string | null
+          notification_emails: string[]
+          offline_grace: string
           plan_id: string
+          presence_timeout: string
           restrict_agents_to_assigned: boolean
           session_timeout: string
           settings: NonNullable<Json>
@@ -6019,6 +7026,19 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      dry_run_automation_rule: {
+        Args: { max_events?: number; rule_id: string }
+        Returns: {
+          actions: Json
+          conditions: Json
+          contact_id: string
+          conversation_id: string
+          event_at: string
+          event_id: string
+          event_type: string
+          matched: boolean
+        }[]
+      }
       end_flow_execution: {
         Args: { execution_id: string; reason?: string }
         Returns: {
@@ -6104,7 +7124,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -6126,6 +7148,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -6139,6 +7162,28 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      heartbeat: {
+        Args: { tenant_id: string }
+        Returns: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "agent_presence"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -6349,6 +7394,11 @@ export type Database = {
           source_id: string
         }[]
       }
+      lgpd_anonymise_contact: {
+        Args: { contact_id: string; reason: string }
+        Returns: Json
+      }
+      lgpd_export_contact: { Args: { contact_id: string }; Returns: Json }
       mark_conversation_read: {
         Args: { conversation_id: string }
         Returns: {
@@ -6361,7 +7411,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -6383,6 +7435,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -6451,6 +7504,60 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      pull_next_conversation: {
+        Args: { team_id?: string; tenant_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       record_contact_consent: {
         Args: { contact_id: string; evidence: string; kind: string }
         Returns: {
@@ -6468,6 +7575,87 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "contact_consents"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      reject_dispatch: {
+        Args: { ids: string[]; reason: string }
+        Returns: {
+          actions: NonNullable<Json>
+          contact_id: string | null
+          conversation_id: string | null
+          created_at: string
+          decided_at: string | null
+          decided_by: string | null
+          execution_id: string
+          expires_at: string
+          id: string
+          outcome: string | null
+          preview: string | null
+          reject_reason: string | null
+          rule_id: string
+          status: string
+          tenant_id: string
+          updated_at: string
+        }[]
+        SetofOptions: {
+          from: "*"
+          to: "dispatch_queue"
+          isOneToOne: false
+          isSetofReturn: true
+        }
+      }
+      reopen_conversation: {
+        Args: { conversation_id: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
           isOneToOne: true
           isSetofReturn: false
         }
@@ -6500,6 +7688,60 @@ export type Database = {
         }
       }
       request_template_sync: { Args: { tenant_id: string }; Returns: number }
+      resolve_conversation: {
+        Args: { conversation_id: string; send_csat?: boolean }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       rotate_webhook_secret: {
         Args: { endpoint_id: string; overlap?: string }
         Returns: string
@@ -6616,6 +7858,69 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      send_quick_reply: {
+        Args: { conversation_id: string; shortcut: string }
+        Returns: {
+          ai_input_tokens: number | null
+          ai_latency_ms: number | null
+          ai_model: string | null
+          ai_output_tokens: number | null
+          attempts: number
+          contact_id: string
+          content: string | null
+          content_masked: string | null
+          conversation_id: string
+          created_at: string
+          delivered_at: string | null
+          direction: string
+          error_code: number | null
+          error_details: string | null
+          error_title: string | null
+          failed_at: string | null
+          forwarded: boolean
+          id: string
+          intent: string | null
+          interactive_reply_id: string | null
+          is_voice: boolean
+          lease_until: string | null
+          leased_by: string | null
+          max_attempts: number
+          media_filename: string | null
+          media_id: string | null
+          media_mime_type: string | null
+          media_sha256: string | null
+          media_size: number | null
+          media_storage_path: string | null
+          next_attempt_at: string | null
+          payload: NonNullable<Json>
+          played_at: string | null
+          pricing_category: string | null
+          pricing_model: string | null
+          reaction_at: string | null
+          reaction_emoji: string | null
+          read_at: string | null
+          referral: Json | null
+          reply_to_message_id: string | null
+          reply_to_wamid: string | null
+          sender_member_id: string | null
+          sender_type: string
+          sent_at: string | null
+          status: string
+          tenant_id: string
+          transcription: string | null
+          type: string
+          updated_at: string
+          wa_timestamp: string | null
+          wamid: string | null
+          whatsapp_number_id: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "messages"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_campaign_list: {
         Args: { campaign_id: string; contact_ids: string[] }
         Returns: number
@@ -6669,9 +7974,85 @@ export type Database = {
         Args: { integration_id: string; secret: string }
         Returns: string
       }
+      set_presence: {
+        Args: { status: string; tenant_id: string }
+        Returns: {
+          expires_at: string | null
+          id: string
+          last_assigned_at: string | null
+          last_heartbeat_at: string | null
+          member_id: string
+          offline_since: string | null
+          open_conversations: number
+          resume_status: string | null
+          status: string
+          tenant_id: string
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "agent_presence"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       set_whatsapp_number_secret: {
         Args: { kind: string; secret: string; whatsapp_number_id: string }
         Returns: string
+      }
+      snooze_conversation: {
+        Args: { conversation_id: string; until: string }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       start_campaign: {
         Args: { campaign_id: string }
@@ -6730,7 +8111,9 @@ export type Database = {
           contact_id: string
           created_at: string
           csat: number | null
+          csat_answered_at: string | null
           csat_comment: string | null
+          csat_requested_at: string | null
           first_message_at: string | null
           first_response_at: string | null
           flow_id: string | null
@@ -6752,6 +8135,7 @@ export type Database = {
           queued_at: string | null
           referral: Json | null
           resolved_at: string | null
+          snoozed_until: string | null
           status: string
           tags: string[]
           team_id: string | null
@@ -6850,6 +8234,65 @@ export type Database = {
       ticket_status_for_customer: {
         Args: { conversation_id: string; protocol: string }
         Returns: string
+      }
+      transfer_conversation: {
+        Args: {
+          conversation_id: string
+          note?: string
+          to_member_id?: string
+          to_team_id?: string
+        }
+        Returns: {
+          assigned_at: string | null
+          assignee_id: string | null
+          bot_id: string | null
+          channel: string
+          close_reason: string | null
+          closed_at: string | null
+          contact_id: string
+          created_at: string
+          csat: number | null
+          csat_answered_at: string | null
+          csat_comment: string | null
+          csat_requested_at: string | null
+          first_message_at: string | null
+          first_response_at: string | null
+          flow_id: string | null
+          flow_node: string | null
+          flow_state: NonNullable<Json>
+          handoff_at: string | null
+          handoff_reason: string | null
+          id: string
+          inbound_count: number
+          last_customer_message_at: string | null
+          last_intent: string | null
+          last_message_at: string | null
+          last_message_direction: string | null
+          last_message_preview: string | null
+          message_count: number
+          mode: string
+          outbound_count: number
+          priority: string
+          queued_at: string | null
+          referral: Json | null
+          resolved_at: string | null
+          snoozed_until: string | null
+          status: string
+          tags: string[]
+          team_id: string | null
+          tenant_id: string
+          transcript: string | null
+          unread_count: number
+          updated_at: string
+          whatsapp_number_id: string | null
+          window_expires_at: string | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
       }
       tts_cache_lookup: {
         Args: {
