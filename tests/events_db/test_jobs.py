@@ -94,6 +94,7 @@ def test_jobs_are_for_the_service_role_only(db: Db) -> None:
 
 
 def test_a_worker_job_is_handed_out_once_and_not_run_by_the_database(db: Db) -> None:
+    db.sql("update public.job_schedules set next_run_at = now() + interval '1 hour' where runner = 'worker'")
     db.sql("update public.job_schedules set next_run_at = now() - interval '1 minute'"
            " where name = 'tts_cache_evict'")
     with db.as_service() as s:

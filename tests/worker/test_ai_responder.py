@@ -316,7 +316,8 @@ async def test_a_customer_who_opts_out_gets_no_bot_answer_and_costs_no_ai(
 
     assert await run.run_once() == 1
 
-    assert outbound(db, conversation_of(db, MARIA)) == []
+    # the only answer is the LGPD confirmation of the opt-out, never the bot's
+    assert [r["sender_type"] for r in outbound(db, conversation_of(db, MARIA))] == ["system"]
     [row] = db.sql("select status, error_details from public.messages where direction = 'inbound'")
     assert (row["status"], row["error_details"]) == ("ignored", "the contact may not be messaged")
     assert not claude.calls and usage(db) == []
