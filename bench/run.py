@@ -32,6 +32,8 @@ def main(only: list[str]) -> None:
         if p.stem not in NOT_BENCHMARKS and (not only or p.stem in only)
     )]
     console = Console(file=sys.stdout)  # the real stdout, before the redirection below
+    if not console.is_terminal:
+        console.width = 160  # a file or a pipe: rows on one line each
     measures: list[Measure] = []
     with LOG.open("w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         logging.basicConfig(stream=log, level=logging.INFO, force=True,
