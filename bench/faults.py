@@ -26,6 +26,7 @@ import argparse
 import itertools
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -323,6 +324,7 @@ async def run(seconds: float, rate: float) -> bool:
                 return check(url, load, sim, anthropic, killed_at)
             finally:
                 worker.stop()
+                shutil.rmtree(home, ignore_errors=True)
                 for s in servers:
                     s.should_exit = True
 
