@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck pytest edge-test fuzz bench up clean types docs
+.PHONY: demo test lint typecheck pytest edge-test fuzz bench faults up clean types docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,8 +48,18 @@ docs: $(STAMP)
 fuzz: $(STAMP)
 	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py -q
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,knowledge,bench]"
+	touch $(BENCH_STAMP)
+
+# Prints only the table; logs and query plans go to a file it names.
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
+
+# Webhook load while PostgreSQL restarts, the worker is killed, the LLM and Graph API fail;
+# then counts lost and duplicated messages. Longer: make faults FAULTS_ARGS="--seconds 300".
+faults: $(STAMP)
+	$(BIN)/python bench/faults.py $(FAULTS_ARGS)
 
 clean:
 	-$(BIN)/zapbase db stop

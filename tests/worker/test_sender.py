@@ -3,11 +3,14 @@ phone, the wamids recorded, Meta's errors turned into row states, crashes and re
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from loop_support import (
@@ -357,3 +360,64 @@ async def test_outbound_row_reads_every_claimed_column(db: Db) -> None:
         cur = conn.execute("select * from public.whatsapp_claim_outbound('nobody', 0, 1)")
         columns = {column.name for column in cur.description or []}
     assert columns == set(OutboundRow.__slots__)
+
+
+class DroppingProxy:
+    """A TCP proxy to PostgreSQL that drops the connection carrying the first query that
+    contains `cut_on`, before the server sees it: the database restarting mid-statement."""
+
+    def __init__(self, url: str, cut_on: bytes) -> None:
+        parts = urlsplit(url)
+        self._target, self._parts, self._cut_on = parts.port or 5432, parts, cut_on
+        self.cuts = 0
+        self.url = ""
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - not Django
+            host = self._parts.netloc.rsplit(":", 1)[0]
+            self.url = urlunsplit(self._parts._replace(netloc=f"{host}:{port}"))
+            task_status.started()
+            await listener.serve(self._handle)
+
+    async def _handle(self, client: anyio.abc.SocketStream) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            async with (client, await anyio.connect_tcp("127.0.0.1", self._target) as server,
+                        anyio.create_task_group() as tg):
+
+                async def upstream() -> None:
+                    async for chunk in client:
+                        if self.cuts == 0 and self._cut_on in chunk:
+                            self.cuts += 1
+                            tg.cancel_scope.cancel()  # both sockets close: the client sees EOF
+                            return
+                        await server.send(chunk)
+                    tg.cancel_scope.cancel()
+
+                async def downstream() -> None:
+                    async for chunk in server:
+                        await client.send(chunk)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(upstream)
+                tg.start_soon(downstream)
+
+
+async def test_the_database_dropping_right_after_meta_accepted_still_records_the_wamid(
+    db: Db, sim: Simulator, conversation: uuid.UUID, graph_api: GraphAPI, make_sender: SenderFactory
+) -> None:
+    message_id = queue(db, conversation, text("Olá!"))
+    proxy = DroppingProxy(db.url, b"whatsapp_mark_sent")
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        async with open_pool(proxy.url, 2) as pool:
+            sender = Sender(pool=pool, api=graph_api, metrics=Metrics(), worker_id="a", lease_seconds=1)
+            assert await sender.run_once() == 1
+        tg.cancel_scope.cancel()
+    assert proxy.cuts == 1
+    stored = row(db, message_id)
+    assert stored["status"] == "sent" and stored["wamid"] == sim.inbox[0].wamid
+    # The lease is long over: nobody sends it again.
+    await anyio.sleep(1.1)
+    assert await make_sender("sender-b").run_once() == 0
+    assert len(sim.inbox) == 1

@@ -9,7 +9,8 @@ sends them all at once and records each outcome as it comes: `whatsapp_mark_sent
 * a row whose wamid is recorded is `sent` and is never claimed again;
 * a row claimed by a replica that dies returns to the queue when its lease expires
   (the HTTP timeout is far below the lease, so a live sender records before that);
-* once Meta accepted a message, recording the wamid is shielded from cancellation.
+* once Meta accepted a message, recording the wamid is shielded from cancellation and
+  retried while the database is unreachable, for as long as the lease lasts.
 
 A send that got no answer (timeout) may have been accepted by Meta; it is retried, as
 the Cloud API has no idempotency key.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import psycopg
 from psycopg.types.json import Jsonb
 
 from zapbase.db.pool import Connection, Pool
@@ -205,10 +207,26 @@ class Sender(QueueLoop):
         # Meta accepted it: the wamid must be stored even if shutdown cancels us now,
         # or the expired lease would send the message a second time.
         with anyio.CancelScope(shield=True):
-            async with self._pool.connection() as conn:
-                await conn.execute("select public.whatsapp_mark_sent(%s, %s)", (row.message_id, sent.wamid))
+            await self._record_sent(row, sent.wamid)
         self._metrics.sent.inc()
         _logger.info("sent %s %s as %s", row.payload.get("type"), row.message_id, sent.wamid)
+
+    async def _record_sent(self, row: OutboundRow, wamid: str) -> None:
+        """Store the wamid, retried while the database is unreachable (a restart, a failover)
+        for as long as the lease lasts; whatsapp_mark_sent is idempotent."""
+        deadline = time.monotonic() + self._lease_seconds
+        delay = 0.1
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute("select public.whatsapp_mark_sent(%s, %s)", (row.message_id, wamid))
+                return
+            except psycopg.OperationalError as exc:  # PoolTimeout included
+                if time.monotonic() + delay >= deadline:
+                    raise
+                _logger.warning("recording wamid %s of %s failed, retrying: %s", wamid, row.message_id, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def _record_error(self, row: OutboundRow, exc: WhatsAppError) -> None:
         retry_after = exc.backoff(row.attempts - 1)
