@@ -150,7 +150,7 @@ create table if not exists public.campaign_recipients (
   status text not null default 'pending'
     check (status in ('pending', 'queued', 'sent', 'delivered', 'read', 'failed', 'skipped')),
   skip_reason text check (skip_reason in ('blocked', 'opted_out', 'anonymised', 'no_consent', 'no_number',
-                                           'missing_variable', 'cancelled')),
+                                           'not_a_buyer', 'missing_variable', 'cancelled')),
   message_id uuid,
   attempts integer not null default 0,
   next_attempt_at timestamptz,
@@ -178,7 +178,7 @@ create index if not exists campaign_recipients_message_idx on public.campaign_re
 create index if not exists campaign_recipients_contact_idx on public.campaign_recipients (tenant_id, contact_id);
 comment on table public.campaign_recipients is 'Per-recipient truth of a campaign: pending → queued → sent → delivered → read, or failed with Meta''s code, or skipped with the reason.';
 comment on column public.campaign_recipients.status is 'Moves forward only within an attempt; a retryable Meta error (130429, 131049, 131056) starts a new attempt from pending.';
-comment on column public.campaign_recipients.skip_reason is 'Why nothing was sent: blocked, opted_out, anonymised (LGPD), no_consent, no_number, missing_variable, cancelled.';
+comment on column public.campaign_recipients.skip_reason is 'Why nothing was sent: blocked, opted_out, anonymised (LGPD), no_consent, no_number, not_a_buyer (the template is tied to a product the contact has not bought), missing_variable, cancelled (withdrawn by a cancel, queued messages included).';
 comment on column public.campaign_recipients.replied_at is 'First customer message within the campaign''s reply window after the send.';
 
 -- Campaign sends are counted per number over 24 h (the tier's unique-recipient limit).
@@ -407,7 +407,8 @@ $$;
 -- where a source is described at private.template_value. Returns
 --   {"message": {"type": "template", "template": {"name", "language": {"code"}, "components"}},
 --    "text": "<header>\n\n<body>\n\n<footer> as the contact reads it",
---    "missing": ["body.2", ...]}     (non-empty: do not send)
+--    "missing": ["body.2", ...],     (non-empty: do not send)
+--    "buyer": true | false}          (only for a template tied to a product: false, do not send)
 -- ready for private.queue_outbound. Callers check the caller's right to the tenant.
 create or replace function private.render_template(tenant_id uuid, template_id uuid, contact_id uuid,
                                                    variables jsonb default '{}'::jsonb)
@@ -508,10 +509,12 @@ begin
       'name', v_template.name, 'language', jsonb_build_object('code', v_template.language),
       'components', v_components)),
     'text', array_to_string(v_lines, E'\n\n'),
-    'missing', to_jsonb(v_missing));
+    'missing', to_jsonb(v_missing))
+    || case when v_template.product_id is not null then jsonb_build_object('buyer',
+         private.is_buyer(v_template.tenant_id, v_contact.id, v_template.product_id)) else '{}' end;
 end;
 $$;
-comment on function private.render_template(uuid, uuid, uuid, jsonb) is 'THE renderer of templates: fills a template''s variables for one contact (contact fields, attributes or fixed values, with defaults); returns {message (ready for queue_outbound), text (as read), missing}. Callers check the tenant.';
+comment on function private.render_template(uuid, uuid, uuid, jsonb) is 'THE renderer of templates: fills a template''s variables for one contact (contact fields, attributes or fixed values, with defaults); returns {message (ready for queue_outbound), text (as read), missing, buyer (template tied to a product: did the contact buy it)}. Callers check the tenant.';
 
 /**
  * ----
@@ -637,13 +640,22 @@ $$;
 
 -- Everyone the audience of a campaign selects, with why they would be skipped (null: they
 -- get it). One query over contacts, so materialising 100k recipients is one insert … select.
+-- (plpgsql: private.is_buyer belongs to the commerce module, which comes later.)
 create or replace function private.campaign_audience(campaign public.campaigns)
 returns table (contact_id uuid, wa_id text, skip_reason text)
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select c.id, c.wa_id, private.campaign_skip_reason(c)
+declare
+  v_product uuid;
+begin
+  select t.product_id into v_product from public.message_templates t
+   where t.tenant_id = campaign.tenant_id and t.id = campaign.template_id;
+  return query
+  select c.id, c.wa_id, coalesce(private.campaign_skip_reason(c),
+           case when v_product is null or private.is_buyer(c.tenant_id, c.id, v_product) then null
+                else 'not_a_buyer' end)
     from public.contacts c
    where c.tenant_id = campaign.tenant_id
      and (campaign.audience -> 'tags_any' is null
@@ -656,7 +668,8 @@ as $$
           or private.campaign_attributes_match(c.attributes, campaign.audience -> 'attributes'))
      and (coalesce((campaign.audience ->> 'list')::boolean, false) is false
           or exists (select 1 from public.campaign_list_members l
-                      where l.campaign_id = campaign.id and l.contact_id = c.id))
+                      where l.campaign_id = campaign.id and l.contact_id = c.id));
+end;
 $$;
 
 /**
@@ -989,7 +1002,9 @@ begin
   v_reason := private.campaign_skip_reason(v_contact);
   if v_reason is null then
     v_rendered := private.render_template(campaign.tenant_id, campaign.template_id, v_contact.id, campaign.variables);
-    if jsonb_array_length(v_rendered -> 'missing') > 0 then
+    if v_rendered ->> 'buyer' = 'false' then
+      v_reason := 'not_a_buyer';
+    elsif jsonb_array_length(v_rendered -> 'missing') > 0 then
       v_reason := 'missing_variable';
     end if;
   end if;
@@ -1535,7 +1550,7 @@ stable
 security invoker
 set search_path = ''
 as $$ select private.preview_template(template_id, contact_id, variables) $$;
-comment on function public.preview_template(uuid, uuid, jsonb) is 'Members: the final text of a template for one contact, the message that would be sent and the variables missing.';
+comment on function public.preview_template(uuid, uuid, jsonb) is 'Members: the final text of a template for one contact, the message that would be sent, the variables missing and, for a template tied to a product, whether the contact bought it (buyer).';
 
 -- Managers: who would receive a campaign now, and why the others would not.
 create or replace function private.campaign_dry_run(campaign_id uuid)
