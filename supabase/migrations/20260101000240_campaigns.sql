@@ -766,7 +766,7 @@ $$;
 
 -- A campaign message changed status: its recipient follows, forward only. Meta's
 -- throttling and ecosystem codes (130429, 131056 pair rate, 131049) start a later attempt
--- while attempts remain; a paused or disabled template (132015, 132016) pauses the campaign
+-- while attempts remain, reopening a completed campaign; a paused or disabled template (132015, 132016) pauses the campaign
 -- and the recipient waits for the resume; anything else (131026 undeliverable, 131047 no
 -- window, ...) fails the recipient with Meta's code.
 create or replace function private.tg_messages_campaign_status()
@@ -798,13 +798,23 @@ begin
       return null;
     end if;
     if new.error_code in (130429, 131049, 131056) and v_recipient.attempts < v_campaign.max_attempts
-       and v_campaign.status in ('running', 'paused') then
+       and v_campaign.status in ('running', 'paused', 'completed') then
       update public.campaign_recipients r
          set status = 'pending', message_id = null, error_code = new.error_code, error_title = left(new.error_title, 500),
              next_attempt_at = now() + case new.error_code when 131049 then interval '1 hour'
                                                            when 131056 then make_interval(secs => 6 * 4 ^ r.attempts)
                                                            else interval '1 minute' end
        where r.id = v_recipient.id;
+      -- Meta's verdict can come after the last send completed the campaign: it reopens for
+      -- the retry (pacing from now) and completes again when nobody is left
+      if v_campaign.status = 'completed' then
+        update public.campaigns c
+           set status = 'running', finished_at = null, pace_anchor_at = now(), pace_anchor_released = c.released_count,
+               status_reason = format('reopened: Meta asked to retry a recipient later (%s)', new.error_code)
+         where c.id = v_campaign.id;
+        perform private.emit(v_campaign.tenant_id, 'campaign.resumed', 'campaigns', v_campaign.id,
+          jsonb_build_object('name', v_campaign.name, 'reopened', true, 'error_code', new.error_code));
+      end if;
       return null;
     end if;
     update public.campaign_recipients r
@@ -1331,7 +1341,7 @@ on conflict (name) do update set description = excluded.description, function_na
 insert into public.event_types (type, module, description) values
   ('campaign.started', 'campaigns', 'A campaign started: recipients materialised (payload: total, pending, skipped).'),
   ('campaign.paused', 'campaigns', 'A campaign was paused by a manager or by the system (template paused or disabled at Meta, sending error): payload has the reason.'),
-  ('campaign.resumed', 'campaigns', 'A paused campaign resumed.'),
+  ('campaign.resumed', 'campaigns', 'A paused campaign resumed, or a completed one reopened for a retry Meta asked for (reopened: true).'),
   ('campaign.completed', 'campaigns', 'Every recipient of a campaign was sent, failed or skipped: payload has the counters.'),
   ('campaign.cancelled', 'campaigns', 'A campaign was cancelled; its pending recipients were skipped.'),
   ('campaign.recipient_updated', 'campaigns', 'A campaign recipient was sent, delivered, read, failed (Meta''s code) or replied.')
@@ -1755,6 +1765,7 @@ set search_path = ''
 as $$
 declare
   v_campaign public.campaigns := private.campaign_for_manager(set_campaign_state.campaign_id);
+  v_withdrawn uuid[];
 begin
   if set_campaign_state.action = 'pause' then
     if v_campaign.status not in ('running', 'scheduled') then
@@ -1782,8 +1793,14 @@ begin
     end if;
     update public.campaigns c set status = 'cancelled', finished_at = now(), status_reason = 'cancelled by a manager'
      where c.id = v_campaign.id;
+    -- what no worker has claimed yet never leaves; what is in flight follows its webhooks
+    v_withdrawn := array(select private.withdraw_outbound(
+      array(select r.message_id from public.campaign_recipients r
+             where r.campaign_id = v_campaign.id and r.status = 'queued'),
+      'campaign cancelled by a manager'));
     update public.campaign_recipients r set status = 'skipped', skip_reason = 'cancelled'
-     where r.campaign_id = v_campaign.id and r.status = 'pending';
+     where r.campaign_id = v_campaign.id
+       and (r.status = 'pending' or r.status = 'queued' and r.message_id = any(v_withdrawn));
     perform private.emit(v_campaign.tenant_id, 'campaign.cancelled', 'campaigns', v_campaign.id,
                          jsonb_build_object('name', v_campaign.name));
   else
@@ -1799,7 +1816,7 @@ language sql
 security invoker
 set search_path = ''
 as $$ select * from private.set_campaign_state(campaign_id, action) $$;
-comment on function public.set_campaign_state(uuid, text) is 'Managers: pause, resume (pacing restarts) or cancel (pending recipients skipped; messages already queued still go) a campaign.';
+comment on function public.set_campaign_state(uuid, text) is 'Managers: pause, resume (pacing restarts) or cancel (pending recipients and those whose message no worker has claimed yet are skipped as cancelled; messages in flight follow their webhooks) a campaign.';
 
 /**
  * ----
