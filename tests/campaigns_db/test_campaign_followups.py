@@ -3,13 +3,21 @@ a cancel withdraws what is still queued, and Meta's late retryable errors are re
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
 import pytest
 
-from campaigns_db.campaign_support import OWNER, TENANT, campaign, contacts, counters, recount, release, template
+from campaigns_db.campaign_support import (
+    OWNER,
+    TENANT,
+    campaign,
+    contacts,
+    counters,
+    recount,
+    release,
+    template,
+)
 from campaigns_db.test_campaigns_sql import recipients, sent, start, state, webhook
 from support import Db
 
@@ -17,7 +25,8 @@ from support import Db
 def product(db: Db, tenant_id: str = TENANT) -> str:
     return str(
         db.value(
-            "insert into public.products (tenant_id, name) values (%s, 'Método Fluência em 90 Dias') returning id",
+            "insert into public.products (tenant_id, name) values (%s, 'Método Fluência em 90 Dias')"
+            " returning id",
             (tenant_id,),
         )
     )
@@ -63,7 +72,10 @@ def test_a_template_tied_to_a_product_goes_to_its_buyers_only(db: Db) -> None:
     }
     # refunded before the send: checked again when the message is released
     db.sql("update public.transactions set status = 'refunded' where contact_id = %s", (complete,))
-    db.sql("update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s", (campaign_id,))
+    db.sql(
+        "update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s",
+        (campaign_id,),
+    )
     assert release(db) == 1
     by_contact = {str(r["contact_id"]): r for r in recipients(db, campaign_id)}
     assert (by_contact[approved]["status"], by_contact[complete]["skip_reason"]) == ("queued", "not_a_buyer")
@@ -94,13 +106,21 @@ def test_cancel_withdraws_what_no_worker_has_claimed_and_counters_stay_exact(db:
     coded(db, 5)
     campaign_id = campaign(db, template(db), rate=6000)
     start(db, campaign_id)
-    db.sql("update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s", (campaign_id,))
+    db.sql(
+        "update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s",
+        (campaign_id,),
+    )
     assert release(db) == 5
     claimed = claim(db, 2)  # two are with the worker: one reaches Meta, one is in flight
     with db.as_service() as s:
         s.all("select public.whatsapp_mark_sent(%s, 'wamid.CANCEL1')", (claimed[0]["message_id"],))
     cancelled = state(db, campaign_id, "cancel")
-    assert (cancelled["status"], cancelled["skipped_count"], cancelled["queued_count"], cancelled["sent_count"]) == (
+    assert (
+        cancelled["status"],
+        cancelled["skipped_count"],
+        cancelled["queued_count"],
+        cancelled["sent_count"],
+    ) == (
         "cancelled",
         3,
         1,
@@ -111,9 +131,12 @@ def test_cancel_withdraws_what_no_worker_has_claimed_and_counters_stay_exact(db:
     withdrawn = [r["message_id"] for r in rows if r["status"] == "skipped"]
     assert {r["skip_reason"] for r in rows if r["status"] == "skipped"} == {"cancelled"}
     messages = db.sql(
-        "select status, error_title from public.messages where id = any(%s::uuid[])", ([str(m) for m in withdrawn],)
+        "select status, error_title from public.messages where id = any(%s::uuid[])",
+        ([str(m) for m in withdrawn],),
     )
-    assert {(m["status"], m["error_title"]) for m in messages} == {("cancelled", "campaign cancelled by a manager")}
+    assert {(m["status"], m["error_title"]) for m in messages} == {
+        ("cancelled", "campaign cancelled by a manager")
+    }
     assert claim(db, 50) == []  # nothing withdrawn ever reaches a worker
     # the one in flight still follows its webhooks
     with db.as_service() as s:
@@ -126,7 +149,10 @@ def test_a_late_retryable_error_reopens_a_completed_campaign(db: Db) -> None:
     coded(db, 2)
     campaign_id = campaign(db, template(db), rate=6000)
     start(db, campaign_id)
-    db.sql("update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s", (campaign_id,))
+    db.sql(
+        "update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s",
+        (campaign_id,),
+    )
     assert release(db) == 2
     late, fine = (r["wa_id"] for r in sent(db, campaign_id))
     assert db.value("select status from public.campaigns where id = %s", (campaign_id,)) == "completed"
@@ -135,17 +161,23 @@ def test_a_late_retryable_error_reopens_a_completed_campaign(db: Db) -> None:
     assert (reopened["status"], reopened["finished_at"], reopened["pending_count"]) == ("running", None, 1)
     assert counters(db, campaign_id) == recount(db, campaign_id)
     db.sql("update public.campaign_recipients set next_attempt_at = now() where wa_id = %s", (late,))
-    db.sql("update public.messages set created_at = now() - interval '1 minute' where sender_type = 'campaign'")
+    db.sql(
+        "update public.messages set created_at = now() - interval '1 minute' where sender_type = 'campaign'"
+    )
     assert release(db) == 1
     again = db.sql("select message_id, wa_id from public.campaign_recipients where status = 'queued'")
     assert [r["wa_id"] for r in again] == [late]
     with db.as_service() as s:
         s.all("select public.whatsapp_mark_sent(%s, 'wamid.RETRY')", (again[0]["message_id"],))
     webhook(db, fine, "delivered")
-    final = db.sql("select status, sent_count, failed_count from public.campaigns where id = %s", (campaign_id,))[0]
+    final = db.sql(
+        "select status, sent_count, failed_count from public.campaigns where id = %s", (campaign_id,)
+    )[0]
     assert final == {"status": "completed", "sent_count": 1, "failed_count": 0}
     types = [
         e["type"]
-        for e in db.sql("select type from public.events where subject_id = %s order by created_at", (campaign_id,))
+        for e in db.sql(
+            "select type from public.events where subject_id = %s order by created_at", (campaign_id,)
+        )
     ]
     assert types == ["campaign.started", "campaign.completed", "campaign.resumed", "campaign.completed"]
