@@ -551,6 +551,30 @@ as $$
 $$;
 comment on function public.whatsapp_alert_send_failure(uuid, jsonb, text, text) is 'Worker: the tenant''s alert (one per number, Meta code and day) for a send failure it must fix.';
 
+-- Withdraw outbound messages no worker has claimed yet (e.g. of a cancelled campaign): they
+-- become cancelled with the reason. A claimed one (sending) may already be at Meta and stays.
+-- Their numbers are locked first, as whatsapp_claim_outbound locks them, so a claim never
+-- takes a message being withdrawn. Callers check the tenant.
+create or replace function private.withdraw_outbound(message_ids uuid[], reason text)
+returns setof uuid
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform 1 from public.whatsapp_numbers n
+   where n.id in (select m.whatsapp_number_id from public.messages m where m.id = any(withdraw_outbound.message_ids))
+   order by n.id
+     for no key update of n;
+  return query
+    update public.messages m
+       set status = 'cancelled', error_code = null, error_title = left(withdraw_outbound.reason, 500),
+           next_attempt_at = null
+     where m.id = any(withdraw_outbound.message_ids) and m.direction = 'outbound' and m.status = 'queued'
+    returning m.id;
+end;
+$$;
+comment on function private.withdraw_outbound(uuid[], text) is 'Cancel the given outbound messages still queued (unclaimed), with the reason; returns those withdrawn.';
+
 /**
  * ----
  * Section - Inbound processing queue

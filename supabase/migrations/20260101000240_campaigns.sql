@@ -150,7 +150,7 @@ create table if not exists public.campaign_recipients (
   status text not null default 'pending'
     check (status in ('pending', 'queued', 'sent', 'delivered', 'read', 'failed', 'skipped')),
   skip_reason text check (skip_reason in ('blocked', 'opted_out', 'anonymised', 'no_consent', 'no_number',
-                                           'missing_variable', 'cancelled')),
+                                           'not_a_buyer', 'missing_variable', 'cancelled')),
   message_id uuid,
   attempts integer not null default 0,
   next_attempt_at timestamptz,
@@ -178,7 +178,7 @@ create index if not exists campaign_recipients_message_idx on public.campaign_re
 create index if not exists campaign_recipients_contact_idx on public.campaign_recipients (tenant_id, contact_id);
 comment on table public.campaign_recipients is 'Per-recipient truth of a campaign: pending → queued → sent → delivered → read, or failed with Meta''s code, or skipped with the reason.';
 comment on column public.campaign_recipients.status is 'Moves forward only within an attempt; a retryable Meta error (130429, 131049, 131056) starts a new attempt from pending.';
-comment on column public.campaign_recipients.skip_reason is 'Why nothing was sent: blocked, opted_out, anonymised (LGPD), no_consent, no_number, missing_variable, cancelled.';
+comment on column public.campaign_recipients.skip_reason is 'Why nothing was sent: blocked, opted_out, anonymised (LGPD), no_consent, no_number, not_a_buyer (the template is tied to a product the contact has not bought), missing_variable, cancelled (withdrawn by a cancel, queued messages included).';
 comment on column public.campaign_recipients.replied_at is 'First customer message within the campaign''s reply window after the send.';
 
 -- Campaign sends are counted per number over 24 h (the tier's unique-recipient limit).
@@ -407,7 +407,8 @@ $$;
 -- where a source is described at private.template_value. Returns
 --   {"message": {"type": "template", "template": {"name", "language": {"code"}, "components"}},
 --    "text": "<header>\n\n<body>\n\n<footer> as the contact reads it",
---    "missing": ["body.2", ...]}     (non-empty: do not send)
+--    "missing": ["body.2", ...],     (non-empty: do not send)
+--    "buyer": true | false}          (only for a template tied to a product: false, do not send)
 -- ready for private.queue_outbound. Callers check the caller's right to the tenant.
 create or replace function private.render_template(tenant_id uuid, template_id uuid, contact_id uuid,
                                                    variables jsonb default '{}'::jsonb)
@@ -508,10 +509,12 @@ begin
       'name', v_template.name, 'language', jsonb_build_object('code', v_template.language),
       'components', v_components)),
     'text', array_to_string(v_lines, E'\n\n'),
-    'missing', to_jsonb(v_missing));
+    'missing', to_jsonb(v_missing))
+    || case when v_template.product_id is not null then jsonb_build_object('buyer',
+         private.is_buyer(v_template.tenant_id, v_contact.id, v_template.product_id)) else '{}' end;
 end;
 $$;
-comment on function private.render_template(uuid, uuid, uuid, jsonb) is 'THE renderer of templates: fills a template''s variables for one contact (contact fields, attributes or fixed values, with defaults); returns {message (ready for queue_outbound), text (as read), missing}. Callers check the tenant.';
+comment on function private.render_template(uuid, uuid, uuid, jsonb) is 'THE renderer of templates: fills a template''s variables for one contact (contact fields, attributes or fixed values, with defaults); returns {message (ready for queue_outbound), text (as read), missing, buyer (template tied to a product: did the contact buy it)}. Callers check the tenant.';
 
 /**
  * ----
@@ -637,13 +640,22 @@ $$;
 
 -- Everyone the audience of a campaign selects, with why they would be skipped (null: they
 -- get it). One query over contacts, so materialising 100k recipients is one insert … select.
+-- (plpgsql: private.is_buyer belongs to the commerce module, which comes later.)
 create or replace function private.campaign_audience(campaign public.campaigns)
 returns table (contact_id uuid, wa_id text, skip_reason text)
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select c.id, c.wa_id, private.campaign_skip_reason(c)
+declare
+  v_product uuid;
+begin
+  select t.product_id into v_product from public.message_templates t
+   where t.tenant_id = campaign.tenant_id and t.id = campaign.template_id;
+  return query
+  select c.id, c.wa_id, coalesce(private.campaign_skip_reason(c),
+           case when v_product is null or private.is_buyer(c.tenant_id, c.id, v_product) then null
+                else 'not_a_buyer' end)
     from public.contacts c
    where c.tenant_id = campaign.tenant_id
      and (campaign.audience -> 'tags_any' is null
@@ -656,7 +668,8 @@ as $$
           or private.campaign_attributes_match(c.attributes, campaign.audience -> 'attributes'))
      and (coalesce((campaign.audience ->> 'list')::boolean, false) is false
           or exists (select 1 from public.campaign_list_members l
-                      where l.campaign_id = campaign.id and l.contact_id = c.id))
+                      where l.campaign_id = campaign.id and l.contact_id = c.id));
+end;
 $$;
 
 /**
@@ -753,7 +766,7 @@ $$;
 
 -- A campaign message changed status: its recipient follows, forward only. Meta's
 -- throttling and ecosystem codes (130429, 131056 pair rate, 131049) start a later attempt
--- while attempts remain; a paused or disabled template (132015, 132016) pauses the campaign
+-- while attempts remain, reopening a completed campaign; a paused or disabled template (132015, 132016) pauses the campaign
 -- and the recipient waits for the resume; anything else (131026 undeliverable, 131047 no
 -- window, ...) fails the recipient with Meta's code.
 create or replace function private.tg_messages_campaign_status()
@@ -785,13 +798,23 @@ begin
       return null;
     end if;
     if new.error_code in (130429, 131049, 131056) and v_recipient.attempts < v_campaign.max_attempts
-       and v_campaign.status in ('running', 'paused') then
+       and v_campaign.status in ('running', 'paused', 'completed') then
       update public.campaign_recipients r
          set status = 'pending', message_id = null, error_code = new.error_code, error_title = left(new.error_title, 500),
              next_attempt_at = now() + case new.error_code when 131049 then interval '1 hour'
                                                            when 131056 then make_interval(secs => 6 * 4 ^ r.attempts)
                                                            else interval '1 minute' end
        where r.id = v_recipient.id;
+      -- Meta's verdict can come after the last send completed the campaign: it reopens for
+      -- the retry (pacing from now) and completes again when nobody is left
+      if v_campaign.status = 'completed' then
+        update public.campaigns c
+           set status = 'running', finished_at = null, pace_anchor_at = now(), pace_anchor_released = c.released_count,
+               status_reason = format('reopened: Meta asked to retry a recipient later (%s)', new.error_code)
+         where c.id = v_campaign.id;
+        perform private.emit(v_campaign.tenant_id, 'campaign.resumed', 'campaigns', v_campaign.id,
+          jsonb_build_object('name', v_campaign.name, 'reopened', true, 'error_code', new.error_code));
+      end if;
       return null;
     end if;
     update public.campaign_recipients r
@@ -989,7 +1012,9 @@ begin
   v_reason := private.campaign_skip_reason(v_contact);
   if v_reason is null then
     v_rendered := private.render_template(campaign.tenant_id, campaign.template_id, v_contact.id, campaign.variables);
-    if jsonb_array_length(v_rendered -> 'missing') > 0 then
+    if v_rendered ->> 'buyer' = 'false' then
+      v_reason := 'not_a_buyer';
+    elsif jsonb_array_length(v_rendered -> 'missing') > 0 then
       v_reason := 'missing_variable';
     end if;
   end if;
@@ -1316,7 +1341,7 @@ on conflict (name) do update set description = excluded.description, function_na
 insert into public.event_types (type, module, description) values
   ('campaign.started', 'campaigns', 'A campaign started: recipients materialised (payload: total, pending, skipped).'),
   ('campaign.paused', 'campaigns', 'A campaign was paused by a manager or by the system (template paused or disabled at Meta, sending error): payload has the reason.'),
-  ('campaign.resumed', 'campaigns', 'A paused campaign resumed.'),
+  ('campaign.resumed', 'campaigns', 'A paused campaign resumed, or a completed one reopened for a retry Meta asked for (reopened: true).'),
   ('campaign.completed', 'campaigns', 'Every recipient of a campaign was sent, failed or skipped: payload has the counters.'),
   ('campaign.cancelled', 'campaigns', 'A campaign was cancelled; its pending recipients were skipped.'),
   ('campaign.recipient_updated', 'campaigns', 'A campaign recipient was sent, delivered, read, failed (Meta''s code) or replied.')
@@ -1535,7 +1560,7 @@ stable
 security invoker
 set search_path = ''
 as $$ select private.preview_template(template_id, contact_id, variables) $$;
-comment on function public.preview_template(uuid, uuid, jsonb) is 'Members: the final text of a template for one contact, the message that would be sent and the variables missing.';
+comment on function public.preview_template(uuid, uuid, jsonb) is 'Members: the final text of a template for one contact, the message that would be sent, the variables missing and, for a template tied to a product, whether the contact bought it (buyer).';
 
 -- Managers: who would receive a campaign now, and why the others would not.
 create or replace function private.campaign_dry_run(campaign_id uuid)
@@ -1740,6 +1765,7 @@ set search_path = ''
 as $$
 declare
   v_campaign public.campaigns := private.campaign_for_manager(set_campaign_state.campaign_id);
+  v_withdrawn uuid[];
 begin
   if set_campaign_state.action = 'pause' then
     if v_campaign.status not in ('running', 'scheduled') then
@@ -1767,8 +1793,14 @@ begin
     end if;
     update public.campaigns c set status = 'cancelled', finished_at = now(), status_reason = 'cancelled by a manager'
      where c.id = v_campaign.id;
+    -- what no worker has claimed yet never leaves; what is in flight follows its webhooks
+    v_withdrawn := array(select private.withdraw_outbound(
+      array(select r.message_id from public.campaign_recipients r
+             where r.campaign_id = v_campaign.id and r.status = 'queued'),
+      'campaign cancelled by a manager'));
     update public.campaign_recipients r set status = 'skipped', skip_reason = 'cancelled'
-     where r.campaign_id = v_campaign.id and r.status = 'pending';
+     where r.campaign_id = v_campaign.id
+       and (r.status = 'pending' or r.status = 'queued' and r.message_id = any(v_withdrawn));
     perform private.emit(v_campaign.tenant_id, 'campaign.cancelled', 'campaigns', v_campaign.id,
                          jsonb_build_object('name', v_campaign.name));
   else
@@ -1784,7 +1816,7 @@ language sql
 security invoker
 set search_path = ''
 as $$ select * from private.set_campaign_state(campaign_id, action) $$;
-comment on function public.set_campaign_state(uuid, text) is 'Managers: pause, resume (pacing restarts) or cancel (pending recipients skipped; messages already queued still go) a campaign.';
+comment on function public.set_campaign_state(uuid, text) is 'Managers: pause, resume (pacing restarts) or cancel (pending recipients and those whose message no worker has claimed yet are skipped as cancelled; messages in flight follow their webhooks) a campaign.';
 
 /**
  * ----

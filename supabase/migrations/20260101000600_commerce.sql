@@ -65,6 +65,14 @@ comment on column public.products.hotmart_subdomain is 'Subdomain of the Hotmart
 comment on column public.products.monitoring_enabled is 'Customer success switch (seed 003 ativo_monitoramento): jobs watch progress of this product''s students only when on.';
 comment on column public.products.warranty_days is 'Guarantee in days when Hotmart sends no warranty date (else the tenant''s commerce.warranty_days, 7).';
 
+-- A template tied to a product (declared in the whatsapp module, which comes first) is sent
+-- only to its buyers (campaigns module): the product cannot go while a template names it.
+alter table public.message_templates drop constraint if exists message_templates_product_fk;
+alter table public.message_templates add constraint message_templates_product_fk
+  foreign key (tenant_id, product_id) references public.products (tenant_id, id);
+create index if not exists message_templates_tenant_product_idx on public.message_templates (tenant_id, product_id)
+  where product_id is not null;
+
 -- Offers (seed 003 ofertas): price plans of a product.
 create table if not exists public.offers (
   id uuid primary key default gen_random_uuid(),
@@ -315,6 +323,20 @@ comment on column public.contact_conflicts.identity is 'What the event said: {"c
  * Section - Private helpers
  * ----
  */
+
+-- A contact bought a product: a paid transaction (approved, protested while the refund is
+-- only asked, complete). Templates tied to a product are sent to these contacts only.
+create or replace function private.is_buyer(tenant_id uuid, contact_id uuid, product_id uuid)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select exists (select 1 from public.transactions t
+                  where t.tenant_id = is_buyer.tenant_id and t.contact_id = is_buyer.contact_id
+                    and t.product_id = is_buyer.product_id and t.status in ('approved', 'protested', 'complete'))
+$$;
+comment on function private.is_buyer(uuid, uuid, uuid) is 'A paid (approved, protested or complete) transaction of the contact for the product: who a product''s templates may go to.';
 
 -- A Hotmart time: milliseconds (number or digits), seconds, or an ISO string; null otherwise.
 create or replace function private.hotmart_time(value jsonb)

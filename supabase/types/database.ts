@@ -4143,6 +4143,12 @@ export type Database = {
         }
         Relationships: [
           {
+            foreignKeyName: "message_templates_product_fk"
+            columns: ["tenant_id", "product_id"]
+            referencedRelation: "products"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
             foreignKeyName: "message_templates_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
