@@ -459,6 +459,249 @@ begin
 end;
 $$;
 
+-- inbox: tags and service figures of the conversations (nothing to remove: no free text).
+create or replace function private.lgpd_places_inbox(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'contact_tags', private.lgpd_rows('select * from public.contact_tags t
+       where t.tenant_id = ($1).tenant_id and t.contact_id = ($1).contact_id', s),
+    'conversation_metrics', private.lgpd_rows('select * from public.conversation_metrics m
+       where m.tenant_id = ($1).tenant_id and m.conversation_id = any(($1).conversation_ids)', s))
+$$;
+
+-- campaigns: the lists and sends that reached the person (the number goes; statuses and
+-- times stay, so campaign results stay true).
+create or replace function private.lgpd_places_campaigns(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_doc jsonb := jsonb_build_object(
+    'campaign_list_members', private.lgpd_rows('select * from public.campaign_list_members l
+       where l.tenant_id = ($1).tenant_id and l.contact_id = ($1).contact_id', s),
+    'campaign_recipients', private.lgpd_rows('select * from public.campaign_recipients r
+       where r.tenant_id = ($1).tenant_id and r.contact_id = ($1).contact_id order by r.created_at', s));
+begin
+  if anonymise then
+    update public.campaign_recipients r
+       set wa_id = null, error_title = private.lgpd_scrub(r.error_title, s.patterns)
+     where r.tenant_id = s.tenant_id and r.contact_id = s.contact_id;
+  end if;
+  return v_doc;
+end;
+$$;
+
+-- flows: what the person answered (variables, inputs) goes whole, whether or not it names
+-- them, like a message's content; blocks, outcomes, statuses and times stay for analytics.
+create or replace function private.lgpd_places_flows(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_doc jsonb := jsonb_build_object(
+    'flow_executions', private.lgpd_rows('select * from public.flow_executions x
+       where x.tenant_id = ($1).tenant_id and x.contact_id = ($1).contact_id order by x.started_at', s),
+    'flow_steps', private.lgpd_rows('select p.* from public.flow_steps p join public.flow_executions x
+         on x.tenant_id = p.tenant_id and x.id = p.execution_id
+       where x.tenant_id = ($1).tenant_id and x.contact_id = ($1).contact_id order by p.seq', s));
+begin
+  if anonymise then
+    update public.flow_steps p
+       set input = null, outcome = private.lgpd_scrub(p.outcome, s.patterns)
+      from public.flow_executions x
+     where x.tenant_id = s.tenant_id and x.contact_id = s.contact_id
+       and p.tenant_id = x.tenant_id and p.execution_id = x.id;
+    update public.flow_executions x
+       set variables = '{}', last_input = null, end_reason = private.lgpd_scrub(x.end_reason, s.patterns)
+     where x.tenant_id = s.tenant_id and x.contact_id = s.contact_id;
+  end if;
+  return v_doc;
+end;
+$$;
+
+-- automation rules: executions and approvals about the person (conditions, actions,
+-- results and previews quote their data), and queue errors naming them.
+create or replace function private.lgpd_places_automation(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_doc jsonb := jsonb_build_object(
+    'automation_executions', private.lgpd_rows('select * from public.automation_executions x
+       where x.tenant_id = ($1).tenant_id and (x.contact_id = ($1).contact_id
+             or x.conversation_id = any(($1).conversation_ids)) order by x.created_at', s),
+    'dispatch_queue', private.lgpd_rows('select * from public.dispatch_queue d
+       where d.tenant_id = ($1).tenant_id and (d.contact_id = ($1).contact_id
+             or d.conversation_id = any(($1).conversation_ids)) order by d.created_at', s),
+    'automation_queue', private.lgpd_rows('select * from public.automation_queue q
+       where q.tenant_id = ($1).tenant_id and private.lgpd_mentions(q.last_error, ($1).patterns)', s));
+begin
+  if anonymise then
+    update public.automation_executions x
+       set condition_results = private.lgpd_scrub_jsonb(x.condition_results, s.patterns),
+           actions = private.lgpd_scrub_jsonb(x.actions, s.patterns),
+           action_results = private.lgpd_scrub_jsonb(x.action_results, s.patterns),
+           error = private.lgpd_scrub(x.error, s.patterns)
+     where x.tenant_id = s.tenant_id and (x.contact_id = s.contact_id or x.conversation_id = any(s.conversation_ids));
+    update public.dispatch_queue d
+       set actions = private.lgpd_scrub_jsonb(d.actions, s.patterns), preview = private.lgpd_scrub(d.preview, s.patterns),
+           reject_reason = private.lgpd_scrub(d.reject_reason, s.patterns)
+     where d.tenant_id = s.tenant_id and (d.contact_id = s.contact_id or d.conversation_id = any(s.conversation_ids));
+    update public.automation_queue q set last_error = private.lgpd_scrub(q.last_error, s.patterns)
+     where q.tenant_id = s.tenant_id and private.lgpd_mentions(q.last_error, s.patterns);
+  end if;
+  return v_doc;
+end;
+$$;
+
+-- support: the person's tickets (title, description and notes scrubbed; status, SLA and
+-- times stay), their attachments (rows go, files queued for deletion from the bucket
+-- ticket-attachments).
+create or replace function private.lgpd_places_support(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_doc jsonb := jsonb_build_object(
+    'tickets', private.lgpd_rows('select * from public.tickets t
+       where t.tenant_id = ($1).tenant_id and t.contact_id = ($1).contact_id order by t.created_at', s),
+    'ticket_notes', private.lgpd_rows('select n.* from public.ticket_notes n join public.tickets t
+         on t.tenant_id = n.tenant_id and t.id = n.ticket_id
+       where t.tenant_id = ($1).tenant_id and t.contact_id = ($1).contact_id order by n.created_at', s),
+    'ticket_attachments', private.lgpd_rows('select a.* from public.ticket_attachments a join public.tickets t
+         on t.tenant_id = a.tenant_id and t.id = a.ticket_id
+       where t.tenant_id = ($1).tenant_id and t.contact_id = ($1).contact_id order by a.created_at', s));
+begin
+  if anonymise then
+    with gone as (
+      delete from public.ticket_attachments a using public.tickets t
+       where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id and a.tenant_id = t.tenant_id and a.ticket_id = t.id
+      returning a.tenant_id, a.storage_path
+    )
+    insert into public.storage_deletions (tenant_id, storage_key, reason)
+    select g.tenant_id, 'ticket-attachments/' || g.storage_path, 'anonymisation' from gone g
+    on conflict (storage_key) do nothing;
+    update public.ticket_notes n set body = private.lgpd_scrub(n.body, s.patterns)
+      from public.tickets t
+     where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id and n.tenant_id = t.tenant_id and n.ticket_id = t.id
+       and private.lgpd_mentions(n.body, s.patterns);
+    update public.tickets t
+       set title = private.lgpd_scrub(t.title, s.patterns), description = private.lgpd_scrub(t.description, s.patterns)
+     where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id
+       and private.lgpd_mentions(concat(t.title, t.description), s.patterns);
+  end if;
+  return v_doc;
+end;
+$$;
+
+-- crm: the person's leads (found by contact, or by name, phone or e-mail for a lead that
+-- has no contact yet: an import) lose what identifies them; deals, appointments, services
+-- and certificates keep their values, stages and dates, their free text scrubbed.
+create or replace function private.lgpd_places_crm(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_leads uuid[] := array(select l.id from public.leads l where l.tenant_id = s.tenant_id
+    and (l.contact_id = s.contact_id or private.lgpd_mentions(concat_ws(' ', l.name, l.phone, l.email), s.patterns)));
+  v_leads_sql text := '(select l.id from public.leads l where l.tenant_id = ($1).tenant_id and (l.contact_id = ($1).contact_id
+    or private.lgpd_mentions(concat_ws('' '', l.name, l.phone, l.email), ($1).patterns)))';
+  v_doc jsonb := jsonb_build_object(
+    'leads', private.lgpd_rows('select * from public.leads l where l.id in ' || v_leads_sql, s),
+    'lead_stage_history', private.lgpd_rows('select * from public.lead_stage_history h
+       where h.tenant_id = ($1).tenant_id and h.lead_id in ' || v_leads_sql || ' order by h.changed_at', s),
+    'deals', private.lgpd_rows('select * from public.deals d where d.tenant_id = ($1).tenant_id
+       and (d.contact_id = ($1).contact_id or d.lead_id in ' || v_leads_sql || ')', s),
+    'appointments', private.lgpd_rows('select * from public.appointments a where a.tenant_id = ($1).tenant_id
+       and (a.contact_id = ($1).contact_id or a.lead_id in ' || v_leads_sql || ') order by a.starts_at', s),
+    'services', private.lgpd_rows('select * from public.services v
+       where v.tenant_id = ($1).tenant_id and v.contact_id = ($1).contact_id', s),
+    'certificates', private.lgpd_rows('select * from public.certificates c
+       where c.tenant_id = ($1).tenant_id and c.contact_id = ($1).contact_id', s));
+begin
+  if anonymise then
+    update public.leads l
+       set name = '[removido]', phone = null, email = null, company = null, position = null, notes = null,
+           referral = null, custom_fields = '{}', external_id = null,
+           interest = private.lgpd_scrub(l.interest, s.patterns), source_ref = private.lgpd_scrub(l.source_ref, s.patterns),
+           lost_reason = private.lgpd_scrub(l.lost_reason, s.patterns)
+     where l.tenant_id = s.tenant_id and l.id = any(v_leads);
+    update public.deals d
+       set title = private.lgpd_scrub(d.title, s.patterns), lost_reason = private.lgpd_scrub(d.lost_reason, s.patterns),
+           custom_fields = private.lgpd_scrub_jsonb(d.custom_fields, s.patterns)
+     where d.tenant_id = s.tenant_id and (d.contact_id = s.contact_id or d.lead_id = any(v_leads));
+    update public.appointments a
+       set notes = null, meeting_link = null, reminder_error = private.lgpd_scrub(a.reminder_error, s.patterns)
+     where a.tenant_id = s.tenant_id and (a.contact_id = s.contact_id or a.lead_id = any(v_leads));
+    update public.services v set name = private.lgpd_scrub(v.name, s.patterns)
+     where v.tenant_id = s.tenant_id and v.contact_id = s.contact_id and private.lgpd_mentions(v.name, s.patterns);
+    update public.certificates c set alert_error = private.lgpd_scrub(c.alert_error, s.patterns)
+     where c.tenant_id = s.tenant_id and c.contact_id = s.contact_id and private.lgpd_mentions(c.alert_error, s.patterns);
+  end if;
+  return v_doc;
+end;
+$$;
+
+-- commerce: purchases keep code, product, status, value and dates (billing and LTV stay
+-- true) and lose the payment instruments and Hotmart subscriber codes; the raw postbacks
+-- about the person lose the buyer / user / subscriber objects and their raw text; identity
+-- conflicts are scrubbed.
+create or replace function private.lgpd_places_commerce(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_events_sql text := 'select * from public.hotmart_events e where e.tenant_id = ($1).tenant_id
+    and (e.contact_id = ($1).contact_id or e.transaction_id in (select t.id from public.transactions t
+           where t.tenant_id = ($1).tenant_id and t.contact_id = ($1).contact_id)
+         or private.lgpd_mentions(concat(e.payload::text, e.raw_body, e.reason), ($1).patterns))';
+  v_events uuid[] := array(select (r ->> 'id')::uuid from jsonb_array_elements(private.lgpd_rows(v_events_sql, s)) r);
+  v_doc jsonb := jsonb_build_object(
+    'transactions', private.lgpd_rows('select * from public.transactions t
+       where t.tenant_id = ($1).tenant_id and t.contact_id = ($1).contact_id order by t.created_at', s),
+    'enrollments', private.lgpd_rows('select * from public.enrollments n
+       where n.tenant_id = ($1).tenant_id and n.contact_id = ($1).contact_id', s),
+    'lesson_progress', private.lgpd_rows('select p.* from public.lesson_progress p join public.enrollments n
+         on n.tenant_id = p.tenant_id and n.id = p.enrollment_id
+       where n.tenant_id = ($1).tenant_id and n.contact_id = ($1).contact_id', s),
+    'hotmart_events', private.lgpd_rows(v_events_sql || ' order by e.received_at', s),
+    'contact_conflicts', private.lgpd_rows('select * from public.contact_conflicts c where c.tenant_id = ($1).tenant_id
+       and (($1).contact_id in (c.contact_id, c.other_contact_id)
+            or private.lgpd_mentions(concat(c.reason, c.identity::text, c.note), ($1).patterns))', s));
+begin
+  if anonymise then
+    update public.transactions t
+       set billet_url = null, billet_barcode = null, pix_code = null, pix_qrcode_url = null, subscriber_code = null,
+           source = private.lgpd_scrub(t.source, s.patterns)
+     where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id;
+    update public.enrollments n set subscriber_code = null
+     where n.tenant_id = s.tenant_id and n.contact_id = s.contact_id;
+    update public.hotmart_events e
+       set payload = private.lgpd_scrub_jsonb(e.payload #- '{data,buyer}' #- '{data,user}' #- '{data,subscriber}'
+                                               #- '{data,subscription,user}', s.patterns),
+           raw_body = null, reason = private.lgpd_scrub(e.reason, s.patterns)
+     where e.tenant_id = s.tenant_id and e.id = any(v_events);
+    update public.contact_conflicts c
+       set identity = private.lgpd_scrub_jsonb(c.identity, s.patterns), reason = private.lgpd_scrub(c.reason, s.patterns),
+           note = private.lgpd_scrub(c.note, s.patterns)
+     where c.tenant_id = s.tenant_id
+       and (s.contact_id in (c.contact_id, c.other_contact_id)
+            or private.lgpd_mentions(concat(c.reason, c.identity::text, c.note), s.patterns));
+  end if;
+  return v_doc;
+end;
+$$;
+
 -- contacts: the row itself (after the other modules, which read it through the subject).
 create or replace function private.lgpd_places_contact(s private.lgpd_subject, anonymise boolean)
 returns jsonb
@@ -575,9 +818,14 @@ as $$
 declare
   s private.lgpd_subject := private.lgpd_subject(lgpd_process.tenant_id, lgpd_process.contact_id);
   v_tables jsonb := '{}';
-  v_objects jsonb := (select coalesce(jsonb_agg(m.media_storage_path order by m.created_at), '[]')
-                        from public.messages m
-                       where m.tenant_id = s.tenant_id and m.id = any(s.message_ids) and m.media_storage_path is not null);
+  -- media of the messages, then ticket attachments (bucket ticket-attachments)
+  v_objects jsonb := (select coalesce(jsonb_agg(o.key order by o.n, o.at), '[]') from (
+                        select 1 as n, m.created_at as at, m.media_storage_path as key from public.messages m
+                         where m.tenant_id = s.tenant_id and m.id = any(s.message_ids) and m.media_storage_path is not null
+                        union all
+                        select 2, a.created_at, 'ticket-attachments/' || a.storage_path
+                          from public.ticket_attachments a join public.tickets t on t.tenant_id = a.tenant_id and t.id = a.ticket_id
+                         where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id) o);
 begin
   if s.contact_id is null then
     raise exception 'contact not found' using errcode = 'P0002';
@@ -586,6 +834,13 @@ begin
   v_tables := v_tables || private.lgpd_places_ai(s, anonymise);
   v_tables := v_tables || private.lgpd_places_knowledge(s, anonymise);
   v_tables := v_tables || private.lgpd_places_tenancy(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_inbox(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_campaigns(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_flows(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_automation(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_support(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_crm(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_commerce(s, anonymise);
   -- modules added later: one line each, before the contact row
   v_tables := v_tables || private.lgpd_places_contact(s, anonymise);
   if anonymise then

@@ -12,7 +12,12 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
+from campaigns_db.campaign_support import campaign as draft_campaign
+from campaigns_db.campaign_support import template
+from commerce_db.hotmart_corpus import create_integration, event
+from flows_db.flow_support import create_flow, graph
 from support import Db
 from whatsapp_db.webhooks import OWNER, TENANT, body, change, ingest, msg, profile, text
 from zapbase.db.pool import Connect
@@ -130,7 +135,62 @@ def seed_everywhere(db: Db, media: Path) -> dict[str, Any]:
                                                    response_body)
               select d.tenant_id, d.id, d.endpoint_id, 1, 400, %s from public.webhook_deliveries d
                where d.tenant_id = %s limit 1""", (f"erro: contato {NAME} duplicado", TENANT))
-    return {"contact": contact, "conversation": conv, "media_key": key}
+    attachment = seed_modules(db, media, contact, conv)
+    return {"contact": contact, "conversation": conv, "media_key": key, "attachment_key": attachment}
+
+
+def seed_modules(db: Db, media: Path, contact: Any, conv: Any) -> str:
+    """Her data in the modules built on contacts, through their entry points (a flow run's
+    state is written by the worker's interpreter: inserted as it writes it)."""
+    with db.as_user(OWNER) as s:
+        ticket = s.one("select * from public.create_ticket(%s, %s, %s)",
+                       (conv, f"Troca do pedido de {NAME}", f"CPF {CPF}, entregar na {ADDRESS}"))
+        s.all("insert into public.ticket_notes (tenant_id, ticket_id, body) values (%s, %s, %s)",
+              (TENANT, ticket["id"], f"Ligar para (11) 98765-4321, falar com {NAME}"))
+        path = f"{TENANT}/tickets/{ticket['id']}/rg.pdf"
+        s.all("insert into public.ticket_attachments (tenant_id, ticket_id, storage_path, file_name)"
+              " values (%s, %s, %s, 'rg.pdf')", (TENANT, ticket["id"], path))
+        s.one("select * from public.create_lead(contact_id => %s, name => %s, phone => '+5511987654321',"
+              " email => %s, interest => %s)", (contact, NAME, EMAIL, f"Entrega na {ADDRESS}"))
+        s.all("insert into public.appointments (tenant_id, contact_id, type, starts_at, ends_at, notes)"
+              " values (%s, %s, 'demo', now() + interval '1 day', now() + interval '25 hours', %s)",
+              (TENANT, contact, f"Demo com {NAME}, e-mail {EMAIL}"))
+    campaign = draft_campaign(db, template(db))
+    with db.as_user(OWNER) as s:
+        s.one("select * from public.import_campaign_csv(%s, %s, 'clientes.csv')",
+              (campaign, f"telefone\n{WA_ID}\n+{WA_ID},{NAME}"))
+        s.one("select * from public.start_campaign(%s)", (campaign,))
+    attachment = f"ticket-attachments/{path}"
+    (media / attachment).parent.mkdir(parents=True, exist_ok=True)
+    (media / attachment).write_bytes(f"%PDF RG {NAME} {CPF}".encode())
+    # a purchase: Hotmart's postback names her as the buyer (found by her CPF)
+    integration = create_integration(db)
+    db.sql("insert into public.products (tenant_id, name, hotmart_product_id)"
+           " values (%s, 'Curso', '4774438')", (TENANT,))
+    purchase = event("purchase_approved", data__buyer__name=NAME, data__buyer__email=EMAIL,
+                     data__buyer__document="12345678909", data__buyer__address__address=ADDRESS)
+    with db.as_service() as s:
+        s.value("select public.hotmart_ingest(%s, %s)", (integration, Jsonb(purchase)))
+    # a flow that asked for her CPF, and an automation suggestion addressed to her
+    flow, version = create_flow(db, "Cadastro", graph({"id": "start", "type": "start"}, edges=[]),
+                                publish=False)
+    answers = Jsonb({"cpf": CPF, "nome": NAME, "endereco": ADDRESS})
+    run = db.value("""insert into public.flow_executions (tenant_id, flow_id, flow_version_id,
+                          conversation_id, contact_id, started_by, expires_at, variables, last_input)
+                      values (%s, %s, %s, %s, %s, 'keyword', now() + interval '1 day', %s, %s)
+                      returning id""", (TENANT, flow, version, conv, contact, answers, CPF))
+    db.sql("""insert into public.flow_steps (tenant_id, execution_id, flow_id, flow_version_id, block_id,
+                                           block_type, input, outcome)
+              values (%s, %s, %s, %s, 'cpf', 'input', %s, 'saved')""", (TENANT, run, flow, version, CPF))
+    with db.as_user(OWNER) as s:
+        s.all("insert into public.automation_rules (tenant_id, name, event_type, conditions, actions, mode)"
+              " values (%s, 'boas-vindas', 'message.received', '{}', %s, 'suggest')",
+              (TENANT, Jsonb([{"type": "send_text", "text": "Olá {{contact.name}}, já vamos atender!"}])))
+    ingest(db, body(change(contacts=[profile(WA_ID, NAME)], messages=[text("alguém aí?", WA_ID)])))
+    with db.as_service() as s:
+        while s.value("select public.automation_run(500)"):
+            pass
+    return attachment
 
 
 async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
@@ -143,7 +203,13 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
                   "public.document_chunks.content", "public.inbound_events.payload",
                   "public.audit_log.changes", "public.events.payload", "public.ai_usage.metadata",
                   "public.webhook_attempts.response_body", "public.contact_consents.evidence",
-                  "public.message_status_events.raw"):
+                  "public.message_status_events.raw", "public.tickets.title", "public.tickets.description",
+                  "public.ticket_notes.body", "public.leads.name",
+                  "public.leads.phone", "public.appointments.notes", "public.hotmart_events.payload",
+                  "public.flow_executions.variables", "public.flow_executions.last_input",
+                  "public.flow_steps.input",
+                  "public.campaign_recipients.wa_id", "public.import_logs.errors",
+                  "public.automation_executions.actions", "public.dispatch_queue.preview"):
         assert place in before, f"the seed missed {place}"
     totals = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
                          from public.messages m left join public.ai_usage u on u.message_id = m.id
@@ -157,17 +223,18 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
         assert table in export["tables"], f"the export misses {table}"
         text_ = json.dumps(export["tables"][table], ensure_ascii=False).lower()
         assert any(n.lower() in text_ for n in needles), f"the export's {table} lacks what {place} holds"
-    assert export["storage_objects"] == [seeded["media_key"]]
+    assert export["storage_objects"] == [seeded["media_key"], seeded["attachment_key"]]
 
     with db.as_user(OWNER) as s:
         result = s.value("select public.lgpd_anonymise_contact(%s, %s)",
                          (seeded["contact"], "Pedido por e-mail em 03/12, protocolo 991"))
-    assert result["storage_objects"] == 1
-    assert await purge_storage(connect, LocalStorage(tmp_path)) == 1
+    assert result["storage_objects"] == 2
+    assert await purge_storage(connect, LocalStorage(tmp_path)) == 2
 
     assert scan(db) == {}
     assert scan_files(tmp_path) == []
     assert not (tmp_path / seeded["media_key"]).exists()
+    assert not (tmp_path / seeded["attachment_key"]).exists()
     after = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
                         from public.messages m left join public.ai_usage u on u.message_id = m.id
                        where m.contact_id = %s""", (seeded["contact"],))[0]
