@@ -110,10 +110,9 @@ async def test_outside_business_hours_by_the_numbers_or_the_tenants_calendar(db:
     await chat.say("qual o prazo de entrega?")  # no calendar: never outside
     assert by_the_bot(db)
     closed, open_ = calendar(db, "Loja", closed_today=True), calendar(db, "Plantão", closed_today=False)
-    db.sql("update public.tenants set settings = settings || jsonb_build_object('business_calendar_id', %s::text)"
-           " where id = %s", (closed, TENANT))  # fmt: skip
-    db.sql("update public.whatsapp_numbers set settings = settings || jsonb_build_object('business_calendar_id',"
-           " %s::text) where tenant_id = %s", (open_, TENANT))  # fmt: skip
+    setting = "settings = settings || jsonb_build_object('business_calendar_id', %s::text)"
+    db.sql(f"update public.tenants set {setting} where id = %s", (closed, TENANT))
+    db.sql(f"update public.whatsapp_numbers set {setting} where tenant_id = %s", (open_, TENANT))
     await chat.say("qual o prazo de entrega?")  # the number's calendar is open: the bot
     assert by_the_bot(db)
     db.sql("update public.whatsapp_numbers set settings = settings - 'business_calendar_id'")
