@@ -7,8 +7,10 @@
  * on; the worker's interpreter (python/zapbase/flows) advances it one customer message at a
  * time and commits its state with the replies it queued (flow_commit_turn). Triggers start
  * flows: a keyword, a QR / wa.me short code, a Click-to-WhatsApp ad (referral source_id), an
- * event (conversation created, first message ever), the number's default flow, an agent or
- * an automation (start_flow).
+ * event (conversation created, first message ever, outside business hours), the number's
+ * default flow, an agent or an automation (start_flow). Business hours are those of the
+ * support module's calendar named by the number (whatsapp_numbers.settings.business_calendar_id),
+ * else by the tenant (tenants.settings.business_calendar_id); with neither it is never "outside".
  *
  * The graph (flow_versions.graph), one JSON document:
  *   {"blocks": [{"id": "ask_cpf", "type": "question", ...}, ...],
@@ -27,6 +29,9 @@
  *   set            variable, value (text with {{variables}})                next
  *   action         action add_tag|remove_tag (tag) | set_attribute (name, value) |
  *                  set_priority (priority) | assign_team (team_id) | opt_out next
+ *                  | create_ticket (title, description, priority, category,
+ *                  team_id, variable: the protocol) | create_lead (interest,
+ *                  score, variable: the lead id)                            next, error
  *   http           method GET|POST|PUT|PATCH|DELETE, url, headers {name: text | {"integration": id}},
  *                  body (JSON, strings with {{variables}}), timeout_ms (<= 10000),
  *                  save {variable: "path.in.response"}                     next, error
@@ -121,7 +126,7 @@ create table if not exists public.flow_triggers (
   unique (tenant_id, id),
   foreign key (tenant_id, flow_id) references public.flows (tenant_id, id) on delete cascade,
   check (case kind when 'default' then value is null
-                   when 'event' then value in ('conversation_created', 'first_message_ever')
+                   when 'event' then value in ('conversation_created', 'first_message_ever', 'outside_business_hours')
                    else value is not null end)
 );
 alter table public.flow_triggers enable row level security;
@@ -130,7 +135,7 @@ create index if not exists flow_triggers_match_idx on public.flow_triggers (tena
 create unique index if not exists flow_triggers_code_idx on public.flow_triggers (tenant_id, kind, value)
   where kind in ('qr_code', 'referral');
 comment on table public.flow_triggers is 'What starts a flow: keyword (exact or contained word sequence), qr_code (short code of a QR / wa.me prefilled text), referral (Click-to-WhatsApp ad source_id), event, default (any message of a new conversation on the flow''s numbers).';
-comment on column public.flow_triggers.value is 'keyword / qr_code: stored folded (case, accents, punctuation); referral: the ad''s source_id; event: conversation_created or first_message_ever.';
+comment on column public.flow_triggers.value is 'keyword / qr_code: stored folded (case, accents, punctuation); referral: the ad''s source_id; event: conversation_created, first_message_ever or outside_business_hours (once per closed period and conversation).';
 comment on column public.flow_triggers.match is 'keyword: exact (the whole message) or contains (the words appear in order).';
 
 -- Executions: one run of a flow version in a conversation.
@@ -151,6 +156,7 @@ create table if not exists public.flow_executions (
   retries integer not null default 0,
   page integer not null default 0,
   revision integer not null default 0,
+  records jsonb not null default '{}'::jsonb,
   started_by text not null check (length(started_by) <= 80),
   started_by_member uuid,
   last_input text check (length(last_input) <= 1000),
@@ -191,6 +197,7 @@ comment on column public.flow_executions.visits is 'Block id -> times run in thi
 comment on column public.flow_executions.retries is 'Invalid answers given to the current question.';
 comment on column public.flow_executions.page is 'Page of a long choice list the customer is on (0 = first).';
 comment on column public.flow_executions.revision is 'Bumped by every committed turn: a turn computed on an older state is refused (flow_commit_turn).';
+comment on column public.flow_executions.records is 'What create_ticket / create_lead blocks of the running turn made, by revision, block and visit: a retried turn finds its ticket instead of opening a second one (flow_record). Emptied by every committed turn.';
 comment on column public.flow_executions.started_by is 'trigger:<kind>, agent, automation, restart.';
 comment on column public.flow_executions.expires_at is 'last_activity_at + the flow''s session_timeout.';
 
@@ -312,6 +319,7 @@ as $$
   ),
   ports as (  -- the out ports each block may use
     select b.id, p.port from blocks b cross join lateral unnest(case
+      when b.type = 'action' and b.b ->> 'action' in ('create_ticket', 'create_lead') then array['next', 'error']
       when b.type in ('start', 'message', 'set', 'action') then array['next']
       when b.type in ('question', 'whatsapp_flow') then array['next', 'invalid']
       when b.type = 'choice' then array['invalid'] || array(select o ->> 'id' from jsonb_array_elements(
@@ -331,7 +339,8 @@ as $$
     select c.anc, e.dst from closure c join edges e on e.src = c.id
   ), writes as (
     select b.id, w.var from blocks b cross join lateral (
-      select b.b ->> 'variable' as var where b.type in ('question', 'choice', 'set', 'ai', 'whatsapp_flow', 'wait')
+      select b.b ->> 'variable' as var where b.type in ('question', 'choice', 'set', 'ai', 'whatsapp_flow', 'wait',
+                                                        'action')
       union all select (b.b ->> 'variable') || '_label' where b.type = 'choice'  -- the chosen option's label
       union all select k from jsonb_object_keys(case when b.type = 'http' and jsonb_typeof(b.b -> 'save') = 'object'
                                                      then b.b -> 'save' else '{}' end) k
@@ -340,6 +349,8 @@ as $$
     select b.id, r.var from blocks b cross join lateral (
       select m[1] as var from regexp_matches(
         coalesce(b.b ->> 'text', '') || ' ' || coalesce(b.b ->> 'value', '') || ' ' || coalesce(b.b ->> 'prompt', '')
+          || ' ' || coalesce(b.b ->> 'title', '') || ' ' || coalesce(b.b ->> 'description', '')
+          || ' ' || coalesce(b.b ->> 'interest', '')
           || ' ' || coalesce(b.b ->> 'url', '') || ' ' || coalesce(b.b ->> 'body', '')
           || ' ' || coalesce(b.b ->> 'headers', ''),
         '\{\{\s*([A-Za-z0-9_.]+)\s*\}\}', 'g') m
@@ -440,7 +451,9 @@ as $$
    where x ->> 'op' = 'regex' and not private.flow_regex_ok(x ->> 'value')
   union all
   select b.id, 'action must be add_tag, remove_tag (tag), set_attribute (name), set_priority (low, normal, high,'
-               ' urgent), assign_team (team_id) or opt_out' from blocks b
+               ' urgent), assign_team (team_id), opt_out, create_ticket (title of 1-300 characters, priority low,'
+               ' medium, high or critical, category of 1-60 letters, digits, _, - or spaces) or create_lead'
+               ' (interest of at most 300 characters, score 0-100)' from blocks b
    where b.type = 'action' and not coalesce(case b.b ->> 'action'
      when 'add_tag' then length(b.b ->> 'tag') between 1 and 60
      when 'remove_tag' then length(b.b ->> 'tag') between 1 and 60
@@ -448,6 +461,13 @@ as $$
      when 'set_priority' then b.b ->> 'priority' in ('low', 'normal', 'high', 'urgent')
      when 'assign_team' then b.b ? 'team_id'
      when 'opt_out' then true
+     when 'create_ticket' then length(b.b ->> 'title') between 1 and 300
+       and coalesce(b.b ->> 'priority', 'medium') in ('low', 'medium', 'high', 'critical')
+       and coalesce(b.b ->> 'category', 'x') ~ '^[A-Za-z0-9_ -]{1,60}$'
+       and coalesce(length(b.b ->> 'description'), 0) <= 20000
+     when 'create_lead' then coalesce(length(b.b ->> 'interest'), 0) <= 300
+       and (not b.b ? 'score' or jsonb_typeof(b.b -> 'score') = 'number'
+            and (b.b ->> 'score')::numeric between 0 and 100 and (b.b ->> 'score')::numeric % 1 = 0)
      else false end, false)
   union all
   select b.id, 'team ' || (b.b ->> 'team_id') || ' is not a team of this tenant' from blocks b
@@ -520,6 +540,37 @@ begin
 end;
 $$;
 
+-- Whether a message at `at` comes outside the business hours of the conversation's number's
+-- calendar (else the tenant's) and the flow has not run in the conversation since they closed
+-- (no business second between its last start and `at`): one "we are closed" per night.
+-- plpgsql: the calendars belong to the support module, created after this one.
+create or replace function private.flow_outside_hours(conv public.conversations, flow_id uuid, at timestamptz)
+returns boolean
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_calendar uuid;
+begin
+  select c.id into v_calendar
+    from public.business_calendars c
+   where c.tenant_id = conv.tenant_id
+     and c.id::text = coalesce((select n.settings ->> 'business_calendar_id' from public.whatsapp_numbers n
+                                 where n.tenant_id = conv.tenant_id and n.id = conv.whatsapp_number_id),
+                               (select t.settings ->> 'business_calendar_id' from public.tenants t
+                                 where t.id = conv.tenant_id));
+  if v_calendar is null or private.business_seconds(v_calendar, at, at + interval '1 second') > 0 then
+    return false;
+  end if;
+  return not exists (select 1 from public.flow_executions e
+                      where e.tenant_id = conv.tenant_id and e.conversation_id = conv.id
+                        and e.flow_id = flow_outside_hours.flow_id
+                        and private.business_seconds(v_calendar, e.started_at, at) = 0);
+end;
+$$;
+comment on function private.flow_outside_hours(public.conversations, uuid, timestamptz) is 'Whether an outside_business_hours trigger of the flow fires for a message at `at`: closed by the number''s (else the tenant''s) business calendar, and the flow not started in the conversation since closing.';
+
 -- The flow a customer message starts, by trigger priority: QR / wa.me code, ad referral,
 -- keyword, then (only when no flow runs) events and the number's default flow.
 create or replace function private.flow_trigger_match(conv public.conversations, msg public.messages, running boolean)
@@ -548,6 +599,7 @@ as $$
          when 'first_message_ever' then not exists (
            select 1 from public.messages p where p.tenant_id = conv.tenant_id and p.contact_id = conv.contact_id
               and p.direction = 'inbound' and p.sender_type = 'contact' and p.created_at < msg.created_at)
+         when 'outside_business_hours' then private.flow_outside_hours(conv, t.flow_id, msg.created_at)
          end
        when 'default' then not running and not exists (
          select 1 from public.flow_executions e where e.tenant_id = conv.tenant_id and e.conversation_id = conv.id)
@@ -1087,7 +1139,7 @@ begin
      set current_block = turn ->> 'block', awaiting = turn ->> 'awaiting', pending_event = null,
          variables = coalesce(turn -> 'variables', e.variables), visits = coalesce(turn -> 'visits', e.visits),
          retries = coalesce((turn ->> 'retries')::integer, 0), page = coalesce((turn ->> 'page')::integer, 0),
-         revision = e.revision + 1,
+         revision = e.revision + 1, records = '{}',
          last_input = coalesce(left(private.mask_pii(turn ->> 'input'), 1000), e.last_input),
          wait_until = case when turn ->> 'awaiting' = 'wait'
                            then now() + make_interval(secs => (turn ->> 'wait_seconds')::integer) end,
@@ -1140,6 +1192,55 @@ end;
 $$;
 comment on function public.flow_commit_turn(uuid, integer, jsonb) is 'Worker: save an interpreted turn (state, steps, actions, end, handoff) if the execution is still at `revision`; raises 40001 otherwise. Run in the transaction that queues the turn''s replies.';
 
+-- Worker: run a create_ticket / create_lead block of a turn computed on revision `revision`
+-- (its own transaction, before the turn commits, so later blocks can read the protocol).
+-- `key` (block:visit) names the block run: a retried turn gets the same record back. The
+-- ticket's or lead's own refusal comes back as {"error": ...} for the block's error path.
+create or replace function public.flow_record(execution_id uuid, revision integer, key text, action jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_exec public.flow_executions;
+  v_key text := flow_record.revision || ':' || flow_record.key;
+  v_result jsonb;
+begin
+  select * into v_exec from public.flow_executions e where e.id = flow_record.execution_id for update;
+  if v_exec.id is null or v_exec.revision <> flow_record.revision or v_exec.status <> 'active' then
+    raise exception 'flow execution % changed while its turn ran', flow_record.execution_id using errcode = '40001';
+  end if;
+  if v_exec.records ? v_key then
+    return v_exec.records -> v_key;
+  end if;
+  begin
+    case action ->> 'action'
+      when 'create_ticket' then
+        select jsonb_build_object('value', t.protocol, 'ticket_id', t.id) into v_result
+          from private.create_ticket(v_exec.conversation_id, action ->> 'title', nullif(action ->> 'description', ''),
+                                     coalesce(action ->> 'priority', 'medium'), action ->> 'category',
+                                     (select m.id from public.teams m where m.tenant_id = v_exec.tenant_id
+                                         and m.id::text = action ->> 'team_id' and m.is_active),
+                                     null, 'flow') t;
+      when 'create_lead' then
+        select jsonb_build_object('value', l.id, 'lead_id', l.id) into v_result
+          from private.create_lead(v_exec.tenant_id, v_exec.contact_id, null, null, null, 'flow',
+                                   v_exec.flow_id::text, nullif(action ->> 'interest', ''),
+                                   (action ->> 'score')::integer) l;
+      else
+        raise exception 'unknown record action %', action ->> 'action' using errcode = '22023';
+    end case;
+  exception when others then  -- e.g. a title too long once filled: the block's error path
+    return jsonb_build_object('error', sqlerrm);
+  end;
+  update public.flow_executions e set records = e.records || jsonb_build_object(v_key, v_result)
+   where e.id = v_exec.id;
+  return v_result;
+end;
+$$;
+comment on function public.flow_record(uuid, integer, text, jsonb) is 'Worker: open the ticket / lead of a flow action block for the turn on `revision` ({value: protocol | lead id} or {error}); idempotent per block visit, raises 40001 when the execution moved on.';
+
 /**
  * ----
  * Section - Grants
@@ -1160,9 +1261,10 @@ grant select, insert, update, delete on public.flows, public.flow_versions, publ
 grant select on public.flow_block_stats to service_role;
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.flow_fold(text) to authenticated, service_role;  -- the triggers' fold trigger
-revoke execute on function public.flow_begin_turn(uuid), public.flow_commit_turn(uuid, integer, jsonb)
-  from public, anon, authenticated;
-grant execute on function public.flow_begin_turn(uuid), public.flow_commit_turn(uuid, integer, jsonb) to service_role;
+revoke execute on function public.flow_begin_turn(uuid), public.flow_commit_turn(uuid, integer, jsonb),
+  public.flow_record(uuid, integer, text, jsonb) from public, anon, authenticated;
+grant execute on function public.flow_begin_turn(uuid), public.flow_commit_turn(uuid, integer, jsonb),
+  public.flow_record(uuid, integer, text, jsonb) to service_role;
 revoke execute on function public.publish_flow(uuid), public.start_flow(uuid, uuid),
   public.end_flow_execution(uuid, text) from public, anon;
 grant execute on function public.publish_flow(uuid), public.start_flow(uuid, uuid),

@@ -2807,6 +2807,7 @@ export type Database = {
           last_input: string | null
           page: number
           pending_event: string | null
+          records: NonNullable<Json>
           retries: number
           revision: number
           started_at: string
@@ -2834,6 +2835,7 @@ export type Database = {
           last_input?: string | null
           page?: number
           pending_event?: string | null
+          records?: NonNullable<Json>
           retries?: number
           revision?: number
           started_at?: string
@@ -2861,6 +2863,7 @@ export type Database = {
           last_input?: string | null
           page?: number
           pending_event?: string | null
+          records?: NonNullable<Json>
           retries?: number
           revision?: number
           started_at?: string
@@ -7062,6 +7065,7 @@ export type Database = {
           last_input: string | null
           page: number
           pending_event: string | null
+          records: NonNullable<Json>
           retries: number
           revision: number
           started_at: string
@@ -7099,6 +7103,7 @@ export type Database = {
           last_input: string | null
           page: number
           pending_event: string | null
+          records: NonNullable<Json>
           retries: number
           revision: number
           started_at: string
@@ -7117,6 +7122,15 @@ export type Database = {
           isOneToOne: true
           isSetofReturn: false
         }
+      }
+      flow_record: {
+        Args: {
+          action: Json
+          execution_id: string
+          key: string
+          revision: number
+        }
+        Returns: Json
       }
       handoff_conversation: {
         Args: { conversation_id: string; reason?: string; team_id?: string }
@@ -8176,6 +8190,7 @@ export type Database = {
           last_input: string | null
           page: number
           pending_event: string | null
+          records: NonNullable<Json>
           retries: number
           revision: number
           started_at: string

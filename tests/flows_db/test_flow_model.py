@@ -83,6 +83,30 @@ def test_graph_problems(db: Db, body: object, expected: tuple[str | None, str]) 
     assert expected in problems(db, body)
 
 
+def test_ticket_and_lead_blocks_are_checked_on_publish(db: Db) -> None:
+    def action(**fields: object) -> object:
+        return graph(START, {"id": "a", "type": "action", **fields}, {"id": "e", "type": "end"},
+                     edges=[("start", "a"), ("a", "e"), ("a", "e", "error")])
+
+    assert problems(db, action(action="create_ticket", title="Pedido {{contact.name}}", priority="high",
+                               category="entrega", variable="protocolo")) == []
+    assert problems(db, action(action="create_lead", interest="Curso", score=40, variable="lead")) == []
+    bad = [action(action="create_ticket", title=""),
+           action(action="create_ticket", title="x", priority="urgent"),
+           action(action="create_ticket", title="x", category="a/b"), action(action="create_lead", score=101),
+           action(action="create_lead", score=2.5), action(action="create_lead", interest="x" * 301)]
+    for body in bad:
+        assert [p[0] for p in problems(db, body) if p[1].startswith("action must be")] == ["a"], body
+    # the protocol is read only after the block that sets it; other actions have no error port
+    body = graph(START, {"id": "m", "type": "message", "text": "Protocolo {{protocolo}}"},
+                 {"id": "t", "type": "action", "action": "create_ticket", "title": "x",
+                  "variable": "protocolo"},
+                 {"id": "g", "type": "action", "action": "add_tag", "tag": "x"}, {"id": "e", "type": "end"},
+                 edges=[("start", "m"), ("m", "t"), ("t", "g"), ("g", "e"), ("g", "e", "error")])
+    assert set(problems(db, body)) == {("m", "reads {{protocolo}}, which no block before it sets"),
+                                       ("g", 'port "error" does not exist on this block')}
+
+
 def test_a_variable_set_on_another_branch_is_not_set_before(db: Db) -> None:
     body = graph(
         START, {"id": "c", "type": "condition", "rules": [{"variable": "contact.name", "op": "is_set"}]},

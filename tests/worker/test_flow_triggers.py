@@ -12,7 +12,7 @@ import pytest
 from flow_chat import Chat, texts
 from loop_support import MARIA, conversation_of
 
-from flows_db.flow_support import AGENT, OWNER, create_flow, graph
+from flows_db.flow_support import AGENT, OWNER, TENANT, create_flow, graph
 from support import Db
 from zapbase.bot import AIResponder
 from zapbase.db.pool import Pool
@@ -91,6 +91,35 @@ async def test_events_first_message_ever_and_new_conversation(db: Db, chat: Chat
     assert by_the_bot(db)
     db.sql("update public.conversations set status = 'closed'")
     assert texts(await chat.say("voltei")) == ["Nova conversa"]
+
+
+def calendar(db: Db, name: str, *, closed_today: bool) -> str:
+    """A support calendar open all day every day (UTC), or with today a holiday."""
+    cal = db.value("insert into public.business_calendars (tenant_id, name, timezone) values (%s, %s, 'UTC')"
+                   " returning id", (TENANT, name))  # fmt: skip
+    db.sql("insert into public.business_calendar_hours (tenant_id, calendar_id, weekday, starts_at, ends_at)"
+           " select %s, %s, d, '00:00', '24:00' from generate_series(0, 6) d", (TENANT, cal))  # fmt: skip
+    if closed_today:
+        db.sql("insert into public.business_calendar_holidays (tenant_id, calendar_id, day, name)"
+               " values (%s, %s, (now() at time zone 'UTC')::date, 'Feriado')", (TENANT, cal))  # fmt: skip
+    return str(cal)
+
+
+async def test_outside_business_hours_by_the_numbers_or_the_tenants_calendar(db: Db, chat: Chat) -> None:
+    saying(db, "Estamos fechados", ("event", "outside_business_hours"))
+    await chat.say("qual o prazo de entrega?")  # no calendar: never outside
+    assert by_the_bot(db)
+    closed, open_ = calendar(db, "Loja", closed_today=True), calendar(db, "Plantão", closed_today=False)
+    setting = "settings = settings || jsonb_build_object('business_calendar_id', %s::text)"
+    db.sql(f"update public.tenants set {setting} where id = %s", (closed, TENANT))
+    db.sql(f"update public.whatsapp_numbers set {setting} where tenant_id = %s", (open_, TENANT))
+    await chat.say("qual o prazo de entrega?")  # the number's calendar is open: the bot
+    assert by_the_bot(db)
+    db.sql("update public.whatsapp_numbers set settings = settings - 'business_calendar_id'")
+    assert texts(await chat.say("alguém aí?")) == ["Estamos fechados"]  # the tenant's calendar: closed
+    await chat.say("qual o prazo de entrega?")  # once per closed period
+    assert by_the_bot(db)
+    assert db.value("select count(*) from public.flow_executions") == 1
 
 
 async def test_the_default_flow_of_a_number_greets_each_new_conversation(db: Db, chat: Chat) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from flow_chat import Chat, options, texts
 from loop_support import MARIA
@@ -156,6 +157,62 @@ async def test_condition_set_jump_and_actions(db: Db, chat: Chat) -> None:
     assert (conversation["priority"], str(conversation["team_id"])) == ("high", TEAM)
     assert conversation["mode"] == "bot"
     assert ("hop", "next") in chat.steps() and chat.execution()["status"] == "completed"
+
+
+async def test_ticket_and_lead_blocks_give_the_protocol_to_the_next_message(db: Db, chat: Chat) -> None:
+    flow(db,
+         {"id": "ticket", "type": "action", "action": "create_ticket", "title": "Troca: {{contact.name}}",
+          "priority": "high", "category": "troca", "team_id": TEAM, "variable": "protocolo"},
+         {"id": "lead", "type": "action", "action": "create_lead", "interest": "Troca", "score": 30,
+          "variable": "lead"},
+         {"id": "say", "type": "message", "text": "Chamado aberto: {{protocolo}}"},
+         edges=[("start", "ticket"), ("ticket", "lead"), ("lead", "say"), ("say", "end")])
+    got = texts(await chat.say("teste"))
+    ticket = db.sql("select * from public.tickets")[0]
+    assert got == [f"Chamado aberto: {ticket['protocol']}", "Até mais!"]
+    assert (ticket["title"], ticket["priority"], ticket["source"], str(ticket["team_id"])) == (
+        "Troca: Maria Silva", "high", "flow", TEAM)
+    lead = db.sql("select l.* from public.leads l join public.contacts c on c.id = l.contact_id"
+                  " where c.wa_id = %s", (MARIA,))[0]
+    assert (lead["source"], lead["interest"], lead["score"]) == ("flow", "Troca", 30)
+    assert chat.execution()["variables"]["lead"] == str(lead["id"])
+    assert chat.execution()["records"] == {}
+    # the same flow again: a second ticket, the same lead
+    await chat.say("teste")
+    assert db.value("select count(*) from public.tickets") == 2
+    assert db.value("select count(*) from public.leads where source = 'flow'") == 1
+
+
+async def test_a_refused_ticket_takes_the_error_path(db: Db, chat: Chat) -> None:
+    # fits the 300 characters on publish, not once its variable is filled in
+    flow(db, {"id": "long", "type": "set", "variable": "longo", "value": "x" * 400},
+         {"id": "ticket", "type": "action", "action": "create_ticket", "title": "{{longo}}",
+          "variable": "protocolo"},
+         {"id": "oops", "type": "message", "text": "Não consegui abrir o chamado."},
+         edges=[("start", "long"), ("long", "ticket"), ("ticket", "end"), ("ticket", "oops", "error"),
+                ("oops", "end")])
+    assert texts(await chat.say("teste")) == ["Não consegui abrir o chamado.", "Até mais!"]
+    assert db.value("select count(*) from public.tickets") == 0
+    assert any(s[0] == "ticket" and s[1].startswith("error:") for s in chat.steps())
+
+
+async def test_a_retried_turn_opens_its_ticket_once(db: Db, chat: Chat) -> None:
+    flow(db, {"id": "q", "type": "question", "text": "Qual o problema?", "variable": "problema"},
+         {"id": "ticket", "type": "action", "action": "create_ticket", "title": "{{problema}}",
+          "variable": "p"},
+         {"id": "say", "type": "message", "text": "Protocolo {{p}}"},
+         edges=[("start", "q"), ("q", "ticket"), ("ticket", "say"), ("say", "end")])
+    await chat.say("teste")
+    execution = chat.execution()
+    # a first try of the next turn opened the ticket, then its commit failed (e.g. the worker died)
+    record = "select public.flow_record(%s, %s, 'ticket:1', %s)"
+    ticket = json.dumps({"action": "create_ticket", "title": "A"})
+    first = db.value(record, (execution["id"], execution["revision"], ticket))
+    with pytest.raises(psycopg.errors.SerializationFailure):  # a turn on an older state opens nothing
+        db.sql(record, (execution["id"], execution["revision"] - 1, ticket))
+    # the retried turn finds that ticket instead of opening another
+    assert texts(await chat.say("A")) == [f"Protocolo {first['value']}", "Até mais!"]
+    assert db.value("select count(*) from public.tickets") == 1
 
 
 async def test_opt_out_action_stops_every_message(db: Db, chat: Chat) -> None:

@@ -1,14 +1,17 @@
 """`FlowEngine`: the flow route of the inbound processor, around the pure interpreter.
 
     begun = await engine.begin(conn, message)    # flow_begin_turn: which execution, which event
-    turn = await engine.run(begun, message)      # the interpreter; http / AI effects, no connection held
+    turn = await engine.run(begun, message, pool)  # the interpreter; http / AI / record effects
     ... in the processor's transaction: replies queued, engine.commit(conn, begun, turn), message finished
 
 An http block goes only to public https addresses (the webhooks' address guard; local mode
 allows http and private ones), never follows redirects, reads at most 256 KB and needs a
 JSON answer; a refused address, a timeout, an HTTP error status or garbage takes the
 block's error path. An AI block asks the `Asker` (the AI bot's gateway: budget, usage log
-and fallback apply); without one, or when it fails, the error path too.
+and fallback apply); without one, or when it fails, the error path too. A create_ticket /
+create_lead block is opened by flow_record in a short transaction of its own before the turn
+commits (so a later message can quote the protocol), once per block visit even when the turn
+is retried; the ticket's or lead's refusal takes the block's error path.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import anyio
 import httpx
 from psycopg.types.json import Jsonb
 
-from zapbase.db.pool import Connection
+from zapbase.db.pool import Connection, Pool
 from zapbase.flows.graph import Graph
 from zapbase.flows.interpreter import (
     Answer,
@@ -35,6 +38,7 @@ from zapbase.flows.interpreter import (
     HttpCall,
     Input,
     Limits,
+    RecordCall,
     Start,
     State,
     Timeout,
@@ -130,11 +134,11 @@ class FlowEngine:
         turn = row["turn"] if row else None
         return Begun.from_row(turn, message) if turn else None
 
-    async def run(self, begun: Begun, message: InboundMessage) -> Turn:
+    async def run(self, begun: Begun, message: InboundMessage, pool: Pool) -> Turn:
         turn = Turn(begun.graph, begun.state, limits=begun.limits, context=begun.context)
         effect = turn.feed(begun.event)
         while effect is not None:
-            effect = turn.feed(Done(await self._perform(effect, begun, message)))
+            effect = turn.feed(Done(await self._perform(effect, begun, message, pool)))
         return turn
 
     @staticmethod
@@ -142,9 +146,13 @@ class FlowEngine:
         await conn.execute("select public.flow_commit_turn(%s, %s, %s)",
                            (begun.execution_id, begun.revision, Jsonb(turn.commit())))  # fmt: skip
 
-    async def _perform(self, effect: Effect, begun: Begun, message: InboundMessage) -> EffectResult:
+    async def _perform(
+        self, effect: Effect, begun: Begun, message: InboundMessage, pool: Pool
+    ) -> EffectResult:
         if isinstance(effect, HttpCall):
             return await self._call(effect, begun.secrets)
+        if isinstance(effect, RecordCall):
+            return await self._record(effect, begun, pool)
         if self._asker is None:
             return EffectResult(ok=False, error="no AI gateway in this worker")
         try:
@@ -152,6 +160,21 @@ class FlowEngine:
         except Exception as exc:  # the gateway's refusals and failures all take the error path
             _logger.warning("AI block %s failed: %s", effect.block, exc)
             return EffectResult(ok=False, error=f"AI: {exc}")
+
+    @staticmethod
+    async def _record(call: RecordCall, begun: Begun, pool: Pool) -> EffectResult:
+        """Raises 40001 when the execution moved on: the processor retries the whole turn."""
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "select public.flow_record(%s, %s, %s, %s) as record",
+                (begun.execution_id, begun.revision, call.key, Jsonb(call.action)),
+            )
+            row = await cur.fetchone()
+        record = row["record"] if row else None
+        if not record or "error" in record:
+            _logger.warning("flow block %s: %s", call.block, record and record["error"])
+            return EffectResult(ok=False, error=str(record and record["error"])[:400])
+        return EffectResult(ok=True, value=record["value"])
 
     async def _call(self, call: HttpCall, secrets: Mapping[str, str]) -> EffectResult:
         try:

@@ -43,6 +43,7 @@ __all__ = [
     "HttpCall",
     "Input",
     "Limits",
+    "RecordCall",
     "Start",
     "State",
     "Step",
@@ -155,7 +156,17 @@ class AiCall:
     prompt: str
 
 
-Effect = HttpCall | AiCall
+@dataclass(frozen=True, slots=True)
+class RecordCall:
+    """A create_ticket / create_lead action: `key` (block:visit) makes a retried turn's record the same."""
+
+    block: str
+    key: str
+    action: Mapping[str, Any]
+
+
+Effect = HttpCall | AiCall | RecordCall
+RECORD_ACTIONS = ("create_ticket", "create_lead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +365,10 @@ class Turn:
             case "action":
                 action = {k: fill(v, variables) if isinstance(v, str) else v for k, v in data.items()
                           if k not in ("id", "type")}  # fmt: skip
+                if action.get("action") in RECORD_ACTIONS:  # done now: its protocol / id is for later blocks
+                    key = f"{block.id}:{state.visits[block.id]}"
+                    self.pending = RecordCall(block=block.id, key=key, action=action)
+                    return None
                 self.actions.append({**action, "block": block.id})
             case "http":
                 self.pending = HttpCall(

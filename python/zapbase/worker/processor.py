@@ -179,7 +179,7 @@ class Processor(QueueLoop):
         in one transaction; a turn computed on a state that changed meanwhile is retried."""
         if message.type != "system":
             await self._mark_read(message)
-        turn = await self._flows.run(begun, message)
+        turn = await self._flows.run(begun, message, self._pool)
         reply = Reply(messages=tuple(Outgoing(body=body) for body in turn.messages))
         with anyio.CancelScope(shield=True):
             async with self._pool.connection() as conn, conn.transaction():
