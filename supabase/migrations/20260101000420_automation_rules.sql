@@ -101,7 +101,7 @@ comment on column public.automation_rules.trigger_type is 'event (event_type), n
 comment on column public.automation_rules.date_offset_days is 'Days after the date (negative: before; -30 = thirty days before a certificate expiry).';
 comment on column public.automation_rules.date_yearly is 'Match the month and day every year (birthdays, purchase anniversaries).';
 comment on column public.automation_rules.conditions is 'JSON conditions: {"all": [...]} / {"any": [...]} of {"field": "contact.tags", "op": "contains", "value": "vip"}; {} always holds. Fields and operators: private.automation_fields(). Checked when saved.';
-comment on column public.automation_rules.actions is 'Ordered actions: send_template {template, language, variables}, send_text {text}, add_tag / remove_tag {tag}, set_attribute {key, value}, assign_team {team_id}, set_priority {priority}, resolve {}, call_webhook {endpoint_id}. Texts and variables take {{contact.name|default}} placeholders.';
+comment on column public.automation_rules.actions is 'Ordered actions: send_template {template, language, variables}, send_text {text}, add_tag / remove_tag {tag}, set_attribute {key, value}, assign_team {team_id}, set_priority {priority}, resolve {}, call_webhook {endpoint_id}, start_flow {flow_id}, create_ticket {title, description, priority, category}, create_lead {interest, score} (source automation). Texts and variables take {{contact.name|default}} placeholders.';
 comment on column public.automation_rules.stop_after is 'When this rule matches, rules of lower priority are not evaluated for the same event or subject.';
 comment on column public.automation_rules.max_per_contact is 'Times this rule may act on one contact, ever (1: never the same promotion twice); null: no cap.';
 comment on column public.automation_rules.approval_ttl_minutes is 'How long a suggestion waits for approval before it expires.';
@@ -172,7 +172,7 @@ comment on column public.automation_executions.dedupe_key is 'The event id, or t
 comment on column public.automation_executions.status is 'suggested (waiting in dispatch_queue), succeeded / partial / failed (actions ran), rejected, expired, capped (max_per_contact), stopped (loop guard).';
 comment on column public.automation_executions.condition_results is '[{"field", "op", "value", "actual", "result"}] for each leaf condition.';
 comment on column public.automation_executions.actions is 'The actions as resolved when the rule matched: messages carry the Graph API body an approver saw.';
-comment on column public.automation_executions.action_results is '[{"index", "type", "outcome": "ok" | "error" | "skipped", "error", "message_id", "delivery_id"}], in order.';
+comment on column public.automation_executions.action_results is '[{"index", "type", "outcome": "ok" | "error" | "skipped", "error", "message_id", "delivery_id", "flow_execution_id", "ticket_id", "protocol", "lead_id"}], in order.';
 
 -- The approval queue (seed 003 filas_disparo): suggested actions waiting for a person.
 create table if not exists public.dispatch_queue (
@@ -643,11 +643,34 @@ begin
           hint = 'Admins create endpoints with create_webhook_endpoint; deliveries are signed and retried.';
       end if;
     when 'start_flow' then
-      raise exception '%: start_flow is not available yet (flows are not part of Zapbase yet)', v_at
-        using errcode = '0A000';
+      if not exists (select 1 from public.flows f where f.tenant_id = automation_check_actions.tenant_id
+                        and f.id::text = v_action ->> 'flow_id' and f.published_version_id is not null
+                        and f.status in ('active', 'paused')) then
+        raise exception '%: flow_id must name a published flow of this tenant', v_at using errcode = '22023',
+          hint = 'Publish the flow (publish_flow) before a rule starts it.';
+      end if;
+    when 'create_ticket' then
+      if jsonb_typeof(v_action -> 'title') is distinct from 'string' or length(v_action ->> 'title') not between 1 and 300 then
+        raise exception '%.title must be a text of 1 to 300 characters', v_at using errcode = '22023';
+      elsif coalesce(v_action ->> 'priority', 'medium') not in ('low', 'medium', 'high', 'critical') then
+        raise exception '%.priority must be low, medium, high or critical', v_at using errcode = '22023';
+      elsif v_action ? 'category' and coalesce(v_action ->> 'category', '') !~ '^[A-Za-z0-9_ -]{1,60}$' then
+        raise exception '%.category must be 1 to 60 letters, digits, spaces, _ or -', v_at using errcode = '22023';
+      elsif length(v_action ->> 'description') > 20000 then
+        raise exception '%.description is longer than 20000 characters', v_at using errcode = '22023';
+      end if;
+    when 'create_lead' then
+      if length(v_action ->> 'interest') > 300 then
+        raise exception '%.interest is longer than 300 characters', v_at using errcode = '22023';
+      elsif v_action ? 'score' and (jsonb_typeof(v_action -> 'score') <> 'number'
+                                    or (v_action ->> 'score')::numeric not between 0 and 100
+                                    or (v_action ->> 'score')::numeric % 1 <> 0) then
+        raise exception '%.score must be a whole number from 0 to 100', v_at using errcode = '22023';
+      end if;
     else
       raise exception '%: unknown action type "%"', v_at, coalesce(v_action ->> 'type', '') using errcode = '22023',
-        hint = 'Use send_template, send_text, add_tag, remove_tag, set_attribute, assign_team, set_priority, resolve or call_webhook.';
+        hint = 'Use send_template, send_text, add_tag, remove_tag, set_attribute, assign_team, set_priority, resolve, '
+               || 'call_webhook, start_flow, create_ticket or create_lead.';
     end case;
   end loop;
 end;
@@ -772,6 +795,8 @@ declare
   v_event uuid;
   v_delivery uuid;
   v_tz text;
+  v_flow public.flow_executions;
+  v_created record;  -- a ticket or lead (their modules come later in the migrations)
 begin
   if exec.conversation_id is not null then
     select * into v_conv from public.conversations c
@@ -840,6 +865,28 @@ begin
     elsif v_conv.status in ('open', 'waiting', 'pending') then
       update public.conversations c set status = 'resolved' where c.id = v_conv.id;
     end if;
+  when 'start_flow', 'create_ticket' then
+    if v_conv.id is null then
+      raise exception 'this subject has no conversation';
+    end if;
+    if action ->> 'type' = 'start_flow' then
+      select * into v_conv from public.conversations c where c.id = v_conv.id for update;
+      v_flow := private.flow_start_now(v_conv, (action ->> 'flow_id')::uuid, null);
+      return jsonb_build_object('outcome', 'ok', 'flow_execution_id', v_flow.id);
+    end if;
+    select t.id, t.protocol into v_created
+      from private.open_ticket(v_conv, action ->> 'title', action ->> 'description', action ->> 'priority',
+                               action ->> 'category', null, null, 'automation') t;
+    return jsonb_build_object('outcome', 'ok', 'ticket_id', v_created.id, 'protocol', v_created.protocol);
+  when 'create_lead' then
+    if exec.contact_id is null then
+      raise exception 'this subject has no contact';
+    end if;
+    select l.id into v_created
+      from private.create_lead(exec.tenant_id, exec.contact_id, source => 'automation',
+                               source_ref => exec.rule_id::text, interest => action ->> 'interest',
+                               score => (action ->> 'score')::integer) l;
+    return jsonb_build_object('outcome', 'ok', 'lead_id', v_created.id);
   when 'call_webhook' then
     if not exists (select 1 from public.webhook_endpoints w where w.tenant_id = exec.tenant_id
                       and w.id::text = action ->> 'endpoint_id' and w.enabled) then
