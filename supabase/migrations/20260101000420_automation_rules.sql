@@ -506,9 +506,8 @@ as $$
                       where c.tenant_id = automation_subject.tenant_id and c.id = automation_subject.conversation_id))
 $$;
 
--- THE variable resolver of automation texts: {{contact.name}} or {{contact.name|default}},
--- any field of the subject. Null when a variable has no value and no default. (When the
--- shared template renderer lands, swap its body for a call to it.)
+-- Fills the placeholders of a rule's texts: {{contact.name}} or {{contact.name|default}},
+-- any field of the subject. Null when a variable has no value and no default.
 create or replace function private.automation_render(text text, subject jsonb)
 returns text
 language plpgsql
@@ -531,6 +530,28 @@ begin
 end;
 $$;
 comment on function private.automation_render(text, jsonb) is 'Fills {{field}} / {{field|default}} placeholders from a rule''s subject; null when one has no value and no default.';
+
+-- A send_template variable as a source of private.render_template (the one template
+-- renderer): {{contact.<field>|default}} and {{contact.attributes.<key>|default}} become its
+-- {"field"} / {"attribute"} sources, a source object passes as is, any other text is filled
+-- from the subject here and passed as a fixed {"value"} (null when it has no value).
+create or replace function private.automation_template_source(variable jsonb, subject jsonb)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when jsonb_typeof(variable) = 'object' then variable
+    when m is not null then jsonb_strip_nulls(case when m[2] is not null then jsonb_build_object('attribute', m[2])
+      else jsonb_build_object('field', case m[1] when 'display_name' then 'name' else m[1] end) end
+      || jsonb_build_object('default', m[3]))
+    else jsonb_build_object('value', private.automation_render(variable #>> '{}', subject))
+  end
+    from (select regexp_match(variable #>> '{}', '^\{\{\s*contact\.(name|display_name|first_name|profile_name|email|phone|'
+                                                 || 'wa_id|company|attributes\.([a-z0-9_]{1,60}))\s*(?:\|([^}]*))?\}\}$') m) x
+$$;
+comment on function private.automation_template_source(jsonb, jsonb) is 'Maps a send_template variable ({{contact.field|default}}, {{contact.attributes.key}}, a render_template source, or a text with subject placeholders) onto a private.render_template source.';
 
 -- Is it quiet time for a tenant (its time zone): the reason, or null.
 create or replace function private.automation_quiet(tenant_id uuid, as_of timestamptz)
@@ -600,8 +621,9 @@ begin
       end if;
       if coalesce(jsonb_typeof(v_action -> 'variables'), 'array') <> 'array'
          or exists (select 1 from jsonb_array_elements(coalesce(v_action -> 'variables', '[]')) v
-                     where jsonb_typeof(v) <> 'string' or length(v #>> '{}') not between 1 and 1024) then
-        raise exception '%.variables must be an array of texts (placeholders like {{contact.name|cliente}} allowed)', v_at
+                     where not (jsonb_typeof(v) = 'string' and length(v #>> '{}') between 1 and 1024
+                                or jsonb_typeof(v) = 'object' and (v ? 'field' or v ? 'attribute' or v ? 'value'))) then
+        raise exception '%.variables must be an array of texts (placeholders like {{contact.name|cliente}} allowed) or sources like {"attribute": "plano", "default": "básico"}', v_at
           using errcode = '22023';
       end if;
       select count(distinct m[1]) into v_slots
@@ -678,8 +700,8 @@ $$;
 comment on function private.automation_check_actions(uuid, jsonb) is 'Validates a rule''s actions against its tenant when the rule is saved; raises a readable error.';
 
 -- The actions as they will run for one subject: messages get their Graph API body (and a
--- preview, as the customer reads it) with the variables filled in; a variable without a
--- value leaves a problem the execution logs.
+-- preview, as the customer reads it) with the variables filled in (templates by
+-- private.render_template); a variable without a value leaves a problem the execution logs.
 create or replace function private.automation_resolve(tenant_id uuid, actions jsonb, subject jsonb)
 returns jsonb
 language plpgsql
@@ -689,36 +711,30 @@ as $$
 declare
   v_action jsonb;
   v_out jsonb := '[]';
-  v_values text[];
+  v_template uuid;
+  v_rendered jsonb;
   v_text text;
-  v_problem text := 'a variable has no value for this subject and no default';
 begin
   for v_action in select jsonb_array_elements(actions) loop
-    if v_action ->> 'type' = 'send_template' then
-      v_values := array(select private.automation_render(x, subject)
-                          from jsonb_array_elements_text(coalesce(v_action -> 'variables', '[]')) x);
-      if array_position(v_values, null) is not null then
-        v_action := v_action || jsonb_build_object('problem', v_problem);
-      else
-        select string_agg(c ->> 'text', E'\n') into v_text
-          from public.message_templates t, jsonb_array_elements(t.components) c
-         where t.tenant_id = automation_resolve.tenant_id and t.name = v_action ->> 'template'
-           and t.language = coalesce(v_action ->> 'language', 'pt_BR') and t.status = 'APPROVED'
-           and upper(c ->> 'type') = 'BODY';
-        for i in 1 .. coalesce(cardinality(v_values), 0) loop
-          v_text := regexp_replace(v_text, '\{\{\s*' || i || '\s*\}\}', replace(v_values[i], '\', '\\'), 'g');
-        end loop;
-        v_action := v_action || jsonb_build_object('preview', v_text, 'message', jsonb_build_object(
-          'type', 'template', 'template', jsonb_build_object(
-            'name', v_action ->> 'template', 'language', jsonb_build_object('code', coalesce(v_action ->> 'language', 'pt_BR')))
-            || case when cardinality(v_values) > 0 then jsonb_build_object('components', jsonb_build_array(
-                 jsonb_build_object('type', 'body', 'parameters',
-                   (select jsonb_agg(jsonb_build_object('type', 'text', 'text', v)) from unnest(v_values) v))))
-               else '{}' end));
-      end if;
+    if v_action ->> 'type' = 'send_template' and subject -> 'contact' ->> 'id' is not null then
+      select t.id into v_template from public.message_templates t
+       where t.tenant_id = automation_resolve.tenant_id and t.name = v_action ->> 'template'
+         and t.language = coalesce(v_action ->> 'language', 'pt_BR') and t.status = 'APPROVED' and t.is_active
+       limit 1;
+      v_rendered := case when v_template is not null then private.render_template(automation_resolve.tenant_id,
+        v_template, (subject -> 'contact' ->> 'id')::uuid, jsonb_build_object('body', (
+          select coalesce(jsonb_object_agg(n::text, private.automation_template_source(v, subject)), '{}')
+            from jsonb_array_elements(coalesce(v_action -> 'variables', '[]')) with ordinality x(v, n)))) end;
+      v_action := v_action || case
+        when v_rendered is null then jsonb_build_object('problem', 'the template is no longer approved')
+        when jsonb_array_length(v_rendered -> 'missing') > 0 then jsonb_build_object('problem',
+          'no value for this subject and no default: ' || (select string_agg(m, ', ')
+                                                           from jsonb_array_elements_text(v_rendered -> 'missing') m))
+        else jsonb_build_object('preview', v_rendered ->> 'text', 'message', v_rendered -> 'message') end;
     elsif v_action ->> 'type' = 'send_text' then
       v_text := private.automation_render(v_action ->> 'text', subject);
-      v_action := v_action || case when v_text is null then jsonb_build_object('problem', v_problem)
+      v_action := v_action || case
+        when v_text is null then jsonb_build_object('problem', 'a variable has no value for this subject and no default')
         else jsonb_build_object('preview', v_text,
                                 'message', jsonb_build_object('type', 'text', 'text', jsonb_build_object('body', v_text))) end;
     end if;
@@ -727,7 +743,7 @@ begin
   return v_out;
 end;
 $$;
-comment on function private.automation_resolve(uuid, jsonb, jsonb) is 'The actions for one subject: template and text messages resolved to Graph API bodies plus a preview.';
+comment on function private.automation_resolve(uuid, jsonb, jsonb) is 'The actions for one subject: template (through private.render_template) and text messages resolved to Graph API bodies plus a preview.';
 
 /**
  * ----

@@ -443,3 +443,30 @@ def test_rules_open_tickets_and_leads_with_their_ids_in_the_log(db: Db) -> None:
     lead = db.sql("select * from public.leads where id = %s", (lead_result["lead_id"],))[0]
     assert (str(lead["contact_id"]), lead["source"], lead["source_ref"]) == (contact, "automation", str(rule["id"]))
     assert (lead["interest"], lead["score"]) == ("plano anual", 40)
+
+
+def test_template_variables_are_filled_by_the_one_template_renderer(db: Db) -> None:
+    conv, contact = customer(db, "oi")
+    db.sql("update public.contacts set name = 'Joana Silva', attributes = attributes || '{\"plano\": \"ouro\"}'"
+           " where id = %s", (contact,))
+    status = db.value("select status from public.conversations where id = %s", (conv,))
+
+    def resolved(variable: Any) -> dict[str, Any]:
+        rule = save_rule(db, name=str(uuid.uuid4()), is_active=False, actions=[{**APOLOGY, "variables": [variable]}])
+        with db.as_user(OWNER) as s:
+            [row] = s.all("select * from public.dry_run_automation_rule(%s, 1)", (rule["id"],))
+        action: dict[str, Any] = row["actions"][0]
+        return action
+
+    def greeting(variable: Any) -> str:
+        return str(resolved(variable)["preview"]).split(",")[0]
+
+    assert greeting("{{contact.first_name}}") == "Olá Joana"
+    assert greeting("{{contact.display_name|cliente}}") == "Olá Joana Silva"
+    assert greeting("{{contact.attributes.plano|básico}}") == "Olá ouro"
+    assert greeting({"attribute": "cidade", "default": "cliente"}) == "Olá cliente"
+    assert greeting("{{contact.name}} ({{conversation.status}})") == f"Olá Joana Silva ({status})"
+    assert resolved("{{contact.attributes.cidade}}")["problem"] == "no value for this subject and no default: body.1"
+    assert resolved("{{contact.first_name}}")["message"]["template"]["components"] == [
+        {"type": "body", "parameters": [{"type": "text", "text": "Joana"}]}]
+    assert ".variables must be an array of texts" in refused(db, actions=[{**APOLOGY, "variables": [{"x": 1}]}])
