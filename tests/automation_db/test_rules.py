@@ -391,7 +391,8 @@ def test_start_flow_needs_a_published_flow_of_the_tenant_and_starts_it_when_appr
     assert "flow_id must name a published flow of this tenant" in refused(
         db, actions=[{"type": "start_flow", "flow_id": draft}])
     other = db.create_tenant(db.create_user(), "Outra")
-    theirs = db.value("insert into public.flows (tenant_id, name) values (%s, 'Deles') returning id", (other,))
+    theirs = db.value("insert into public.flows (tenant_id, name) values (%s, 'Deles') returning id",
+                      (other,))
     assert "flow_id must name a published flow of this tenant" in refused(
         db, actions=[{"type": "start_flow", "flow_id": str(theirs)}])
     welcome = flow(db)
@@ -406,7 +407,8 @@ def test_start_flow_needs_a_published_flow_of_the_tenant_and_starts_it_when_appr
     assert (str(started["flow_id"]), str(started["conversation_id"])) == (welcome, conv)
     assert (started["started_by"], started["status"]) == ("automation", "active")
     # suggest mode: nothing starts until a person approves
-    suggested = save_rule(db, name="sugerida", mode="suggest", actions=[{"type": "start_flow", "flow_id": welcome}],
+    suggested = save_rule(db, name="sugerida", mode="suggest",
+                          actions=[{"type": "start_flow", "flow_id": welcome}],
                           conditions={"field": "event.payload.content", "op": "contains", "value": "ajuda"})
     customer(db, "ajuda", "5511955550000")
     run(db)
@@ -416,13 +418,16 @@ def test_start_flow_needs_a_published_flow_of_the_tenant_and_starts_it_when_appr
     with db.as_user(OWNER) as s:
         [approved] = s.all("select * from public.approve_dispatch(%s)", ([pending["id"]],))
     assert approved["outcome"] == "succeeded" and db.value(count) == 2
+    approved_exec = executions(db, suggested["id"])[0]["action_results"][0]["flow_execution_id"]
     assert db.value("select started_by from public.flow_executions where id = %s",
-                    (executions(db, suggested["id"])[0]["action_results"][0]["flow_execution_id"],)) == "automation"
+                    (approved_exec,)) == "automation"
 
 
 def test_rules_open_tickets_and_leads_with_their_ids_in_the_log(db: Db) -> None:
-    rule = save_rule(db, mode="suggest", conditions={"field": "event.payload.content", "op": "contains", "value": "pix"},
-                     actions=[{"type": "create_ticket", "title": "PIX não caiu", "priority": "high", "category": "PIX"},
+    rule = save_rule(db, mode="suggest",
+                     conditions={"field": "event.payload.content", "op": "contains", "value": "pix"},
+                     actions=[{"type": "create_ticket", "title": "PIX não caiu", "priority": "high",
+                               "category": "PIX"},
                               {"type": "create_lead", "interest": "plano anual", "score": 40}])
     conv, contact = customer(db, "Meu pix não caiu")
     run(db)
@@ -432,7 +437,8 @@ def test_rules_open_tickets_and_leads_with_their_ids_in_the_log(db: Db) -> None:
         s.all("insert into public.automation_settings (tenant_id, approver_member_ids) values (%s, %s)",
               (TENANT, [AGENT_MEMBER]))
     with db.as_user(AGENT) as s:
-        [approved] = s.all("select * from public.approve_dispatch(array(select id from public.dispatch_queue))")
+        [approved] = s.all(
+            "select * from public.approve_dispatch(array(select id from public.dispatch_queue))")
     assert approved["outcome"] == "succeeded"
     [logged] = executions(db, rule["id"])
     ticket_result, lead_result = logged["action_results"]
@@ -441,18 +447,21 @@ def test_rules_open_tickets_and_leads_with_their_ids_in_the_log(db: Db) -> None:
         "PIX não caiu", "high", "PIX", "automation")
     assert str(ticket["conversation_id"]) == conv and ticket_result["protocol"] == ticket["protocol"]
     lead = db.sql("select * from public.leads where id = %s", (lead_result["lead_id"],))[0]
-    assert (str(lead["contact_id"]), lead["source"], lead["source_ref"]) == (contact, "automation", str(rule["id"]))
+    assert (str(lead["contact_id"]), lead["source"], lead["source_ref"]) == (
+        contact, "automation", str(rule["id"]))
     assert (lead["interest"], lead["score"]) == ("plano anual", 40)
 
 
 def test_template_variables_are_filled_by_the_one_template_renderer(db: Db) -> None:
     conv, contact = customer(db, "oi")
-    db.sql("update public.contacts set name = 'Joana Silva', attributes = attributes || '{\"plano\": \"ouro\"}'"
+    db.sql("update public.contacts set name = 'Joana Silva',"
+           " attributes = attributes || '{\"plano\": \"ouro\"}'"
            " where id = %s", (contact,))
     status = db.value("select status from public.conversations where id = %s", (conv,))
 
     def resolved(variable: Any) -> dict[str, Any]:
-        rule = save_rule(db, name=str(uuid.uuid4()), is_active=False, actions=[{**APOLOGY, "variables": [variable]}])
+        rule = save_rule(db, name=str(uuid.uuid4()), is_active=False,
+                         actions=[{**APOLOGY, "variables": [variable]}])
         with db.as_user(OWNER) as s:
             [row] = s.all("select * from public.dry_run_automation_rule(%s, 1)", (rule["id"],))
         action: dict[str, Any] = row["actions"][0]
@@ -466,7 +475,9 @@ def test_template_variables_are_filled_by_the_one_template_renderer(db: Db) -> N
     assert greeting("{{contact.attributes.plano|básico}}") == "Olá ouro"
     assert greeting({"attribute": "cidade", "default": "cliente"}) == "Olá cliente"
     assert greeting("{{contact.name}} ({{conversation.status}})") == f"Olá Joana Silva ({status})"
-    assert resolved("{{contact.attributes.cidade}}")["problem"] == "no value for this subject and no default: body.1"
+    assert resolved("{{contact.attributes.cidade}}")["problem"] == (
+        "no value for this subject and no default: body.1")
     assert resolved("{{contact.first_name}}")["message"]["template"]["components"] == [
         {"type": "body", "parameters": [{"type": "text", "text": "Joana"}]}]
-    assert ".variables must be an array of texts" in refused(db, actions=[{**APOLOGY, "variables": [{"x": 1}]}])
+    assert ".variables must be an array of texts" in refused(
+        db, actions=[{**APOLOGY, "variables": [{"x": 1}]}])
