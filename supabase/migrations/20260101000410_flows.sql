@@ -918,8 +918,38 @@ revoke execute on function private.publish_flow(uuid) from public, anon;
 grant execute on function private.publish_flow(uuid) to authenticated, service_role;
 comment on function public.publish_flow(uuid) is 'Managers: validate a draft version (every problem named by block) and freeze it as the flow''s published version; a draft flow becomes active.';
 
+-- Starts a flow in a live conversation now (its row locked by the caller), for a member or
+-- (member null) an automation: a running flow of the contact on that number ends as abandoned.
+create or replace function private.flow_start_now(conv public.conversations, flow_id uuid, member_id uuid)
+returns public.flow_executions
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_running public.flow_executions;
+  v_exec public.flow_executions;
+begin
+  if conv.status not in ('open', 'waiting', 'pending') then
+    raise exception 'this conversation is % : flows run in live conversations', conv.status using errcode = '55000';
+  end if;
+  select * into v_running from public.flow_executions e
+   where e.tenant_id = conv.tenant_id and e.contact_id = conv.contact_id
+     and e.whatsapp_number_id is not distinct from conv.whatsapp_number_id and e.status = 'active'
+   for update;
+  if v_running.id is not null then
+    perform private.flow_end(v_running, 'abandoned', 'replaced by a flow started by '
+      || case when flow_start_now.member_id is null then 'an automation' else 'an agent' end);
+  end if;
+  v_exec := private.flow_start(conv, flow_start_now.flow_id,
+    case when flow_start_now.member_id is null then 'automation' else 'agent' end, flow_start_now.member_id);
+  perform private.flow_wake(v_exec, 'flow started');
+  return v_exec;
+end;
+$$;
+comment on function private.flow_start_now(public.conversations, uuid, uuid) is 'Starts a published flow in a live conversation for a member or (null) an automation rule, replacing a running one; no permission check (start_flow and automation rules check).';
+
 -- Agents (on conversations they may work) and automations (service role): start a flow in a
--- conversation now. A running flow of the contact on that number ends as abandoned.
+-- conversation now.
 create or replace function private.start_flow(conversation_id uuid, flow_id uuid)
 returns public.flow_executions
 language plpgsql
@@ -929,8 +959,6 @@ as $$
 declare
   v_conv public.conversations;
   v_member public.members;
-  v_running public.flow_executions;
-  v_exec public.flow_executions;
 begin
   select * into v_conv from public.conversations c where c.id = start_flow.conversation_id for update;
   if v_conv.id is null or (private.request_role() = 'authenticated' and not private.is_member(v_conv.tenant_id)) then
@@ -943,21 +971,7 @@ begin
         using errcode = '42501';
     end if;
   end if;
-  if v_conv.status not in ('open', 'waiting', 'pending') then
-    raise exception 'this conversation is % : flows run in live conversations', v_conv.status using errcode = '55000';
-  end if;
-  select * into v_running from public.flow_executions e
-   where e.tenant_id = v_conv.tenant_id and e.contact_id = v_conv.contact_id
-     and e.whatsapp_number_id is not distinct from v_conv.whatsapp_number_id and e.status = 'active'
-   for update;
-  if v_running.id is not null then
-    perform private.flow_end(v_running, 'abandoned', 'replaced by a flow started by '
-      || case when v_member.id is null then 'an automation' else 'an agent' end);
-  end if;
-  v_exec := private.flow_start(v_conv, start_flow.flow_id,
-    case when v_member.id is null then 'automation' else 'agent' end, v_member.id);
-  perform private.flow_wake(v_exec, 'flow started');
-  return v_exec;
+  return private.flow_start_now(v_conv, start_flow.flow_id, v_member.id);
 end;
 $$;
 

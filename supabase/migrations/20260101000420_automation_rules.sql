@@ -101,7 +101,7 @@ comment on column public.automation_rules.trigger_type is 'event (event_type), n
 comment on column public.automation_rules.date_offset_days is 'Days after the date (negative: before; -30 = thirty days before a certificate expiry).';
 comment on column public.automation_rules.date_yearly is 'Match the month and day every year (birthdays, purchase anniversaries).';
 comment on column public.automation_rules.conditions is 'JSON conditions: {"all": [...]} / {"any": [...]} of {"field": "contact.tags", "op": "contains", "value": "vip"}; {} always holds. Fields and operators: private.automation_fields(). Checked when saved.';
-comment on column public.automation_rules.actions is 'Ordered actions: send_template {template, language, variables}, send_text {text}, add_tag / remove_tag {tag}, set_attribute {key, value}, assign_team {team_id}, set_priority {priority}, resolve {}, call_webhook {endpoint_id}. Texts and variables take {{contact.name|default}} placeholders.';
+comment on column public.automation_rules.actions is 'Ordered actions: send_template {template, language, variables}, send_text {text}, add_tag / remove_tag {tag}, set_attribute {key, value}, assign_team {team_id}, set_priority {priority}, resolve {}, call_webhook {endpoint_id}, start_flow {flow_id}, create_ticket {title, description, priority, category}, create_lead {interest, score} (source automation). Texts and variables take {{contact.name|default}} placeholders.';
 comment on column public.automation_rules.stop_after is 'When this rule matches, rules of lower priority are not evaluated for the same event or subject.';
 comment on column public.automation_rules.max_per_contact is 'Times this rule may act on one contact, ever (1: never the same promotion twice); null: no cap.';
 comment on column public.automation_rules.approval_ttl_minutes is 'How long a suggestion waits for approval before it expires.';
@@ -172,7 +172,7 @@ comment on column public.automation_executions.dedupe_key is 'The event id, or t
 comment on column public.automation_executions.status is 'suggested (waiting in dispatch_queue), succeeded / partial / failed (actions ran), rejected, expired, capped (max_per_contact), stopped (loop guard).';
 comment on column public.automation_executions.condition_results is '[{"field", "op", "value", "actual", "result"}] for each leaf condition.';
 comment on column public.automation_executions.actions is 'The actions as resolved when the rule matched: messages carry the Graph API body an approver saw.';
-comment on column public.automation_executions.action_results is '[{"index", "type", "outcome": "ok" | "error" | "skipped", "error", "message_id", "delivery_id"}], in order.';
+comment on column public.automation_executions.action_results is '[{"index", "type", "outcome": "ok" | "error" | "skipped", "error", "message_id", "delivery_id", "flow_execution_id", "ticket_id", "protocol", "lead_id"}], in order.';
 
 -- The approval queue (seed 003 filas_disparo): suggested actions waiting for a person.
 create table if not exists public.dispatch_queue (
@@ -506,9 +506,8 @@ as $$
                       where c.tenant_id = automation_subject.tenant_id and c.id = automation_subject.conversation_id))
 $$;
 
--- THE variable resolver of automation texts: {{contact.name}} or {{contact.name|default}},
--- any field of the subject. Null when a variable has no value and no default. (When the
--- shared template renderer lands, swap its body for a call to it.)
+-- Fills the placeholders of a rule's texts: {{contact.name}} or {{contact.name|default}},
+-- any field of the subject. Null when a variable has no value and no default.
 create or replace function private.automation_render(text text, subject jsonb)
 returns text
 language plpgsql
@@ -531,6 +530,28 @@ begin
 end;
 $$;
 comment on function private.automation_render(text, jsonb) is 'Fills {{field}} / {{field|default}} placeholders from a rule''s subject; null when one has no value and no default.';
+
+-- A send_template variable as a source of private.render_template (the one template
+-- renderer): {{contact.<field>|default}} and {{contact.attributes.<key>|default}} become its
+-- {"field"} / {"attribute"} sources, a source object passes as is, any other text is filled
+-- from the subject here and passed as a fixed {"value"} (null when it has no value).
+create or replace function private.automation_template_source(variable jsonb, subject jsonb)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when jsonb_typeof(variable) = 'object' then variable
+    when m is not null then jsonb_strip_nulls(case when m[2] is not null then jsonb_build_object('attribute', m[2])
+      else jsonb_build_object('field', case m[1] when 'display_name' then 'name' else m[1] end) end
+      || jsonb_build_object('default', m[3]))
+    else jsonb_build_object('value', private.automation_render(variable #>> '{}', subject))
+  end
+    from (select regexp_match(variable #>> '{}', '^\{\{\s*contact\.(name|display_name|first_name|profile_name|email|phone|'
+                                                 || 'wa_id|company|attributes\.([a-z0-9_]{1,60}))\s*(?:\|([^}]*))?\}\}$') m) x
+$$;
+comment on function private.automation_template_source(jsonb, jsonb) is 'Maps a send_template variable ({{contact.field|default}}, {{contact.attributes.key}}, a render_template source, or a text with subject placeholders) onto a private.render_template source.';
 
 -- Is it quiet time for a tenant (its time zone): the reason, or null.
 create or replace function private.automation_quiet(tenant_id uuid, as_of timestamptz)
@@ -600,8 +621,9 @@ begin
       end if;
       if coalesce(jsonb_typeof(v_action -> 'variables'), 'array') <> 'array'
          or exists (select 1 from jsonb_array_elements(coalesce(v_action -> 'variables', '[]')) v
-                     where jsonb_typeof(v) <> 'string' or length(v #>> '{}') not between 1 and 1024) then
-        raise exception '%.variables must be an array of texts (placeholders like {{contact.name|cliente}} allowed)', v_at
+                     where not (jsonb_typeof(v) = 'string' and length(v #>> '{}') between 1 and 1024
+                                or jsonb_typeof(v) = 'object' and (v ? 'field' or v ? 'attribute' or v ? 'value'))) then
+        raise exception '%.variables must be an array of texts (placeholders like {{contact.name|cliente}} allowed) or sources like {"attribute": "plano", "default": "básico"}', v_at
           using errcode = '22023';
       end if;
       select count(distinct m[1]) into v_slots
@@ -643,11 +665,34 @@ begin
           hint = 'Admins create endpoints with create_webhook_endpoint; deliveries are signed and retried.';
       end if;
     when 'start_flow' then
-      raise exception '%: start_flow is not available yet (flows are not part of Zapbase yet)', v_at
-        using errcode = '0A000';
+      if not exists (select 1 from public.flows f where f.tenant_id = automation_check_actions.tenant_id
+                        and f.id::text = v_action ->> 'flow_id' and f.published_version_id is not null
+                        and f.status in ('active', 'paused')) then
+        raise exception '%: flow_id must name a published flow of this tenant', v_at using errcode = '22023',
+          hint = 'Publish the flow (publish_flow) before a rule starts it.';
+      end if;
+    when 'create_ticket' then
+      if jsonb_typeof(v_action -> 'title') is distinct from 'string' or length(v_action ->> 'title') not between 1 and 300 then
+        raise exception '%.title must be a text of 1 to 300 characters', v_at using errcode = '22023';
+      elsif coalesce(v_action ->> 'priority', 'medium') not in ('low', 'medium', 'high', 'critical') then
+        raise exception '%.priority must be low, medium, high or critical', v_at using errcode = '22023';
+      elsif v_action ? 'category' and coalesce(v_action ->> 'category', '') !~ '^[A-Za-z0-9_ -]{1,60}$' then
+        raise exception '%.category must be 1 to 60 letters, digits, spaces, _ or -', v_at using errcode = '22023';
+      elsif length(v_action ->> 'description') > 20000 then
+        raise exception '%.description is longer than 20000 characters', v_at using errcode = '22023';
+      end if;
+    when 'create_lead' then
+      if length(v_action ->> 'interest') > 300 then
+        raise exception '%.interest is longer than 300 characters', v_at using errcode = '22023';
+      elsif v_action ? 'score' and (jsonb_typeof(v_action -> 'score') <> 'number'
+                                    or (v_action ->> 'score')::numeric not between 0 and 100
+                                    or (v_action ->> 'score')::numeric % 1 <> 0) then
+        raise exception '%.score must be a whole number from 0 to 100', v_at using errcode = '22023';
+      end if;
     else
       raise exception '%: unknown action type "%"', v_at, coalesce(v_action ->> 'type', '') using errcode = '22023',
-        hint = 'Use send_template, send_text, add_tag, remove_tag, set_attribute, assign_team, set_priority, resolve or call_webhook.';
+        hint = 'Use send_template, send_text, add_tag, remove_tag, set_attribute, assign_team, set_priority, resolve, '
+               || 'call_webhook, start_flow, create_ticket or create_lead.';
     end case;
   end loop;
 end;
@@ -655,8 +700,8 @@ $$;
 comment on function private.automation_check_actions(uuid, jsonb) is 'Validates a rule''s actions against its tenant when the rule is saved; raises a readable error.';
 
 -- The actions as they will run for one subject: messages get their Graph API body (and a
--- preview, as the customer reads it) with the variables filled in; a variable without a
--- value leaves a problem the execution logs.
+-- preview, as the customer reads it) with the variables filled in (templates by
+-- private.render_template); a variable without a value leaves a problem the execution logs.
 create or replace function private.automation_resolve(tenant_id uuid, actions jsonb, subject jsonb)
 returns jsonb
 language plpgsql
@@ -666,36 +711,30 @@ as $$
 declare
   v_action jsonb;
   v_out jsonb := '[]';
-  v_values text[];
+  v_template uuid;
+  v_rendered jsonb;
   v_text text;
-  v_problem text := 'a variable has no value for this subject and no default';
 begin
   for v_action in select jsonb_array_elements(actions) loop
-    if v_action ->> 'type' = 'send_template' then
-      v_values := array(select private.automation_render(x, subject)
-                          from jsonb_array_elements_text(coalesce(v_action -> 'variables', '[]')) x);
-      if array_position(v_values, null) is not null then
-        v_action := v_action || jsonb_build_object('problem', v_problem);
-      else
-        select string_agg(c ->> 'text', E'\n') into v_text
-          from public.message_templates t, jsonb_array_elements(t.components) c
-         where t.tenant_id = automation_resolve.tenant_id and t.name = v_action ->> 'template'
-           and t.language = coalesce(v_action ->> 'language', 'pt_BR') and t.status = 'APPROVED'
-           and upper(c ->> 'type') = 'BODY';
-        for i in 1 .. coalesce(cardinality(v_values), 0) loop
-          v_text := regexp_replace(v_text, '\{\{\s*' || i || '\s*\}\}', replace(v_values[i], '\', '\\'), 'g');
-        end loop;
-        v_action := v_action || jsonb_build_object('preview', v_text, 'message', jsonb_build_object(
-          'type', 'template', 'template', jsonb_build_object(
-            'name', v_action ->> 'template', 'language', jsonb_build_object('code', coalesce(v_action ->> 'language', 'pt_BR')))
-            || case when cardinality(v_values) > 0 then jsonb_build_object('components', jsonb_build_array(
-                 jsonb_build_object('type', 'body', 'parameters',
-                   (select jsonb_agg(jsonb_build_object('type', 'text', 'text', v)) from unnest(v_values) v))))
-               else '{}' end));
-      end if;
+    if v_action ->> 'type' = 'send_template' and subject -> 'contact' ->> 'id' is not null then
+      select t.id into v_template from public.message_templates t
+       where t.tenant_id = automation_resolve.tenant_id and t.name = v_action ->> 'template'
+         and t.language = coalesce(v_action ->> 'language', 'pt_BR') and t.status = 'APPROVED' and t.is_active
+       limit 1;
+      v_rendered := case when v_template is not null then private.render_template(automation_resolve.tenant_id,
+        v_template, (subject -> 'contact' ->> 'id')::uuid, jsonb_build_object('body', (
+          select coalesce(jsonb_object_agg(n::text, private.automation_template_source(v, subject)), '{}')
+            from jsonb_array_elements(coalesce(v_action -> 'variables', '[]')) with ordinality x(v, n)))) end;
+      v_action := v_action || case
+        when v_rendered is null then jsonb_build_object('problem', 'the template is no longer approved')
+        when jsonb_array_length(v_rendered -> 'missing') > 0 then jsonb_build_object('problem',
+          'no value for this subject and no default: ' || (select string_agg(m, ', ')
+                                                           from jsonb_array_elements_text(v_rendered -> 'missing') m))
+        else jsonb_build_object('preview', v_rendered ->> 'text', 'message', v_rendered -> 'message') end;
     elsif v_action ->> 'type' = 'send_text' then
       v_text := private.automation_render(v_action ->> 'text', subject);
-      v_action := v_action || case when v_text is null then jsonb_build_object('problem', v_problem)
+      v_action := v_action || case
+        when v_text is null then jsonb_build_object('problem', 'a variable has no value for this subject and no default')
         else jsonb_build_object('preview', v_text,
                                 'message', jsonb_build_object('type', 'text', 'text', jsonb_build_object('body', v_text))) end;
     end if;
@@ -704,7 +743,7 @@ begin
   return v_out;
 end;
 $$;
-comment on function private.automation_resolve(uuid, jsonb, jsonb) is 'The actions for one subject: template and text messages resolved to Graph API bodies plus a preview.';
+comment on function private.automation_resolve(uuid, jsonb, jsonb) is 'The actions for one subject: template (through private.render_template) and text messages resolved to Graph API bodies plus a preview.';
 
 /**
  * ----
@@ -772,6 +811,8 @@ declare
   v_event uuid;
   v_delivery uuid;
   v_tz text;
+  v_flow public.flow_executions;
+  v_created record;  -- a ticket or lead (their modules come later in the migrations)
 begin
   if exec.conversation_id is not null then
     select * into v_conv from public.conversations c
@@ -840,6 +881,28 @@ begin
     elsif v_conv.status in ('open', 'waiting', 'pending') then
       update public.conversations c set status = 'resolved' where c.id = v_conv.id;
     end if;
+  when 'start_flow', 'create_ticket' then
+    if v_conv.id is null then
+      raise exception 'this subject has no conversation';
+    end if;
+    if action ->> 'type' = 'start_flow' then
+      select * into v_conv from public.conversations c where c.id = v_conv.id for update;
+      v_flow := private.flow_start_now(v_conv, (action ->> 'flow_id')::uuid, null);
+      return jsonb_build_object('outcome', 'ok', 'flow_execution_id', v_flow.id);
+    end if;
+    select t.id, t.protocol into v_created
+      from private.open_ticket(v_conv, action ->> 'title', action ->> 'description', action ->> 'priority',
+                               action ->> 'category', null, null, 'automation') t;
+    return jsonb_build_object('outcome', 'ok', 'ticket_id', v_created.id, 'protocol', v_created.protocol);
+  when 'create_lead' then
+    if exec.contact_id is null then
+      raise exception 'this subject has no contact';
+    end if;
+    select l.id into v_created
+      from private.create_lead(exec.tenant_id, exec.contact_id, source => 'automation',
+                               source_ref => exec.rule_id::text, interest => action ->> 'interest',
+                               score => (action ->> 'score')::integer) l;
+    return jsonb_build_object('outcome', 'ok', 'lead_id', v_created.id);
   when 'call_webhook' then
     if not exists (select 1 from public.webhook_endpoints w where w.tenant_id = exec.tenant_id
                       and w.id::text = action ->> 'endpoint_id' and w.enabled) then

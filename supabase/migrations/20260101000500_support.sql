@@ -916,9 +916,40 @@ create policy "SLA events are visible to members" on public.sla_events
  * ----
  */
 
+-- Opens a ticket on a conversation with its protocol from the tenant's counter row of the
+-- day (locked until the transaction ends). No permission check: create_ticket and
+-- automation rules check.
+create or replace function private.open_ticket(
+  conv public.conversations, title text, description text, priority text, category text, team_id uuid,
+  assignee_id uuid, source text
+) returns public.tickets
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_day date;
+  v_number integer;
+  v_ticket public.tickets;
+begin
+  select (now() at time zone t.timezone)::date into v_day from public.tenants t where t.id = conv.tenant_id;
+  insert into public.ticket_protocol_counters as k (tenant_id, day, last_number)
+  values (conv.tenant_id, v_day, 1)
+  on conflict (tenant_id, day) do update set last_number = k.last_number + 1
+  returning k.last_number into v_number;
+  insert into public.tickets (tenant_id, protocol, conversation_id, title, description, priority, category,
+                              team_id, assignee_id, source, created_by)
+  values (conv.tenant_id, 'BR-' || to_char(v_day, 'YYYYMMDD') || '-' || lpad(v_number::text, 4, '0'),
+          conv.id, open_ticket.title, open_ticket.description, coalesce(open_ticket.priority, 'medium'),
+          open_ticket.category, coalesce(open_ticket.team_id, conv.team_id),
+          coalesce(open_ticket.assignee_id, conv.assignee_id), open_ticket.source, auth.uid())
+  returning * into v_ticket;
+  return v_ticket;
+end;
+$$;
+comment on function private.open_ticket(public.conversations, text, text, text, text, uuid, uuid, text) is 'Inserts a ticket with the next protocol of the tenant''s day; team and assignee default to the conversation''s. No permission check (create_ticket and automation rules check).';
+
 -- Opens a ticket on a conversation. Agents (and up) on conversations they may work; the
--- service role for the bot, flows and automation rules (source says which). The protocol
--- comes from the tenant's counter row of the day, locked until the transaction ends.
+-- service role for the bot, flows and automation rules (source says which).
 create or replace function private.create_ticket(
   conversation_id uuid, title text, description text default null, priority text default 'medium',
   category text default null, team_id uuid default null, assignee_id uuid default null, source text default 'agent'
@@ -929,9 +960,6 @@ set search_path = ''
 as $$
 declare
   v_conv public.conversations;
-  v_day date;
-  v_number integer;
-  v_ticket public.tickets;
 begin
   if create_ticket.conversation_id is null then
     raise exception 'a ticket is always opened from a conversation: conversation_id is required'
@@ -951,19 +979,9 @@ begin
       raise exception 'tickets opened by members have source agent' using errcode = '22023';
     end if;
   end if;
-  select (now() at time zone t.timezone)::date into v_day from public.tenants t where t.id = v_conv.tenant_id;
-  insert into public.ticket_protocol_counters as k (tenant_id, day, last_number)
-  values (v_conv.tenant_id, v_day, 1)
-  on conflict (tenant_id, day) do update set last_number = k.last_number + 1
-  returning k.last_number into v_number;
-  insert into public.tickets (tenant_id, protocol, conversation_id, title, description, priority, category,
-                              team_id, assignee_id, source, created_by)
-  values (v_conv.tenant_id, 'BR-' || to_char(v_day, 'YYYYMMDD') || '-' || lpad(v_number::text, 4, '0'),
-          v_conv.id, create_ticket.title, create_ticket.description, create_ticket.priority,
-          create_ticket.category, coalesce(create_ticket.team_id, v_conv.team_id),
-          coalesce(create_ticket.assignee_id, v_conv.assignee_id), create_ticket.source, auth.uid())
-  returning * into v_ticket;
-  return v_ticket;
+  return private.open_ticket(v_conv, create_ticket.title, create_ticket.description, create_ticket.priority,
+                             create_ticket.category, create_ticket.team_id, create_ticket.assignee_id,
+                             create_ticket.source);
 end;
 $$;
 

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from flows_db.flow_support import create_flow, graph
 from support import Db
 from whatsapp_db.webhooks import AGENT, OWNER, TENANT, body, change, ingest, text
 
@@ -80,7 +81,13 @@ def test_rules_with_unknown_fields_bad_operators_or_unusable_actions_are_refused
         db, actions=[{"type": "send_template", "template": "promo_secreta"}])
     assert "has 1 body variables, the action gives 0" in refused(
         db, actions=[{"type": "send_template", "template": "desculpe_demora"}])
-    assert "start_flow is not available yet" in refused(db, actions=[{"type": "start_flow", "flow_id": "x"}])
+    assert "flow_id must name a published flow of this tenant" in refused(
+        db, actions=[{"type": "start_flow", "flow_id": "x"}])
+    assert ".title must be a text of 1 to 300 characters" in refused(db, actions=[{"type": "create_ticket"}])
+    assert ".priority must be low, medium, high or critical" in refused(
+        db, actions=[{"type": "create_ticket", "title": "Chamado", "priority": "altissima"}])
+    assert ".score must be a whole number from 0 to 100" in refused(
+        db, actions=[{"type": "create_lead", "score": 150}])
     other = db.create_tenant(db.create_user(), "Outra")
     other_team = db.value("insert into public.teams (tenant_id, name) values (%s, 'Deles') returning id",
                           (other,))
@@ -368,3 +375,109 @@ def test_a_webhook_action_goes_through_the_signed_delivery_queue(db: Db) -> None
     run(db)
     assert executions(db, rule["id"])[1]["action_results"][0]["error"] == (
         "the webhook endpoint is disabled or was deleted")
+
+
+# -- flows, tickets and leads ---------------------------------------------------------------------
+
+
+def flow(db: Db, publish: bool = True) -> str:
+    body = graph({"id": "start", "type": "start"}, {"id": "oi", "type": "message", "text": "Olá!"},
+                 {"id": "fim", "type": "end"}, edges=[("start", "oi"), ("oi", "fim")])
+    return str(create_flow(db, f"Boas-vindas {uuid.uuid4()}", body, publish=publish)[0])
+
+
+def test_start_flow_needs_a_published_flow_of_the_tenant_and_starts_it_when_approved(db: Db) -> None:
+    draft = flow(db, publish=False)
+    assert "flow_id must name a published flow of this tenant" in refused(
+        db, actions=[{"type": "start_flow", "flow_id": draft}])
+    other = db.create_tenant(db.create_user(), "Outra")
+    theirs = db.value("insert into public.flows (tenant_id, name) values (%s, 'Deles') returning id",
+                      (other,))
+    assert "flow_id must name a published flow of this tenant" in refused(
+        db, actions=[{"type": "start_flow", "flow_id": str(theirs)}])
+    welcome = flow(db)
+    automatic = save_rule(db, name="boas-vindas", actions=[{"type": "start_flow", "flow_id": welcome}],
+                          conditions={"field": "event.payload.content", "op": "contains", "value": "menu"})
+    conv, _ = customer(db, "quero o menu")
+    run(db)
+    [logged] = executions(db, automatic["id"])
+    assert logged["status"] == "succeeded"
+    started = db.sql("select * from public.flow_executions where id = %s",
+                     (logged["action_results"][0]["flow_execution_id"],))[0]
+    assert (str(started["flow_id"]), str(started["conversation_id"])) == (welcome, conv)
+    assert (started["started_by"], started["status"]) == ("automation", "active")
+    # suggest mode: nothing starts until a person approves
+    suggested = save_rule(db, name="sugerida", mode="suggest",
+                          actions=[{"type": "start_flow", "flow_id": welcome}],
+                          conditions={"field": "event.payload.content", "op": "contains", "value": "ajuda"})
+    customer(db, "ajuda", "5511955550000")
+    run(db)
+    count = "select count(*) from public.flow_executions"
+    assert db.value(count) == 1
+    [pending] = db.sql("select id from public.dispatch_queue where rule_id = %s", (suggested["id"],))
+    with db.as_user(OWNER) as s:
+        [approved] = s.all("select * from public.approve_dispatch(%s)", ([pending["id"]],))
+    assert approved["outcome"] == "succeeded" and db.value(count) == 2
+    approved_exec = executions(db, suggested["id"])[0]["action_results"][0]["flow_execution_id"]
+    assert db.value("select started_by from public.flow_executions where id = %s",
+                    (approved_exec,)) == "automation"
+
+
+def test_rules_open_tickets_and_leads_with_their_ids_in_the_log(db: Db) -> None:
+    rule = save_rule(db, mode="suggest",
+                     conditions={"field": "event.payload.content", "op": "contains", "value": "pix"},
+                     actions=[{"type": "create_ticket", "title": "PIX não caiu", "priority": "high",
+                               "category": "PIX"},
+                              {"type": "create_lead", "interest": "plano anual", "score": 40}])
+    conv, contact = customer(db, "Meu pix não caiu")
+    run(db)
+    assert db.value("select count(*) from public.tickets") == 0
+    # an approver agent who does not work this conversation approves: the automation acts
+    with db.as_user(OWNER) as s:
+        s.all("insert into public.automation_settings (tenant_id, approver_member_ids) values (%s, %s)",
+              (TENANT, [AGENT_MEMBER]))
+    with db.as_user(AGENT) as s:
+        [approved] = s.all(
+            "select * from public.approve_dispatch(array(select id from public.dispatch_queue))")
+    assert approved["outcome"] == "succeeded"
+    [logged] = executions(db, rule["id"])
+    ticket_result, lead_result = logged["action_results"]
+    ticket = db.sql("select * from public.tickets where id = %s", (ticket_result["ticket_id"],))[0]
+    assert (ticket["title"], ticket["priority"], ticket["category"], ticket["source"]) == (
+        "PIX não caiu", "high", "PIX", "automation")
+    assert str(ticket["conversation_id"]) == conv and ticket_result["protocol"] == ticket["protocol"]
+    lead = db.sql("select * from public.leads where id = %s", (lead_result["lead_id"],))[0]
+    assert (str(lead["contact_id"]), lead["source"], lead["source_ref"]) == (
+        contact, "automation", str(rule["id"]))
+    assert (lead["interest"], lead["score"]) == ("plano anual", 40)
+
+
+def test_template_variables_are_filled_by_the_one_template_renderer(db: Db) -> None:
+    conv, contact = customer(db, "oi")
+    db.sql("update public.contacts set name = 'Joana Silva',"
+           " attributes = attributes || '{\"plano\": \"ouro\"}'"
+           " where id = %s", (contact,))
+    status = db.value("select status from public.conversations where id = %s", (conv,))
+
+    def resolved(variable: Any) -> dict[str, Any]:
+        rule = save_rule(db, name=str(uuid.uuid4()), is_active=False,
+                         actions=[{**APOLOGY, "variables": [variable]}])
+        with db.as_user(OWNER) as s:
+            [row] = s.all("select * from public.dry_run_automation_rule(%s, 1)", (rule["id"],))
+        action: dict[str, Any] = row["actions"][0]
+        return action
+
+    def greeting(variable: Any) -> str:
+        return str(resolved(variable)["preview"]).split(",")[0]
+
+    assert greeting("{{contact.first_name}}") == "Olá Joana"
+    assert greeting("{{contact.display_name|cliente}}") == "Olá Joana Silva"
+    assert greeting("{{contact.attributes.plano|básico}}") == "Olá ouro"
+    assert greeting({"attribute": "cidade", "default": "cliente"}) == "Olá cliente"
+    assert greeting("{{contact.name}} ({{conversation.status}})") == f"Olá Joana Silva ({status})"
+    assert resolved("{{contact.attributes.cidade}}")["problem"] == (
+        "no value for this subject and no default: body.1")
+    assert resolved("{{contact.first_name}}")["message"]["template"]["components"] == [
+        {"type": "body", "parameters": [{"type": "text", "text": "Joana"}]}]
+    assert ".variables must be an array of texts" in refused(
+        db, actions=[{**APOLOGY, "variables": [{"x": 1}]}])
