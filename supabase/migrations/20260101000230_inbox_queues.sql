@@ -1269,6 +1269,12 @@ begin
   if v_conv.assignee_id is not distinct from assign_conversation.member_id then
     return v_conv;
   end if;
+  -- two people assigning at once: the second sees the first's choice instead of silently
+  -- overriding it (moving a conversation on is a transfer)
+  if v_conv.assignee_id is not null then
+    raise exception 'this conversation is already assigned to %: transfer it instead',
+      private.member_name(v_conv.tenant_id, v_conv.assignee_id) using errcode = '55000';
+  end if;
   return private.give(v_conv, assign_conversation.member_id, 'manual', assign_conversation.note);
 end;
 $$;
@@ -1279,7 +1285,7 @@ language sql
 security invoker
 set search_path = ''
 as $$ select * from private.assign_conversation(conversation_id, member_id, note) $$;
-comment on function public.assign_conversation(uuid, uuid, text) is 'Managers: give a live conversation to an online agent of its team with room; agents: take it themselves. Capacity, presence and team are checked; the note lands in the timeline.';
+comment on function public.assign_conversation(uuid, uuid, text) is 'Managers: give an unassigned live conversation to an online agent of its team with room; agents: take it themselves. Capacity, presence and team are checked; the note lands in the timeline. An assigned one moves by transfer_conversation.';
 
 -- Transfer to another agent (online, with room, in the target team) or to a team's queue,
 -- with a note that explains why (kept as an internal note).

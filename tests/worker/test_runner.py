@@ -205,6 +205,22 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
                      "public.flow_block_stats", "reason: pediu atendente no rastreio"):  # fmt: skip
         assert expected in out, f"{expected!r} missing from:\n{out}"
     assert "52998224725" not in out  # the step log shows the CPF masked
+    # The inbox chapter: queue → Bruno, transfer with a note → Ana (greeting), note, reply, resolve, CSAT.
+    for expected in ("Inbox: Carla Mendes", "Olá Carla Mendes! Aqui é Ana Souza, da equipe Vendas",
+                     "Conversa atribuída a Bruno Lima pela fila", "Conversa transferida para Ana Souza",
+                     "Cliente antiga: ofereci 10% no anual", "5 - Excelente", "public.conversation_metrics",
+                     "conversation.assigned → conversation.transferred"):  # fmt: skip
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    [carla] = db.sql("select c.id, c.status, c.csat, m.display_name from public.conversations c"
+                     " join public.contacts k on k.id = c.contact_id"
+                     " join public.members m on m.id = c.assignee_id"
+                     " where k.profile_name = 'Carla Mendes'")  # fmt: skip
+    assert (carla["status"], carla["csat"], carla["display_name"]) == ("resolved", 5, "Ana Souza")
+    [metrics] = db.sql("select * from public.conversation_metrics where conversation_id = %s", (carla["id"],))
+    assert (metrics["assignments"], metrics["transfers"], metrics["response_count"]) == (2, 1, 1)
+    assert metrics["first_response_seconds"] is not None and metrics["resolution_seconds"] is not None
+    assert db.value("select count(*) from public.messages where conversation_id = %s"
+                    " and direction = 'internal' and wamid is not null", (carla["id"],)) == 0  # fmt: skip
     # The rows behind the printout.
     [conversation] = db.sql("select c.* from public.conversations c join public.contacts k"
                             " on k.id = c.contact_id where k.profile_name = 'Maria Silva'")
