@@ -81,12 +81,14 @@ comment on column public.analytics_daily.csat_sum is 'Sum of the 1-5 ratings ans
 create index if not exists analytics_daily_day_idx on public.analytics_daily (tenant_id, day);
 
 create table if not exists public.analytics_days (
+  id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   day date not null,
   dirty boolean not null default true,
   marked_at timestamptz not null default now(),
   rolled_at timestamptz,
-  primary key (tenant_id, day)
+  unique (tenant_id, id),
+  constraint analytics_days_tenant_day_key unique (tenant_id, day)
 );
 alter table public.analytics_days enable row level security;
 create index if not exists analytics_days_dirty_idx on public.analytics_days (tenant_id, day) where dirty;
@@ -254,7 +256,7 @@ begin
   get diagnostics v_rows = row_count;
   insert into public.analytics_days as a (tenant_id, day, dirty, rolled_at)
   values (analytics_rollup.tenant_id, analytics_rollup.day, v_hi > now(), now())
-  on conflict on constraint analytics_days_pkey do update set dirty = excluded.dirty, rolled_at = now();
+  on conflict on constraint analytics_days_tenant_day_key do update set dirty = excluded.dirty, rolled_at = now();
   return v_rows;
 end;
 $$;

@@ -553,6 +553,7 @@ export type Database = {
         Row: {
           day: string
           dirty: boolean
+          id: string
           marked_at: string
           rolled_at: string | null
           tenant_id: string
@@ -560,6 +561,7 @@ export type Database = {
         Insert: {
           day: string
           dirty?: boolean
+          id?: string
           marked_at?: string
           rolled_at?: string | null
           tenant_id: string
@@ -567,6 +569,7 @@ export type Database = {
         Update: {
           day?: string
           dirty?: boolean
+          id?: string
           marked_at?: string
           rolled_at?: string | null
           tenant_id?: string
