@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract
     ("local_stack",),  # a worker and the simulator in one process
     ("demo",),
-    ("worker_cli", "knowledge_cli", "jobs_cli", "templates_cli"),
+    ("worker_cli", "knowledge_cli", "jobs_cli", "templates_cli", "report_cli"),
     ("cli",),
 )
 

@@ -361,6 +361,14 @@ RPC_ATTACKS: dict[str, str] = {
     "publish_flow(uuid)": "select * from public.publish_flow(%(flow_draft)s)",
     "start_flow(uuid,uuid)": "select * from public.start_flow(%(conversation)s, %(flow)s)",
     "end_flow_execution(uuid,text)": "select * from public.end_flow_execution(%(flow_execution)s, 'ataque')",
+    "analytics_summary(uuid,date,date)":
+        "select public.analytics_summary(%(tenant)s, current_date - 30, current_date + 1)",
+    "analytics_volumes(uuid,date,date)":
+        "select * from public.analytics_volumes(%(tenant)s, current_date - 30, current_date + 1)",
+    "analytics_agent_leaderboard(uuid,date,date)":
+        "select * from public.analytics_agent_leaderboard(%(tenant)s, current_date - 30, current_date + 1)",
+    "analytics_ai_costs(uuid,date,date)":
+        "select * from public.analytics_ai_costs(%(tenant)s, current_date - 30, current_date + 1)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 

@@ -22,6 +22,7 @@ from zapbase.errors import ZapbaseError
 from zapbase.jobs_cli import jobs_app
 from zapbase.knowledge.seed import DEMO_TENANT, ingest_seed_knowledge
 from zapbase.knowledge_cli import knowledge_app
+from zapbase.report_cli import report
 from zapbase.settings import Settings
 from zapbase.templates_cli import templates_app
 
@@ -35,6 +36,7 @@ app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(knowledge_app, name="kb", hidden=True)  # the command's first name, for scripts that use it
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(templates_app, name="templates")
+app.command("report")(report)
 console = Console()
 
 

@@ -458,6 +458,131 @@ export type Database = {
           },
         ]
       }
+      analytics_daily: {
+        Row: {
+          ai_calls: number
+          ai_cost_brl: number
+          bot_contained: number
+          bot_id: string | null
+          conversations_new: number
+          conversations_resolved: number
+          csat_count: number
+          csat_sum: number
+          day: string
+          flow_completions: number
+          frt_count: number
+          frt_seconds_sum: number
+          handoffs: number
+          id: string
+          member_id: string | null
+          messages_in: number
+          messages_out: number
+          queue_wait_count: number
+          queue_wait_seconds_sum: number
+          resolution_count: number
+          resolution_seconds_sum: number
+          rolled_at: string
+          team_id: string | null
+          tenant_id: string
+          whatsapp_number_id: string | null
+        }
+        Insert: {
+          ai_calls?: number
+          ai_cost_brl?: number
+          bot_contained?: number
+          bot_id?: string | null
+          conversations_new?: number
+          conversations_resolved?: number
+          csat_count?: number
+          csat_sum?: number
+          day: string
+          flow_completions?: number
+          frt_count?: number
+          frt_seconds_sum?: number
+          handoffs?: number
+          id?: string
+          member_id?: string | null
+          messages_in?: number
+          messages_out?: number
+          queue_wait_count?: number
+          queue_wait_seconds_sum?: number
+          resolution_count?: number
+          resolution_seconds_sum?: number
+          rolled_at?: string
+          team_id?: string | null
+          tenant_id: string
+          whatsapp_number_id?: string | null
+        }
+        Update: {
+          ai_calls?: number
+          ai_cost_brl?: number
+          bot_contained?: number
+          bot_id?: string | null
+          conversations_new?: number
+          conversations_resolved?: number
+          csat_count?: number
+          csat_sum?: number
+          day?: string
+          flow_completions?: number
+          frt_count?: number
+          frt_seconds_sum?: number
+          handoffs?: number
+          id?: string
+          member_id?: string | null
+          messages_in?: number
+          messages_out?: number
+          queue_wait_count?: number
+          queue_wait_seconds_sum?: number
+          resolution_count?: number
+          resolution_seconds_sum?: number
+          rolled_at?: string
+          team_id?: string | null
+          tenant_id?: string
+          whatsapp_number_id?: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "analytics_daily_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      analytics_days: {
+        Row: {
+          day: string
+          dirty: boolean
+          id: string
+          marked_at: string
+          rolled_at: string | null
+          tenant_id: string
+        }
+        Insert: {
+          day: string
+          dirty?: boolean
+          id?: string
+          marked_at?: string
+          rolled_at?: string | null
+          tenant_id: string
+        }
+        Update: {
+          day?: string
+          dirty?: boolean
+          id?: string
+          marked_at?: string
+          rolled_at?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "analytics_days_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       appointments: {
         Row: {
           assignee_id: string | null
@@ -6659,6 +6784,50 @@ export type Database = {
           retryable?: boolean
         }
         Returns: string
+      }
+      analytics_agent_leaderboard: {
+        Args: { from_day: string; tenant_id: string; to_day: string }
+        Returns: {
+          conversations_resolved: number
+          csat_avg: number
+          frt_avg_seconds: number
+          member_id: string
+          messages_out: number
+          name: string
+          rank: number
+          resolution_avg_seconds: number
+        }[]
+      }
+      analytics_ai_costs: {
+        Args: { from_day: string; tenant_id: string; to_day: string }
+        Returns: {
+          bot_id: string
+          bot_name: string
+          calls: number
+          cost_brl: number
+          feature: string
+          input_tokens: number
+          output_tokens: number
+        }[]
+      }
+      analytics_summary: {
+        Args: { from_day: string; tenant_id: string; to_day: string }
+        Returns: Json
+      }
+      analytics_volumes: {
+        Args: { from_day: string; tenant_id: string; to_day: string }
+        Returns: {
+          ai_cost_brl: number
+          bot_contained: number
+          conversations_new: number
+          conversations_resolved: number
+          day: string
+          frt_avg_seconds: number
+          handoffs: number
+          messages_in: number
+          messages_out: number
+          resolution_avg_seconds: number
+        }[]
       }
       approve_dispatch: {
         Args: { ids: string[] }
