@@ -27,6 +27,7 @@ from typing import Any
 
 import anyio
 import httpx
+import psycopg
 
 from zapbase.db.pool import Pool
 from zapbase.webhooks.guard import RefusedTarget, resolve_target
@@ -176,12 +177,17 @@ class Deliverer(QueueLoop):
     async def deliver(self, row: DeliveryRow) -> str:
         """Send one claimed row and record the attempt; returns the delivery's new status."""
         outcome = await post(self._client, row, local_mode=self._local_mode, timeout=self._timeout)
-        result = await record_outcome(
-            self._pool, "select public.webhooks_record(%s, %s, %s, %s, %s, %s, %s) as status",
-            (row.delivery_id, row.attempt, outcome.status_code, outcome.duration_ms, outcome.response_body,
-             outcome.error, outcome.retryable),
-            within=self._lease_seconds - self._timeout,
-        )  # fmt: skip
+        try:
+            result = await record_outcome(
+                self._pool, "select public.webhooks_record(%s, %s, %s, %s, %s, %s, %s) as status",
+                (row.delivery_id, row.attempt, outcome.status_code, outcome.duration_ms,
+                 outcome.response_body, outcome.error, outcome.retryable),
+                within=self._lease_seconds - self._timeout,
+            )  # fmt: skip
+        except psycopg.errors.NoDataFound:
+            # the tenant deleted the endpoint (and with it the delivery) while this attempt was in flight
+            _logger.info("webhook delivery %s was deleted while being sent", row.delivery_id)
+            return "deleted"
         status = str(result["status"]) if result else "unknown"
         if status != "succeeded":
             _logger.warning("webhook %s to %s (attempt %s): %s → %s", row.event_type, row.url, row.attempt,
