@@ -12,7 +12,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,knowledge]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,knowledge,charts]"
 	scripts/pgvector-portable.sh $(BIN)/python
 	touch $(STAMP)
 
