@@ -402,6 +402,31 @@ as $$
 $$;
 comment on function private.my_tenant_ids_with_role(public.member_role) is 'Tenants where the caller holds at least min_role.';
 
+-- The common shape of a tenant's reference tables (tags, templates, calendars, catalogues):
+-- every member reads them, managers add, edit and delete. One definition for every module.
+create or replace function private.members_read_managers_write(table_name text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute format('drop policy if exists "Members read %1$s" on public.%1$I', table_name);
+  execute format('create policy "Members read %1$s" on public.%1$I for select to authenticated
+                  using (tenant_id in (select private.my_tenant_ids()))', table_name);
+  execute format('drop policy if exists "Managers add %1$s" on public.%1$I', table_name);
+  execute format('create policy "Managers add %1$s" on public.%1$I for insert to authenticated
+                  with check (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', table_name);
+  execute format('drop policy if exists "Managers edit %1$s" on public.%1$I', table_name);
+  execute format('create policy "Managers edit %1$s" on public.%1$I for update to authenticated
+                  using (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))
+                  with check (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', table_name);
+  execute format('drop policy if exists "Managers delete %1$s" on public.%1$I', table_name);
+  execute format('create policy "Managers delete %1$s" on public.%1$I for delete to authenticated
+                  using (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', table_name);
+end;
+$$;
+comment on function private.members_read_managers_write(text) is 'Migrations: members read public.<table_name>, managers add, edit and delete (RLS policies).';
+
 create or replace function private.is_member(tenant_id uuid)
 returns boolean
 language sql

@@ -1298,19 +1298,7 @@ declare
   v_table text;
 begin
   foreach v_table in array array['tags', 'message_templates'] loop
-    execute format('drop policy if exists "Members read %1$s" on public.%1$I', v_table);
-    execute format('create policy "Members read %1$s" on public.%1$I for select to authenticated
-                    using (tenant_id in (select private.my_tenant_ids()))', v_table);
-    execute format('drop policy if exists "Managers add %1$s" on public.%1$I', v_table);
-    execute format('create policy "Managers add %1$s" on public.%1$I for insert to authenticated
-                    with check (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', v_table);
-    execute format('drop policy if exists "Managers edit %1$s" on public.%1$I', v_table);
-    execute format('create policy "Managers edit %1$s" on public.%1$I for update to authenticated
-                    using (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))
-                    with check (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', v_table);
-    execute format('drop policy if exists "Managers delete %1$s" on public.%1$I', v_table);
-    execute format('create policy "Managers delete %1$s" on public.%1$I for delete to authenticated
-                    using (tenant_id in (select private.my_tenant_ids_with_role(''manager'')))', v_table);
+    perform private.members_read_managers_write(v_table);
   end loop;
 end
 $$;
