@@ -86,8 +86,9 @@ def up(
     verbose: VerboseOption = False,
 ) -> None:
     """Start the database (embedded unless DATABASE_URL), migrate, seed, and run the worker:
-    HTTP API, inbound processor, outbound sender, webhook deliverer, alert mailer (with ZAPBASE_SMTP_HOST)
-    and job scheduler, until Ctrl-C."""
+    HTTP API (WhatsApp and Hotmart webhooks), inbound processor (bots and flows), outbound sender,
+    webhook deliverer, campaign loop, automation loop, alert mailer (with ZAPBASE_SMTP_HOST) and
+    job scheduler, until Ctrl-C."""
     settings = Settings()
     _logging(logging.DEBUG if verbose else logging.INFO)
     _check_port(settings.zapbase_http_port, "worker HTTP API", "ZAPBASE_HTTP_PORT")
@@ -148,8 +149,10 @@ def simulator(
 
 def demo(verbose: VerboseOption = False) -> None:
     """Play a short scripted conversation with the demo tenant's bot through the whole
-    pipeline (questions answered from the knowledge base, a voice note, a button reply)
-    and print the transcript and the rows; its events go, signed, to a receiver on localhost."""
+    pipeline (questions answered from the knowledge base, a voice note, a button reply), then
+    its chapters: the inbox (queue, transfer, note, CSAT), an approved automation, the support
+    desk and its SLA, an order-tracking flow, a Hotmart purchase and a paced campaign; prints
+    the transcripts and the rows; its events go, signed, to a receiver on localhost."""
     # the deliverer may call that receiver (http, loopback): local development only
     settings = Settings().model_copy(update={"zapbase_webhooks_local_mode": True})
     _logging(logging.INFO if verbose else logging.WARNING)
