@@ -494,6 +494,32 @@ comment on column public.inbound_events.quarantined is '[{"item": {...}, "reason
  * ----
  */
 
+-- A status webhook can arrive while the sender is still recording the message's wamid
+-- (Meta answers the send, then posts the status at once). Both meet on an advisory lock
+-- per bucket of wamids: whatsapp_mark_sent takes its wamid's bucket exclusively before it
+-- touches any row, whatsapp_ingest takes the buckets of a body's statuses shared before it
+-- touches any row the sender needs. So one waits for the other's commit and the status
+-- is applied or adopted, never left an orphan. 256 buckets bound the locks one body takes.
+create or replace function private.lock_wamids(wamids text[], exclusive boolean)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_bucket integer;
+begin
+  for v_bucket in
+    select distinct pg_catalog.hashtext(w) & 255 from unnest(wamids) w where w is not null order by 1
+  loop
+    if exclusive then
+      perform pg_catalog.pg_advisory_xact_lock(200, v_bucket);  -- 200: this module's lock space
+    else
+      perform pg_catalog.pg_advisory_xact_lock_shared(200, v_bucket);
+    end if;
+  end loop;
+end;
+$$;
+
 -- Order of the outbound lifecycle: a status webhook only ever moves a message forward.
 -- failed ranks between sent and delivered: a late failure after sent applies, a delivered
 -- or read receipt after a failure proves delivery, and nothing downgrades a read.

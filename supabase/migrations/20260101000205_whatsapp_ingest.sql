@@ -751,16 +751,23 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  v_messages jsonb := private.ingest_messages(changes, budget);
-  v_left integer := budget - (v_messages ->> 'used')::integer;
+  v_messages jsonb;
+  v_left integer;
   v_change jsonb;
   v_statuses jsonb;
   v_errors jsonb;
   v_quarantined jsonb;
   v_applied integer := 0;
   v_unknown integer := 0;
-  v_count integer := jsonb_array_length(v_messages -> 'quarantined');
+  v_count integer;
 begin
+  -- before any row the sender also locks (a reply updates its campaign): see lock_wamids
+  perform private.lock_wamids(array(select s ->> 'id' from unnest(changes) c,
+    jsonb_array_elements(case when jsonb_typeof(c -> 'value' -> 'statuses') = 'array'
+                              then c -> 'value' -> 'statuses' end) s), false);
+  v_messages := private.ingest_messages(changes, budget);
+  v_left := budget - (v_messages ->> 'used')::integer;
+  v_count := jsonb_array_length(v_messages -> 'quarantined');
   update public.inbound_events e
      set status = 'partial', quarantined = q.items, reason = q.n || ' item(s) quarantined'
     from (select x ->> 'event' as event, count(*) as n,

@@ -476,6 +476,7 @@ declare
   v_tenant uuid;
   v_event public.message_status_events;
 begin
+  perform private.lock_wamids(array[whatsapp_mark_sent.wamid], true);  -- first: see lock_wamids
   update public.messages m
      set wamid = whatsapp_mark_sent.wamid,
          status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -9,8 +12,10 @@ import psycopg
 import pytest
 from webhooks import (
     AGENT,
+    INGEST_SQL,
     NUMBER,
     OWNER,
+    PHONE_NUMBER_ID,
     TENANT,
     body,
     change,
@@ -350,6 +355,46 @@ def test_statuses_for_unknown_wamids_are_kept_and_adopted_when_the_wamid_turns_u
         db.value("select message_id from public.message_status_events where wamid = 'wamid.EARLY'")
         == message_id
     )
+
+
+def overlapping(db: Db, first: tuple[str, Any], second: tuple[str, Any]) -> None:
+    """Run `first` as the service role and, before it commits, `second` on another
+    connection; commit `first` once `second` finished or waits for a lock, then let
+    `second` finish."""
+    errors: list[BaseException] = []
+
+    def run_second() -> None:
+        try:
+            with db.as_service() as s:
+                s.all(*second)
+        except BaseException as exc:  # reported by the caller's assertion
+            errors.append(exc)
+
+    with db.as_service() as s:
+        s.all(*first)
+        thread = threading.Thread(target=run_second)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while thread.is_alive() and time.monotonic() < deadline:
+            if db.value("select count(*) from pg_locks where not granted"):
+                break
+            time.sleep(0.01)
+    thread.join(10)
+    assert not thread.is_alive() and not errors, errors
+
+
+@pytest.mark.parametrize("first", ["the status webhook", "the sender"])
+def test_a_status_arriving_while_the_sender_records_the_wamid_is_applied(db: Db, first: str) -> None:
+    # Meta answers the send and posts `delivered` at once: the webhook and
+    # whatsapp_mark_sent run at the same time, each before the other commits.
+    message_id = queue_reply(db, conversation_with(db), "pedido confirmado")
+    claim(db)
+    delivered = body(change(statuses=[status("wamid.RACE", "delivered")]))
+    webhook = (INGEST_SQL, (json.dumps(delivered), PHONE_NUMBER_ID))
+    mark_sent = ("select public.whatsapp_mark_sent(%s, 'wamid.RACE')", (message_id,))
+    overlapping(db, *((webhook, mark_sent) if first == "the status webhook" else (mark_sent, webhook)))
+    assert message(db, message_id)["status"] == "delivered"
+    assert db.value("select count(*) from public.message_status_events where message_id is null") == 0
 
 
 # -- the processor's queue --------------------------------------------------------------
