@@ -694,6 +694,45 @@ begin
 end;
 $$;
 
+-- A calendar's hours, holidays or time zone changed: the open tickets whose policy counts in
+-- it get their deadlines again (writing sla_policy_id runs _200_prepare).
+create or replace function private.recompute_calendar_slas(calendar_ids uuid[])
+returns void
+language sql
+set search_path = ''
+as $$
+  update public.tickets t
+     set sla_policy_id = t.sla_policy_id
+    from public.sla_policies p
+   where p.tenant_id = t.tenant_id and p.id = t.sla_policy_id and p.calendar_id = any(calendar_ids)
+     and t.status not in ('resolved', 'closed')
+$$;
+
+-- Hours and holidays: one statement trigger per operation, each naming its transition table `changed`.
+create or replace function private.tg_business_calendar_days_changed()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.recompute_calendar_slas(array(select distinct c.calendar_id from changed c));
+  return null;
+end;
+$$;
+
+create or replace function private.tg_business_calendars_changed()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.recompute_calendar_slas(array[new.id]);
+  return null;
+end;
+$$;
+
 drop trigger if exists _200_prepare on public.tickets;
 create trigger _200_prepare before insert or update of status, priority, category, sla_policy_id, first_response_at,
   awaiting_reply_since on public.tickets
@@ -726,6 +765,28 @@ create trigger _900_audit after insert or update or delete on public.sla_policie
 drop trigger if exists _100_set_updated_at on public.business_calendars;
 create trigger _100_set_updated_at before update on public.business_calendars
   for each row execute function private.tg_set_updated_at();
+drop trigger if exists _500_changed_insert on public.business_calendar_hours;
+create trigger _500_changed_insert after insert on public.business_calendar_hours
+  referencing new table as changed for each statement execute function private.tg_business_calendar_days_changed();
+drop trigger if exists _500_changed_update on public.business_calendar_hours;
+create trigger _500_changed_update after update on public.business_calendar_hours
+  referencing new table as changed for each statement execute function private.tg_business_calendar_days_changed();
+drop trigger if exists _500_changed_delete on public.business_calendar_hours;
+create trigger _500_changed_delete after delete on public.business_calendar_hours
+  referencing old table as changed for each statement execute function private.tg_business_calendar_days_changed();
+drop trigger if exists _500_changed_insert on public.business_calendar_holidays;
+create trigger _500_changed_insert after insert on public.business_calendar_holidays
+  referencing new table as changed for each statement execute function private.tg_business_calendar_days_changed();
+drop trigger if exists _500_changed_update on public.business_calendar_holidays;
+create trigger _500_changed_update after update on public.business_calendar_holidays
+  referencing new table as changed for each statement execute function private.tg_business_calendar_days_changed();
+drop trigger if exists _500_changed_delete on public.business_calendar_holidays;
+create trigger _500_changed_delete after delete on public.business_calendar_holidays
+  referencing old table as changed for each statement execute function private.tg_business_calendar_days_changed();
+drop trigger if exists _500_changed on public.business_calendars;
+create trigger _500_changed after update of timezone on public.business_calendars
+  for each row when (old.timezone is distinct from new.timezone)
+  execute function private.tg_business_calendars_changed();
 drop trigger if exists _200_check_timezone on public.business_calendars;
 create trigger _200_check_timezone before insert or update of timezone on public.business_calendars
   for each row execute function private.tg_tenants_check_timezone();

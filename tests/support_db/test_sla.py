@@ -240,6 +240,44 @@ def test_a_policy_change_is_recorded_and_reapplied(db: Db) -> None:
     assert db.value("select count(*) from public.events where type = 'sla_policy.changed'") == 2
 
 
+def test_calendar_edits_move_the_deadlines_of_open_tickets(db: Db) -> None:
+    cal = calendar(db)
+    policy(db, calendar=cal, first=60)
+    t = ticket(db)
+
+    def due() -> tuple[datetime, datetime]:
+        row = db.sql("select * from public.tickets where id = %s", (t["id"],))[0]
+        expected = db.value("select private.business_add(%s, %s, 3600)", (cal, row["sla_started_at"]))
+        return row["first_response_due_at"], expected
+
+    before, _ = due()
+    started = t["sla_started_at"].astimezone(UTC) - timedelta(hours=3)  # São Paulo's day
+    with db.as_user(MANAGER) as s:  # the next ten days off: the deadline jumps past them
+        s.all(
+            "insert into public.business_calendar_holidays (tenant_id, calendar_id, day, name)"
+            " select %s, %s, d::date, 'Recesso' from generate_series(%s::date, %s::date + 9, '1 day') d",
+            (TENANT, cal, started.date(), started.date()),
+        )
+    holidays, expected = due()
+    assert holidays == expected and holidays - before > timedelta(days=9)
+    with db.as_user(MANAGER) as s:  # back to normal days, open from 08:00 to 09:00 only
+        s.all(
+            "delete from public.business_calendar_hours where calendar_id = %s and starts_at = '13:00'",
+            (cal,),
+        )
+        s.all("update public.business_calendar_hours set ends_at = '09:00' where calendar_id = %s", (cal,))
+        s.all(
+            "delete from public.business_calendar_holidays where calendar_id = %s and name = 'Recesso'",
+            (cal,),
+        )
+    reopened, expected = due()
+    assert reopened == expected and reopened < holidays
+    with db.as_user(MANAGER) as s:
+        s.all("update public.business_calendars set timezone = 'Asia/Tokyo' where id = %s", (cal,))
+    moved, expected = due()  # 09:00 in Tokyo is never 09:00 in São Paulo
+    assert moved == expected and moved != reopened
+
+
 def test_sla_events_are_append_only(db: Db) -> None:
     policy(db, first=1)
     t = ticket(db)
