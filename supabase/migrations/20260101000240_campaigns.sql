@@ -843,6 +843,33 @@ create trigger _500_campaign_recipient after update of status on public.messages
                      and new.status in ('sent', 'delivered', 'read', 'played', 'failed'))
   execute function private.tg_messages_campaign_status();
 
+-- A campaign message going back to the queue (a retryable send error) while its campaign is
+-- cancelled: it was in flight at the cancel, so it is cancelled now instead of sent later.
+create or replace function private.tg_messages_campaign_requeue()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  update public.campaign_recipients r
+     set status = 'skipped', skip_reason = 'cancelled'
+    from public.campaigns c
+   where r.tenant_id = new.tenant_id and r.message_id = new.id and r.status = 'queued'
+     and c.id = r.campaign_id and c.status = 'cancelled';
+  if found then
+    new.status := 'cancelled';
+    new.next_attempt_at := null;
+    new.error_title := left('campaign cancelled by a manager; the last attempt failed: ' || new.error_title, 500);
+  end if;
+  return new;
+end;
+$$;
+drop trigger if exists _400_campaign_requeue on public.messages;
+create trigger _400_campaign_requeue before update of status on public.messages
+  for each row when (new.sender_type = 'campaign' and old.status = 'sending' and new.status = 'queued')
+  execute function private.tg_messages_campaign_requeue();
+
 -- A customer message within a campaign's reply window marks its recipient replied.
 create or replace function private.tg_messages_campaign_reply()
 returns trigger
@@ -1816,7 +1843,7 @@ language sql
 security invoker
 set search_path = ''
 as $$ select * from private.set_campaign_state(campaign_id, action) $$;
-comment on function public.set_campaign_state(uuid, text) is 'Managers: pause, resume (pacing restarts) or cancel (pending recipients and those whose message no worker has claimed yet are skipped as cancelled; messages in flight follow their webhooks) a campaign.';
+comment on function public.set_campaign_state(uuid, text) is 'Managers: pause, resume (pacing restarts) or cancel (pending recipients and those whose message no worker has claimed yet are skipped as cancelled; a message in flight is either sent or, if its send fails and would be retried, cancelled too) a campaign.';
 
 /**
  * ----

@@ -378,6 +378,36 @@ def test_state_machine_pause_resume_cancel(db: Db) -> None:
     assert types == ["campaign.started", "campaign.paused", "campaign.resumed", "campaign.cancelled"]
 
 
+def test_a_message_in_flight_at_the_cancel_is_never_sent_again(db: Db) -> None:
+    contacts(db, 2)
+    db.sql('update public.contacts set attributes = \'{"code": "X"}\' where tenant_id = %s', (TENANT,))
+    campaign_id = campaign(db, template(db), rate=6000)
+    start(db, campaign_id)
+    db.sql(
+        "update public.campaigns set pace_anchor_at = now() - interval '1 minute' where id = %s",
+        (campaign_id,),
+    )
+    assert release(db) == 2
+    with db.as_service() as s:  # the sender claimed both and is talking to Meta
+        claimed = s.all("select * from public.whatsapp_claim_outbound('w1', 10, 60)")
+    assert len(claimed) == 2
+    assert state(db, campaign_id, "cancel")["queued_count"] == 2  # in flight: they follow their outcome
+    throttled, accepted = (row["message_id"] for row in claimed)
+    with db.as_service() as s:  # Meta throttled one (retryable) and accepted the other
+        s.all(
+            "select public.whatsapp_mark_send_failed(%s, 130429, 'Rate limit hit', null, true, 0)",
+            (throttled,),
+        )
+        s.all("select public.whatsapp_mark_sent(%s, 'wamid.ACCEPTED')", (accepted,))
+    rows = {r["message_id"]: r for r in recipients(db, campaign_id)}
+    assert (rows[throttled]["status"], rows[throttled]["skip_reason"]) == ("skipped", "cancelled")
+    assert rows[accepted]["status"] == "sent"
+    assert db.value("select status from public.messages where id = %s", (throttled,)) == "cancelled"
+    with db.as_service() as s:
+        assert s.all("select * from public.whatsapp_claim_outbound('w1', 10, 60)") == []
+    assert counters(db, campaign_id) == recount(db, campaign_id)
+
+
 def test_releasing_again_never_queues_anyone_twice(db: Db) -> None:
     contacts(db, 20)
     db.sql('update public.contacts set attributes = \'{"code": "X"}\' where tenant_id = %s', (TENANT,))
