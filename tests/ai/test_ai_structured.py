@@ -44,7 +44,8 @@ VALID = json.dumps({"summary": "Cliente quer trocar o plano.", "sentiment": "pos
 GROQ_PATH = "/openai/v1/chat/completions"
 LLAMA = Link(provider="groq", model="llama-3.3-70b-versatile", context_window=131_072,
              structured_output="json_object")  # fmt: skip
-GPT = Link(provider="groq", model="openai/gpt-oss-120b", context_window=131_072, structured_output="json_schema")
+GPT = Link(provider="groq", model="openai/gpt-oss-120b", context_window=131_072,
+           structured_output="json_schema")  # fmt: skip
 
 
 @pytest.fixture
@@ -69,7 +70,7 @@ async def test_a_valid_answer_is_parsed_after_one_call_with_the_schema(
 ) -> None:
     groq.push(Reply(text=VALID))
 
-    result = await gateway.complete_json(ask("Resuma a conversa."), policy(GPT), schema=SCHEMA, name="insight")
+    result = await gateway.complete_json(ask("Resuma."), policy(GPT), schema=SCHEMA, name="insight")
 
     assert result.status is JsonStatus.OK and result.ok
     assert result.value == {"summary": "Cliente quer trocar o plano.", "sentiment": "positive"}
@@ -149,7 +150,9 @@ async def test_the_local_answerer_never_answers_a_json_request(
     assert local_only.status is JsonStatus.FAILED and len(ledger.begun) == 1
 
 
-async def test_a_budget_refusal_is_a_status(gateway: Gateway, groq: OpenAIStandIn, ledger: MemoryLedger) -> None:
+async def test_a_budget_refusal_is_a_status(
+    gateway: Gateway, groq: OpenAIStandIn, ledger: MemoryLedger
+) -> None:
     ledger.refusal = Refusal(reason="limit", message='budget "Mensal" has no room left')
 
     result = await gateway.complete_json(ask("Resuma."), policy(GPT), schema=SCHEMA)
