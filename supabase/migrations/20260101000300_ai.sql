@@ -939,6 +939,10 @@ declare
   v_local boolean := coalesce(current_setting('zapbase.webhooks_allow_http', true), '') = 'on';
   v_host text;
 begin
+  if current_user in ('authenticated', 'anon')
+     and new.tenant_id not in (select private.my_tenant_ids_with_role('admin')) then
+    return new;  -- refused by RLS
+  end if;
   if v_url is null then
     if new.provider not in ('anthropic', 'openai') then
       raise exception 'an llm integration of provider "%" needs config.base_url, its OpenAI-compatible API (e.g. https://api.groq.com/openai/v1)',
@@ -973,6 +977,11 @@ language plpgsql
 set search_path = ''
 as $$
 begin
+  -- a row the signed-in caller may not write is refused by RLS, not described here
+  if current_user in ('authenticated', 'anon')
+     and new.tenant_id not in (select private.my_tenant_ids_with_role('admin')) then
+    return new;
+  end if;
   if new.api_type <> 'chat' then
     raise exception 'a tenant model must be a chat model' using errcode = '22023';
   end if;
