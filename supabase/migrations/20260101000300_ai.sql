@@ -1802,7 +1802,11 @@ as $$
                     'gateway_id', m.gateway_id, 'context_window', m.context_window,
                     'structured_output', m.capabilities ->> 'structured_output') order by c.ord)
              from unnest(p.chain) with ordinality as c(gateway_id, ord)
-             cross join lateral private.model_by_gateway_id(ai_policy.tenant_id, c.gateway_id) m
+             -- the tenant's own model first; a model deleted since is left out
+             cross join lateral (
+               select * from public.ai_models r
+                where r.gateway_id = c.gateway_id and (r.tenant_id is null or r.tenant_id = ai_policy.tenant_id)
+                order by r.tenant_id nulls last limit 1) m
             where m.is_active and m.api_type = 'chat'),
            '[]'::jsonb))
     from private.effective_policy(ai_policy.tenant_id, ai_policy.policy_id) p

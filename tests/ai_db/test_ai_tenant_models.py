@@ -148,3 +148,15 @@ def test_tenant_models_are_priced_budgeted_and_logged_for_their_tenant_only(
     assert (refused["status"], refused["reason"]) == ("refused", "unknown_model")
     with pytest.raises(psycopg.errors.InvalidParameterValue, match=r'unknown model "meu-vllm/qwen2\.5-7b"'):
         ledger.record(tenant_id=other, model="meu-vllm/qwen2.5-7b", input_tokens=10)
+
+
+def test_a_deleted_tenant_model_drops_out_of_its_policy_chain(db: Db) -> None:
+    connect_vllm(db)
+    with db.as_user(OWNER) as s:
+        s.all("insert into public.gateway_policies (tenant_id, name, chain, is_default)"
+              " values (%s, 'Servidor próprio', '{meu-vllm/qwen2.5-7b, openai/gpt-4o-mini}', true)",
+              (TENANT,))  # fmt: skip
+        assert s.rowcount("delete from public.ai_models where gateway_id = %s", (GATEWAY_ID,)) == 1
+    with db.as_service() as s:
+        policy = s.value("select public.ai_policy(%s)", (TENANT,))
+    assert [link["gateway_id"] for link in policy["links"]] == ["openai/gpt-4o-mini"]
