@@ -9,6 +9,10 @@
 --   OpenAI    gpt-4o-mini         0.15 /  0.60 / 0.075 / —     (OpenAI has no write premium:
 --   OpenAI    gpt-4.1-mini        0.40 /  1.60 / 0.10  / —      writes bill as plain input)
 --   Groq      llama-3.3-70b       0.59 /  0.79 / —     / —
+--   Gemini    gemini-2.5-flash    0.30 /  2.50 / 0.075 / —     (OpenAI-compatible endpoint)
+--   Gemini    gemini-2.0-flash    0.10 /  0.40 / 0.025 / —
+--   OpenRouter openai/gpt-4o-mini 0.15 /  0.60 / —     / —     (OpenRouter bills the provider's price)
+-- capabilities.structured_output says how a model takes a JSON schema (zapbase.ai.structured).
 --   OpenAI    text-embedding-3-small 0.02 per million input tokens
 -- Audio: whisper-1 USD 0.006 per minute; Groq whisper-large-v3 USD 0.111 per hour.
 -- TTS: tts-1 USD 15 and tts-1-hd USD 30 per million characters.
@@ -23,14 +27,23 @@ values
    '{"tools": true, "vision": true, "prompt_cache": true}', 200000, 64000, 1.00, 5.00, 0.10, 1.25, 0, 0,
    'Anthropic Claude Haiku 4.5: fast and cheap; the default first choice for replies.'),
   ('openai', 'gpt-4o-mini', 'openai/gpt-4o-mini', 'chat',
-   '{"tools": true, "vision": true, "prompt_cache": true}', 128000, 16384, 0.15, 0.60, 0.075, 0.15, 0, 0,
+   '{"tools": true, "vision": true, "prompt_cache": true, "structured_output": "json_schema"}', 128000, 16384, 0.15, 0.60, 0.075, 0.15, 0, 0,
    'OpenAI GPT-4o mini: the fallback after Anthropic.'),
   ('openai', 'gpt-4.1-mini', 'openai/gpt-4.1-mini', 'chat',
-   '{"tools": true, "vision": true, "prompt_cache": true}', 1047576, 32768, 0.40, 1.60, 0.10, 0.40, 0, 0,
+   '{"tools": true, "vision": true, "prompt_cache": true, "structured_output": "json_schema"}', 1047576, 32768, 0.40, 1.60, 0.10, 0.40, 0, 0,
    'OpenAI GPT-4.1 mini: long context.'),
   ('groq', 'llama-3.3-70b-versatile', 'groq/llama-3.3-70b-versatile', 'chat',
-   '{"tools": true}', 131072, 32768, 0.59, 0.79, 0, 0, 0, 0,
+   '{"tools": true, "structured_output": "json_object"}', 131072, 32768, 0.59, 0.79, 0, 0, 0, 0,
    'Llama 3.3 70B on Groq (OpenAI-compatible API): very low latency.'),
+  ('gemini', 'gemini-2.5-flash', 'gemini/gemini-2.5-flash', 'chat',
+   '{"tools": true, "vision": true, "structured_output": "json_schema"}', 1048576, 65536, 0.30, 2.50, 0.075, 0, 0, 0,
+   'Gemini 2.5 Flash through Google''s OpenAI-compatible endpoint.'),
+  ('gemini', 'gemini-2.0-flash', 'gemini/gemini-2.0-flash', 'chat',
+   '{"tools": true, "vision": true, "structured_output": "json_schema"}', 1048576, 8192, 0.10, 0.40, 0.025, 0, 0, 0,
+   'Gemini 2.0 Flash through Google''s OpenAI-compatible endpoint: cheapest long context.'),
+  ('openrouter', 'openai/gpt-4o-mini', 'openrouter/openai/gpt-4o-mini', 'chat',
+   '{"tools": true, "structured_output": "json_schema"}', 128000, 16384, 0.15, 0.60, 0, 0, 0, 0,
+   'GPT-4o mini through OpenRouter (one key, many providers).'),
   ('openai', 'whisper-1', 'openai/whisper-1', 'transcription',
    '{"languages": ["pt", "en", "es"]}', null, null, 0, 0, 0, 0, 0.006, 0,
    'OpenAI Whisper: voice notes to text, per minute of audio.'),
@@ -55,7 +68,7 @@ values
    256, null, 0, 0, 0, 0, 0, 0, 'Offline semantic embedder (extra kb-local). Free.'),
   ('espeak', 'espeak-ng', 'espeak/espeak-ng', 'tts', '{"offline": true}',
    null, null, 0, 0, 0, 0, 0, 0, 'Offline robotic voice for development (espeak-ng). Free.')
-on conflict (gateway_id) do nothing;
+on conflict (tenant_id, gateway_id) do nothing;
 
 -- USD→BRL: an approximate rate so that costs have a BRL value from day one. Production
 -- loads the daily BCB PTAX rate into fx_rates; lookups use the latest on or before a day.

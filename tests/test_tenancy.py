@@ -251,8 +251,10 @@ def test_integration_secret_ids_unlock_nothing_for_frontends(db: Db) -> None:
     assert db.value("select decrypted_secret from vault.decrypted_secrets where id = %s",
                     (their_secret,)) == "sk-deles"
     with db.as_service() as s:
-        assert s.value("select public.ai_tenant_credentials(%s)", (TENANT,)) == {"openai": "sk-minha"}
-        assert s.value("select public.ai_tenant_credentials(%s)", (other,)) == {"openai": "sk-deles"}
+        assert s.value("select public.ai_tenant_credentials(%s)", (TENANT,)) == {
+            "openai": {"secret": "sk-minha", "base_url": None}}
+        assert s.value("select public.ai_tenant_credentials(%s)", (other,)) == {
+            "openai": {"secret": "sk-deles", "base_url": None}}
 
 
 def test_number_secrets_are_stored_under_their_number(db: Db) -> None:

@@ -34,11 +34,17 @@
  */
 
 -- Model registry (seed 002 ai_models_registry): what the gateway may call, at list price.
+-- Platform rows (tenant_id null: the catalogue of Anthropic, OpenAI, Groq, Gemini,
+-- OpenRouter... models) are read-only for tenants; a tenant adds its own chat models for the
+-- providers of its `llm` integrations (a self-hosted server, an OpenRouter model the
+-- catalogue lacks), priced as the tenant says, usable by that tenant only.
 create table if not exists public.ai_models (
   id uuid primary key default gen_random_uuid(),
+  -- null: a platform model every tenant may use
+  tenant_id uuid references public.tenants (id) on delete cascade,
   provider text not null check (provider ~ '^[a-z0-9_-]{2,40}$'),
   model text not null check (length(model) between 1 and 120),
-  gateway_id text not null unique check (gateway_id ~ '^[a-z0-9_-]+/[A-Za-z0-9_.:-]+$'),
+  gateway_id text not null check (gateway_id ~ '^[a-z0-9_-]+/[A-Za-z0-9_.:/-]+$'),
   api_type text not null default 'chat' check (api_type in ('chat', 'tts', 'embedding', 'transcription')),
   capabilities jsonb not null default '{}'::jsonb,
   context_window integer check (context_window > 0),
@@ -53,13 +59,16 @@ create table if not exists public.ai_models (
   description text check (length(description) <= 500),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  unique (provider, model)
+  unique nulls not distinct (tenant_id, gateway_id),
+  unique nulls not distinct (tenant_id, provider, model)
 );
 alter table public.ai_models enable row level security;
+create index if not exists ai_models_tenant_id_idx on public.ai_models (tenant_id);
 comment on table public.ai_models is 'AI models the gateway may call, with USD list prices. Reference data, written by the platform.';
 comment on column public.ai_models.model is 'The provider''s model name, sent in the API call (e.g. claude-sonnet-4-20250514).';
 comment on column public.ai_models.gateway_id is 'Stable id used by policies, the worker and usage logs: provider/alias (e.g. anthropic/claude-sonnet-4).';
-comment on column public.ai_models.capabilities is 'Open shape, e.g. {"tools": true, "vision": true, "dimensions": 384, "voices": ["alloy"]}.';
+comment on column public.ai_models.tenant_id is 'Null for the platform catalogue; else the tenant whose own provider (an llm integration of the same provider name) serves this chat model, at the prices given here.';
+comment on column public.ai_models.capabilities is 'Open shape, e.g. {"tools": true, "vision": true, "dimensions": 384, "voices": ["alloy"]}. structured_output: "json_schema" (response_format with a JSON schema) or "json_object" (JSON mode, schema in the prompt); absent: the schema goes in the prompt only. Answers are validated against the schema either way.';
 comment on column public.ai_models.input_usd_per_mtok is 'USD per million uncached input tokens.';
 comment on column public.ai_models.cache_read_usd_per_mtok is 'USD per million input tokens read from the provider''s prompt cache.';
 comment on column public.ai_models.cache_write_usd_per_mtok is 'USD per million input tokens written to the provider''s prompt cache (Anthropic: 1.25× input for 5 min).';
@@ -761,7 +770,9 @@ begin
 end;
 $$;
 
-create or replace function private.model_by_gateway_id(gateway_id text)
+-- A model as the tenant sees it: its own row first, else the platform's. Another tenant's
+-- models do not exist for it.
+create or replace function private.model_by_gateway_id(tenant_id uuid, gateway_id text)
 returns public.ai_models
 language plpgsql
 stable
@@ -770,7 +781,11 @@ as $$
 declare
   v_model public.ai_models;
 begin
-  select * into v_model from public.ai_models m where m.gateway_id = model_by_gateway_id.gateway_id;
+  select * into v_model from public.ai_models m
+   where m.gateway_id = model_by_gateway_id.gateway_id
+     and (m.tenant_id is null or m.tenant_id = model_by_gateway_id.tenant_id)
+   order by m.tenant_id nulls last
+   limit 1;
   if not found then
     raise exception 'unknown model "%": not in public.ai_models', model_by_gateway_id.gateway_id
       using errcode = '22023';
@@ -887,7 +902,7 @@ begin
 end;
 $$;
 
--- A policy's chain must name models of the registry.
+-- A policy's chain must name models of the registry: platform ones, or the policy's tenant's.
 create or replace function private.tg_gateway_policies_check_chain()
 returns trigger
 language plpgsql
@@ -898,9 +913,90 @@ declare
 begin
   select array_agg(c) into v_unknown
     from unnest(new.chain) c
-   where not exists (select 1 from public.ai_models m where m.gateway_id = c);
+   where not exists (select 1 from public.ai_models m
+                      where m.gateway_id = c and (m.tenant_id is null or m.tenant_id = new.tenant_id));
   if v_unknown is not null then
     raise exception 'unknown models in the chain: %', array_to_string(v_unknown, ', ')
+      using errcode = '23503';
+  end if;
+  return new;
+end;
+$$;
+
+-- A tenant's llm integration names its provider's API: anthropic and openai default to
+-- their public APIs; any other provider speaks OpenAI's chat completions at config.base_url,
+-- the base URL its SDK takes (https://api.groq.com/openai/v1,
+-- https://generativelanguage.googleapis.com/v1beta/openai, https://openrouter.ai/api/v1).
+-- https only and no address-literal of a private network, unless zapbase.webhooks_allow_http
+-- is on (local development); the worker checks the resolved address again on every call.
+create or replace function private.tg_integrations_check_llm()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_url text := new.config ->> 'base_url';
+  v_local boolean := coalesce(current_setting('zapbase.webhooks_allow_http', true), '') = 'on';
+  v_host text;
+begin
+  if current_user in ('authenticated', 'anon')
+     and new.tenant_id not in (select private.my_tenant_ids_with_role('admin')) then
+    return new;  -- refused by RLS
+  end if;
+  if v_url is null then
+    if new.provider not in ('anthropic', 'openai') then
+      raise exception 'an llm integration of provider "%" needs config.base_url, its OpenAI-compatible API (e.g. https://api.groq.com/openai/v1)',
+        new.provider using errcode = '22023';
+    end if;
+    return new;
+  end if;
+  if new.provider = 'anthropic' then
+    raise exception 'the anthropic provider takes no base_url' using errcode = '22023';
+  end if;
+  v_host := lower(substring(v_url from '^https?://([^/?#]*)'));
+  if v_url !~ '^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$' then
+    raise exception 'config.base_url must be a URL such as https://host/v1, without credentials, query or fragment (got %)',
+      left(v_url, 200) using errcode = '22023';
+  end if;
+  if not v_local and (v_url !~ '^https://'
+      or split_part(v_host, ':', 1) ~ '(^|\.)localhost$'
+      or split_part(v_host, ':', 1) ~ '^[0-9.]+$') then
+    raise exception 'config.base_url must be https:// on a public host name (got %)', left(v_url, 200)
+      using errcode = '22023';
+  end if;
+  return new;
+end;
+$$;
+
+-- A tenant's own model: a chat model of one of its llm integrations, under a provider name
+-- the platform catalogue does not use (the worker may hold the platform's key for those,
+-- and a tenant's prices must never apply to the platform's account).
+create or replace function private.tg_ai_models_check_tenant_model()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- a row the signed-in caller may not write is refused by RLS, not described here
+  if current_user in ('authenticated', 'anon')
+     and new.tenant_id not in (select private.my_tenant_ids_with_role('admin')) then
+    return new;
+  end if;
+  if new.api_type <> 'chat' then
+    raise exception 'a tenant model must be a chat model' using errcode = '22023';
+  end if;
+  if split_part(new.gateway_id, '/', 1) <> new.provider then
+    raise exception 'a tenant model''s gateway_id starts with its provider: %/...', new.provider
+      using errcode = '22023';
+  end if;
+  if new.provider = 'local' or exists (select 1 from public.ai_models m
+                                         where m.tenant_id is null and m.provider = new.provider) then
+    raise exception 'provider "%" is in the platform catalogue: use its models, or name your integration differently',
+      new.provider using errcode = '22023';
+  end if;
+  if not exists (select 1 from public.integrations i
+                  where i.tenant_id = new.tenant_id and i.type = 'llm' and i.provider = new.provider) then
+    raise exception 'no llm integration of provider "%": connect the provider first', new.provider
       using errcode = '23503';
   end if;
   return new;
@@ -912,6 +1008,14 @@ $$;
  * Section - Triggers
  * ----
  */
+drop trigger if exists _200_check_llm on public.integrations;
+create trigger _200_check_llm before insert or update of type, provider, config on public.integrations
+  for each row when (new.type = 'llm') execute function private.tg_integrations_check_llm();
+
+drop trigger if exists _200_check_tenant_model on public.ai_models;
+create trigger _200_check_tenant_model before insert or update on public.ai_models
+  for each row when (new.tenant_id is not null) execute function private.tg_ai_models_check_tenant_model();
+
 drop trigger if exists _300_create_plan_budget on public.tenants;
 create trigger _300_create_plan_budget after insert on public.tenants
   for each row execute function private.tg_tenants_create_plan_budget();
@@ -1016,9 +1120,20 @@ on conflict (tenant_id) where kind = 'plan' do nothing;
  * manage budgets; agents see none of it; only the service role writes usage.
  * ----
  */
-drop policy if exists "Models are readable by signed-in users" on public.ai_models;
-create policy "Models are readable by signed-in users" on public.ai_models
-  for select to authenticated using (true);
+drop policy if exists "Platform models, and a tenant's own to its members, are readable" on public.ai_models;
+create policy "Platform models, and a tenant's own to its members, are readable" on public.ai_models
+  for select to authenticated using (tenant_id is null or tenant_id in (select private.my_tenant_ids()));
+drop policy if exists "Tenant models are created by tenant admins" on public.ai_models;
+create policy "Tenant models are created by tenant admins" on public.ai_models
+  for insert to authenticated with check (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+drop policy if exists "Tenant models are updated by tenant admins" on public.ai_models;
+create policy "Tenant models are updated by tenant admins" on public.ai_models
+  for update to authenticated
+  using (tenant_id in (select private.my_tenant_ids_with_role('admin')))
+  with check (tenant_id in (select private.my_tenant_ids_with_role('admin')));
+drop policy if exists "Tenant models are deleted by tenant admins" on public.ai_models;
+create policy "Tenant models are deleted by tenant admins" on public.ai_models
+  for delete to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('admin')));
 
 drop policy if exists "Exchange rates are readable by signed-in users" on public.fx_rates;
 create policy "Exchange rates are readable by signed-in users" on public.fx_rates
@@ -1171,7 +1286,7 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_model public.ai_models := private.model_by_gateway_id(ai_cache_put.model);
+  v_model public.ai_models := private.model_by_gateway_id(ai_cache_put.tenant_id, ai_cache_put.model);
   v_cost numeric;
   v_entry public.response_cache;
 begin
@@ -1239,8 +1354,10 @@ begin
   if not found then
     raise exception 'unknown tenant %', ai_reserve.tenant_id using errcode = 'P0002';
   end if;
-  select * into v_model from public.ai_models m where m.gateway_id = ai_reserve.model and m.is_active;
-  if not found then
+  select * into v_model from public.ai_models m
+   where m.gateway_id = ai_reserve.model and (m.tenant_id is null or m.tenant_id = ai_reserve.tenant_id)
+   order by m.tenant_id nulls last limit 1;
+  if not found or not v_model.is_active then
     return private.refusal('unknown_model', null,
       format('model "%s" is not in the registry or is inactive', ai_reserve.model));
   end if;
@@ -1394,7 +1511,7 @@ begin
     for v_attempt in select * from jsonb_array_elements(coalesce(settle.failed_attempts, '[]'::jsonb)) loop
       v_number := v_number + 1;
       v_usage.attempt := v_number;
-      v_usage.model_id := (private.model_by_gateway_id(v_attempt ->> 'model')).id;
+      v_usage.model_id := (private.model_by_gateway_id(v_reservation.tenant_id, v_attempt ->> 'model')).id;
       v_usage.outcome := 'failure';
       v_usage.input_tokens := coalesce((v_attempt ->> 'input_tokens')::integer, 0);
       v_usage.output_tokens := coalesce((v_attempt ->> 'output_tokens')::integer, 0);
@@ -1414,7 +1531,7 @@ begin
 
     v_usage.attempt := v_number + 1;
     v_usage.model_id := case when settle.model is null then v_reservation.model_id
-                             else (private.model_by_gateway_id(settle.model)).id end;
+                             else (private.model_by_gateway_id(v_reservation.tenant_id, settle.model)).id end;
     v_usage.outcome := settle.outcome;
     v_usage.input_tokens := settle.input_tokens;
     v_usage.output_tokens := settle.output_tokens;
@@ -1543,7 +1660,7 @@ begin
       using errcode = '22023';
   end if;
   v_usage.tenant_id := ai_record_usage.tenant_id;
-  v_usage.model_id := (private.model_by_gateway_id(ai_record_usage.model)).id;
+  v_usage.model_id := (private.model_by_gateway_id(ai_record_usage.tenant_id, ai_record_usage.model)).id;
   v_usage.feature := ai_record_usage.feature;
   v_usage.outcome := ai_record_usage.outcome;
   v_usage.input_tokens := ai_record_usage.input_tokens;
@@ -1622,13 +1739,14 @@ begin
     select c.gateway_id into v_model
       from unnest(v_policy.chain) with ordinality as c(gateway_id, ord)
       join public.ai_models m on m.gateway_id = c.gateway_id and m.is_active
+       and (m.tenant_id is null or m.tenant_id = ai_begin.tenant_id)
      order by c.ord limit 1;
   end if;
   if ai_begin.cache_key is not null and v_ttl > 0 then
     v_hit := public.ai_cache_get(ai_begin.tenant_id, ai_begin.cache_key, ai_begin.as_of);
     if v_hit is not null then
       v_usage.tenant_id := ai_begin.tenant_id;
-      v_usage.model_id := (select m.id from public.ai_models m where m.gateway_id = v_hit ->> 'model');
+      v_usage.model_id := (private.model_by_gateway_id(ai_begin.tenant_id, v_hit ->> 'model')).id;
       v_usage.feature := ai_begin.feature;
       v_usage.outcome := 'cache_hit';
       v_usage.input_tokens := (v_hit ->> 'input_tokens')::integer;
@@ -1681,18 +1799,26 @@ set search_path = ''
 as $$
   select private.policy_json(p) || jsonb_build_object('links', coalesce((
            select jsonb_agg(jsonb_build_object('provider', m.provider, 'model', m.model,
-                    'gateway_id', m.gateway_id, 'context_window', m.context_window) order by c.ord)
+                    'gateway_id', m.gateway_id, 'context_window', m.context_window,
+                    'structured_output', m.capabilities ->> 'structured_output') order by c.ord)
              from unnest(p.chain) with ordinality as c(gateway_id, ord)
-             join public.ai_models m on m.gateway_id = c.gateway_id and m.is_active and m.api_type = 'chat'),
+             -- the tenant's own model first; a model deleted since is left out
+             cross join lateral (
+               select * from public.ai_models r
+                where r.gateway_id = c.gateway_id and (r.tenant_id is null or r.tenant_id = ai_policy.tenant_id)
+                order by r.tenant_id nulls last limit 1) m
+            where m.is_active and m.api_type = 'chat'),
            '[]'::jsonb))
     from private.effective_policy(ai_policy.tenant_id, ai_policy.policy_id) p
    where p.id is not null
 $$;
 comment on function public.ai_policy(uuid, uuid) is 'Worker: the effective gateway policy with its chain''s active chat models, in order.';
 
--- A tenant's own provider keys (what the worker calls providers with, and what
--- lets a call go on after the trial): the tenant's active `llm` integrations (anthropic,
--- openai) with their own Vault secret, the most recently updated one per provider.
+-- A tenant's own providers (what the worker calls them with, and what lets a call go on
+-- after the trial): the tenant's active `llm` integrations with their own Vault secret, the
+-- most recently updated one per provider, each {"secret", "base_url"} (base_url null: the
+-- provider's public API; anthropic speaks Anthropic's protocol, every other provider
+-- OpenAI's chat completions).
 create or replace function public.ai_tenant_credentials(tenant_id uuid)
 returns jsonb
 language sql
@@ -1700,13 +1826,15 @@ stable
 security definer
 set search_path = ''
 as $$
-  select coalesce(jsonb_object_agg(i.provider, k.secret order by i.updated_at), '{}'::jsonb)
+  select coalesce(jsonb_object_agg(i.provider,
+           jsonb_build_object('secret', k.secret, 'base_url', i.config ->> 'base_url') order by i.updated_at),
+         '{}'::jsonb)
     from public.integrations i
     cross join lateral private.vault_secret(i.secret_id, 'integration:' || i.id::text) as k(secret)
    where i.tenant_id = ai_tenant_credentials.tenant_id and i.type = 'llm' and i.status = 'active'
-     and i.provider in ('anthropic', 'openai') and k.secret is not null
+     and k.secret is not null
 $$;
-comment on function public.ai_tenant_credentials(uuid) is 'Worker: the tenant''s own LLM API keys ({"anthropic": .., "openai": ..}) from its active llm integrations.';
+comment on function public.ai_tenant_credentials(uuid) is 'Worker: the tenant''s own LLM providers ({"groq": {"secret": .., "base_url": "https://api.groq.com/openai/v1"}, "anthropic": {..}}) from its active llm integrations.';
 
 -- The second round trip: ai_settle, then, for a successful answer of a reservation made
 -- with a cache key, ai_cache_put under the policy TTL. Returns ai_settle's object plus
@@ -1898,6 +2026,12 @@ comment on view public.ai_cache_performance is 'Exact cache per tenant: entries,
  * ----
  */
 grant select on public.ai_models, public.fx_rates to authenticated;
+grant insert (tenant_id, provider, model, gateway_id, capabilities, context_window, max_output_tokens,
+    input_usd_per_mtok, output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_usd_per_mtok, is_active,
+    description),
+  update (provider, model, gateway_id, capabilities, context_window, max_output_tokens, input_usd_per_mtok,
+    output_usd_per_mtok, cache_read_usd_per_mtok, cache_write_usd_per_mtok, is_active, description), delete
+  on public.ai_models to authenticated;
 grant select on public.pricing_overrides, public.budget_reservations, public.ai_usage to authenticated;
 grant select, delete on public.response_cache to authenticated;
 grant select, insert (tenant_id, name, chain, timeout_ms, max_retries, failures_before_cooldown,

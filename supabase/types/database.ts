@@ -130,6 +130,7 @@ export type Database = {
           model: string
           output_usd_per_mtok: number
           provider: string
+          tenant_id: string | null
           updated_at: string
           usd_per_audio_minute: number
           usd_per_mchars: number
@@ -150,6 +151,7 @@ export type Database = {
           model: string
           output_usd_per_mtok?: number
           provider: string
+          tenant_id?: string | null
           updated_at?: string
           usd_per_audio_minute?: number
           usd_per_mchars?: number
@@ -170,11 +172,19 @@ export type Database = {
           model?: string
           output_usd_per_mtok?: number
           provider?: string
+          tenant_id?: string | null
           updated_at?: string
           usd_per_audio_minute?: number
           usd_per_mchars?: number
         }
-        Relationships: []
+        Relationships: [
+          {
+            foreignKeyName: "ai_models_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
       }
       ai_usage: {
         Row: {

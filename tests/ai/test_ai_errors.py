@@ -13,6 +13,7 @@ from zapbase.ai import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RefusedEndpoint,
     ServerError,
     SpendLimitExceeded,
 )
@@ -104,6 +105,7 @@ def test_classify_maps_status_and_body(
         (ProviderTimeout, Decision.NEXT_PROVIDER),
         (ContextTooLong, Decision.NEXT_LARGER_MODEL),
         (AuthFailed, Decision.ALERT_AND_NEXT),
+        (RefusedEndpoint, Decision.ALERT_AND_NEXT),
         (BadRequest, Decision.FATAL),
     ],
 )
@@ -113,7 +115,7 @@ def test_each_error_carries_its_decision(error: type[ProviderError], decision: D
 
 def test_error_codes_are_unique() -> None:
     codes = [cls.code for cls in ProviderError.__subclasses__()]
-    assert len(codes) == len(set(codes)) == 9
+    assert len(codes) == len(set(codes)) == 10
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -23,7 +24,7 @@ from loop_support import BOT, MARIA, TENANT, conversation_of, drain, outbound
 from pydantic import SecretStr
 
 from support import Db, Row
-from zapbase.ai import AnthropicProvider, Gateway, OpenAICompatProvider, PostgresLedger
+from zapbase.ai import AnthropicProvider, Gateway, OpenAICompatProvider, PostgresLedger, tenant_providers
 from zapbase.ai.providers.local import FOUND_PREFIX
 from zapbase.ai.types import ChatRequest, ChatResult, Provider, Usage
 from zapbase.bot import HANDOFF_NOTICE, AIResponder, ai_responder
@@ -116,10 +117,9 @@ async def responder(
         ledger = PostgresLedger(pool)
         gateway = Gateway({"anthropic": anthropic, "openai": openai}, ledger)
 
-        def providers_for(keys: Mapping[str, str]) -> dict[str, Provider]:
+        def providers_for(keys: Mapping[str, Mapping[str, Any]]) -> dict[str, Provider]:
             # the tenant's own OpenAI account; nothing else (so its chain skips Anthropic)
-            return {"openai": OpenAICompatProvider(api_key=keys["openai"], base_url="http://openai.test",
-                                                   client=tenant_http)}  # fmt: skip
+            return tenant_providers(keys, openai_base_url="http://openai.test", client=tenant_http)
 
         speech = SpeechService(
             connect=pool.connection, store=media_storage,

@@ -1,7 +1,8 @@
 """AI gateway: typed requests, provider clients, error classification and the fallback chain.
 
 The database side (budgets, usage log, response cache) plugs in through `Ledger`;
-`PostgresLedger` is the production one (two round trips a reply).
+`PostgresLedger` is the production one (two round trips a reply). JSON answers validated
+against a schema: `Gateway.complete_json` (see zapbase.ai.structured for the API).
 """
 
 from __future__ import annotations
@@ -17,12 +18,20 @@ from zapbase.ai.errors import (
     ProviderError,
     ProviderTimeout,
     RateLimited,
+    RefusedEndpoint,
     ServerError,
     SpendLimitExceeded,
     ZapbaseError,
 )
 from zapbase.ai.ledger import PostgresLedger
-from zapbase.ai.providers import AnthropicProvider, LocalProvider, OpenAICompatProvider, build_providers
+from zapbase.ai.providers import (
+    AnthropicProvider,
+    LocalProvider,
+    OpenAICompatProvider,
+    build_providers,
+    tenant_providers,
+)
+from zapbase.ai.structured import JsonResult, JsonStatus
 from zapbase.ai.types import (
     Alert,
     Attempt,
@@ -40,6 +49,7 @@ from zapbase.ai.types import (
     Provider,
     Refusal,
     Reservation,
+    StructuredOutput,
     Success,
     Transcriber,
     TranscriptionRequest,
@@ -67,6 +77,8 @@ __all__ = [
     "Gateway",
     "GatewayPolicy",
     "GatewayResponse",
+    "JsonResult",
+    "JsonStatus",
     "Ledger",
     "Link",
     "LocalProvider",
@@ -79,9 +91,11 @@ __all__ = [
     "ProviderTimeout",
     "RateLimited",
     "Refusal",
+    "RefusedEndpoint",
     "Reservation",
     "ServerError",
     "SpendLimitExceeded",
+    "StructuredOutput",
     "Success",
     "Transcriber",
     "TranscriptionRequest",
@@ -90,4 +104,5 @@ __all__ = [
     "ZapbaseError",
     "build_providers",
     "cache_key",
+    "tenant_providers",
 ]

@@ -22,6 +22,10 @@ dearer model is charged its actual cost at settlement.
 
 Budgets, usage rows and the response cache live in PostgreSQL behind the injected
 `Ledger`; this module holds no state beyond the per-instance cooldown table.
+
+`Gateway.complete_json(request, policy, schema=...)` asks for a JSON answer and validates
+it (zapbase.ai.structured): each link is asked the way its model takes a schema, the local
+answerer and the response cache are left out, and an invalid answer is asked again once.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 import anyio
 
 from zapbase.ai.errors import Decision, ProviderError, ProviderTimeout
 from zapbase.ai.providers.local import LOCAL_MODEL, LocalProvider
+from zapbase.ai.structured import JsonResult, complete_json
 from zapbase.ai.types import (
     Alert,
     Attempt,
@@ -134,7 +140,8 @@ class Gateway:
         return False
 
     def plan(self, request: ChatRequest, policy: GatewayPolicy) -> tuple[Link, ...]:
-        """The links this request walks: from the requested model on, local last."""
+        """The links this request walks: from the requested model on, local last (none for a
+        JSON request: the local answerer only quotes passages)."""
         links = policy.links
         if request.model is not None:
             start = next((i for i, link in enumerate(links) if link.model == request.model), None)
@@ -142,13 +149,20 @@ class Gateway:
                 _logger.warning("model %s is not in the policy; using the whole chain", request.model)
             else:
                 links = links[start:]
+        if request.json_schema is not None:
+            return tuple(link for link in links if link.provider != LOCAL_LINK.provider)
         if all(link.provider != LOCAL_LINK.provider for link in links):
             links = (*links, LOCAL_LINK)
         return links
 
     async def chat(self, request: ChatRequest, policy: GatewayPolicy) -> GatewayResponse:
         links = self.plan(request, policy)
-        key = cache_key(request, links[0].model) if policy.cache_ttl_seconds > 0 else None
+        if not links:
+            nothing = Attempt(link=LOCAL_LINK, status=AttemptStatus.UNAVAILABLE)
+            return GatewayResponse(result=None, attempts=(nothing,))
+        # A JSON answer is validated after the walk: an invalid one must never be replayed.
+        cached = policy.cache_ttl_seconds > 0 and request.json_schema is None
+        key = cache_key(request, links[0].model) if cached else None
         # Reserve for the link that will really be called first, so the estimate is its price.
         first = next((link for link in links if self.can_call(link.provider)), links[0])
         begun = await self._ledger.begin(request, first, policy, key)
@@ -165,6 +179,12 @@ class Gateway:
             return GatewayResponse(result=begun, attempts=(attempt,), cached=True)
         walk = _Walk(self, self._ledger, self._providers, request, policy, links, begun)
         return await walk.run()
+
+    async def complete_json(
+        self, request: ChatRequest, policy: GatewayPolicy, *, schema: Mapping[str, Any], name: str = "answer"
+    ) -> JsonResult:
+        """A JSON answer valid against `schema`, or a status saying why not (zapbase.ai.structured)."""
+        return await complete_json(self.chat, request, policy, schema=schema, name=name)
 
     def can_call(self, provider: str) -> bool:
         return provider in self._providers and not self.cooling_down(provider)
@@ -275,9 +295,12 @@ class _Walk:
 
     async def call(self, provider: Provider, link: Link) -> ChatResult:
         timeout = self.policy.timeout_seconds
+        request = self.request
+        if request.json_schema is not None:
+            request = replace(request, json_mode=link.structured_output)
         try:
             with anyio.fail_after(timeout):
-                return await provider.chat(self.request, link.model)
+                return await provider.chat(request, link.model)
         except TimeoutError as exc:
             raise ProviderTimeout(
                 f"no answer within {timeout:g} s", provider=link.provider, model=link.model

@@ -15,6 +15,8 @@ Tree (the `decision` each class carries is what `zapbase.ai.chain` does with it)
         ├── ContextTooLong       next_larger_model  400 "prompt is too long" (Anthropic) or
         │                                           code `context_length_exceeded` (OpenAI)
         ├── AuthFailed           alert_and_next     401 / 403
+        ├── RefusedEndpoint      alert_and_next     a tenant's base URL that is not https or
+        │                                           resolves to a private/loopback address
         └── BadRequest           fatal              any other 4xx
 
 `classify()` is the single place that turns an HTTP status plus the provider's error
@@ -45,6 +47,7 @@ __all__ = [
     "ProviderError",
     "ProviderTimeout",
     "RateLimited",
+    "RefusedEndpoint",
     "ServerError",
     "SpendLimitExceeded",
     "ZapbaseError",
@@ -133,6 +136,13 @@ class ContextTooLong(ProviderError):
 
 class AuthFailed(ProviderError):
     code = "auth_failed"
+    decision = Decision.ALERT_AND_NEXT
+
+
+class RefusedEndpoint(ProviderError):
+    """The provider's URL is not called at all (SSRF guard): a configuration error to fix."""
+
+    code = "refused_endpoint"
     decision = Decision.ALERT_AND_NEXT
 
 

@@ -9,6 +9,7 @@ input = input_tokens + cache_read_tokens + cache_write_tokens (each at its own p
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -33,15 +34,19 @@ __all__ = [
     "Refusal",
     "Reservation",
     "Role",
+    "StructuredOutput",
     "Success",
     "Transcriber",
     "TranscriptionRequest",
     "TranscriptionResult",
     "Usage",
     "knowledge_block",
+    "schema_block",
 ]
 
 Role = Literal["user", "assistant"]
+# How a model is asked for JSON (ai_models.capabilities.structured_output; see zapbase.ai.structured).
+StructuredOutput = Literal["json_schema", "json_object", "prompt"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +73,10 @@ class ChatRequest:
             accounting metadata the ledger writes on every `ai_usage` row of the reply
             (ids as uuid strings; request_id e.g. the inbound wamid; phone in E.164,
             stored only as its hash); never part of the cache key.
+        json_schema, schema_name: ask for a JSON answer valid against this JSON schema
+            (use `Gateway.complete_json`, which validates it); such a request skips the
+            response cache and the local answerer.
+        json_mode: how the provider is asked for it; the gateway sets it from each link.
     """
 
     messages: tuple[ChatMessage, ...]
@@ -83,6 +92,9 @@ class ChatRequest:
     bot_id: str | None = None
     request_id: str | None = None
     phone: str | None = None
+    json_schema: Mapping[str, Any] | None = None
+    schema_name: str = "answer"
+    json_mode: StructuredOutput = "prompt"
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -203,6 +215,18 @@ def knowledge_block(request: ChatRequest) -> str:
     )
 
 
+def schema_block(request: ChatRequest) -> str:
+    """The JSON instruction of a structured request for the system prompt ("" if none); the
+    schema itself is written out unless the provider receives it in `response_format`."""
+    if request.json_schema is None:
+        return ""
+    text = "Answer with one JSON object only: no prose, no code fence."
+    if request.json_mode != "json_schema":
+        schema = json.dumps(request.json_schema, ensure_ascii=False, separators=(",", ":"))
+        text += f" It must be valid against this JSON schema:\n{schema}"
+    return text
+
+
 # Gateway: policy, ledger exchange and response --------------------------------------
 
 
@@ -219,6 +243,7 @@ class Link:
     model: str
     context_window: int
     gateway_id: str = ""
+    structured_output: StructuredOutput = "prompt"
 
     def __post_init__(self) -> None:
         if not self.gateway_id:

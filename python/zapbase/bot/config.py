@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from zapbase.ai.chain import LOCAL_LINK
-from zapbase.ai.types import GatewayPolicy, Link
+from zapbase.ai.types import GatewayPolicy, Link, StructuredOutput
 from zapbase.db.pool import Connection
 from zapbase.whatsapp.inbound import InboundMessage
 
@@ -72,6 +72,9 @@ async def find_bot(conn: Connection, message: InboundMessage) -> Bot | None:
 _POLICY = "select public.ai_policy(%(tenant)s, %(policy)s) as policy"
 
 
+_STRUCTURED: dict[str, StructuredOutput] = {"json_schema": "json_schema", "json_object": "json_object"}
+
+
 def _link(model: Mapping[str, Any]) -> Link:
     if model["provider"] == LOCAL_LINK.provider:
         return LOCAL_LINK  # reads only the last message: no window to respect
@@ -81,6 +84,8 @@ def _link(model: Mapping[str, Any]) -> Link:
         gateway_id=model["gateway_id"],
         # a model without a registered window is treated as the smallest one
         context_window=model["context_window"] or 1,
+        # unknown or absent: the schema goes in the prompt, which every model takes
+        structured_output=_STRUCTURED.get(model.get("structured_output") or "", "prompt"),
     )
 
 

@@ -1,6 +1,7 @@
 """Whose keys a tenant's AI calls use: its own (an active `llm` integration whose secret is
-in Vault) or the platform's from settings. Budgets, usage and cache are the same ledger
-either way; only the provider clients differ.
+in Vault: Anthropic, OpenAI, or any OpenAI-compatible provider at its base URL) or the
+platform's from settings. Budgets, usage and cache are the same ledger either way; only the
+provider clients differ.
 
     gateways = Gateways(platform=gateway, ledger=ledger, providers_for=build_with_keys)
     gateway = await gateways.for_tenant(conn, tenant_id)
@@ -12,6 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from zapbase.ai.chain import Gateway, Ledger
 from zapbase.ai.types import Provider
@@ -28,8 +30,9 @@ class Gateways:
     Parameters:
         platform: the gateway on the platform's keys.
         ledger: shared by every tenant gateway.
-        providers_for: provider clients for a tenant's keys ({"anthropic": key, "openai":
-            key}); None: tenants' keys are ignored and everyone uses the platform's.
+        providers_for: provider clients for a tenant's providers as
+            `public.ai_tenant_credentials` gives them ({"groq": {"secret": .., "base_url":
+            ..}}); None: tenants' keys are ignored and everyone uses the platform's.
     """
 
     def __init__(
@@ -37,7 +40,7 @@ class Gateways:
         *,
         platform: Gateway,
         ledger: Ledger,
-        providers_for: Callable[[Mapping[str, str]], dict[str, Provider]] | None = None,
+        providers_for: Callable[[Mapping[str, Mapping[str, Any]]], dict[str, Provider]] | None = None,
     ) -> None:
         self.platform = platform
         self._ledger = ledger
@@ -49,11 +52,12 @@ class Gateways:
         if self._providers_for is None:
             return self.platform
         row = await (await conn.execute(_CREDENTIALS, (tenant_id,))).fetchone()
-        keys: Mapping[str, str] = (row or {}).get("keys") or {}
+        keys: Mapping[str, Mapping[str, Any]] = (row or {}).get("keys") or {}
         if not keys:
             return self.platform
-        # a rotated key makes a new gateway; keys never sit in memory under their own name
-        fingerprint = hashlib.sha256(json.dumps(sorted(keys.items())).encode()).hexdigest()
+        # a rotated key or a moved base URL makes a new gateway; keys never sit in memory
+        # under their own name
+        fingerprint = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()
         cached = self._tenants.get(tenant_id)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]

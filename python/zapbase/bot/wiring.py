@@ -6,7 +6,9 @@
 Each provider is there only when its key is: Anthropic and OpenAI-compatible chat
 (`build_providers`), OpenAI transcription, OpenAI TTS (tts-1, tts-1-hd) and embeddings of
 OpenAI-embedded knowledge. A tenant with its own keys (an active `llm` integration, the
-secret in Vault) chats on them; transcription, speech and embeddings use the platform's.
+secret in Vault; Groq, Gemini, OpenRouter or its own server at a base URL, behind the
+address guard unless `zapbase_webhooks_local_mode`) chats on them (`tenant_providers`);
+transcription, speech and embeddings use the platform's.
 With no key at all the bot still answers, offline: the local provider quotes the knowledge
 base, voice notes get a request for text, and replies are spoken by espeak-ng when it is
 installed.
@@ -17,12 +19,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import httpx
 
 from zapbase.ai.chain import Gateway
 from zapbase.ai.ledger import PostgresLedger
-from zapbase.ai.providers import OpenAICompatProvider, build_providers
+from zapbase.ai.providers import OpenAICompatProvider, build_providers, tenant_providers
 from zapbase.ai.types import Provider
 from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
@@ -72,16 +75,21 @@ async def ai_responder(
     openai_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     anthropic_key = settings.anthropic_api_key.get_secret_value() if settings.anthropic_api_key else None
 
-    def providers_for(keys: Mapping[str, str]) -> dict[str, Provider]:
-        """Chat providers on these keys; a provider the tenant has no key for keeps the platform's."""
+    def platform_providers() -> dict[str, Provider]:
         return build_providers(
-            anthropic_api_key=keys.get("anthropic", anthropic_key),
-            anthropic_base_url=settings.anthropic_base_url,
-            openai_api_key=keys.get("openai", openai_key),
-            openai_base_url=settings.openai_base_url,
-        )
+            anthropic_api_key=anthropic_key, anthropic_base_url=settings.anthropic_base_url,
+            openai_api_key=openai_key, openai_base_url=settings.openai_base_url,
+        )  # fmt: skip
 
-    providers = providers_for({})
+    def providers_for(credentials: Mapping[str, Mapping[str, Any]]) -> dict[str, Provider]:
+        """The tenant's providers; anthropic and openai keep the platform's key where it has none."""
+        own = tenant_providers(
+            credentials, anthropic_base_url=settings.anthropic_base_url,
+            openai_base_url=settings.openai_base_url, local_mode=settings.zapbase_webhooks_local_mode,
+        )  # fmt: skip
+        return {**platform_providers(), **own}
+
+    providers = platform_providers()
     ledger = PostgresLedger(pool)
     gateways = Gateways(platform=Gateway(providers, ledger), ledger=ledger, providers_for=providers_for)
     try:

@@ -15,6 +15,8 @@ In-process::
 
     openai_fake = OpenAIStandIn()
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=openai_fake.app))
+    # Groq, Gemini or OpenRouter: the same protocol under another path
+    groq_fake = OpenAIStandIn(base_path="/openai/v1")
 
 Standalone: `uvicorn --factory zapbase.standins.ai:anthropic_app --port 8401` (or
 `openai_app`), scripted over HTTP with `POST /_standin/script` and a JSON list such as
@@ -355,13 +357,38 @@ class _OpenAIMessage(BaseModel):
     content: str | list[dict[str, Any]] | None = None
 
 
+class _JsonSchemaFormat(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class _ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchemaFormat | None = None
+
+
 class _ChatBody(BaseModel):
     model: str
     messages: list[_OpenAIMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    response_format: _ResponseFormat | None = None
     stream: bool = False
+
+    def format_error(self) -> str | None:
+        """OpenAI's 400s for a response_format it cannot use."""
+        rf = self.response_format
+        if rf is None:
+            return None
+        if rf.type == "json_schema" and rf.json_schema is None:
+            return "Missing required parameter: 'response_format.json_schema'."
+        texts = (m.content for m in self.messages if isinstance(m.content, str))
+        if rf.type == "json_object" and not any("json" in text.lower() for text in texts):
+            return ("'messages' must contain the word 'json' in some form, to use 'response_format' of type"
+                    " 'json_object'.")  # fmt: skip
+        return None
 
 
 class _EmbeddingsBody(BaseModel):
@@ -373,10 +400,13 @@ class _EmbeddingsBody(BaseModel):
 
 @dataclass(slots=True, kw_only=True)
 class OpenAIStandIn(_StandIn):
-    """Chat completions, embeddings and audio transcriptions under /v1."""
+    """Chat completions, embeddings and audio transcriptions under `base_path`: /v1 as OpenAI,
+    /openai/v1 as Groq, /v1beta/openai as Gemini, /api/v1 as OpenRouter. `response_format`
+    is checked as OpenAI checks it; the reply text is the script's, whatever the schema."""
 
     transcript_text: str = "Olá, gostaria de saber o horário de atendimento."
     transcript_seconds: float | None = None
+    base_path: str = "/v1"
 
     request_id_header = "x-request-id"
     faults = _OPENAI_FAULTS
@@ -385,9 +415,9 @@ class OpenAIStandIn(_StandIn):
         self._new_app(
             "OpenAI stand-in",
             {
-                "/v1/chat/completions": self._chat,
-                "/v1/embeddings": self._embeddings,
-                "/v1/audio/transcriptions": self._transcriptions,
+                f"{self.base_path}/chat/completions": self._chat,
+                f"{self.base_path}/embeddings": self._embeddings,
+                f"{self.base_path}/audio/transcriptions": self._transcriptions,
             },
         )
 
@@ -410,6 +440,8 @@ class OpenAIStandIn(_StandIn):
         payload, body = parsed
         if body.stream:
             return self._error(_Err(400, "invalid_request_error", "stand-in: no streaming"), rid)
+        if (problem := body.format_error()) is not None:
+            return self._error(_Err(400, "invalid_request_error", problem), rid)
         step = await self._step(request, rid, payload)
         if isinstance(step, Response):
             return step

@@ -26,7 +26,7 @@ from zapbase.ai.errors import (
     classify,
     retry_after_from_headers,
 )
-from zapbase.ai.types import ChatRequest, ChatResult, Usage, knowledge_block
+from zapbase.ai.types import ChatRequest, ChatResult, Usage, knowledge_block, schema_block
 
 if TYPE_CHECKING:
     from anthropic.types import Message, MessageParam, TextBlockParam
@@ -115,9 +115,9 @@ def _system_blocks(request: ChatRequest) -> list[TextBlockParam] | anthropic.Omi
         # The tenant prompt repeats on every turn: mark it for prompt caching (reads
         # cost 0.1x). Prompts under the model's minimum are simply not cached.
         blocks.append({"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}})
-    knowledge = knowledge_block(request)
-    if knowledge:
-        blocks.append({"type": "text", "text": knowledge})
+    # Anthropic takes a JSON schema only in the prompt; zapbase.ai.structured validates the answer.
+    extra = (knowledge_block(request), schema_block(request))
+    blocks += [{"type": "text", "text": text} for text in extra if text]
     return blocks or anthropic.omit
 
 

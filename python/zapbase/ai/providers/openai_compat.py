@@ -1,4 +1,15 @@
-"""OpenAI-compatible HTTP APIs (OpenAI, Groq, OpenRouter, vLLM...) over plain httpx.
+"""OpenAI-compatible HTTP APIs (OpenAI, Groq, Gemini, OpenRouter, vLLM...) over plain httpx.
+
+A tenant's provider (an `llm` integration with its own base URL) is built with
+`tenant_url=True`: every request's URL goes through the webhook deliverer's address guard
+(`zapbase.webhooks.guard`: https only, the host resolved and refused when private, loopback
+or link-local, the request pinned to the checked address), so a tenant cannot make the
+worker call into its own network. A refused URL is `RefusedEndpoint` (alert, next link).
+
+Structured output (`ChatRequest.json_schema`): `json_mode` "json_schema" sends
+`response_format: {"type": "json_schema", "json_schema": {"name", "schema"}}`, "json_object"
+sends `{"type": "json_object"}` with the schema in the system prompt, "prompt" only the
+prompt. Validation is zapbase.ai.structured's, whatever the mode.
 
 Usage normalisation: OpenAI's `usage.prompt_tokens` INCLUDES the cached prompt tokens
 reported in `usage.prompt_tokens_details.cached_tokens`. Zapbase follows Anthropic's
@@ -21,7 +32,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from zapbase.ai.errors import ServerError, openai_error, transport_error
+from zapbase.ai.errors import RefusedEndpoint, ServerError, openai_error, transport_error
 from zapbase.ai.types import (
     ChatRequest,
     ChatResult,
@@ -31,7 +42,9 @@ from zapbase.ai.types import (
     TranscriptionResult,
     Usage,
     knowledge_block,
+    schema_block,
 )
+from zapbase.webhooks.guard import RefusedTarget, resolve_target
 
 __all__ = ["OpenAICompatProvider"]
 
@@ -90,11 +103,17 @@ class _Transcription(BaseModel):
 
 
 class OpenAICompatProvider:
-    """Chat, embeddings and transcription against `{base_url}/v1/...`.
+    """Chat, embeddings and transcription against `{base_url}{api_path}/...`.
 
     Parameters:
         api_key: bearer token.
         base_url: `https://api.openai.com`, `https://api.groq.com/openai`, or a stand-in.
+        api_path: what comes between base_url and `/chat/completions`: "/v1", or "" for a
+            base URL given the way OpenAI's SDKs take it
+            (`https://generativelanguage.googleapis.com/v1beta/openai`).
+        tenant_url: the base URL is a tenant's: check and pin every request's address
+            (see the module docstring); `local_mode` lets it call http:// and private
+            addresses (development and tests only).
         name: provider name used in policies and usage logs ("openai", "groq"...).
         timeout: per-request HTTP timeout in seconds.
         client: injected `httpx.AsyncClient` (e.g. with `httpx.ASGITransport`);
@@ -111,6 +130,9 @@ class OpenAICompatProvider:
         *,
         api_key: str,
         base_url: str = "https://api.openai.com",
+        api_path: str = "/v1",
+        tenant_url: bool = False,
+        local_mode: bool = False,
         name: str = "openai",
         timeout: float = 30.0,
         client: httpx.AsyncClient | None = None,
@@ -119,7 +141,9 @@ class OpenAICompatProvider:
         max_tokens_field: Literal["max_completion_tokens", "max_tokens"] = "max_completion_tokens",
     ) -> None:
         self._name = name
-        self._base_url = base_url.rstrip("/")
+        self._base_url = base_url.rstrip("/") + api_path
+        self._tenant_url = tenant_url
+        self._local_mode = local_mode
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._owns_client = client is None
         self._http = client or httpx.AsyncClient(timeout=timeout)
@@ -137,7 +161,8 @@ class OpenAICompatProvider:
             await self._http.aclose()
 
     async def chat(self, request: ChatRequest, model: str) -> ChatResult:
-        system = "\n\n".join(part for part in (request.system, knowledge_block(request)) if part)
+        parts = (request.system, knowledge_block(request), schema_block(request))
+        system = "\n\n".join(part for part in parts if part)
         messages = [{"role": "system", "content": system}] if system else []
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
         body: dict[str, Any] = {
@@ -147,8 +172,10 @@ class OpenAICompatProvider:
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.json_schema is not None and request.json_mode != "prompt":
+            body["response_format"] = _response_format(request)
         started = time.perf_counter()
-        response = await self._post("/v1/chat/completions", model, json=body)
+        response = await self._post("/chat/completions", model, json=body)
         completion = self._parse(_Completion, response, model)
         if not completion.choices:
             raise ServerError("completion without choices", provider=self._name, model=model)
@@ -178,7 +205,7 @@ class OpenAICompatProvider:
             "encoding_format": "float",
         }
         started = time.perf_counter()
-        response = await self._post("/v1/embeddings", model, json=body)
+        response = await self._post("/embeddings", model, json=body)
         parsed = self._parse(_Embeddings, response, model)
         vectors = tuple(tuple(item.embedding) for item in sorted(parsed.data, key=lambda i: i.index))
         if len(vectors) != len(request.texts) or any(len(v) != request.dimensions for v in vectors):
@@ -207,7 +234,7 @@ class OpenAICompatProvider:
         if request.language:
             data["language"] = request.language
         started = time.perf_counter()
-        response = await self._post("/v1/audio/transcriptions", model, files=files, data=data)
+        response = await self._post("/audio/transcriptions", model, files=files, data=data)
         parsed = self._parse(_Transcription, response, model)
         return TranscriptionResult(
             text=parsed.text.strip(),
@@ -219,10 +246,18 @@ class OpenAICompatProvider:
         )
 
     async def _post(self, path: str, model: str, **kwargs: Any) -> httpx.Response:
+        url: str | httpx.URL = self._base_url + path
+        headers = self._headers
+        if self._tenant_url:
+            try:
+                target = await resolve_target(str(url), local_mode=self._local_mode)
+            except RefusedTarget as exc:
+                raise RefusedEndpoint(str(exc), provider=self._name, model=model) from None
+            url, headers = target.url, {**headers, "host": target.host}
+            if target.sni_hostname:
+                kwargs["extensions"] = {"sni_hostname": target.sni_hostname}
         try:
-            response = await self._http.post(
-                self._base_url + path, headers=self._headers, timeout=self._timeout, **kwargs
-            )
+            response = await self._http.post(url, headers=headers, timeout=self._timeout, **kwargs)
         except httpx.TransportError as exc:
             raise transport_error(exc, provider=self._name, model=model) from exc
         if response.status_code >= 400:
@@ -241,6 +276,15 @@ class OpenAICompatProvider:
                 model=model,
                 status_code=response.status_code,
             ) from exc
+
+
+def _response_format(request: ChatRequest) -> dict[str, Any]:
+    if request.json_mode == "json_object":
+        return {"type": "json_object"}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": request.schema_name, "schema": dict(request.json_schema or {})},
+    }
 
 
 def _elapsed_ms(started: float) -> int:
