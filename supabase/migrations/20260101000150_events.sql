@@ -794,114 +794,149 @@ comment on function public.replay_webhook_delivery(uuid) is 'Admins: send a fini
 
 -- Claims due deliveries of enabled endpoints (SKIP LOCKED, leased). Returns what the
 -- worker needs to send: the URL, the body, and the secrets valid now (two during a rotation).
+drop function if exists public.webhooks_claim(text, integer, integer);  -- its columns changed
 create or replace function public.webhooks_claim(worker text, batch_size integer default 8,
                                                  lease_seconds integer default 60)
 returns table (delivery_id uuid, tenant_id uuid, endpoint_id uuid, url text, event_id uuid, event_type text,
-               attempt integer, body jsonb, secrets text[])
+               attempt integer, attempt_id uuid, body jsonb, secrets text[])
 language sql
 security definer
 set search_path = ''
 as $$
-  with picked as (
+  -- two index-ordered scans (expired leases first, then due rows): an OR of both would read
+  -- and sort every queued row on each claim
+  with expired as (
     select d.id from public.webhook_deliveries d
-     where ((d.status = 'pending' and d.next_attempt_at <= now()) or (d.status = 'sending' and d.lease_until < now()))
+     where d.status = 'sending' and d.lease_until < now()
+       and exists (select 1 from public.webhook_endpoints w
+                    where w.tenant_id = d.tenant_id and w.id = d.endpoint_id and w.enabled)
+     order by d.lease_until
+     limit webhooks_claim.batch_size
+     for update of d skip locked
+  ), due as (
+    select d.id from public.webhook_deliveries d
+     where d.status = 'pending' and d.next_attempt_at <= now()
        and exists (select 1 from public.webhook_endpoints w
                     where w.tenant_id = d.tenant_id and w.id = d.endpoint_id and w.enabled)
      order by d.next_attempt_at
-     limit webhooks_claim.batch_size
+     limit greatest(webhooks_claim.batch_size - (select count(*) from expired), 0)
      for update of d skip locked
+  ), picked as (
+    select id from expired union all select id from due
   ), claimed as (
     update public.webhook_deliveries d
        set status = 'sending', attempts = d.attempts + 1, leased_by = webhooks_claim.worker,
            lease_until = now() + make_interval(secs => webhooks_claim.lease_seconds)
       from picked p where d.id = p.id
     returning d.*
+  ), endpoints as materialized (  -- a secret is decrypted once per endpoint, not once per delivery
+    select w.tenant_id, w.id, w.url,
+           array_remove(array[
+             private.vault_secret(w.secret_id, 'webhook_endpoint:' || w.id),
+             case when w.previous_secret_expires_at > now()
+                  then private.vault_secret(w.previous_secret_id, 'webhook_endpoint:' || w.id || ':previous') end],
+             null) as secrets
+      from public.webhook_endpoints w
+     where (w.tenant_id, w.id) in (select c.tenant_id, c.endpoint_id from claimed c)
   )
-  select c.id, c.tenant_id, c.endpoint_id, w.url, c.event_id, c.event_type, c.attempts,
+  select c.id, c.tenant_id, c.endpoint_id, w.url, c.event_id, c.event_type, c.attempts, gen_random_uuid(),
          jsonb_build_object('id', e.id, 'type', e.type, 'timestamp', e.created_at, 'tenant_id', e.tenant_id,
                             'subject', jsonb_build_object('table', e.subject_table, 'id', e.subject_id),
                             'data', e.payload),
-         array_remove(array[
-           private.vault_secret(w.secret_id, 'webhook_endpoint:' || w.id),
-           case when w.previous_secret_expires_at > now()
-                then private.vault_secret(w.previous_secret_id, 'webhook_endpoint:' || w.id || ':previous') end], null)
+         w.secrets
     from claimed c
-    join public.webhook_endpoints w on w.tenant_id = c.tenant_id and w.id = c.endpoint_id
+    join endpoints w on w.tenant_id = c.tenant_id and w.id = c.endpoint_id
     join public.events e on e.tenant_id = c.tenant_id and e.created_at = c.event_created_at and e.id = c.event_id
 $$;
-comment on function public.webhooks_claim(text, integer, integer) is 'Worker: claim due webhook deliveries (SKIP LOCKED, leased) with URL, Standard Webhooks body and the signing secrets valid now.';
+comment on function public.webhooks_claim(text, integer, integer) is 'Worker: claim due webhook deliveries (SKIP LOCKED, leased) with URL, Standard Webhooks body, the signing secrets valid now and an attempt_id naming this attempt when it is recorded.';
 
--- Records one attempt and decides what follows: 2xx succeeded; a timeout, connection
--- error, 429 or 5xx is retried on the schedule; anything else (other 4xx, redirects, a
--- refused address) is final. A result for a lease another worker took over is logged only.
--- Tracks the endpoint's health: failing for 5 days disables it, with an alert.
-create or replace function public.webhooks_record(
-  delivery_id uuid, attempt integer, status_code integer, duration_ms integer, response_body text, error text,
-  retryable boolean default null
-) returns text
+-- Records the attempts of a round in one transaction and decides what follows each: 2xx
+-- succeeded; a timeout, connection error, 429 or 5xx is retried on the schedule; anything
+-- else (other 4xx, redirects, a refused address) is final. A result for a lease another
+-- worker took over is logged only; an attempt_id already recorded (the worker sending the
+-- round again after a lost reply) changes nothing. A delivery deleted meanwhile (its
+-- endpoint removed) comes back as 'deleted'. Tracks each endpoint's health: failing for
+-- 5 days disables it, with an alert.
+drop function if exists public.webhooks_record(uuid, integer, integer, integer, text, text, boolean);
+create or replace function public.webhooks_record(outcomes jsonb)
+returns table (delivery_id uuid, status text)
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
+  o record;
   v_delivery public.webhook_deliveries;
-  v_ok boolean := webhooks_record.status_code between 200 and 299 and webhooks_record.error is null;
-  v_retry boolean := coalesce(webhooks_record.retryable, webhooks_record.status_code is null
-                              or webhooks_record.status_code = 429 or webhooks_record.status_code >= 500);
+  v_ok boolean;
+  v_retry boolean;
   v_endpoint public.webhook_endpoints;
 begin
-  select * into v_delivery from public.webhook_deliveries d where d.id = webhooks_record.delivery_id for update;
-  if v_delivery.id is null then
-    raise exception 'webhook delivery % not found', webhooks_record.delivery_id using errcode = 'P0002';
-  end if;
-  insert into public.webhook_attempts (tenant_id, delivery_id, endpoint_id, attempt, status_code, duration_ms,
-                                       response_body, error)
-  values (v_delivery.tenant_id, v_delivery.id, v_delivery.endpoint_id, webhooks_record.attempt,
-          webhooks_record.status_code, webhooks_record.duration_ms, left(webhooks_record.response_body, 4096),
-          left(webhooks_record.error, 2000));
-  if v_delivery.status <> 'sending' or v_delivery.attempts <> webhooks_record.attempt then
-    return v_delivery.status;
-  end if;
-  update public.webhook_deliveries d
-     set status = case when v_ok then 'succeeded'
-                       when v_retry and private.webhook_retry_delay(d.attempts) is not null then 'pending'
-                       else 'failed' end,
-         next_attempt_at = case when not v_ok and v_retry
-                                then now() + coalesce(private.webhook_retry_delay(d.attempts), interval '0')
-                                else d.next_attempt_at end,
-         delivered_at = case when v_ok then now() else d.delivered_at end,
-         last_status_code = webhooks_record.status_code,
-         last_error = case when v_ok then null
-                           else left(coalesce(webhooks_record.error, 'HTTP ' || webhooks_record.status_code), 2000) end,
-         lease_until = null, leased_by = null
-   where d.id = v_delivery.id
-  returning * into v_delivery;
+  for o in
+    select * from jsonb_to_recordset(webhooks_record.outcomes) as x (delivery_id uuid, attempt_id uuid,
+      attempt integer, status_code integer, duration_ms integer, response_body text, error text, retryable boolean)
+     order by x.delivery_id  -- one lock order for every worker
+  loop
+    v_ok := o.status_code between 200 and 299 and o.error is null;
+    v_retry := coalesce(o.retryable, o.status_code is null or o.status_code = 429 or o.status_code >= 500);
+    delivery_id := o.delivery_id;
+    select * into v_delivery from public.webhook_deliveries d where d.id = o.delivery_id for update;
+    if v_delivery.id is null then
+      status := 'deleted';
+      return next;
+      continue;
+    end if;
+    insert into public.webhook_attempts (id, tenant_id, delivery_id, endpoint_id, attempt, status_code, duration_ms,
+                                         response_body, error)
+    values (o.attempt_id, v_delivery.tenant_id, v_delivery.id, v_delivery.endpoint_id, o.attempt, o.status_code,
+            o.duration_ms, left(o.response_body, 4096), left(o.error, 2000))
+    on conflict (id) do nothing;
+    if not found or v_delivery.status <> 'sending' or v_delivery.attempts <> o.attempt then
+      status := v_delivery.status;
+      return next;
+      continue;
+    end if;
+    update public.webhook_deliveries d
+       set status = case when v_ok then 'succeeded'
+                         when v_retry and private.webhook_retry_delay(d.attempts) is not null then 'pending'
+                         else 'failed' end,
+           next_attempt_at = case when not v_ok and v_retry
+                                  then now() + coalesce(private.webhook_retry_delay(d.attempts), interval '0')
+                                  else d.next_attempt_at end,
+           delivered_at = case when v_ok then now() else d.delivered_at end,
+           last_status_code = o.status_code,
+           last_error = case when v_ok then null
+                             else left(coalesce(o.error, 'HTTP ' || o.status_code), 2000) end,
+           lease_until = null, leased_by = null
+     where d.id = v_delivery.id
+    returning * into v_delivery;
 
-  update public.webhook_endpoints w
-     set last_success_at = case when v_ok then now() else w.last_success_at end,
-         last_failure_at = case when v_ok then w.last_failure_at else now() end,
-         failing_since = case when v_ok then null else coalesce(w.failing_since, now()) end
-   where w.tenant_id = v_delivery.tenant_id and w.id = v_delivery.endpoint_id
-  returning * into v_endpoint;
-  if not v_ok and v_endpoint.enabled and v_endpoint.failing_since <= now() - interval '5 days' then
     update public.webhook_endpoints w
-       set enabled = false, disabled_at = now(),
-           disabled_reason = 'failing since ' || to_char(v_endpoint.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
-     where w.id = v_endpoint.id;
-    insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
-    values (v_endpoint.tenant_id, 'webhook.endpoint_disabled', 'high',
-            left('Webhook desativado: ' || v_endpoint.name, 200),
-            'O endpoint ' || v_endpoint.url || ' falhou em todas as entregas por 5 dias e foi desativado. '
-              || 'Corrija o servidor e reative o endpoint; as entregas falhas podem ser reenviadas.',
-            jsonb_build_object('endpoint_id', v_endpoint.id, 'url', v_endpoint.url,
-                               'failing_since', v_endpoint.failing_since, 'last_error', v_delivery.last_error),
-            'webhook:' || v_endpoint.id || ':disabled:' || to_char(now(), 'YYYY-MM-DD'))
-    on conflict (tenant_id, dedupe_key) do nothing;
-  end if;
-  return v_delivery.status;
+       set last_success_at = case when v_ok then now() else w.last_success_at end,
+           last_failure_at = case when v_ok then w.last_failure_at else now() end,
+           failing_since = case when v_ok then null else coalesce(w.failing_since, now()) end
+     where w.tenant_id = v_delivery.tenant_id and w.id = v_delivery.endpoint_id
+    returning * into v_endpoint;
+    if not v_ok and v_endpoint.enabled and v_endpoint.failing_since <= now() - interval '5 days' then
+      update public.webhook_endpoints w
+         set enabled = false, disabled_at = now(),
+             disabled_reason = 'failing since ' || to_char(v_endpoint.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI "UTC"')
+       where w.id = v_endpoint.id;
+      insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+      values (v_endpoint.tenant_id, 'webhook.endpoint_disabled', 'high',
+              left('Webhook desativado: ' || v_endpoint.name, 200),
+              'O endpoint ' || v_endpoint.url || ' falhou em todas as entregas por 5 dias e foi desativado. '
+                || 'Corrija o servidor e reative o endpoint; as entregas falhas podem ser reenviadas.',
+              jsonb_build_object('endpoint_id', v_endpoint.id, 'url', v_endpoint.url,
+                                 'failing_since', v_endpoint.failing_since, 'last_error', v_delivery.last_error),
+              'webhook:' || v_endpoint.id || ':disabled:' || to_char(now(), 'YYYY-MM-DD'))
+      on conflict (tenant_id, dedupe_key) do nothing;
+    end if;
+    status := v_delivery.status;
+    return next;
+  end loop;
 end;
 $$;
-comment on function public.webhooks_record(uuid, integer, integer, integer, text, text, boolean) is 'Worker: log an attempt (status code, latency, first 4 KB, error) and succeed, retry on the schedule or fail; disables an endpoint failing for 5 days, with an alert. Returns the delivery status.';
+comment on function public.webhooks_record(jsonb) is 'Worker: log a round of attempts ([{delivery_id, attempt_id, attempt, status_code, duration_ms, response_body, error, retryable}]: status code, latency, first 4 KB, error), idempotent per attempt_id, and succeed, retry on the schedule or fail each; disables an endpoint failing for 5 days, with an alert. Returns each delivery''s status.';
 
 /**
  * ----
@@ -958,8 +993,8 @@ grant execute on function private.create_webhook_endpoint(uuid, text, text, text
 revoke execute on function public.create_webhook_endpoint(uuid, text, text, text[]),
   public.rotate_webhook_secret(uuid, interval), public.replay_webhook_delivery(uuid),
   public.webhooks_claim(text, integer, integer),
-  public.webhooks_record(uuid, integer, integer, integer, text, text, boolean) from public, anon;
+  public.webhooks_record(jsonb) from public, anon;
 grant execute on function public.create_webhook_endpoint(uuid, text, text, text[]),
   public.rotate_webhook_secret(uuid, interval), public.replay_webhook_delivery(uuid) to authenticated, service_role;
 grant execute on function public.webhooks_claim(text, integer, integer),
-  public.webhooks_record(uuid, integer, integer, integer, text, text, boolean) to service_role;
+  public.webhooks_record(jsonb) to service_role;

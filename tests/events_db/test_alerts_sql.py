@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from support import Db
 from whatsapp_db.webhooks import AGENT, OWNER, TENANT
@@ -84,8 +85,9 @@ def test_delivered_at_waits_for_every_channel_then_is_set(db: Db, channels: dict
     with db.as_service() as s:
         hook = s.one("select * from public.webhooks_claim('test', 10, 60)")
         assert hook["event_type"] == "alert.created" and hook["body"]["subject"]["id"] == str(alert_id)
-        s.all("select public.webhooks_record(%s, %s, 410, 5, 'gone', null)",
-              (hook["delivery_id"], hook["attempt"]))
+        s.all("select public.webhooks_record(%s)", (Jsonb([{
+            "delivery_id": str(hook["delivery_id"]), "attempt_id": str(hook["attempt_id"]),
+            "attempt": hook["attempt"], "status_code": 410, "duration_ms": 5, "response_body": "gone"}]),))
     assert delivered_at(db, alert_id) is not None  # a final failure ends the channel too
 
 

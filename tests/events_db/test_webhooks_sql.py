@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from support import Db
 from whatsapp_db.webhooks import AGENT, OWNER, TENANT, body, change, ingest, text
@@ -28,9 +29,11 @@ def claim(db: Db, batch: int = 10) -> list[dict[str, Any]]:
 
 
 def record(db: Db, row: dict[str, Any], status_code: int | None, error: str | None = None) -> str:
+    outcome = {"delivery_id": str(row["delivery_id"]), "attempt_id": str(row["attempt_id"]),
+               "attempt": row["attempt"], "status_code": status_code, "duration_ms": 12,
+               "response_body": "ok", "error": error}
     with db.as_service() as s:
-        result: str = s.value("select public.webhooks_record(%s, %s, %s, 12, 'ok', %s)",
-                              (row["delivery_id"], row["attempt"], status_code, error))
+        result: str = s.value("select status from public.webhooks_record(%s)", (Jsonb([outcome]),))
     return result
 
 
@@ -126,6 +129,16 @@ def test_a_late_result_of_an_expired_lease_is_logged_but_changes_nothing(db: Db)
     assert record(db, second, 200) == "succeeded"
     assert record(db, first, 500) == "succeeded"
     assert db.value("select count(*) from public.webhook_attempts") == 2
+
+
+def test_an_attempt_recorded_again_after_a_lost_reply_is_logged_once(db: Db) -> None:
+    create(db, ["message.received"])
+    ingest(db, body(change(messages=[text("oi")])))
+    row = claim(db)[0]
+    assert record(db, row, 503) == "pending"
+    assert record(db, row, 503) == "pending"  # the same round again: the first reply was lost
+    assert db.value("select count(*) from public.webhook_attempts") == 1
+    assert db.value("select next_attempt_at > now() from public.webhook_deliveries")  # scheduled once
 
 
 def test_an_endpoint_failing_for_five_days_is_disabled_with_an_alert(db: Db) -> None:

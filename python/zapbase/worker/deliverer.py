@@ -1,16 +1,17 @@
 """The webhook deliverer: claims due deliveries and POSTs them, signed, to tenants' endpoints.
 
 Each round claims up to `concurrency` rows with `webhooks_claim` (SKIP LOCKED, leased),
-sends them all at once and records each attempt with `webhooks_record`, which decides:
-2xx succeeded; timeout, connection error, 429, 5xx retried on the schedule; the rest final.
-Guarantees:
+sends them all at once and records the round's attempts in one `webhooks_record` call, which
+decides: 2xx succeeded; timeout, connection error, 429, 5xx retried on the schedule; the rest
+final. Guarantees:
 
 * no redirects, 15 s for the whole exchange (a receiver that trickles bytes is cut off),
   at most `BODY_CAP` bytes of the answer read and 4 KB kept;
 * private, loopback and link-local addresses and plain http are refused outside local
   mode (`zapbase.webhooks.guard`);
-* once a receiver answered, recording the outcome is shielded from cancellation and waits
-  out a database restart (for the rest of the lease); a deliverer killed before that leaves
+* once the receivers answered, recording the outcomes is shielded from cancellation and waits
+  out a database restart (for the rest of the lease); the claim names each attempt, so a round
+  recorded again after a lost reply logs nothing twice. A deliverer killed before that leaves
   the lease to expire and the row is sent again with the same webhook-id (at least once:
   receivers dedupe by webhook-id). A succeeded row is never claimed again.
 """
@@ -22,17 +23,17 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import anyio
 import httpx
-import psycopg
+from psycopg.types.json import Jsonb
 
 from zapbase.db.pool import Pool
 from zapbase.webhooks.guard import RefusedTarget, resolve_target
 from zapbase.webhooks.signing import sign_headers
-from zapbase.worker.loop import QueueLoop, record_outcome
+from zapbase.worker.loop import QueueLoop, record_outcomes
 
 __all__ = ["BODY_CAP", "TIMEOUT_S", "Deliverer", "DeliveryRow", "Outcome", "post"]
 
@@ -55,6 +56,7 @@ class DeliveryRow:
     event_id: uuid.UUID
     event_type: str
     attempt: int
+    attempt_id: uuid.UUID
     body: Mapping[str, Any]
     secrets: list[str]
 
@@ -162,34 +164,40 @@ class Deliverer(QueueLoop):
             )
             rows = [DeliveryRow.from_row(row) for row in await cur.fetchall()]
         if rows:
-            async with anyio.create_task_group() as tg:
-                for row in rows:
-                    tg.start_soon(self._deliver_guarded, row)
+            await self.deliver(rows)
         return len(rows)
 
-    async def _deliver_guarded(self, row: DeliveryRow) -> None:
-        try:
-            await self.deliver(row)
-        except Exception:
-            # one bad row must not cancel its siblings; its lease brings it back
-            _logger.exception("webhook delivery %s failed unexpectedly", row.delivery_id)
+    async def deliver(self, rows: list[DeliveryRow]) -> dict[uuid.UUID, str]:
+        """Send claimed rows at once and record their attempts in one call; returns each
+        delivery's new status ('deleted': its endpoint was removed while it was in flight)."""
+        outcomes: dict[uuid.UUID, Outcome] = {}
 
-    async def deliver(self, row: DeliveryRow) -> str:
-        """Send one claimed row and record the attempt; returns the delivery's new status."""
-        outcome = await post(self._client, row, local_mode=self._local_mode, timeout=self._timeout)
-        try:
-            result = await record_outcome(
-                self._pool, "select public.webhooks_record(%s, %s, %s, %s, %s, %s, %s) as status",
-                (row.delivery_id, row.attempt, outcome.status_code, outcome.duration_ms,
-                 outcome.response_body, outcome.error, outcome.retryable),
-                within=self._lease_seconds - self._timeout,
-            )  # fmt: skip
-        except psycopg.errors.NoDataFound:
-            # the tenant deleted the endpoint (and with it the delivery) while this attempt was in flight
-            _logger.info("webhook delivery %s was deleted while being sent", row.delivery_id)
-            return "deleted"
-        status = str(result["status"]) if result else "unknown"
-        if status != "succeeded":
-            _logger.warning("webhook %s to %s (attempt %s): %s → %s", row.event_type, row.url, row.attempt,
-                            outcome.error or f"HTTP {outcome.status_code}", status)
-        return status
+        async def send(row: DeliveryRow) -> None:
+            try:
+                outcomes[row.delivery_id] = await post(self._client, row, local_mode=self._local_mode,
+                                                       timeout=self._timeout)  # fmt: skip
+            except Exception:
+                # one bad row must not cancel its siblings; its lease brings it back
+                _logger.exception("webhook delivery %s failed unexpectedly", row.delivery_id)
+
+        async with anyio.create_task_group() as tg:
+            for row in rows:
+                tg.start_soon(send, row)
+        sent = [row for row in rows if row.delivery_id in outcomes]
+        if not sent:
+            return {}
+        batch = [{"delivery_id": str(row.delivery_id), "attempt_id": str(row.attempt_id),
+                  "attempt": row.attempt, **asdict(outcomes[row.delivery_id])} for row in sent]  # fmt: skip
+        statuses = await record_outcomes(
+            self._pool, "select * from public.webhooks_record(%s)", (Jsonb(batch),),
+            within=self._lease_seconds - self._timeout,
+        )  # fmt: skip
+        result = {row["delivery_id"]: str(row["status"]) for row in statuses}
+        for row in sent:
+            status, outcome = result.get(row.delivery_id, "unknown"), outcomes[row.delivery_id]
+            if status == "deleted":
+                _logger.info("webhook delivery %s was deleted while being sent", row.delivery_id)
+            elif status != "succeeded":
+                _logger.warning("webhook %s to %s (attempt %s): %s → %s", row.event_type, row.url,
+                                row.attempt, outcome.error or f"HTTP {outcome.status_code}", status)
+        return result

@@ -19,17 +19,24 @@ _RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 async def record_outcome(pool: Pool, query: str, params: Sequence[Any], *, within: float) -> Row | None:
+    """Run the one write that stores what a send did (see `record_outcomes`); its first row."""
+    rows = await record_outcomes(pool, query, params, within=within)
+    return rows[0] if rows else None
+
+
+async def record_outcomes(pool: Pool, query: str, params: Sequence[Any], *, within: float) -> list[Row]:
     """Run the one write that stores what a send did (the far side may have acted on it), shielded
     from cancellation. A database that is down or restarting (a pooled connection it cut, a pool
     timeout) is waited out with backoff for up to `within` seconds, the rest of the row's lease:
-    a lost outcome would send an acknowledged row again once its lease expires."""
+    a lost outcome would send an acknowledged row again once its lease expires. The write runs
+    again after a lost reply, so it must be idempotent."""
     deadline = anyio.current_time() + within
     attempt = 0
     with anyio.CancelScope(shield=True):
         while True:
             try:
                 async with pool.connection() as conn:
-                    row = await (await conn.execute(query, params)).fetchone()
+                    rows = await (await conn.execute(query, params)).fetchall()
                 break
             except psycopg.OperationalError as exc:
                 delay = _RETRY_S[min(attempt, len(_RETRY_S) - 1)]
@@ -39,7 +46,7 @@ async def record_outcome(pool: Pool, query: str, params: Sequence[Any], *, withi
                 _logger.warning("recording an outcome: database unavailable (%s); retrying in %.1fs",
                                 str(exc).strip(), delay)  # fmt: skip
                 await anyio.sleep(delay)
-    return row
+    return rows
 
 
 class QueueLoop(abc.ABC):
