@@ -1,9 +1,10 @@
 """The webhook deliverer: claims due deliveries and POSTs them, signed, to tenants' endpoints.
 
-Each round claims up to `concurrency` rows with `webhooks_claim` (SKIP LOCKED, leased),
-sends them all at once and records the round's attempts in one `webhooks_record` call, which
-decides: 2xx succeeded; timeout, connection error, 429, 5xx retried on the schedule; the rest
-final. Guarantees:
+Each round claims up to `ROUND_FACTOR` x `concurrency` rows with `webhooks_claim` (SKIP
+LOCKED, leased), sends them `concurrency` at a time (the next POST starts as soon as one
+ends, so the claim's and the record's round trips are paid once for several POSTs) and
+records the round's attempts in one `webhooks_record` call, which decides: 2xx succeeded;
+timeout, connection error, 429, 5xx retried on the schedule; the rest final. Guarantees:
 
 * no redirects, 15 s for the whole exchange (a receiver that trickles bytes is cut off),
   at most `BODY_CAP` bytes of the answer read and 4 KB kept;
@@ -42,6 +43,7 @@ _logger = logging.getLogger(__name__)
 TIMEOUT_S = 15.0
 KEPT_BYTES = 4096
 BODY_CAP = 64 * 1024  # read no further than this, whatever the receiver sends
+ROUND_FACTOR = 4  # rows claimed per round, per POST in flight
 USER_AGENT = "Zapbase-Webhooks/1"
 
 
@@ -128,7 +130,7 @@ class Deliverer(QueueLoop):
     * **pool** - service-role connections.
     * **client** - the HTTP client (no shared auth headers; its own timeout is a backstop).
     * **worker_id** - this replica's name in `leased_by`.
-    * **concurrency** - deliveries claimed per round, all sent at once.
+    * **concurrency** - POSTs in flight at once (a round claims `ROUND_FACTOR` times as many).
     * **local_mode** - allow http and private addresses (development and tests only).
     * **timeout** - for the whole exchange with the receiver (15 s).
     * **lease_seconds**, **poll_interval** - the claim's lease (well above the 15 s timeout)
@@ -151,31 +153,38 @@ class Deliverer(QueueLoop):
         self._pool = pool
         self._client = client
         self.worker_id = worker_id
-        self._batch_size = concurrency
+        self._concurrency = concurrency
         self._local_mode = local_mode
         self._timeout = timeout
         self._lease_seconds = lease_seconds
 
     async def run_once(self) -> int:
+        claimed_at = anyio.current_time()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "select * from public.webhooks_claim(%s, %s, %s)",
-                (self.worker_id, self._batch_size, self._lease_seconds),
+                (self.worker_id, ROUND_FACTOR * self._concurrency, self._lease_seconds),
             )
             rows = [DeliveryRow.from_row(row) for row in await cur.fetchall()]
         if rows:
-            await self.deliver(rows)
+            await self.deliver(rows, claimed_at)
         return len(rows)
 
-    async def deliver(self, rows: list[DeliveryRow]) -> dict[uuid.UUID, str]:
-        """Send claimed rows at once and record their attempts in one call; returns each
-        delivery's new status ('deleted': its endpoint was removed while it was in flight)."""
+    async def deliver(self, rows: list[DeliveryRow], claimed_at: float) -> dict[uuid.UUID, str]:
+        """Send rows claimed at `claimed_at` (anyio clock) and record their attempts in one call;
+        returns each delivery's new status ('deleted': its endpoint was removed while in flight).
+        A row whose lease would end before its POST could (its round's receivers hung) is left
+        for its lease to expire: no POST outlives its lease, so no other worker sends it too."""
         outcomes: dict[uuid.UUID, Outcome] = {}
+        slots = anyio.Semaphore(self._concurrency)
 
         async def send(row: DeliveryRow) -> None:
             try:
-                outcomes[row.delivery_id] = await post(self._client, row, local_mode=self._local_mode,
-                                                       timeout=self._timeout)  # fmt: skip
+                async with slots:
+                    if anyio.current_time() - claimed_at + self._timeout >= self._lease_seconds:
+                        return
+                    outcomes[row.delivery_id] = await post(self._client, row, local_mode=self._local_mode,
+                                                           timeout=self._timeout)  # fmt: skip
             except Exception:
                 # one bad row must not cancel its siblings; its lease brings it back
                 _logger.exception("webhook delivery %s failed unexpectedly", row.delivery_id)
@@ -190,7 +199,7 @@ class Deliverer(QueueLoop):
                   "attempt": row.attempt, **asdict(outcomes[row.delivery_id])} for row in sent]  # fmt: skip
         statuses = await record_outcomes(
             self._pool, "select * from public.webhooks_record(%s)", (Jsonb(batch),),
-            within=self._lease_seconds - self._timeout,
+            within=self._lease_seconds - (anyio.current_time() - claimed_at),
         )  # fmt: skip
         result = {row["delivery_id"]: str(row["status"]) for row in statuses}
         for row in sent:
