@@ -73,7 +73,9 @@ create table if not exists public.events (
   primary key (tenant_id, created_at, id)
 );
 alter table public.events enable row level security;
-create index if not exists events_type_idx on public.events (type);
+-- No index on type alone: every index is paid by each emit on the hottest write paths, and
+-- readers by type (a rule's dry run) come with the tenant and read the primary key newest first.
+drop index if exists public.events_type_idx;
 comment on table public.events is 'Transactional outbox: one row per change others react to, written by private.emit in the transaction of the change; the tenant''s activity feed. Kept for the plan''s event_retention_days.';
 comment on column public.events.subject_table is 'Table of the row the event is about (messages, conversations, contacts, alerts...).';
 comment on column public.events.subject_id is 'id of that row.';

@@ -360,6 +360,7 @@ declare
   v_lo timestamptz := lower(private.tenant_day_range(analytics_summary.tenant_id, analytics_summary.from_day));
   v_hi timestamptz := upper(private.tenant_day_range(analytics_summary.tenant_id, analytics_summary.to_day));
   v_result jsonb;
+  v_frt double precision[];
 begin
   perform private.analytics_reader(analytics_summary.tenant_id, 'manager');
   select jsonb_build_object(
@@ -384,15 +385,14 @@ begin
     from public.analytics_daily d
    where d.tenant_id = analytics_summary.tenant_id
      and d.day between analytics_summary.from_day and analytics_summary.to_day;
+  -- both percentiles from one read and sort of the period's first responses
+  select percentile_cont(array[0.5, 0.9]) within group (order by m.first_response_seconds)
+    into v_frt
+    from public.conversation_metrics m
+   where m.tenant_id = analytics_summary.tenant_id and m.first_response_at >= v_lo and m.first_response_at < v_hi;
   return v_result || jsonb_build_object(
-    'frt_p50_seconds', (select percentile_cont(0.5) within group (order by m.first_response_seconds)
-                          from public.conversation_metrics m
-                         where m.tenant_id = analytics_summary.tenant_id
-                           and m.first_response_at >= v_lo and m.first_response_at < v_hi),
-    'frt_p90_seconds', (select percentile_cont(0.9) within group (order by m.first_response_seconds)
-                          from public.conversation_metrics m
-                         where m.tenant_id = analytics_summary.tenant_id
-                           and m.first_response_at >= v_lo and m.first_response_at < v_hi),
+    'frt_p50_seconds', v_frt[1],
+    'frt_p90_seconds', v_frt[2],
     'conversations_by_status', coalesce((select jsonb_object_agg(s.status, s.n) from (
         select c.status, count(*) as n from public.conversations c
          where c.tenant_id = analytics_summary.tenant_id and c.created_at >= v_lo and c.created_at < v_hi

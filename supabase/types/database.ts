@@ -8554,6 +8554,7 @@ export type Database = {
         Args: { batch_size?: number; lease_seconds?: number; worker: string }
         Returns: {
           attempt: number
+          attempt_id: string
           body: Json
           delivery_id: string
           endpoint_id: string
@@ -8565,16 +8566,11 @@ export type Database = {
         }[]
       }
       webhooks_record: {
-        Args: {
-          attempt: number
+        Args: { outcomes: Json }
+        Returns: {
           delivery_id: string
-          duration_ms: number
-          error: string
-          response_body: string
-          retryable?: boolean
-          status_code: number
-        }
-        Returns: string
+          status: string
+        }[]
       }
       whatsapp_alert_send_failure: {
         Args: {
