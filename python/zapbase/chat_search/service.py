@@ -28,7 +28,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from zapbase.ai.chain import LOCAL_LINK, Gateway
-from zapbase.ai.types import ChatMessage, ChatRequest, ChatResult, GatewayPolicy
+from zapbase.ai.types import AttemptStatus, ChatMessage, ChatRequest, ChatResult, GatewayPolicy
 from zapbase.bot.config import load_policy
 from zapbase.bot.gateways import Gateways
 from zapbase.chat_search.checker import SqlRefused, check_sql
@@ -191,14 +191,17 @@ class ChatSearcher:
         )
         response = await gateway.chat(request, policy)
         result = response.result
+        # The offline answerer (the chain's last link) quotes passages: it can neither write SQL nor analyse.
+        if result is not None and result.provider != LOCAL_LINK.provider and result.text.strip():
+            return result
+        failed = [a for a in response.attempts if a.status is AttemptStatus.FAILED]
         if response.refusal is not None:
             outcome.reason = f"orçamento de IA: {response.refusal.message or response.refusal.reason}"
-        elif result is None:
-            outcome.reason = f"o provedor de IA falhou: {response.error or 'sem resposta'}"
-        elif result.provider == LOCAL_LINK.provider or not result.text.strip():
-            outcome.reason = "nenhum modelo de IA disponível para escrever a consulta"
+        elif failed:
+            outcome.reason = "o provedor de IA falhou: " + ", ".join(
+                f"{a.link.provider}/{a.link.model} {a.error_code}" for a in failed)
         else:
-            return result
+            outcome.reason = "nenhum modelo de IA disponível para a busca"
         outcome.status = "failed"
         raise _Failed(outcome)
 
