@@ -165,8 +165,17 @@ async def test_scoping_is_the_searchs_tenant_even_for_a_member_of_both(
 async def test_the_query_runs_as_the_member_under_rls(
     crm: Db, loop: ChatSearchLoop, gpt: OpenAIStandIn
 ) -> None:
-    """The member's own session: a member of no tenant any more gets nothing, even from a
-    query the checker accepts."""
+    """A policy that hides a lead from everyone but the service role, and shows the others only
+    to the agent's uid: the search sees exactly what the agent's own session sees."""
+    crm.sql(f"""create policy "Test: only the agent, never Eva" on public.leads as restrictive for select
+                to authenticated using ((select auth.uid()) = '{AGENT}' and name <> 'Eva Nunes')""")
+    row = await answered(crm, loop, gpt, "select name from chat_leads order by name")
+    assert row["results"]["rows"] == [["Carla Dias"], ["Davi Rocha"]]
+
+
+async def test_a_search_of_a_member_who_left_fails_at_the_claim(
+    crm: Db, loop: ChatSearchLoop, gpt: OpenAIStandIn
+) -> None:
     search = ask(crm, "Quantos leads?")
     crm.sql("update public.members set status = 'disabled' where user_id = %s", (AGENT,))
     assert await loop.run_once() == 0  # failed at the claim, no LLM call
