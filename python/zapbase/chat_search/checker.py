@@ -179,14 +179,16 @@ def _identifier(node: exp.Expr | None) -> str | None:
 
 
 def _check_table(table: exp.Table, views: frozenset[str]) -> set[str]:
-    if not isinstance(table.this, exp.Identifier):
-        if isinstance(table.this, exp.Func):
-            return set()  # a set-returning function in FROM: checked as a function
-        raise SqlRefused("uma fonte de dados que não é tabela nem função")
-    name = _identifier(table.this)
     schema = table.args.get("db")
     if table.args.get("catalog") is not None:
         raise SqlRefused("nomes com banco de dados não são permitidos")
+    if not isinstance(table.this, exp.Identifier):
+        if isinstance(table.this, exp.Func) and schema is None:
+            return set()  # a set-returning function in FROM: checked as a function
+        if isinstance(table.this, exp.Func):
+            raise SqlRefused("funções com esquema (esquema.função) não são permitidas")
+        raise SqlRefused("uma fonte de dados que não é tabela nem função")
+    name = _identifier(table.this)
     if schema is None and name is not None and _cte_in_scope(table, name):
         return set()
     if name in views and (schema is None or _identifier(schema) == "public"):
