@@ -7,23 +7,31 @@ refuse and nothing stored half-done; who reads and shares searches is RLS."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import httpx
 import psycopg
 import pytest
 
 from support import Db, Row
 from zapbase.ai import Gateway, OpenAICompatProvider, PostgresLedger
+from zapbase.bot import AIResponder
 from zapbase.bot.gateways import Gateways
+from zapbase.bot.knowledge import Knowledge
+from zapbase.bot.memory import Summarizer
 from zapbase.chat_search.checker import check_sql
 from zapbase.chat_search.service import ChatSearcher
 from zapbase.chat_search.views import VIEWS
 from zapbase.db.pool import Pool, open_pool
+from zapbase.settings import Settings
 from zapbase.standins.ai import Fault, FaultKind, OpenAIStandIn, Reply
+from zapbase.storage import LocalStorage
 from zapbase.worker.chat_search import ChatSearchLoop
+from zapbase.worker.runner import Runner
 
 pytestmark = pytest.mark.anyio
 
@@ -275,3 +283,35 @@ def test_every_valid_query_of_the_corpus_runs_on_postgres(crm: Db) -> None:
             s.all("select set_config('zapbase.chat_tenant', %s, true), set_config('search_path', '', true)",
                   (TENANT,))
             s.all(checked.sql.replace("%", "%%"))
+
+
+async def test_the_worker_answers_a_search_as_soon_as_it_is_asked(
+    crm: Db, pool: Pool, gpt: OpenAIStandIn, tmp_path: Path
+) -> None:
+    """The runner starts the chat search loop next to the AI bot; chat_search_ask's NOTIFY
+    wakes it long before its poll."""
+    settings = Settings(database_url=crm.url, zapbase_media_dir=tmp_path, anthropic_api_key=None,
+                        openai_api_key=None, zapbase_poll_interval_s=60.0, zapbase_scheduler=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gpt.app)) as http:
+        openai = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", client=http)
+        ledger = PostgresLedger(pool)
+        gateways = Gateways(platform=Gateway({"openai": openai}, ledger), ledger=ledger)
+        responder = AIResponder(
+            connect=pool.connection, gateways=gateways, knowledge=Knowledge(connect=pool.connection),
+            summarizer=Summarizer(connect=pool.connection, threshold=9), media=LocalStorage(tmp_path),
+        )
+        runner = Runner(settings, responder=responder, serve_http=False, handle_signals=False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await runner.ready.wait()
+            await anyio.sleep(0.5)  # LISTEN is up (its catch-up round found nothing)
+            gpt.push(Reply(text="select count(*) from chat_leads"), Reply(text="São 3 leads."))
+            asked = time.monotonic()
+            search = ask(crm, "Quantos leads temos?")
+            status = "select status from public.chat_searches where id = %s"
+            with anyio.fail_after(10):
+                while crm.value(status, (search,)) != "answered":
+                    await anyio.sleep(0.05)
+            assert time.monotonic() - asked < 10
+            runner.stop()
+    assert crm.value("select results from public.chat_searches where id = %s", (search,))["rows"] == [[3]]
