@@ -44,9 +44,10 @@ types: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/zapbase docs
 
-# Property-based ingest with many more generated webhook bodies than the suite's default.
+# Property-based ingest and SQL checker with many more generated inputs than the suite's default.
 fuzz: $(STAMP)
-	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py -q
+	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py \
+		tests/chat_search/test_checker.py::test_fuzz_the_checker_only_refuses_or_accepts_a_safe_query -q
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,knowledge,bench]"

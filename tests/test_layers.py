@@ -23,6 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Hotmart's webhook (postback v2) into the commerce module
     ("knowledge", "tts", "lgpd"),  # knowledge search, speech: both billed through ai; LGPD storage purge
     ("bot", "flows"),  # the AI bot: a claimed message in, a Reply out; flows: graphs, interpreter, engine
+    ("chat_search",),  # chat search: the SQL checker, the views, a question answered through the gateway
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract
     ("local_stack",),  # a worker and the simulator in one process
     ("demo",),

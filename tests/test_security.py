@@ -372,6 +372,7 @@ RPC_ATTACKS: dict[str, str] = {
         "select * from public.analytics_agent_leaderboard(%(tenant)s, current_date - 30, current_date + 1)",
     "analytics_ai_costs(uuid,date,date)":
         "select * from public.analytics_ai_costs(%(tenant)s, current_date - 30, current_date + 1)",
+    "chat_search_ask(uuid,text)": "select public.chat_search_ask(%(tenant)s, 'quanto a outra loja vendeu?')",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 

@@ -1778,6 +1778,97 @@ export type Database = {
           },
         ]
       }
+      chat_searches: {
+        Row: {
+          analysis: string | null
+          attempts: number
+          check_verdict: string | null
+          cost_brl: number | null
+          cost_usd: number | null
+          created_at: string
+          executed_sql: string | null
+          finished_at: string | null
+          generated_sql: string | null
+          id: string
+          lease_until: string | null
+          leased_by: string | null
+          llm_model: string | null
+          llm_provider: string | null
+          processing_time_ms: number | null
+          question: string
+          results: Json | null
+          row_count: number | null
+          shared_as_memory: boolean
+          started_at: string | null
+          status: string
+          status_reason: string | null
+          tenant_id: string
+          tokens_used: number | null
+          user_id: string
+        }
+        Insert: {
+          analysis?: string | null
+          attempts?: number
+          check_verdict?: string | null
+          cost_brl?: number | null
+          cost_usd?: number | null
+          created_at?: string
+          executed_sql?: string | null
+          finished_at?: string | null
+          generated_sql?: string | null
+          id?: string
+          lease_until?: string | null
+          leased_by?: string | null
+          llm_model?: string | null
+          llm_provider?: string | null
+          processing_time_ms?: number | null
+          question: string
+          results?: Json | null
+          row_count?: number | null
+          shared_as_memory?: boolean
+          started_at?: string | null
+          status?: string
+          status_reason?: string | null
+          tenant_id: string
+          tokens_used?: number | null
+          user_id: string
+        }
+        Update: {
+          analysis?: string | null
+          attempts?: number
+          check_verdict?: string | null
+          cost_brl?: number | null
+          cost_usd?: number | null
+          created_at?: string
+          executed_sql?: string | null
+          finished_at?: string | null
+          generated_sql?: string | null
+          id?: string
+          lease_until?: string | null
+          leased_by?: string | null
+          llm_model?: string | null
+          llm_provider?: string | null
+          processing_time_ms?: number | null
+          question?: string
+          results?: Json | null
+          row_count?: number | null
+          shared_as_memory?: boolean
+          started_at?: string | null
+          status?: string
+          status_reason?: string | null
+          tenant_id?: string
+          tokens_used?: number | null
+          user_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "chat_searches_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       contact_attribute_definitions: {
         Row: {
           created_at: string
@@ -6501,6 +6592,285 @@ export type Database = {
           },
         ]
       }
+      chat_campaigns: {
+        Row: {
+          created_at: string | null
+          delivered_count: number | null
+          failed_count: number | null
+          finished_at: string | null
+          id: string | null
+          name: string | null
+          read_count: number | null
+          replied_count: number | null
+          scheduled_at: string | null
+          sent_count: number | null
+          started_at: string | null
+          status: string | null
+          total_count: number | null
+        }
+        Insert: {
+          created_at?: string | null
+          delivered_count?: number | null
+          failed_count?: number | null
+          finished_at?: string | null
+          id?: string | null
+          name?: string | null
+          read_count?: number | null
+          replied_count?: number | null
+          scheduled_at?: string | null
+          sent_count?: number | null
+          started_at?: string | null
+          status?: string | null
+          total_count?: number | null
+        }
+        Update: {
+          created_at?: string | null
+          delivered_count?: number | null
+          failed_count?: number | null
+          finished_at?: string | null
+          id?: string | null
+          name?: string | null
+          read_count?: number | null
+          replied_count?: number | null
+          scheduled_at?: string | null
+          sent_count?: number | null
+          started_at?: string | null
+          status?: string | null
+          total_count?: number | null
+        }
+        Relationships: []
+      }
+      chat_conversations: {
+        Row: {
+          assignee_id: string | null
+          channel: string | null
+          close_reason: string | null
+          closed_at: string | null
+          created_at: string | null
+          csat: number | null
+          first_message_at: string | null
+          first_response_at: string | null
+          handoff_at: string | null
+          id: string | null
+          inbound_count: number | null
+          last_message_at: string | null
+          message_count: number | null
+          mode: string | null
+          outbound_count: number | null
+          priority: string | null
+          resolved_at: string | null
+          status: string | null
+          tags: string[] | null
+          team_id: string | null
+        }
+        Insert: {
+          assignee_id?: string | null
+          channel?: string | null
+          close_reason?: string | null
+          closed_at?: string | null
+          created_at?: string | null
+          csat?: number | null
+          first_message_at?: string | null
+          first_response_at?: string | null
+          handoff_at?: string | null
+          id?: string | null
+          inbound_count?: number | null
+          last_message_at?: string | null
+          message_count?: number | null
+          mode?: string | null
+          outbound_count?: number | null
+          priority?: string | null
+          resolved_at?: string | null
+          status?: string | null
+          tags?: string[] | null
+          team_id?: string | null
+        }
+        Update: {
+          assignee_id?: string | null
+          channel?: string | null
+          close_reason?: string | null
+          closed_at?: string | null
+          created_at?: string | null
+          csat?: number | null
+          first_message_at?: string | null
+          first_response_at?: string | null
+          handoff_at?: string | null
+          id?: string | null
+          inbound_count?: number | null
+          last_message_at?: string | null
+          message_count?: number | null
+          mode?: string | null
+          outbound_count?: number | null
+          priority?: string | null
+          resolved_at?: string | null
+          status?: string | null
+          tags?: string[] | null
+          team_id?: string | null
+        }
+        Relationships: []
+      }
+      chat_deals: {
+        Row: {
+          closed_at: string | null
+          created_at: string | null
+          currency: string | null
+          expected_close_at: string | null
+          id: string | null
+          lead_id: string | null
+          lost_reason: string | null
+          owner_id: string | null
+          pipeline: string | null
+          probability: number | null
+          stage: string | null
+          stage_entered_at: string | null
+          status: string | null
+          title: string | null
+          value: number | null
+        }
+        Relationships: []
+      }
+      chat_leads: {
+        Row: {
+          company: string | null
+          converted_at: string | null
+          created_at: string | null
+          id: string | null
+          interest: string | null
+          lost_reason: string | null
+          name: string | null
+          owner_id: string | null
+          position: string | null
+          score: number | null
+          source: string | null
+          stage: string | null
+          updated_at: string | null
+        }
+        Insert: {
+          company?: string | null
+          converted_at?: string | null
+          created_at?: string | null
+          id?: string | null
+          interest?: string | null
+          lost_reason?: string | null
+          name?: string | null
+          owner_id?: string | null
+          position?: string | null
+          score?: number | null
+          source?: string | null
+          stage?: string | null
+          updated_at?: string | null
+        }
+        Update: {
+          company?: string | null
+          converted_at?: string | null
+          created_at?: string | null
+          id?: string | null
+          interest?: string | null
+          lost_reason?: string | null
+          name?: string | null
+          owner_id?: string | null
+          position?: string | null
+          score?: number | null
+          source?: string | null
+          stage?: string | null
+          updated_at?: string | null
+        }
+        Relationships: []
+      }
+      chat_members: {
+        Row: {
+          area: string | null
+          created_at: string | null
+          id: string | null
+          name: string | null
+          role: string | null
+          status: string | null
+        }
+        Insert: {
+          area?: string | null
+          created_at?: string | null
+          id?: string | null
+          name?: string | null
+          role?: never
+          status?: string | null
+        }
+        Update: {
+          area?: string | null
+          created_at?: string | null
+          id?: string | null
+          name?: string | null
+          role?: never
+          status?: string | null
+        }
+        Relationships: []
+      }
+      chat_messages_daily: {
+        Row: {
+          day: string | null
+          direction: string | null
+          messages: number | null
+          sender_type: string | null
+          type: string | null
+        }
+        Relationships: []
+      }
+      chat_tickets: {
+        Row: {
+          assignee_id: string | null
+          category: string | null
+          closed_at: string | null
+          conversation_id: string | null
+          created_at: string | null
+          first_response_at: string | null
+          id: string | null
+          priority: string | null
+          protocol: string | null
+          reopened_count: number | null
+          resolved_at: string | null
+          sla_due_at: string | null
+          source: string | null
+          status: string | null
+          team_id: string | null
+          title: string | null
+        }
+        Insert: {
+          assignee_id?: string | null
+          category?: string | null
+          closed_at?: string | null
+          conversation_id?: string | null
+          created_at?: string | null
+          first_response_at?: string | null
+          id?: string | null
+          priority?: string | null
+          protocol?: string | null
+          reopened_count?: number | null
+          resolved_at?: string | null
+          sla_due_at?: string | null
+          source?: string | null
+          status?: string | null
+          team_id?: string | null
+          title?: string | null
+        }
+        Update: {
+          assignee_id?: string | null
+          category?: string | null
+          closed_at?: string | null
+          conversation_id?: string | null
+          created_at?: string | null
+          first_response_at?: string | null
+          id?: string | null
+          priority?: string | null
+          protocol?: string | null
+          reopened_count?: number | null
+          resolved_at?: string | null
+          sla_due_at?: string | null
+          source?: string | null
+          status?: string | null
+          team_id?: string | null
+          title?: string | null
+        }
+        Relationships: []
+      }
       flow_block_stats: {
         Row: {
           block_id: string | null
@@ -6945,6 +7315,46 @@ export type Database = {
           to: "members"
           isOneToOne: true
           isSetofReturn: false
+        }
+      }
+      chat_search_ask: {
+        Args: { question: string; tenant_id: string }
+        Returns: string
+      }
+      chat_search_claim: {
+        Args: { lease_seconds: number; worker: string }
+        Returns: {
+          analysis: string | null
+          attempts: number
+          check_verdict: string | null
+          cost_brl: number | null
+          cost_usd: number | null
+          created_at: string
+          executed_sql: string | null
+          finished_at: string | null
+          generated_sql: string | null
+          id: string
+          lease_until: string | null
+          leased_by: string | null
+          llm_model: string | null
+          llm_provider: string | null
+          processing_time_ms: number | null
+          question: string
+          results: Json | null
+          row_count: number | null
+          shared_as_memory: boolean
+          started_at: string | null
+          status: string
+          status_reason: string | null
+          tenant_id: string
+          tokens_used: number | null
+          user_id: string
+        }[]
+        SetofOptions: {
+          from: "*"
+          to: "chat_searches"
+          isOneToOne: false
+          isSetofReturn: true
         }
       }
       close_conversation: {

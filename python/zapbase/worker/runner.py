@@ -1,14 +1,15 @@
 """One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
 webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop, the alert
-mailer (with an SMTP server configured) and the scheduler (the leader replica ticks the job registry).
+mailer (with an SMTP server configured), the chat search loop (with the AI bot) and the scheduler
+(the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
 `LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation,
-zapbase_alert_deliveries` wakes the loops (a poll catches what a lost connection or a retry
-backoff leaves behind). On SIGTERM / SIGINT the runner stops
-claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
-(up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
-still leased return to their queue when the lease expires.
+zapbase_alert_deliveries, zapbase_chat_search` wakes the loops (a poll catches what a lost
+connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops claiming,
+lets the HTTP server answer what it holds and the loops finish the rows in hand (up to
+`zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows still
+leased return to their queue when the lease expires.
 
     runner = Runner(Settings())
     await runner.run()          # until a signal, or runner.stop()
@@ -31,6 +32,7 @@ from anyio.abc import TaskGroup
 from psycopg import sql
 
 from zapbase.bot import AIResponder, ai_responder
+from zapbase.chat_search.service import ChatSearcher
 from zapbase.db.pool import Pool, connect, open_pool, worker_url
 from zapbase.errors import DatabaseError
 from zapbase.flows.engine import FlowEngine
@@ -40,6 +42,7 @@ from zapbase.whatsapp.api import GraphAPI
 from zapbase.worker.alerts import AlertMailer, SmtpConfig
 from zapbase.worker.automation import AUTOMATION_CHANNEL, AutomationLoop
 from zapbase.worker.campaigns import CampaignLoop
+from zapbase.worker.chat_search import CHAT_SEARCH_CHANNEL, ChatSearchLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
 from zapbase.worker.http import create_app
 from zapbase.worker.metrics import Metrics
@@ -213,6 +216,12 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
+            chat_search = (
+                ChatSearchLoop(pool=pool, poll_interval=settings.zapbase_poll_interval_s,
+                               searcher=ChatSearcher(pool=pool, gateways=responder.gateways,
+                                                     worker_id=self.worker_id))
+                if isinstance(responder, AIResponder) else None
+            )  # fmt: skip
             flows = FlowEngine(http=self._flow_http or webhook_http,
                                local_mode=settings.zapbase_webhooks_local_mode,
                                asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
@@ -246,9 +255,11 @@ class Runner:
                                 AUTOMATION_CHANNEL: automation.wake}  # fmt: skip
                     if mailer is not None:
                         channels[ALERTS_CHANNEL] = mailer.wake
+                    if chat_search is not None:
+                        channels[CHAT_SEARCH_CHANNEL] = chat_search.wake
                     helpers.start_soon(listen, url, channels)
                     await self._run_parts(processor, sender, deliverer, campaigns, automation, mailer,
-                                          scheduler, server)
+                                          chat_search, scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -271,6 +282,7 @@ class Runner:
         campaigns: CampaignLoop,
         automation: AutomationLoop,
         mailer: AlertMailer | None,
+        chat_search: ChatSearchLoop | None,
         scheduler: Scheduler | None,
         server: EmbeddedServer | None,
     ) -> None:
@@ -293,6 +305,10 @@ class Runner:
             if mailer is not None:
                 done["mailer"] = anyio.Event()
                 parts.start_soon(part, "mailer", lambda: _resilient("alert mailer", mailer.run, poll))
+            if chat_search is not None:
+                done["chat_search"] = anyio.Event()
+                searching = chat_search
+                parts.start_soon(part, "chat_search", lambda: _resilient("chat search", searching.run, poll))
             if scheduler is not None:
                 done["scheduler"] = anyio.Event()
                 parts.start_soon(part, "scheduler", scheduler.run)
@@ -302,7 +318,7 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, campaigns, automation, mailer, scheduler)
+            loops = (processor, sender, deliverer, campaigns, automation, mailer, chat_search, scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -318,7 +334,7 @@ class Runner:
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
         loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, AlertMailer | None,
-                     Scheduler | None],
+                     ChatSearchLoop | None, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
