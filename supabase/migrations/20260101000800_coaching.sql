@@ -1134,9 +1134,10 @@ begin
     select c.tenant_id, c.assignee_id into v_tenant, v_seller from public.conversations c
      where c.id = request_insight.conversation_id;
   end if;
-  -- managers for anything of their tenant; agents for their own calls and conversations
-  if v_tenant is null or not (private.has_role(v_tenant, 'manager')
-                              or (private.has_role(v_tenant, 'agent') and v_seller in (select private.my_member_ids()))) then
+  -- managers for anything of their tenant; agents for their own calls and conversations; the service role
+  if v_tenant is null or (private.request_role() <> 'service_role' and not (
+       private.has_role(v_tenant, 'manager')
+       or (private.has_role(v_tenant, 'agent') and v_seller in (select private.my_member_ids())))) then
     raise exception 'conversation or call not found' using errcode = 'P0002';
   end if;
   return private.queue_insight(v_tenant, request_insight.conversation_id, request_insight.call_id,
@@ -1153,7 +1154,7 @@ set search_path = ''
 as $$
   select * from private.request_insight(request_insight.conversation_id, request_insight.call_id, request_insight.function)
 $$;
-comment on function public.request_insight(uuid, uuid, text) is 'Queue the AI insight of a WhatsApp conversation or a call (one of the two) against the active playbook of the function (pre_sales, sales, cs); the same text is never analysed twice: its insight is returned. Managers; agents for their own calls and assigned conversations.';
+comment on function public.request_insight(uuid, uuid, text) is 'Queue the AI insight of a WhatsApp conversation or a call (one of the two) against the active playbook of the function (pre_sales, sales, cs); the same text is never analysed twice: its insight is returned. Managers; agents for their own calls and assigned conversations; the service role.';
 
 /**
  * ----

@@ -32,8 +32,15 @@ TRANSCRIPT = (
 )
 
 
-def playbook(db: Db, *, status: str = "active", team: str | None = None, content: Any = None,
-             parent: str | None = None, name: str = "Playbook de vendas") -> dict[str, Any]:
+def playbook(
+    db: Db,
+    *,
+    status: str = "active",
+    team: str | None = None,
+    content: Any = None,
+    parent: str | None = None,
+    name: str = "Playbook de vendas",
+) -> dict[str, Any]:
     with db.as_user(OWNER) as s:
         return s.one(
             "insert into public.playbooks (tenant_id, team_id, name, function, methodology, status, content,"
@@ -42,11 +49,13 @@ def playbook(db: Db, *, status: str = "active", team: str | None = None, content
         )
 
 
-def call(db: Db, transcript: str = TRANSCRIPT, *, as_user: str = AGENT, seller: str = AGENT_MEMBER) -> dict[str, Any]:
+def call(
+    db: Db, transcript: str = TRANSCRIPT, *, as_user: str = AGENT, seller: str = AGENT_MEMBER
+) -> dict[str, Any]:
     with db.as_user(as_user) as s:
         return s.one(
-            "insert into public.coaching_calls (tenant_id, seller_id, title, occurred_at, duration_seconds, transcript)"
-            " values (%s, %s, 'Demo com Carla', now() - interval '1 hour', 1260, %s) returning *",
+            "insert into public.coaching_calls (tenant_id, seller_id, title, occurred_at, duration_seconds,"
+            " transcript) values (%s, %s, 'Demo com Carla', now() - interval '1 hour', 1260, %s) returning *",
             (TENANT, seller, transcript),
         )
 

@@ -117,6 +117,11 @@ class AIResponder:
         self._speaker = speaker
         self._clock = clock
 
+    @property
+    def gateways(self) -> Gateways:
+        """The tenants' gateways (other AI features of the worker share them)."""
+        return self._gateways
+
     async def respond(self, message: InboundMessage) -> Reply:
         async with self._connect() as conn:
             bot = await find_bot(conn, message)

@@ -1,10 +1,11 @@
 """One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
 webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop, the alert
-mailer (with an SMTP server configured) and the scheduler (the leader replica ticks the job registry).
+mailer (with an SMTP server configured), the coaching insight loop (with the AI bot) and the
+scheduler (the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
 `LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation,
-zapbase_alert_deliveries` wakes the loops (a poll catches what a lost connection or a retry
+zapbase_alert_deliveries, zapbase_insights` wakes the loops (a poll catches what a lost connection or a retry
 backoff leaves behind). On SIGTERM / SIGINT the runner stops
 claiming, lets the HTTP server answer what it holds and the loops finish the rows in hand
 (up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows
@@ -42,6 +43,7 @@ from zapbase.worker.automation import AUTOMATION_CHANNEL, AutomationLoop
 from zapbase.worker.campaigns import CampaignLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
 from zapbase.worker.http import create_app
+from zapbase.worker.insights import INSIGHTS_CHANNEL, InsightLoop
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import BotResponder, Processor
 from zapbase.worker.scheduler import Scheduler, worker_jobs
@@ -213,6 +215,11 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
+            insights = (
+                InsightLoop(pool=pool, gateways=responder.gateways, worker_id=self.worker_id,
+                            poll_interval=settings.zapbase_poll_interval_s)
+                if isinstance(responder, AIResponder) else None
+            )  # fmt: skip
             flows = FlowEngine(http=self._flow_http or webhook_http,
                                local_mode=settings.zapbase_webhooks_local_mode,
                                asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
@@ -246,9 +253,11 @@ class Runner:
                                 AUTOMATION_CHANNEL: automation.wake}  # fmt: skip
                     if mailer is not None:
                         channels[ALERTS_CHANNEL] = mailer.wake
+                    if insights is not None:
+                        channels[INSIGHTS_CHANNEL] = insights.wake
                     helpers.start_soon(listen, url, channels)
                     await self._run_parts(processor, sender, deliverer, campaigns, automation, mailer,
-                                          scheduler, server)
+                                          insights, scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -271,6 +280,7 @@ class Runner:
         campaigns: CampaignLoop,
         automation: AutomationLoop,
         mailer: AlertMailer | None,
+        insights: InsightLoop | None,
         scheduler: Scheduler | None,
         server: EmbeddedServer | None,
     ) -> None:
@@ -293,6 +303,9 @@ class Runner:
             if mailer is not None:
                 done["mailer"] = anyio.Event()
                 parts.start_soon(part, "mailer", lambda: _resilient("alert mailer", mailer.run, poll))
+            if insights is not None:
+                done["insights"] = anyio.Event()
+                parts.start_soon(part, "insights", lambda: _resilient("insight loop", insights.run, poll))
             if scheduler is not None:
                 done["scheduler"] = anyio.Event()
                 parts.start_soon(part, "scheduler", scheduler.run)
@@ -302,7 +315,7 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, campaigns, automation, mailer, scheduler)
+            loops = (processor, sender, deliverer, campaigns, automation, mailer, insights, scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -318,7 +331,7 @@ class Runner:
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
         loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, AlertMailer | None,
-                     Scheduler | None],
+                     InsightLoop | None, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
