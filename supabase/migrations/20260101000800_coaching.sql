@@ -266,6 +266,9 @@ create index if not exists conversation_insights_seller_idx on public.conversati
 create index if not exists conversation_insights_playbook_idx on public.conversation_insights (tenant_id, playbook_id);
 create index if not exists conversation_insights_requested_by_idx on public.conversation_insights (requested_by);
 comment on table public.conversation_insights is 'One AI analysis of a WhatsApp conversation or a call at one transcript version: pending → running (a worker''s lease) → done, or empty (nothing to analyse), invalid_output (the model''s answer did not match the schema), refused (AI budget), failed (providers). Scores only with evidence: a dimension without a valid quote is insufficient_evidence, never 0.';
+-- the usage rows of one analysis (its cost, summed when it is recorded)
+create index if not exists ai_usage_coaching_insight_idx on public.ai_usage (tenant_id, request_id)
+  where feature = 'coaching_insight';
 comment on column public.conversation_insights.seller_id is 'The call''s seller or the conversation''s assignee when asked.';
 comment on column public.conversation_insights.playbook_id is 'The active playbook of the seller''s team (or the tenant''s) for the function, when asked.';
 comment on column public.conversation_insights.transcript_hash is 'sha256 of what was analysed (call transcript, or the conversation''s message ids and texts): the same hash never runs twice.';
