@@ -132,15 +132,18 @@ async def test_garbage_is_invalid_output_and_nothing_is_scored(
     db: Db, loop: InsightLoop, gpt: OpenAIStandIn
 ) -> None:
     row = call(db)
-    gpt.push(Reply(text="Claro! A conversa foi ótima, nota 10 em tudo."))
+    gpt.push(Reply(text="Claro! A conversa foi ótima, nota 10 em tudo."))  # asked again: garbage again
     await loop.run_once()
     stored = insight(db, row["id"])
     assert stored["status"] == "invalid_output" and "not JSON" in stored["error"]
     assert stored["methodology_scores"] is None and stored["methodology_score"] is None
+    assert len(gpt.calls_to("/v1/chat/completions")) == 2
     row2 = call(db, TRANSCRIPT + "Cliente: Ok.")
-    gpt.push(Reply(text=json.dumps({"summary": "x", "sentiment": "happy", "methodology": {}})))
+    outside = {"summary": "x", "sentiment": "happy", "methodology": {"budget": {"score": 3, "evidence": []}}}
+    gpt.push(Reply(text=json.dumps(outside)), Reply(text=json.dumps(outside)))
     await loop.run_once()
-    assert insight(db, row2["id"])["error"].startswith("sentiment:")
+    error = insight(db, row2["id"])["error"]
+    assert "$.sentiment" in error and "budget" in error  # not a sentiment, not a SPICED dimension
 
 
 async def test_an_answer_without_evidence_scores_nothing(
@@ -179,4 +182,4 @@ async def test_budget_refusals_and_failures_are_statuses(
         s.all("select public.request_insight(call_id => %s)", (row["id"],))
     await loop.run_once()
     failed = insight(db, row["id"])
-    assert failed["status"] == "failed" and "offline answerer" in failed["error"]
+    assert failed["status"] == "failed" and failed["error"] == "no provider answered: server_error"

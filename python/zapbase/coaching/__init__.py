@@ -12,8 +12,18 @@ from zapbase.coaching.insights import (
     Analysis,
     InsightJob,
     Verdict,
+    answer_schema,
     build_request,
     judge,
 )
 
-__all__ = ["FEATURE", "PROMPT_VERSION", "Analysis", "InsightJob", "Verdict", "build_request", "judge"]
+__all__ = [
+    "FEATURE",
+    "PROMPT_VERSION",
+    "Analysis",
+    "InsightJob",
+    "Verdict",
+    "answer_schema",
+    "build_request",
+    "judge",
+]

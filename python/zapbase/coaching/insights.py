@@ -2,30 +2,26 @@
 model's answer (the worker's insight loop does the I/O).
 
     coaching_insight_claim ─► prompt (lines with their ids, methodology, playbook)
-        ─► gateway.chat (feature coaching_insight; budget, usage log, fallback as any call)
-        ─► refused / failed / only the offline answerer ─► status with the reason
-        ─► answer ─► `Analysis` (pydantic) ─invalid─► invalid_output with the first error
-                                           └valid──► coaching_insight_record (SQL keeps only
-                                                     evidence that quotes a line of the conversation)
+        ─► gateway.complete_json against `answer_schema` (feature coaching_insight; budget,
+           usage log, fallback as any call; an invalid answer asked again once, no cache)
+        ─► refused / failed / invalid_output ─► status with the reason
+        ─► valid ─► `Analysis` ─► coaching_insight_record (SQL keeps only evidence that quotes
+                                  a line of the conversation)
 
-An answer that does not parse is never stored as zeros: it is a status. The response cache
-is off for this feature: a transcript is analysed once (the database dedupes by hash), and a
-cached bad answer would come back on the next request.
+An answer that does not parse is never stored as zeros: it is a status.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from zapbase.ai.chain import LOCAL_LINK
-from zapbase.ai.types import AttemptStatus, ChatMessage, ChatRequest, GatewayResponse
+from zapbase.ai.structured import JsonResult
+from zapbase.ai.types import AttemptStatus, ChatMessage, ChatRequest
 
 __all__ = [
     "FEATURE",
@@ -33,6 +29,7 @@ __all__ = [
     "Analysis",
     "InsightJob",
     "Verdict",
+    "answer_schema",
     "build_request",
     "judge",
 ]
@@ -141,43 +138,37 @@ def build_request(job: InsightJob) -> ChatRequest:
     )
 
 
+def answer_schema(dimensions: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema the gateway holds the answer to: `Analysis`, with exactly the
+    methodology's dimensions allowed under `methodology`."""
+    schema = Analysis.model_json_schema()
+    dimension = schema["properties"]["methodology"]["additionalProperties"]
+    schema["properties"]["methodology"] = {
+        "type": "object",
+        "properties": {name: dimension for name in dimensions},
+        "additionalProperties": False,
+    }
+    return schema
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
-    """What to record: a status of `coaching_insight_record`, the answer when done."""
+    """What to record: a status of `coaching_insight_record` (done, refused, failed,
+    invalid_output), the answer when done."""
 
-    status: Literal["done", "refused", "failed", "invalid_output"]
+    status: str
     result: Mapping[str, Any] | None = None
     model: str | None = None
     error: str | None = None
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
-
-
-def judge(response: GatewayResponse, dimensions: Sequence[str]) -> Verdict:
-    """The gateway's response as an outcome: refusals and failures as statuses, an answer
-    validated against `Analysis` (and the methodology's dimensions) before anything is stored."""
-    if response.refusal is not None:
-        return Verdict(status="refused", error=f"AI budget refused: {response.refusal.reason} "
-                                               f"{response.refusal.message}".strip())  # fmt: skip
-    result = response.result
-    if result is None:
-        code = response.error.code if response.error is not None else "unknown"
-        return Verdict(status="failed", error=f"AI providers failed: {code}")
-    if result.provider == LOCAL_LINK.provider:
-        return Verdict(status="failed", error="no AI model available: only the offline answerer replied")
-    model = next((a.link.gateway_id for a in response.attempts
-                  if a.status in (AttemptStatus.OK, AttemptStatus.CACHED)), result.model)  # fmt: skip
-    try:
-        analysis = Analysis.model_validate(json.loads(_FENCE.sub("", result.text.strip())))
-    except json.JSONDecodeError as exc:
-        return Verdict(status="invalid_output", model=model, error=f"the answer is not JSON: {exc}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "answer"
-        return Verdict(status="invalid_output", model=model, error=f"{where}: {first['msg']}")
-    unknown = sorted(set(analysis.methodology) - set(dimensions))
-    if unknown:
-        return Verdict(status="invalid_output", model=model,
-                       error=f"methodology: unknown dimensions {', '.join(unknown)}")  # fmt: skip
+def judge(answer: JsonResult) -> Verdict:
+    """The gateway's JSON answer as an outcome: refusals, failures and answers outside the
+    schema (after the gateway's one retry) are statuses; a valid one is parsed as `Analysis`."""
+    answered = (a for r in answer.responses[-1:] for a in r.attempts
+                if a.status in (AttemptStatus.OK, AttemptStatus.CACHED))  # fmt: skip
+    model = next((a.link.gateway_id for a in answered), None)
+    if not answer.ok:
+        return Verdict(status=answer.status.value, model=model, error=answer.message)
+    analysis = Analysis.model_validate(answer.value)
     return Verdict(status="done", result=analysis.model_dump(mode="json"), model=model)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 
 from zapbase.bot.config import load_policy
 from zapbase.bot.gateways import Gateways
-from zapbase.coaching import PROMPT_VERSION, InsightJob, build_request, judge
+from zapbase.coaching import PROMPT_VERSION, InsightJob, answer_schema, build_request, judge
 from zapbase.db.pool import Pool
 from zapbase.worker.loop import QueueLoop, record_outcome
 
@@ -69,8 +68,9 @@ class InsightLoop(QueueLoop):
         async with self._pool.connection() as conn:
             policy = await load_policy(conn, job.tenant_id, None)
             gateway = await self._gateways.for_tenant(conn, job.tenant_id)
-        response = await gateway.chat(build_request(job), replace(policy, cache_ttl_seconds=0))
-        verdict = judge(response, job.dimensions)
+        answer = await gateway.complete_json(build_request(job), policy, schema=answer_schema(job.dimensions),
+                                             name="conversation_insight")  # fmt: skip
+        verdict = judge(answer)
         if verdict.status != "done":
             _logger.warning("insight %s: %s (%s)", job.insight_id, verdict.status, verdict.error)
         params = (job.insight_id, job.attempt, verdict.status,
