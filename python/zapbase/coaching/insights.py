@@ -13,8 +13,9 @@ An answer that does not parse is never stored as zeros: it is a status.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -138,9 +139,11 @@ def build_request(job: InsightJob) -> ChatRequest:
     )
 
 
-def answer_schema(dimensions: Sequence[str]) -> dict[str, Any]:
+@functools.cache
+def answer_schema(dimensions: tuple[str, ...]) -> Mapping[str, Any]:
     """The JSON schema the gateway holds the answer to: `Analysis`, with exactly the
-    methodology's dimensions allowed under `methodology`."""
+    methodology's dimensions allowed under `methodology` (built once per methodology: pydantic
+    takes milliseconds to write it; callers must not change it)."""
     schema = Analysis.model_json_schema()
     dimension = schema["properties"]["methodology"]["additionalProperties"]
     schema["properties"]["methodology"] = {
