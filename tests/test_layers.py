@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Standard Webhooks signing, address guard, receiver
     ("ai", "hotmart"),  # AI gateway: providers, chain, ledger, billing of embeddings and speech;
     # Hotmart's webhook (postback v2) into the commerce module
-    ("knowledge", "tts", "lgpd"),  # knowledge search, speech: both billed through ai; LGPD storage purge
+    ("knowledge", "tts", "lgpd", "coaching"),  # knowledge search, speech: both billed through ai;
+    # LGPD storage purge; coaching: the insight prompt and the judgement of the answer
     ("bot", "flows"),  # the AI bot: a claimed message in, a Reply out; flows: graphs, interpreter, engine
     ("chat_search",),  # chat search: the SQL checker, the views, a question answered through the gateway
     ("worker", "simulator", "standins", "contract"),  # worker loops and HTTP; stand-ins; frontend contract

@@ -373,6 +373,8 @@ RPC_ATTACKS: dict[str, str] = {
     "analytics_ai_costs(uuid,date,date)":
         "select * from public.analytics_ai_costs(%(tenant)s, current_date - 30, current_date + 1)",
     "chat_search_ask(uuid,text)": "select public.chat_search_ask(%(tenant)s, 'quanto a outra loja vendeu?')",
+    # coaching
+    "request_insight(uuid,uuid,text)": "select * from public.request_insight(call_id => %(call)s)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
@@ -414,6 +416,7 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "flow_draft": one("select id from public.flow_versions where tenant_id = %s and published_at is null",
                           (TENANT_B,)),
         "flow_execution": one("select id from public.flow_executions where tenant_id = %s", (TENANT_B,)),
+        "call": one("select id from public.coaching_calls where tenant_id = %s", (TENANT_B,)),
     }
 
 

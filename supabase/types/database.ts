@@ -1869,6 +1869,125 @@ export type Database = {
           },
         ]
       }
+      coaching_call_lines: {
+        Row: {
+          call_id: string
+          id: string
+          position: number
+          speaker: string | null
+          tenant_id: string
+          text: string
+        }
+        Insert: {
+          call_id: string
+          id?: string
+          position: number
+          speaker?: string | null
+          tenant_id: string
+          text: string
+        }
+        Update: {
+          call_id?: string
+          id?: string
+          position?: number
+          speaker?: string | null
+          tenant_id?: string
+          text?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "coaching_call_lines_tenant_id_call_id_fkey"
+            columns: ["tenant_id", "call_id"]
+            referencedRelation: "coaching_calls"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "coaching_call_lines_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      coaching_calls: {
+        Row: {
+          channel: string
+          created_at: string
+          created_by: string | null
+          deal_id: string | null
+          duration_seconds: number | null
+          id: string
+          lead_id: string | null
+          notes: string | null
+          occurred_at: string
+          seller_id: string | null
+          tenant_id: string
+          title: string | null
+          transcript: string
+          transcript_hash: string
+          updated_at: string
+        }
+        Insert: {
+          channel?: string
+          created_at?: string
+          created_by?: string | null
+          deal_id?: string | null
+          duration_seconds?: number | null
+          id?: string
+          lead_id?: string | null
+          notes?: string | null
+          occurred_at: string
+          seller_id?: string | null
+          tenant_id: string
+          title?: string | null
+          transcript: string
+          transcript_hash?: string
+          updated_at?: string
+        }
+        Update: {
+          channel?: string
+          created_at?: string
+          created_by?: string | null
+          deal_id?: string | null
+          duration_seconds?: number | null
+          id?: string
+          lead_id?: string | null
+          notes?: string | null
+          occurred_at?: string
+          seller_id?: string | null
+          tenant_id?: string
+          title?: string | null
+          transcript?: string
+          transcript_hash?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "coaching_calls_tenant_id_deal_id_fkey"
+            columns: ["tenant_id", "deal_id"]
+            referencedRelation: "deals"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "coaching_calls_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "coaching_calls_tenant_id_lead_id_fkey"
+            columns: ["tenant_id", "lead_id"]
+            referencedRelation: "leads"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "coaching_calls_tenant_id_seller_id_fkey"
+            columns: ["tenant_id", "seller_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       contact_attribute_definitions: {
         Row: {
           created_at: string
@@ -2210,6 +2329,133 @@ export type Database = {
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
+          },
+        ]
+      }
+      conversation_insights: {
+        Row: {
+          attempts: number
+          call_id: string | null
+          completed_at: string | null
+          conversation_id: string | null
+          cost_brl: number | null
+          cost_usd: number | null
+          created_at: string
+          error: string | null
+          id: string
+          key_moments: Json | null
+          lease_until: string | null
+          leased_by: string | null
+          methodology: string
+          methodology_score: number | null
+          methodology_scores: Json | null
+          model: string | null
+          playbook_adherence: Json | null
+          playbook_id: string | null
+          playbook_score: number | null
+          prompt_version: string | null
+          requested_by: string | null
+          seller_id: string | null
+          sentiment: string | null
+          status: string
+          suggested_actions: Json | null
+          summary: string | null
+          tenant_id: string
+          tokens: number | null
+          transcript_hash: string
+        }
+        Insert: {
+          attempts?: number
+          call_id?: string | null
+          completed_at?: string | null
+          conversation_id?: string | null
+          cost_brl?: number | null
+          cost_usd?: number | null
+          created_at?: string
+          error?: string | null
+          id?: string
+          key_moments?: Json | null
+          lease_until?: string | null
+          leased_by?: string | null
+          methodology: string
+          methodology_score?: number | null
+          methodology_scores?: Json | null
+          model?: string | null
+          playbook_adherence?: Json | null
+          playbook_id?: string | null
+          playbook_score?: number | null
+          prompt_version?: string | null
+          requested_by?: string | null
+          seller_id?: string | null
+          sentiment?: string | null
+          status?: string
+          suggested_actions?: Json | null
+          summary?: string | null
+          tenant_id: string
+          tokens?: number | null
+          transcript_hash: string
+        }
+        Update: {
+          attempts?: number
+          call_id?: string | null
+          completed_at?: string | null
+          conversation_id?: string | null
+          cost_brl?: number | null
+          cost_usd?: number | null
+          created_at?: string
+          error?: string | null
+          id?: string
+          key_moments?: Json | null
+          lease_until?: string | null
+          leased_by?: string | null
+          methodology?: string
+          methodology_score?: number | null
+          methodology_scores?: Json | null
+          model?: string | null
+          playbook_adherence?: Json | null
+          playbook_id?: string | null
+          playbook_score?: number | null
+          prompt_version?: string | null
+          requested_by?: string | null
+          seller_id?: string | null
+          sentiment?: string | null
+          status?: string
+          suggested_actions?: Json | null
+          summary?: string | null
+          tenant_id?: string
+          tokens?: number | null
+          transcript_hash?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "conversation_insights_tenant_id_call_id_fkey"
+            columns: ["tenant_id", "call_id"]
+            referencedRelation: "coaching_calls"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversation_insights_tenant_id_conversation_id_fkey"
+            columns: ["tenant_id", "conversation_id"]
+            referencedRelation: "conversations"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversation_insights_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "conversation_insights_tenant_id_playbook_id_fkey"
+            columns: ["tenant_id", "playbook_id"]
+            referencedRelation: "playbooks"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "conversation_insights_tenant_id_seller_id_fkey"
+            columns: ["tenant_id", "seller_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
           },
         ]
       }
@@ -3882,6 +4128,131 @@ export type Database = {
         }
         Relationships: []
       }
+      key_result_progress: {
+        Row: {
+          id: string
+          key_result_id: string
+          note: string | null
+          recorded_at: string
+          recorded_by: string | null
+          source: string
+          tenant_id: string
+          value: number
+        }
+        Insert: {
+          id?: string
+          key_result_id: string
+          note?: string | null
+          recorded_at?: string
+          recorded_by?: string | null
+          source?: string
+          tenant_id: string
+          value: number
+        }
+        Update: {
+          id?: string
+          key_result_id?: string
+          note?: string | null
+          recorded_at?: string
+          recorded_by?: string | null
+          source?: string
+          tenant_id?: string
+          value?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "key_result_progress_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "key_result_progress_tenant_id_key_result_id_fkey"
+            columns: ["tenant_id", "key_result_id"]
+            referencedRelation: "key_results"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "key_result_progress_tenant_id_key_result_id_fkey"
+            columns: ["tenant_id", "key_result_id"]
+            referencedRelation: "key_results_status"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      key_results: {
+        Row: {
+          created_at: string
+          current_value: number | null
+          id: string
+          metric: string
+          metric_team_id: string | null
+          objective_id: string
+          owner_member_id: string | null
+          start_value: number
+          target: number
+          tenant_id: string
+          title: string
+          unit: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          current_value?: number | null
+          id?: string
+          metric?: string
+          metric_team_id?: string | null
+          objective_id: string
+          owner_member_id?: string | null
+          start_value?: number
+          target: number
+          tenant_id: string
+          title: string
+          unit?: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          current_value?: number | null
+          id?: string
+          metric?: string
+          metric_team_id?: string | null
+          objective_id?: string
+          owner_member_id?: string | null
+          start_value?: number
+          target?: number
+          tenant_id?: string
+          title?: string
+          unit?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "key_results_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "key_results_tenant_id_metric_team_id_fkey"
+            columns: ["tenant_id", "metric_team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "key_results_tenant_id_objective_id_fkey"
+            columns: ["tenant_id", "objective_id"]
+            referencedRelation: "objectives"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "key_results_tenant_id_owner_member_id_fkey"
+            columns: ["tenant_id", "owner_member_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       knowledge_sources: {
         Row: {
           bot_id: string | null
@@ -4587,6 +4958,73 @@ export type Database = {
           },
         ]
       }
+      objectives: {
+        Row: {
+          area: string
+          created_at: string
+          created_by: string | null
+          description: string | null
+          id: string
+          owner_member_id: string | null
+          owner_team_id: string | null
+          period_id: string
+          tenant_id: string
+          title: string
+          updated_at: string
+        }
+        Insert: {
+          area: string
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          id?: string
+          owner_member_id?: string | null
+          owner_team_id?: string | null
+          period_id: string
+          tenant_id: string
+          title: string
+          updated_at?: string
+        }
+        Update: {
+          area?: string
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          id?: string
+          owner_member_id?: string | null
+          owner_team_id?: string | null
+          period_id?: string
+          tenant_id?: string
+          title?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "objectives_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "objectives_tenant_id_owner_member_id_fkey"
+            columns: ["tenant_id", "owner_member_id"]
+            referencedRelation: "members"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "objectives_tenant_id_owner_team_id_fkey"
+            columns: ["tenant_id", "owner_team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "objectives_tenant_id_period_id_fkey"
+            columns: ["tenant_id", "period_id"]
+            referencedRelation: "okr_periods"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       offers: {
         Row: {
           created_at: string
@@ -4633,6 +5071,46 @@ export type Database = {
             columns: ["tenant_id", "product_id"]
             referencedRelation: "products"
             referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
+      okr_periods: {
+        Row: {
+          created_at: string
+          ends_on: string
+          id: string
+          is_current: boolean
+          label: string
+          starts_on: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          created_at?: string
+          ends_on: string
+          id?: string
+          is_current?: boolean
+          label: string
+          starts_on: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          created_at?: string
+          ends_on?: string
+          id?: string
+          is_current?: boolean
+          label?: string
+          starts_on?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "okr_periods_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
           },
         ]
       }
@@ -4820,6 +5298,82 @@ export type Database = {
           user_id?: string
         }
         Relationships: []
+      }
+      playbooks: {
+        Row: {
+          activated_at: string | null
+          content: NonNullable<Json>
+          created_at: string
+          created_by: string | null
+          description: string | null
+          function: string
+          id: string
+          is_ai_generated: boolean
+          methodology: string
+          name: string
+          parent_id: string | null
+          status: string
+          team_id: string | null
+          tenant_id: string
+          updated_at: string
+          version: number
+        }
+        Insert: {
+          activated_at?: string | null
+          content: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          function: string
+          id?: string
+          is_ai_generated?: boolean
+          methodology: string
+          name: string
+          parent_id?: string | null
+          status?: string
+          team_id?: string | null
+          tenant_id: string
+          updated_at?: string
+          version?: number
+        }
+        Update: {
+          activated_at?: string | null
+          content?: NonNullable<Json>
+          created_at?: string
+          created_by?: string | null
+          description?: string | null
+          function?: string
+          id?: string
+          is_ai_generated?: boolean
+          methodology?: string
+          name?: string
+          parent_id?: string | null
+          status?: string
+          team_id?: string | null
+          tenant_id?: string
+          updated_at?: string
+          version?: number
+        }
+        Relationships: [
+          {
+            foreignKeyName: "playbooks_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "playbooks_tenant_id_parent_id_fkey"
+            columns: ["tenant_id", "parent_id"]
+            referencedRelation: "playbooks"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "playbooks_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
       }
       pricing_overrides: {
         Row: {
@@ -6905,6 +7459,39 @@ export type Database = {
           },
         ]
       }
+      key_results_status: {
+        Row: {
+          current_value: number | null
+          elapsed: number | null
+          id: string | null
+          metric: string | null
+          objective_id: string | null
+          period_id: string | null
+          progress: number | null
+          start_value: number | null
+          status: string | null
+          target: number | null
+          tenant_id: string | null
+          title: string | null
+          trend: string | null
+          trend_value: number | null
+          unit: string | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "key_results_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "key_results_tenant_id_objective_id_fkey"
+            columns: ["tenant_id", "objective_id"]
+            referencedRelation: "objectives"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
     }
     Functions: {
       accept_invite: {
@@ -7410,6 +7997,32 @@ export type Database = {
           isOneToOne: true
           isSetofReturn: false
         }
+      }
+      coaching_insight_claim: {
+        Args: { batch_size?: number; lease_seconds?: number; worker: string }
+        Returns: {
+          attempt: number
+          call_id: string
+          conversation_id: string
+          dimensions: string[]
+          insight_id: string
+          lines: Json
+          methodology: string
+          playbook: Json
+          tenant_id: string
+        }[]
+      }
+      coaching_insight_record: {
+        Args: {
+          attempt: number
+          error?: string
+          insight_id: string
+          model?: string
+          prompt_version?: string
+          result?: Json
+          status: string
+        }
+        Returns: string
       }
       create_lead: {
         Args: {
@@ -8292,6 +8905,46 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "webhook_deliveries"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      request_insight: {
+        Args: { call_id?: string; conversation_id?: string; function?: string }
+        Returns: {
+          attempts: number
+          call_id: string | null
+          completed_at: string | null
+          conversation_id: string | null
+          cost_brl: number | null
+          cost_usd: number | null
+          created_at: string
+          error: string | null
+          id: string
+          key_moments: Json | null
+          lease_until: string | null
+          leased_by: string | null
+          methodology: string
+          methodology_score: number | null
+          methodology_scores: Json | null
+          model: string | null
+          playbook_adherence: Json | null
+          playbook_id: string | null
+          playbook_score: number | null
+          prompt_version: string | null
+          requested_by: string | null
+          seller_id: string | null
+          sentiment: string | null
+          status: string
+          suggested_actions: Json | null
+          summary: string | null
+          tenant_id: string
+          tokens: number | null
+          transcript_hash: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "conversation_insights"
           isOneToOne: true
           isSetofReturn: false
         }

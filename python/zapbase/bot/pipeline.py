@@ -119,7 +119,7 @@ class AIResponder:
 
     @property
     def gateways(self) -> Gateways:
-        """The tenants' gateways, shared with the worker's other AI features (chat search)."""
+        """The tenants' gateways, shared with the worker's other AI features (chat search, insights)."""
         return self._gateways
 
     async def respond(self, message: InboundMessage) -> Reply:

@@ -1,12 +1,12 @@
 """One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
 webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop, the alert
-mailer (with an SMTP server configured), the chat search loop (with the AI bot) and the scheduler
-(the leader replica ticks the job registry).
+mailer (with an SMTP server configured), the chat search and coaching insight loops (with the AI
+bot) and the scheduler (the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
 `LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation,
-zapbase_alert_deliveries, zapbase_chat_search` wakes the loops (a poll catches what a lost
-connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops claiming,
+zapbase_alert_deliveries, zapbase_chat_search, zapbase_insights` wakes the loops (a poll catches what
+a lost connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops claiming,
 lets the HTTP server answer what it holds and the loops finish the rows in hand (up to
 `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows still
 leased return to their queue when the lease expires.
@@ -45,6 +45,7 @@ from zapbase.worker.campaigns import CampaignLoop
 from zapbase.worker.chat_search import CHAT_SEARCH_CHANNEL, ChatSearchLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
 from zapbase.worker.http import create_app
+from zapbase.worker.insights import INSIGHTS_CHANNEL, InsightLoop
 from zapbase.worker.metrics import Metrics
 from zapbase.worker.processor import BotResponder, Processor
 from zapbase.worker.scheduler import Scheduler, worker_jobs
@@ -222,6 +223,11 @@ class Runner:
                                                      worker_id=self.worker_id))
                 if isinstance(responder, AIResponder) else None
             )  # fmt: skip
+            insights = (
+                InsightLoop(pool=pool, gateways=responder.gateways, worker_id=self.worker_id,
+                            poll_interval=settings.zapbase_poll_interval_s)
+                if isinstance(responder, AIResponder) else None
+            )  # fmt: skip
             flows = FlowEngine(http=self._flow_http or webhook_http,
                                local_mode=settings.zapbase_webhooks_local_mode,
                                asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
@@ -257,9 +263,11 @@ class Runner:
                         channels[ALERTS_CHANNEL] = mailer.wake
                     if chat_search is not None:
                         channels[CHAT_SEARCH_CHANNEL] = chat_search.wake
+                    if insights is not None:
+                        channels[INSIGHTS_CHANNEL] = insights.wake
                     helpers.start_soon(listen, url, channels)
                     await self._run_parts(processor, sender, deliverer, campaigns, automation, mailer,
-                                          chat_search, scheduler, server)
+                                          chat_search, insights, scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -283,6 +291,7 @@ class Runner:
         automation: AutomationLoop,
         mailer: AlertMailer | None,
         chat_search: ChatSearchLoop | None,
+        insights: InsightLoop | None,
         scheduler: Scheduler | None,
         server: EmbeddedServer | None,
     ) -> None:
@@ -309,6 +318,10 @@ class Runner:
                 done["chat_search"] = anyio.Event()
                 searching = chat_search
                 parts.start_soon(part, "chat_search", lambda: _resilient("chat search", searching.run, poll))
+            if insights is not None:
+                done["insights"] = anyio.Event()
+                analysing = insights
+                parts.start_soon(part, "insights", lambda: _resilient("insight loop", analysing.run, poll))
             if scheduler is not None:
                 done["scheduler"] = anyio.Event()
                 parts.start_soon(part, "scheduler", scheduler.run)
@@ -318,7 +331,8 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, campaigns, automation, mailer, chat_search, scheduler)
+            loops = (processor, sender, deliverer, campaigns, automation, mailer, chat_search, insights,
+                     scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -334,7 +348,7 @@ class Runner:
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
         loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, AlertMailer | None,
-                     ChatSearchLoop | None, Scheduler | None],
+                     ChatSearchLoop | None, InsightLoop | None, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
