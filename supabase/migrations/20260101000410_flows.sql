@@ -6,8 +6,8 @@
  * the graph here, in SQL, and freezes the version. An execution pins the version it started
  * on; the worker's interpreter (python/zapbase/flows) advances it one customer message at a
  * time and commits its state with the replies it queued (flow_commit_turn). Triggers start
- * flows: a keyword, a QR / wa.me short code, a Click-to-WhatsApp ad (referral source_id), an
- * event (conversation created, first message ever, outside business hours), the number's
+ * flows: a keyword, a QR / wa.me short code, a Click-to-WhatsApp ad (referral source_id), the
+ * message's intent (classified by the intents module before the turn), an event (conversation created, first message ever, outside business hours), the number's
  * default flow, an agent or an automation (start_flow). Business hours are those of the
  * support module's calendar named by the number (whatsapp_numbers.settings.business_calendar_id),
  * else by the tenant (tenants.settings.business_calendar_id); with neither it is never "outside".
@@ -119,7 +119,7 @@ create table if not exists public.flow_triggers (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   flow_id uuid not null,
-  kind text not null check (kind in ('keyword', 'qr_code', 'referral', 'event', 'default')),
+  kind text not null check (kind in ('keyword', 'qr_code', 'referral', 'intent', 'event', 'default')),
   value text check (length(value) between 1 and 200),
   match text not null default 'exact' check (match in ('exact', 'contains')),
   created_at timestamptz not null default now(),
@@ -127,6 +127,7 @@ create table if not exists public.flow_triggers (
   foreign key (tenant_id, flow_id) references public.flows (tenant_id, id) on delete cascade,
   check (case kind when 'default' then value is null
                    when 'event' then value in ('conversation_created', 'first_message_ever', 'outside_business_hours')
+                   when 'intent' then value ~ '^[a-z][a-z0-9_]{0,59}$'
                    else value is not null end)
 );
 alter table public.flow_triggers enable row level security;
@@ -134,8 +135,8 @@ create index if not exists flow_triggers_flow_idx on public.flow_triggers (tenan
 create index if not exists flow_triggers_match_idx on public.flow_triggers (tenant_id, kind, value);
 create unique index if not exists flow_triggers_code_idx on public.flow_triggers (tenant_id, kind, value)
   where kind in ('qr_code', 'referral');
-comment on table public.flow_triggers is 'What starts a flow: keyword (exact or contained word sequence), qr_code (short code of a QR / wa.me prefilled text), referral (Click-to-WhatsApp ad source_id), event, default (any message of a new conversation on the flow''s numbers).';
-comment on column public.flow_triggers.value is 'keyword / qr_code: stored folded (case, accents, punctuation); referral: the ad''s source_id; event: conversation_created, first_message_ever or outside_business_hours (once per closed period and conversation).';
+comment on table public.flow_triggers is 'What starts a flow: keyword (exact or contained word sequence), qr_code (short code of a QR / wa.me prefilled text), referral (Click-to-WhatsApp ad source_id), intent (the message''s classified intent), event, default (any message of a new conversation on the flow''s numbers).';
+comment on column public.flow_triggers.value is 'keyword / qr_code: stored folded (case, accents, punctuation); referral: the ad''s source_id; intent: an intent name (public.intents); event: conversation_created, first_message_ever or outside_business_hours (once per closed period and conversation).';
 comment on column public.flow_triggers.match is 'keyword: exact (the whole message) or contains (the words appear in order).';
 
 -- Executions: one run of a flow version in a conversation.
@@ -572,7 +573,7 @@ $$;
 comment on function private.flow_outside_hours(public.conversations, uuid, timestamptz) is 'Whether an outside_business_hours trigger of the flow fires for a message at `at`: closed by the number''s (else the tenant''s) business calendar, and the flow not started in the conversation since closing.';
 
 -- The flow a customer message starts, by trigger priority: QR / wa.me code, ad referral,
--- keyword, then (only when no flow runs) events and the number's default flow.
+-- keyword, intent, then (only when no flow runs) events and the number's default flow.
 create or replace function private.flow_trigger_match(conv public.conversations, msg public.messages, running boolean)
 returns uuid
 language sql
@@ -590,6 +591,7 @@ as $$
        when 'qr_code' then m.folded = t.value or m.folded like t.value || ' %' or m.folded like '% ' || t.value
                            or m.folded like '% ' || t.value || ' %'
        when 'referral' then msg.referral ->> 'source_id' = t.value
+       when 'intent' then msg.intent = t.value
        when 'keyword' then m.folded = t.value
                            or (t.match = 'contains' and ' ' || m.folded || ' ' like '% ' || t.value || ' %')
        when 'event' then not running and case t.value
@@ -604,7 +606,7 @@ as $$
        when 'default' then not running and not exists (
          select 1 from public.flow_executions e where e.tenant_id = conv.tenant_id and e.conversation_id = conv.id)
      end
-   order by array_position(array['qr_code', 'referral', 'keyword', 'event', 'default'], t.kind),
+   order by array_position(array['qr_code', 'referral', 'keyword', 'intent', 'event', 'default'], t.kind),
             f.whatsapp_number_ids = '{}', t.created_at
    limit 1
 $$;

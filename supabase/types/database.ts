@@ -3648,6 +3648,83 @@ export type Database = {
           },
         ]
       }
+      intent_cache: {
+        Row: {
+          confidence: number
+          created_at: string
+          id: string
+          intent: string | null
+          key: string
+          model: string | null
+          tenant_id: string
+        }
+        Insert: {
+          confidence: number
+          created_at?: string
+          id?: string
+          intent?: string | null
+          key: string
+          model?: string | null
+          tenant_id: string
+        }
+        Update: {
+          confidence?: number
+          created_at?: string
+          id?: string
+          intent?: string | null
+          key?: string
+          model?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "intent_cache_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      intents: {
+        Row: {
+          active: boolean
+          created_at: string
+          description: string
+          examples: string[]
+          id: string
+          name: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          active?: boolean
+          created_at?: string
+          description: string
+          examples?: string[]
+          id?: string
+          name: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          active?: boolean
+          created_at?: string
+          description?: string
+          examples?: string[]
+          id?: string
+          name?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "intents_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       invites: {
         Row: {
           accepted_at: string | null
@@ -4315,6 +4392,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -4369,6 +4447,7 @@ export type Database = {
           forwarded?: boolean
           id?: string
           intent?: string | null
+          intent_confidence?: number | null
           interactive_reply_id?: string | null
           is_voice?: boolean
           lease_until?: string | null
@@ -4423,6 +4502,7 @@ export type Database = {
           forwarded?: boolean
           id?: string
           intent?: string | null
+          intent_confidence?: number | null
           interactive_reply_id?: string | null
           is_voice?: boolean
           lease_until?: string | null
@@ -6580,6 +6660,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -7448,6 +7529,17 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      intent_begin: { Args: { message_id: string }; Returns: Json }
+      intent_record: {
+        Args: {
+          cache_key: string
+          confidence: number
+          intent: string
+          message_id: string
+          model?: string
+        }
+        Returns: string
+      }
       invite_member: {
         Args: {
           email: string
@@ -8016,6 +8108,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -8079,6 +8172,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -8692,6 +8786,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null

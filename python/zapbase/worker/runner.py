@@ -213,9 +213,10 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
+            ai = responder if isinstance(responder, AIResponder) else None
             flows = FlowEngine(http=self._flow_http or webhook_http,
                                local_mode=settings.zapbase_webhooks_local_mode,
-                               asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
+                               asker=ai, classifier=ai.intents if ai is not None else None)  # fmt: skip
             processor = Processor(
                 pool=pool,
                 api=api,
