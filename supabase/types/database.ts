@@ -3175,6 +3175,7 @@ export type Database = {
           id: string
           published_at: string | null
           published_by: string | null
+          run_graph: Json | null
           tenant_id: string
           updated_at: string
           version: number
@@ -3187,6 +3188,7 @@ export type Database = {
           id?: string
           published_at?: string | null
           published_by?: string | null
+          run_graph?: Json | null
           tenant_id: string
           updated_at?: string
           version?: number
@@ -3199,6 +3201,7 @@ export type Database = {
           id?: string
           published_at?: string | null
           published_by?: string | null
+          run_graph?: Json | null
           tenant_id?: string
           updated_at?: string
           version?: number
@@ -7784,6 +7787,7 @@ export type Database = {
           id: string
           published_at: string | null
           published_by: string | null
+          run_graph: Json | null
           tenant_id: string
           updated_at: string
           version: number
