@@ -194,6 +194,21 @@ async def test_failing_providers_leave_the_turn_alone(db: Db, chat: Chat, gpt: O
     assert "success" in outcomes and len(outcomes) == 2  # the failure and the local answer, both logged
 
 
+async def test_a_paused_budget_asks_nothing_and_the_flow_still_runs(
+    db: Db, chat: Chat, gpt: OpenAIStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    intents(db, TRACKING)
+    blocks = [{"id": "start", "type": "start"}, {"id": "say", "type": "message", "text": FOUND},
+              {"id": "end", "type": "end"}]  # fmt: skip
+    create_flow(db, "Rastreio", graph(*blocks, edges=[("start", "say"), ("say", "end")]),
+                triggers=(("intent", "rastrear_pedido"), ("keyword", "entrega", "contains")))  # fmt: skip
+    db.sql("update public.budgets set paused_reason = 'manual' where tenant_id = %s", (TENANT,))
+    with caplog.at_level(logging.WARNING, logger="zapbase.bot.intents"):
+        assert texts(await chat.say("e a entrega do pedido?")) == [FOUND]  # by its keyword
+    assert gpt.calls_to(CHAT) == [] and last_inbound(db)["intent_confidence"] is None
+    assert "not classified: paused" in caplog.text
+
+
 def test_parse_answer_accepts_fences_none_and_case() -> None:
     names = {"rastrear_pedido"}
     assert parse_answer('```json\n{"intent": "Rastrear_Pedido", "confidence": 1}\n```', names) == (
