@@ -82,8 +82,8 @@ class IntentClassifier:
         the threshold, or an invalid answer (logged). Budget refusals and failed providers give
         None too; database errors raise."""
         async with self._connect() as conn, conn.transaction():
-            job = (await (await conn.execute("select public.intent_begin(%s) as job",
-                                             (message.message_id,))).fetchone() or {}).get("job")  # fmt: skip
+            cur = await conn.execute("select public.intent_begin(%s) as job", (message.message_id,))
+            job = ((await cur.fetchone()) or {}).get("job")
         if not job:
             return None
         async with self._connect() as conn:
@@ -113,7 +113,7 @@ class IntentClassifier:
             cur = await conn.execute(
                 "select public.intent_record(%s, %s, %s, %s::numeric, %s) as intent",
                 (message.message_id, job["key"], intent, round(confidence, 3),
-                 f"{response.result.provider}/{response.result.model}"),
+                 f"{response.result.provider}/{response.result.model}"[:120]),
             )  # fmt: skip
             kept: str | None = ((await cur.fetchone()) or {}).get("intent")
         _logger.info("message %s: intent %s (%.2f, kept: %s)", message.message_id, intent, confidence, kept)
