@@ -198,8 +198,11 @@ begin
     -- the cheapest priced model of the tenant's chain (the chain falls back from it)
     'model', (select m.model from private.effective_policy(v_msg.tenant_id, null) p
                 cross join lateral unnest(p.chain) g(gateway_id)
-                join public.ai_models m on m.gateway_id = g.gateway_id and m.is_active and m.api_type = 'chat'
-               where m.provider <> 'local'
+                cross join lateral (  -- as ai_policy resolves it: the tenant's own model first
+                  select * from public.ai_models r
+                   where r.gateway_id = g.gateway_id and (r.tenant_id is null or r.tenant_id = v_msg.tenant_id)
+                   order by r.tenant_id nulls last limit 1) m
+               where m.is_active and m.api_type = 'chat' and m.provider <> 'local'
                order by m.input_usd_per_mtok + m.output_usd_per_mtok, m.gateway_id limit 1));
 end;
 $$;
