@@ -10,7 +10,8 @@
  *   intent_begin(message) ─► null: nothing to ask (no active intents, no text, already
  *        │                         classified, or the cached answer applied)
  *        ▼ {key, intents, model}
- *   the model answers {"intent": name | "none", "confidence": 0-1}, validated by the worker
+ *   the model answers {"intent": name | "none", "confidence": 0-1} (the gateway's structured
+ *   output, validated against a schema of the active intents)
  *        ▼
  *   intent_record(message, key, intent, confidence) ─► cache, message, conversation, event
  *

@@ -4,18 +4,17 @@
 
 SQL decides whether to ask at all (`intent_begin`: the tenant has active intents, the message
 has text, no cached answer) and which model (the cheapest of the tenant's chain); the model
-answers through the gateway (budget, usage log with feature 'intent', fallback) and its answer
-is validated here: anything but a JSON object naming an active intent (or "none") with a
-confidence between 0 and 1 is logged and gives no intent. `intent_record` caches, applies the
-tenant's threshold and stores the result.
+answers through the gateway's structured output (budget, usage log with feature 'intent',
+fallback; validated against a schema naming the active intents, asked again once when
+invalid). An answer still invalid, a refusal or failed providers are logged and give no
+intent. `intent_record` caches, applies the tenant's threshold and stores the result.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zapbase.ai.types import ChatMessage, ChatRequest
@@ -24,15 +23,15 @@ from zapbase.bot.gateways import Gateways
 from zapbase.db.pool import Connect
 from zapbase.whatsapp.inbound import InboundMessage
 
-__all__ = ["INTENT_FEATURE", "IntentClassifier", "intent_prompt", "parse_answer"]
+__all__ = ["INTENT_FEATURE", "IntentClassifier", "answer_schema", "intent_prompt"]
 
 _logger = logging.getLogger(__name__)
 
 INTENT_FEATURE = "intent"  # ai_usage.feature of classifications
+NONE = "none"
 _MAX_TOKENS = 60
 _INSTRUCTIONS = """Você classifica mensagens de clientes no WhatsApp. Escolha a intenção da mensagem \
-entre as listadas abaixo, ou "none" se nenhuma servir.
-Responda só com JSON, sem texto em volta: {"intent": "<nome ou none>", "confidence": <0 a 1>}
+entre as listadas abaixo, ou "none" se nenhuma servir, e diga sua confiança (0 a 1).
 
 Intenções:
 """
@@ -47,21 +46,15 @@ def intent_prompt(intents: Sequence[Mapping[str, Any]]) -> str:
     return _INSTRUCTIONS + "\n".join(lines)
 
 
-def parse_answer(text: str, names: Collection[str]) -> tuple[str | None, float]:
-    """(intent or None for "none", confidence) from the model's answer; raises ValueError on
-    anything else (not JSON, an unknown intent, a confidence outside 0-1)."""
-    body = text.strip().removeprefix("```json").removeprefix("```").removesuffix("```").strip()
-    answer = json.loads(body)
-    if not isinstance(answer, dict):
-        raise ValueError("the answer is not a JSON object")
-    intent, confidence = answer.get("intent"), answer.get("confidence")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
-        raise ValueError(f"confidence {confidence!r} is not a number between 0 and 1")
-    if intent is None or (isinstance(intent, str) and intent.strip().lower() == "none"):
-        return None, float(confidence)
-    if not isinstance(intent, str) or intent.strip().lower() not in names:
-        raise ValueError(f"{intent!r} is not one of the tenant's intents")
-    return intent.strip().lower(), float(confidence)
+def answer_schema(names: Sequence[str]) -> dict[str, Any]:
+    """What the model must answer: one of the names or "none", and a confidence in [0, 1]."""
+    return {
+        "type": "object",
+        "properties": {"intent": {"enum": [*names, NONE]},
+                       "confidence": {"type": "number", "minimum": 0, "maximum": 1}},
+        "required": ["intent", "confidence"],
+        "additionalProperties": False,
+    }  # fmt: skip
 
 
 class IntentClassifier:
@@ -79,17 +72,15 @@ class IntentClassifier:
 
     async def classify(self, message: InboundMessage) -> str | None:
         """The intent kept for the message (stored by SQL), or None: none asked, none fits, below
-        the threshold, or an invalid answer (logged). Budget refusals and failed providers give
-        None too; database errors raise."""
+        the threshold, an invalid answer, a budget refusal or failed providers (logged).
+        Database errors raise."""
         async with self._connect() as conn, conn.transaction():
             cur = await conn.execute("select public.intent_begin(%s) as job", (message.message_id,))
             job = ((await cur.fetchone()) or {}).get("job")
         if not job:
             return None
         async with self._connect() as conn:
-            # intent_cache is the cache: the gateway's would replay an answer refused here
             policy = await load_policy(conn, message.tenant_id, None)
-            policy = dataclasses.replace(policy, cache_ttl_seconds=0)
             gateway = await self._gateways.for_tenant(conn, message.tenant_id)
         request = ChatRequest(
             messages=(ChatMessage(role="user", content=message.content or ""),),
@@ -98,23 +89,23 @@ class IntentClassifier:
             conversation_id=str(message.conversation_id), message_id=str(message.message_id),
             request_id=message.wamid,
         )  # fmt: skip
-        response = await gateway.chat(request, policy)
-        if response.result is None:
-            reason = response.refusal.reason if response.refusal else response.error and response.error.code
-            _logger.warning("message %s not classified: %s", message.message_id, reason)
+        schema = answer_schema([i["name"] for i in job["intents"]])
+        answer = await gateway.complete_json(request, policy, schema=schema, name="intent")
+        if not answer.ok or answer.result is None:
+            _logger.warning("message %s not classified: %s (%.200r)", message.message_id, answer.message,
+                            answer.text)  # fmt: skip
             return None
-        try:
-            intent, confidence = parse_answer(response.result.text, {i["name"] for i in job["intents"]})
-        except ValueError as exc:  # json.JSONDecodeError is one
-            _logger.warning("message %s: the classifier's answer is refused (%s): %.200r",
-                            message.message_id, exc, response.result.text)  # fmt: skip
+        intent = None if answer.value["intent"] == NONE else str(answer.value["intent"])
+        confidence = round(float(answer.value["confidence"]), 3)
+        if not math.isfinite(confidence):  # NaN passes the schema's bounds
+            _logger.warning("message %s not classified: confidence %s", message.message_id, confidence)
             return None
         async with self._connect() as conn, conn.transaction():
             cur = await conn.execute(
                 "select public.intent_record(%s, %s, %s, %s::numeric, %s) as intent",
-                (message.message_id, job["key"], intent, round(confidence, 3),
-                 f"{response.result.provider}/{response.result.model}"[:120]),
+                (message.message_id, job["key"], intent, confidence,
+                 f"{answer.result.provider}/{answer.result.model}"[:120]),
             )  # fmt: skip
             kept: str | None = ((await cur.fetchone()) or {}).get("intent")
-        _logger.info("message %s: intent %s (%.2f, kept: %s)", message.message_id, intent, confidence, kept)
+        _logger.info("message %s: intent %s (%.3f, kept: %s)", message.message_id, intent, confidence, kept)
         return kept
