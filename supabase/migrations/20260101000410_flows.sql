@@ -6,8 +6,8 @@
  * the graph here, in SQL, and freezes the version. An execution pins the version it started
  * on; the worker's interpreter (python/zapbase/flows) advances it one customer message at a
  * time and commits its state with the replies it queued (flow_commit_turn). Triggers start
- * flows: a keyword, a QR / wa.me short code, a Click-to-WhatsApp ad (referral source_id), an
- * event (conversation created, first message ever, outside business hours), the number's
+ * flows: a keyword, a QR / wa.me short code, a Click-to-WhatsApp ad (referral source_id), the
+ * message's intent (classified by the intents module before the turn), an event (conversation created, first message ever, outside business hours), the number's
  * default flow, an agent or an automation (start_flow). Business hours are those of the
  * support module's calendar named by the number (whatsapp_numbers.settings.business_calendar_id),
  * else by the tenant (tenants.settings.business_calendar_id); with neither it is never "outside".
@@ -38,7 +38,9 @@
  *   ai             prompt, variable (answer stored) and/or send (true: sent) next, error
  *   whatsapp_flow  text, flow_id (Meta's), cta, variable (nfm_reply response JSON) next, invalid
  *   wait           seconds (60-604800), variable (the reply)                next, timeout
- *   jump           target (a block id)                                      -
+ *   jump           target (a block id) | flow_id (a sub-flow: another       - | next
+ *                  published flow of the tenant, run here; its end blocks
+ *                  return to this block's next port, or end the run without one)
  *   handoff        text, reason, team_id                                    -
  *   end            text                                                     -
  * An unconnected invalid / error / timeout port hands the conversation to humans.
@@ -88,6 +90,7 @@ create table if not exists public.flow_versions (
   graph jsonb not null default '{"blocks": [{"id": "start", "type": "start"}], "edges": []}'::jsonb
     check (jsonb_typeof(graph) = 'object' and pg_column_size(graph) <= 1048576),
   canvas jsonb not null default '{}'::jsonb check (pg_column_size(canvas) <= 1048576),
+  run_graph jsonb check (pg_column_size(run_graph) <= 4194304),
   published_at timestamptz,
   published_by uuid,
   created_at timestamptz not null default now(),
@@ -104,6 +107,7 @@ create index if not exists flow_versions_published_by_idx on public.flow_version
   where published_by is not null;
 comment on table public.flow_versions is 'Versions of a flow''s graph: one draft at a time, edited freely; published versions are frozen (executions pin them).';
 comment on column public.flow_versions.graph is 'Blocks and edges, in the schema documented at the top of the flows migration; validated by publish_flow.';
+comment on column public.flow_versions.run_graph is 'What executions run, set by publish_flow: graph with each sub-flow call replaced by the called flow''s published run_graph (block ids prefixed "<calling block>/"), so a version pins its sub-flows too.';
 comment on column public.flow_versions.canvas is 'Editor layout (React Flow positions, zoom): never read by the runtime.';
 comment on column public.flow_versions.version is 'Sequence number within the flow, set on insert.';
 
@@ -119,7 +123,7 @@ create table if not exists public.flow_triggers (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   flow_id uuid not null,
-  kind text not null check (kind in ('keyword', 'qr_code', 'referral', 'event', 'default')),
+  kind text not null check (kind in ('keyword', 'qr_code', 'referral', 'intent', 'event', 'default')),
   value text check (length(value) between 1 and 200),
   match text not null default 'exact' check (match in ('exact', 'contains')),
   created_at timestamptz not null default now(),
@@ -127,6 +131,7 @@ create table if not exists public.flow_triggers (
   foreign key (tenant_id, flow_id) references public.flows (tenant_id, id) on delete cascade,
   check (case kind when 'default' then value is null
                    when 'event' then value in ('conversation_created', 'first_message_ever', 'outside_business_hours')
+                   when 'intent' then value ~ '^[a-z][a-z0-9_]{0,59}$'
                    else value is not null end)
 );
 alter table public.flow_triggers enable row level security;
@@ -134,8 +139,8 @@ create index if not exists flow_triggers_flow_idx on public.flow_triggers (tenan
 create index if not exists flow_triggers_match_idx on public.flow_triggers (tenant_id, kind, value);
 create unique index if not exists flow_triggers_code_idx on public.flow_triggers (tenant_id, kind, value)
   where kind in ('qr_code', 'referral');
-comment on table public.flow_triggers is 'What starts a flow: keyword (exact or contained word sequence), qr_code (short code of a QR / wa.me prefilled text), referral (Click-to-WhatsApp ad source_id), event, default (any message of a new conversation on the flow''s numbers).';
-comment on column public.flow_triggers.value is 'keyword / qr_code: stored folded (case, accents, punctuation); referral: the ad''s source_id; event: conversation_created, first_message_ever or outside_business_hours (once per closed period and conversation).';
+comment on table public.flow_triggers is 'What starts a flow: keyword (exact or contained word sequence), qr_code (short code of a QR / wa.me prefilled text), referral (Click-to-WhatsApp ad source_id), intent (the message''s classified intent), event, default (any message of a new conversation on the flow''s numbers).';
+comment on column public.flow_triggers.value is 'keyword / qr_code: stored folded (case, accents, punctuation); referral: the ad''s source_id; intent: an intent name (public.intents); event: conversation_created, first_message_ever or outside_business_hours (once per closed period and conversation).';
 comment on column public.flow_triggers.match is 'keyword: exact (the whole message) or contains (the words appear in order).';
 
 -- Executions: one run of a flow version in a conversation.
@@ -148,7 +153,7 @@ create table if not exists public.flow_executions (
   contact_id uuid not null,
   whatsapp_number_id uuid,
   status text not null default 'active' check (status in ('active', 'completed', 'abandoned', 'expired', 'failed')),
-  current_block text check (length(current_block) <= 64),
+  current_block text check (length(current_block) <= 200),
   awaiting text check (awaiting in ('input', 'wait', 'restart')),
   pending_event text check (pending_event in ('start', 'expired', 'timeout')),
   variables jsonb not null default '{}'::jsonb check (pg_column_size(variables) <= 262144),
@@ -209,7 +214,7 @@ create table if not exists public.flow_steps (
   execution_id uuid not null,
   flow_id uuid not null,
   flow_version_id uuid not null,
-  block_id text not null check (length(block_id) <= 64),
+  block_id text not null check (length(block_id) <= 200),
   block_type text not null check (length(block_type) <= 20),
   input text check (length(input) <= 1000),
   outcome text not null check (length(outcome) <= 500),
@@ -314,8 +319,8 @@ as $$
     select e ->> 'from' as src, e ->> 'to' as dst, coalesce(e ->> 'port', 'next') as port
       from jsonb_array_elements(case when jsonb_typeof(graph -> 'edges') = 'array' then graph -> 'edges'
                                      else '[]' end) e
-    union all  -- a jump is an edge too
-    select b.id, b.b ->> 'target', 'jump' from blocks b where b.type = 'jump'
+    union all  -- a jump is an edge too (a sub-flow call left here was not inlined: see below)
+    select b.id, b.b ->> 'target', 'jump' from blocks b where b.type = 'jump' and not b.b ? 'flow_id'
   ),
   ports as (  -- the out ports each block may use
     select b.id, p.port from blocks b cross join lateral unnest(case
@@ -327,7 +332,7 @@ as $$
       when b.type = 'condition' then array['true', 'false']
       when b.type in ('http', 'ai') then array['next', 'error']
       when b.type = 'wait' then array['next', 'timeout']
-      when b.type = 'jump' then array['jump']
+      when b.type = 'jump' then case when b.b ? 'flow_id' then array['next'] else array['jump'] end
       else array[]::text[] end) p(port)
   ), reach as (  -- from the start block through edges
     select b.id from blocks b where b.type = 'start'
@@ -363,7 +368,10 @@ as $$
     from blocks where type = 'start' having count(*) <> 1
   union all
   select b.id, 'block id must be 1-64 letters, digits, _ or -' from blocks b
-   where b.id is null or b.id !~ '^[A-Za-z0-9_-]{1,64}$'
+   where b.id is null or b.id !~ '^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*$'
+  union all
+  select b.id, 'sub-flows nest too deep: the ids of their blocks (calling block ids joined by /) exceed 200'
+               ' characters' from blocks b where length(b.id) > 200
   union all
   select b.id, 'block id is used ' || count(*) || ' times' from blocks b where b.id is not null group by b.id
   having count(*) > 1
@@ -502,7 +510,11 @@ as $$
    where b.type = 'wait' and not (jsonb_typeof(b.b -> 'seconds') = 'number'
                                   and (b.b ->> 'seconds')::numeric between 60 and 604800)
   union all
-  select b.id, 'a jump needs a target' from blocks b where b.type = 'jump' and coalesce(b.b ->> 'target', '') = ''
+  select b.id, 'a jump needs a target' from blocks b
+   where b.type = 'jump' and coalesce(b.b ->> 'target', '') = '' and not b.b ? 'flow_id'
+  union all
+  select b.id, 'flow_id ' || (b.b ->> 'flow_id') || ' is not a published flow of this tenant' from blocks b
+   where b.type = 'jump' and b.b ? 'flow_id'  -- publish_flow inlined every call it could
   union all
   select b.id, 'text is at most 4096 characters' from blocks b
    where b.type in ('handoff', 'end') and length(b.b ->> 'text') > 4096
@@ -511,6 +523,69 @@ as $$
    where jsonb_typeof(graph -> 'blocks') is distinct from 'array' or jsonb_typeof(graph -> 'edges') is distinct from 'array'
 $$;
 comment on function private.flow_graph_problems(uuid, jsonb) is 'Every problem of a flow graph, naming its block: one start, edges between existing blocks on existing ports, no orphan, variables set before read, unique choice ids, WhatsApp limits, teams and integrations of the tenant.';
+
+-- The graph an execution runs: each sub-flow call (a jump with a flow_id) replaced by the
+-- called flow's published run_graph (its own calls already inlined when it was published),
+-- its block ids prefixed with the calling block's id and "/". The call jumps to the
+-- sub-flow's first block; the sub-flow's end blocks go on at the call's next port (a message
+-- with their text first) or, when it has none, end the run. A call of a flow that is not
+-- published stays as it is, for flow_graph_problems to name.
+create or replace function private.flow_inline(tenant_id uuid, graph jsonb)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_call jsonb;
+  v_sub jsonb;
+  v_prefix text;
+  v_return text;
+  v_start text;
+  v_blocks jsonb := graph -> 'blocks';
+  v_edges jsonb := graph -> 'edges';
+begin
+  if jsonb_typeof(v_blocks) is distinct from 'array' or jsonb_typeof(v_edges) is distinct from 'array' then
+    return graph;
+  end if;
+  for v_call in select b from jsonb_array_elements(graph -> 'blocks') b
+                 where b ->> 'type' = 'jump' and b ? 'flow_id' loop
+    select v.run_graph into v_sub
+      from public.flows f join public.flow_versions v on v.tenant_id = f.tenant_id and v.id = f.published_version_id
+     where f.tenant_id = flow_inline.tenant_id and f.id::text = v_call ->> 'flow_id';
+    continue when v_sub is null;
+    v_prefix := (v_call ->> 'id') || '/';
+    v_return := (select e ->> 'to' from jsonb_array_elements(v_edges) e
+                  where e ->> 'from' = v_call ->> 'id' and coalesce(e ->> 'port', 'next') = 'next' limit 1);
+    v_start := (select b ->> 'id' from jsonb_array_elements(v_sub -> 'blocks') b where b ->> 'type' = 'start');
+    v_blocks := (select jsonb_agg(case when b ->> 'id' = v_call ->> 'id' then jsonb_build_object(
+                     'id', b ->> 'id', 'type', 'jump', 'target', v_prefix || (
+                       select e ->> 'to' from jsonb_array_elements(v_sub -> 'edges') e
+                        where e ->> 'from' = v_start and coalesce(e ->> 'port', 'next') = 'next'))
+                   else b end)
+                   from jsonb_array_elements(v_blocks) b)
+      || (select jsonb_agg(case
+            when b ->> 'type' = 'end' and v_return is not null and coalesce(b ->> 'text', '') <> '' then
+              jsonb_build_object('id', v_prefix || (b ->> 'id'), 'type', 'message', 'text', b ->> 'text')
+            when b ->> 'type' = 'end' and v_return is not null then
+              jsonb_build_object('id', v_prefix || (b ->> 'id'), 'type', 'jump', 'target', v_return)
+            when b ->> 'type' = 'jump' then
+              b || jsonb_build_object('id', v_prefix || (b ->> 'id'), 'target', v_prefix || (b ->> 'target'))
+            else b || jsonb_build_object('id', v_prefix || (b ->> 'id')) end)
+            from jsonb_array_elements(v_sub -> 'blocks') b where b ->> 'type' <> 'start');
+    v_edges := coalesce((select jsonb_agg(e) from jsonb_array_elements(v_edges) e
+                          where e ->> 'from' <> v_call ->> 'id'), '[]')  -- the call's jump replaces them
+      || coalesce((select jsonb_agg(e || jsonb_build_object('from', v_prefix || (e ->> 'from'),
+                                                            'to', v_prefix || (e ->> 'to')))
+                     from jsonb_array_elements(v_sub -> 'edges') e where e ->> 'from' <> v_start), '[]')
+      || coalesce((select jsonb_agg(jsonb_build_object('from', v_prefix || (b ->> 'id'), 'to', v_return, 'port', 'next'))
+                     from jsonb_array_elements(v_sub -> 'blocks') b
+                    where b ->> 'type' = 'end' and v_return is not null and coalesce(b ->> 'text', '') <> ''), '[]');
+  end loop;
+  return jsonb_build_object('blocks', v_blocks, 'edges', v_edges);
+end;
+$$;
+comment on function private.flow_inline(uuid, jsonb) is 'A graph with its sub-flow calls replaced by the called flows'' published run_graph (ids prefixed "<call>/", ends returning to the call''s next port): what publish_flow validates and freezes as run_graph.';
 
 -- A new execution of a flow's published version in a conversation, waiting for the worker to
 -- run its start; the conversation goes to flow mode. Any running execution of the contact on
@@ -572,7 +647,7 @@ $$;
 comment on function private.flow_outside_hours(public.conversations, uuid, timestamptz) is 'Whether an outside_business_hours trigger of the flow fires for a message at `at`: closed by the number''s (else the tenant''s) business calendar, and the flow not started in the conversation since closing.';
 
 -- The flow a customer message starts, by trigger priority: QR / wa.me code, ad referral,
--- keyword, then (only when no flow runs) events and the number's default flow.
+-- keyword, intent, then (only when no flow runs) events and the number's default flow.
 create or replace function private.flow_trigger_match(conv public.conversations, msg public.messages, running boolean)
 returns uuid
 language sql
@@ -590,6 +665,7 @@ as $$
        when 'qr_code' then m.folded = t.value or m.folded like t.value || ' %' or m.folded like '% ' || t.value
                            or m.folded like '% ' || t.value || ' %'
        when 'referral' then msg.referral ->> 'source_id' = t.value
+       when 'intent' then msg.intent = t.value
        when 'keyword' then m.folded = t.value
                            or (t.match = 'contains' and ' ' || m.folded || ' ' like '% ' || t.value || ' %')
        when 'event' then not running and case t.value
@@ -604,7 +680,7 @@ as $$
        when 'default' then not running and not exists (
          select 1 from public.flow_executions e where e.tenant_id = conv.tenant_id and e.conversation_id = conv.id)
      end
-   order by array_position(array['qr_code', 'referral', 'keyword', 'event', 'default'], t.kind),
+   order by array_position(array['qr_code', 'referral', 'keyword', 'intent', 'event', 'default'], t.kind),
             f.whatsapp_number_ids = '{}', t.created_at
    limit 1
 $$;
@@ -709,6 +785,7 @@ begin
                               where v.tenant_id = new.tenant_id and v.flow_id = new.flow_id), 0) + 1;
     new.published_at := null;
     new.published_by := null;
+    new.run_graph := null;
   elsif old.published_at is not null then
     raise exception 'version % is published and frozen: edit a new draft', old.version using errcode = '55000';
   end if;
@@ -883,6 +960,7 @@ declare
   v_version public.flow_versions;
   v_member public.members;
   v_problems text;
+  v_run jsonb;
 begin
   select * into v_version from public.flow_versions v where v.id = publish_flow.version_id for update;
   if v_version.id is null or (private.request_role() = 'authenticated' and not private.is_member(v_version.tenant_id)) then
@@ -894,12 +972,13 @@ begin
   if v_version.published_at is not null then
     raise exception 'version % is already published', v_version.version using errcode = '55000';
   end if;
+  v_run := private.flow_inline(v_version.tenant_id, v_version.graph);
   select string_agg(coalesce('block "' || p.block_id || '": ', '') || p.problem, '; ' order by p.block_id nulls first)
-    into v_problems from private.flow_graph_problems(v_version.tenant_id, v_version.graph) p;
+    into v_problems from private.flow_graph_problems(v_version.tenant_id, v_run) p;
   if v_problems is not null then
     raise exception 'the flow cannot be published: %', v_problems using errcode = '23514';
   end if;
-  update public.flow_versions v set published_at = now(), published_by = v_member.id
+  update public.flow_versions v set published_at = now(), published_by = v_member.id, run_graph = v_run
    where v.id = v_version.id returning * into v_version;
   update public.flows f
      set published_version_id = v_version.id, status = case when f.status = 'draft' then 'active' else f.status end
@@ -916,7 +995,7 @@ set search_path = ''
 as $$ select * from private.publish_flow(version_id) $$;
 revoke execute on function private.publish_flow(uuid) from public, anon;
 grant execute on function private.publish_flow(uuid) to authenticated, service_role;
-comment on function public.publish_flow(uuid) is 'Managers: validate a draft version (every problem named by block) and freeze it as the flow''s published version; a draft flow becomes active.';
+comment on function public.publish_flow(uuid) is 'Managers: validate a draft version (every problem named by block, sub-flows inlined) and freeze it as the flow''s published version (run_graph: what executions run); a draft flow becomes active.';
 
 -- Starts a flow in a live conversation now (its row locked by the caller), for a member or
 -- (member null) an automation: a running flow of the contact on that number ends as abandoned.
@@ -1107,7 +1186,7 @@ begin
     'execution', to_jsonb(v_exec),
     'flow', jsonb_build_object('name', v_flow.name, 'max_steps_per_turn', v_flow.max_steps_per_turn,
                                'max_block_visits', v_flow.max_block_visits),
-    'graph', (select v.graph from public.flow_versions v where v.tenant_id = v_exec.tenant_id
+    'graph', (select v.run_graph from public.flow_versions v where v.tenant_id = v_exec.tenant_id
                                                             and v.id = v_exec.flow_version_id),
     'contact', (select jsonb_build_object('name', coalesce(k.profile_name, ''), 'wa_id', coalesce(k.wa_id, ''))
                   from public.contacts k where k.tenant_id = v_conv.tenant_id and k.id = v_conv.contact_id),
@@ -1118,7 +1197,7 @@ begin
                  where i.tenant_id = v_exec.tenant_id and i.secret_id is not null
                    and i.id::text in (
                      select h.value ->> 'integration'
-                       from public.flow_versions v, jsonb_array_elements(v.graph -> 'blocks') b,
+                       from public.flow_versions v, jsonb_array_elements(v.run_graph -> 'blocks') b,
                             jsonb_each(case when jsonb_typeof(b -> 'headers') = 'object' then b -> 'headers'
                                             else '{}' end) h
                       where v.tenant_id = v_exec.tenant_id and v.id = v_exec.flow_version_id

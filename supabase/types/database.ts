@@ -3512,6 +3512,7 @@ export type Database = {
           id: string
           published_at: string | null
           published_by: string | null
+          run_graph: Json | null
           tenant_id: string
           updated_at: string
           version: number
@@ -3524,6 +3525,7 @@ export type Database = {
           id?: string
           published_at?: string | null
           published_by?: string | null
+          run_graph?: Json | null
           tenant_id: string
           updated_at?: string
           version?: number
@@ -3536,6 +3538,7 @@ export type Database = {
           id?: string
           published_at?: string | null
           published_by?: string | null
+          run_graph?: Json | null
           tenant_id?: string
           updated_at?: string
           version?: number
@@ -3979,6 +3982,83 @@ export type Database = {
         Relationships: [
           {
             foreignKeyName: "integrations_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      intent_cache: {
+        Row: {
+          confidence: number
+          created_at: string
+          id: string
+          intent: string | null
+          key: string
+          model: string | null
+          tenant_id: string
+        }
+        Insert: {
+          confidence: number
+          created_at?: string
+          id?: string
+          intent?: string | null
+          key: string
+          model?: string | null
+          tenant_id: string
+        }
+        Update: {
+          confidence?: number
+          created_at?: string
+          id?: string
+          intent?: string | null
+          key?: string
+          model?: string | null
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "intent_cache_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
+      intents: {
+        Row: {
+          active: boolean
+          created_at: string
+          description: string
+          examples: string[]
+          id: string
+          name: string
+          tenant_id: string
+          updated_at: string
+        }
+        Insert: {
+          active?: boolean
+          created_at?: string
+          description: string
+          examples?: string[]
+          id?: string
+          name: string
+          tenant_id: string
+          updated_at?: string
+        }
+        Update: {
+          active?: boolean
+          created_at?: string
+          description?: string
+          examples?: string[]
+          id?: string
+          name?: string
+          tenant_id?: string
+          updated_at?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "intents_tenant_id_fkey"
             columns: ["tenant_id"]
             referencedRelation: "tenants"
             referencedColumns: ["id"]
@@ -4777,6 +4857,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -4831,6 +4912,7 @@ export type Database = {
           forwarded?: boolean
           id?: string
           intent?: string | null
+          intent_confidence?: number | null
           interactive_reply_id?: string | null
           is_voice?: boolean
           lease_until?: string | null
@@ -4885,6 +4967,7 @@ export type Database = {
           forwarded?: boolean
           id?: string
           intent?: string | null
+          intent_confidence?: number | null
           interactive_reply_id?: string | null
           is_voice?: boolean
           lease_until?: string | null
@@ -7537,6 +7620,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -8471,6 +8555,17 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      intent_begin: { Args: { message_id: string }; Returns: Json }
+      intent_record: {
+        Args: {
+          cache_key: string
+          confidence: number
+          intent: string
+          message_id: string
+          model?: string
+        }
+        Returns: string
+      }
       invite_member: {
         Args: {
           email: string
@@ -8715,6 +8810,7 @@ export type Database = {
           id: string
           published_at: string | null
           published_by: string | null
+          run_graph: Json | null
           tenant_id: string
           updated_at: string
           version: number
@@ -9079,6 +9175,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -9142,6 +9239,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null
@@ -9751,6 +9849,7 @@ export type Database = {
           forwarded: boolean
           id: string
           intent: string | null
+          intent_confidence: number | null
           interactive_reply_id: string | null
           is_voice: boolean
           lease_until: string | null

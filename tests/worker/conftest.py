@@ -96,4 +96,5 @@ def orders() -> OrdersStandIn:
 @pytest.fixture
 async def flow_engine(orders: OrdersStandIn, offline_responder: AIResponder) -> AsyncIterator[FlowEngine]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=orders.app)) as http:
-        yield FlowEngine(http=http, local_mode=True, asker=offline_responder)
+        yield FlowEngine(http=http, local_mode=True, asker=offline_responder,
+                         classifier=offline_responder.intents)

@@ -14,7 +14,7 @@ import pytest
 from flow_chat import Chat, options, texts
 from loop_support import MARIA
 
-from flows_db.flow_support import TEAM, TENANT, create_flow, graph
+from flows_db.flow_support import OWNER, TEAM, TENANT, create_flow, graph
 from support import Db
 from zapbase.bot import AIResponder
 from zapbase.db.pool import Pool
@@ -350,3 +350,52 @@ async def test_a_team_deleted_after_publishing_falls_back_to_the_support_team(db
     assert texts(await chat.say("teste")) == [HANDOFF_NOTICE]
     conversation = db.sql("select * from public.conversations")[0]
     assert conversation["mode"] == "human" and str(conversation["team_id"]) == TEAM
+
+
+def address_subflow(db: Db, end_text: str = "Obrigado!") -> str:
+    """A published flow that asks a CEP: the sub-flow of the tests below."""
+    body = graph(START, {"id": "cep", "type": "question", "text": "Seu CEP?", "variable": "cep"},
+                 {"id": "end", "type": "end", "text": end_text},
+                 edges=[("start", "cep"), ("cep", "end")])  # fmt: skip
+    flow_id, _ = create_flow(db, "Endereço", body)
+    return str(flow_id)
+
+
+async def test_a_subflow_runs_and_returns_to_its_caller(db: Db, chat: Chat) -> None:
+    sub = address_subflow(db)
+    flow(db, {"id": "hi", "type": "message", "text": "Vamos ao cadastro."},
+         {"id": "call", "type": "jump", "flow_id": sub},
+         {"id": "done", "type": "message", "text": "CEP {{cep}} anotado."},  # set by the sub-flow
+         edges=[("start", "hi"), ("hi", "call"), ("call", "done"), ("done", "end")])  # fmt: skip
+    assert texts(await chat.say("teste")) == ["Vamos ao cadastro.", "Seu CEP?"]
+    assert chat.execution()["current_block"] == "call/cep"
+    assert texts(await chat.say("01310-100")) == ["Obrigado!", "CEP 01310-100 anotado.", "Até mais!"]
+    assert chat.execution()["status"] == "completed"
+    assert [b for b, _ in chat.steps()] == [
+        "start", "hi", "call", "call/cep", "call/cep", "call/end", "done", "end"]
+    # the caller's version pinned the sub-flow as it was: a new version of it changes nothing
+    with db.as_user(OWNER) as s:
+        draft = s.value("insert into public.flow_versions (tenant_id, flow_id, graph)"
+                        " select tenant_id, flow_id, graph from public.flow_versions where flow_id = %s"
+                        " returning id", (sub,))  # fmt: skip
+        s.all("update public.flow_versions set graph = jsonb_set(graph, '{blocks,1,text}', '\"CEP?\"')"
+              " where id = %s", (draft,))  # fmt: skip
+        s.all("select public.publish_flow(%s)", (draft,))
+    assert texts(await chat.say("teste")) == ["Vamos ao cadastro.", "Seu CEP?"]
+
+
+async def test_a_subflow_called_last_ends_the_run(db: Db, chat: Chat) -> None:
+    sub = address_subflow(db, end_text="Cadastro concluído.")
+    flow(db, {"id": "call", "type": "jump", "flow_id": sub}, edges=[("start", "call")])
+    await chat.say("teste")
+    assert texts(await chat.say("01310-100")) == ["Cadastro concluído."]
+    assert chat.execution()["status"] == "completed" and chat.execution()["end_reason"] == "end"
+
+
+def test_a_call_of_an_unpublished_flow_is_refused(db: Db) -> None:
+    draft, _ = create_flow(db, "Rascunho", graph(START, END, edges=[("start", "end")]), publish=False)
+    body = graph(START, {"id": "call", "type": "jump", "flow_id": str(draft)}, END,
+                 edges=[("start", "call"), ("call", "end")])  # fmt: skip
+    with pytest.raises(psycopg.errors.CheckViolation,
+                       match=f'block "call": flow_id {draft} is not a published flow of this tenant'):
+        create_flow(db, "Chamador", body)

@@ -36,6 +36,7 @@ from typing import Any
 from zapbase.ai.types import AttemptStatus, ChatMessage, ChatRequest, GatewayResponse, Refusal
 from zapbase.bot.config import Bot, daily_cap_reached, find_bot, load_policy
 from zapbase.bot.gateways import Gateways
+from zapbase.bot.intents import IntentClassifier
 from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Memory, Summarizer, read_memory
 from zapbase.bot.prompt import accounting, build_request
@@ -94,6 +95,8 @@ class AIResponder:
         listener: transcribes voice notes; None: the bot asks for text instead.
         speaker: voice notes of replies; None: text only.
         clock: now, for business hours and daily caps.
+
+    `intents` classifies customer messages on the same gateways (the flow engine's classifier).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class AIResponder:
         self._listener = listener
         self._speaker = speaker
         self._clock = clock
+        self.intents = IntentClassifier(connect=connect, gateways=gateways)
 
     @property
     def gateways(self) -> Gateways:

@@ -47,7 +47,7 @@ from zapbase.flows.interpreter import (
 from zapbase.webhooks.guard import RefusedTarget, resolve_target
 from zapbase.whatsapp.inbound import InboundMessage
 
-__all__ = ["Asker", "Begun", "FlowEngine"]
+__all__ = ["Asker", "Begun", "Classifier", "FlowEngine"]
 
 _logger = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ class Asker(Protocol):
     """Answers an AI block's prompt for the conversation of `message`; raises when it cannot."""
 
     async def ask(self, message: InboundMessage, prompt: str) -> str: ...
+
+
+class Classifier(Protocol):
+    """Classifies a customer message's intent and stores it on the message (for intent triggers)."""
+
+    async def classify(self, message: InboundMessage) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +123,28 @@ class FlowEngine:
     * **http** - client of http blocks (no redirects followed).
     * **local_mode** - let http blocks call http:// and private addresses (development, tests).
     * **asker** - answers AI blocks; None: they take their error path.
+    * **classifier** - the intents of customer messages (intent triggers); None: no message
+      gets one.
     """
 
     def __init__(
-        self, *, http: httpx.AsyncClient, local_mode: bool = False, asker: Asker | None = None
-    ) -> None:
+        self, *, http: httpx.AsyncClient, local_mode: bool = False, asker: Asker | None = None,
+        classifier: Classifier | None = None,
+    ) -> None:  # fmt: skip
         self._http = http
         self._local_mode = local_mode
         self._asker = asker
+        self._classifier = classifier
+
+    async def classify(self, message: InboundMessage) -> None:
+        """The message's intent, stored before `begin` reads it. Best effort: a failure is logged
+        and the turn goes on without an intent."""
+        if self._classifier is None or message.type == "system":
+            return
+        try:
+            await self._classifier.classify(message)
+        except Exception:  # a classification never costs the customer their answer
+            _logger.exception("classifying message %s failed", message.message_id)
 
     async def begin(self, conn: Connection, message: InboundMessage) -> Begun | None:
         """The message's flow turn (committed by flow_begin_turn), or None: no flow takes it."""

@@ -7,7 +7,8 @@ of each conversation, leased):
    `ObjectStore` and the row gets `media_storage_path` / `media_size`;
 2. by conversation mode: **human** - nothing (agents answer from the inbox and read
    receipts are theirs to give); **bot** and **flow** - `FlowEngine.begin` asks SQL
-   whether a flow takes the message (a running execution, a trigger, an expiry, or the
+   whether a flow takes the message (a running execution, a trigger - the message's intent,
+   classified first through the AI gateway, is one -, an expiry, or the
    system message that wakes a flow started by an agent or a timed-out wait); if one does,
    the interpreter runs the turn (its http / AI effects hold no connection), else the
    message is marked read with the typing indicator and handed to a `BotResponder`, which
@@ -152,6 +153,7 @@ class Processor(QueueLoop):
             async with self._pool.connection() as conn:
                 await self._finish(conn, message, "ignored", "the contact may not be messaged")
         elif mode in ("bot", "flow"):
+            await self._flows.classify(message)
             async with self._pool.connection() as conn:
                 begun = await self._flows.begin(conn, message)
             if begun is not None:

@@ -217,20 +217,21 @@ class Runner:
                 else ai_responder(settings, pool=pool, api=api, media=storage)
             )
             responder = await stack.enter_async_context(responding)
+            ai = responder if isinstance(responder, AIResponder) else None
             chat_search = (
                 ChatSearchLoop(pool=pool, poll_interval=settings.zapbase_poll_interval_s,
-                               searcher=ChatSearcher(pool=pool, gateways=responder.gateways,
+                               searcher=ChatSearcher(pool=pool, gateways=ai.gateways,
                                                      worker_id=self.worker_id))
-                if isinstance(responder, AIResponder) else None
+                if ai is not None else None
             )  # fmt: skip
             insights = (
-                InsightLoop(pool=pool, gateways=responder.gateways, worker_id=self.worker_id,
+                InsightLoop(pool=pool, gateways=ai.gateways, worker_id=self.worker_id,
                             poll_interval=settings.zapbase_poll_interval_s)
-                if isinstance(responder, AIResponder) else None
+                if ai is not None else None
             )  # fmt: skip
             flows = FlowEngine(http=self._flow_http or webhook_http,
                                local_mode=settings.zapbase_webhooks_local_mode,
-                               asker=responder if isinstance(responder, AIResponder) else None)  # fmt: skip
+                               asker=ai, classifier=ai.intents if ai is not None else None)  # fmt: skip
             processor = Processor(
                 pool=pool,
                 api=api,
