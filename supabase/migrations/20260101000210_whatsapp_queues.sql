@@ -501,6 +501,35 @@ end;
 $$;
 comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the wamid Meta returned; adopts status webhooks that came first.';
 
+-- A status webhook for a wamid no row holds yet, whose biz_opaque_callback_data (the
+-- sender puts the row id there; Meta echoes it in every status) names an outbound row of
+-- the tenant still unsent: Meta accepted that row's send but the sender never recorded it
+-- (it died, or got no answer). The wamid is recorded as whatsapp_mark_sent does, which also
+-- applies the waiting status, so the row is not sent a second time. The row is locked first,
+-- so a sender recording the same wamid at once just repeats it. Returns the row, or null.
+create or replace function private.adopt_unrecorded_send(tenant_id uuid, wamid text, callback_data text)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+begin
+  if coalesce(callback_data, '') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    return null;  -- not ours (another app on the number may set its own)
+  end if;
+  select m.id into v_id from public.messages m
+   where m.tenant_id = adopt_unrecorded_send.tenant_id and m.id = callback_data::uuid and m.direction = 'outbound'
+     and ((m.wamid is null and m.status in ('queued', 'sending')) or m.wamid = adopt_unrecorded_send.wamid)
+     for update;
+  if v_id is not null then
+    perform public.whatsapp_mark_sent(v_id, adopt_unrecorded_send.wamid);
+  end if;
+  return v_id;
+end;
+$$;
+comment on function private.adopt_unrecorded_send(uuid, text, text) is 'Record on the outbound row named by a status''s biz_opaque_callback_data the wamid its sender never stored (queued or sending, no wamid yet); returns the row or null.';
+
 -- Worker: the send failed. Retryable errors (throughput 130429, pair limit 131056, 5xx,
 -- timeouts) go back to the queue after a backoff until max_attempts; the rest fail with
 -- Meta's code, title and details for the agent to see.
