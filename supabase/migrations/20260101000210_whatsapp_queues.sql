@@ -416,10 +416,20 @@ declare
   v_left integer := batch_size;
 begin
   for v_number in
+    -- the numbers with a backlog, skipping along the queue index: one probe per number,
+    -- however many messages wait
+    with recursive busy(id) as (
+      (select m.whatsapp_number_id from public.messages m
+        where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null
+        order by m.whatsapp_number_id limit 1)
+      union all
+      select (select m.whatsapp_number_id from public.messages m
+               where m.status in ('queued', 'sending') and m.whatsapp_number_id > b.id
+               order by m.whatsapp_number_id limit 1)
+        from busy b where b.id is not null
+    )
     select n.* from public.whatsapp_numbers n
-     where n.id in (select distinct m.whatsapp_number_id from public.messages m
-                     where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null)
-       and n.status <> 'disabled'
+     where n.id in (select b.id from busy b) and n.status <> 'disabled'
      order by n.send_window_start nulls first
      -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
      -- number (foreign keys) would make the sender skip a busy number
@@ -429,15 +439,19 @@ begin
     v_capacity := v_number.throughput_mps - case when v_number.send_window_start > now() - interval '1 second'
                                                  then v_number.send_window_count else 0 end;
     continue when v_capacity <= 0;
+    -- oldest first along the queue index, stopping at the capacity: the cost follows what is
+    -- claimed, not the backlog
     select array_agg(h.id) into v_ids
-      from (select q.id from (
-              select distinct on (m.contact_id) m.id, m.status, m.next_attempt_at, m.lease_until, m.created_at
-                from public.messages m
-               where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
-               order by m.contact_id, m.created_at, m.id) q
-             where (q.status = 'queued' and coalesce(q.next_attempt_at, q.created_at) <= now())
-                or (q.status = 'sending' and q.lease_until < now())
-             order by q.created_at
+      from (select m.id from public.messages m
+             where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
+               and ((m.status = 'queued' and coalesce(m.next_attempt_at, m.created_at) <= now())
+                    or (m.status = 'sending' and m.lease_until < now()))
+               -- the contact's oldest unsent message (none before it queued or in flight)
+               and m.id = (select e.id from public.messages e
+                            where e.whatsapp_number_id = v_number.id and e.contact_id = m.contact_id
+                              and e.status in ('queued', 'sending')
+                            order by e.created_at, e.id limit 1)
+             order by m.created_at
              limit least(v_capacity, v_left)) h;
     continue when v_ids is null;
     update public.messages m
