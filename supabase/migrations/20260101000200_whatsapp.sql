@@ -312,6 +312,9 @@ create index if not exists messages_inbound_queue_idx on public.messages (create
   where status in ('received', 'processing');
 create index if not exists messages_outbound_queue_idx on public.messages (whatsapp_number_id, created_at)
   where status in ('queued', 'sending');
+-- The sender's one-in-flight-per-contact check: is an older message of the contact unsent?
+create index if not exists messages_outbound_contact_queue_idx
+  on public.messages (whatsapp_number_id, contact_id, created_at, id) where status in ('queued', 'sending');
 -- Bots' daily reply caps count their replies of the day.
 create index if not exists messages_bot_replies_idx on public.messages (tenant_id, created_at)
   where sender_type = 'bot';

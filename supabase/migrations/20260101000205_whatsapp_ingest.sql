@@ -621,7 +621,10 @@ begin
     return 'duplicate';
   end if;
   if v_message is null then
-    return 'unknown';
+    -- maybe a send whose sender died before storing the wamid: its callback data names the row
+    return case when private.adopt_unrecorded_send(ingest_status.tenant_id, st ->> 'id',
+                                                   st ->> 'biz_opaque_callback_data') is null
+                then 'unknown' else 'applied' end;
   end if;
   perform private.apply_status(v_message, st ->> 'status', v_at,
     case when v_error ->> 'code' ~ '^[0-9]{1,9}$' then v_error end, st -> 'pricing');

@@ -416,10 +416,20 @@ declare
   v_left integer := batch_size;
 begin
   for v_number in
+    -- the numbers with a backlog, skipping along the queue index: one probe per number,
+    -- however many messages wait
+    with recursive busy(id) as (
+      (select m.whatsapp_number_id from public.messages m
+        where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null
+        order by m.whatsapp_number_id limit 1)
+      union all
+      select (select m.whatsapp_number_id from public.messages m
+               where m.status in ('queued', 'sending') and m.whatsapp_number_id > b.id
+               order by m.whatsapp_number_id limit 1)
+        from busy b where b.id is not null
+    )
     select n.* from public.whatsapp_numbers n
-     where n.id in (select distinct m.whatsapp_number_id from public.messages m
-                     where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null)
-       and n.status <> 'disabled'
+     where n.id in (select b.id from busy b) and n.status <> 'disabled'
      order by n.send_window_start nulls first
      -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
      -- number (foreign keys) would make the sender skip a busy number
@@ -429,15 +439,19 @@ begin
     v_capacity := v_number.throughput_mps - case when v_number.send_window_start > now() - interval '1 second'
                                                  then v_number.send_window_count else 0 end;
     continue when v_capacity <= 0;
+    -- oldest first along the queue index, stopping at the capacity: the cost follows what is
+    -- claimed, not the backlog
     select array_agg(h.id) into v_ids
-      from (select q.id from (
-              select distinct on (m.contact_id) m.id, m.status, m.next_attempt_at, m.lease_until, m.created_at
-                from public.messages m
-               where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
-               order by m.contact_id, m.created_at, m.id) q
-             where (q.status = 'queued' and coalesce(q.next_attempt_at, q.created_at) <= now())
-                or (q.status = 'sending' and q.lease_until < now())
-             order by q.created_at
+      from (select m.id from public.messages m
+             where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
+               and ((m.status = 'queued' and coalesce(m.next_attempt_at, m.created_at) <= now())
+                    or (m.status = 'sending' and m.lease_until < now()))
+               -- the contact's oldest unsent message (none before it queued or in flight)
+               and m.id = (select e.id from public.messages e
+                            where e.whatsapp_number_id = v_number.id and e.contact_id = m.contact_id
+                              and e.status in ('queued', 'sending')
+                            order by e.created_at, e.id limit 1)
+             order by m.created_at
              limit least(v_capacity, v_left)) h;
     continue when v_ids is null;
     update public.messages m
@@ -500,6 +514,35 @@ begin
 end;
 $$;
 comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the wamid Meta returned; adopts status webhooks that came first.';
+
+-- A status webhook for a wamid no row holds yet, whose biz_opaque_callback_data (the
+-- sender puts the row id there; Meta echoes it in every status) names an outbound row of
+-- the tenant still unsent: Meta accepted that row's send but the sender never recorded it
+-- (it died, or got no answer). The wamid is recorded as whatsapp_mark_sent does, which also
+-- applies the waiting status, so the row is not sent a second time. The row is locked first,
+-- so a sender recording the same wamid at once just repeats it. Returns the row, or null.
+create or replace function private.adopt_unrecorded_send(tenant_id uuid, wamid text, callback_data text)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+begin
+  if coalesce(callback_data, '') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    return null;  -- not ours (another app on the number may set its own)
+  end if;
+  select m.id into v_id from public.messages m
+   where m.tenant_id = adopt_unrecorded_send.tenant_id and m.id = callback_data::uuid and m.direction = 'outbound'
+     and ((m.wamid is null and m.status in ('queued', 'sending')) or m.wamid = adopt_unrecorded_send.wamid)
+     for update;
+  if v_id is not null then
+    perform public.whatsapp_mark_sent(v_id, adopt_unrecorded_send.wamid);
+  end if;
+  return v_id;
+end;
+$$;
+comment on function private.adopt_unrecorded_send(uuid, text, text) is 'Record on the outbound row named by a status''s biz_opaque_callback_data the wamid its sender never stored (queued or sending, no wamid yet); returns the row or null.';
 
 -- Worker: the send failed. Retryable errors (throughput 130429, pair limit 131056, 5xx,
 -- timeouts) go back to the queue after a backoff until max_attempts; the rest fail with

@@ -216,6 +216,16 @@ async def raw_send(http: httpx.AsyncClient, body: object, token: str | None = No
             131009,
             "20",
         ),
+        (
+            {
+                "messaging_product": "whatsapp",
+                "to": USER,
+                "text": {"body": "x"},
+                "biz_opaque_callback_data": "é" * 257,
+            },
+            131009,
+            "512 bytes",
+        ),
     ],
 )
 async def test_simulator_refuses_what_meta_refuses(
@@ -302,6 +312,57 @@ async def test_auto_statuses_report_sent_and_delivered(
         (sent.wamid, "sent"),
         (sent.wamid, "delivered"),
     ]
+
+
+class FlakyTransport(httpx.AsyncBaseTransport):
+    """The receiver is down for its first `failures` requests (a worker restarting)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, failures: int) -> None:
+        self.inner, self.failures = inner, failures
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures:
+            self.failures -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_auto_statuses_echo_the_callback_data_and_are_redelivered_until_accepted(
+    simulator: Simulator, receiver: WebhookReceiver
+) -> None:
+    auto = Simulator(replace(simulator.config, auto_statuses=True))
+    flaky = FlakyTransport(httpx.ASGITransport(app=receiver.app), failures=2)
+    async with (
+        httpx.AsyncClient(transport=flaky) as webhooks,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(simulator=auto, client=webhooks)),
+            base_url=SIMULATOR_URL,
+        ) as http,
+    ):
+        body = {"messaging_product": "whatsapp", "to": USER, "type": "text", "text": {"body": "Oi"},
+                "biz_opaque_callback_data": "row-42"}  # fmt: skip
+        wamid = (await raw_send(http, body)).json()["messages"][0]["id"]
+        plain = {"messaging_product": "whatsapp", "to": USER, "type": "text", "text": {"body": "Oi de novo"}}
+        other = (await raw_send(http, plain)).json()["messages"][0]["id"]
+    assert flaky.failures == 0
+    statuses = [value_of(body)["statuses"][0] for body in receiver.bodies]
+    assert [(s["id"], s["status"], s.get("biz_opaque_callback_data")) for s in statuses] == [
+        (wamid, "sent", "row-42"),
+        (wamid, "delivered", "row-42"),
+        (other, "sent", None),
+        (other, "delivered", None),
+    ]
+
+
+async def test_a_failed_status_echoes_the_callback_data_too(
+    control: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    body = {"messaging_product": "whatsapp", "to": USER, "type": "text", "text": {"body": "Oi"},
+            "biz_opaque_callback_data": "row-43"}  # fmt: skip
+    wamid = (await raw_send(control, body)).json()["messages"][0]["id"]
+    await control.post(f"/_simulator/messages/{wamid}/status", json={"status": "failed"})
+    [status] = value_of(receiver.bodies[-1])["statuses"]
+    assert (status["status"], status["biz_opaque_callback_data"]) == ("failed", "row-43")
 
 
 async def test_simulated_user_needs_a_webhook_url(

@@ -6,6 +6,7 @@ import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -395,6 +396,90 @@ def test_a_status_arriving_while_the_sender_records_the_wamid_is_applied(db: Db,
     overlapping(db, *((webhook, mark_sent) if first == "the status webhook" else (mark_sent, webhook)))
     assert message(db, message_id)["status"] == "delivered"
     assert db.value("select count(*) from public.message_status_events where message_id is null") == 0
+
+
+def test_a_status_naming_an_unrecorded_send_records_its_wamid_so_it_is_not_sent_again(db: Db) -> None:
+    conv = conversation_with(db)
+    message_id = queue_reply(db, conv, "pedido confirmado")
+    [row] = claim(db, lease=60, worker="killed")  # Meta accepts it, then the sender dies
+    result = ingest(
+        db, body(change(statuses=[status("wamid.LOST", "sent", biz_opaque_callback_data=str(message_id))]))
+    )
+    assert (result["statuses"], result["unknown_statuses"]) == (1, 0)
+    m = message(db, row["message_id"])
+    assert (m["status"], m["wamid"], m["lease_until"], m["sent_at"] is not None) == (
+        "sent",
+        "wamid.LOST",
+        None,
+        True,
+    )
+    assert (
+        db.value("select message_id from public.message_status_events where wamid = 'wamid.LOST'")
+        == message_id
+    )
+    db.sql("update public.whatsapp_numbers set send_window_start = null")
+    assert claim(db, worker="w2") == []  # never sent a second time
+    # the sender was only slow: recording the same wamid later changes nothing
+    with db.as_service() as s:
+        s.value("select public.whatsapp_mark_sent(%s, 'wamid.LOST')", (message_id,))
+    ingest(
+        db,
+        body(
+            change(
+                statuses=[status("wamid.LOST", "delivered", at=2, biz_opaque_callback_data=str(message_id))]
+            )
+        ),
+    )
+    assert message(db, message_id)["status"] == "delivered"
+
+
+def test_a_send_that_timed_out_and_waits_for_its_retry_is_recognised_too(db: Db) -> None:
+    conv = conversation_with(db)
+    message_id = queue_reply(db, conv, "um")
+    claim(db)
+    with db.as_service() as s:
+        s.value(
+            "select public.whatsapp_mark_send_failed(%s, null, 'timed out', null, true, 30)", (message_id,)
+        )
+    ingest(
+        db,
+        body(change(statuses=[status("wamid.LATE", "delivered", biz_opaque_callback_data=str(message_id))])),
+    )
+    m = message(db, message_id)
+    assert (m["status"], m["wamid"], m["next_attempt_at"], m["error_title"]) == (
+        "delivered",
+        "wamid.LATE",
+        None,
+        None,
+    )
+
+
+def test_callback_data_adopts_only_an_unsent_row_of_the_same_tenant(db: Db) -> None:
+    db.sql((Path(__file__).parents[1] / "fixtures" / "other_tenant.sql").read_text())  # tenant B
+    other_tenant_row = db.value(
+        "select (public.whatsapp_queue_reply(c.id, %s)).id from public.conversations c"
+        " where c.tenant_id <> %s",
+        (psycopg.types.json.Jsonb({"type": "text", "text": {"body": "b"}}), TENANT),
+    )
+    sent = sent_message(db, "wamid.KNOWN")
+    statuses = [
+        status("wamid.X1", "sent", biz_opaque_callback_data=str(other_tenant_row)),  # tenant B's row
+        status("wamid.X2", "sent", biz_opaque_callback_data=str(sent)),  # sent before, as wamid.KNOWN
+        status("wamid.X3", "sent", biz_opaque_callback_data="campanha-42"),  # another app's data
+        status("wamid.X4", "sent", biz_opaque_callback_data=str(uuid.uuid4())),
+    ]
+    result = ingest(db, body(change(statuses=statuses)))
+    assert (result["unknown_statuses"], result["quarantined"]) == (4, 0)
+    b_row = message(db, other_tenant_row)
+    assert (b_row["status"], b_row["wamid"]) == ("sending", None)  # claimed with ours, still unsent
+    assert message(db, sent)["wamid"] == "wamid.KNOWN"
+    assert (
+        db.value(
+            "select count(*) from public.message_status_events where wamid like 'wamid.X%%'"
+            " and message_id is null"
+        )
+        == 4
+    )
 
 
 # -- the processor's queue --------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from loop_support import (
     MARIA,
     NUMBER,
+    SIMULATOR_URL,
     TENANT,
     conversation_of,
     drain,
@@ -29,9 +30,10 @@ from loop_support import (
 from support import Db
 from zapbase.db.pool import Pool, open_pool
 from zapbase.simulator import SimulatedUser, Simulator
+from zapbase.simulator import create_app as create_simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.sender import OutboundRow, Sender
+from zapbase.worker.sender import UNKNOWN_OUTCOME_GRACE_S, OutboundRow, Sender, graph_body
 
 pytestmark = pytest.mark.anyio
 
@@ -278,6 +280,58 @@ async def test_a_crashed_sender_row_is_sent_by_another_after_its_lease(
     stored = row(db, message_id)
     assert stored["status"] == "sent" and stored["attempts"] == 2
     assert [m.wamid for m in sim.inbox] == [stored["wamid"]]
+
+
+async def test_a_sender_dying_after_meta_accepted_is_not_sent_again_once_a_status_names_the_row(
+    db: Db, sim: Simulator, maria: SimulatedUser, conversation: uuid.UUID, graph_api: GraphAPI,
+    make_sender: SenderFactory,
+) -> None:  # fmt: skip
+    message_id = queue(db, conversation, text("Olá!"))
+    crashed = make_sender("sender-a", lease_seconds=1)
+    [claimed] = await crashed.claim()
+    # Meta accepts the send, and the process dies before whatsapp_mark_sent.
+    await graph_api.send(claimed.phone_number_id, graph_body(claimed), token=claimed.access_token)
+    [on_phone] = sim.inbox
+    assert on_phone.callback_data == str(message_id)
+    assert [d.accepted for d in await maria.acknowledge()] == [True, True]  # Meta's sent, delivered
+
+    stored = row(db, message_id)
+    assert (stored["status"], stored["wamid"]) == ("delivered", on_phone.wamid)
+    await anyio.sleep(1.1)  # the dead sender's lease is over
+    assert await make_sender("sender-b").run_once() == 0
+    assert len(sim.inbox) == 1
+
+
+class AcceptedThenTimedOut(httpx.AsyncBaseTransport):
+    """Meta gets the send and accepts it; its answer never reaches the sender."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self.inner.handle_async_request(request)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+
+async def test_a_send_without_an_answer_waits_for_its_status_before_going_again(
+    db: Db, sim: Simulator, maria: SimulatedUser, conversation: uuid.UUID, pool: Pool,
+    make_sender: SenderFactory,
+) -> None:  # fmt: skip
+    message_id = queue(db, conversation, text("Olá!"))
+    transport = AcceptedThenTimedOut(httpx.ASGITransport(app=create_simulator(simulator=sim)))
+    async with httpx.AsyncClient(transport=transport, base_url=SIMULATOR_URL) as http:
+        api = GraphAPI(http, base_url=SIMULATOR_URL)
+        assert await Sender(pool=pool, api=api, metrics=Metrics(), worker_id="a").run_once() == 1
+    stored = row(db, message_id)
+    assert (stored["status"], stored["wamid"]) == ("queued", None)
+    wait = db.value("select extract(epoch from next_attempt_at - now()) from public.messages where id = %s",
+                    (message_id,))  # fmt: skip
+    assert UNKNOWN_OUTCOME_GRACE_S - 1 < wait <= UNKNOWN_OUTCOME_GRACE_S  # not the 1 s backoff of a 5xx
+    await maria.acknowledge()  # Meta's statuses arrive within the grace
+    assert row(db, message_id)["wamid"] == sim.inbox[0].wamid
+    make_due(db, message_id)
+    assert await make_sender("b").run_once() == 0
+    assert len(sim.inbox) == 1
 
 
 async def test_cancelled_after_meta_accepted_still_records_the_wamid_and_never_resends(

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import anyio
 import httpx
 from fastapi import BackgroundTasks, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -146,13 +148,29 @@ def create_app(
     async def auto_status(message: ReceivedMessage) -> None:
         if message.wa_id is None or not sim.config.webhook_url:
             return
-        try:
-            async with webhook_http() as http:
-                user = SimulatedUser(sim, http, wa_id=message.wa_id, phone_number_id=message.phone_number_id)
-                for status in ("sent", "delivered"):
-                    await user.report_status(message.wamid, status)
-        except httpx.HTTPError as exc:
-            _logger.warning("auto status for %s not delivered: %r", message.wamid, exc)
+        async with webhook_http() as http:
+            user = SimulatedUser(sim, http, wa_id=message.wa_id, phone_number_id=message.phone_number_id)
+            for status in ("sent", "delivered"):
+                await redeliver(user, message.wamid, status)
+
+    async def redeliver(user: SimulatedUser, wamid: str, status: str) -> None:
+        """Post a status until the receiver answers 2xx: at once, then with growing pauses,
+        for `webhook_retry_s` (Meta redelivers for days; a receiver must survive duplicates)."""
+        deadline = time.monotonic() + sim.config.webhook_retry_s
+        pause = 0.0
+        while True:
+            try:
+                delivery = await user.report_status(wamid, status)
+                if delivery.accepted:
+                    return
+                problem = f"HTTP {delivery.status_code}"
+            except httpx.HTTPError as exc:
+                problem = repr(exc)
+            if time.monotonic() + pause > deadline:
+                _logger.warning("auto status %s for %s not delivered: %s", status, wamid, problem)
+                return
+            await anyio.sleep(pause)
+            pause = min(max(pause * 2, 0.5), 30.0)
 
     # -- controls (registered first: /{version}/{media_id} would swallow them) ------------
 

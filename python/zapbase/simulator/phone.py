@@ -193,19 +193,21 @@ class SimulatedUser:
             recipient_id=self.wa_id,
             timestamp=self._now(),
             template=message.type == "template",
+            callback_data=message.callback_data,
         )
         self._reported.setdefault(wamid, set()).add(status)
         return await self.post(webhooks.notification(self.number, value), wamid=wamid)
 
     async def report_failure(self, wamid: str, code: int) -> WebhookDelivery:
         """Post a `failed` status with Meta's error object for `code` (e.g. 131047, 131026)."""
-        self._own(wamid)
+        message = self._own(wamid)
         value = webhooks.status_value(
             wamid=wamid,
             status="failed",
             recipient_id=self.wa_id,
             timestamp=self._now(),
             errors=[webhook_error(code)],
+            callback_data=message.callback_data,
         )
         self._reported.setdefault(wamid, set()).add("failed")
         return await self.post(webhooks.notification(self.number, value), wamid=wamid)

@@ -64,6 +64,8 @@ class SimulatorConfig:
     * **enforce_window** - refuse free-form sends (131047) when the user has not
       written in 24 h; off by default so tests can send without a prior inbound message.
     * **auto_statuses** - after each accepted send, post `sent` and `delivered` statuses.
+    * **webhook_retry_s** - how long an automatic status that got no 2xx is posted again,
+      at once and then with growing pauses (Meta: for up to 7 days).
     * **template_review** - the status a new template gets at once (Meta: PENDING,
       APPROVED or REJECTED).
     """
@@ -74,6 +76,7 @@ class SimulatorConfig:
     media_url_ttl_s: float = 300.0
     enforce_window: bool = False
     auto_statuses: bool = False
+    webhook_retry_s: float = 30.0
     template_review: str = "APPROVED"
 
 
@@ -94,6 +97,11 @@ class ReceivedMessage:
         """The object under the message's type key, e.g. `{"body": ...}` for text."""
         value = self.body.get(self.type)
         return value if isinstance(value, Mapping) else {}
+
+    @property
+    def callback_data(self) -> str | None:
+        """The send's `biz_opaque_callback_data`, echoed in each of its status webhooks."""
+        return _str(self.body.get("biz_opaque_callback_data"))
 
     @property
     def text(self) -> str | None:

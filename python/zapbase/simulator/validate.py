@@ -170,4 +170,7 @@ def check_send(body: object, *, media_exists: Callable[[str], bool]) -> SendTarg
         isinstance(context, Mapping) and isinstance(context.get("message_id"), str)
     ):
         raise Invalid(100, "context must be {message_id}.")
+    callback = body.get("biz_opaque_callback_data")
+    if callback is not None and not (isinstance(callback, str) and len(callback.encode()) <= 512):
+        raise Invalid(131009, "biz_opaque_callback_data must be a string of at most 512 bytes.")
     return target

@@ -93,15 +93,19 @@ def status_value(
     timestamp: int,
     template: bool = False,
     errors: Sequence[Mapping[str, Any]] = (),
+    callback_data: str | None = None,
 ) -> dict[str, Any]:
     """One `statuses[]` item. v24.0+ webhooks omit `conversation`; `pricing` rides on
-    `sent` and `delivered` (Meta: on sent and on one of delivered/read)."""
+    `sent` and `delivered` (Meta: on sent and on one of delivered/read); the send's
+    `biz_opaque_callback_data`, when it had one, comes back unchanged."""
     item: dict[str, Any] = {
         "id": wamid,
         "status": status,
         "timestamp": str(timestamp),
         "recipient_id": recipient_id,
     }
+    if callback_data is not None:
+        item["biz_opaque_callback_data"] = callback_data
     if status in ("sent", "delivered"):
         item["pricing"] = (
             {"billable": True, "pricing_model": "PMP", "category": "utility", "type": "regular"}

@@ -12,8 +12,12 @@ sends them all at once and records each outcome as it comes: `whatsapp_mark_sent
 * once Meta accepted a message, recording the wamid is shielded from cancellation and
   retried while the database is unreachable, for as long as the lease lasts.
 
-A send that got no answer (timeout) may have been accepted by Meta; it is retried, as
-the Cloud API has no idempotency key.
+The Cloud API has no idempotency key, so a send whose outcome is unknown (the sender died
+after Meta accepted it, or got no answer) is recognised by its status webhooks instead:
+each send carries its row id as `biz_opaque_callback_data`, and a status naming a row
+still unsent records that wamid on it (SQL `private.adopt_unrecorded_send`). A row is only
+sent again once a status could have come: after its lease, or after `UNKNOWN_OUTCOME_GRACE_S`
+when the Graph API gave no answer.
 """
 
 from __future__ import annotations
@@ -26,24 +30,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import httpx
 import psycopg
 from psycopg.types.json import Jsonb
 
 from zapbase.db.pool import Connection, Pool
 from zapbase.whatsapp import messages
 from zapbase.whatsapp.api import GraphAPI
-from zapbase.whatsapp.errors import ErrorKind, MessageValidationError, TokenExpired, WhatsAppError
+from zapbase.whatsapp.errors import (
+    ErrorKind,
+    GraphTransportError,
+    MessageValidationError,
+    TokenExpired,
+    WhatsAppError,
+)
 from zapbase.whatsapp.messages import MediaSource, MediaType, Recipient
 from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
 
-__all__ = ["OutboundRow", "Sender", "graph_body"]
+__all__ = ["UNKNOWN_OUTCOME_GRACE_S", "OutboundRow", "Sender", "graph_body"]
 
 _logger = logging.getLogger(__name__)
 
 _MEDIA_TYPES = frozenset(t.value for t in MediaType)
 # Kinds whose failure needs the tenant to act (renew a token, fix the account): alert them.
 _ALERT_KINDS = frozenset({ErrorKind.AUTH, ErrorKind.ACCOUNT})
+# A send that may have reached Meta waits this long before it is sent again, so that its
+# `sent` status (Meta posts it within seconds) can name the row first.
+UNKNOWN_OUTCOME_GRACE_S = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +92,15 @@ def _recipient(row: OutboundRow) -> Recipient:
 
 def graph_body(row: OutboundRow) -> dict[str, Any]:
     """The full Graph API body of a stored payload, checked against Meta's limits where a
-    builder exists (text, template, media, reaction); other types go through as stored."""
+    builder exists (text, template, media, reaction); other types go through as stored.
+    It carries the row's id as `biz_opaque_callback_data`, which Meta echoes in every status
+    webhook: a status then names its row even when the sender died before storing the wamid."""
+    body = _message_body(row)
+    body["biz_opaque_callback_data"] = str(row.message_id)
+    return body
+
+
+def _message_body(row: OutboundRow) -> dict[str, Any]:
     payload = row.payload
     kind = payload.get("type")
     obj = payload.get(kind) if isinstance(kind, str) else None
@@ -230,18 +252,24 @@ class Sender(QueueLoop):
 
     async def _record_error(self, row: OutboundRow, exc: WhatsAppError) -> None:
         retry_after = exc.backoff(row.attempts - 1)
-        async with self._pool.connection() as conn, conn.transaction():
-            if exc.kind in _ALERT_KINDS:
-                await _raise_alert(conn, row, exc)
-            status = await _mark_failed(
-                conn,
-                row,
-                code=exc.code,
-                title=exc.title,
-                details=exc.details or str(exc),
-                retryable=exc.retryable,
-                retry_after=retry_after,
-            )
+        if retry_after is not None and _outcome_unknown(exc):
+            retry_after = max(retry_after, UNKNOWN_OUTCOME_GRACE_S)
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                if exc.kind in _ALERT_KINDS:
+                    await _raise_alert(conn, row, exc)
+                status = await _mark_failed(
+                    conn,
+                    row,
+                    code=exc.code,
+                    title=exc.title,
+                    details=exc.details or str(exc),
+                    retryable=exc.retryable,
+                    retry_after=retry_after,
+                )
+        except psycopg.errors.NoDataFound:  # Meta had accepted it: its status recorded the wamid
+            _logger.info("send of %s got no answer, but its status webhook came first", row.message_id)
+            return
         self._metrics.send_failures.labels(
             code=str(exc.code if exc.code is not None else exc.http_status or "none"),
             retryable=str(exc.retryable).lower(),
@@ -260,6 +288,13 @@ class Sender(QueueLoop):
             await _mark_failed(conn, row, code=code, title=title, details=details, retryable=False)
         self._metrics.send_failures.labels(code="invalid", retryable="false").inc()
         _logger.warning("message %s cannot be sent: %s: %s", row.message_id, title, details)
+
+
+def _outcome_unknown(exc: WhatsAppError) -> bool:
+    """No answer, though the request may have reached Meta (a refused connection did not)."""
+    return isinstance(exc, GraphTransportError) and not isinstance(
+        exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout
+    )
 
 
 async def _mark_failed(
