@@ -478,6 +478,40 @@ end;
 $$;
 comment on function public.whatsapp_claim_outbound(text, integer, integer) is 'Worker: claim queued messages within each number''s throughput, one in flight per contact, with a lease.';
 
+-- Record the wamid Meta returned for an outbound row and apply the status webhooks that
+-- came before it. The caller holds the wamid's lock (see lock_wamids). Idempotent.
+create or replace function private.record_sent(message_id uuid, wamid text)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_tenant uuid;
+  v_event public.message_status_events;
+begin
+  update public.messages m
+     set wamid = record_sent.wamid,
+         status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
+         sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
+         error_code = null, error_title = null, error_details = null, next_attempt_at = null
+   where m.id = record_sent.message_id and m.direction = 'outbound'
+  returning m.tenant_id into v_tenant;
+  if v_tenant is null then
+    raise exception 'outbound message % not found', record_sent.message_id using errcode = 'P0002';
+  end if;
+  for v_event in
+    update public.message_status_events e set message_id = record_sent.message_id
+     where e.tenant_id = v_tenant and e.wamid = record_sent.wamid and e.message_id is null
+    returning e.*
+  loop
+    perform private.apply_status(record_sent.message_id, v_event.status, v_event.occurred_at,
+      case when v_event.error_code is not null then jsonb_build_object('code', v_event.error_code,
+        'title', v_event.error_title, 'error_data', jsonb_build_object('details', v_event.error_details)) end,
+      v_event.pricing);
+  end loop;
+end;
+$$;
+
 -- Worker: the Graph API accepted the message. Status webhooks that arrived before the
 -- wamid was known are adopted now. Idempotent.
 create or replace function public.whatsapp_mark_sent(message_id uuid, wamid text)
@@ -486,31 +520,9 @@ language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-  v_tenant uuid;
-  v_event public.message_status_events;
 begin
   perform private.lock_wamids(array[whatsapp_mark_sent.wamid], true);  -- first: see lock_wamids
-  update public.messages m
-     set wamid = whatsapp_mark_sent.wamid,
-         status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
-         sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
-         error_code = null, error_title = null, error_details = null, next_attempt_at = null
-   where m.id = whatsapp_mark_sent.message_id and m.direction = 'outbound'
-  returning m.tenant_id into v_tenant;
-  if v_tenant is null then
-    raise exception 'outbound message % not found', whatsapp_mark_sent.message_id using errcode = 'P0002';
-  end if;
-  for v_event in
-    update public.message_status_events e set message_id = whatsapp_mark_sent.message_id
-     where e.tenant_id = v_tenant and e.wamid = whatsapp_mark_sent.wamid and e.message_id is null
-    returning e.*
-  loop
-    perform private.apply_status(whatsapp_mark_sent.message_id, v_event.status, v_event.occurred_at,
-      case when v_event.error_code is not null then jsonb_build_object('code', v_event.error_code,
-        'title', v_event.error_title, 'error_data', jsonb_build_object('details', v_event.error_details)) end,
-      v_event.pricing);
-  end loop;
+  perform private.record_sent(whatsapp_mark_sent.message_id, whatsapp_mark_sent.wamid);
 end;
 $$;
 comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the wamid Meta returned; adopts status webhooks that came first.';
@@ -519,8 +531,9 @@ comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the
 -- sender puts the row id there; Meta echoes it in every status) names an outbound row of
 -- the tenant still unsent: Meta accepted that row's send but the sender never recorded it
 -- (it died, or got no answer). The wamid is recorded as whatsapp_mark_sent does, which also
--- applies the waiting status, so the row is not sent a second time. The row is locked first,
--- so a sender recording the same wamid at once just repeats it. Returns the row, or null.
+-- applies the waiting status, so the row is not sent a second time. The ingest already holds
+-- the wamid's lock shared (taking it exclusively here could deadlock two bodies): a sender
+-- recording the same wamid waits for this commit and just repeats it. Returns the row, or null.
 create or replace function private.adopt_unrecorded_send(tenant_id uuid, wamid text, callback_data text)
 returns uuid
 language plpgsql
@@ -537,7 +550,7 @@ begin
      and ((m.wamid is null and m.status in ('queued', 'sending')) or m.wamid = adopt_unrecorded_send.wamid)
      for update;
   if v_id is not null then
-    perform public.whatsapp_mark_sent(v_id, adopt_unrecorded_send.wamid);
+    perform private.record_sent(v_id, adopt_unrecorded_send.wamid);
   end if;
   return v_id;
 end;
