@@ -687,6 +687,11 @@ security definer
 set search_path = ''
 as $$
 begin
+  -- Every inbound message runs an update that usually moves nobody (a contact no campaign
+  -- reached): no row, no dynamic statement to plan.
+  if not exists (select 1 from new_rows) then
+    return null;
+  end if;
   -- old_rows exists only for updates, hence the one dynamic line
   execute format($q$
   with moved as (
