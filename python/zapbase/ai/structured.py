@@ -45,6 +45,7 @@ Rules:
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -122,6 +123,18 @@ def parse_json(text: str, validator: Draft202012Validator) -> tuple[Any, tuple[s
     return value, errors
 
 
+@functools.lru_cache(maxsize=256)
+def _validator(schema: str) -> Draft202012Validator:
+    """A checked validator per schema: checking a schema costs far more than a call's own
+    work, and callers ask with the same few schemas again and again."""
+    parsed = json.loads(schema)
+    try:
+        Draft202012Validator.check_schema(parsed)
+    except SchemaError as exc:
+        raise ValueError(f"not a valid JSON schema: {exc.message}") from None
+    return Draft202012Validator(parsed)
+
+
 async def complete_json(
     chat: Callable[[ChatRequest, GatewayPolicy], Awaitable[GatewayResponse]],
     request: ChatRequest,
@@ -131,11 +144,7 @@ async def complete_json(
     name: str = "answer",
 ) -> JsonResult:
     """`chat` (a Gateway's) asked for JSON valid against `schema`, retried once when invalid."""
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise ValueError(f"not a valid JSON schema: {exc.message}") from None
-    validator = Draft202012Validator(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     asked = replace(request, json_schema=schema, schema_name=name)
     responses: list[GatewayResponse] = []
     for _ in range(2):
