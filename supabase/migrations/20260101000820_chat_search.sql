@@ -188,11 +188,22 @@ select c.id, c.name, c.status, c.scheduled_at, c.started_at, c.finished_at, c.to
 comment on view public.chat_campaigns is 'WhatsApp template campaigns and their delivery counters.';
 comment on column public.chat_campaigns.status is 'draft, scheduled, running, paused, completed, cancelled or failed.';
 
--- Conversation insights (coaching: summary, sentiment, playbook score) get their chat_insights
--- view here once the coaching module has its table; add the name to zapbase.chat_search.views.
+create or replace view public.chat_insights with (security_invoker = true) as
+select i.id, i.conversation_id, i.call_id, i.seller_id, i.methodology, i.sentiment, i.methodology_score,
+       i.playbook_score, i.summary, i.completed_at
+  from public.conversation_insights i
+ where i.tenant_id = (select private.chat_tenant()) and i.status = 'done';
+comment on view public.chat_insights is 'AI analyses of sales conversations and calls (coaching): summary, sentiment and scores.';
+comment on column public.chat_insights.conversation_id is 'The WhatsApp conversation analysed (chat_conversations.id), or null for a call.';
+comment on column public.chat_insights.seller_id is 'The seller (chat_members.id).';
+comment on column public.chat_insights.methodology is 'spiced, spin, meddic or bant.';
+comment on column public.chat_insights.sentiment is 'positive, neutral or negative.';
+comment on column public.chat_insights.methodology_score is 'Average 0-100 of the methodology dimensions backed by evidence.';
+comment on column public.chat_insights.playbook_score is 'Share 0-100 of the playbook''s questions covered, with evidence.';
 
 grant select on public.chat_members, public.chat_leads, public.chat_deals, public.chat_conversations,
-  public.chat_messages_daily, public.chat_tickets, public.chat_campaigns to authenticated, service_role;
+  public.chat_messages_daily, public.chat_tickets, public.chat_campaigns, public.chat_insights
+  to authenticated, service_role;
 
 /**
  * ----

@@ -7366,6 +7366,45 @@ export type Database = {
         }
         Relationships: []
       }
+      chat_insights: {
+        Row: {
+          call_id: string | null
+          completed_at: string | null
+          conversation_id: string | null
+          id: string | null
+          methodology: string | null
+          methodology_score: number | null
+          playbook_score: number | null
+          seller_id: string | null
+          sentiment: string | null
+          summary: string | null
+        }
+        Insert: {
+          call_id?: string | null
+          completed_at?: string | null
+          conversation_id?: string | null
+          id?: string | null
+          methodology?: string | null
+          methodology_score?: number | null
+          playbook_score?: number | null
+          seller_id?: string | null
+          sentiment?: string | null
+          summary?: string | null
+        }
+        Update: {
+          call_id?: string | null
+          completed_at?: string | null
+          conversation_id?: string | null
+          id?: string | null
+          methodology?: string | null
+          methodology_score?: number | null
+          playbook_score?: number | null
+          seller_id?: string | null
+          sentiment?: string | null
+          summary?: string | null
+        }
+        Relationships: []
+      }
       chat_leads: {
         Row: {
           company: string | null

@@ -315,3 +315,20 @@ async def test_the_worker_answers_a_search_as_soon_as_it_is_asked(
             assert time.monotonic() - asked < 10
             runner.stop()
     assert crm.value("select results from public.chat_searches where id = %s", (search,))["rows"] == [[3]]
+
+
+async def test_coaching_insights_are_searchable_by_their_tenant_only(
+    crm: Db, loop: ChatSearchLoop, gpt: OpenAIStandIn
+) -> None:
+    crm.sql(f"""
+        insert into public.coaching_calls (tenant_id, seller_id, title, occurred_at, transcript)
+        values ('{TENANT}', '00000000-0000-4000-c000-000000000002', 'Ligação com a Carla', now(),
+                E'Vendedor: Qual o orçamento?\\nCliente: Cinco mil.');
+        update public.conversation_insights
+           set status = 'done', summary = 'Orçamento levantado.', sentiment = 'positive',
+               playbook_score = case when tenant_id = '{TENANT}' then 70 else 10 end, completed_at = now();
+    """)
+    assert crm.value("select count(*) from public.conversation_insights where status = 'done'") == 2
+    row = await answered(crm, loop, gpt, "select count(*), round(avg(playbook_score)) from chat_insights",
+                         "Como está a aderência ao playbook?")  # fmt: skip
+    assert (row["status"], row["results"]["rows"]) == ("answered", [[1, "70"]]), row["status_reason"]

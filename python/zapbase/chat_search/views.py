@@ -12,11 +12,11 @@ from zapbase.db.pool import Connection
 
 __all__ = ["VIEWS", "describe_views"]
 
-# Insights (coaching) join these once their table exists: see the migration.
 VIEWS: tuple[str, ...] = (
     "chat_campaigns",
     "chat_conversations",
     "chat_deals",
+    "chat_insights",
     "chat_leads",
     "chat_members",
     "chat_messages_daily",
