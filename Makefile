@@ -46,7 +46,9 @@ docs: $(STAMP)
 
 # Property-based ingest with many more generated webhook bodies than the suite's default.
 fuzz: $(STAMP)
-	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py -q
+	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py \
+		tests/commerce_db/test_hotmart_properties.py tests/flows_db/test_flow_publish_properties.py \
+		tests/worker/test_webhooks_properties.py -q
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,knowledge,bench]"
