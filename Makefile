@@ -44,9 +44,12 @@ types: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/zapbase docs
 
-# Property-based ingest and SQL checker with many more generated inputs than the suite's default.
+# Property-based tests of every outside input (webhook bodies, Hotmart events, flow graphs,
+# receivers' answers, chat-search SQL) with many more generated inputs than the suite's default.
 fuzz: $(STAMP)
 	ZAPBASE_FUZZ_EXAMPLES=$${ZAPBASE_FUZZ_EXAMPLES:-10000} $(BIN)/pytest tests/whatsapp_db/test_wa_ingest_properties.py \
+		tests/commerce_db/test_hotmart_properties.py tests/flows_db/test_flow_publish_properties.py \
+		tests/worker/test_webhooks_properties.py \
 		tests/chat_search/test_checker.py::test_fuzz_the_checker_only_refuses_or_accepts_a_safe_query -q
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml

@@ -1070,9 +1070,65 @@ $$;
 comment on function private.job_tts_cache_evict(interval, bigint, uuid, bigint) is
   'Job: evicts TTS cache rows by age, then least recently used until sizes fit; returns (tenant, key, storage_path, size, reason) for the worker to delete the objects; records job_runs.';
 
+-- A big tenant gets an HNSW index of its own: the shared one, filtered by tenant, must walk
+-- ~(all chunks / the tenant's) nodes per match even with iterative scan (pgvector ≥ 0.8;
+-- before it, recall collapses instead); a partial index holds only the tenant's vectors,
+-- so its search costs what a small corpus costs, on any pgvector version. The planner
+-- takes it by itself: match_knowledge plans each call with the tenant as a constant.
+-- Created above zapbase.knowledge_exact_max_chunks chunks (the exact path's limit, 5,000),
+-- dropped at half of it (no flapping) or when the tenant is gone. CREATE INDEX holds
+-- writes to document_chunks for the build (about a second per 2,000 chunks), once per
+-- tenant crossing the limit.
+create or replace function private.knowledge_tenant_index_name(tenant_id uuid)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$ select 'document_chunks_hnsw_' || replace(knowledge_tenant_index_name.tenant_id::text, '-', '') $$;
+comment on function private.knowledge_tenant_index_name(uuid) is 'Name of the partial HNSW index of a big tenant''s chunks (job_knowledge_tenant_indexes).';
+
+create or replace function private.job_knowledge_tenant_indexes(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_limit bigint := coalesce(nullif(current_setting('zapbase.knowledge_exact_max_chunks', true), '')::bigint, 5000);
+  v_name text;
+  v_tenant uuid;
+  v_changed integer := 0;
+begin
+  for v_tenant, v_name in
+    select s.tenant_id, private.knowledge_tenant_index_name(s.tenant_id) from public.knowledge_sources s
+     group by s.tenant_id having sum(s.chunk_count) > v_limit
+  loop
+    continue when exists (select 1 from pg_catalog.pg_indexes i
+                           where i.schemaname = 'public' and i.indexname = v_name);
+    execute format('create index %I on public.document_chunks using hnsw (embedding extensions.vector_cosine_ops)'
+                   ' with (m = 16, ef_construction = 64) where tenant_id = %L', v_name, v_tenant);
+    v_changed := v_changed + 1;
+  end loop;
+  for v_name in
+    select i.indexname from pg_catalog.pg_indexes i
+     where i.schemaname = 'public' and i.tablename = 'document_chunks'
+       and i.indexname like 'document\_chunks\_hnsw\_%'
+       and coalesce((select sum(s.chunk_count) from public.knowledge_sources s
+                      where private.knowledge_tenant_index_name(s.tenant_id) = i.indexname), 0) <= v_limit / 2
+  loop
+    execute format('drop index public.%I', v_name);
+    v_changed := v_changed + 1;
+  end loop;
+  return v_changed;
+end;
+$$;
+comment on function private.job_knowledge_tenant_indexes(timestamptz) is 'Job: a partial HNSW index for each tenant above zapbase.knowledge_exact_max_chunks chunks, dropped at half of it; returns indexes created + dropped.';
+
 insert into public.job_schedules (name, description, cron, function_name, runner) values
   ('tts_cache_evict', 'Evicts old and least recently used TTS audio (the worker deletes the files).', '40 3 * * *',
-   'private.job_tts_cache_evict', 'worker')
+   'private.job_tts_cache_evict', 'worker'),
+  ('knowledge_tenant_indexes', 'Gives each tenant above the exact-search limit its own HNSW index (drops it below half).',
+   '25 * * * *', 'private.job_knowledge_tenant_indexes', 'database')
 on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
   runner = excluded.runner;
 

@@ -13,6 +13,7 @@ from support import Db
 from .knowledge_support import (
     AGENT_A,
     CORPUS,
+    MODEL,
     OWNER_A,
     SEARCH,
     TENANT_A,
@@ -22,6 +23,7 @@ from .knowledge_support import (
     ingest,
     new_tenant,
     search_params,
+    vector_literal,
 )
 
 # question a customer types -> title of the chunk that answers it
@@ -206,3 +208,34 @@ def test_big_knowledge_bases_take_the_index_path_with_the_same_answers(kb: Db) -
         for question, answer in KNOWN_ANSWERS.items():
             assert titles(s.all(SEARCH, search_params(question)))[0] == answer, question
         assert titles(s.all(SEARCH, search_params("devolucoes", semantic=False)))[0] == "Trocas e devoluções"
+
+
+def test_a_big_tenant_gets_its_own_hnsw_index_and_loses_it_when_it_shrinks(kb: Db) -> None:
+    index = "document_chunks_hnsw_" + TENANT_A.replace("-", "")
+
+    def run_job(limit: int) -> int:
+        with kb.connect() as conn:
+            conn.execute("select set_config('zapbase.knowledge_exact_max_chunks', %s, false)", (str(limit),))
+            row = conn.execute("select private.job_knowledge_tenant_indexes(now()) as n").fetchone()
+        changed: int = row["n"]
+        return changed
+
+    def indexes() -> list[str]:
+        rows = kb.sql("select indexname from pg_indexes where indexname like 'document\\_chunks\\_hnsw\\_%'")
+        return [r["indexname"] for r in rows]
+
+    assert run_job(len(CORPUS) - 1) == 1 and indexes() == [index]
+    assert run_job(len(CORPUS) - 1) == 0  # already there
+    with kb.as_service() as s:
+        s.all("set local zapbase.knowledge_exact_max_chunks = 0")
+        s.all("set local enable_seqscan = off")
+        s.all("set local enable_sort = off")  # a few rows: else the planner sorts them all
+        plan = "\n".join(r["QUERY PLAN"] for r in s.all(
+            "explain select id from public.document_chunks where tenant_id = %s and embedding_model = %s"
+            " order by embedding operator(extensions.<=>) %s::extensions.vector limit 10",
+            (TENANT_A, MODEL, vector_literal(embed("pix")))))
+        assert f"Index Scan using {index}" in plan, plan
+        for question, answer in KNOWN_ANSWERS.items():
+            assert titles(s.all(SEARCH, search_params(question)))[0] == answer, question
+    assert run_job(2 * len(CORPUS) - 1) == 0  # above half the limit: kept, no flapping
+    assert run_job(2 * len(CORPUS)) == 1 and indexes() == []
