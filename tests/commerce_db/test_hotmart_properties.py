@@ -11,6 +11,7 @@ Small by default; `ZAPBASE_FUZZ_EXAMPLES=10000 make fuzz` for a long run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -112,11 +113,16 @@ def portal() -> Iterator[BlockingPortal]:
 
 def test_hotmart_route_keeps_every_body_and_applies_all_or_nothing(db: Db, portal: BlockingPortal) -> None:
     integration = create_integration(db)
-    pool = portal.wrap_async_context_manager(open_pool(db.url, 2)).__enter__()
-    app = create_app(Settings(database_url=db.url), pool, Metrics())
-    client = portal.wrap_async_context_manager(
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://worker")
-    ).__enter__()
+    with contextlib.ExitStack() as stack:  # the pool closes before the database is dropped
+        pool = stack.enter_context(portal.wrap_async_context_manager(open_pool(db.url, 2)))
+        app = create_app(Settings(database_url=db.url), pool, Metrics())
+        client = stack.enter_context(portal.wrap_async_context_manager(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://worker")
+        ))  # fmt: skip
+        run_fuzz(db, portal, client, integration)
+
+
+def run_fuzz(db: Db, portal: BlockingPortal, client: httpx.AsyncClient, integration: str) -> None:
     headers = {"Content-Type": "application/json", HOTTOK_HEADER: HOTTOK}
     seen: dict[str, int] = {}
 

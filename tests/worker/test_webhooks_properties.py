@@ -11,6 +11,7 @@ Small by default; `ZAPBASE_FUZZ_EXAMPLES=10000 make fuzz` for a long run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
@@ -174,8 +175,9 @@ def test_every_receiver_answer_ends_on_the_delivery_row(db: Db, portal: Blocking
             "select public.create_webhook_endpoint(%s, 'fuzz', %s, '{alert.created}')",
             (TENANT, f"http://127.0.0.1:{port}/hook"),
         )
-    pool = portal.wrap_async_context_manager(open_pool(db.url, 2)).__enter__()
-    http = portal.wrap_async_context_manager(httpx.AsyncClient()).__enter__()
+    stack = contextlib.ExitStack()  # the pool closes before the database is dropped
+    pool = stack.enter_context(portal.wrap_async_context_manager(open_pool(db.url, 2)))
+    http = stack.enter_context(portal.wrap_async_context_manager(httpx.AsyncClient()))
     loop = Deliverer(pool=pool, client=http, worker_id="fuzz", local_mode=True, timeout=TIMEOUT_S)
 
     @fuzz_settings()
@@ -202,7 +204,8 @@ def test_every_receiver_answer_ends_on_the_delivery_row(db: Db, portal: Blocking
         if row["status"] != "succeeded":
             assert row["last_error"], (row, shown)
 
-    try:
-        deliver_one()
-    finally:
-        server.close()
+    with stack:
+        try:
+            deliver_one()
+        finally:
+            server.close()
