@@ -873,6 +873,14 @@ declare
   v_retry boolean;
   v_endpoint public.webhook_endpoints;
 begin
+  -- endpoints before deliveries, the order of a DELETE of an endpoint (its row, then its
+  -- deliveries by cascade): otherwise a round and that delete deadlock
+  perform 1 from public.webhook_endpoints w
+   where w.id in (select d.endpoint_id from public.webhook_deliveries d
+                   where d.id in (select (x ->> 'delivery_id')::uuid
+                                    from jsonb_array_elements(webhooks_record.outcomes) x))
+   order by w.id
+     for no key update;
   for o in
     select * from jsonb_to_recordset(webhooks_record.outcomes) as x (delivery_id uuid, attempt_id uuid,
       attempt integer, status_code integer, duration_ms integer, response_body text, error text, retryable boolean)

@@ -4,6 +4,8 @@ schedule, the 5-day disable with an alert, replay."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import psycopg
@@ -139,6 +141,36 @@ def test_an_attempt_recorded_again_after_a_lost_reply_is_logged_once(db: Db) -> 
     assert record(db, row, 503) == "pending"  # the same round again: the first reply was lost
     assert db.value("select count(*) from public.webhook_attempts") == 1
     assert db.value("select next_attempt_at > now() from public.webhook_deliveries")  # scheduled once
+
+
+def test_an_endpoint_deleted_while_its_round_is_recorded_does_not_deadlock(db: Db) -> None:
+    # An admin deletes the endpoint (PostgREST DELETE: the endpoint row, then its deliveries by
+    # cascade) while the deliverer records a round that touches the same rows.
+    endpoint = create(db, ["*"])
+    ingest(db, body(change(messages=[text("oi")])))
+    rows = claim(db)
+    outcomes = Jsonb([{"delivery_id": str(r["delivery_id"]), "attempt_id": str(r["attempt_id"]),
+                       "attempt": r["attempt"], "status_code": 200, "duration_ms": 5} for r in rows])
+    results: list[Any] = []
+
+    def deliverer() -> None:
+        try:
+            with db.as_service() as s:
+                results.extend(s.all("select status from public.webhooks_record(%s)", (outcomes,)))
+        except BaseException as exc:  # reported by the assertion below
+            results.append(exc)
+
+    with db.as_user(OWNER) as s:
+        s.all("select 1 from public.webhook_endpoints where id = %s for update", (endpoint["id"],))
+        thread = threading.Thread(target=deliverer)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not db.value("select count(*) from pg_locks where not granted") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        s.all("delete from public.webhook_endpoints where id = %s", (endpoint["id"],))
+    thread.join(10)
+    assert [r["status"] for r in results] == ["deleted"] * len(rows)
+    assert db.value("select count(*) from public.webhook_attempts") == 0
 
 
 def test_an_endpoint_failing_for_five_days_is_disabled_with_an_alert(db: Db) -> None:
