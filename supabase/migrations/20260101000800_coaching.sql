@@ -5,6 +5,12 @@
  * methodology scores, OKRs whose key results move with real data, and the coaching alerts.
  *
  *   playbooks (draft ─► active ─► inactive; a new version links its parent)
+ *   request_playbook_draft ─► playbook_drafts (pending) ─► worker: coaching_draft_claim
+ *        ─► AI gateway (feature playbook_draft) ─► coaching_draft_record: a content that passes
+ *           the schema becomes a new draft playbook (is_ai_generated), else invalid_output
+ *   coaching_calls with an audio file (transcription pending) ─► worker: coaching_transcription_claim
+ *        ─► provider transcription (feature call_transcription, priced per audio minute)
+ *        ─► coaching_transcription_record: the transcript, then lines and insight as an upload
  *   coaching_calls ─► coaching_call_lines (one row per transcript line: what evidence cites)
  *   request_insight / a call's transcript ─► conversation_insights (pending, one per transcript hash)
  *        ─► worker: coaching_insight_claim ─► AI gateway (feature coaching_insight)
@@ -26,9 +32,10 @@
  *
  * Who may do what:
  *   every member  reads playbooks and OKRs; records progress of key results they own
- *   agent         uploads their own calls, reads their own calls and insights (and asks for them)
- *   manager       playbooks, OKRs, every call and insight of the tenant
- *   service role  the insight worker (claim, record) and the jobs
+ *   agent         uploads their own calls (text or audio), reads their own calls and insights (and
+ *                 asks for them), retries their calls' failed transcriptions
+ *   manager       playbooks and AI drafts of playbooks, OKRs, every call and insight of the tenant
+ *   service role  the coaching worker (claim, record: insights, drafts, transcriptions) and the jobs
  */
 
 /**
@@ -166,6 +173,51 @@ comment on column public.playbooks.content is 'Sections with questions, objectio
 comment on column public.playbooks.version is 'Set by trigger: 1, or the parent''s version + 1.';
 comment on column public.playbooks.parent_id is 'The version this one revises (same team, function and methodology).';
 
+-- Requests for an AI draft of a playbook (a manager describes it, the worker writes it).
+create table if not exists public.playbook_drafts (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  team_id uuid,
+  name text not null check (length(name) between 1 and 120),
+  function text not null check (function in ('pre_sales', 'sales', 'cs')),
+  methodology text not null check (methodology in ('spiced', 'spin', 'meddic', 'bant')),
+  description text not null check (length(btrim(description)) between 1 and 4000),
+  status text not null default 'pending'
+    check (status in ('pending', 'running', 'done', 'invalid_output', 'refused', 'failed')),
+  attempts smallint not null default 0,
+  lease_until timestamptz,
+  leased_by text check (length(leased_by) <= 200),
+  playbook_id uuid,
+  model text check (length(model) <= 200),
+  prompt_version text check (length(prompt_version) <= 40),
+  tokens integer,
+  cost_usd numeric(20,10),
+  cost_brl numeric(20,10),
+  error text check (length(error) <= 2000),
+  requested_by uuid default auth.uid() references auth.users (id) on delete set null,
+  created_at timestamptz not null default now(),
+  completed_at timestamptz,
+  unique (tenant_id, id),
+  check (status = 'done' or playbook_id is null),
+  foreign key (tenant_id, team_id) references public.teams (tenant_id, id) on delete cascade,
+  foreign key (tenant_id, playbook_id) references public.playbooks (tenant_id, id) on delete set null (playbook_id)
+);
+alter table public.playbook_drafts enable row level security;
+create index if not exists playbook_drafts_queue_idx on public.playbook_drafts (created_at)
+  where status in ('pending', 'running');
+create index if not exists playbook_drafts_tenant_idx on public.playbook_drafts (tenant_id, created_at desc);
+create index if not exists playbook_drafts_team_idx on public.playbook_drafts (tenant_id, team_id);
+create index if not exists playbook_drafts_playbook_idx on public.playbook_drafts (tenant_id, playbook_id);
+create index if not exists playbook_drafts_requested_by_idx on public.playbook_drafts (requested_by);
+-- the usage rows of one draft (its cost, summed when it is recorded)
+create index if not exists ai_usage_playbook_draft_idx on public.ai_usage (tenant_id, request_id)
+  where feature = 'playbook_draft';
+comment on table public.playbook_drafts is 'AI drafts of a playbook asked for by a manager (request_playbook_draft): pending → running (a worker''s lease) → done (playbook_id: a new draft playbook, is_ai_generated), or invalid_output (the answer did not match the content schema: nothing stored), refused (AI budget), failed (providers).';
+comment on column public.playbook_drafts.description is 'What the manager wants (product, audience, stage of the sale), sent to the model.';
+comment on column public.playbook_drafts.playbook_id is 'The draft playbook written from the answer (status done; null again if that draft is deleted).';
+comment on column public.playbook_drafts.model is 'The model that answered, as the usage log names it (ai_models.gateway_id).';
+comment on column public.playbook_drafts.cost_usd is 'Sum of the ai_usage rows of this draft (request_id playbook_draft:<id>).';
+
 -- Calls and meetings (seed 004 conversations of the channels call, video and e-mail).
 create table if not exists public.coaching_calls (
   id uuid primary key default gen_random_uuid(),
@@ -177,23 +229,43 @@ create table if not exists public.coaching_calls (
   title text check (length(title) <= 200),
   occurred_at timestamptz not null,
   duration_seconds integer check (duration_seconds between 0 and 86400),
-  transcript text not null check (length(transcript) <= 200000),
+  transcript text not null default '' check (length(transcript) <= 200000),
   transcript_hash text not null default '',
   notes text check (length(notes) <= 10000),
+  audio_storage_path text check (length(audio_storage_path) <= 1000),
+  audio_mime_type text check (length(audio_mime_type) <= 100),
+  transcription_status text check (transcription_status in ('pending', 'running', 'done', 'refused', 'failed')),
+  transcription_attempts smallint not null default 0,
+  transcription_lease_until timestamptz,
+  transcription_leased_by text check (length(transcription_leased_by) <= 200),
+  transcription_model text check (length(transcription_model) <= 200),
+  transcription_error text check (length(transcription_error) <= 2000),
+  transcribed_at timestamptz,
   created_by uuid default auth.uid() references auth.users (id) on delete set null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   unique (tenant_id, id),
   foreign key (tenant_id, seller_id) references public.members (tenant_id, id) on delete set null (seller_id),
   foreign key (tenant_id, lead_id) references public.leads (tenant_id, id) on delete set null (lead_id),
-  foreign key (tenant_id, deal_id) references public.deals (tenant_id, id) on delete set null (deal_id)
+  foreign key (tenant_id, deal_id) references public.deals (tenant_id, id) on delete set null (deal_id),
+  check ((audio_storage_path is null) = (transcription_status is null))
 );
 alter table public.coaching_calls enable row level security;
+create index if not exists coaching_calls_transcription_queue_idx on public.coaching_calls (created_at)
+  where transcription_status in ('pending', 'running');
+-- the usage rows of a call's transcriptions
+create index if not exists ai_usage_call_transcription_idx on public.ai_usage (tenant_id, request_id)
+  where feature = 'call_transcription';
 create index if not exists coaching_calls_seller_idx on public.coaching_calls (tenant_id, seller_id, occurred_at desc);
 create index if not exists coaching_calls_lead_idx on public.coaching_calls (tenant_id, lead_id);
 create index if not exists coaching_calls_deal_idx on public.coaching_calls (tenant_id, deal_id);
 create index if not exists coaching_calls_created_by_idx on public.coaching_calls (created_by);
-comment on table public.coaching_calls is 'Calls, video meetings and e-mail threads of a seller with a lead or deal, as an uploaded text transcript (one line per turn, "Speaker: text"). Each upload or change of the transcript queues its AI insight.';
+comment on table public.coaching_calls is 'Calls, video meetings and e-mail threads of a seller with a lead or deal, as an uploaded text transcript (one line per turn, "Speaker: text") or an audio file the worker transcribes. Each upload or change of the transcript queues its AI insight.';
+comment on column public.coaching_calls.audio_storage_path is 'The recording, <bucket>/<tenant_id>/... in storage as messages.media_storage_path (set on upload, instead of a transcript): the worker transcribes it.';
+comment on column public.coaching_calls.audio_mime_type is 'The recording''s type (audio/mpeg, audio/ogg, audio/wav...), sent to the transcription provider.';
+comment on column public.coaching_calls.transcription_status is 'Null for a text upload; for a recording: pending → running (a worker''s lease) → done (transcript written), refused (AI budget) or failed (transcription_error); retry_call_transcription makes a refused or failed one pending again.';
+comment on column public.coaching_calls.transcription_model is 'The transcription model, as the usage log names it (feature call_transcription, request_id transcription:<call id>).';
+comment on column public.coaching_calls.transcription_error is 'Why the last transcription was refused or failed.';
 comment on column public.coaching_calls.seller_id is 'The member who sold (agents upload only their own calls).';
 comment on column public.coaching_calls.transcript is 'Plain text, one turn per line, optionally "Speaker: text"; split into coaching_call_lines.';
 comment on column public.coaching_calls.transcript_hash is 'sha256 of the transcript (set by trigger): an insight runs once per hash.';
@@ -586,7 +658,8 @@ drop trigger if exists _100_set_updated_at on public.playbooks;
 create trigger _100_set_updated_at before update on public.playbooks
   for each row execute function private.tg_set_updated_at();
 
--- Calls: hash, lines and a queued insight whenever the transcript is new or changed.
+-- Calls: hash, lines and a queued insight whenever the transcript is new or changed (a
+-- recording: once the worker has written its transcript).
 create or replace function private.tg_coaching_calls_hash()
 returns trigger
 language plpgsql
@@ -598,6 +671,43 @@ begin
   return new;
 end;
 $$;
+-- A recording instead of a transcript: its path must be in the tenant's folder (the worker
+-- reads storage with the service key), and its transcription starts pending.
+create or replace function private.tg_coaching_calls_audio()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if new.audio_storage_path is null then
+    new.transcription_status := null;
+    return new;
+  end if;
+  if new.audio_storage_path !~ ('^[A-Za-z0-9._-]+/' || new.tenant_id::text || '/')
+     or exists (select 1 from unnest(string_to_array(new.audio_storage_path, '/')) p where p in ('', '.', '..')) then
+    raise exception 'audio_storage_path must be a file in the tenant''s folder: <bucket>/%/...', new.tenant_id
+      using errcode = '22023';
+  end if;
+  if btrim(new.transcript) <> '' then
+    raise exception 'a call has an audio file or a transcript, not both: the transcript is written from the audio'
+      using errcode = '22023';
+  end if;
+  new.transcript := '';
+  new.transcription_status := 'pending';
+  new.transcription_attempts := 0;
+  new.transcription_lease_until := null;
+  new.transcription_leased_by := null;
+  new.transcription_model := null;
+  new.transcription_error := null;
+  new.transcribed_at := null;
+  return new;
+end;
+$$;
+drop trigger if exists _150_audio on public.coaching_calls;
+create trigger _150_audio before insert on public.coaching_calls
+  for each row execute function private.tg_coaching_calls_audio();
+
 drop trigger if exists _200_hash on public.coaching_calls;
 create trigger _200_hash before insert or update of transcript on public.coaching_calls
   for each row execute function private.tg_coaching_calls_hash();
@@ -619,7 +729,13 @@ begin
          left(btrim(coalesce((regexp_match(line, '^\s*[^:]{1,60}:(.*)$'))[1], line)), 20000)
     from regexp_split_to_table(new.transcript, E'\r?\n') with ordinality as t (line, n)
    where btrim(coalesce((regexp_match(line, '^\s*[^:]{1,60}:(.*)$'))[1], line)) <> '';
-  perform private.queue_insight(new.tenant_id, null, new.id);
+  -- a recording not transcribed yet is not an empty conversation: its insight waits for the text
+  if btrim(new.transcript) <> '' or new.transcription_status is null then
+    perform private.queue_insight(new.tenant_id, null, new.id);
+  end if;
+  if new.transcription_status = 'pending' then
+    perform pg_notify('zapbase_insights', '');
+  end if;
   return null;
 end;
 $$;
@@ -901,12 +1017,13 @@ on conflict (name) do update set description = excluded.description, function_na
 
 insert into public.event_types (type, module, description) values
   ('playbook.activated', 'coaching', 'A playbook version became the active one of its team and function.'),
-  ('insight.completed', 'coaching', 'An AI insight of a conversation or call was stored (status done).')
+  ('insight.completed', 'coaching', 'An AI insight of a conversation or call was stored (status done).'),
+  ('playbook.drafted', 'coaching', 'The AI wrote a draft playbook a manager asked for (request_playbook_draft).')
 on conflict do nothing;
 
 /**
  * ----
- * Section - Insight worker (service role)
+ * Section - Coaching worker (service role): insights, playbook drafts, call transcriptions
  * ----
  */
 
@@ -1052,6 +1169,167 @@ end;
 $$;
 comment on function public.coaching_insight_record(uuid, integer, text, jsonb, text, text, text) is 'Insight worker: store an attempt''s outcome (done with the validated answer, refused, failed, invalid_output) with the cost of its ai_usage rows; evidence that does not quote a message of the conversation is dropped, and a dimension left without evidence is insufficient_evidence.';
 
+-- Claims pending playbook drafts (and ones whose worker died), with what the prompt needs.
+create or replace function public.coaching_draft_claim(worker text, batch_size integer default 4,
+                                                       lease_seconds integer default 300)
+returns table (draft_id uuid, tenant_id uuid, attempt integer, name text, function text, methodology text,
+               dimensions text[], description text, team_name text)
+language sql
+security definer
+set search_path = ''
+as $$
+  with picked as (
+    select d.id from public.playbook_drafts d
+     where (d.status = 'pending' or (d.status = 'running' and d.lease_until < now()))
+     order by d.created_at
+     limit coaching_draft_claim.batch_size
+     for update of d skip locked
+  ), claimed as (
+    update public.playbook_drafts d
+       set status = 'running', attempts = d.attempts + 1, leased_by = coaching_draft_claim.worker,
+           lease_until = now() + make_interval(secs => coaching_draft_claim.lease_seconds)
+      from picked p where d.id = p.id
+    returning d.*
+  )
+  select c.id, c.tenant_id, c.attempts::integer, c.name, c.function, c.methodology,
+         private.methodology_dimensions(c.methodology), c.description, t.name
+    from claimed c
+    left join public.teams t on t.tenant_id = c.tenant_id and t.id = c.team_id
+$$;
+comment on function public.coaching_draft_claim(text, integer, integer) is 'Coaching worker: claim pending playbook drafts (SKIP LOCKED, leased) with the request (name, function, methodology and its dimensions, description, team name).';
+
+-- Records the outcome of a draft attempt. done takes the content the model wrote: checked
+-- against the playbook schema again (what fails is invalid_output and nothing is stored),
+-- then written as a new draft playbook in the same transaction. A result for a lease
+-- another worker took over is ignored.
+create or replace function public.coaching_draft_record(draft_id uuid, attempt integer, status text,
+                                                        content jsonb default null, model text default null,
+                                                        prompt_version text default null, error text default null)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_draft public.playbook_drafts;
+  v_status text := coaching_draft_record.status;
+  v_error text := coaching_draft_record.error;
+  v_playbook uuid;
+  v_usage record;
+begin
+  if v_status not in ('done', 'refused', 'failed', 'invalid_output') then
+    raise exception 'unknown draft outcome %', v_status using errcode = '22023';
+  end if;
+  select * into v_draft from public.playbook_drafts d where d.id = coaching_draft_record.draft_id for update;
+  if v_draft.id is null then
+    raise exception 'playbook draft % not found', coaching_draft_record.draft_id using errcode = 'P0002';
+  end if;
+  if v_draft.status <> 'running' or v_draft.attempts <> coaching_draft_record.attempt then
+    return v_draft.status;
+  end if;
+  if v_status = 'done' then
+    v_error := 'playbook content: ' || private.playbook_content_problem(coaching_draft_record.content);
+    v_status := case when v_error is null then 'done' else 'invalid_output' end;
+  end if;
+  if v_status = 'done' then
+    insert into public.playbooks (tenant_id, team_id, name, description, function, methodology, status,
+                                  is_ai_generated, content, created_by)
+    values (v_draft.tenant_id, v_draft.team_id, v_draft.name, left(v_draft.description, 2000), v_draft.function,
+            v_draft.methodology, 'draft', true, coaching_draft_record.content, v_draft.requested_by)
+    returning id into v_playbook;
+  end if;
+  select coalesce(sum(u.total_tokens), 0) as tokens, coalesce(sum(u.cost_usd), 0) as usd,
+         coalesce(sum(u.cost_brl), 0) as brl
+    into v_usage
+    from public.ai_usage u
+   where u.tenant_id = v_draft.tenant_id and u.request_id = 'playbook_draft:' || v_draft.id
+     and u.feature = 'playbook_draft';
+  update public.playbook_drafts d
+     set status = v_status, playbook_id = v_playbook, lease_until = null, leased_by = null, completed_at = now(),
+         model = left(coaching_draft_record.model, 200),
+         prompt_version = left(coaching_draft_record.prompt_version, 40),
+         error = left(v_error, 2000), tokens = v_usage.tokens, cost_usd = v_usage.usd, cost_brl = v_usage.brl
+   where d.id = v_draft.id;
+  if v_status = 'done' then
+    perform private.emit(v_draft.tenant_id, 'playbook.drafted', 'playbooks', v_playbook,
+      jsonb_build_object('draft_id', v_draft.id, 'name', v_draft.name, 'function', v_draft.function,
+                         'methodology', v_draft.methodology, 'team_id', v_draft.team_id));
+  end if;
+  return v_status;
+end;
+$$;
+comment on function public.coaching_draft_record(uuid, integer, text, jsonb, text, text, text) is 'Coaching worker: store a draft attempt''s outcome (done with the content, refused, failed, invalid_output) with the cost of its ai_usage rows; done content is checked against the playbook schema and becomes a new draft playbook (is_ai_generated) in the same transaction, or invalid_output with nothing stored.';
+
+-- Claims pending call transcriptions (and ones whose worker died), with where the audio is.
+create or replace function public.coaching_transcription_claim(worker text, batch_size integer default 2,
+                                                               lease_seconds integer default 600)
+returns table (call_id uuid, tenant_id uuid, attempt integer, audio_storage_path text, audio_mime_type text,
+               duration_seconds integer)
+language sql
+security definer
+set search_path = ''
+as $$
+  with picked as (
+    select c.id from public.coaching_calls c
+     where (c.transcription_status = 'pending'
+            or (c.transcription_status = 'running' and c.transcription_lease_until < now()))
+     order by c.created_at
+     limit coaching_transcription_claim.batch_size
+     for update of c skip locked
+  )
+  update public.coaching_calls c
+     set transcription_status = 'running', transcription_attempts = c.transcription_attempts + 1,
+         transcription_leased_by = coaching_transcription_claim.worker,
+         transcription_lease_until = now() + make_interval(secs => coaching_transcription_claim.lease_seconds)
+    from picked p where c.id = p.id
+  returning c.id, c.tenant_id, c.transcription_attempts::integer, c.audio_storage_path, c.audio_mime_type,
+            c.duration_seconds
+$$;
+comment on function public.coaching_transcription_claim(text, integer, integer) is 'Coaching worker: claim calls whose recording waits for its transcription (SKIP LOCKED, leased), with the audio''s storage path, type and the call''s duration (the budget''s estimate).';
+
+-- Records the outcome of a transcription attempt. done writes the transcript (the call's
+-- lines and insight follow as for an uploaded text; an empty one is an empty insight).
+create or replace function public.coaching_transcription_record(call_id uuid, attempt integer, status text,
+                                                                transcript text default null,
+                                                                model text default null, error text default null)
+returns text
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_call public.coaching_calls;
+begin
+  if coaching_transcription_record.status not in ('done', 'refused', 'failed') then
+    raise exception 'unknown transcription outcome %', coaching_transcription_record.status using errcode = '22023';
+  end if;
+  select * into v_call from public.coaching_calls c where c.id = coaching_transcription_record.call_id for update;
+  if v_call.id is null then
+    raise exception 'call % not found', coaching_transcription_record.call_id using errcode = 'P0002';
+  end if;
+  if v_call.transcription_status is distinct from 'running'
+     or v_call.transcription_attempts <> coaching_transcription_record.attempt then
+    return v_call.transcription_status;
+  end if;
+  update public.coaching_calls c
+     set transcription_status = coaching_transcription_record.status, transcription_lease_until = null,
+         transcription_leased_by = null, transcription_model = left(coaching_transcription_record.model, 200),
+         transcription_error = left(coaching_transcription_record.error, 2000),
+         transcribed_at = case when coaching_transcription_record.status = 'done' then now() end,
+         transcript = case when coaching_transcription_record.status = 'done'
+                           then left(coalesce(coaching_transcription_record.transcript, ''), 200000)
+                           else c.transcript end
+   where c.id = v_call.id;
+  if coaching_transcription_record.status = 'done' then
+    -- a new text was queued by the lines trigger already (same hash: that insight); an
+    -- empty one changed nothing and is recorded as an empty insight here
+    perform private.queue_insight(v_call.tenant_id, null, v_call.id);
+  end if;
+  return coaching_transcription_record.status;
+end;
+$$;
+comment on function public.coaching_transcription_record(uuid, integer, text, text, text, text) is 'Coaching worker: store a transcription attempt''s outcome: done with the transcript (lines and insight follow), refused (AI budget) or failed with the reason. A result for a lease another worker took over is ignored.';
+
 /**
  * ----
  * Section - RLS policies
@@ -1061,6 +1339,10 @@ select private.members_read_managers_write('playbooks');
 select private.members_read_managers_write('okr_periods');
 select private.members_read_managers_write('objectives');
 select private.members_read_managers_write('key_results');
+
+drop policy if exists "Playbook drafts are visible to managers" on public.playbook_drafts;
+create policy "Playbook drafts are visible to managers" on public.playbook_drafts
+  for select to authenticated using (tenant_id in (select private.my_tenant_ids_with_role('manager')));
 
 -- calls: managers all of the tenant's, agents their own
 drop policy if exists "Calls are visible to managers and their seller" on public.coaching_calls;
@@ -1159,6 +1441,101 @@ as $$
 $$;
 comment on function public.request_insight(uuid, uuid, text) is 'Queue the AI insight of a WhatsApp conversation or a call (one of the two) against the active playbook of the function (pre_sales, sales, cs); the same text is never analysed twice: its insight is returned. Managers; agents for their own calls and assigned conversations; the service role.';
 
+-- Asks the AI for a draft playbook from a description (managers and above). The worker
+-- writes it as a new draft version 1 (is_ai_generated) the manager then edits and activates.
+create or replace function private.request_playbook_draft(tenant_id uuid, team_id uuid, function text,
+                                                          methodology text, description text,
+                                                          name text default null)
+returns public.playbook_drafts
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_draft public.playbook_drafts;
+begin
+  if private.request_role() <> 'service_role' and not private.has_role(request_playbook_draft.tenant_id, 'manager') then
+    raise exception 'managers ask for playbook drafts' using errcode = '42501';
+  end if;
+  if request_playbook_draft.team_id is not null and not exists (
+       select 1 from public.teams t where t.tenant_id = request_playbook_draft.tenant_id and t.id = request_playbook_draft.team_id) then
+    raise exception 'team not found' using errcode = 'P0002';
+  end if;
+  if request_playbook_draft.function is null or request_playbook_draft.function not in ('pre_sales', 'sales', 'cs') then
+    raise exception 'function must be pre_sales, sales or cs' using errcode = '22023';
+  end if;
+  if private.methodology_dimensions(request_playbook_draft.methodology) is null then
+    raise exception 'methodology must be spiced, spin, meddic or bant' using errcode = '22023';
+  end if;
+  if length(btrim(coalesce(request_playbook_draft.description, ''))) not between 1 and 4000 then
+    raise exception 'describe the playbook in 1 to 4000 characters' using errcode = '22023';
+  end if;
+  insert into public.playbook_drafts (tenant_id, team_id, name, function, methodology, description)
+  values (request_playbook_draft.tenant_id, request_playbook_draft.team_id,
+          coalesce(nullif(btrim(request_playbook_draft.name), ''),
+                   'Playbook ' || upper(request_playbook_draft.methodology) || ' (rascunho IA)'),
+          request_playbook_draft.function, request_playbook_draft.methodology, btrim(request_playbook_draft.description))
+  returning * into v_draft;
+  perform pg_notify('zapbase_insights', '');
+  return v_draft;
+end;
+$$;
+
+create or replace function public.request_playbook_draft(tenant_id uuid, team_id uuid, function text,
+                                                         methodology text, description text,
+                                                         name text default null)
+returns public.playbook_drafts
+language sql
+security invoker
+set search_path = ''
+as $$
+  select * from private.request_playbook_draft(request_playbook_draft.tenant_id, request_playbook_draft.team_id,
+                                               request_playbook_draft.function, request_playbook_draft.methodology,
+                                               request_playbook_draft.description, request_playbook_draft.name)
+$$;
+comment on function public.request_playbook_draft(uuid, uuid, text, text, text, text) is 'Queue an AI draft of a playbook for a team (null: the tenant) and function (pre_sales, sales, cs) in a methodology (spiced, spin, meddic, bant) from a description (1-4000 characters); name defaults to "Playbook <METHODOLOGY> (rascunho IA)". Follow it in playbook_drafts: done links the new draft playbook. Managers and above.';
+
+-- Tries a call's refused or failed transcription again.
+create or replace function private.retry_call_transcription(call_id uuid)
+returns public.coaching_calls
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_call public.coaching_calls;
+begin
+  select * into v_call from public.coaching_calls c where c.id = retry_call_transcription.call_id for update;
+  -- managers for any call of their tenant; agents for their own; the service role
+  if v_call.id is null or (private.request_role() <> 'service_role' and not (
+       private.has_role(v_call.tenant_id, 'manager')
+       or (private.has_role(v_call.tenant_id, 'agent') and v_call.seller_id in (select private.my_member_ids())))) then
+    raise exception 'call not found' using errcode = 'P0002';
+  end if;
+  if v_call.transcription_status is distinct from 'failed' and v_call.transcription_status is distinct from 'refused' then
+    raise exception 'only a refused or failed transcription is tried again (this one is %)',
+      coalesce(v_call.transcription_status, 'a text upload') using errcode = '55000';
+  end if;
+  update public.coaching_calls c
+     set transcription_status = 'pending', transcription_error = null, transcription_lease_until = null,
+         transcription_leased_by = null
+   where c.id = v_call.id
+  returning * into v_call;
+  perform pg_notify('zapbase_insights', '');
+  return v_call;
+end;
+$$;
+
+create or replace function public.retry_call_transcription(call_id uuid)
+returns public.coaching_calls
+language sql
+security invoker
+set search_path = ''
+as $$
+  select * from private.retry_call_transcription(retry_call_transcription.call_id)
+$$;
+comment on function public.retry_call_transcription(uuid) is 'Make a call''s refused or failed transcription pending again (the worker picks it up). Managers; agents for their own calls; the service role.';
+
 /**
  * ----
  * Section - Grants
@@ -1169,10 +1546,10 @@ grant select, insert (tenant_id, team_id, name, description, function, methodolo
   update (name, description, team_id, function, methodology, status, content), delete
   on public.playbooks to authenticated;
 grant select, insert (tenant_id, channel, seller_id, lead_id, deal_id, title, occurred_at, duration_seconds, transcript,
-                      notes),
+                      notes, audio_storage_path, audio_mime_type),
   update (channel, seller_id, lead_id, deal_id, title, occurred_at, duration_seconds, transcript, notes), delete
   on public.coaching_calls to authenticated;
-grant select on public.coaching_call_lines, public.conversation_insights to authenticated;
+grant select on public.coaching_call_lines, public.conversation_insights, public.playbook_drafts to authenticated;
 grant select, insert (tenant_id, label, starts_on, ends_on, is_current), update (label, starts_on, ends_on, is_current),
   delete on public.okr_periods to authenticated;
 grant select, insert (tenant_id, period_id, title, description, area, owner_member_id, owner_team_id),
@@ -1182,16 +1559,29 @@ grant select, insert (tenant_id, objective_id, title, unit, start_value, target,
   on public.key_results to authenticated;
 grant select, insert (tenant_id, key_result_id, value, note, recorded_by) on public.key_result_progress to authenticated;
 grant select on public.key_results_status to authenticated, service_role;
-grant select, insert, update, delete on public.playbooks, public.coaching_calls, public.coaching_call_lines,
+grant select, insert, update, delete on public.playbooks, public.playbook_drafts, public.coaching_calls,
+  public.coaching_call_lines,
   public.conversation_insights, public.okr_periods, public.objectives, public.key_results,
   public.key_result_progress to service_role;
 
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.request_insight(uuid, uuid, text),
+  private.request_playbook_draft(uuid, uuid, text, text, text, text), private.retry_call_transcription(uuid),
   private.key_result_state(numeric, numeric, numeric, date, date, timestamptz) to authenticated, service_role;
 revoke execute on function public.request_insight(uuid, uuid, text),
+  public.request_playbook_draft(uuid, uuid, text, text, text, text), public.retry_call_transcription(uuid),
   public.coaching_insight_claim(text, integer, integer),
-  public.coaching_insight_record(uuid, integer, text, jsonb, text, text, text) from public, anon;
-grant execute on function public.request_insight(uuid, uuid, text) to authenticated, service_role;
+  public.coaching_insight_record(uuid, integer, text, jsonb, text, text, text),
+  public.coaching_draft_claim(text, integer, integer),
+  public.coaching_draft_record(uuid, integer, text, jsonb, text, text, text),
+  public.coaching_transcription_claim(text, integer, integer),
+  public.coaching_transcription_record(uuid, integer, text, text, text, text) from public, anon;
+grant execute on function public.request_insight(uuid, uuid, text),
+  public.request_playbook_draft(uuid, uuid, text, text, text, text), public.retry_call_transcription(uuid)
+  to authenticated, service_role;
 grant execute on function public.coaching_insight_claim(text, integer, integer),
-  public.coaching_insight_record(uuid, integer, text, jsonb, text, text, text) to service_role;
+  public.coaching_insight_record(uuid, integer, text, jsonb, text, text, text),
+  public.coaching_draft_claim(text, integer, integer),
+  public.coaching_draft_record(uuid, integer, text, jsonb, text, text, text),
+  public.coaching_transcription_claim(text, integer, integer),
+  public.coaching_transcription_record(uuid, integer, text, text, text, text) to service_role;

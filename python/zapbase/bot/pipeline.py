@@ -126,6 +126,11 @@ class AIResponder:
         """The tenants' gateways, shared with the worker's other AI features (chat search, insights)."""
         return self._gateways
 
+    @property
+    def listener(self) -> Listener | None:
+        """The transcriber of voice notes, shared with the coaching worker (call recordings)."""
+        return self._listener
+
     async def respond(self, message: InboundMessage) -> Reply:
         async with self._connect() as conn:
             bot = await find_bot(conn, message)

@@ -2,7 +2,8 @@
 
 `Listener` transcribes through an OpenAI-compatible API: `ai_reserve` before the call
 (estimated seconds, so a tenant over budget sends nothing to the provider), `ai_settle`
-after it with the seconds billed (api type transcription, priced per audio minute).
+after it with the seconds billed (api type transcription, priced per audio minute). Voice
+notes go through `transcribe`; other audio (coaching call recordings) through `hear`.
 
 `Speaker` turns a reply into a WhatsApp voice note through `SpeechService` (TTS cache,
 budget) and uploads it once per number: the media id is remembered on the cache row and
@@ -59,7 +60,7 @@ def _phone(message: InboundMessage) -> str | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Listener:
-    """Speech to text for voice notes, billed per audio second.
+    """Speech to text for voice notes and call recordings, billed per audio second.
 
     Parameters:
         transcriber: an OpenAI-compatible provider (Whisper on OpenAI or Groq, a stand-in).
@@ -83,39 +84,69 @@ class Listener:
     ) -> str | Refusal | None:
         """The transcript, stored on the message (the AI memory trigger takes it from there);
         a Refusal when the budget says no; None when the provider could not transcribe."""
-        estimate = ogg_opus_duration(audio) or round(len(audio) / _OPUS_BYTES_PER_S, 3)
+        try:
+            text = await self.hear(
+                tenant_id=message.tenant_id, audio=audio, mime=message.media_mime_type or "audio/ogg",
+                feature=TRANSCRIPTION_FEATURE, request_id=message.wamid,
+                conversation_id=message.conversation_id, message_id=message.message_id, bot_id=bot_id,
+                phone=_phone(message),
+            )  # fmt: skip
+        except ProviderError as exc:
+            _logger.warning("voice note %s not transcribed: %s", message.message_id, exc.code)
+            return None
+        if isinstance(text, Refusal):
+            return text
+        if text:
+            async with transaction(self.connect) as conn:
+                await conn.execute(_STORE, (text, message.message_id))
+        return text or None
+
+    async def hear(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        audio: bytes,
+        mime: str,
+        feature: str,
+        request_id: str | None,
+        seconds: float | None = None,
+        conversation_id: uuid.UUID | None = None,
+        message_id: uuid.UUID | None = None,
+        bot_id: uuid.UUID | None = None,
+        phone: str | None = None,
+    ) -> str | Refusal:
+        """The text of `audio` (stripped), billed to the tenant under `feature`: a Refusal when the
+        budget says no (the provider is not called); a provider failure is settled and raised
+        (ProviderError). `seconds`: the known duration, else read from the Opus container or
+        estimated from the size."""
+        estimate = seconds or ogg_opus_duration(audio) or round(len(audio) / _OPUS_BYTES_PER_S, 3)
         params = {
-            "tenant": message.tenant_id, "feature": TRANSCRIPTION_FEATURE, "model": self.gateway_id,
-            "seconds": estimate, "conversation": message.conversation_id, "message": message.message_id,
-            "bot": bot_id, "request": message.wamid, "phone": _phone(message), "hold": self.hold_seconds,
+            "tenant": tenant_id, "feature": feature, "model": self.gateway_id, "seconds": estimate,
+            "conversation": conversation_id, "message": message_id, "bot": bot_id, "request": request_id,
+            "phone": phone, "hold": self.hold_seconds,
         }  # fmt: skip
         async with transaction(self.connect) as conn:
             answer: dict[str, Any] = (await (await conn.execute(_RESERVE, params)).fetchone() or {})["result"]
         if answer.get("status") != "reserved":
-            _logger.info("transcription refused for tenant %s: %s", message.tenant_id, answer.get("message"))
+            _logger.info("transcription refused for tenant %s: %s", tenant_id, answer.get("message"))
             return Refusal(reason=str(answer.get("reason")), message=str(answer.get("message") or ""))
         reservation = answer["reservation_id"]
         request = TranscriptionRequest(
-            audio=audio, mime=message.media_mime_type or "audio/ogg", seconds=estimate, language="pt",
-            tenant_id=str(message.tenant_id), conversation_id=str(message.conversation_id),
+            audio=audio, mime=mime, seconds=estimate, language="pt", tenant_id=str(tenant_id),
+            conversation_id=str(conversation_id) if conversation_id else None,
         )  # fmt: skip
         began = time.perf_counter()
         try:
             result = await self.transcriber.transcribe(request)
         except ProviderError as exc:
-            _logger.warning("voice note %s not transcribed: %s", message.message_id, exc.code)
             await self._settle(reservation, "failure", 0, began, exc.code, exc.message)
-            return None
+            raise
         except BaseException:
             with anyio.CancelScope(shield=True):  # give the hold back even when cancelled
                 await self._settle(reservation, "cancelled", 0, began)
             raise
         await self._settle(reservation, "success", result.seconds or estimate, began)
-        text = result.text.strip()
-        if text:
-            async with transaction(self.connect) as conn:
-                await conn.execute(_STORE, (text, message.message_id))
-        return text or None
+        return result.text.strip()
 
     async def _settle(
         self,

@@ -156,8 +156,8 @@ def answer_schema(dimensions: tuple[str, ...]) -> Mapping[str, Any]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
-    """What to record: a status of `coaching_insight_record` (done, refused, failed,
-    invalid_output), the answer when done."""
+    """What to record: a status of `coaching_insight_record` / `coaching_draft_record` (done,
+    refused, failed, invalid_output), the answer when done."""
 
     status: str
     result: Mapping[str, Any] | None = None
@@ -165,13 +165,14 @@ class Verdict:
     error: str | None = None
 
 
-def judge(answer: JsonResult) -> Verdict:
+def judge(answer: JsonResult, shape: type[BaseModel] = Analysis) -> Verdict:
     """The gateway's JSON answer as an outcome: refusals, failures and answers outside the
-    schema (after the gateway's one retry) are statuses; a valid one is parsed as `Analysis`."""
+    schema (after the gateway's one retry) are statuses; a valid one is parsed as `shape`
+    (`Analysis`, or a draft's `PlaybookContent`)."""
     answered = (a for r in answer.responses[-1:] for a in r.attempts
                 if a.status in (AttemptStatus.OK, AttemptStatus.CACHED))  # fmt: skip
     model = next((a.link.gateway_id for a in answered), None)
     if not answer.ok:
         return Verdict(status=answer.status.value, model=model, error=answer.message)
-    analysis = Analysis.model_validate(answer.value)
-    return Verdict(status="done", result=analysis.model_dump(mode="json"), model=model)
+    parsed = shape.model_validate(answer.value)
+    return Verdict(status="done", result=parsed.model_dump(mode="json"), model=model)

@@ -225,8 +225,8 @@ class Runner:
                 if ai is not None else None
             )  # fmt: skip
             insights = (
-                InsightLoop(pool=pool, gateways=ai.gateways, worker_id=self.worker_id,
-                            poll_interval=settings.zapbase_poll_interval_s)
+                InsightLoop(pool=pool, gateways=ai.gateways, worker_id=self.worker_id, listener=ai.listener,
+                            media=storage, poll_interval=settings.zapbase_poll_interval_s)
                 if ai is not None else None
             )  # fmt: skip
             flows = FlowEngine(http=self._flow_http or webhook_http,
