@@ -375,6 +375,9 @@ RPC_ATTACKS: dict[str, str] = {
     "chat_search_ask(uuid,text)": "select public.chat_search_ask(%(tenant)s, 'quanto a outra loja vendeu?')",
     # coaching
     "request_insight(uuid,uuid,text)": "select * from public.request_insight(call_id => %(call)s)",
+    "request_playbook_draft(uuid,uuid,text,text,text,text)":
+        "select * from public.request_playbook_draft(%(tenant)s, %(team)s, 'sales', 'spin', 'o deles')",
+    "retry_call_transcription(uuid)": "select * from public.retry_call_transcription(%(audio_call)s)",
 }
 INVITE_TOKEN_B = "convite-da-outra-loja"  # an invite of tenant B to someone else, token leaked
 
@@ -416,7 +419,10 @@ def b_ids(victim: Db) -> dict[str, Any]:
         "flow_draft": one("select id from public.flow_versions where tenant_id = %s and published_at is null",
                           (TENANT_B,)),
         "flow_execution": one("select id from public.flow_executions where tenant_id = %s", (TENANT_B,)),
-        "call": one("select id from public.coaching_calls where tenant_id = %s", (TENANT_B,)),
+        "call": one("select id from public.coaching_calls where tenant_id = %s"
+                    " and audio_storage_path is null", (TENANT_B,)),
+        "audio_call": one("select id from public.coaching_calls where tenant_id = %s"
+                          " and audio_storage_path is not null", (TENANT_B,)),
     }
 
 

@@ -1911,6 +1911,8 @@ export type Database = {
       }
       coaching_calls: {
         Row: {
+          audio_mime_type: string | null
+          audio_storage_path: string | null
           channel: string
           created_at: string
           created_by: string | null
@@ -1923,11 +1925,20 @@ export type Database = {
           seller_id: string | null
           tenant_id: string
           title: string | null
+          transcribed_at: string | null
           transcript: string
           transcript_hash: string
+          transcription_attempts: number
+          transcription_error: string | null
+          transcription_lease_until: string | null
+          transcription_leased_by: string | null
+          transcription_model: string | null
+          transcription_status: string | null
           updated_at: string
         }
         Insert: {
+          audio_mime_type?: string | null
+          audio_storage_path?: string | null
           channel?: string
           created_at?: string
           created_by?: string | null
@@ -1940,11 +1951,20 @@ export type Database = {
           seller_id?: string | null
           tenant_id: string
           title?: string | null
-          transcript: string
+          transcribed_at?: string | null
+          transcript?: string
           transcript_hash?: string
+          transcription_attempts?: number
+          transcription_error?: string | null
+          transcription_lease_until?: string | null
+          transcription_leased_by?: string | null
+          transcription_model?: string | null
+          transcription_status?: string | null
           updated_at?: string
         }
         Update: {
+          audio_mime_type?: string | null
+          audio_storage_path?: string | null
           channel?: string
           created_at?: string
           created_by?: string | null
@@ -1957,8 +1977,15 @@ export type Database = {
           seller_id?: string | null
           tenant_id?: string
           title?: string | null
+          transcribed_at?: string | null
           transcript?: string
           transcript_hash?: string
+          transcription_attempts?: number
+          transcription_error?: string | null
+          transcription_lease_until?: string | null
+          transcription_leased_by?: string | null
+          transcription_model?: string | null
+          transcription_status?: string | null
           updated_at?: string
         }
         Relationships: [
@@ -5382,6 +5409,97 @@ export type Database = {
         }
         Relationships: []
       }
+      playbook_drafts: {
+        Row: {
+          attempts: number
+          completed_at: string | null
+          cost_brl: number | null
+          cost_usd: number | null
+          created_at: string
+          description: string
+          error: string | null
+          function: string
+          id: string
+          lease_until: string | null
+          leased_by: string | null
+          methodology: string
+          model: string | null
+          name: string
+          playbook_id: string | null
+          prompt_version: string | null
+          requested_by: string | null
+          status: string
+          team_id: string | null
+          tenant_id: string
+          tokens: number | null
+        }
+        Insert: {
+          attempts?: number
+          completed_at?: string | null
+          cost_brl?: number | null
+          cost_usd?: number | null
+          created_at?: string
+          description: string
+          error?: string | null
+          function: string
+          id?: string
+          lease_until?: string | null
+          leased_by?: string | null
+          methodology: string
+          model?: string | null
+          name: string
+          playbook_id?: string | null
+          prompt_version?: string | null
+          requested_by?: string | null
+          status?: string
+          team_id?: string | null
+          tenant_id: string
+          tokens?: number | null
+        }
+        Update: {
+          attempts?: number
+          completed_at?: string | null
+          cost_brl?: number | null
+          cost_usd?: number | null
+          created_at?: string
+          description?: string
+          error?: string | null
+          function?: string
+          id?: string
+          lease_until?: string | null
+          leased_by?: string | null
+          methodology?: string
+          model?: string | null
+          name?: string
+          playbook_id?: string | null
+          prompt_version?: string | null
+          requested_by?: string | null
+          status?: string
+          team_id?: string | null
+          tenant_id?: string
+          tokens?: number | null
+        }
+        Relationships: [
+          {
+            foreignKeyName: "playbook_drafts_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+          {
+            foreignKeyName: "playbook_drafts_tenant_id_playbook_id_fkey"
+            columns: ["tenant_id", "playbook_id"]
+            referencedRelation: "playbooks"
+            referencedColumns: ["tenant_id", "id"]
+          },
+          {
+            foreignKeyName: "playbook_drafts_tenant_id_team_id_fkey"
+            columns: ["tenant_id", "team_id"]
+            referencedRelation: "teams"
+            referencedColumns: ["tenant_id", "id"]
+          },
+        ]
+      }
       playbooks: {
         Row: {
           activated_at: string | null
@@ -8121,6 +8239,32 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      coaching_draft_claim: {
+        Args: { batch_size?: number; lease_seconds?: number; worker: string }
+        Returns: {
+          attempt: number
+          description: string
+          dimensions: string[]
+          draft_id: string
+          function: string
+          methodology: string
+          name: string
+          team_name: string
+          tenant_id: string
+        }[]
+      }
+      coaching_draft_record: {
+        Args: {
+          attempt: number
+          content?: Json
+          draft_id: string
+          error?: string
+          model?: string
+          prompt_version?: string
+          status: string
+        }
+        Returns: string
+      }
       coaching_insight_claim: {
         Args: { batch_size?: number; lease_seconds?: number; worker: string }
         Returns: {
@@ -8144,6 +8288,28 @@ export type Database = {
           prompt_version?: string
           result?: Json
           status: string
+        }
+        Returns: string
+      }
+      coaching_transcription_claim: {
+        Args: { batch_size?: number; lease_seconds?: number; worker: string }
+        Returns: {
+          attempt: number
+          audio_mime_type: string
+          audio_storage_path: string
+          call_id: string
+          duration_seconds: number
+          tenant_id: string
+        }[]
+      }
+      coaching_transcription_record: {
+        Args: {
+          attempt: number
+          call_id: string
+          error?: string
+          model?: string
+          status: string
+          transcript?: string
         }
         Returns: string
       }
@@ -9084,6 +9250,45 @@ export type Database = {
           isSetofReturn: false
         }
       }
+      request_playbook_draft: {
+        Args: {
+          description: string
+          function: string
+          methodology: string
+          name?: string
+          team_id: string
+          tenant_id: string
+        }
+        Returns: {
+          attempts: number
+          completed_at: string | null
+          cost_brl: number | null
+          cost_usd: number | null
+          created_at: string
+          description: string
+          error: string | null
+          function: string
+          id: string
+          lease_until: string | null
+          leased_by: string | null
+          methodology: string
+          model: string | null
+          name: string
+          playbook_id: string | null
+          prompt_version: string | null
+          requested_by: string | null
+          status: string
+          team_id: string | null
+          tenant_id: string
+          tokens: number | null
+        }
+        SetofOptions: {
+          from: "*"
+          to: "playbook_drafts"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
       request_template_sync: { Args: { tenant_id: string }; Returns: number }
       resolve_conversation: {
         Args: { conversation_id: string; send_csat?: boolean }
@@ -9135,6 +9340,41 @@ export type Database = {
         SetofOptions: {
           from: "*"
           to: "conversations"
+          isOneToOne: true
+          isSetofReturn: false
+        }
+      }
+      retry_call_transcription: {
+        Args: { call_id: string }
+        Returns: {
+          audio_mime_type: string | null
+          audio_storage_path: string | null
+          channel: string
+          created_at: string
+          created_by: string | null
+          deal_id: string | null
+          duration_seconds: number | null
+          id: string
+          lead_id: string | null
+          notes: string | null
+          occurred_at: string
+          seller_id: string | null
+          tenant_id: string
+          title: string | null
+          transcribed_at: string | null
+          transcript: string
+          transcript_hash: string
+          transcription_attempts: number
+          transcription_error: string | null
+          transcription_lease_until: string | null
+          transcription_leased_by: string | null
+          transcription_model: string | null
+          transcription_status: string | null
+          updated_at: string
+        }
+        SetofOptions: {
+          from: "*"
+          to: "coaching_calls"
           isOneToOne: true
           isSetofReturn: false
         }
