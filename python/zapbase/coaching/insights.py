@@ -165,7 +165,7 @@ class Verdict:
     error: str | None = None
 
 
-def judge(answer: JsonResult, shape: type[BaseModel] = Analysis) -> Verdict:
+def judge(answer: JsonResult, shape: type[BaseModel]) -> Verdict:
     """The gateway's JSON answer as an outcome: refusals, failures and answers outside the
     schema (after the gateway's one retry) are statuses; a valid one is parsed as `shape`
     (`Analysis`, or a draft's `PlaybookContent`)."""

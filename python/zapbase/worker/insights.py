@@ -17,6 +17,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -35,7 +36,6 @@ from zapbase.coaching import (
     InsightJob,
     PlaybookContent,
     TranscriptionJob,
-    Verdict,
     answer_schema,
     build_draft_request,
     build_request,
@@ -58,6 +58,21 @@ _CLAIM_DRAFTS = "select * from public.coaching_draft_claim(%s, %s, %s)"
 _RECORD_DRAFT = "select public.coaching_draft_record(%s, %s, %s, %s::jsonb, %s, %s, %s) as status"
 _CLAIM_TRANSCRIPTIONS = "select * from public.coaching_transcription_claim(%s, %s, %s)"
 _RECORD_TRANSCRIPTION = "select public.coaching_transcription_record(%s, %s, %s, %s, %s, %s) as status"
+
+
+@dataclass(frozen=True, slots=True)
+class _JsonTask:
+    """A kind of JSON answer the loop asks for: its schema's name, the shape it is judged as,
+    the recorder and the prompt version stored with it."""
+
+    name: str
+    shape: type[BaseModel]
+    record: str
+    prompt_version: str
+
+
+_INSIGHT = _JsonTask("conversation_insight", Analysis, _RECORD, PROMPT_VERSION)
+_DRAFT = _JsonTask("playbook_content", PlaybookContent, _RECORD_DRAFT, DRAFT_PROMPT_VERSION)
 # Recordings are long: a transcription holds its lease (and budget hold) longer than a chat call.
 _TRANSCRIPTION_LEASE_S = 900
 
@@ -119,39 +134,33 @@ class InsightLoop(QueueLoop):
 
     async def analyse(self, job: InsightJob) -> str:
         """Run one claimed analysis and record its outcome; returns the stored status."""
-        verdict = await self._ask_json(job.tenant_id, build_request(job), answer_schema(job.dimensions),
-                                       "conversation_insight", Analysis)  # fmt: skip
-        if verdict.status != "done":
-            _logger.warning("insight %s: %s (%s)", job.insight_id, verdict.status, verdict.error)
-        params = (job.insight_id, job.attempt, verdict.status,
-                  json.dumps(verdict.result) if verdict.result is not None else None,
-                  verdict.model, PROMPT_VERSION, verdict.error)  # fmt: skip
-        row = await record_outcome(self._pool, _RECORD, params, within=self._lease_seconds)
-        return str(row["status"]) if row else verdict.status
+        return await self._answer(_INSIGHT, job.insight_id, job.attempt, job.tenant_id, build_request(job),
+                                  answer_schema(job.dimensions))  # fmt: skip
 
     async def draft(self, job: DraftJob) -> str:
         """Write one claimed playbook draft and record it; returns the stored status (done: a new
         draft playbook exists; invalid_output: nothing was stored)."""
-        verdict = await self._ask_json(job.tenant_id, build_draft_request(job), content_schema(),
-                                       "playbook_content", PlaybookContent)  # fmt: skip
-        if verdict.status != "done":
-            _logger.warning("playbook draft %s: %s (%s)", job.draft_id, verdict.status, verdict.error)
-        params = (job.draft_id, job.attempt, verdict.status,
-                  json.dumps(verdict.result) if verdict.result is not None else None,
-                  verdict.model, DRAFT_PROMPT_VERSION, verdict.error)  # fmt: skip
-        row = await record_outcome(self._pool, _RECORD_DRAFT, params, within=self._lease_seconds)
-        return str(row["status"]) if row else verdict.status
+        return await self._answer(_DRAFT, job.draft_id, job.attempt, job.tenant_id, build_draft_request(job),
+                                  content_schema())  # fmt: skip
 
-    async def _ask_json(
-        self, tenant_id: uuid.UUID, request: ChatRequest, schema: Mapping[str, Any], name: str,
-        shape: type[BaseModel],
-    ) -> Verdict:  # fmt: skip
-        """The tenant's gateway asked for JSON of `schema`, judged as `shape`."""
+    async def _answer(
+        self, task: _JsonTask, subject: uuid.UUID, attempt: int, tenant_id: uuid.UUID, request: ChatRequest,
+        schema: Mapping[str, Any],
+    ) -> str:  # fmt: skip
+        """Ask the tenant's gateway for JSON of `schema`, judge it as the task's shape and record
+        the outcome (the recorder checks it again); returns the stored status."""
         async with self._pool.connection() as conn:
             policy = await load_policy(conn, tenant_id, None)
             gateway = await self._gateways.for_tenant(conn, tenant_id)
-        answer = await gateway.complete_json(request, policy, schema=schema, name=name)
-        return judge(answer, shape)
+        answer = await gateway.complete_json(request, policy, schema=schema, name=task.name)
+        verdict = judge(answer, task.shape)
+        if verdict.status != "done":
+            _logger.warning("%s %s: %s (%s)", task.name, subject, verdict.status, verdict.error)
+        params = (subject, attempt, verdict.status,
+                  json.dumps(verdict.result) if verdict.result is not None else None,
+                  verdict.model, task.prompt_version, verdict.error)  # fmt: skip
+        row = await record_outcome(self._pool, task.record, params, within=self._lease_seconds)
+        return str(row["status"]) if row else verdict.status
 
     async def transcribe(self, job: TranscriptionJob) -> str:
         """Transcribe one claimed recording and record the outcome; returns the stored status
