@@ -11,19 +11,25 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from coaching_support import AGENT, AGENT_MEMBER, CONTENT, TEAM, TENANT
 
 from support import Db
 from zapbase.ai import Gateway, OpenAICompatProvider, PostgresLedger
+from zapbase.bot import AIResponder
 from zapbase.bot.gateways import Gateways
+from zapbase.bot.knowledge import Knowledge
+from zapbase.bot.memory import Summarizer
 from zapbase.bot.voice import Listener
 from zapbase.coaching import DRAFT_FEATURE, DRAFT_PROMPT_VERSION, TRANSCRIPTION_FEATURE
 from zapbase.db.pool import Pool, open_pool
+from zapbase.settings import Settings
 from zapbase.standins.ai import Fault, FaultKind, OpenAIStandIn, Reply
 from zapbase.storage import LocalStorage
 from zapbase.worker.insights import InsightLoop
+from zapbase.worker.runner import Runner
 
 pytestmark = pytest.mark.anyio
 
@@ -250,3 +256,38 @@ async def test_without_a_transcriber_a_recording_fails_with_the_reason(
         call["transcription_status"] == "failed"
         and "no transcription provider" in call["transcription_error"]
     )
+
+
+async def test_the_worker_drafts_and_transcribes_as_soon_as_asked(
+    db: Db, pool: Pool, gateways: Gateways, gpt: OpenAIStandIn, whisper: OpenAIStandIn, media: LocalStorage,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The runner gives the coaching loop the bot's listener and the media store; the NOTIFY of
+    request_playbook_draft and of an uploaded recording wakes it long before its poll (60 s)."""
+    settings = Settings(
+        database_url=db.url, zapbase_media_dir=tmp_path, anthropic_api_key=None, openai_api_key=None,
+        zapbase_poll_interval_s=60.0, zapbase_scheduler=False,
+    )  # fmt: skip
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=whisper.app)) as http:
+        transcriber = OpenAICompatProvider(api_key="sk-test", base_url="http://openai.test", client=http)
+        responder = AIResponder(
+            connect=pool.connection, gateways=gateways, knowledge=Knowledge(connect=pool.connection),
+            summarizer=Summarizer(connect=pool.connection, threshold=9), media=media,
+            listener=Listener(transcriber=transcriber, model="whisper-1", connect=pool.connection),
+        )  # fmt: skip
+        runner = Runner(settings, responder=responder, storage=media, serve_http=False, handle_signals=False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(runner.run)
+            await runner.ready.wait()
+            await anyio.sleep(0.5)  # LISTEN is up (its catch-up round found nothing)
+            gpt.push(Reply(text=json.dumps(CONTENT)))
+            asked = ask_draft(db)
+            with anyio.fail_after(10):
+                while draft_row(db, asked["id"])["status"] != "done":
+                    await anyio.sleep(0.05)
+            row = audio_call(db)
+            with anyio.fail_after(10):
+                while call_row(db, row["id"])["transcription_status"] != "done":
+                    await anyio.sleep(0.05)
+            runner.stop()
+    assert "Quem decide a compra?" in call_row(db, row["id"])["transcript"]
