@@ -253,9 +253,6 @@ create table if not exists public.coaching_calls (
 alter table public.coaching_calls enable row level security;
 create index if not exists coaching_calls_transcription_queue_idx on public.coaching_calls (created_at)
   where transcription_status in ('pending', 'running');
--- the usage rows of a call's transcriptions
-create index if not exists ai_usage_call_transcription_idx on public.ai_usage (tenant_id, request_id)
-  where feature = 'call_transcription';
 create index if not exists coaching_calls_seller_idx on public.coaching_calls (tenant_id, seller_id, occurred_at desc);
 create index if not exists coaching_calls_lead_idx on public.coaching_calls (tenant_id, lead_id);
 create index if not exists coaching_calls_deal_idx on public.coaching_calls (tenant_id, deal_id);
