@@ -28,9 +28,7 @@ def alerts(db: Db, kind: str) -> list[dict[str, Any]]:
 
 def import_leads(db: Db, rows: list[dict[str, Any]], file_name: str) -> dict[str, Any]:
     with db.as_user(AGENT) as s:
-        return s.one(
-            "select * from public.import_leads(%s, %s, %s)", (TENANT, file_name, json.dumps(rows))
-        )
+        return s.one("select * from public.import_leads(%s, %s, %s)", (TENANT, file_name, json.dumps(rows)))
 
 
 def test_a_failed_import_or_one_rejecting_too_many_lines_alerts_once(db: Db) -> None:
@@ -59,7 +57,7 @@ def test_a_failed_import_or_one_rejecting_too_many_lines_alerts_once(db: Db) -> 
     )
     assert delivered == 2
     db.sql(
-        "update public.tenants set settings = settings || '{\"coaching\": {\"import_rejected_pct\": 5}}'"
+        'update public.tenants set settings = settings || \'{"coaching": {"import_rejected_pct": 5}}\''
         " where id = %s",
         (TENANT,),
     )
@@ -68,7 +66,12 @@ def test_a_failed_import_or_one_rejecting_too_many_lines_alerts_once(db: Db) -> 
 
 
 def worker_reply(
-    db: Db, conversation: str, *, error: str | None, failed: tuple[str, ...] = (), feature: str = "reply",
+    db: Db,
+    conversation: str,
+    *,
+    error: str | None,
+    failed: tuple[str, ...] = (),
+    feature: str = "reply",
     as_of: str = "now()",
 ) -> None:
     """A reply through the ledger as the worker makes it: failed attempts, then the answer or,
@@ -91,9 +94,7 @@ def give_up_on_message(db: Db, message: str) -> None:
     """The processor claims the inbound message and fails it for good."""
     with db.as_service() as s:
         s.all("select * from public.whatsapp_claim_inbound('worker-1', 10, 60)")
-        s.all(
-            "select public.whatsapp_fail_inbound(%s, 'worker-1', 'RuntimeError: boom', 1)", (message,)
-        )
+        s.all("select public.whatsapp_fail_inbound(%s, 'worker-1', 'RuntimeError: boom', 1)", (message,))
 
 
 def test_bot_errors_alert_once_per_bot_and_hour(db: Db) -> None:
