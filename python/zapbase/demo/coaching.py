@@ -12,7 +12,6 @@ query run as the member under RLS, the OKR and alert jobs.
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +86,9 @@ _ANALYSIS = (
 
 _CONNECT_SQL = """
 insert into public.integrations (tenant_id, type, provider, name, status, config)
-values (%s, 'llm', 'openai', 'OpenAI (stand-in local da demo)', 'active', %s) returning id
+values (%s, 'llm', 'openai', 'OpenAI (stand-in local da demo)', 'active', %s)
+on conflict (tenant_id, provider, name) do update set status = 'active', config = excluded.config
+returning id
 """
 _PLAYBOOK_SQL = """
 insert into public.playbooks (tenant_id, name, function, methodology, status, content)
@@ -132,16 +133,23 @@ select %(t)s, to_char(now(), '"T"Q YYYY'), date_trunc('quarter', now())::date,
  where not exists (select 1 from public.okr_periods p where p.tenant_id = %(t)s and p.is_current)
 """
 _KEY_RESULT_SQL = """
-with o as (
+with found as (
+  select k.id from public.key_results k
+    join public.objectives o on o.tenant_id = k.tenant_id and o.id = k.objective_id
+    join public.okr_periods p on p.tenant_id = o.tenant_id and p.id = o.period_id and p.is_current
+   where k.tenant_id = %(t)s and k.title = %(title)s and k.metric = 'avg_playbook_score'
+), o as (
   insert into public.objectives (tenant_id, period_id, title, area, owner_member_id)
   select %(t)s, p.id, 'Vender seguindo o playbook', 'sales', %(owner)s
-    from public.okr_periods p where p.tenant_id = %(t)s and p.is_current
+    from public.okr_periods p where p.tenant_id = %(t)s and p.is_current and not exists (select 1 from found)
+  returning id
+), k as (
+  insert into public.key_results (tenant_id, objective_id, title, unit, start_value, target, metric,
+                                  owner_member_id)
+  select %(t)s, o.id, %(title)s, 'percentage', 0, 90, 'avg_playbook_score', %(owner)s from o
   returning id
 )
-insert into public.key_results (tenant_id, objective_id, title, unit, start_value, target, metric,
-                                owner_member_id)
-select %(t)s, o.id, 'Aderência média ao playbook', 'percentage', 0, 90, 'avg_playbook_score', %(owner)s from o
-returning id
+select id from found union all select id from k limit 1
 """
 _KEY_RESULT_STATUS_SQL = """
 select k.title, k.metric, k.start_value, k.target, k.current_value, k.status, k.trend, k.progress
@@ -152,12 +160,21 @@ select p.source, p.value, p.note from public.key_result_progress p
  where p.key_result_id = %s order by p.recorded_at
 """
 _DEAL_SQL = """
-with p as (insert into public.pipelines (tenant_id, name) values (%(t)s, 'Vendas B2B ' || %(run)s)
-           returning id),
-     s as (insert into public.pipeline_stages (tenant_id, pipeline_id, name, stuck_after)
-           select %(t)s, p.id, 'Proposta enviada', interval '7 days' from p returning id, pipeline_id)
+with found as (
+  select s.id, s.pipeline_id from public.pipeline_stages s
+    join public.pipelines p on p.tenant_id = s.tenant_id and p.id = s.pipeline_id
+   where p.tenant_id = %(t)s and p.name = 'Vendas B2B' and s.name = 'Proposta enviada'
+), p as (
+  insert into public.pipelines (tenant_id, name)
+  select %(t)s, 'Vendas B2B' where not exists (select 1 from found)
+  returning id
+), s as (
+  insert into public.pipeline_stages (tenant_id, pipeline_id, name, stuck_after)
+  select %(t)s, p.id, 'Proposta enviada', interval '7 days' from p
+  returning id, pipeline_id
+), stage as (select * from found union all select * from s limit 1)
 insert into public.deals (tenant_id, title, pipeline_id, stage_id, value, owner_id)
-select %(t)s, 'Plano anual — Mendes Alimentos', s.pipeline_id, s.id, 48000, %(owner)s from s
+select %(t)s, 'Plano anual — Mendes Alimentos', stage.pipeline_id, stage.id, 48000, %(owner)s from stage
 returning id
 """
 _ALERTS_SQL = """
@@ -251,15 +268,14 @@ async def coaching_chapter(stack: LocalStack, conn: Connection) -> CoachingChapt
         evidence = await (await conn.execute(_EVIDENCE_SQL, (insight.get("id"), dimensions))).fetchall()
         async with acting_as(conn, DEMO_OWNER):
             await conn.execute(_PERIOD_SQL, {"t": DEMO_TENANT})
-            params = {"t": DEMO_TENANT, "owner": _AGENT_MEMBER}
+            params = {"t": DEMO_TENANT, "owner": _AGENT_MEMBER, "title": "Aderência média ao playbook"}
             row = await (await conn.execute(_KEY_RESULT_SQL, params)).fetchone()
             key_result = row["id"] if row else None
         before = await (await conn.execute(_KEY_RESULT_STATUS_SQL, (key_result,))).fetchone() or {}
         await conn.execute("select private.run_job('okr_metrics', now())")
         after = await (await conn.execute(_KEY_RESULT_STATUS_SQL, (key_result,))).fetchone() or {}
         progress = await (await conn.execute(_PROGRESS_SQL, (key_result,))).fetchall()
-        params = {"t": DEMO_TENANT, "owner": _AGENT_MEMBER, "run": uuid.uuid4().hex[:6]}
-        row = await (await conn.execute(_DEAL_SQL, params)).fetchone()
+        row = await (await conn.execute(_DEAL_SQL, {"t": DEMO_TENANT, "owner": _AGENT_MEMBER})).fetchone()
         deal = row["id"] if row else None
         # the alert job as it runs eight days later, the deal still in its stage (stuck after 7)
         await conn.execute("select private.run_job('coaching_alerts', now() + interval '8 days')")
