@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coaching_support import AGENT, OWNER, TENANT, run_job
+from coaching_support import AGENT, OWNER, TENANT, call, run_job
 
 from support import Db
 
@@ -97,6 +97,20 @@ def give_up_on_message(db: Db, message: str) -> None:
         s.all("select public.whatsapp_fail_inbound(%s, 'worker-1', 'RuntimeError: boom', 1)", (message,))
 
 
+def flow_step_failed(db: Db, outcome: str) -> str:
+    """A customer starts the demo's order-tracking flow and the worker commits a turn whose
+    http block failed with `outcome` (the step log). Returns the conversation."""
+    conversation, message = db.create_conversation("5511966665555", "quero rastrear pedido")
+    with db.as_service() as s:
+        execution = s.value("select public.flow_begin_turn(%s)", (message,))["execution"]
+        turn = {"block": "lookup", "steps": [{"block": "lookup", "type": "http", "outcome": outcome}]}
+        s.all(
+            "select public.flow_commit_turn(%s, %s, %s)",
+            (execution["id"], execution["revision"], json.dumps(turn)),
+        )
+    return conversation
+
+
 def test_bot_errors_alert_once_per_bot_and_hour(db: Db) -> None:
     db.sql(OTHER_TENANT.read_text())
     bot = str(db.value(BOT, (TENANT,)))
@@ -108,34 +122,47 @@ def test_bot_errors_alert_once_per_bot_and_hour(db: Db) -> None:
     worker_reply(db, conversation, error="server_error", failed=("overloaded",))  # every provider failed
     worker_reply(db, other, error="timeout", feature="summary")  # not a reply to the customer
     give_up_on_message(db, message)
+    tracking = flow_step_failed(db, "error: HTTP 503 from the order API")
+    db.sql("update public.conversations set bot_id = %s where id = %s", (bot, tracking))
     assert run_job(db, "operation_alerts") == 1
     [alert] = alerts(db, "bot_error")
     payload = alert["payload"]
     assert alert["tenant_id"] == TENANT and payload["bot_id"] == bot
     assert (payload["failures"], payload["by_source"], payload["conversations"]) == (
-        2, {"reply": 1, "processing": 1}, 1)  # fmt: skip
-    assert payload["conversation_ids"] == [conversation]
-    assert "RuntimeError: boom" in alert["message"]
+        3, {"reply": 1, "processing": 1, "flow_http": 1}, 2)  # fmt: skip
+    assert sorted(payload["conversation_ids"]) == sorted([conversation, tracking])
+    assert payload["last_error"] == "error: HTTP 503 from the order API"
+    assert "3 falha(s)" in alert["message"] and "em 2 conversa(s)" in alert["message"]
     worker_reply(db, other, error="server_error")  # same bot, same hour
     assert run_job(db, "operation_alerts") == 0
     worker_reply(db, other, error="server_error", as_of="now() + interval '1 hour'")
     assert run_job(db, "operation_alerts", "now() + interval '1 hour 1 minute'") == 1
     raised = alerts(db, "bot_error")  # tenant B (its own bot and conversations) has none
-    assert [(a["tenant_id"], a["payload"]["conversation_ids"]) for a in raised] == [
-        (TENANT, [conversation]), (TENANT, [other])]  # fmt: skip
+    assert [(a["tenant_id"], a["payload"]["conversation_ids"]) for a in raised][1:] == [(TENANT, [other])]
 
 
 def test_rate_limits_and_budget_refusals_alert_once_per_tenant_and_hour(db: Db) -> None:
     conversation, _ = db.create_conversation()
     worker_reply(db, conversation, error="rate_limited", failed=("rate_limited",))
     worker_reply(db, conversation, error=None, failed=("spend_limit_exceeded",))
+    flow_step_failed(db, "error: AI budget refused the reply: limit")  # a flow's AI block
+    analysis = call(db)  # an insight the budget refused
+    with db.as_service() as s:
+        claimed = s.one("select * from public.coaching_insight_claim('worker-1', 1, 60)")
+        s.all(
+            "select public.coaching_insight_record(%s, %s, 'refused', null, null, 'insight-v1', 'limit')",
+            (claimed["insight_id"], claimed["attempt"]),
+        )
+    status = "select status from public.conversation_insights where call_id = %s"
+    refused = db.value(status, (analysis["id"],))
+    assert refused == "refused"
     with db.as_service() as s:  # the bot's reply refused by the budget: people take over
         s.all("select public.handoff_conversation(%s, 'AI budget refused the reply: limit', null)",
               (conversation,))  # fmt: skip
     assert run_job(db, "operation_alerts") >= 1
     [alert] = alerts(db, "ai_rate_limit")
     payload = alert["payload"]
-    assert (payload["rate_limited"], payload["provider_quota"], payload["budget_refused"]) == (2, 1, 1)
+    assert (payload["rate_limited"], payload["provider_quota"], payload["budget_refused"]) == (2, 1, 3)
     assert payload["providers"] == ["anthropic", "openai"]
     assert "2 recusa(s) por limite do provedor (429)" in alert["message"]
     worker_reply(db, conversation, error="rate_limited")
