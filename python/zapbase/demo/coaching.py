@@ -35,7 +35,7 @@ _PLAYBOOK = "Playbook SPICED — Vendas"
 _QUESTIONS = (
     ("Descoberta", ("Como vocês atendem os pedidos hoje?", "Qual é o maior desafio hoje?",
                     "Quanto isso custa por mês?")),
-    ("Decisão", ("Quem participa da decisão?", "Qual é o prazo para resolver?")),
+    ("Decisão", ("Quem participa da decisão?", "Qual é o orçamento previsto?")),
     ("Fechamento", ("Qual é o próximo passo combinado?",)),
 )  # fmt: skip
 _CONTENT = {
@@ -227,7 +227,7 @@ def insight_answer(lines: dict[int, str]) -> str:
         "methodology": scores,
         "playbook": [
             *covered,
-            {"question": "Qual é o prazo para resolver?", "covered": False, "evidence": []},
+            {"question": "Qual é o orçamento previsto?", "covered": False, "evidence": []},
         ],
         "key_moments": [{**cite(8, "antes da Black Friday")[0], "note": "prazo definido pela cliente"}],
         "suggested_actions": [
