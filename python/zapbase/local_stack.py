@@ -1,7 +1,9 @@
 """A worker and a WhatsApp simulator wired to each other in one event loop, on free local
 ports: what `zapbase up --simulator`, `zapbase demo` and `zapbase chat` run. Flows' http
 blocks may call local addresses here, and the demo flow's order API (http://localhost:8788)
-is the in-process stand-in `zapbase.standins.orders`."""
+is the in-process stand-in `zapbase.standins.orders`. `zapbase demo` also serves an OpenAI
+wire stand-in (`zapbase.standins.ai`) on a local port: the provider its coaching chapter
+connects the demo tenant to, so insights and chat search run offline through the real gateway."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import uvicorn
 from zapbase.db.embedded import free_port
 from zapbase.settings import Settings
 from zapbase.simulator import DEMO_NUMBER, SimulatedUser, Simulator, SimulatorConfig, create_app
+from zapbase.standins.ai import OpenAIStandIn
 from zapbase.standins.orders import OrdersStandIn
 from zapbase.worker.http import webhook_path
 from zapbase.worker.processor import BotResponder
@@ -35,6 +38,8 @@ class LocalStack:
     simulator_url: str
     webhooks: httpx.AsyncClient  # posts the simulated users' webhooks
     stopped: anyio.Event  # the worker has stopped (a signal, or an error)
+    ai_standin: OpenAIStandIn | None = None  # scripted OpenAI-compatible provider, if served
+    ai_url: str | None = None  # its base URL (http://127.0.0.1:<port>/v1)
 
     def user(self, wa_id: str, name: str) -> SimulatedUser:
         return SimulatedUser(self.simulator, self.webhooks, wa_id=wa_id, name=name)
@@ -48,9 +53,11 @@ async def local_stack(
     simulator_port: int | None = None,
     handle_signals: bool = False,
     responder: BotResponder | None = None,
+    ai_standin: OpenAIStandIn | None = None,
 ) -> AsyncIterator[LocalStack]:
-    """Start the simulator and a worker sending to it (free ports unless given); on exit the
-    worker stops gracefully first, then the simulator it sends to."""
+    """Start the simulator and a worker sending to it (free ports unless given), and
+    `ai_standin` on a free port; on exit the worker stops gracefully first, then the
+    simulator it sends to."""
     http_port = http_port or free_port()
     simulator_port = simulator_port or free_port()
     simulator_url = f"http://127.0.0.1:{simulator_port}"
@@ -79,16 +86,25 @@ async def local_stack(
             create_app(simulator=simulator, client=webhooks), host="127.0.0.1", port=simulator_port,
             log_level="warning", lifespan="off",
         ))  # fmt: skip
-        tg.start_soon(sim_server.serve)
+        servers = [sim_server]
+        ai_url = None
+        if ai_standin is not None:
+            ai_port = free_port()
+            ai_url = f"http://127.0.0.1:{ai_port}{ai_standin.base_path}"
+            servers.append(EmbeddedServer(uvicorn.Config(ai_standin.app, host="127.0.0.1", port=ai_port,
+                                                         log_level="warning", lifespan="off")))  # fmt: skip
+        for server in servers:
+            tg.start_soon(server.serve)
         tg.start_soon(run_worker)
         with anyio.fail_after(30):
             await runner.ready.wait()
-            while not sim_server.started:
+            while not all(server.started for server in servers):
                 await anyio.sleep(0.02)
         try:
-            yield LocalStack(runner, simulator, simulator_url, webhooks, worker_done)
+            yield LocalStack(runner, simulator, simulator_url, webhooks, worker_done, ai_standin, ai_url)
         finally:
             runner.stop()
             with anyio.CancelScope(shield=True):
                 await worker_done.wait()
-            sim_server.should_exit = True
+            for server in servers:
+                server.should_exit = True

@@ -27,7 +27,7 @@ from rich.logging import RichHandler
 from zapbase.db.embedded import port_is_free
 from zapbase.db.migrate import mask_password
 from zapbase.db.target import DatabaseTarget
-from zapbase.demo import chat_session, demo_script, new_customer, render_demo
+from zapbase.demo import chat_session, coaching_standin, demo_script, new_customer, render_demo
 from zapbase.errors import ZapbaseError
 from zapbase.knowledge.seed import ingest_seed_knowledge
 from zapbase.local_stack import local_stack
@@ -151,8 +151,9 @@ def demo(verbose: VerboseOption = False) -> None:
     """Play a short scripted conversation with the demo tenant's bot through the whole
     pipeline (questions answered from the knowledge base, a voice note, a button reply), then
     its chapters: the inbox (queue, transfer, note, CSAT), an approved automation, the support
-    desk and its SLA, an order-tracking flow, a Hotmart purchase and a paced campaign; prints
-    the transcripts and the rows; its events go, signed, to a receiver on localhost."""
+    desk and its SLA, an order-tracking flow, a Hotmart purchase, a paced campaign and sales
+    coaching (a call analysed, an OKR, a stuck deal's alert, a chat search: the AI is a local
+    stand-in); prints the transcripts and the rows; its events go, signed, to a receiver on localhost."""
     # the deliverer may call that receiver (http, loopback): local development only
     settings = Settings().model_copy(update={"zapbase_webhooks_local_mode": True})
     _logging(logging.INFO if verbose else logging.WARNING)
@@ -160,7 +161,7 @@ def demo(verbose: VerboseOption = False) -> None:
 
     async def main() -> None:
         started = time.perf_counter()
-        async with local_stack(settings) as stack:
+        async with local_stack(settings, ai_standin=coaching_standin()) as stack:
             console.print(f"worker {stack.runner.http_url} · WhatsApp simulator {stack.simulator_url} "
                           "(local stand-in, not Meta)", highlight=False)  # fmt: skip
             result = await demo_script(stack, target.url, wa_id=new_customer())

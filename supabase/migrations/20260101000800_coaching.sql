@@ -19,6 +19,7 @@
  *        ─► key_results_status (status and trend from progress against time elapsed)
  *        ◄── job okr_metrics (playbook score, won deal value, CSAT, first response time)
  *   job coaching_alerts ─► alerts deal_stuck, low_playbook_adherence, target_risk, conversion_drop
+ *   import_logs (finished) ─► alert import_failed; job operation_alerts ─► alerts bot_error, ai_rate_limit
  *
  * Why calls are not rows of `conversations`: a WhatsApp conversation is a session of a
  * number with a contact (24 h window, queue, assignment, wamids, delivery status) whose
@@ -28,7 +29,8 @@
  *
  * Tenant settings read (tenants.settings.coaching, all optional): deal_stuck_days (14: a
  * stage without stuck_after), adherence_min (60) and adherence_window (5 analysed
- * conversations), conversion_drop_pct (20).
+ * conversations), conversion_drop_pct (20), import_rejected_pct (10: a partial import
+ * rejecting more of its lines alerts).
  *
  * Who may do what:
  *   every member  reads playbooks and OKRs; records progress of key results they own
@@ -1004,11 +1006,167 @@ begin
 end;
 $$;
 
+-- import_failed: a finished import that failed, or rejected more than import_rejected_pct % of
+-- its lines (campaign lists, leads, any import_logs writer), once per import.
+create or replace function private.tg_import_logs_alert()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if new.status = 'partial' and new.failed_rows * 100.0
+       <= new.total_rows * private.coaching_setting(new.tenant_id, 'import_rejected_pct', 10) then
+    return null;
+  end if;
+  insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+  values (new.tenant_id, 'import_failed', case new.status when 'failed' then 'high' else 'medium' end,
+          left('Importação com falhas: ' || coalesce(new.file_name, new.kind), 200),
+          format('A importação de %s (%s) terminou %s: %s de %s linhas rejeitadas.', new.kind,
+                 coalesce(new.file_name, new.source), case new.status when 'failed' then 'com falha' else 'parcial' end,
+                 new.failed_rows, new.total_rows),
+          jsonb_build_object('import_id', new.id, 'kind', new.kind, 'source', new.source, 'file_name', new.file_name,
+                             'status', new.status, 'total_rows', new.total_rows, 'imported_rows', new.imported_rows,
+                             'failed_rows', new.failed_rows,
+                             'errors', coalesce((select jsonb_agg(e) from (select e from jsonb_array_elements(
+                                                  case jsonb_typeof(new.errors) when 'array' then new.errors
+                                                  else '[]' end) e limit 5) f), '[]')),
+          'import_failed:' || new.id)
+  on conflict (tenant_id, dedupe_key) do nothing;
+  return null;
+end;
+$$;
+comment on function private.tg_import_logs_alert() is 'An import finished failed, or partial above import_rejected_pct % rejected lines: alert import_failed, once per import.';
+drop trigger if exists _600_alert on public.import_logs;
+create trigger _600_alert after insert or update of status, finished_at on public.import_logs
+  for each row when (new.finished_at is not null and new.status in ('failed', 'partial'))
+  execute function private.tg_import_logs_alert();
+
+-- Where the operation alerts find failures in a tenant's recent hours (rare rows: small indexes).
+create index if not exists flow_steps_errors_idx on public.flow_steps (tenant_id, created_at)
+  where outcome like 'error:%';
+create index if not exists messages_inbound_failed_idx on public.messages (tenant_id, created_at)
+  where direction = 'inbound' and status = 'failed';
+
+-- bot_error, per bot and hour: the bot failed to answer a customer. Recorded today as a reply
+-- whose whole provider chain failed (ai_usage: the reservation's last attempt is a failure), a
+-- flow's http or AI block that failed (flow_steps outcome "error: ..."), an inbound message
+-- the processor gave up on after its retries (messages failed). ai_rate_limit, per tenant and
+-- hour: providers answering 429 (ai_usage error_code rate_limited) or out of quota
+-- (spend_limit_exceeded), and the tenant's budget refusing calls where a refusal is recorded:
+-- a reply handed to people (conversation.handed_off, reason "AI budget refused ..."), a
+-- flow's AI block (its step), an insight (status refused). Each looks at the last two hours
+-- (a run early in an hour still sees the end of the previous one) and alerts once per hour.
+create or replace function private.job_operation_alerts(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_from timestamptz := date_trunc('hour', job_operation_alerts.as_of) - interval '1 hour';
+  v_tenant uuid;
+  v_rows integer;
+  v_total integer := 0;
+begin
+  for v_tenant in select t.id from public.tenants t loop
+    with failures as (
+      select c.bot_id, date_trunc('hour', e.at) as hour, e.source, e.conversation_id, e.at, left(e.error, 300) as error
+        from (select u.conversation_id, u.created_at as at, 'reply' as source,
+                     coalesce(u.error_code, 'failure') as error
+                from public.ai_usage u
+               where u.tenant_id = v_tenant and u.created_at >= v_from and u.created_at < job_operation_alerts.as_of
+                 and u.feature = 'reply' and u.outcome = 'failure' and u.conversation_id is not null
+                 and not exists (select 1 from public.ai_usage l
+                                  where l.reservation_id = u.reservation_id and l.attempt > u.attempt)
+              union all
+              select x.conversation_id, s.created_at, 'flow_' || s.block_type, s.outcome
+                from public.flow_steps s
+                join public.flow_executions x on x.tenant_id = s.tenant_id and x.id = s.execution_id
+               where s.tenant_id = v_tenant and s.outcome like 'error:%' and s.created_at >= v_from
+                 and s.created_at < job_operation_alerts.as_of and s.block_type in ('http', 'ai')
+              union all
+              select m.conversation_id, m.updated_at, 'processing', coalesce(m.error_details, 'failed')
+                from public.messages m
+               where m.tenant_id = v_tenant and m.direction = 'inbound' and m.status = 'failed'
+                 and m.created_at >= v_from - interval '1 hour' and m.updated_at >= v_from
+                 and m.updated_at < job_operation_alerts.as_of) e
+        join public.conversations c on c.tenant_id = v_tenant and c.id = e.conversation_id
+    )
+    insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+    select v_tenant, 'bot_error', 'high', left('Bot sem responder: ' || coalesce(b.name, 'sem bot'), 200),
+           format('%s falha(s) do bot "%s" entre %s e %s (UTC) em %s conversa(s); a última: %s', f.failures,
+                  coalesce(b.name, 'sem bot'), to_char(f.hour at time zone 'UTC', 'HH24:00'),
+                  to_char((f.hour + interval '1 hour') at time zone 'UTC', 'HH24:00'), f.conversations, f.last_error),
+           jsonb_build_object('bot_id', f.bot_id, 'hour', f.hour, 'failures', f.failures, 'by_source', f.by_source,
+                              'conversations', f.conversations, 'conversation_ids', to_jsonb(f.conversation_ids),
+                              'last_error', f.last_error),
+           'bot_error:' || coalesce(f.bot_id::text, 'none') || ':' || to_char(f.hour at time zone 'UTC', 'YYYYMMDDHH24')
+      from (select f.bot_id, f.hour, count(*)::integer as failures,
+                   (select jsonb_object_agg(g.source, g.n)
+                      from (select g.source, count(*) as n from failures g
+                             where g.bot_id is not distinct from f.bot_id and g.hour = f.hour group by g.source) g)
+                     as by_source,
+                   count(distinct f.conversation_id)::integer as conversations,
+                   (array_agg(distinct f.conversation_id))[1:20] as conversation_ids,
+                   (array_agg(f.error order by f.at desc))[1] as last_error
+              from failures f
+             group by f.bot_id, f.hour) f
+      left join public.bots b on b.tenant_id = v_tenant and b.id = f.bot_id
+    on conflict (tenant_id, dedupe_key) do nothing;
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+
+    insert into public.alerts (tenant_id, type, priority, title, message, payload, dedupe_key)
+    select v_tenant, 'ai_rate_limit', 'medium', 'IA limitada: chamadas recusadas',
+           format('Entre %s e %s (UTC): %s recusa(s) por limite do provedor (429), %s por cota do provedor, %s pelo orçamento de IA.',
+                  to_char(r.hour at time zone 'UTC', 'HH24:00'), to_char((r.hour + interval '1 hour') at time zone 'UTC', 'HH24:00'),
+                  r.rate_limited, r.provider_quota, r.budget_refused),
+           jsonb_build_object('hour', r.hour, 'rate_limited', r.rate_limited, 'provider_quota', r.provider_quota,
+                              'budget_refused', r.budget_refused, 'providers', r.providers),
+           'ai_rate_limit:' || to_char(r.hour at time zone 'UTC', 'YYYYMMDDHH24')
+      from (select date_trunc('hour', e.at) as hour,
+                   count(*) filter (where e.kind = 'rate_limited')::integer as rate_limited,
+                   count(*) filter (where e.kind = 'provider_quota')::integer as provider_quota,
+                   count(*) filter (where e.kind = 'budget_refused')::integer as budget_refused,
+                   coalesce(jsonb_agg(distinct e.provider) filter (where e.provider is not null), '[]') as providers
+              from (select u.created_at as at, u.provider,
+                           case u.error_code when 'rate_limited' then 'rate_limited' else 'provider_quota' end as kind
+                      from public.ai_usage u
+                     where u.tenant_id = v_tenant and u.created_at >= v_from and u.created_at < job_operation_alerts.as_of
+                       and u.outcome = 'failure' and u.error_code in ('rate_limited', 'spend_limit_exceeded')
+                    union all
+                    select e.created_at, null, 'budget_refused'
+                      from public.events e
+                     where e.tenant_id = v_tenant and e.created_at >= v_from and e.created_at < job_operation_alerts.as_of
+                       and e.type = 'conversation.handed_off' and e.payload ->> 'reason' like 'AI budget refused%'
+                    union all
+                    select s.created_at, null, 'budget_refused'
+                      from public.flow_steps s
+                     where s.tenant_id = v_tenant and s.outcome like 'error: AI budget refused%'
+                       and s.created_at >= v_from and s.created_at < job_operation_alerts.as_of
+                    union all
+                    select i.completed_at, null, 'budget_refused'
+                      from public.conversation_insights i
+                     where i.tenant_id = v_tenant and i.status = 'refused' and i.completed_at >= v_from
+                       and i.completed_at < job_operation_alerts.as_of) e
+             group by date_trunc('hour', e.at)) r
+    on conflict (tenant_id, dedupe_key) do nothing;
+    get diagnostics v_rows = row_count;
+    v_total := v_total + v_rows;
+  end loop;
+  return v_total;
+end;
+$$;
+comment on function private.job_operation_alerts(timestamptz) is 'Alerts bot_error (per bot and hour) and ai_rate_limit (per tenant and hour) from the failures recorded in the last two hours; returns the alerts raised.';
+
 insert into public.job_schedules (name, description, cron, function_name) values
   ('okr_metrics', 'Records the linked metrics (playbook score, won deal value, CSAT, first response time) of the current OKR periods'' key results as progress when they changed.', '7 * * * *',
    'private.job_okr_metrics'),
   ('coaching_alerts', 'Coaching alerts once per subject and period: deal_stuck, low_playbook_adherence, target_risk, conversion_drop.', '*/15 * * * *',
-   'private.job_coaching_alerts')
+   'private.job_coaching_alerts'),
+  ('operation_alerts', 'Alerts once per hour of the last two: bot_error per bot (replies, flow blocks, inbound messages that failed), ai_rate_limit per tenant (provider 429 and quota, budget refusals).', '*/10 * * * *',
+   'private.job_operation_alerts')
 on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
   runner = excluded.runner;
 

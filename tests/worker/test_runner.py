@@ -260,3 +260,38 @@ def test_zapbase_demo_plays_the_script_and_prints_the_rows(db: Db, tmp_path: Pat
     assert (logged["status"], logged["decision"]) == ("succeeded", "approved")
     assert logged["message_status"] == "delivered"
     assert logged["wamid"]
+    # The coaching chapter: a call analysed through the local OpenAI stand-in, an OKR, an alert, a search.
+    for expected in ("Coaching: public.playbooks (active)", "Playbook SPICED — Vendas",
+                     "public.conversation_insights", "openai/gpt-4o-mini", "insight-v1",
+                     "perder uns 40 mil reais por mês", "Aderência média ao playbook",
+                     "okr_metrics: avg_playbook_score", "Negócio parado: Plano anual — Mendes Alimentos",
+                     "public.chat_searches (Chat Inteligente)",
+                     "FROM public.chat_deals AS d JOIN public.chat_insights AS i", "LIMIT 200",
+                     "retomar o contato com o diretor financeiro", "há 8 dias sem mudança",
+                     "public.ai_usage (insight and chat search)"):  # fmt: skip
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+    [insight] = db.sql("select id, status, model, playbook_score, methodology_scores"
+                       " from public.conversation_insights")  # fmt: skip
+    assert (insight["status"], insight["model"]) == ("done", "openai/gpt-4o-mini")
+    assert {s["status"] for s in insight["methodology_scores"].values()} == {"scored"}
+    cited = db.sql("select l.text, e ->> 'quote' as quote from public.conversation_insights i"
+                   " cross join jsonb_each(i.methodology_scores) d(name, s)"
+                   " cross join jsonb_array_elements(d.s -> 'evidence') e"
+                   " join public.coaching_call_lines l on l.id::text = e ->> 'message_id'")  # fmt: skip
+    assert len(cited) == 5 and all(c["quote"] in c["text"] for c in cited)  # each score quotes the call
+    assert db.value("select current_value from public.key_results") == insight["playbook_score"] > 0
+    assert db.value("select source from public.key_result_progress") == "coach"
+    [stuck] = db.sql("select payload from public.alerts where type = 'deal_stuck'")
+    assert db.value("select title from public.deals where id = %s", (stuck["payload"]["deal_id"],)) == (
+        "Plano anual — Mendes Alimentos")  # fmt: skip
+    [search] = db.sql("select status, check_verdict, results from public.chat_searches")
+    assert (search["status"], search["check_verdict"]) == ("answered", "ok")
+    [found] = search["results"]["rows"]  # run as Ana: the open deal and its seller's adherence
+    assert found[:2] == ["Plano anual — Mendes Alimentos", "Proposta enviada"]
+    usage = db.sql("select feature, outcome, request_id from public.ai_usage"
+                   " where feature in ('coaching_insight', 'chat_search') order by created_at")  # fmt: skip
+    assert [(u["feature"], u["outcome"]) for u in usage] == [
+        ("coaching_insight", "success"), ("chat_search", "success"), ("chat_search", "success")]  # fmt: skip
+    assert usage[0]["request_id"] == f"insight:{insight['id']}"
+    # afterwards the demo tenant's AI is the platform's again (the stand-in's integration is off)
+    assert db.value("select status from public.integrations where type = 'llm'") == "inactive"

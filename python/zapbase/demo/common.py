@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,16 +112,22 @@ async def settle(conn: Connection, conversation_id: uuid.UUID, timeout: float) -
             await anyio.sleep(0.05)
 
 
-async def as_manager(
-    conn: psycopg.AsyncConnection[dict[str, Any]], query: str, params: Any = (), *, user: str = DEMO_OWNER
-) -> Any:
-    """One request of the demo tenant's owner (or `user`), as PostgREST makes it (role
-    authenticated, JWT claims)."""
+@asynccontextmanager
+async def acting_as(conn: psycopg.AsyncConnection[dict[str, Any]], user: str) -> AsyncIterator[None]:
+    """A transaction of `user`'s requests, as PostgREST makes them (role authenticated, JWT claims)."""
     async with conn.transaction():
         await conn.execute(
             "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)",
             (json.dumps({"sub": user, "role": "authenticated"}),),
         )
+        yield
+
+
+async def as_manager(
+    conn: psycopg.AsyncConnection[dict[str, Any]], query: str, params: Any = (), *, user: str = DEMO_OWNER
+) -> Any:
+    """One request of the demo tenant's owner (or `user`)."""
+    async with acting_as(conn, user):
         cur = await conn.execute(query, params)
         return await cur.fetchone()
 

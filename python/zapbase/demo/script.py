@@ -15,6 +15,7 @@ from rich.table import Table
 from zapbase.db.pool import connect
 from zapbase.demo.automation import AutomationChapter, automation_chapter, render_automation
 from zapbase.demo.campaign import CampaignRun, campaign_chapter, render_campaign
+from zapbase.demo.coaching import CoachingChapter, coaching_chapter, render_coaching
 from zapbase.demo.common import (
     CONVERSATION_SQL,
     CUSTOMER,
@@ -76,6 +77,7 @@ class DemoResult:
     flow: FlowChapter
     commerce: list[dict[str, Any]]
     inbox: InboxChapter
+    coaching: CoachingChapter
 
 
 async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResult:
@@ -136,6 +138,8 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
     ours = {line.wamid for line in lines}
     typing = sum(1 for r in stack.simulator.reads if r.typing_indicator and r.message_id in ours)
     campaign = await campaign_chapter(stack, db_url)
+    async with await connect(db_url) as conn:  # last: it connects the tenant to the AI stand-in meanwhile
+        coaching = await coaching_chapter(stack, conn)
     return DemoResult(
         wa_id,
         lines,
@@ -151,6 +155,7 @@ async def demo_script(stack: LocalStack, db_url: str, *, wa_id: str) -> DemoResu
         flow,
         commerce,
         inbox,
+        coaching,
     )
 
 
@@ -221,6 +226,7 @@ def render_demo(out: Console, result: DemoResult, *, elapsed: float) -> None:
     render_campaign(out, result.campaign)
     render_flow(out, result.flow)
     render_inbox(out, result.inbox)
+    render_coaching(out, result.coaching)
     out.print(
         f"[bold green]done[/] in {elapsed:.1f} s: {inbound} customer messages processed, {delivered} replies "
         f"delivered, {result.typing_indicators} typing indicators shown; conversation is "
