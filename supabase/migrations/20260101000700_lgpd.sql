@@ -664,6 +664,8 @@ declare
        where h.tenant_id = ($1).tenant_id and h.lead_id in ' || v_leads_sql || ' order by h.changed_at', s),
     'deals', private.lgpd_rows(format('select * from public.deals d where d.tenant_id = ($1).tenant_id
        and d.id = any(%L::uuid[])', v_deals), s),
+    'deal_stage_history', private.lgpd_rows(format('select * from public.deal_stage_history h
+       where h.tenant_id = ($1).tenant_id and h.deal_id = any(%L::uuid[]) order by h.entered_at', v_deals), s),
     'appointments', private.lgpd_rows('select * from public.appointments a where a.tenant_id = ($1).tenant_id
        and (a.contact_id = ($1).contact_id or a.lead_id in ' || v_leads_sql || ') order by a.starts_at', s),
     'services', private.lgpd_rows('select * from public.services v
@@ -772,7 +774,7 @@ begin
   if anonymise then
     delete from public.intent_cache c where c.tenant_id = s.tenant_id and c.key = any(v_keys);
     update public.intents i
-       set description = private.lgpd_scrub(i.description, s.patterns),
+       set description = left(private.lgpd_scrub(i.description, s.patterns), 500),
            examples = array(select private.lgpd_scrub(x.e, s.patterns) from unnest(i.examples) with ordinality x(e, n)
                              order by x.n)
      where i.tenant_id = s.tenant_id

@@ -232,12 +232,20 @@ def seed_later_modules(db: Db, contact: Any, conv: Any, first: Any) -> dict[str,
     with db.as_service() as s:
         ask = s.value("select public.intent_begin(%s)", (first,))
         s.value("select public.intent_record(%s, %s, 'troca', 0.9)", (first, ask["key"]))
-    lead = db.value("select id from public.leads where contact_id = %s", (contact,))
-    calls = """insert into public.coaching_calls (tenant_id, seller_id, lead_id, title, occurred_at,
+    calls = """insert into public.coaching_calls (tenant_id, seller_id, deal_id, title, occurred_at,
                                                   transcript, notes)
                values (%s, %s, %s, %s, now() - interval '1 hour', %s, %s) returning id"""
     with db.as_user(OWNER) as s:
-        call = s.value(calls, (TENANT, AGENT_MEMBER, lead, f"Demo com {NAME}", CALL,
+        pipeline = s.value("insert into public.pipelines (tenant_id, name) values (%s, 'Cursos')"
+                           " returning id", (TENANT,))
+        stage = s.value("insert into public.pipeline_stages (tenant_id, pipeline_id, name)"
+                        " values (%s, %s, 'Proposta') returning id", (TENANT, pipeline))
+        deal = s.value("""insert into public.deals (tenant_id, contact_id, lead_id, title, pipeline_id,
+                                                    stage_id, value)
+                          select %s, %s, l.id, 'Curso anual', %s, %s, 1200 from public.leads l
+                           where l.contact_id = %s returning id""",
+                       (TENANT, contact, pipeline, stage, contact))
+        call = s.value(calls, (TENANT, AGENT_MEMBER, deal, f"Demo com {NAME}", CALL,
                                f"Retornar para {NAME} no +55 11 98765-4321"))
         other = s.value(calls, (TENANT, AGENT_MEMBER, None, "Demo com Carla",
                                 f"Cliente: Quem me indicou foi a {NAME}, cliente de vocês.", None))
@@ -258,7 +266,7 @@ def seed_later_modules(db: Db, contact: Any, conv: Any, first: Any) -> dict[str,
                   where id = %s""",
               (sql, sql, Jsonb({"columns": ["name", "phone"], "rows": [[NAME, "+5511987654321"]]}),
                f"{NAME} tem o telefone +55 11 98765-4321.", search))
-    return {"intent_key": ask["key"], "call": call, "search": search}
+    return {"intent_key": ask["key"], "deal": deal, "call": call, "search": search}
 
 
 async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
@@ -305,6 +313,7 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
     assert export["storage_objects"] == [seeded["media_key"], seeded["attachment_key"]]
     # what holds no readable text of hers is exported too: the classifier's answer for her message
     assert [c["key"] for c in export["tables"]["intent_cache"]] == [seeded["intent_key"]]
+    assert [h["deal_id"] for h in export["tables"]["deal_stage_history"]] == [str(seeded["deal"])]
 
     with db.as_user(OWNER) as s:
         result = s.value("select public.lgpd_anonymise_contact(%s, %s)",
