@@ -1086,7 +1086,7 @@ set search_path = ''
 as $$ select private.lgpd_anonymise_contact(contact_id, reason) $$;
 revoke execute on function private.lgpd_anonymise_contact(uuid, text) from public, anon;
 grant execute on function private.lgpd_anonymise_contact(uuid, text) to authenticated, service_role;
-comment on function public.lgpd_anonymise_contact(uuid, text) is 'Admins: anonymise a contact now (LGPD deletion request): names, numbers, e-mail, CPF, addresses, message content, media, AI memory, knowledge quotes, raw events, event payloads and audit values go; counts, costs and times stay. reason: the request (channel, date, protocol).';
+comment on function public.lgpd_anonymise_contact(uuid, text) is 'Admins: anonymise a contact now (LGPD deletion request): names, numbers, e-mail, CPF, addresses, message content, call transcripts and coaching quotes, media, AI memory, knowledge quotes, chat searches, raw events, event payloads and audit values go; counts, costs and times stay. reason: the request (channel, date, protocol).';
 
 /**
  * ----
