@@ -19,7 +19,7 @@ from campaigns_db.campaign_support import template
 from coaching_db.coaching_support import AGENT_MEMBER
 from commerce_db.hotmart_corpus import create_integration, event
 from flows_db.flow_support import create_flow, graph
-from support import Db
+from support import Db, Session
 from whatsapp_db.webhooks import AGENT, OWNER, TENANT, body, change, ingest, msg, profile, text
 from zapbase.db.pool import Connect
 from zapbase.lgpd import purge_storage
@@ -203,9 +203,9 @@ CALL = (f"Vendedor: Bom dia, falo com {NAME}?\nCliente: Sim, meu CPF é {CPF} e 
         f"Vendedor: Mando a proposta para {EMAIL}?\nCliente: Pode, ou no (11) 98765-4321.")
 
 
-def analyse(db: Db, needles: dict[Any, str]) -> None:
+def analyse(db: Db, needles: dict[Any, str]) -> dict[Any, dict[str, Any]]:
     """The coaching worker's round: claims the pending insights, answers those of `needles`
-    ({insight id: a text of one of its lines}) quoting it."""
+    ({insight id: a text of one of its lines}) quoting it; returns the claims."""
     with db.as_service() as s:
         claimed = s.all("select * from public.coaching_insight_claim('lgpd-test', 50)")
         jobs = {j["insight_id"]: j for j in claimed}
@@ -216,15 +216,22 @@ def analyse(db: Db, needles: dict[Any, str]) -> None:
                       "methodology": {"situation": {"score": 8, "evidence": [quote]}},
                       "key_moments": [{**quote, "note": f"{NAME} deu o CPF"}],
                       "suggested_actions": [f"Ligar para {NAME} amanhã"]}
-            assert s.value("select public.coaching_insight_record(%s, %s, 'done', %s, 'openai/gpt-4o-mini')",
-                           (insight, jobs[insight]["attempt"], Jsonb(result))) == "done"
+            assert record(s, jobs[insight], result) == "done"
+    return jobs
+
+
+def record(s: Session, job: dict[str, Any], result: dict[str, Any]) -> str:
+    """The coaching worker's answer for a claimed insight."""
+    return str(s.value("select public.coaching_insight_record(%s, %s, 'done', %s, 'openai/gpt-4o-mini')",
+                       (job["insight_id"], job["attempt"], Jsonb(result))))
 
 
 def seed_later_modules(db: Db, contact: Any, conv: Any, first: Any) -> dict[str, Any]:
     """Her data in intents, coaching and chat search, through their entry points: the
     classifier's answer for her first message, an intent whose example quotes her; a call
-    with her lead and one that only mentions her, analysed, and an analysed WhatsApp
-    conversation; a chat search that asked about her (the worker's final write)."""
+    of her deal and one that only mentions her, analysed, a call of her lead whose analysis
+    is still running, and an analysed WhatsApp conversation; a chat search that asked about
+    her (the worker's final write)."""
     with db.as_user(OWNER) as s:
         s.all("insert into public.intents (tenant_id, name, description, examples)"
               " values (%s, 'troca', 'Cliente quer trocar um produto', %s)",
@@ -249,12 +256,17 @@ def seed_later_modules(db: Db, contact: Any, conv: Any, first: Any) -> dict[str,
                                f"Retornar para {NAME} no +55 11 98765-4321"))
         other = s.value(calls, (TENANT, AGENT_MEMBER, None, "Demo com Carla",
                                 f"Cliente: Quem me indicou foi a {NAME}, cliente de vocês.", None))
+        waiting = s.value("""insert into public.coaching_calls (tenant_id, seller_id, lead_id, occurred_at,
+                                                               transcript)
+                             select %s, %s, l.id, now(), %s from public.leads l where l.contact_id = %s
+                             returning id""",
+                          (TENANT, AGENT_MEMBER, f"Cliente: Aqui é {NAME} de novo.", contact))
         asked = s.one("select * from public.request_insight(conversation_id => %s)", (conv,))
     pending = {str(i["call_id"] or i["conversation_id"]): i["id"] for i in db.sql(
         "select id, call_id, conversation_id from public.conversation_insights where status = 'pending'"
-        " and (call_id = any(%s) or conversation_id = %s)", ([call, other], conv))}
+        " and (call_id = any(%s) or conversation_id = %s)", ([call, other, waiting], conv))}
     assert pending[str(conv)] == asked["id"]
-    analyse(db, {pending[str(call)]: CPF, pending[str(other)]: NAME, pending[str(conv)]: f"CPF {CPF}"})
+    jobs = analyse(db, {pending[str(call)]: CPF, pending[str(other)]: NAME, pending[str(conv)]: f"CPF {CPF}"})
     with db.as_user(AGENT) as s:
         search = s.value("select public.chat_search_ask(%s, %s)", (TENANT, f"Qual o telefone da {NAME}?"))
     sql = f"SELECT name, phone FROM public.chat_leads WHERE name = '{NAME}' LIMIT 200"
@@ -266,7 +278,8 @@ def seed_later_modules(db: Db, contact: Any, conv: Any, first: Any) -> dict[str,
                   where id = %s""",
               (sql, sql, Jsonb({"columns": ["name", "phone"], "rows": [[NAME, "+5511987654321"]]}),
                f"{NAME} tem o telefone +55 11 98765-4321.", search))
-    return {"intent_key": ask["key"], "deal": deal, "call": call, "search": search}
+    return {"intent_key": ask["key"], "deal": deal, "call": call, "search": search,
+            "running": jobs[pending[str(waiting)]]}
 
 
 async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
@@ -295,9 +308,10 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
                   "public.chat_searches.executed_sql", "public.chat_searches.results",
                   "public.chat_searches.analysis"):
         assert place in before, f"the seed missed {place}"
+    running = seeded["running"]
     insights = """select status, methodology_score, cost_usd from public.conversation_insights
-                   order by created_at, id"""
-    scores = db.sql(insights)
+                   where id <> %s order by created_at, id"""
+    scores = db.sql(insights, (running["insight_id"],))
     totals = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
                          from public.messages m left join public.ai_usage u on u.message_id = m.id
                         where m.contact_id = %s""", (seeded["contact"],))[0]
@@ -329,7 +343,12 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
                         from public.messages m left join public.ai_usage u on u.message_id = m.id
                        where m.contact_id = %s""", (seeded["contact"],))[0]
     assert after == totals  # counts and costs stay
-    assert db.sql(insights) == scores  # no analysis is lost, queued or paid for; scores stay
+    assert db.sql(insights, (running["insight_id"],)) == scores  # none lost, queued or paid for; scores stay
+    # an analysis running meanwhile would store what was removed: it failed, its answer is refused
+    with db.as_service() as s:
+        assert record(s, running, {"summary": f"{NAME} ligou de novo."}) == "failed"
+    assert db.value("select summary from public.conversation_insights where id = %s",
+                    (running["insight_id"],)) is None
     assert db.value("select count(*) from public.intent_cache where key = %s", (seeded["intent_key"],)) == 0
     # her call is a conversation with her: its words go whole, the call and its analysis stay
     assert db.sql("select text from public.coaching_call_lines where call_id = %s",
