@@ -105,6 +105,30 @@ end;
 $$;
 comment on function private.intent_apply(public.messages, text, numeric) is 'Sets a message''s intent and confidence; at or above tenants.settings.intent_threshold (default 0.6) also the conversation''s last_intent and a message.intent_detected event.';
 
+-- The active intents of a tenant as the classifier is told them (null: none active), and the
+-- cache key of a folded text against them: what intent_begin asks and caches under, and what
+-- anonymisation recomputes to forget a person's classifications.
+create or replace function private.intent_set(tenant_id uuid)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_agg(jsonb_build_object('name', i.name, 'description', i.description, 'examples', to_jsonb(i.examples))
+                   order by i.name)
+    from public.intents i where i.tenant_id = intent_set.tenant_id and i.active
+$$;
+comment on function private.intent_set(uuid) is 'The tenant''s active intents [{name, description, examples}] by name, as the classifier reads them; null when none is active.';
+
+create or replace function private.intent_cache_key(folded text, intents jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$ select encode(sha256(convert_to(intent_cache_key.folded || chr(10) || intent_cache_key.intents::text, 'UTF8')), 'hex') $$;
+comment on function private.intent_cache_key(text, jsonb) is 'intent_cache.key: sha256 of a folded message text and the active intents (private.intent_set).';
+
 /**
  * ----
  * Section - Triggers
@@ -182,13 +206,11 @@ begin
   if v_msg.id is null or v_folded = '' or v_msg.intent_confidence is not null then
     return null;
   end if;
-  select jsonb_agg(jsonb_build_object('name', i.name, 'description', i.description, 'examples', to_jsonb(i.examples))
-                   order by i.name)
-    into v_intents from public.intents i where i.tenant_id = v_msg.tenant_id and i.active;
+  v_intents := private.intent_set(v_msg.tenant_id);
   if v_intents is null then
     return null;
   end if;
-  v_key := encode(sha256(convert_to(v_folded || chr(10) || v_intents::text, 'UTF8')), 'hex');
+  v_key := private.intent_cache_key(v_folded, v_intents);
   select * into v_hit from public.intent_cache c
    where c.tenant_id = v_msg.tenant_id and c.key = v_key and c.created_at > now() - interval '30 days';
   if v_hit.id is not null then
@@ -248,6 +270,7 @@ grant select, insert (tenant_id, name, description, examples, active), update (n
   delete on public.intents to authenticated;
 grant select, insert, update, delete on public.intents, public.intent_cache to service_role;
 revoke execute on function private.intent_apply(public.messages, text, numeric),
+  private.intent_set(uuid), private.intent_cache_key(text, jsonb),
   private.job_intent_cache_purge(timestamptz) from public, anon, authenticated;
 revoke execute on function public.intent_begin(uuid), public.intent_record(uuid, text, text, numeric, text)
   from public, anon, authenticated;

@@ -229,6 +229,26 @@ as $$
   end
 $$;
 
+-- The JSON value without `key` at any depth: the verbatim quotes of what a person said
+-- (coaching evidence) go whole, like a message's content, while what cites them stays.
+create or replace function private.lgpd_drop_key(value jsonb, key text)
+returns jsonb
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select case jsonb_typeof(lgpd_drop_key.value)
+    when 'object' then
+      (select coalesce(jsonb_object_agg(e.key, private.lgpd_drop_key(e.value, lgpd_drop_key.key)), '{}')
+         from jsonb_each(lgpd_drop_key.value) e where e.key <> lgpd_drop_key.key)
+    when 'array' then
+      (select coalesce(jsonb_agg(private.lgpd_drop_key(e.value, lgpd_drop_key.key) order by e.n), '[]')
+         from jsonb_array_elements(lgpd_drop_key.value) with ordinality e(value, n))
+    else lgpd_drop_key.value
+  end
+$$;
+
 -- The tenant's phone salt (Vault secret tenant:<id>:phone_salt, made on first use) and the
 -- salted hash anonymised contacts keep (see the header for why not the plain hash).
 create or replace function private.lgpd_salted_phone_hash(tenant_id uuid, phone text)
@@ -265,6 +285,29 @@ begin
   execute format('select coalesce(jsonb_agg(to_jsonb(r)), ''[]'') from (%s) r', query) into v_rows using s;
   return v_rows;
 end;
+$$;
+
+-- The person's leads: linked to the contact, or naming them (by name, phone or e-mail) for a
+-- lead that has no contact yet (an import); and the deals of the contact or of those leads.
+-- Read by crm and by the modules whose rows hang on leads and deals (coaching calls).
+create or replace function private.lgpd_lead_ids(s private.lgpd_subject)
+returns uuid[]
+language sql
+stable
+set search_path = ''
+as $$
+  select array(select l.id from public.leads l where l.tenant_id = s.tenant_id
+    and (l.contact_id = s.contact_id or private.lgpd_mentions(concat_ws(' ', l.name, l.phone, l.email), s.patterns)))
+$$;
+
+create or replace function private.lgpd_deal_ids(s private.lgpd_subject, lead_ids uuid[])
+returns uuid[]
+language sql
+stable
+set search_path = ''
+as $$
+  select array(select d.id from public.deals d where d.tenant_id = s.tenant_id
+    and (d.contact_id = s.contact_id or d.lead_id = any(lgpd_deal_ids.lead_ids)))
 $$;
 
 -- Messages lose what they said and what points at the person: content, captions, payload,
@@ -305,7 +348,8 @@ comment on function private.lgpd_forget_messages(uuid, uuid[], text) is 'Removes
  * Section - The places personal data lives, one function per module. Each returns
  * {"<table>": [rows about the subject]} (the export) and, when `anonymise`, removes the
  * personal data from those rows. A module that adds a table holding data about contacts
- * adds its function and one line in private.lgpd_process.
+ * adds its function (in its own migration when that runs after this one: plpgsql resolves
+ * names when called) and one line in private.lgpd_process.
  * ----
  */
 
@@ -611,16 +655,17 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  v_leads uuid[] := array(select l.id from public.leads l where l.tenant_id = s.tenant_id
-    and (l.contact_id = s.contact_id or private.lgpd_mentions(concat_ws(' ', l.name, l.phone, l.email), s.patterns)));
-  v_leads_sql text := '(select l.id from public.leads l where l.tenant_id = ($1).tenant_id and (l.contact_id = ($1).contact_id
-    or private.lgpd_mentions(concat_ws('' '', l.name, l.phone, l.email), ($1).patterns)))';
+  v_leads uuid[] := private.lgpd_lead_ids(s);
+  v_deals uuid[] := private.lgpd_deal_ids(s, v_leads);
+  v_leads_sql text := format('(select unnest(%L::uuid[]))', v_leads);
   v_doc jsonb := jsonb_build_object(
     'leads', private.lgpd_rows('select * from public.leads l where l.id in ' || v_leads_sql, s),
     'lead_stage_history', private.lgpd_rows('select * from public.lead_stage_history h
        where h.tenant_id = ($1).tenant_id and h.lead_id in ' || v_leads_sql || ' order by h.changed_at', s),
-    'deals', private.lgpd_rows('select * from public.deals d where d.tenant_id = ($1).tenant_id
-       and (d.contact_id = ($1).contact_id or d.lead_id in ' || v_leads_sql || ')', s),
+    'deals', private.lgpd_rows(format('select * from public.deals d where d.tenant_id = ($1).tenant_id
+       and d.id = any(%L::uuid[])', v_deals), s),
+    'deal_stage_history', private.lgpd_rows(format('select * from public.deal_stage_history h
+       where h.tenant_id = ($1).tenant_id and h.deal_id = any(%L::uuid[]) order by h.entered_at', v_deals), s),
     'appointments', private.lgpd_rows('select * from public.appointments a where a.tenant_id = ($1).tenant_id
        and (a.contact_id = ($1).contact_id or a.lead_id in ' || v_leads_sql || ') order by a.starts_at', s),
     'services', private.lgpd_rows('select * from public.services v
@@ -638,7 +683,7 @@ begin
     update public.deals d
        set title = private.lgpd_scrub(d.title, s.patterns), lost_reason = private.lgpd_scrub(d.lost_reason, s.patterns),
            custom_fields = private.lgpd_scrub_jsonb(d.custom_fields, s.patterns)
-     where d.tenant_id = s.tenant_id and (d.contact_id = s.contact_id or d.lead_id = any(v_leads));
+     where d.tenant_id = s.tenant_id and d.id = any(v_deals);
     update public.appointments a
        set notes = null, meeting_link = null, reminder_error = private.lgpd_scrub(a.reminder_error, s.patterns)
      where a.tenant_id = s.tenant_id and (a.contact_id = s.contact_id or a.lead_id = any(v_leads));
@@ -697,6 +742,43 @@ begin
      where c.tenant_id = s.tenant_id
        and (s.contact_id in (c.contact_id, c.other_contact_id)
             or private.lgpd_mentions(concat(c.reason, c.identity::text, c.note), s.patterns));
+  end if;
+  return v_doc;
+end;
+$$;
+
+-- intents: the classifier's cached answers for the person's messages go, because their key
+-- hashes the message's text, and a short answer (a CPF, a phone number) is found by hashing
+-- every candidate, as with plain phone hashes. The keys are recomputed against the tenant's
+-- current intents: entries made under an older set are never read again and the daily purge
+-- drops them within 30 days. Intents whose description or examples quote the person are
+-- scrubbed. The intent each message got stays (a label, exported with the message). Before
+-- whatsapp, which forgets the text the keys hash.
+create or replace function private.lgpd_places_intents(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_set jsonb := private.intent_set(s.tenant_id);
+  v_keys text[] := array(select private.intent_cache_key(private.flow_fold(m.content), v_set)
+                            from public.messages m
+                           where v_set is not null and m.tenant_id = s.tenant_id and m.id = any(s.message_ids)
+                             and m.direction = 'inbound' and private.flow_fold(coalesce(m.content, '')) <> '');
+  v_doc jsonb := jsonb_build_object(
+    'intent_cache', private.lgpd_rows(format('select * from public.intent_cache c
+       where c.tenant_id = ($1).tenant_id and c.key = any(%L::text[]) order by c.created_at', v_keys), s),
+    'intents', private.lgpd_rows('select * from public.intents i where i.tenant_id = ($1).tenant_id
+       and private.lgpd_mentions(concat_ws('' '', i.description, array_to_string(i.examples, '' '')), ($1).patterns)', s));
+begin
+  if anonymise then
+    delete from public.intent_cache c where c.tenant_id = s.tenant_id and c.key = any(v_keys);
+    update public.intents i
+       set description = left(private.lgpd_scrub(i.description, s.patterns), 500),
+           examples = array(select private.lgpd_scrub(x.e, s.patterns) from unnest(i.examples) with ordinality x(e, n)
+                             order by x.n)
+     where i.tenant_id = s.tenant_id
+       and private.lgpd_mentions(concat_ws(' ', i.description, array_to_string(i.examples, ' ')), s.patterns);
   end if;
   return v_doc;
 end;
@@ -818,18 +900,29 @@ as $$
 declare
   s private.lgpd_subject := private.lgpd_subject(lgpd_process.tenant_id, lgpd_process.contact_id);
   v_tables jsonb := '{}';
-  -- media of the messages, then ticket attachments (bucket ticket-attachments)
+  v_leads uuid[] := private.lgpd_lead_ids(s);
+  -- media of the messages, ticket attachments (bucket ticket-attachments), recordings of
+  -- calls with them (their leads and deals)
   v_objects jsonb := (select coalesce(jsonb_agg(o.key order by o.n, o.at), '[]') from (
                         select 1 as n, m.created_at as at, m.media_storage_path as key from public.messages m
                          where m.tenant_id = s.tenant_id and m.id = any(s.message_ids) and m.media_storage_path is not null
                         union all
                         select 2, a.created_at, 'ticket-attachments/' || a.storage_path
                           from public.ticket_attachments a join public.tickets t on t.tenant_id = a.tenant_id and t.id = a.ticket_id
-                         where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id) o);
+                         where t.tenant_id = s.tenant_id and t.contact_id = s.contact_id
+                        union all
+                        select 3, c.occurred_at, c.audio_storage_path from public.coaching_calls c
+                         where c.tenant_id = s.tenant_id and c.audio_storage_path is not null
+                           and (c.lead_id = any(v_leads) or c.deal_id = any(private.lgpd_deal_ids(s, v_leads)))) o);
 begin
   if s.contact_id is null then
     raise exception 'contact not found' using errcode = 'P0002';
   end if;
+  -- first the modules that find their rows through what the others remove: the text of the
+  -- messages (intents' cache keys), the names of leads without a contact (coaching calls)
+  v_tables := v_tables || private.lgpd_places_intents(s, anonymise);
+  v_tables := v_tables || private.lgpd_places_coaching(s, anonymise);  -- 800_coaching
+  v_tables := v_tables || private.lgpd_places_chat_search(s, anonymise);  -- 820_chat_search
   v_tables := v_tables || private.lgpd_places_whatsapp(s, anonymise);
   v_tables := v_tables || private.lgpd_places_ai(s, anonymise);
   v_tables := v_tables || private.lgpd_places_knowledge(s, anonymise);
@@ -841,7 +934,8 @@ begin
   v_tables := v_tables || private.lgpd_places_support(s, anonymise);
   v_tables := v_tables || private.lgpd_places_crm(s, anonymise);
   v_tables := v_tables || private.lgpd_places_commerce(s, anonymise);
-  -- modules added later: one line each, before the contact row
+  -- a module added later: one line here, before the contact row, or above when it looks
+  -- for the person through text the modules above remove
   v_tables := v_tables || private.lgpd_places_contact(s, anonymise);
   if anonymise then
     perform private.emit(s.tenant_id, 'contact.anonymised', 'contacts', s.contact_id,
@@ -998,7 +1092,7 @@ set search_path = ''
 as $$ select private.lgpd_anonymise_contact(contact_id, reason) $$;
 revoke execute on function private.lgpd_anonymise_contact(uuid, text) from public, anon;
 grant execute on function private.lgpd_anonymise_contact(uuid, text) to authenticated, service_role;
-comment on function public.lgpd_anonymise_contact(uuid, text) is 'Admins: anonymise a contact now (LGPD deletion request): names, numbers, e-mail, CPF, addresses, message content, media, AI memory, knowledge quotes, raw events, event payloads and audit values go; counts, costs and times stay. reason: the request (channel, date, protocol).';
+comment on function public.lgpd_anonymise_contact(uuid, text) is 'Admins: anonymise a contact now (LGPD deletion request): names, numbers, e-mail, CPF, addresses, message content, call transcripts and coaching quotes, media, AI memory, knowledge quotes, chat searches, raw events, event payloads and audit values go; counts, costs and times stay. reason: the request (channel, date, protocol).';
 
 /**
  * ----

@@ -1740,3 +1740,95 @@ grant execute on function public.coaching_insight_claim(text, integer, integer),
   public.coaching_draft_record(uuid, integer, text, jsonb, text, text, text),
   public.coaching_transcription_claim(text, integer, integer),
   public.coaching_transcription_record(uuid, integer, text, text, text, text) to service_role;
+
+/**
+ * ----
+ * Section - LGPD: what coaching holds about a contact (one place of private.lgpd_process)
+ * ----
+ */
+
+-- A call with the person (of one of their leads or deals) is a conversation with them: its
+-- transcript and notes go whole, like the content of their messages, and its title is
+-- scrubbed; a call that only mentions them is scrubbed. The insights of their conversations
+-- and calls keep status, scores, sentiment, cost and times and lose the summary and the
+-- evidence quotes (the message and line ids they cite stay); the model's notes and
+-- suggested actions are scrubbed, as is any other insight that mentions them. An analysis
+-- still pending or running fails: it would store what was just removed. A rewritten
+-- transcript rebuilds its lines and queues an insight of the new text, which goes:
+-- anonymisation spends nothing on AI. Their calls' recordings are queued for deletion from
+-- storage, with any transcription not done yet; AI drafts of playbooks that quote them are scrubbed.
+create or replace function private.lgpd_places_coaching(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_leads uuid[] := private.lgpd_lead_ids(s);
+  v_their_calls uuid[] := array(select c.id from public.coaching_calls c where c.tenant_id = s.tenant_id
+    and (c.lead_id = any(v_leads) or c.deal_id = any(private.lgpd_deal_ids(s, v_leads))));
+  v_calls uuid[] := v_their_calls || array(select c.id from public.coaching_calls c
+    where c.tenant_id = s.tenant_id and not c.id = any(v_their_calls)
+      and private.lgpd_mentions(concat_ws(' ', c.title, c.transcript, c.notes), s.patterns));
+  v_their_insights uuid[] := array(select i.id from public.conversation_insights i where i.tenant_id = s.tenant_id
+    and (i.conversation_id = any(s.conversation_ids) or i.call_id = any(v_their_calls)));
+  v_insights uuid[] := v_their_insights || array(select i.id from public.conversation_insights i
+    where i.tenant_id = s.tenant_id and not i.id = any(v_their_insights)
+      and private.lgpd_mentions(concat_ws(' ', i.summary, i.methodology_scores::text, i.playbook_adherence::text,
+                                          i.key_moments::text, i.suggested_actions::text, i.error), s.patterns));
+  v_queued_before uuid[];
+  v_doc jsonb := jsonb_build_object(
+    'coaching_calls', private.lgpd_rows(format('select * from public.coaching_calls c
+       where c.tenant_id = ($1).tenant_id and c.id = any(%L::uuid[]) order by c.occurred_at', v_calls), s),
+    'coaching_call_lines', private.lgpd_rows(format('select * from public.coaching_call_lines l
+       where l.tenant_id = ($1).tenant_id and l.call_id = any(%L::uuid[]) order by l.call_id, l.position', v_calls), s),
+    'conversation_insights', private.lgpd_rows(format('select * from public.conversation_insights i
+       where i.tenant_id = ($1).tenant_id and i.id = any(%L::uuid[]) order by i.created_at', v_insights), s),
+    'playbook_drafts', private.lgpd_rows('select * from public.playbook_drafts d
+       where d.tenant_id = ($1).tenant_id and private.lgpd_mentions(concat_ws('' '', d.description, d.error), ($1).patterns)
+       order by d.created_at', s));
+begin
+  if not anonymise then
+    return v_doc;
+  end if;
+  update public.conversation_insights i
+     set status = 'failed', lease_until = null, leased_by = null, completed_at = now(),
+         error = 'contato anonimizado (LGPD) antes da análise'
+   where i.tenant_id = s.tenant_id and i.id = any(v_their_insights) and i.status in ('pending', 'running');
+  update public.conversation_insights i
+     set summary = case when i.id = any(v_their_insights) then null else left(private.lgpd_scrub(i.summary, s.patterns), 4000) end,
+         methodology_scores = private.lgpd_scrub_jsonb(case when i.id = any(v_their_insights)
+           then private.lgpd_drop_key(i.methodology_scores, 'quote') else i.methodology_scores end, s.patterns),
+         playbook_adherence = private.lgpd_scrub_jsonb(case when i.id = any(v_their_insights)
+           then private.lgpd_drop_key(i.playbook_adherence, 'quote') else i.playbook_adherence end, s.patterns),
+         key_moments = private.lgpd_scrub_jsonb(case when i.id = any(v_their_insights)
+           then private.lgpd_drop_key(i.key_moments, 'quote') else i.key_moments end, s.patterns),
+         suggested_actions = private.lgpd_scrub_jsonb(i.suggested_actions, s.patterns),
+         error = left(private.lgpd_scrub(i.error, s.patterns), 2000)
+   where i.tenant_id = s.tenant_id and i.id = any(v_insights);
+  update public.playbook_drafts d
+     set description = left(private.lgpd_scrub(d.description, s.patterns), 4000),
+         error = left(private.lgpd_scrub(d.error, s.patterns), 2000)
+   where d.tenant_id = s.tenant_id and private.lgpd_mentions(concat_ws(' ', d.description, d.error), s.patterns);
+  -- their recordings go from storage, and a transcription not done yet never runs
+  insert into public.storage_deletions (tenant_id, storage_key, reason)
+  select c.tenant_id, c.audio_storage_path, 'anonymisation' from public.coaching_calls c
+   where c.tenant_id = s.tenant_id and c.id = any(v_their_calls) and c.audio_storage_path is not null
+  on conflict (storage_key) do nothing;
+  update public.coaching_calls c
+     set audio_storage_path = null, audio_mime_type = null, transcription_status = null, transcription_error = null,
+         transcription_lease_until = null, transcription_leased_by = null
+   where c.tenant_id = s.tenant_id and c.id = any(v_their_calls) and c.audio_storage_path is not null;
+  v_queued_before := array(select i.id from public.conversation_insights i
+                            where i.tenant_id = s.tenant_id and i.call_id = any(v_calls));
+  update public.coaching_calls c
+     set transcript = case when c.id = any(v_their_calls) then '[removido]'
+                           else left(private.lgpd_scrub(c.transcript, s.patterns), 200000) end,
+         notes = case when c.id = any(v_their_calls) then null else left(private.lgpd_scrub(c.notes, s.patterns), 10000) end,
+         title = left(private.lgpd_scrub(c.title, s.patterns), 200)
+   where c.tenant_id = s.tenant_id and c.id = any(v_calls);
+  delete from public.conversation_insights i
+   where i.tenant_id = s.tenant_id and i.call_id = any(v_calls) and not i.id = any(v_queued_before);
+  return v_doc;
+end;
+$$;
+comment on function private.lgpd_places_coaching(private.lgpd_subject, boolean) is 'LGPD export / anonymisation of coaching: calls with the person (their leads and deals) or mentioning them, their lines, and the insights of their conversations and calls or mentioning them.';

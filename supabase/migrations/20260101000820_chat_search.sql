@@ -345,3 +345,42 @@ grant execute on function public.chat_search_claim(text, integer) to service_rol
 insert into public.event_types (type, module, description) values
   ('chat_search.finished', 'chat_search', 'A chat search was answered, refused or failed (status says which).')
 on conflict (type) do nothing;
+
+/**
+ * ----
+ * Section - LGPD: what chat search holds about a contact (one place of private.lgpd_process)
+ * ----
+ */
+
+-- Searches whose question, SQL, rows or analysis name the person (a question about a
+-- customer, the rows that listed them, an analysis quoting them) are scrubbed; status, row
+-- counts, tokens, cost and times stay.
+create or replace function private.lgpd_places_chat_search(s private.lgpd_subject, anonymise boolean)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_doc jsonb := jsonb_build_object('chat_searches', private.lgpd_rows('select * from public.chat_searches c
+     where c.tenant_id = ($1).tenant_id
+       and private.lgpd_mentions(concat_ws('' '', c.question, c.status_reason, c.generated_sql, c.executed_sql,
+                                           c.check_verdict, c.results::text, c.analysis), ($1).patterns)
+     order by c.created_at', s));
+begin
+  if anonymise then
+    update public.chat_searches c
+       set question = left(private.lgpd_scrub(c.question, s.patterns), 1000),
+           status_reason = left(private.lgpd_scrub(c.status_reason, s.patterns), 2000),
+           generated_sql = left(private.lgpd_scrub(c.generated_sql, s.patterns), 20000),
+           executed_sql = left(private.lgpd_scrub(c.executed_sql, s.patterns), 20000),
+           check_verdict = left(private.lgpd_scrub(c.check_verdict, s.patterns), 1000),
+           results = private.lgpd_scrub_jsonb(c.results, s.patterns),
+           analysis = left(private.lgpd_scrub(c.analysis, s.patterns), 20000)
+     where c.tenant_id = s.tenant_id
+       and private.lgpd_mentions(concat_ws(' ', c.question, c.status_reason, c.generated_sql, c.executed_sql,
+                                           c.check_verdict, c.results::text, c.analysis), s.patterns);
+  end if;
+  return v_doc;
+end;
+$$;
+comment on function private.lgpd_places_chat_search(private.lgpd_subject, boolean) is 'LGPD export / anonymisation of chat search: searches whose question, SQL, rows or analysis name the person.';

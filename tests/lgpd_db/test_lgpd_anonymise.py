@@ -16,10 +16,11 @@ from psycopg.types.json import Jsonb
 
 from campaigns_db.campaign_support import campaign as draft_campaign
 from campaigns_db.campaign_support import template
+from coaching_db.coaching_support import AGENT_MEMBER, TEAM
 from commerce_db.hotmart_corpus import create_integration, event
 from flows_db.flow_support import create_flow, graph
-from support import Db
-from whatsapp_db.webhooks import OWNER, TENANT, body, change, ingest, msg, profile, text
+from support import Db, Session
+from whatsapp_db.webhooks import AGENT, OWNER, TENANT, body, change, ingest, msg, profile, text
 from zapbase.db.pool import Connect
 from zapbase.lgpd import purge_storage
 from zapbase.storage import LocalStorage
@@ -38,15 +39,19 @@ SKIP_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 
 
 def scan(db: Db) -> dict[str, set[str]]:
-    """{"schema.table.column": needles found} over every text-like column of every table."""
+    """{"schema.table.column": needles found} over every column of every table that can hold
+    text: string types and domains over them (category S), json, jsonb, and arrays of these."""
     columns = db.sql("""
         select n.nspname as schema, c.relname as table, a.attname as column
           from pg_attribute a join pg_class c on c.oid = a.attrelid
           join pg_namespace n on n.oid = c.relnamespace
+          join pg_type t on t.oid = a.atttypid
+          left join pg_type e on e.oid = t.typelem and t.typcategory = 'A'
          where c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
            and n.nspname <> all(%s) and n.nspname not like 'pg_temp%%'
-           and a.atttypid in ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'jsonb'::regtype,
-                              'json'::regtype, 'text[]'::regtype, 'varchar[]'::regtype)""",
+           and (coalesce(e.typcategory, t.typcategory) = 'S'
+                or coalesce(nullif(e.typbasetype, 0), e.oid, nullif(t.typbasetype, 0), t.oid)
+                   in ('json'::regtype, 'jsonb'::regtype))""",
         (list(SKIP_SCHEMAS),))
     hits: dict[str, set[str]] = {}
     for col in columns:
@@ -136,7 +141,26 @@ def seed_everywhere(db: Db, media: Path) -> dict[str, Any]:
               select d.tenant_id, d.id, d.endpoint_id, 1, 400, %s from public.webhook_deliveries d
                where d.tenant_id = %s limit 1""", (f"erro: contato {NAME} duplicado", TENANT))
     attachment = seed_modules(db, media, contact, conv)
-    return {"contact": contact, "conversation": conv, "media_key": key, "attachment_key": attachment}
+    later = seed_later_modules(db, contact, conv, first)
+    recording = seed_recording(db, media, later["deal"])
+    return {"contact": contact, "conversation": conv, "media_key": key, "attachment_key": attachment,
+            "recording_key": recording, **later}
+
+
+def seed_recording(db: Db, media: Path, deal: Any) -> str:
+    """A recorded call of her deal waiting for its transcription, and an AI playbook draft
+    whose description quotes her."""
+    key = f"call-recordings/{TENANT}/calls/joana.mp3"
+    with db.as_user(OWNER) as s:
+        s.all("""insert into public.coaching_calls (tenant_id, seller_id, deal_id, title, occurred_at,
+                                                    audio_storage_path, audio_mime_type)
+                  values (%s, %s, %s, 'Ligação gravada', now() - interval '30 minutes', %s, 'audio/mpeg')""",
+              (TENANT, AGENT_MEMBER, deal, key))
+        s.one("select * from public.request_playbook_draft(%s, %s, 'sales', 'spin', %s)",
+              (TENANT, TEAM, f"Vendas para clientes como {NAME}, CPF {CPF}"))
+    (media / key).parent.mkdir(parents=True, exist_ok=True)
+    (media / key).write_bytes(f"ID3... {NAME} {CPF}".encode())
+    return key
 
 
 def seed_modules(db: Db, media: Path, contact: Any, conv: Any) -> str:
@@ -193,6 +217,89 @@ def seed_modules(db: Db, media: Path, contact: Any, conv: Any) -> str:
     return attachment
 
 
+CALL = (f"Vendedor: Bom dia, falo com {NAME}?\nCliente: Sim, meu CPF é {CPF} e moro na {ADDRESS}.\n"
+        f"Vendedor: Mando a proposta para {EMAIL}?\nCliente: Pode, ou no (11) 98765-4321.")
+
+
+def analyse(db: Db, needles: dict[Any, str]) -> dict[Any, dict[str, Any]]:
+    """The coaching worker's round: claims the pending insights, answers those of `needles`
+    ({insight id: a text of one of its lines}) quoting it; returns the claims."""
+    with db.as_service() as s:
+        claimed = s.all("select * from public.coaching_insight_claim('lgpd-test', 50)")
+        jobs = {j["insight_id"]: j for j in claimed}
+        for insight, needle in needles.items():
+            line = next(line for line in jobs[insight]["lines"] if needle in line["text"])
+            quote = {"message_id": line["id"], "quote": needle}
+            result = {"summary": f"{NAME} quer a proposta; mora na {ADDRESS}.", "sentiment": "positive",
+                      "methodology": {"situation": {"score": 8, "evidence": [quote]}},
+                      "key_moments": [{**quote, "note": f"{NAME} deu o CPF"}],
+                      "suggested_actions": [f"Ligar para {NAME} amanhã"]}
+            assert record(s, jobs[insight], result) == "done"
+    return jobs
+
+
+def record(s: Session, job: dict[str, Any], result: dict[str, Any]) -> str:
+    """The coaching worker's answer for a claimed insight."""
+    return str(s.value("select public.coaching_insight_record(%s, %s, 'done', %s, 'openai/gpt-4o-mini')",
+                       (job["insight_id"], job["attempt"], Jsonb(result))))
+
+
+def seed_later_modules(db: Db, contact: Any, conv: Any, first: Any) -> dict[str, Any]:
+    """Her data in intents, coaching and chat search, through their entry points: the
+    classifier's answer for her first message, an intent whose example quotes her; a call
+    of her deal and one that only mentions her, analysed, a call of her lead whose analysis
+    is still running, and an analysed WhatsApp conversation; a chat search that asked about
+    her (the worker's final write)."""
+    with db.as_user(OWNER) as s:
+        s.all("insert into public.intents (tenant_id, name, description, examples)"
+              " values (%s, 'troca', 'Cliente quer trocar um produto', %s)",
+              (TENANT, [f"Sou {NAME}, quero trocar", "quero trocar o tênis"]))
+    with db.as_service() as s:
+        ask = s.value("select public.intent_begin(%s)", (first,))
+        s.value("select public.intent_record(%s, %s, 'troca', 0.9)", (first, ask["key"]))
+    calls = """insert into public.coaching_calls (tenant_id, seller_id, deal_id, title, occurred_at,
+                                                  transcript, notes)
+               values (%s, %s, %s, %s, now() - interval '1 hour', %s, %s) returning id"""
+    with db.as_user(OWNER) as s:
+        pipeline = s.value("insert into public.pipelines (tenant_id, name) values (%s, 'Cursos')"
+                           " returning id", (TENANT,))
+        stage = s.value("insert into public.pipeline_stages (tenant_id, pipeline_id, name)"
+                        " values (%s, %s, 'Proposta') returning id", (TENANT, pipeline))
+        deal = s.value("""insert into public.deals (tenant_id, contact_id, lead_id, title, pipeline_id,
+                                                    stage_id, value)
+                          select %s, %s, l.id, 'Curso anual', %s, %s, 1200 from public.leads l
+                           where l.contact_id = %s returning id""",
+                       (TENANT, contact, pipeline, stage, contact))
+        call = s.value(calls, (TENANT, AGENT_MEMBER, deal, f"Demo com {NAME}", CALL,
+                               f"Retornar para {NAME} no +55 11 98765-4321"))
+        other = s.value(calls, (TENANT, AGENT_MEMBER, None, "Demo com Carla",
+                                f"Cliente: Quem me indicou foi a {NAME}, cliente de vocês.", None))
+        waiting = s.value("""insert into public.coaching_calls (tenant_id, seller_id, lead_id, occurred_at,
+                                                               transcript)
+                             select %s, %s, l.id, now(), %s from public.leads l where l.contact_id = %s
+                             returning id""",
+                          (TENANT, AGENT_MEMBER, f"Cliente: Aqui é {NAME} de novo.", contact))
+        asked = s.one("select * from public.request_insight(conversation_id => %s)", (conv,))
+    pending = {str(i["call_id"] or i["conversation_id"]): i["id"] for i in db.sql(
+        "select id, call_id, conversation_id from public.conversation_insights where status = 'pending'"
+        " and (call_id = any(%s) or conversation_id = %s)", ([call, other, waiting], conv))}
+    assert pending[str(conv)] == asked["id"]
+    jobs = analyse(db, {pending[str(call)]: CPF, pending[str(other)]: NAME, pending[str(conv)]: f"CPF {CPF}"})
+    with db.as_user(AGENT) as s:
+        search = s.value("select public.chat_search_ask(%s, %s)", (TENANT, f"Qual o telefone da {NAME}?"))
+    sql = f"SELECT name, phone FROM public.chat_leads WHERE name = '{NAME}' LIMIT 200"
+    with db.as_service() as s:
+        assert s.one("select * from public.chat_search_claim('lgpd-test', 60)")["id"] == search
+        s.all("""update public.chat_searches set status = 'answered', generated_sql = %s, executed_sql = %s,
+                        check_verdict = 'ok', results = %s, row_count = 1, analysis = %s, finished_at = now(),
+                        lease_until = null
+                  where id = %s""",
+              (sql, sql, Jsonb({"columns": ["name", "phone"], "rows": [[NAME, "+5511987654321"]]}),
+               f"{NAME} tem o telefone +55 11 98765-4321.", search))
+    return {"intent_key": ask["key"], "deal": deal, "call": call, "search": search,
+            "running": jobs[pending[str(waiting)]]}
+
+
 async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
         db: Db, connect: Connect, tmp_path: Path) -> None:
     seeded = seed_everywhere(db, tmp_path)
@@ -209,8 +316,20 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
                   "public.flow_executions.variables", "public.flow_executions.last_input",
                   "public.flow_steps.input",
                   "public.campaign_recipients.wa_id", "public.import_logs.errors",
-                  "public.automation_executions.actions", "public.dispatch_queue.preview"):
+                  "public.automation_executions.actions", "public.dispatch_queue.preview",
+                  "public.intents.examples", "public.coaching_calls.transcript",
+                  "public.coaching_calls.title", "public.coaching_calls.notes",
+                  "public.coaching_call_lines.text",
+                  "public.conversation_insights.summary", "public.conversation_insights.methodology_scores",
+                  "public.conversation_insights.key_moments",
+                  "public.conversation_insights.suggested_actions", "public.chat_searches.question",
+                  "public.chat_searches.executed_sql", "public.chat_searches.results",
+                  "public.chat_searches.analysis", "public.playbook_drafts.description"):
         assert place in before, f"the seed missed {place}"
+    running = seeded["running"]
+    insights = """select status, methodology_score, cost_usd from public.conversation_insights
+                   where id <> %s order by created_at, id"""
+    scores = db.sql(insights, (running["insight_id"],))
     totals = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
                          from public.messages m left join public.ai_usage u on u.message_id = m.id
                         where m.contact_id = %s""", (seeded["contact"],))[0]
@@ -223,22 +342,41 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
         assert table in export["tables"], f"the export misses {table}"
         text_ = json.dumps(export["tables"][table], ensure_ascii=False).lower()
         assert any(n.lower() in text_ for n in needles), f"the export's {table} lacks what {place} holds"
-    assert export["storage_objects"] == [seeded["media_key"], seeded["attachment_key"]]
+    assert export["storage_objects"] == [seeded["media_key"], seeded["attachment_key"], seeded["recording_key"]]
+    # what holds no readable text of hers is exported too: the classifier's answer for her message
+    assert [c["key"] for c in export["tables"]["intent_cache"]] == [seeded["intent_key"]]
+    assert [h["deal_id"] for h in export["tables"]["deal_stage_history"]] == [str(seeded["deal"])]
 
     with db.as_user(OWNER) as s:
         result = s.value("select public.lgpd_anonymise_contact(%s, %s)",
                          (seeded["contact"], "Pedido por e-mail em 03/12, protocolo 991"))
-    assert result["storage_objects"] == 2
-    assert await purge_storage(connect, LocalStorage(tmp_path)) == 2
+    assert result["storage_objects"] == 3
+    assert await purge_storage(connect, LocalStorage(tmp_path)) == 3
 
     assert scan(db) == {}
     assert scan_files(tmp_path) == []
     assert not (tmp_path / seeded["media_key"]).exists()
     assert not (tmp_path / seeded["attachment_key"]).exists()
+    assert not (tmp_path / seeded["recording_key"]).exists()
+    # her recording is gone, so is its transcription: nothing left for the worker to claim
+    with db.as_service() as s:
+        assert s.all("select * from public.coaching_transcription_claim('lgpd-test', 5, 60)") == []
     after = db.sql("""select count(*) as messages, sum(input_tokens) as tokens, sum(cost_brl) as cost
                         from public.messages m left join public.ai_usage u on u.message_id = m.id
                        where m.contact_id = %s""", (seeded["contact"],))[0]
     assert after == totals  # counts and costs stay
+    assert db.sql(insights, (running["insight_id"],)) == scores  # none lost, queued or paid for; scores stay
+    # an analysis running meanwhile would store what was removed: it failed, its answer is refused
+    with db.as_service() as s:
+        assert record(s, running, {"summary": f"{NAME} ligou de novo."}) == "failed"
+    assert db.value("select summary from public.conversation_insights where id = %s",
+                    (running["insight_id"],)) is None
+    assert db.value("select count(*) from public.intent_cache where key = %s", (seeded["intent_key"],)) == 0
+    # her call is a conversation with her: its words go whole, the call and its analysis stay
+    assert db.sql("select text from public.coaching_call_lines where call_id = %s",
+                  (seeded["call"],)) == [{"text": "[removido]"}]
+    assert db.value("select status from public.chat_searches where id = %s",
+                    (seeded["search"],)) == "answered"
     contact = db.sql("select * from public.contacts where id = %s", (seeded["contact"],))[0]
     assert contact["lgpd_state"] == "anonymised" and contact["anonymised_at"] is not None
     # salted per tenant: not found by hashing every phone number
