@@ -304,7 +304,14 @@ async def test_the_worker_answers_a_search_as_soon_as_it_is_asked(
         async with anyio.create_task_group() as tg:
             tg.start_soon(runner.run)
             await runner.ready.wait()
-            await anyio.sleep(0.5)  # LISTEN is up (its catch-up round found nothing)
+            # the other AI loops' catch-up rounds (the fixture's messages, insights, drafts) are
+            # over, so the scripted replies below go to the search: the stand-in heard nothing new
+            # for a second
+            with anyio.fail_after(30):
+                heard = -1
+                while heard != len(gpt.calls):
+                    heard = len(gpt.calls)
+                    await anyio.sleep(1.0)
             gpt.push(Reply(text="select count(*) from chat_leads"), Reply(text="São 3 leads."))
             asked = time.monotonic()
             search = ask(crm, "Quantos leads temos?")
