@@ -505,7 +505,8 @@ comment on function private.analytics_period_tenant(uuid, date, date) is 'The an
 
 -- percentile_cont over a histogram (values with their counts, in any order, a value may
 -- repeat): the same double precision as percentile_cont over the values themselves, i.e.
--- the value at rank p * (n - 1) of the n sorted values, linear between the two ranks around it.
+-- the value at rank p * (n - 1) of the n sorted values, linear between the two ranks around
+-- it. The work grows with the distinct values, not with n.
 create or replace function private.histogram_percentiles(vals integer[], counts integer[],
                                                          fractions double precision[])
 returns double precision[]
@@ -514,15 +515,18 @@ immutable
 set search_path = ''
 as $$
   with h as (
-    select u.v, (sum(u.n) over (order by u.v))::bigint as upto
-      from unnest(histogram_percentiles.vals, histogram_percentiles.counts) u (v, n)),
+    select s.v, (sum(s.n) over (order by s.v))::bigint as upto
+      from (select u.v, sum(u.n) as n
+              from unnest(histogram_percentiles.vals, histogram_percentiles.counts) u (v, n)
+             group by u.v) s),
   q as (
     select f.ord, f.p * ((select max(h.upto) from h) - 1)::double precision as pos
       from unnest(histogram_percentiles.fractions) with ordinality f (p, ord))
   select array_agg(lo.v + (hi.v - lo.v) * (q.pos - floor(q.pos)) order by q.ord)
     from q
-    cross join lateral (select h.v::double precision as v from h where h.upto > floor(q.pos) order by h.v limit 1) lo
-    cross join lateral (select h.v::double precision as v from h where h.upto > ceil(q.pos) order by h.v limit 1) hi
+    cross join lateral (select min(h.v)::double precision as v from h where h.upto > floor(q.pos)) lo
+    cross join lateral (select min(h.v)::double precision as v from h where h.upto > ceil(q.pos)) hi
+   where q.pos is not null
 $$;
 comment on function private.histogram_percentiles(integer[], integer[], double precision[]) is 'percentile_cont of each fraction over a histogram (vals[i] seen counts[i] times): exactly what percentile_cont returns over the repeated values; null when the histogram is empty.';
 
