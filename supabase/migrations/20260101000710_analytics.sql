@@ -503,33 +503,6 @@ as $$
 $$;
 comment on function private.analytics_period_tenant(uuid, date, date) is 'The analytics_daily_tenant rows of a period: stored for rolled-up days, computed from the facts (private.analytics_tenant_facts) for the others.';
 
--- percentile_cont over a histogram (values with their counts, in any order, a value may
--- repeat): the same double precision as percentile_cont over the values themselves, i.e.
--- the value at rank p * (n - 1) of the n sorted values, linear between the two ranks around
--- it. The work grows with the distinct values, not with n.
-create or replace function private.histogram_percentiles(vals integer[], counts integer[],
-                                                         fractions double precision[])
-returns double precision[]
-language sql
-immutable
-set search_path = ''
-as $$
-  with h as (
-    select s.v, (sum(s.n) over (order by s.v))::bigint as upto
-      from (select u.v, sum(u.n) as n
-              from unnest(histogram_percentiles.vals, histogram_percentiles.counts) u (v, n)
-             group by u.v) s),
-  q as (
-    select f.ord, f.p * ((select max(h.upto) from h) - 1)::double precision as pos
-      from unnest(histogram_percentiles.fractions) with ordinality f (p, ord))
-  select array_agg(lo.v + (hi.v - lo.v) * (q.pos - floor(q.pos)) order by q.ord)
-    from q
-    cross join lateral (select min(h.v)::double precision as v from h where h.upto > floor(q.pos)) lo
-    cross join lateral (select min(h.v)::double precision as v from h where h.upto > ceil(q.pos)) hi
-   where q.pos is not null
-$$;
-comment on function private.histogram_percentiles(integer[], integer[], double precision[]) is 'percentile_cont of each fraction over a histogram (vals[i] seen counts[i] times): exactly what percentile_cont returns over the repeated values; null when the histogram is empty.';
-
 /**
  * ----
  * Section - Dashboard RPCs
@@ -571,13 +544,26 @@ begin
            'csat_count', coalesce(sum(d.csat_count), 0))
     into v_result
     from private.analytics_period(analytics_summary.tenant_id, analytics_summary.from_day, analytics_summary.to_day) d;
-  -- both percentiles from the merged daily FRT histograms; statuses summed over the days
+  -- FRT p50 / p90: percentile_cont over the merged daily FRT histograms gives the same double
+  -- precision as over the raw first responses: the value at rank p * (n - 1) of the n sorted
+  -- times, linear between the two ranks around it. The work grows with the distinct times per
+  -- day, not with the conversations. Statuses are summed over the days.
   with t as materialized (
     select x.frt_seconds, x.frt_counts, x.conversations_by_status
       from private.analytics_period_tenant(analytics_summary.tenant_id, analytics_summary.from_day,
-                                           analytics_summary.to_day) x)
-  select (select private.histogram_percentiles(array_agg(u.v), array_agg(u.n), array[0.5, 0.9])
-            from t cross join lateral unnest(t.frt_seconds, t.frt_counts) u (v, n)),
+                                           analytics_summary.to_day) x),
+  h as (
+    select s.v, (sum(s.n) over (order by s.v))::bigint as upto
+      from (select u.v, sum(u.n) as n from t cross join lateral unnest(t.frt_seconds, t.frt_counts) u (v, n)
+             group by u.v) s),
+  q as (
+    select f.ord, f.p * ((select max(h.upto) from h) - 1)::double precision as pos
+      from unnest(array[0.5, 0.9]::double precision[]) with ordinality f (p, ord))
+  select (select array_agg(lo.v + (hi.v - lo.v) * (q.pos - floor(q.pos)) order by q.ord)
+            from q
+           cross join lateral (select min(h.v)::double precision as v from h where h.upto > floor(q.pos)) lo
+           cross join lateral (select min(h.v)::double precision as v from h where h.upto > ceil(q.pos)) hi
+           where q.pos is not null),
          (select coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
             from (select e.key as status, sum(e.value::bigint)::bigint as n
                     from t cross join lateral jsonb_each_text(t.conversations_by_status) e

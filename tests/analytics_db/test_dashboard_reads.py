@@ -239,3 +239,44 @@ def test_the_ranking_flag_scopes_agents_on_rolled_up_days(db: Db, visible: bool)
     assert {str(r["member_id"]) for r in everyone} >= {member_id(db, AGENT), member_id(db, carla)}
     expected = everyone if visible else [r for r in everyone if str(r["member_id"]) == member_id(db, carla)]
     assert mine == expected and len(mine) == (len(everyone) if visible else 1)
+
+
+def test_frt_percentiles_are_percentile_cont_of_the_raw_first_responses(db: Db) -> None:
+    """Any window, before and after the rollup: p50 and p90 equal percentile_cont over the
+    conversations' first responses, interpolation included (the daily histograms are exact)."""
+    day = today(db)
+    db.sql(
+        "with c as (insert into public.contacts (tenant_id, wa_id)"
+        "  select %(t)s, (5511400000000 + g)::text from generate_series(1, 240) g returning id, wa_id),"
+        " v as (insert into public.conversations (tenant_id, contact_id, status, created_at)"
+        "  select %(t)s, c.id, 'open', (%(d)s::date - (c.wa_id::bigint %% 6)::integer + time '10:00')"
+        "   at time zone 'America/Sao_Paulo' from c returning id, created_at, contact_id)"
+        " insert into public.conversation_metrics (tenant_id, conversation_id, needs_human_at,"
+        "  first_response_at, first_response_seconds)"
+        " select %(t)s, v.id, v.created_at, v.created_at + interval '1 hour',"
+        "  (w.wa_id::bigint %% 1000) * (w.wa_id::bigint %% 1000) * 31 %% 613"
+        " from v join c w on w.id = v.contact_id",
+        {"t": TENANT, "d": day},
+    )
+
+    def both(lo: date, hi: date) -> tuple[Any, Any]:
+        with db.as_user(OWNER) as s:
+            summary = s.value("select public.analytics_summary(%s, %s, %s)", (TENANT, lo, hi))
+        raw = db.value(
+            "select percentile_cont(array[0.5, 0.9]) within group (order by m.first_response_seconds)"
+            " from public.conversation_metrics m join public.tenants t on t.id = m.tenant_id"
+            " where m.tenant_id = %s"
+            " and (m.first_response_at at time zone t.timezone)::date between %s and %s",
+            (TENANT, lo, hi),
+        )
+        return [summary["frt_p50_seconds"], summary["frt_p90_seconds"]], raw
+
+    windows = [(day - timedelta(days=5), day), (day - timedelta(days=4), day - timedelta(days=2)), (day, day)]
+    for lo, hi in windows:
+        mine, raw = both(lo, hi)
+        assert mine == raw and raw[0] is not None
+    db.value("select private.run_job('analytics_rollup')")
+    assert all(clean(db, day - timedelta(days=k)) for k in range(1, 6))
+    for lo, hi in windows:
+        mine, raw = both(lo, hi)
+        assert mine == raw
