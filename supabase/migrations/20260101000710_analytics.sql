@@ -8,7 +8,7 @@
  * the other modules keep (conversations, messages, conversation_metrics, flow_executions,
  * ai_usage); private.analytics_rollup stores them: it deletes the day's rows and inserts them
  * again, so re-running a day gives the same rows.
-
+ *
  * Each fact belongs to the day it happened: a conversation to the day it was created,
  * resolved (resolution time, containment), handed off or rated; a message to its day; the
  * first response to the day it was given; queue wait to the day the conversation first
@@ -124,11 +124,17 @@ create index if not exists analytics_days_dirty_idx on public.analytics_days (te
 comment on table public.analytics_days is 'Tenant-days known to the rollup: dirty until private.analytics_rollup has computed them after their last fact. Marked by the facts'' triggers (past days only) and by the job (yesterday).';
 comment on column public.analytics_days.dirty is 'A fact of that day arrived (or changed) since the last rollup: the next analytics_rollup run recomputes it.';
 
--- The rollup reads a tenant's facts by time.
+-- The rollup and the dashboards' live days read a tenant's facts by time.
 create index if not exists messages_tenant_created_idx on public.messages (tenant_id, created_at);
 create index if not exists conversations_tenant_created_idx on public.conversations (tenant_id, created_at);
 create index if not exists conversations_tenant_resolved_idx on public.conversations (tenant_id, resolved_at)
   where resolved_at is not null;
+-- with these two every branch of the rollup's conversation read is an index range: a day (today
+-- on every dashboard call) reads its own conversations, not all of the tenant's
+create index if not exists conversations_tenant_handoff_idx on public.conversations (tenant_id, handoff_at)
+  where handoff_at is not null;
+create index if not exists conversations_tenant_csat_idx on public.conversations (tenant_id, csat_answered_at)
+  where csat_answered_at is not null;
 create index if not exists conversation_metrics_first_response_idx
   on public.conversation_metrics (tenant_id, first_response_at) where first_response_at is not null;
 create index if not exists conversation_metrics_needs_human_idx
@@ -196,12 +202,19 @@ $$;
 
 -- The analytics_daily rows of one tenant-day computed from the facts (id null): what the
 -- rollup stores, and what dashboards read for a day not rolled up yet.
+-- One generic plan per session: planning this five-way read costs more than running it on a
+-- day (custom plans were redone on every call, once per live day of a dashboard). A day's
+-- facts are few next to the tenant's conversations, so each is joined by its key (nested
+-- loops): the generic plan would otherwise hash the tenant's whole conversations table.
 create or replace function private.analytics_facts(tenant_id uuid, day date)
 returns setof public.analytics_daily
 language plpgsql
 stable
 security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
+set enable_hashjoin = off
+set enable_mergejoin = off
 as $$
 declare
   v_range tstzrange := private.tenant_day_range(analytics_facts.tenant_id, analytics_facts.day);
@@ -292,6 +305,7 @@ language plpgsql
 stable
 security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   v_range tstzrange := private.tenant_day_range(analytics_tenant_facts.tenant_id, analytics_tenant_facts.day);
