@@ -3,7 +3,9 @@
 one private.analytics_rollup per tenant-day, all five kinds of facts), divided by a single
 `insert … select` that groups the same day's messages (joined to their conversations) by
 the same dimensions over all tenants at once; (2) the dashboard RPCs as the demo tenant's
-owner (authenticated, RLS) over 90 days of rollups: p95 of each, goal <= 20 ms.
+owner (authenticated, RLS) over 90 days of rollups: p95 of each, goal <= 20 ms, divided by
+the same 90 days read from the facts (every day dirty, as before any rollup); and over the
+90 days to today, today read from the facts (a dashboard's default window).
 
     BENCH_ANALYTICS_MESSAGES=20000 python bench/run.py analytics    # a quick smoke run
 """
@@ -127,8 +129,10 @@ select m.tenant_id, %(day)s, m.whatsapp_number_id, c.team_id, coalesce(m.sender_
  group by 1, 2, 3, 4, 5, 6
 """
 
-# 90 days of rollups for every tenant: 3 teams x 5 agents a day, with the demo tenant's own
-# facts the summary reads live (FRT percentiles, today's status of the period's conversations).
+# 90 days of rollups for every tenant: the bulk tenants' days as rows (3 teams x 5 agents a
+# day, marked rolled up), the demo tenant's days from its own facts (100 conversations a day
+# served by its agents, 4 messages each, AI calls on three features) through the job, as
+# production gets them; the demo tenant's facts run on to today, which dashboards read live.
 _HISTORY_SQL = """
 insert into public.analytics_daily (tenant_id, day, whatsapp_number_id, team_id, member_id, conversations_new,
   conversations_resolved, bot_contained, handoffs, messages_in, messages_out, frt_seconds_sum, frt_count,
@@ -139,28 +143,59 @@ select t.id, d::date, null, (select x.id from public.teams x where x.tenant_id =
        coalesce(m.id, md5(t.id::text || k)::uuid),
        7, 3, 1, 2, 170, 180, 900, 6, 9000, 3, 400, 3, 30, 0.12, 8, 2
   from public.tenants t
-  cross join generate_series(%(first)s::date, %(last)s::date, interval '1 day') d
+  cross join generate_series(%(first)s::date, %(last)s::date - 1, interval '1 day') d
   cross join generate_series(0, 14) k
   left join lateral (select x.id from public.members x where x.tenant_id = t.id order by x.id
                       offset k limit 1) m on true
- where (t.slug like 'analytics-%%' and d::date < %(last)s) or t.id = %(t)s
+ where t.slug like 'analytics-%%'
 on conflict do nothing;
+insert into public.analytics_days (tenant_id, day, dirty, rolled_at)
+select t.id, d::date, false, now()
+  from public.tenants t cross join generate_series(%(first)s::date, %(last)s::date, interval '1 day') d
+ where t.slug like 'analytics-%%'
+on conflict (tenant_id, day) do nothing;
 alter table public.contacts disable trigger user;
 alter table public.conversations disable trigger user;
 alter table public.conversation_metrics disable trigger user;
+alter table public.messages disable trigger user;
 alter table public.ai_usage disable trigger user;
 create temporary table bench_history as
 select gen_random_uuid() as id, g,
-       %(first)s::timestamptz + (g * 7919 %% (86400 * %(days)s)) * interval '1 second' as created_at
-  from generate_series(0, 100 * %(days)s - 1) g;
+       (select array_agg(x.id order by x.id) from public.members x
+         where x.tenant_id = %(t)s)[1 + g %% 3] as agent_id,
+       (select x.id from public.teams x where x.tenant_id = %(t)s order by x.id limit 1) as team_id,
+       (select x.id from public.whatsapp_numbers x
+         where x.tenant_id = %(t)s order by x.id limit 1) as number_id,
+       %(first)s::timestamptz + (g * 7919 %% (86400 * (%(days)s + 2))) * interval '1 second' as created_at
+  from generate_series(0, 100 * (%(days)s + 2) - 1) g;
 insert into public.contacts (id, tenant_id, wa_id)
 select id, %(t)s, (5511500000000 + g)::text from bench_history;
-insert into public.conversations (id, tenant_id, contact_id, status, created_at)
-select id, %(t)s, id, (array['open', 'pending', 'resolved', 'closed'])[1 + g %% 4], created_at
+insert into public.conversations (id, tenant_id, contact_id, whatsapp_number_id, status, mode, team_id,
+                                  assignee_id, handoff_at, first_message_at, last_message_at, resolved_at,
+                                  csat, csat_answered_at, created_at)
+select id, %(t)s, id, number_id, (array['open', 'pending', 'resolved', 'closed'])[1 + g %% 4],
+       case when g %% 5 = 0 then 'bot' else 'human' end, team_id, case when g %% 5 <> 0 then agent_id end,
+       case when g %% 5 <> 0 then created_at + interval '1 minute' end, created_at,
+       created_at + interval '40 minutes',
+       case when g %% 4 >= 2 then created_at + interval '45 minutes' end,
+       case when g %% 8 = 2 then 1 + g %% 5 end,
+       case when g %% 8 = 2 then created_at + interval '46 minutes' end,
+       created_at
   from bench_history;
-insert into public.conversation_metrics (tenant_id, conversation_id, first_response_at,
-                                         first_response_seconds)
-select %(t)s, id, created_at + (20 + g %% 300) * interval '1 second', 20 + g %% 300 from bench_history;
+insert into public.conversation_metrics (tenant_id, conversation_id, team_id, needs_human_at,
+                                         first_response_at, first_response_seconds, queue_entries,
+                                         queue_wait_seconds, resolution_seconds)
+select %(t)s, id, team_id, created_at + interval '1 minute',
+       created_at + (20 + g %% 300) * interval '1 second',
+       20 + g %% 300, 1, 60, case when g %% 4 >= 2 then 2700 end
+  from bench_history where g %% 5 <> 0;
+insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction,
+                             sender_type, sender_member_id, type, content, status, created_at)
+select %(t)s, h.id, h.id, h.number_id, case when i %% 2 = 0 then 'inbound' else 'outbound' end,
+       case when i %% 2 = 0 then 'contact' when g %% 5 = 0 then 'bot' else 'agent' end,
+       case when i %% 2 = 1 and g %% 5 <> 0 then h.agent_id end, 'text', 'mensagem ' || i,
+       case when i %% 2 = 0 then 'processed' else 'delivered' end, h.created_at + i * interval '5 minutes'
+  from bench_history h cross join generate_series(0, 3) i;
 insert into public.ai_usage (tenant_id, conversation_id, model_id, provider, model, api_type, feature,
                              outcome, input_tokens, output_tokens, cost_brl, created_at)
 select %(t)s, h.id, m.id, m.provider, m.model, 'chat',
@@ -169,7 +204,12 @@ select %(t)s, h.id, m.id, m.provider, m.model, 'chat',
 alter table public.contacts enable trigger user;
 alter table public.conversations enable trigger user;
 alter table public.conversation_metrics enable trigger user;
+alter table public.messages enable trigger user;
 alter table public.ai_usage enable trigger user;
+insert into public.analytics_days (tenant_id, day)
+select %(t)s, d::date from generate_series(%(first)s::date, %(last)s::date, interval '1 day') d
+on conflict (tenant_id, day) do update set dirty = true;
+select private.job_analytics_rollup(now());
 analyze
 """
 
@@ -210,20 +250,26 @@ def rollup_rounds(conn: psycopg.Connection[Any], day: date, lo: str, hi: str) ->
     return median(baseline), median(job)
 
 
-def dashboard_p95(url: str, first: date, last: date) -> dict[str, float]:
+def dashboard_p95(url: str, windows: dict[str, tuple[date, date, bool]]) -> dict[tuple[str, str], float]:
+    """p95 (ms) of each RPC over each window (first day, last day, from the facts), samples of
+    the windows interleaved; a window read from the facts has the demo tenant's days marked
+    dirty while it is sampled, as before any rollup."""
     claims = json.dumps({"sub": OWNER, "role": "authenticated", "aud": "authenticated"})
-    samples: dict[str, list[float]] = {name: [] for name in DASHBOARD}
-    with psycopg.connect(url, autocommit=True) as conn:
+    samples: dict[tuple[str, str], list[float]] = {(w, name): [] for w in windows for name in DASHBOARD}
+    with psycopg.connect(url, autocommit=True) as admin, psycopg.connect(url, autocommit=True) as conn:
         for _ in range(SAMPLES):
-            for name, sql in DASHBOARD.items():
-                started = time.perf_counter()
-                with conn.transaction():
-                    conn.execute("select set_config('role', 'authenticated', true),"
-                                 " set_config('request.jwt.claims', %s, true)", (claims,))  # fmt: skip
-                    rows = conn.execute(sql, (TENANT, first, last)).fetchall()
-                samples[name].append((time.perf_counter() - started) * 1000)
-                assert rows, f"{name} returned nothing"
-    return {name: percentile(s, 95) for name, s in samples.items()}
+            for window, (first, last, facts) in windows.items():
+                admin.execute("update public.analytics_days set dirty = %s where tenant_id = %s",
+                              (facts, TENANT))  # fmt: skip
+                for name, sql in DASHBOARD.items():
+                    started = time.perf_counter()
+                    with conn.transaction():
+                        conn.execute("select set_config('role', 'authenticated', true),"
+                                     " set_config('request.jwt.claims', %s, true)", (claims,))  # fmt: skip
+                        rows = conn.execute(sql, (TENANT, first, last)).fetchall()
+                    samples[window, name].append((time.perf_counter() - started) * 1000)
+                    assert rows, f"{name} returned nothing"
+    return {key: percentile(s, 95) for key, s in samples.items()}
 
 
 def measure(ctx: Context) -> list[Measure]:
@@ -240,12 +286,24 @@ def measure(ctx: Context) -> list[Measure]:
         baseline_s, job_s = rollup_rounds(conn, day, lo, hi)
         first = day - timedelta(days=DASHBOARD_DAYS - 1)
         script(conn, _HISTORY_SQL, {"t": TENANT, "first": first, "last": day, "days": DASHBOARD_DAYS})
-    p95 = dashboard_p95(url, first, day)
+    rolled, facts = f"{DASHBOARD_DAYS} days of rollups", f"{DASHBOARD_DAYS} days from the facts (no rollup)"
+    to_today = f"{DASHBOARD_DAYS} days to today (today from the facts)"
+    p95 = dashboard_p95(url, {
+        rolled: (first, day, False),
+        facts: (first, day, True),
+        # the window a dashboard opens on: today is read from the facts
+        to_today: (first + timedelta(days=2), day + timedelta(days=2), False),
+    })
     label = f"{MESSAGES:,} messages / {TENANTS} tenants"
     return [
         Measure(f"one insert … select over a day ({label})", MESSAGES / baseline_s, "messages/s"),
         Measure(f"analytics rollup job of that day ({label})", MESSAGES / job_s, "messages/s",
                 baseline=f"one insert … select over a day ({label})", goal="report"),
-        *(Measure(f"dashboard {name} p95, {DASHBOARD_DAYS} days of rollups", ms, "ms", goal="<= 20 ms")
-          for name, ms in p95.items()),
+        *(m for name in DASHBOARD for m in (
+            Measure(f"dashboard {name} p95, {facts}", p95[facts, name], "ms"),
+            Measure(f"dashboard {name} p95, {rolled}", p95[rolled, name], "ms",
+                    baseline=f"dashboard {name} p95, {facts}", goal="<= 20 ms"),
+            Measure(f"dashboard {name} p95, {to_today}", p95[to_today, name], "ms",
+                    baseline=f"dashboard {name} p95, {facts}", goal="report"),
+        )),
     ]  # fmt: skip

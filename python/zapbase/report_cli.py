@@ -3,8 +3,8 @@
     zapbase report --tenant <id> --days 30              figures, daily volumes, ranking, AI cost
     zapbase report --tenant <id> --days 30 --png f.png  and a chart of daily volumes and FRT
 
-Talks to the database `zapbase db` uses as the worker does (role `service_role`). Today is
-rolled up first (it stays marked for the job, which finishes it after midnight), so the
+Talks to the database `zapbase db` uses as the worker does (role `service_role`). It only
+reads: the dashboard RPCs compute the days not rolled up yet (today) from the facts, so the
 report shows the day so far.
 """
 
@@ -41,7 +41,6 @@ async def _read(url: str, tenant: str, days: int) -> dict[str, Any]:
             raise ZapbaseError(f"no tenant {tenant}")
         today: date = head["today"]
         first = today - timedelta(days=days - 1)
-        await conn.execute("select private.analytics_rollup(%s, %s)", (tenant, today))
         period = (tenant, first, today)
         out: dict[str, Any] = {"tenant": head["name"], "first": first, "today": today}
         for key, query in (

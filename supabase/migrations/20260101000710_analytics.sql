@@ -4,10 +4,10 @@
  * `analytics_daily` holds one row per tenant x day (in the tenant's time zone) x number x
  * team x agent x bot. Every figure is a count or a sum with its count (first response,
  * resolution, queue wait, CSAT), so any slice of rows combines into true averages. ONE
- * function, private.analytics_rollup(tenant, day), computes a tenant-day from the facts the
- * other modules keep (conversations, messages, conversation_metrics, flow_executions,
- * ai_usage): it deletes the day's rows and inserts them again, so re-running a day gives the
- * same rows.
+ * function, private.analytics_facts(tenant, day), computes a tenant-day's rows from the facts
+ * the other modules keep (conversations, messages, conversation_metrics, flow_executions,
+ * ai_usage); private.analytics_rollup stores them: it deletes the day's rows and inserts them
+ * again, so re-running a day gives the same rows.
  *
  * Each fact belongs to the day it happened: a conversation to the day it was created,
  * resolved (resolution time, containment), handed off or rated; a message to its day; the
@@ -20,8 +20,18 @@
  * not rolled up yet), so the hot path of a live day writes nothing there. The hourly job
  * analytics_rollup adds each tenant's local yesterday once and rolls up every dirty day.
  *
+ * What does not add up over the dimensions is kept once per tenant-day in
+ * `analytics_daily_tenant`: the day's first response times as a histogram (distinct seconds
+ * and their counts: FRT percentiles of any period are exact, the same percentile_cont the
+ * raw rows give), the current status of the day's conversations, AI cost per bot x feature.
+ *
  * Dashboards read through RPCs (public security invoker wrappers over private functions):
  * analytics_summary, analytics_volumes, analytics_agent_leaderboard, analytics_ai_costs.
+ * They read the rollups of the clean days of a period and compute the other days (today, a
+ * dirty day, a day the job has not reached) from the facts with the very functions the
+ * rollup stores (private.analytics_facts, private.analytics_tenant_facts): a period reads the
+ * same before and after the job, and a late fact shows at once. Rollups outlive the facts:
+ * usage rows deleted by the LGPD retention job still count in the days they were rolled into.
  *
  * Who may do what:
  *   manager       every dashboard RPC and the rollup rows of their tenant
@@ -80,6 +90,25 @@ comment on column public.analytics_daily.csat_sum is 'Sum of the 1-5 ratings ans
 -- No dimension columns are foreign keys: a deleted team or agent keeps its history.
 create index if not exists analytics_daily_day_idx on public.analytics_daily (tenant_id, day);
 
+create table if not exists public.analytics_daily_tenant (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  day date not null,
+  frt_seconds integer[] not null default '{}',
+  frt_counts integer[] not null default '{}',
+  conversations_by_status jsonb not null default '{}'::jsonb,
+  ai_costs jsonb not null default '[]'::jsonb,
+  rolled_at timestamptz not null default now(),
+  unique (tenant_id, id),
+  constraint analytics_daily_tenant_day_key unique (tenant_id, day)
+);
+alter table public.analytics_daily_tenant enable row level security;
+comment on table public.analytics_daily_tenant is 'Daily rollup per tenant x day of the figures that are not sums over the dimensions (FRT distribution, status of the day''s conversations, AI cost per bot and feature), written only by private.analytics_rollup with analytics_daily.';
+comment on column public.analytics_daily_tenant.frt_seconds is 'The distinct first response times (seconds, ascending) given that day; frt_counts holds how many conversations had each. Exact: percentiles of any period merge these histograms.';
+comment on column public.analytics_daily_tenant.frt_counts is 'How many first responses of that day took frt_seconds[i] seconds.';
+comment on column public.analytics_daily_tenant.conversations_by_status is 'The current status of the conversations created that day: {status: count}. A status change marks the creation day dirty, so a rolled-up day is never stale.';
+comment on column public.analytics_daily_tenant.ai_costs is 'That day''s AI calls per bot (ai_usage.bot_id) and feature: [{bot_id, feature, calls, input_tokens, output_tokens, cost_brl}], sums exact (numeric).';
+
 create table if not exists public.analytics_days (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
@@ -95,11 +124,17 @@ create index if not exists analytics_days_dirty_idx on public.analytics_days (te
 comment on table public.analytics_days is 'Tenant-days known to the rollup: dirty until private.analytics_rollup has computed them after their last fact. Marked by the facts'' triggers (past days only) and by the job (yesterday).';
 comment on column public.analytics_days.dirty is 'A fact of that day arrived (or changed) since the last rollup: the next analytics_rollup run recomputes it.';
 
--- The rollup reads a tenant's facts by time.
+-- The rollup and the dashboards' live days read a tenant's facts by time.
 create index if not exists messages_tenant_created_idx on public.messages (tenant_id, created_at);
 create index if not exists conversations_tenant_created_idx on public.conversations (tenant_id, created_at);
 create index if not exists conversations_tenant_resolved_idx on public.conversations (tenant_id, resolved_at)
   where resolved_at is not null;
+-- with these two every branch of the rollup's conversation read is an index range: a day (today
+-- on every dashboard call) reads its own conversations, not all of the tenant's
+create index if not exists conversations_tenant_handoff_idx on public.conversations (tenant_id, handoff_at)
+  where handoff_at is not null;
+create index if not exists conversations_tenant_csat_idx on public.conversations (tenant_id, csat_answered_at)
+  where csat_answered_at is not null;
 create index if not exists conversation_metrics_first_response_idx
   on public.conversation_metrics (tenant_id, first_response_at) where first_response_at is not null;
 create index if not exists conversation_metrics_needs_human_idx
@@ -165,29 +200,35 @@ $$;
  * ----
  */
 
--- THE rollup of one tenant-day: delete its rows, insert them again from the facts.
-create or replace function private.analytics_rollup(tenant_id uuid, day date)
-returns integer
+-- The analytics_daily rows of one tenant-day computed from the facts (id null): what the
+-- rollup stores, and what dashboards read for a day not rolled up yet.
+-- One generic plan per session: planning this five-way read costs more than running it on a
+-- day (custom plans were redone on every call, once per live day of a dashboard). A day's
+-- facts are few next to the tenant's conversations, so each is joined by its key (nested
+-- loops): the generic plan would otherwise hash the tenant's whole conversations table.
+create or replace function private.analytics_facts(tenant_id uuid, day date)
+returns setof public.analytics_daily
 language plpgsql
+stable
 security definer
 set search_path = ''
+set plan_cache_mode = force_generic_plan
+set enable_hashjoin = off
+set enable_mergejoin = off
 as $$
 declare
-  v_range tstzrange := private.tenant_day_range(analytics_rollup.tenant_id, analytics_rollup.day);
+  v_range tstzrange := private.tenant_day_range(analytics_facts.tenant_id, analytics_facts.day);
   v_lo timestamptz := lower(v_range);
   v_hi timestamptz := upper(v_range);
-  v_rows integer;
 begin
-  delete from public.analytics_daily d where d.tenant_id = analytics_rollup.tenant_id and d.day = analytics_rollup.day;
-  insert into public.analytics_daily (tenant_id, day, whatsapp_number_id, team_id, member_id, bot_id,
-    conversations_new, conversations_resolved, bot_contained, handoffs, messages_in, messages_out,
-    frt_seconds_sum, frt_count, resolution_seconds_sum, resolution_count, queue_wait_seconds_sum, queue_wait_count,
-    flow_completions, ai_calls, ai_cost_brl, csat_sum, csat_count)
-  select analytics_rollup.tenant_id, analytics_rollup.day, f.number_id, f.team_id, f.member_id, f.bot_id,
-         sum(f.conversations_new), sum(f.resolved), sum(f.contained), sum(f.handoffs), sum(f.messages_in),
-         sum(f.messages_out), sum(f.frt_sum), sum(f.frt_count), sum(f.resolution_sum), sum(f.resolution_count),
-         sum(f.wait_sum), sum(f.wait_count), sum(f.flow_completions), sum(f.ai_calls), sum(f.ai_cost),
-         sum(f.csat_sum), sum(f.csat_count)
+  return query
+  select null::uuid, analytics_facts.tenant_id, analytics_facts.day, f.number_id, f.team_id, f.member_id, f.bot_id,
+         sum(f.conversations_new)::integer, sum(f.resolved)::integer, sum(f.contained)::integer,
+         sum(f.handoffs)::integer, sum(f.messages_in)::integer, sum(f.messages_out)::integer,
+         sum(f.frt_sum)::bigint, sum(f.frt_count)::integer, sum(f.resolution_sum)::bigint,
+         sum(f.resolution_count)::integer, sum(f.wait_sum)::bigint, sum(f.wait_count)::integer,
+         sum(f.flow_completions)::integer, sum(f.ai_calls)::integer, sum(f.ai_cost)::numeric(20,10),
+         sum(f.csat_sum)::integer, sum(f.csat_count)::integer, now()
     from (
       -- conversations: new, resolved (resolution time, containment), handed off, rated
       select c.whatsapp_number_id as number_id, c.team_id, c.assignee_id as member_id, c.bot_id,
@@ -207,7 +248,7 @@ begin
              (c.csat_answered_at >= v_lo and c.csat_answered_at < v_hi and c.csat is not null)::integer as csat_count
         from public.conversations c
         left join public.conversation_metrics m on m.tenant_id = c.tenant_id and m.conversation_id = c.id
-       where c.tenant_id = analytics_rollup.tenant_id
+       where c.tenant_id = analytics_facts.tenant_id
          and ((c.created_at >= v_lo and c.created_at < v_hi) or (c.resolved_at >= v_lo and c.resolved_at < v_hi)
               or (c.handoff_at >= v_lo and c.handoff_at < v_hi)
               or (c.csat_answered_at >= v_lo and c.csat_answered_at < v_hi))
@@ -218,7 +259,7 @@ begin
              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
         from public.messages msg
         join public.conversations c on c.tenant_id = msg.tenant_id and c.id = msg.conversation_id
-       where msg.tenant_id = analytics_rollup.tenant_id and msg.created_at >= v_lo and msg.created_at < v_hi
+       where msg.tenant_id = analytics_facts.tenant_id and msg.created_at >= v_lo and msg.created_at < v_hi
          and msg.direction <> 'internal'
       union all
       -- first responses given that day; queue wait of conversations that first needed a human that day
@@ -233,7 +274,7 @@ begin
              0, 0, 0, 0, 0
         from public.conversation_metrics m
         join public.conversations c on c.tenant_id = m.tenant_id and c.id = m.conversation_id
-       where m.tenant_id = analytics_rollup.tenant_id
+       where m.tenant_id = analytics_facts.tenant_id
          and ((m.first_response_at >= v_lo and m.first_response_at < v_hi)
               or (m.needs_human_at >= v_lo and m.needs_human_at < v_hi))
       union all
@@ -242,7 +283,7 @@ begin
              1, 0, 0, 0, 0
         from public.flow_executions x
         join public.conversations c on c.tenant_id = x.tenant_id and c.id = x.conversation_id
-       where x.tenant_id = analytics_rollup.tenant_id and x.status = 'completed'
+       where x.tenant_id = analytics_facts.tenant_id and x.status = 'completed'
          and x.ended_at >= v_lo and x.ended_at < v_hi
       union all
       -- AI calls of that day, on the bot that made them
@@ -250,10 +291,84 @@ begin
              0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, u.cost_brl, 0, 0
         from public.ai_usage u
         left join public.conversations c on c.tenant_id = u.tenant_id and c.id = u.conversation_id
-       where u.tenant_id = analytics_rollup.tenant_id and u.created_at >= v_lo and u.created_at < v_hi
+       where u.tenant_id = analytics_facts.tenant_id and u.created_at >= v_lo and u.created_at < v_hi
     ) f
    group by f.number_id, f.team_id, f.member_id, f.bot_id;
+end;
+$$;
+comment on function private.analytics_facts(uuid, date) is 'The analytics_daily rows (id null) of one tenant-day computed from the facts: stored by analytics_rollup, read live by the dashboards for days not rolled up.';
+
+-- The analytics_daily_tenant row of one tenant-day computed from the facts (id null).
+create or replace function private.analytics_tenant_facts(tenant_id uuid, day date)
+returns setof public.analytics_daily_tenant
+language plpgsql
+stable
+security definer
+set search_path = ''
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+  v_range tstzrange := private.tenant_day_range(analytics_tenant_facts.tenant_id, analytics_tenant_facts.day);
+  v_lo timestamptz := lower(v_range);
+  v_hi timestamptz := upper(v_range);
+begin
+  return query
+  with frt as (
+    -- the day's distinct first response times, each with how many conversations had it
+    select m.first_response_seconds as seconds, count(*)::integer as n
+      from public.conversation_metrics m
+     where m.tenant_id = analytics_tenant_facts.tenant_id and m.first_response_at >= v_lo
+       and m.first_response_at < v_hi and m.first_response_seconds is not null
+     group by m.first_response_seconds)
+  select null::uuid, analytics_tenant_facts.tenant_id, analytics_tenant_facts.day,
+         coalesce((select array_agg(h.seconds order by h.seconds) from frt h), '{}'),
+         coalesce((select array_agg(h.n order by h.seconds) from frt h), '{}'),
+         coalesce((select jsonb_object_agg(s.status, s.n) from (
+             select c.status, count(*) as n from public.conversations c
+              where c.tenant_id = analytics_tenant_facts.tenant_id and c.created_at >= v_lo and c.created_at < v_hi
+              group by c.status) s), '{}'),
+         coalesce((select jsonb_agg(jsonb_build_object('bot_id', a.bot_id, 'feature', a.feature, 'calls', a.calls,
+                                    'input_tokens', a.input_tokens, 'output_tokens', a.output_tokens,
+                                    'cost_brl', a.cost_brl) order by a.bot_id, a.feature) from (
+             select u.bot_id, u.feature, count(*) as calls, sum(u.input_tokens) as input_tokens,
+                    sum(u.output_tokens) as output_tokens, sum(u.cost_brl) as cost_brl
+               from public.ai_usage u
+              where u.tenant_id = analytics_tenant_facts.tenant_id and u.created_at >= v_lo and u.created_at < v_hi
+              group by u.bot_id, u.feature) a), '[]'),
+         now();
+end;
+$$;
+comment on function private.analytics_tenant_facts(uuid, date) is 'The analytics_daily_tenant row (id null) of one tenant-day computed from the facts: stored by analytics_rollup, read live by the dashboards for days not rolled up.';
+
+-- THE rollup of one tenant-day: delete its rows, insert them again from the facts.
+create or replace function private.analytics_rollup(tenant_id uuid, day date)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_hi timestamptz := upper(private.tenant_day_range(analytics_rollup.tenant_id, analytics_rollup.day));
+  v_rows integer;
+begin
+  delete from public.analytics_daily d where d.tenant_id = analytics_rollup.tenant_id and d.day = analytics_rollup.day;
+  insert into public.analytics_daily (tenant_id, day, whatsapp_number_id, team_id, member_id, bot_id,
+    conversations_new, conversations_resolved, bot_contained, handoffs, messages_in, messages_out,
+    frt_seconds_sum, frt_count, resolution_seconds_sum, resolution_count, queue_wait_seconds_sum, queue_wait_count,
+    flow_completions, ai_calls, ai_cost_brl, csat_sum, csat_count)
+  select f.tenant_id, f.day, f.whatsapp_number_id, f.team_id, f.member_id, f.bot_id,
+         f.conversations_new, f.conversations_resolved, f.bot_contained, f.handoffs, f.messages_in, f.messages_out,
+         f.frt_seconds_sum, f.frt_count, f.resolution_seconds_sum, f.resolution_count, f.queue_wait_seconds_sum,
+         f.queue_wait_count, f.flow_completions, f.ai_calls, f.ai_cost_brl, f.csat_sum, f.csat_count
+    from private.analytics_facts(analytics_rollup.tenant_id, analytics_rollup.day) f;
   get diagnostics v_rows = row_count;
+  insert into public.analytics_daily_tenant (tenant_id, day, frt_seconds, frt_counts, conversations_by_status,
+    ai_costs)
+  select f.tenant_id, f.day, f.frt_seconds, f.frt_counts, f.conversations_by_status, f.ai_costs
+    from private.analytics_tenant_facts(analytics_rollup.tenant_id, analytics_rollup.day) f
+  on conflict on constraint analytics_daily_tenant_day_key do update
+    set frt_seconds = excluded.frt_seconds, frt_counts = excluded.frt_counts,
+        conversations_by_status = excluded.conversations_by_status, ai_costs = excluded.ai_costs, rolled_at = now();
   insert into public.analytics_days as a (tenant_id, day, dirty, rolled_at)
   values (analytics_rollup.tenant_id, analytics_rollup.day, v_hi > now(), now())
   on conflict on constraint analytics_days_tenant_day_key do update set dirty = excluded.dirty, rolled_at = now();
@@ -343,6 +458,67 @@ on conflict (name) do update set description = excluded.description, function_na
 
 /**
  * ----
+ * Section - Reading a period
+ * ----
+ */
+
+-- The days of a period without a clean rollup, which the dashboards compute from the facts:
+-- today, the days late facts marked dirty, the days the job has not reached yet.
+create or replace function private.analytics_live_days(tenant_id uuid, from_day date, to_day date)
+returns setof date
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select g.day::date
+    from generate_series(analytics_live_days.from_day, analytics_live_days.to_day, interval '1 day') g (day)
+   where not exists (select from public.analytics_days a
+                      where a.tenant_id = analytics_live_days.tenant_id and a.day = g.day::date and not a.dirty)
+$$;
+comment on function private.analytics_live_days(uuid, date, date) is 'The days of a period (inclusive) that have no clean rollup (analytics_days.dirty or absent): read from the facts.';
+
+-- A period's analytics_daily rows: the stored rows of its rolled-up days, the facts of the
+-- others (computed as the rollup would store them, so a day reads the same before and after).
+create or replace function private.analytics_period(tenant_id uuid, from_day date, to_day date)
+returns setof public.analytics_daily
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select d.* from public.analytics_daily d
+    join public.analytics_days a on a.tenant_id = d.tenant_id and a.day = d.day and not a.dirty
+   where d.tenant_id = analytics_period.tenant_id
+     and d.day between analytics_period.from_day and analytics_period.to_day
+  union all
+  select f.*
+    from private.analytics_live_days(analytics_period.tenant_id, analytics_period.from_day, analytics_period.to_day) l (day)
+   cross join lateral private.analytics_facts(analytics_period.tenant_id, l.day) f
+$$;
+comment on function private.analytics_period(uuid, date, date) is 'The analytics_daily rows of a period: stored for rolled-up days, computed from the facts (private.analytics_facts) for the others.';
+
+create or replace function private.analytics_period_tenant(tenant_id uuid, from_day date, to_day date)
+returns setof public.analytics_daily_tenant
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select d.* from public.analytics_daily_tenant d
+    join public.analytics_days a on a.tenant_id = d.tenant_id and a.day = d.day and not a.dirty
+   where d.tenant_id = analytics_period_tenant.tenant_id
+     and d.day between analytics_period_tenant.from_day and analytics_period_tenant.to_day
+  union all
+  select f.*
+    from private.analytics_live_days(analytics_period_tenant.tenant_id, analytics_period_tenant.from_day,
+                                     analytics_period_tenant.to_day) l (day)
+   cross join lateral private.analytics_tenant_facts(analytics_period_tenant.tenant_id, l.day) f
+$$;
+comment on function private.analytics_period_tenant(uuid, date, date) is 'The analytics_daily_tenant rows of a period: stored for rolled-up days, computed from the facts (private.analytics_tenant_facts) for the others.';
+
+/**
+ * ----
  * Section - Dashboard RPCs
  * ----
  */
@@ -357,10 +533,9 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_lo timestamptz := lower(private.tenant_day_range(analytics_summary.tenant_id, analytics_summary.from_day));
-  v_hi timestamptz := upper(private.tenant_day_range(analytics_summary.tenant_id, analytics_summary.to_day));
   v_result jsonb;
   v_frt double precision[];
+  v_status jsonb;
 begin
   perform private.analytics_reader(analytics_summary.tenant_id, 'manager');
   select jsonb_build_object(
@@ -382,24 +557,37 @@ begin
            'csat_avg', round(sum(d.csat_sum)::numeric / nullif(sum(d.csat_count), 0), 2),
            'csat_count', coalesce(sum(d.csat_count), 0))
     into v_result
-    from public.analytics_daily d
-   where d.tenant_id = analytics_summary.tenant_id
-     and d.day between analytics_summary.from_day and analytics_summary.to_day;
-  -- both percentiles from one read and sort of the period's first responses
-  select percentile_cont(array[0.5, 0.9]) within group (order by m.first_response_seconds)
-    into v_frt
-    from public.conversation_metrics m
-   where m.tenant_id = analytics_summary.tenant_id and m.first_response_at >= v_lo and m.first_response_at < v_hi;
-  return v_result || jsonb_build_object(
-    'frt_p50_seconds', v_frt[1],
-    'frt_p90_seconds', v_frt[2],
-    'conversations_by_status', coalesce((select jsonb_object_agg(s.status, s.n) from (
-        select c.status, count(*) as n from public.conversations c
-         where c.tenant_id = analytics_summary.tenant_id and c.created_at >= v_lo and c.created_at < v_hi
-         group by c.status) s), '{}'::jsonb));
+    from private.analytics_period(analytics_summary.tenant_id, analytics_summary.from_day, analytics_summary.to_day) d;
+  -- FRT p50 / p90: percentile_cont over the merged daily FRT histograms gives the same double
+  -- precision as over the raw first responses: the value at rank p * (n - 1) of the n sorted
+  -- times, linear between the two ranks around it. The work grows with the distinct times per
+  -- day, not with the conversations. Statuses are summed over the days.
+  with t as materialized (
+    select x.frt_seconds, x.frt_counts, x.conversations_by_status
+      from private.analytics_period_tenant(analytics_summary.tenant_id, analytics_summary.from_day,
+                                           analytics_summary.to_day) x),
+  h as (
+    select s.v, (sum(s.n) over (order by s.v))::bigint as upto
+      from (select u.v, sum(u.n) as n from t cross join lateral unnest(t.frt_seconds, t.frt_counts) u (v, n)
+             group by u.v) s),
+  q as (
+    select f.ord, f.p * ((select max(h.upto) from h) - 1)::double precision as pos
+      from unnest(array[0.5, 0.9]::double precision[]) with ordinality f (p, ord))
+  select (select array_agg(lo.v + (hi.v - lo.v) * (q.pos - floor(q.pos)) order by q.ord)
+            from q
+           cross join lateral (select min(h.v)::double precision as v from h where h.upto > floor(q.pos)) lo
+           cross join lateral (select min(h.v)::double precision as v from h where h.upto > ceil(q.pos)) hi
+           where q.pos is not null),
+         (select coalesce(jsonb_object_agg(s.status, s.n), '{}'::jsonb)
+            from (select e.key as status, sum(e.value::bigint)::bigint as n
+                    from t cross join lateral jsonb_each_text(t.conversations_by_status) e
+                   group by e.key) s)
+    into v_frt, v_status;
+  return v_result || jsonb_build_object('frt_p50_seconds', v_frt[1], 'frt_p90_seconds', v_frt[2],
+                                        'conversations_by_status', v_status);
 end;
 $$;
-comment on function private.analytics_summary(uuid, date, date) is 'Managers: the period''s figures from analytics_daily (averages from sums and counts), FRT p50/p90 from conversation_metrics, and today''s status of the conversations created in the period.';
+comment on function private.analytics_summary(uuid, date, date) is 'Managers: the period''s figures (averages from sums and counts), exact FRT p50/p90 from the daily FRT histograms, and today''s status of the conversations created in the period; rolled-up days from the rollups, the others from the facts.';
 
 create or replace function private.analytics_volumes(tenant_id uuid, from_day date, to_day date)
 returns table (day date, conversations_new bigint, conversations_resolved bigint, messages_in bigint,
@@ -420,7 +608,8 @@ begin
          round(sum(d.resolution_seconds_sum)::numeric / nullif(sum(d.resolution_count), 0), 1),
          round(coalesce(sum(d.ai_cost_brl), 0), 4)
     from generate_series(analytics_volumes.from_day, analytics_volumes.to_day, interval '1 day') g (day)
-    left join public.analytics_daily d on d.tenant_id = analytics_volumes.tenant_id and d.day = g.day::date
+    left join private.analytics_period(analytics_volumes.tenant_id, analytics_volumes.from_day,
+                                       analytics_volumes.to_day) d on d.day = g.day::date
    group by g.day
    order by g.day;
 end;
@@ -449,9 +638,9 @@ begin
            round(sum(d.frt_seconds_sum)::numeric / nullif(sum(d.frt_count), 0), 1),
            round(sum(d.resolution_seconds_sum)::numeric / nullif(sum(d.resolution_count), 0), 1),
            round(sum(d.csat_sum)::numeric / nullif(sum(d.csat_count), 0), 2)
-      from public.analytics_daily d
-     where d.tenant_id = analytics_agent_leaderboard.tenant_id and d.member_id is not null
-       and d.day between analytics_agent_leaderboard.from_day and analytics_agent_leaderboard.to_day
+      from private.analytics_period(analytics_agent_leaderboard.tenant_id, analytics_agent_leaderboard.from_day,
+                                    analytics_agent_leaderboard.to_day) d
+     where d.member_id is not null
      group by d.member_id) r
    where v_only is null or r.member_id = v_only
    order by r.rank, r.member_id;
@@ -467,22 +656,21 @@ stable
 security definer
 set search_path = ''
 as $$
-declare
-  v_lo timestamptz := lower(private.tenant_day_range(analytics_ai_costs.tenant_id, analytics_ai_costs.from_day));
-  v_hi timestamptz := upper(private.tenant_day_range(analytics_ai_costs.tenant_id, analytics_ai_costs.to_day));
 begin
   perform private.analytics_reader(analytics_ai_costs.tenant_id, 'manager');
   return query
-  select u.bot_id, b.name, u.feature, count(*), sum(u.input_tokens)::bigint, sum(u.output_tokens)::bigint,
-         round(sum(u.cost_brl), 4)
-    from public.ai_usage u
-    left join public.bots b on b.tenant_id = u.tenant_id and b.id = u.bot_id
-   where u.tenant_id = analytics_ai_costs.tenant_id and u.created_at >= v_lo and u.created_at < v_hi
-   group by u.bot_id, b.name, u.feature
-   order by sum(u.cost_brl) desc, u.feature;
+  select a.bot_id, b.name, a.feature, sum(a.calls)::bigint, sum(a.input_tokens)::bigint,
+         sum(a.output_tokens)::bigint, round(sum(a.cost_brl), 4)
+    from private.analytics_period_tenant(analytics_ai_costs.tenant_id, analytics_ai_costs.from_day,
+                                         analytics_ai_costs.to_day) t
+   cross join lateral jsonb_to_recordset(t.ai_costs)
+         a (bot_id uuid, feature text, calls bigint, input_tokens bigint, output_tokens bigint, cost_brl numeric)
+    left join public.bots b on b.tenant_id = t.tenant_id and b.id = a.bot_id
+   group by a.bot_id, b.name, a.feature
+   order by sum(a.cost_brl) desc, a.feature;
 end;
 $$;
-comment on function private.analytics_ai_costs(uuid, date, date) is 'Managers: AI calls, tokens and cost (BRL) per bot and feature over the period (from ai_usage).';
+comment on function private.analytics_ai_costs(uuid, date, date) is 'Managers: AI calls, tokens and cost (BRL) per bot and feature over the period (the daily ai_costs of analytics_daily_tenant, from ai_usage for days not rolled up).';
 
 create or replace function public.analytics_summary(tenant_id uuid, from_day date, to_day date)
 returns jsonb
@@ -535,6 +723,9 @@ comment on function public.analytics_ai_costs(uuid, date, date) is 'Managers: AI
 drop policy if exists "Managers read the rollups" on public.analytics_daily;
 create policy "Managers read the rollups" on public.analytics_daily for select to authenticated
   using (tenant_id in (select private.my_tenant_ids_with_role('manager')) or (select private.is_platform_admin()));
+drop policy if exists "Managers read the tenant rollups" on public.analytics_daily_tenant;
+create policy "Managers read the tenant rollups" on public.analytics_daily_tenant for select to authenticated
+  using (tenant_id in (select private.my_tenant_ids_with_role('manager')) or (select private.is_platform_admin()));
 drop policy if exists "Managers read the rollup days" on public.analytics_days;
 create policy "Managers read the rollup days" on public.analytics_days for select to authenticated
   using (tenant_id in (select private.my_tenant_ids_with_role('manager')) or (select private.is_platform_admin()));
@@ -544,8 +735,9 @@ create policy "Managers read the rollup days" on public.analytics_days for selec
  * Section - Grants
  * ----
  */
-grant select on public.analytics_daily, public.analytics_days to authenticated;
-grant select, insert, update, delete on public.analytics_daily, public.analytics_days to service_role;
+grant select on public.analytics_daily, public.analytics_daily_tenant, public.analytics_days to authenticated;
+grant select, insert, update, delete on public.analytics_daily, public.analytics_daily_tenant, public.analytics_days
+  to service_role;
 
 revoke execute on all functions in schema private from public, anon;
 grant execute on function private.analytics_rollup(uuid, date) to service_role;

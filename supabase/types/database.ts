@@ -559,6 +559,46 @@ export type Database = {
           },
         ]
       }
+      analytics_daily_tenant: {
+        Row: {
+          ai_costs: NonNullable<Json>
+          conversations_by_status: NonNullable<Json>
+          day: string
+          frt_counts: number[]
+          frt_seconds: number[]
+          id: string
+          rolled_at: string
+          tenant_id: string
+        }
+        Insert: {
+          ai_costs?: NonNullable<Json>
+          conversations_by_status?: NonNullable<Json>
+          day: string
+          frt_counts?: number[]
+          frt_seconds?: number[]
+          id?: string
+          rolled_at?: string
+          tenant_id: string
+        }
+        Update: {
+          ai_costs?: NonNullable<Json>
+          conversations_by_status?: NonNullable<Json>
+          day?: string
+          frt_counts?: number[]
+          frt_seconds?: number[]
+          id?: string
+          rolled_at?: string
+          tenant_id?: string
+        }
+        Relationships: [
+          {
+            foreignKeyName: "analytics_daily_tenant_tenant_id_fkey"
+            columns: ["tenant_id"]
+            referencedRelation: "tenants"
+            referencedColumns: ["id"]
+          },
+        ]
+      }
       analytics_days: {
         Row: {
           day: string
