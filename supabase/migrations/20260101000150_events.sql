@@ -238,12 +238,15 @@ begin
                else coalesce(nullif(current_setting('zapbase.cause_depth', true), '')::integer, 0) + 1 end,
           v_at);
   -- fan-out to the tenant's endpoints, in the same transaction: no event without its deliveries
-  insert into public.webhook_deliveries (tenant_id, endpoint_id, event_id, event_created_at, event_type)
-  select w.tenant_id, w.id, v_id, v_at, emit.type
-    from public.webhook_endpoints w
-   where w.tenant_id = emit.tenant_id and w.enabled and private.webhook_subscribes(w.event_types, emit.type);
-  if found then
-    perform pg_notify('zapbase_webhooks', '');
+  -- (most tenants have none: a read settles it without starting an insert)
+  if exists (select 1 from public.webhook_endpoints w where w.tenant_id = emit.tenant_id and w.enabled) then
+    insert into public.webhook_deliveries (tenant_id, endpoint_id, event_id, event_created_at, event_type)
+    select w.tenant_id, w.id, v_id, v_at, emit.type
+      from public.webhook_endpoints w
+     where w.tenant_id = emit.tenant_id and w.enabled and private.webhook_subscribes(w.event_types, emit.type);
+    if found then
+      perform pg_notify('zapbase_webhooks', '');
+    end if;
   end if;
   return v_id;
 end;

@@ -821,7 +821,9 @@ security definer
 set search_path = ''
 as $$
 declare
-  v_kind text := coalesce(private.consent_word(new.content), private.consent_word(new.interactive_reply_id));
+  v_kind text := coalesce(private.consent_word(new.content),
+                          case when new.interactive_reply_id is not null
+                               then private.consent_word(new.interactive_reply_id) end);
 begin
   if v_kind is not null and exists (
     select 1 from public.contacts c
@@ -919,30 +921,40 @@ $$;
 -- timeout from now.
 create or replace function private.remember(tenant_id uuid, conversation_id uuid, entries jsonb)
 returns void
-language sql
+language plpgsql
 set search_path = ''
 as $$
-  insert into public.session_context (tenant_id, conversation_id, ttl_expires_at)
-  select remember.tenant_id, remember.conversation_id, now() + t.session_timeout
-    from public.tenants t
-   where t.id = remember.tenant_id and jsonb_array_length(remember.entries) > 0
-  on conflict (tenant_id, conversation_id) do nothing;
-  update public.session_context s
-     set recent_messages = (
-           select coalesce(jsonb_agg(e.v order by e.ord), '[]')
-             from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
-            where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
-                          - s.max_messages),
-         pending_summary = s.pending_summary + greatest(
-           jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) - s.max_messages, 0),
-         ttl_expires_at = now() + (select t.session_timeout from public.tenants t where t.id = s.tenant_id),
-         updated_at = now()
-   where s.tenant_id = remember.tenant_id and s.conversation_id = remember.conversation_id
-     and jsonb_array_length(remember.entries) > 0;
+#variable_conflict use_column
+begin
+  if jsonb_array_length(remember.entries) = 0 then
+    return;
+  end if;
+  -- one statement when the conversation has its memory already (every message but the first)
+  for attempt in 1..2 loop
+    update public.session_context s
+       set recent_messages = (
+             select coalesce(jsonb_agg(e.v order by e.ord), '[]')
+               from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
+              where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
+                            - s.max_messages),
+           pending_summary = s.pending_summary + greatest(
+             jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) - s.max_messages, 0),
+           ttl_expires_at = now() + (select t.session_timeout from public.tenants t where t.id = s.tenant_id),
+           updated_at = now()
+     where s.tenant_id = remember.tenant_id and s.conversation_id = remember.conversation_id;
+    exit when found;
+    insert into public.session_context (tenant_id, conversation_id, ttl_expires_at)
+    select remember.tenant_id, remember.conversation_id, now() + t.session_timeout
+      from public.tenants t
+     where t.id = remember.tenant_id
+    on conflict (tenant_id, conversation_id) do nothing;
+  end loop;
+end;
 $$;
 
--- The AI memory follows outbound messages and transcriptions row by row. Inbound messages
--- are remembered by ingest (count_inbound), once per conversation and batch.
+-- The AI memory follows outbound messages and transcriptions row by row (first transcription
+-- only: the triggers' WHEN clauses). Inbound messages are remembered by ingest
+-- (count_inbound), once per conversation and batch.
 create or replace function private.tg_messages_remember()
 returns trigger
 language plpgsql
@@ -952,9 +964,6 @@ as $$
 declare
   v_entry jsonb;
 begin
-  if (tg_op = 'INSERT' and new.direction = 'inbound') or (tg_op = 'UPDATE' and old.transcription is not null) then
-    return null;
-  end if;
   v_entry := private.memory_entry(new);
   if v_entry is not null then
     perform private.remember(new.tenant_id, new.conversation_id, jsonb_build_array(v_entry));
@@ -999,9 +1008,13 @@ create trigger _200_lifecycle before update on public.conversations
 drop trigger if exists _200_check_plan on public.whatsapp_numbers;
 create trigger _200_check_plan before insert on public.whatsapp_numbers
   for each row execute function private.tg_whatsapp_numbers_check();
+-- WHEN clauses rather than an early return: an inbound message pays no call
 drop trigger if exists _300_remember on public.messages;
-create trigger _300_remember after insert or update of transcription on public.messages
-  for each row execute function private.tg_messages_remember();
+create trigger _300_remember after insert on public.messages
+  for each row when (new.direction <> 'inbound') execute function private.tg_messages_remember();
+drop trigger if exists _300_remember_transcription on public.messages;
+create trigger _300_remember_transcription after update of transcription on public.messages
+  for each row when (old.transcription is null) execute function private.tg_messages_remember();
 drop trigger if exists _400_consent_words on public.messages;
 create trigger _400_consent_words after insert on public.messages
   for each row when (new.direction = 'inbound' and new.sender_type = 'contact'

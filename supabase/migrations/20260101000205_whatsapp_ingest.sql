@@ -163,7 +163,7 @@ begin
        select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.wa_id = wa_contact.wa_id) then
     v_wa_id := wa_contact.wa_id;
   end if;
-  if v_contact.user_id is null and not exists (
+  if wa_contact.user_id is not null and v_contact.user_id is null and not exists (
        select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.user_id = wa_contact.user_id) then
     v_user_id := wa_contact.user_id;
   end if;
@@ -414,6 +414,7 @@ as $$
 #variable_conflict use_column
 declare
   v record;
+  v_waiting boolean;
 begin
   if coalesce(cardinality(ids), 0) = 0 then
     return;
@@ -425,10 +426,10 @@ begin
                     order by m.wa_timestamp desc, m.created_at desc))[1] as preview,
          (array_agg(m.referral order by m.wa_timestamp, m.created_at) filter (where m.referral is not null))[1]
            as referral,
-         coalesce(jsonb_agg(private.memory_entry(m) order by m.created_at)
-                    filter (where private.memory_entry(m) is not null), '[]') as memory
+         coalesce(jsonb_agg(e.entry order by m.created_at) filter (where e.entry is not null), '[]') as memory
     into v
     from public.messages m
+   cross join lateral (select private.memory_entry(m)) e (entry)
    where m.id = any(count_inbound.ids);  -- by primary key alone (see ingest_messages)
   if v.n = 0 then
     return;
@@ -447,9 +448,14 @@ begin
          last_customer_message_at = greatest(c.last_customer_message_at, v.customer_at),
          window_expires_at = case when v.customer_at is not null
            then greatest(c.last_customer_message_at, v.customer_at) + interval '24 hours'
-           else c.window_expires_at end,
-         status = case when v.customer_at is not null and c.status = 'waiting' then 'open' else c.status end
-   where c.id = count_inbound.conversation_id;
+           else c.window_expires_at end
+   where c.id = count_inbound.conversation_id
+  returning c.status = 'waiting' into v_waiting;
+  -- apart, and only when it changes: the status triggers (capacity, load, assignment at
+  -- commit) have nothing to do for a counter update
+  if v_waiting and v.customer_at is not null then
+    update public.conversations c set status = 'open' where c.id = count_inbound.conversation_id;
+  end if;
   update public.contacts k
      set total_messages = k.total_messages + v.n,
          last_message_at = greatest(k.last_message_at, v.last_at),
@@ -556,7 +562,9 @@ begin
               coalesce(private.bsuid(v_row.m ->> 'from_user_id'), private.bsuid(v_profile ->> 'user_id')),
               v_profile -> 'profile' ->> 'name', v_profile -> 'profile' ->> 'username');
           end if;
-          v_conv := private.csat_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.m, v_row.at);
+          if v_row.m -> 'interactive' -> 'list_reply' ->> 'id' ~ '^csat:[1-5]$' then  -- the survey's answer
+            v_conv := private.csat_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.m, v_row.at);
+          end if;
           if v_conv.id is null then
             v_conv := private.live_conversation(v_row.tenant_id, v_contact, v_row.number_id, v_row.timeout,
                                                 v_row.at, v_row.m -> 'referral');
@@ -754,6 +762,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  v_wamids text[];
   v_messages jsonb;
   v_left integer;
   v_change jsonb;
@@ -765,19 +774,24 @@ declare
   v_count integer;
 begin
   -- before any row the sender also locks (a reply updates its campaign): see lock_wamids
-  perform private.lock_wamids(array(select s ->> 'id' from unnest(changes) c,
+  v_wamids := array(select s ->> 'id' from unnest(changes) c,
     jsonb_array_elements(case when jsonb_typeof(c -> 'value' -> 'statuses') = 'array'
-                              then c -> 'value' -> 'statuses' end) s), false);
+                              then c -> 'value' -> 'statuses' end) s);
+  if cardinality(v_wamids) > 0 then
+    perform private.lock_wamids(v_wamids, false);
+  end if;
   v_messages := private.ingest_messages(changes, budget);
   v_left := budget - (v_messages ->> 'used')::integer;
   v_count := jsonb_array_length(v_messages -> 'quarantined');
-  update public.inbound_events e
-     set status = 'partial', quarantined = q.items, reason = q.n || ' item(s) quarantined'
-    from (select x ->> 'event' as event, count(*) as n,
-                 jsonb_agg(jsonb_build_object('item', x -> 'item', 'reason', x -> 'reason') order by ord) as items
-            from jsonb_array_elements(v_messages -> 'quarantined') with ordinality q(x, ord)
-           group by 1) q
-   where e.id = q.event::uuid;
+  if v_count > 0 then
+    update public.inbound_events e
+       set status = 'partial', quarantined = q.items, reason = q.n || ' item(s) quarantined'
+      from (select x ->> 'event' as event, count(*) as n,
+                   jsonb_agg(jsonb_build_object('item', x -> 'item', 'reason', x -> 'reason') order by ord) as items
+              from jsonb_array_elements(v_messages -> 'quarantined') with ordinality q(x, ord)
+             group by 1) q
+     where e.id = q.event::uuid;
+  end if;
   foreach v_change in array changes loop
     v_statuses := private.ingest_statuses((v_change ->> 'tenant')::uuid, v_change -> 'value' -> 'statuses', v_left);
     v_left := v_left - (v_statuses ->> 'used')::integer;

@@ -885,6 +885,12 @@ as $$
 declare
   v_recipient public.campaign_recipients;
 begin
+  -- most customers have no campaign message waiting for a reply: a read settles it
+  if not exists (select 1 from public.campaign_recipients r
+                  where r.tenant_id = new.tenant_id and r.contact_id = new.contact_id and r.replied_at is null
+                    and r.sent_at is not null) then
+    return null;
+  end if;
   for v_recipient in
     update public.campaign_recipients r set replied_at = new.created_at
       from public.campaigns c

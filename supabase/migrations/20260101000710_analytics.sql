@@ -386,15 +386,18 @@ security definer
 set search_path = ''
 as $$
 begin
-  execute format($q$
-    insert into public.analytics_days as a (tenant_id, day)
-    select distinct r.tenant_id, (x.at at time zone t.timezone)::date
-      from changed r
-      join public.tenants t on t.id = r.tenant_id
-      cross join lateral (values %s) x (at)
-     where x.at is not null and x.at < (now() at time zone t.timezone)::date::timestamp at time zone t.timezone
-    on conflict (tenant_id, day) do update set dirty = true, marked_at = now() where not a.dirty$q$,
-    (select string_agg(format('(r.%I)', col), ', ') from unnest(tg_argv) col));
+  -- static SQL (its plan is kept per trigger; a dynamic one was planned on every statement):
+  -- the TG_ARGV columns are read by name from each row's jsonb, built once per row like its
+  -- tenant's start of today (offset 0 keeps both from being recomputed per column)
+  insert into public.analytics_days as a (tenant_id, day)
+  select distinct r.tenant_id, (x.at at time zone r.timezone)::date
+    from (select c.tenant_id, t.timezone, to_jsonb(c) as j,
+                 (now() at time zone t.timezone)::date::timestamp at time zone t.timezone as today
+            from changed c join public.tenants t on t.id = c.tenant_id
+          offset 0) r
+   cross join lateral (select (r.j ->> col)::timestamptz from unnest(tg_argv) col) x (at)
+   where x.at < r.today
+  on conflict (tenant_id, day) do update set dirty = true, marked_at = now() where not a.dirty;
   return null;
 end;
 $$;
