@@ -13,12 +13,17 @@ During the load, in turn:
   * Anthropic answers 500 to 30 calls in a row: the bot's chain must fall back to OpenAI;
   * the Graph API answers 5xx, then 429 (130429), for a while;
   * the PostgreSQL server restarts;
-  * the worker is killed with SIGKILL right after a send, and started again.
+  * the worker is killed with SIGKILL right after a send, and started again;
+  * the worker is killed with SIGKILL while the model answers a customer (that customer's
+    calls made slow, so the kill lands inside the call), and started again.
 
 Then it waits for the queues to drain and checks: every acknowledged inbound message
 stored once, every send accepted by the simulator recorded on exactly one outbound row
 (none sent twice), every outbound row sent or failed with its reason, every inbound
-message processed, and the budgets equal to the usage log.
+message processed, and the budgets equal to the usage log; the message being answered at
+the last SIGKILL got exactly one reply once its lease ran out, and the budget reservation
+of the call cut short was given back when it expired (which the run waits for: about 3-5
+minutes in all).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import httpx
 import psycopg
 import uvicorn
 from psycopg.rows import dict_row
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zapbase.db.embedded import free_port
 from zapbase.db.scratch import build_template, clone_database, scratch_server
@@ -62,6 +68,18 @@ SEND_LEASE_S, PROCESS_LEASE_S = 55, 65
 LLM_FAILURES = 30
 # Meta redelivers a status webhook for days; here long enough to outlast a worker restart.
 STATUS_RETRY_S = 120
+# The customer whose reply is being generated when the worker is killed: their own number,
+# so the replies they get can be counted; the model takes MODEL_DELAY_S over their message.
+PROBE_WA_ID = "5511977770000"
+PROBE_TEXT = "Oi, pedido sonda: qual o prazo de entrega?"
+PROBE_WAMID = "wamid.fault.midreply"
+MODEL_DELAY_S = 5.0  # under the policy's 20 s timeout: the call is cut by the kill, not by it
+# The reply reservation of the probe's message, taken right before its model call.
+PROBE_RESERVATION = """
+select r.id, r.status, r.expires_at from public.budget_reservations r
+  join public.messages m on m.tenant_id = r.tenant_id and m.id = r.message_id
+ where m.wamid = %s and r.feature = 'reply' and r.status = 'open'
+"""
 
 
 def say(message: str) -> None:
@@ -104,6 +122,36 @@ class Worker:
                 self.kill()
 
 
+class SlowCalls:
+    """ASGI wrapper of a model stand-in: while armed, a call whose body holds `marker` waits
+    `seconds` before the stand-in answers; `in_flight` counts those waiting."""
+
+    def __init__(self, app: ASGIApp, marker: bytes, seconds: float) -> None:
+        self.app, self.marker, self.seconds = app, marker, seconds
+        self.armed = False
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.armed:
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        while not received or received[-1].get("more_body"):
+            received.append(await receive())
+        if any(self.marker in m.get("body", b"") for m in received):
+            self.in_flight += 1
+            try:
+                await anyio.sleep(self.seconds)
+            finally:
+                self.in_flight -= 1
+        replay = iter(received)
+
+        async def again() -> Message:
+            return next(replay, None) or await receive()
+
+        await self.app(scope, again, send)
+
+
 class Load:
     """Customers writing text messages at `rate` per second; each webhook is retried until
     the worker answers 2xx (Meta retries for hours; here until the run ends)."""
@@ -113,14 +161,14 @@ class Load:
         self.acknowledged: list[str] = []
         self.attempts = Counter[int | str]()
         self.pending = 0
+        self.done = anyio.Event()
 
-    async def deliver(self, http: httpx.AsyncClient, n: int, deadline: float) -> None:
-        wa_id = f"55119{n % CONTACTS:08d}"
-        wamid = f"wamid.fault.{n}"
+    async def deliver(self, http: httpx.AsyncClient, wamid: str, wa_id: str, text: str,
+                      deadline: float) -> None:
         message = wh.inbound_message(wa_id=wa_id, wamid=wamid, timestamp=int(time.time()), kind="text",
-                                     content={"body": f"Oi, pedido {n}: qual o prazo de entrega?"})
+                                     content={"body": text})
         body = wh.encode(wh.notification(DEMO_NUMBER, wh.inbound_value(
-            wa_id=wa_id, name=f"Cliente {n % CONTACTS}", message=message)))
+            wa_id=wa_id, name=f"Cliente {wa_id[-4:]}", message=message)))
         headers = {"Content-Type": "application/json", HEADER: sign(body, DEMO_APP_SECRET)}
         backoff = 0.25
         while time.monotonic() < deadline:
@@ -148,9 +196,11 @@ class Load:
 
                 async def one(n: int = n) -> None:
                     async with limiter:
-                        await self.deliver(http, n, retry_until)
+                        await self.deliver(http, f"wamid.fault.{n}", f"55119{n % CONTACTS:08d}",
+                                           f"Oi, pedido {n}: qual o prazo de entrega?", retry_until)
 
                 tg.start_soon(one)
+        self.done.set()
 
 
 async def serve(app: object, port: int, tg: anyio.abc.TaskGroup) -> EmbeddedServer:
@@ -170,9 +220,9 @@ async def window(what: str, start: Callable[[], None], stop: Callable[[], None],
     say(f"fault over: {what}")
 
 
-def query(url: str, sql: str) -> list[dict[str, object]]:
+def query(url: str, sql: str, params: tuple[object, ...] | None = None) -> list[dict[str, object]]:
     with psycopg.connect(url, row_factory=dict_row) as conn:
-        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
 
 def backlog(url: str) -> int:
@@ -182,7 +232,61 @@ def backlog(url: str) -> int:
     return int(row["n"])  # type: ignore[call-overload]
 
 
-def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, killed_at: float) -> bool:
+class MidReply:
+    """The SIGKILL that lands while the model answers the probe customer's message."""
+
+    def __init__(self, slow: list[SlowCalls]) -> None:
+        self.slow = slow
+        self.asked_at = 0.0
+        self.reservation: dict[str, object] = {}
+
+    async def run(self, url: str, worker: Worker, load: Load, http: httpx.AsyncClient,
+                  deadline: float) -> None:
+        for s in self.slow:
+            s.armed = True
+        say(f"fault: worker killed with SIGKILL while the model answers (it takes {MODEL_DELAY_S:g} s"
+            " over the probe customer's message)")
+        self.asked_at = time.time()
+        await load.deliver(http, PROBE_WAMID, PROBE_WA_ID, PROBE_TEXT, deadline)
+        with anyio.fail_after(300):  # the message waits its turn behind the backlog
+            # the reply's reservation is taken, and its model call is waiting at a stand-in
+            while not (found := query(url, PROBE_RESERVATION, (PROBE_WAMID,))) or not any(
+                    s.in_flight for s in self.slow):
+                await anyio.sleep(0.05)
+        await anyio.sleep(0.5)
+        worker.kill()
+        [self.reservation] = found
+        for s in self.slow:
+            s.armed = False
+        await anyio.sleep(2)
+        await worker.start()
+        say("fault over: worker restarted (the message comes back when its lease runs out)")
+
+    async def settled(self, url: str) -> None:
+        """Waits until the killed call's reservation is no longer open (it expires, then the
+        worker's minute job or the tenant's next reservation gives its estimate back)."""
+        expires_at = self.reservation["expires_at"].timestamp()  # type: ignore[attr-defined]
+        while query(url, "select 1 from public.budget_reservations where id = %s and status = 'open'",
+                    (self.reservation["id"],)) and time.time() < expires_at + 90:
+            await anyio.sleep(2)
+
+    def check(self, url: str, sim: Simulator, line: Callable[[str, object, bool], None]) -> None:
+        [killed] = query(url, "select r.status, r.estimated_tokens, (select count(*) from public.ai_usage u"
+                              " where u.reservation_id = r.id) usage_rows"
+                              " from public.budget_reservations r where r.id = %s", (self.reservation["id"],))
+        line("reservation of the call cut by the SIGKILL", f"{killed['status']} ({killed['estimated_tokens']}"
+             f" tokens given back, {killed['usage_rows']} usage rows)",
+             killed["status"] in ("expired", "released") and killed["usage_rows"] == 0)
+        [queued] = query(url, "select count(*) n from public.messages o join public.messages m"
+                              " on m.conversation_id = o.conversation_id and o.created_at > m.created_at"
+                              " where m.wamid = %s and o.direction = 'outbound'", (PROBE_WAMID,))
+        received = [m for m in sim.messages_to(PROBE_WA_ID) if m.received_at >= self.asked_at]
+        line("replies to the message being answered at the SIGKILL (queued, received)",
+             f"{queued['n']}, {len(received)}", queued["n"] == 1 and len(received) == 1)
+
+
+def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, killed_at: float,
+          mid_reply: MidReply) -> bool:
     """Print the figures; True when every check holds."""
     ok = True
 
@@ -255,6 +359,7 @@ def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, kil
          f"{budget['used']} vs {budget['logged']}", budget["used"] == budget["logged"])
     line("budget reserved tokens vs open reservations", f"{budget['reserved']} vs {budget['open_estimates']}",
          budget["reserved"] == budget["open_estimates"])
+    mid_reply.check(url, sim, line)
     print(f"  Anthropic faults left unconsumed: {len(anthropic.script)}")
     return ok
 
@@ -282,16 +387,21 @@ async def run(seconds: float, rate: float) -> bool:
         })  # fmt: skip
         worker = Worker(env, http_url)
         load = Load(f"{http_url}{webhook_path(DEMO_NUMBER.phone_number_id)}", rate)
+        slow = [SlowCalls(anthropic.app, PROBE_TEXT.encode(), MODEL_DELAY_S),
+                SlowCalls(openai.app, PROBE_TEXT.encode(), MODEL_DELAY_S)]
+        mid_reply = MidReply(slow)
         async with httpx.AsyncClient(timeout=10) as sim_http, anyio.create_task_group() as tg:
             servers = [await serve(create_app(simulator=sim, client=sim_http), sim_port, tg),
-                       await serve(anthropic.app, anthropic_port, tg),
-                       await serve(openai.app, openai_port, tg)]
+                       await serve(slow[0], anthropic_port, tg), await serve(slow[1], openai_port, tg)]
             try:
                 await worker.start()
                 say(f"worker up; load {rate:g} webhooks/s for {seconds:.0f} s from {CONTACTS} customers;"
                     f" worker log {LOG}")
                 retry_until = time.monotonic() + seconds + PROCESS_LEASE_S + 30
                 tg.start_soon(load.run, seconds, retry_until)
+                # the probe customer's first message: the welcome is behind them
+                await load.deliver(sim_http, f"{PROBE_WAMID}.first", PROBE_WA_ID,
+                                   "Oi, tudo bem com meu pedido?", retry_until)
                 step = seconds / 10
                 await anyio.sleep(step)
                 say(f"fault: Anthropic answers 500 to its next {LLM_FAILURES} calls (the chain cools it)")
@@ -316,8 +426,8 @@ async def run(seconds: float, rate: float) -> bool:
                 await anyio.sleep(2)
                 await worker.start()
                 say("fault over: worker restarted")
-                while load.acknowledged and len(load.acknowledged) + load.pending < int(seconds * rate):
-                    await anyio.sleep(0.5)
+                await mid_reply.run(url, worker, load, sim_http, retry_until)
+                await load.done.wait()
                 say("load over; waiting for the queues to drain")
                 # until empty, or no progress for longer than a lease of the killed worker lasts
                 left, progress_at = backlog(url), time.monotonic()
@@ -325,8 +435,9 @@ async def run(seconds: float, rate: float) -> bool:
                     await anyio.sleep(1)
                     if (now_left := backlog(url)) < left:
                         left, progress_at = now_left, time.monotonic()
+                await mid_reply.settled(url)
                 await anyio.sleep(3)  # the last statuses
-                return check(url, load, sim, anthropic, killed_at)
+                return check(url, load, sim, anthropic, killed_at, mid_reply)
             finally:
                 worker.stop()
                 shutil.rmtree(home, ignore_errors=True)

@@ -1,11 +1,14 @@
 """Outbound queue: jobs per second through whatsapp_claim_outbound + whatsapp_mark_sent (what
 the sender does around each Graph call, with no Graph call), divided by pgbench's TPC-B-like
-TPS on the same server with the same single client. Goal: >= 1.0.
+TPS on the same server with the same client count. Goal: >= 1.0.
 
-One client claims 16 rows at a time (the sender's default concurrency) and marks each sent.
-The demo number's throughput cap is lifted for the run (beyond Meta's 1,000/s in this
-throwaway database): it paces Meta's tier, not the database. 1,000 contacts with 3 queued
-replies each, so one-in-flight-per-contact holds.
+Each of CLIENTS clients claims 16 rows at a time (the sender's default concurrency) and
+marks each sent; pgbench (`-i`, scale 1, in a database of its own) runs `-c CLIENTS` for
+as long, just before. The demo number's throughput cap is lifted for the run (beyond Meta's
+1,000/s in this throwaway database): it paces Meta's tier, not the database. 4,000
+contacts with 4 queued replies each, so one-in-flight-per-contact holds and the queue
+outlasts the run. The clients share the one number, as a number's senders do: a claim
+skips a number another claim holds, so a client may come back empty-handed and claims again.
 """
 
 from __future__ import annotations
@@ -13,19 +16,19 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 
 import psycopg
 
-from harness import Context, Measure
+from harness import Context, Measure, throughput
 from ingest import PHONE_NUMBER_ID, as_worker, webhook
 from zapbase.db.embedded import bin_path
 
-SECONDS = 3.0
-CONTACTS = 1000
-PER_CONTACT = 3
+SECONDS = 5.0
+CLIENTS = 4
+CONTACTS = 4000
+PER_CONTACT = 4
 BATCH = 16
-PGBENCH = "pgbench TPC-B-like, 1 client"
+PGBENCH = f"pgbench TPC-B-like, {CLIENTS} clients"
 PAYLOAD = '{"type": "text", "text": {"body": "Seu pedido sai hoje."}}'
 
 
@@ -43,31 +46,38 @@ def queue_replies(url: str) -> None:
         conn.execute("select public.whatsapp_queue_reply(c.id, %s::jsonb, 'bot', null, null)"
                      " from public.conversations c join public.contacts k on k.id = c.contact_id,"
                      " generate_series(1, %s) where k.wa_id like '55118%%'", (PAYLOAD, PER_CONTACT))
+        # as autovacuum does after an insert burst this size: unanalysed, the planner walks the
+        # number's whole queue for each contact's head (about 20 ms a claim instead of 0.1)
+        conn.execute("analyze public.messages")
         queued = conn.execute("select count(*) from public.messages where status = 'queued'").fetchone()
         print(f"outbound: {queued} replies queued")
 
 
 def claim_and_mark(url: str) -> float:
-    """Jobs per second of one client claiming BATCH rows and marking each sent."""
-    jobs = 0
-    with psycopg.connect(url, autocommit=True) as conn:
-        as_worker(conn)
-        began = time.perf_counter()
-        while time.perf_counter() - began < SECONDS:
-            rows = conn.execute("select message_id from public.whatsapp_claim_outbound('bench', %s, 60)",
-                                (BATCH,)).fetchall()
-            if not rows:
-                break
-            for (message_id,) in rows:
-                conn.execute("select public.whatsapp_mark_sent(%s, %s)", (message_id, f"wamid.{message_id}"))
-            jobs += len(rows)
-        elapsed = time.perf_counter() - began
-    assert jobs < CONTACTS * PER_CONTACT, "the queue ran dry: queue more replies"
-    return jobs / elapsed
+    """Jobs per second of CLIENTS clients each claiming BATCH rows and marking each sent."""
+    jobs, claims, empty = [0] * CLIENTS, [0] * CLIENTS, [0] * CLIENTS
+
+    def client(conn: psycopg.Connection[tuple[object, ...]], i: int) -> None:
+        index = i // 10_000_000  # throughput numbers each client's calls from index × 10⁷
+        rows = conn.execute("select message_id from public.whatsapp_claim_outbound(%s, %s, 60)",
+                            (f"bench-{index}", BATCH)).fetchall()
+        for (message_id,) in rows:
+            conn.execute("select public.whatsapp_mark_sent(%s, %s)", (message_id, f"wamid.{message_id}"))
+        jobs[index] += len(rows)
+        claims[index] += 1
+        empty[index] += not rows
+
+    # claims per second, times the rows a claim brought back on average
+    rate = throughput(url, client, CLIENTS, SECONDS, setup=as_worker) * sum(jobs) / max(sum(claims), 1)
+    print(f"outbound: {sum(jobs)} jobs in {sum(claims)} claims, {sum(empty)} of them empty-handed")
+    with psycopg.connect(url) as conn:
+        [(left,)] = conn.execute("select count(*) from public.messages where status = 'queued'").fetchall()
+    assert left, "the queue ran dry: queue more replies"
+    return rate
 
 
 def pgbench(url: str) -> float:
-    """TPS of pgbench's built-in TPC-B-like script, scale 1, one client, in its own database."""
+    """TPS of pgbench's built-in TPC-B-like script, scale 1, CLIENTS clients, in its own database."""
     parts = re.match(r"postgresql://(\w+):(\w+)@([\w.]+):(\d+)/(\w+)", url)
     assert parts is not None, url
     user, password, host, port, dbname = parts.groups()
@@ -75,7 +85,8 @@ def pgbench(url: str) -> float:
     args = ["-h", host, "-p", port, "-U", user]
     subprocess.run([str(bin_path("pgbench")), *args, "-i", "-q", "-s", "1", dbname],
                    check=True, capture_output=True, env=env)
-    out = subprocess.run([str(bin_path("pgbench")), *args, "-c", "1", "-T", str(int(SECONDS)), dbname],
+    out = subprocess.run([str(bin_path("pgbench")), *args, "-c", str(CLIENTS), "-j", str(CLIENTS),
+                          "-T", str(int(SECONDS)), dbname],
                          check=True, capture_output=True, text=True, env=env).stdout
     found = re.search(r"tps = ([\d.]+)", out)
     assert found is not None, out
@@ -88,7 +99,8 @@ def measure(ctx: Context) -> list[Measure]:
     queue_replies(url)
     return [
         Measure(PGBENCH, tps, "transactions/s"),
-        Measure(f"claim + mark-sent, {BATCH} per claim, {CONTACTS * PER_CONTACT:,} queued, 1 client",
+        Measure(f"claim + mark-sent, {BATCH} per claim, {CONTACTS * PER_CONTACT:,} queued,"
+                f" {CLIENTS} clients",
                 claim_and_mark(url), "jobs/s",
                 baseline=PGBENCH, goal=">= 1.0"),
     ]

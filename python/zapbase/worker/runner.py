@@ -111,13 +111,16 @@ async def listen(url: str, channels: Mapping[str, Callable[[], None]]) -> None:
 
 
 async def _resilient(name: str, loop: Callable[[], Awaitable[None]], poll: float) -> None:
-    """Run a queue loop; a database outage pauses it instead of ending the process."""
+    """Run a queue loop; a database outage pauses it instead of ending the process. Its
+    rounds handle their rows in task groups, so the outage may come grouped: a message
+    whose failure could not be recorded stays leased and is claimed again."""
     while True:
         try:
             await loop()
             return
-        except _DB_DOWN as exc:
-            _logger.warning("%s: database unavailable (%s); retrying in %.1fs", name, exc, poll)
+        except* _DB_DOWN as group:
+            _logger.warning("%s: database unavailable (%s); retrying in %.1fs", name, group.exceptions[0],
+                            poll)
             await anyio.sleep(poll)
 
 
