@@ -342,7 +342,7 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
         assert table in export["tables"], f"the export misses {table}"
         text_ = json.dumps(export["tables"][table], ensure_ascii=False).lower()
         assert any(n.lower() in text_ for n in needles), f"the export's {table} lacks what {place} holds"
-    assert export["storage_objects"] == [seeded["media_key"], seeded["attachment_key"], seeded["recording_key"]]
+    assert export["storage_objects"] == [seeded[k] for k in ("media_key", "attachment_key", "recording_key")]
     # what holds no readable text of hers is exported too: the classifier's answer for her message
     assert [c["key"] for c in export["tables"]["intent_cache"]] == [seeded["intent_key"]]
     assert [h["deal_id"] for h in export["tables"]["deal_stage_history"]] == [str(seeded["deal"])]
