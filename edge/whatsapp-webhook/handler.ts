@@ -1,8 +1,9 @@
 // WhatsApp Cloud API webhook, as a pure function of the request and its dependencies.
 //
 // Thin on purpose (DESIGN.md "Data flow"): verify the request, then hand the payload to the
-// SQL function `whatsapp_ingest(payload jsonb, signer text)`, which stores it idempotently,
-// applies it only to the numbers the signing app speaks for, and wakes the worker. The same
+// SQL function `whatsapp_receive(payload jsonb, signer text)`, which applies it idempotently
+// to the numbers the signing app speaks for and wakes the worker, or during a burst keeps it
+// durably in the backlog the worker applies right after, in arrival order. The same
 // routes as the worker's: `/whatsapp-webhook` is the platform's Meta app (its secrets in the
 // environment), `/whatsapp-webhook/<phone_number_id>` a tenant's own app, named by one of its
 // numbers (that number's secrets in Vault). `index.ts` wires the real environment and
@@ -132,7 +133,7 @@ async function notification(
     const rawSha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
     payload = { ...(cleaned as object), [CLEANED_KEY]: { strings, raw_sha256: rawSha256 } };
   }
-  return await call(deps, "whatsapp_ingest", { payload, signer }, "EVENT_RECEIVED", (error) =>
+  return await call(deps, "whatsapp_receive", { payload, signer }, "EVENT_RECEIVED", (error) =>
     // Other data exceptions (class 22) are the bytes' fault, not ours: resending them cannot
     // help, so they are kept like invalid JSON.
     error.code?.startsWith("22")

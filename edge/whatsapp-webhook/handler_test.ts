@@ -131,11 +131,11 @@ Deno.test("handshake with a wrong token, wrong mode or unset token is 403", asyn
   }
 });
 
-Deno.test("a correctly signed body reaches whatsapp_ingest parsed, and Meta gets 200", async () => {
+Deno.test("a correctly signed body reaches whatsapp_receive parsed, and Meta gets 200", async () => {
   const d = deps();
   const res = await handle(await post(ESCAPED_BODY), d);
   assert.equal(res.status, 200);
-  assert.deepEqual(d.calls, [{ fn: "whatsapp_ingest", args: { payload: PAYLOAD, signer: null } }]);
+  assert.deepEqual(d.calls, [{ fn: "whatsapp_receive", args: { payload: PAYLOAD, signer: null } }]);
   const value = (d.calls[0].args.payload as typeof PAYLOAD).entry[0].changes[0].value;
   assert.equal(value.contacts[0].profile.name, "José");
 });
@@ -209,7 +209,7 @@ Deno.test("strings jsonb refuses are cleaned and the rest of the body is applied
   const res = await handle(await post(bytes), d);
   assert.equal(res.status, 200);
   assert.equal(d.calls.length, 1);
-  assert.equal(d.calls[0].fn, "whatsapp_ingest");
+  assert.equal(d.calls[0].fn, "whatsapp_receive");
   const payload = d.calls[0].args.payload as typeof PAYLOAD & Record<string, unknown>;
   assert.equal(payload.entry[0].changes[0].value.messages[0].text.body, "Ol\ufffd\ufffd");
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
@@ -225,7 +225,7 @@ Deno.test("JSON the database still refuses (another data exception) is quarantin
     rpc: (fn, args) => {
       calls.push({ fn, args });
       return Promise.resolve(
-        fn === "whatsapp_ingest"
+        fn === "whatsapp_receive"
           ? { error: { message: "value overflows numeric format", code: "22003" } }
           : { error: null },
       );
@@ -234,7 +234,7 @@ Deno.test("JSON the database still refuses (another data exception) is quarantin
   const body = '{"object":"whatsapp_business_account","entry":[{"id":1e999999}]}';
   const res = await handle(await post(body), d);
   assert.equal(res.status, 200);
-  assert.deepEqual(calls.map((c) => c.fn), ["whatsapp_ingest", "whatsapp_quarantine_raw"]);
+  assert.deepEqual(calls.map((c) => c.fn), ["whatsapp_receive", "whatsapp_quarantine_raw"]);
   assert.equal(calls[1].args.body, body);
 });
 
@@ -305,7 +305,7 @@ Deno.test("a tenant's own app, named by its number in the path, signs with its s
   const res = await handle(await post(bytes, await sign(bytes, "tenant-secret"), TENANT_URL), d);
   assert.equal(res.status, 200);
   assert.deepEqual(d.calls, [{
-    fn: "whatsapp_ingest",
+    fn: "whatsapp_receive",
     args: { payload: PAYLOAD, signer: NUMBER },
   }]);
 });

@@ -7,6 +7,9 @@
  * conversation with the 4 h session rule and the 24 h window, AI memory written once per
  * body), statuses never moving a message back, template updates and account errors; odd
  * items kept with their reason, never raised; at most 2,000 items and 1,000 changes a body.
+ * The entry points call `whatsapp_receive`: a body is applied at once while the database keeps
+ * up, and kept in `inbound_backlog` (durably, answered 200 at once) during a burst, then
+ * applied in arrival order by the worker (`whatsapp_apply_backlog`).
  *
  * Who may do what:
  *   service role  everything here (members read the results through the whatsapp module)
@@ -1057,12 +1060,197 @@ comment on function public.whatsapp_webhook_app(text) is 'Service role: app secr
 
 /**
  * ----
+ * Section - Backlog: bodies acknowledged before they are applied
+ * ----
+ */
+
+-- A burst Meta sends faster than ingest applies would queue every request behind the same
+-- CPUs, and Meta counts a slow answer as a failure (median <= 250 ms). During a burst a body
+-- is kept here, durably, and answered 200 at once; the worker applies the backlog right
+-- after, in arrival order per number. No tenant yet: routing is part of applying. Worker only.
+create table if not exists public.inbound_backlog (
+  id bigint generated always as identity primary key,
+  route_key text not null,
+  payload jsonb not null,
+  signer text,
+  received_at timestamptz not null default now(),
+  attempts integer not null default 0,
+  retry_at timestamptz,
+  last_error text check (length(last_error) <= 2000)
+);
+alter table public.inbound_backlog enable row level security;
+create index if not exists inbound_backlog_route_idx on public.inbound_backlog (route_key, id);
+comment on table public.inbound_backlog is 'Signed webhook bodies acknowledged during a burst and not applied yet; applied in id order per route_key. Worker only.';
+comment on column public.inbound_backlog.route_key is 'What orders the body (private.backlog_route_key): the phone_number_id of its first change, or its WABA; one number''s bodies are applied one at a time in id order, different numbers in parallel.';
+comment on column public.inbound_backlog.signer is 'whatsapp_ingest''s signer: the phone_number_id of the tenant app''s callback URL, null for the platform''s app.';
+comment on column public.inbound_backlog.attempts is 'Applies that raised: the number''s later bodies wait (order) until retry_at, and after 5 the body is quarantined with the error.';
+
+create or replace function private.backlog_route_key(payload jsonb)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select left(coalesce(payload #>> '{entry,0,changes,0,value,metadata,phone_number_id}',
+                       payload #>> '{entry,0,id}', ''), 60)
+$$;
+
+-- How many bodies may be applied at once (advisory locks (205, 1..n), held to the commit).
+-- A body past them would only wait for the same CPUs: it goes to the backlog instead.
+create or replace function private.ingest_slot()
+returns boolean
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_slots constant integer := 2;
+begin
+  for v_slot in 1 .. v_slots loop
+    if pg_catalog.pg_try_advisory_xact_lock(205, v_slot) then  -- 205: this module's lock space
+      return true;
+    end if;
+  end loop;
+  return false;
+end;
+$$;
+
+-- The lock a backlog applier holds on one route key until its commit.
+create or replace function private.lock_route_key(route_key text)
+returns boolean
+language sql
+set search_path = ''
+as $$
+  select pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtextextended('inbound_backlog:' || route_key, 0))
+$$;
+
+-- The webhook entry point (the worker's route and the edge function): applies the body at
+-- once as whatsapp_ingest, unless bodies of its number received before it still wait in the
+-- backlog (they go first, so nothing is reordered) or every ingest slot is busy; then the
+-- body is kept in the backlog and NOTIFY zapbase_backlog wakes the worker. Either way it is
+-- durable at commit.
+create or replace function public.whatsapp_receive(payload jsonb, signer text default null)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_key text := private.backlog_route_key(payload);
+  v_id bigint;
+begin
+  if not exists (select 1 from public.inbound_backlog b where b.route_key = v_key) and private.ingest_slot() then
+    return public.whatsapp_ingest(payload, signer) || '{"backlogged": false}';
+  end if;
+  insert into public.inbound_backlog (route_key, payload, signer) values (v_key, payload, signer)
+  returning id into v_id;
+  perform pg_notify('zapbase_backlog', '');
+  return jsonb_build_object('backlogged', true, 'backlog_id', v_id);
+end;
+$$;
+comment on function public.whatsapp_receive(jsonb, text) is 'Service role: a signed webhook body, applied at once (whatsapp_ingest''s result) or, during a burst, kept in inbound_backlog ({"backlogged": true}); durable either way.';
+
+-- Worker: applies up to `batch_size` of the oldest backlogged bodies, each as whatsapp_ingest
+-- (in a subtransaction), in arrival order per number: a round holds the lock of each number
+-- it applies, and skips a number another round holds (with all its later bodies), so
+-- replicas apply different numbers in parallel; a round looks past at most 1,000 bodies. A
+-- body whose apply raises (a lock timeout, a bug) holds back its number's later bodies, to
+-- keep their order, until it is retried (after 1, 2, 4, 8 s); after 5 attempts it is
+-- quarantined with the error. Returns {"applied", "messages", "stalled": a body failed}.
+create or replace function public.whatsapp_apply_backlog(batch_size integer default 20)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_body public.inbound_backlog;
+  v_result jsonb;
+  v_error text;
+  v_skipped text[] := '{}';
+  v_held text[] := '{}';
+  v_applied integer := 0;
+  v_messages integer := 0;
+  v_stalled boolean := false;
+begin
+  for v_body in select * from public.inbound_backlog b order by b.id limit 1000 loop
+    exit when v_applied >= batch_size;
+    continue when v_body.route_key = any(v_skipped);
+    if v_body.retry_at > now() then
+      v_skipped := v_skipped || v_body.route_key;
+      continue;
+    end if;
+    if not v_body.route_key = any(v_held) then
+      if not private.lock_route_key(v_body.route_key) then
+        v_skipped := v_skipped || v_body.route_key;
+        continue;
+      end if;
+      v_held := v_held || v_body.route_key;
+    end if;
+    -- another round may have applied it since this loop's snapshot (it held the lock then)
+    continue when not exists (select 1 from public.inbound_backlog b where b.id = v_body.id);
+    begin
+      v_result := public.whatsapp_ingest(v_body.payload, v_body.signer);
+      v_messages := v_messages + (v_result ->> 'messages')::integer;
+    exception when others then
+      get stacked diagnostics v_error = message_text;
+      if v_body.attempts < 4 then
+        update public.inbound_backlog b
+           set attempts = b.attempts + 1, last_error = left(v_error, 2000),
+               retry_at = now() + make_interval(secs => 2 ^ b.attempts)
+         where b.id = v_body.id;
+        v_skipped := v_skipped || v_body.route_key;
+        v_stalled := true;
+        continue;
+      end if;
+      perform public.whatsapp_quarantine_raw(v_body.payload::text,
+        'backlogged body not applied after 5 attempts: ' || v_error);
+    end;
+    delete from public.inbound_backlog b where b.id = v_body.id;
+    v_applied := v_applied + 1;
+  end loop;
+  return jsonb_build_object('applied', v_applied, 'messages', v_messages, 'stalled', v_stalled);
+end;
+$$;
+comment on function public.whatsapp_apply_backlog(integer) is 'Worker: applies the oldest backlogged webhook bodies, in arrival order per number (numbers another round holds are skipped); returns {"applied", "messages", "stalled"}.';
+
+-- A backlog nobody applied for a minute (no worker running): applied from the schedule, so
+-- agents still see what arrived. A live worker leaves nothing that old: one index probe.
+create or replace function private.job_inbound_backlog(as_of timestamptz)
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_round jsonb;
+  v_total integer := 0;
+begin
+  while v_total < 1000 and (select b.received_at from public.inbound_backlog b order by b.id limit 1)
+                            < as_of - interval '1 minute' loop
+    v_round := public.whatsapp_apply_backlog(100);
+    exit when (v_round ->> 'applied')::integer = 0;
+    v_total := v_total + (v_round ->> 'applied')::integer;
+  end loop;
+  return v_total;
+end;
+$$;
+
+insert into public.job_schedules (name, description, cron, function_name) values
+  ('inbound_backlog', 'Applies webhook bodies backlogged more than a minute ago (no worker applied them).',
+   '* * * * *', 'private.job_inbound_backlog')
+on conflict (name) do update set description = excluded.description, function_name = excluded.function_name,
+  runner = excluded.runner;
+
+/**
+ * ----
  * Section - Grants
  * ----
  */
 revoke execute on all functions in schema private from public, anon;
 revoke execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
-  public.whatsapp_webhook_app(text)
+  public.whatsapp_webhook_app(text), public.whatsapp_receive(jsonb, text), public.whatsapp_apply_backlog(integer)
   from public, anon, authenticated;
 grant execute on function public.whatsapp_ingest(jsonb, text), public.whatsapp_quarantine_raw(text, text),
-  public.whatsapp_webhook_app(text) to service_role;
+  public.whatsapp_webhook_app(text), public.whatsapp_receive(jsonb, text), public.whatsapp_apply_backlog(integer)
+  to service_role;
+grant select, insert, update, delete on public.inbound_backlog to service_role;

@@ -3927,6 +3927,39 @@ export type Database = {
           },
         ]
       }
+      inbound_backlog: {
+        Row: {
+          attempts: number
+          id: number
+          last_error: string | null
+          payload: NonNullable<Json>
+          received_at: string
+          retry_at: string | null
+          route_key: string
+          signer: string | null
+        }
+        Insert: {
+          attempts?: number
+          id?: never
+          last_error?: string | null
+          payload: NonNullable<Json>
+          received_at?: string
+          retry_at?: string | null
+          route_key: string
+          signer?: string | null
+        }
+        Update: {
+          attempts?: number
+          id?: never
+          last_error?: string | null
+          payload?: NonNullable<Json>
+          received_at?: string
+          retry_at?: string | null
+          route_key?: string
+          signer?: string | null
+        }
+        Relationships: []
+      }
       inbound_events: {
         Row: {
           cleaned: Json | null
@@ -10061,6 +10094,7 @@ export type Database = {
         }
         Returns: undefined
       }
+      whatsapp_apply_backlog: { Args: { batch_size?: number }; Returns: Json }
       whatsapp_claim_inbound: {
         Args: { batch_size?: number; lease_seconds?: number; worker: string }
         Returns: {
@@ -10209,6 +10243,10 @@ export type Database = {
           isOneToOne: true
           isSetofReturn: false
         }
+      }
+      whatsapp_receive: {
+        Args: { payload: Json; signer?: string }
+        Returns: Json
       }
       whatsapp_webhook_app: {
         Args: { phone_number_id: string }

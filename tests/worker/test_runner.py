@@ -106,6 +106,26 @@ async def test_the_stack_answers_over_http_and_stops_after_the_message_in_hand(
     assert len(user.inbox) == 1
 
 
+@pytest.mark.anyio
+async def test_a_webhook_backlogged_during_a_burst_is_applied_and_answered(
+    db: Db, loop_settings: Settings
+) -> None:
+    """Every ingest slot busy (a burst): the route acknowledges the body at once without
+    applying it, and NOTIFY wakes the backlog loop, which applies it long before its poll;
+    the bot then answers as usual."""
+    settings = loop_settings.model_copy(update={"zapbase_poll_interval_s": 60.0})
+    async with local_stack(settings) as stack:
+        user = stack.user("5511977776666", "Joana")
+        with db.connect() as burst:
+            burst.execute("select pg_advisory_lock(205, 1), pg_advisory_lock(205, 2)")  # ingest slots
+            sent = await user.send_text("Oi, chegou meu pedido?")
+        assert sent.accepted
+        await eventually(lambda: len(user.inbox) == 1, timeout=10, what="the reply to a backlogged body")
+    assert db.value("select count(*) from public.inbound_backlog") == 0
+    [row] = db.sql("select status from public.messages where wamid = %s", (sent.wamid,))
+    assert row["status"] == "processed"
+
+
 def _env(db: Db, tmp_path: Path, **extra: str) -> dict[str, str]:
     # No provider keys either: the bot answers offline, never over the network.
     prefixes = ("ZAPBASE_", "DATABASE_URL", "GRAPH_", "OPENAI_", "ANTHROPIC_")

@@ -33,6 +33,7 @@ from zapbase.simulator import (
 from zapbase.simulator import create_app as create_simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.whatsapp.signature import HEADER, sign
+from zapbase.worker.backlog import BacklogLoop
 from zapbase.worker.http import (
     MAX_BODY_BYTES,
     MISS_REFRESH_S,
@@ -559,12 +560,33 @@ async def test_a_streamed_body_is_cut_off_as_soon_as_it_passes_3_mb(
 
 async def test_a_database_failure_answers_500_and_the_retry_lands(client: httpx.AsyncClient, db: Db) -> None:
     body = webhooks.encode(text_payload(MARIA, "chegou na segunda tentativa"))
-    db.sql("revoke execute on function public.whatsapp_ingest(jsonb, text) from service_role")
+    db.sql("revoke execute on function public.whatsapp_receive(jsonb, text) from service_role")
     assert (await post(client, body)).status_code == 500
     assert count(db, "inbound_events") == 0
-    db.sql("grant execute on function public.whatsapp_ingest(jsonb, text) to service_role")
+    db.sql("grant execute on function public.whatsapp_receive(jsonb, text) to service_role")
     assert (await post(client, body)).status_code == 200
     assert count(db, "messages") == 1
+
+
+async def test_a_burst_is_acknowledged_at_once_and_applied_after_in_arrival_order(
+    client: httpx.AsyncClient, db: Db, pool: Pool, metrics: Metrics
+) -> None:
+    """Every ingest slot busy, as under a burst: each body is kept in the backlog and answered
+    200 without being applied; the backlog loop applies them in the order they came."""
+    texts = ["primeira", "segunda", "terceira"]
+    with db.connect() as burst:
+        burst.execute("select pg_advisory_lock(205, 1), pg_advisory_lock(205, 2)")  # the ingest slots
+        for n, text in enumerate(texts):
+            response = await post(client, webhooks.encode(text_payload(MARIA, text)))
+            assert (response.status_code, response.text) == (200, "EVENT_RECEIVED"), n
+    assert count(db, "messages") == 0 and count(db, "inbound_backlog") == 3
+    assert 'zapbase_queue_depth{queue="backlog"} 3.0' in (await client.get("/metrics")).text
+    assert sample(metrics, "zapbase_webhooks_total", outcome="backlogged") == 3
+
+    assert await BacklogLoop(pool=pool, metrics=metrics).run_once() == 3
+    assert count(db, "inbound_backlog") == 0
+    assert [r["content"] for r in db.sql("select content from public.messages order by created_at")] == texts
+    assert sample(metrics, "zapbase_ingested_messages_total") == 3
 
 
 # -- health, metrics, OpenAPI ---------------------------------------------------------------------

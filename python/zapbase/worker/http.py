@@ -1,7 +1,7 @@
 """The worker's HTTP API: Meta's webhook (handshake and signed notifications), health, metrics.
 
 The twin of `edge/whatsapp-webhook/handler.ts`, with the same checks and status codes: the
-route only verifies the request and hands the body to `whatsapp_ingest` (DESIGN.md "Data
+route only verifies the request and hands the body to `whatsapp_receive` (DESIGN.md "Data
 flow of one message"). `create_app(settings, pool, metrics)` builds it over an open pool the
 caller owns (`async with open_pool(...) as pool`), so nothing lives at module level.
 """
@@ -46,10 +46,11 @@ MISS_REFRESH_S = 5.0
 READY_TIMEOUT_S = 2.0
 
 _APP_SQL = "select app_secret, verify_token from public.whatsapp_webhook_app(%s)"
-_INGEST_SQL = "select public.whatsapp_ingest(%s::jsonb, %s) as result"
+_RECEIVE_SQL = "select public.whatsapp_receive(%s::jsonb, %s) as result"
 _QUEUE_DEPTH_SQL = """
 select (select count(*) from public.messages where status in ('received', 'processing')) as inbound,
-       (select count(*) from public.messages where status in ('queued', 'sending')) as outbound
+       (select count(*) from public.messages where status in ('queued', 'sending')) as outbound,
+       (select count(*) from public.inbound_backlog) as backlog
 """
 
 _QUARANTINE_WHY = (
@@ -202,7 +203,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def _object_problem(body: bytes) -> tuple[str | None, str]:
-    """(why the body is not a JSON object, or None; the body as text for whatsapp_ingest).
+    """(why the body is not a JSON object, or None; the body as text for whatsapp_receive).
     Strings jsonb refuses are cleaned (see zapbase.whatsapp.cleaning)."""
     try:
         text = body.decode("utf-8")
@@ -267,9 +268,11 @@ _HANDSHAKE_DOC = (
 _NOTIFICATION_DOC = (
     "Messages, statuses and account events from Meta. `X-Hub-Signature-256` must be the HMAC-SHA256 "
     "of the raw body under the app secret of the app this URL belongs to (the platform's, or the "
-    "tenant app's named by the path). The body is then applied by `whatsapp_ingest` to the numbers "
-    "that app speaks for (a change for any other number is kept apart, never applied), and 200 is "
-    "answered only after the commit, so a 500 makes Meta deliver it again (ingest is idempotent).\n\n"
+    "tenant app's named by the path). The body goes to `whatsapp_receive`, which applies it at once "
+    "to the numbers that app speaks for (a change for any other number is kept apart, never applied) "
+    "or, during a burst that keeps every ingest slot busy, keeps it durably in `inbound_backlog` for "
+    "the worker to apply right after, in arrival order. 200 is answered only after the commit, so "
+    "nothing acknowledged is lost, and a 500 makes Meta deliver it again (ingest is idempotent).\n\n"
     + _QUARANTINE_WHY
 )
 
@@ -287,7 +290,8 @@ def _webhook_router(apps: WebhookApps, pool: Pool, metrics: Metrics) -> APIRoute
         500: "The app's verify token could not be read from the database",
     })
     notification_responses = _text_responses({
-        200: "Stored: `EVENT_RECEIVED`, or `QUARANTINED` for a signed body that is not a JSON object",
+        200: "Applied or backlogged: `EVENT_RECEIVED`, or `QUARANTINED` for a signed body that is not "
+             "a JSON object",
         401: "Missing or invalid signature (or no such app); nothing stored",
         413: "Body over 3 MB; nothing stored",
         500: "Database failure, or the platform's app has no secret configured; Meta retries",
@@ -396,16 +400,18 @@ def _webhook_router(apps: WebhookApps, pool: Pool, metrics: Metrics) -> APIRoute
             return await quarantine(body, problem)
         try:
             async with pool.connection() as conn:
-                cur = await conn.execute(_INGEST_SQL, (text, signer))
+                cur = await conn.execute(_RECEIVE_SQL, (text, signer))
                 row = await cur.fetchone()
         except (psycopg.DataError, pg_errors.ProgramLimitExceeded) as exc:
             # Anything else PostgreSQL refuses in the JSON would fail on every redelivery:
             # quarantined like bad JSON.
             return await quarantine(body, f"PostgreSQL refused the JSON ({exc.sqlstate}): {exc}")
         except psycopg.Error:
-            _logger.exception("webhook: whatsapp_ingest failed")
+            _logger.exception("webhook: whatsapp_receive failed")
             return "error", _plain("ingest failed", 500)
         result: dict[str, Any] = row["result"] if row else {}
+        if result.get("backlogged"):
+            return "backlogged", _plain("EVENT_RECEIVED", 200)
         metrics.ingested_messages.inc(result.get("messages", 0))
         metrics.duplicates.inc(result.get("duplicate_events", 0) + result.get("duplicate_messages", 0))
         metrics.quarantined.inc(result.get("quarantined", 0) + result.get("refused", 0))
@@ -467,7 +473,8 @@ def _operations_router(pool: Pool, metrics: Metrics) -> APIRouter:
         description=(
             "This process's metrics in the Prometheus text format. The queue depth gauges are "
             "counted on each scrape (inbound: received or processing; outbound: queued or "
-            "sending); they are left out when the database cannot be reached."
+            "sending; backlog: webhook bodies acknowledged, not applied yet); they are left out "
+            "when the database cannot be reached."
         ),
         response_class=PlainTextResponse,
         responses={200: {"description": "Prometheus exposition", "content": {CONTENT_TYPE_LATEST: {}}}},
@@ -485,6 +492,7 @@ def _operations_router(pool: Pool, metrics: Metrics) -> APIRouter:
             if row is not None:
                 metrics.queue_depth.labels("inbound").set(row["inbound"])
                 metrics.queue_depth.labels("outbound").set(row["outbound"])
+                metrics.queue_depth.labels("backlog").set(row["backlog"])
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -32,7 +32,8 @@ class Metrics:
         self.statuses = Counter(
             "zapbase_ingested_statuses", "Status webhooks applied to outbound messages.", registry=r)
         self.queue_depth = Gauge(
-            "zapbase_queue_depth", "Messages waiting per queue (inbound to process, outbound to send).",
+            "zapbase_queue_depth",
+            "Messages waiting per queue (inbound to process, outbound to send, webhook bodies backlogged).",
             ["queue"], registry=r)
         self.send_latency = Histogram(
             "zapbase_send_latency_seconds", "Graph API send call latency.", registry=r,

@@ -1,15 +1,15 @@
-"""One worker process: the HTTP API (uvicorn), the inbound processor, the outbound sender, the
-webhook deliverer, the campaign loop (pacing, templates at Meta), the automation loop, the alert
-mailer (with an SMTP server configured), the chat search and coaching insight loops (with the AI
-bot) and the scheduler (the leader replica ticks the job registry).
+"""One worker process: the HTTP API (uvicorn), the webhook backlog loop, the inbound processor,
+the outbound sender, the webhook deliverer, the campaign loop (pacing, templates at Meta), the
+automation loop, the alert mailer (with an SMTP server configured), the chat search and coaching
+insight loops (with the AI bot) and the scheduler (the leader replica ticks the job registry).
 
 Replicas share nothing but Postgres: rows are claimed with SKIP LOCKED under leases, and
-`LISTEN zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates, zapbase_automation,
-zapbase_alert_deliveries, zapbase_chat_search, zapbase_insights` wakes the loops (a poll catches what
-a lost connection or a retry backoff leaves behind). On SIGTERM / SIGINT the runner stops claiming,
-lets the HTTP server answer what it holds and the loops finish the rows in hand (up to
-`zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and rows still
-leased return to their queue when the lease expires.
+`LISTEN zapbase_backlog, zapbase_inbound, zapbase_outbound, zapbase_webhooks, zapbase_templates,
+zapbase_automation, zapbase_alert_deliveries, zapbase_chat_search, zapbase_insights` wakes the loops
+(a poll catches what a lost connection or a retry backoff leaves behind). On SIGTERM / SIGINT
+the runner stops claiming, lets the HTTP server answer what it holds and the loops finish the
+rows in hand (up to `zapbase_shutdown_grace_s`), then exits; a second signal stops at once, and
+rows still leased return to their queue when the lease expires.
 
     runner = Runner(Settings())
     await runner.run()          # until a signal, or runner.stop()
@@ -41,6 +41,7 @@ from zapbase.storage import ObjectStore, storage_from_settings
 from zapbase.whatsapp.api import GraphAPI
 from zapbase.worker.alerts import AlertMailer, SmtpConfig
 from zapbase.worker.automation import AUTOMATION_CHANNEL, AutomationLoop
+from zapbase.worker.backlog import BACKLOG_CHANNEL, BacklogLoop
 from zapbase.worker.campaigns import CampaignLoop
 from zapbase.worker.chat_search import CHAT_SEARCH_CHANNEL, ChatSearchLoop
 from zapbase.worker.deliverer import TIMEOUT_S, Deliverer
@@ -205,6 +206,8 @@ class Runner:
                 lease_seconds=settings.zapbase_webhook_lease_s,
                 poll_interval=settings.zapbase_poll_interval_s,
             )
+            backlog = BacklogLoop(pool=pool, metrics=self.metrics,
+                                  poll_interval=settings.zapbase_poll_interval_s)
             campaigns = CampaignLoop(pool=pool, api=api)
             automation = AutomationLoop(pool=pool, poll_interval=settings.zapbase_poll_interval_s)
             smtp = SmtpConfig.from_settings(settings)
@@ -259,7 +262,8 @@ class Runner:
                 async with anyio.create_task_group() as helpers:
                     if self._handle_signals:
                         helpers.start_soon(self._watch_signals)
-                    channels = {INBOUND_CHANNEL: processor.wake, OUTBOUND_CHANNEL: sender.wake,
+                    channels = {BACKLOG_CHANNEL: backlog.wake, INBOUND_CHANNEL: processor.wake,
+                                OUTBOUND_CHANNEL: sender.wake,
                                 WEBHOOKS_CHANNEL: deliverer.wake,
                                 TEMPLATES_CHANNEL: campaigns.wake,
                                 AUTOMATION_CHANNEL: automation.wake}  # fmt: skip
@@ -270,8 +274,8 @@ class Runner:
                     if insights is not None:
                         channels[INSIGHTS_CHANNEL] = insights.wake
                     helpers.start_soon(listen, url, channels)
-                    await self._run_parts(processor, sender, deliverer, campaigns, automation, mailer,
-                                          chat_search, insights, scheduler, server)
+                    await self._run_parts(backlog, processor, sender, deliverer, campaigns, automation,
+                                          mailer, chat_search, insights, scheduler, server)
                     helpers.cancel_scope.cancel()
             self._abort = None
         _logger.info("worker %s stopped", self.worker_id)
@@ -288,6 +292,7 @@ class Runner:
 
     async def _run_parts(
         self,
+        backlog: BacklogLoop,
         processor: Processor,
         sender: Sender,
         deliverer: Deliverer,
@@ -300,8 +305,9 @@ class Runner:
         server: EmbeddedServer | None,
     ) -> None:
         poll = self.settings.zapbase_poll_interval_s
-        done = {"processor": anyio.Event(), "sender": anyio.Event(), "deliverer": anyio.Event(),
-                "campaigns": anyio.Event(), "automation": anyio.Event()}  # fmt: skip
+        done = {"backlog": anyio.Event(), "processor": anyio.Event(), "sender": anyio.Event(),
+                "deliverer": anyio.Event(), "campaigns": anyio.Event(),
+                "automation": anyio.Event()}  # fmt: skip
 
         async def part(name: str, body: Callable[[], Awaitable[None]]) -> None:
             try:
@@ -310,6 +316,7 @@ class Runner:
                 done[name].set()
 
         async with anyio.create_task_group() as parts:
+            parts.start_soon(part, "backlog", lambda: _resilient("backlog", backlog.run, poll))
             parts.start_soon(part, "processor", lambda: _resilient("processor", processor.run, poll))
             parts.start_soon(part, "sender", lambda: _resilient("sender", sender.run, poll))
             parts.start_soon(part, "deliverer", lambda: _resilient("deliverer", deliverer.run, poll))
@@ -335,8 +342,8 @@ class Runner:
                 parts.start_soon(self._announce_ready, server)
             else:
                 self.ready.set()
-            loops = (processor, sender, deliverer, campaigns, automation, mailer, chat_search, insights,
-                     scheduler)
+            loops = (backlog, processor, sender, deliverer, campaigns, automation, mailer, chat_search,
+                     insights, scheduler)
             parts.start_soon(self._shutdown_when_asked, parts, done, loops, server)
 
     async def _announce_ready(self, server: EmbeddedServer) -> None:
@@ -351,8 +358,8 @@ class Runner:
         self,
         parts: TaskGroup,
         done: Mapping[str, anyio.Event],
-        loops: tuple[Processor, Sender, Deliverer, CampaignLoop, AutomationLoop, AlertMailer | None,
-                     ChatSearchLoop | None, InsightLoop | None, Scheduler | None],
+        loops: tuple[BacklogLoop, Processor, Sender, Deliverer, CampaignLoop, AutomationLoop,
+                     AlertMailer | None, ChatSearchLoop | None, InsightLoop | None, Scheduler | None],
         server: EmbeddedServer | None,
     ) -> None:
         await self._stop.wait()
