@@ -13,6 +13,8 @@ During the load, in turn:
   * Anthropic answers 500 to 30 calls in a row: the bot's chain must fall back to OpenAI;
   * the Graph API answers 5xx, then 429 (130429), for a while;
   * the PostgreSQL server restarts;
+  * a burst of webhooks at once (Meta catching up after an outage) goes to the backlog, and
+    the worker is killed with SIGKILL while it applies the backlog, and started again;
   * the worker is killed with SIGKILL right after a send, and started again;
   * the worker is killed with SIGKILL while the model answers a customer (that customer's
     calls made slow, so the kill lands inside the call), and started again.
@@ -70,6 +72,8 @@ LLM_FAILURES = 30
 STATUS_RETRY_S = 120
 # The customer whose reply is being generated when the worker is killed: their own number,
 # so the replies they get can be counted; the model takes MODEL_DELAY_S over their message.
+BURST = 400  # webhooks sent at once
+BURST_KILL_AT = 50  # bodies waiting in the backlog when the worker is killed
 PROBE_WA_ID = "5511977770000"
 PROBE_TEXT = "Oi, pedido sonda: qual o prazo de entrega?"
 PROBE_WAMID = "wamid.fault.midreply"
@@ -225,11 +229,45 @@ def query(url: str, sql: str, params: tuple[object, ...] | None = None) -> list[
         return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
 
-def backlog(url: str) -> int:
-    [row] = query(url, "select count(*) n from public.messages where"
+def unfinished(url: str) -> int:
+    """Webhook bodies not applied yet, inbound messages not processed, replies not sent."""
+    [row] = query(url, "select (select count(*) from public.inbound_backlog)"
+                       " + (select count(*) from public.messages where"
                        " (direction = 'inbound' and status in ('received', 'processing'))"
-                       " or (direction = 'outbound' and status in ('queued', 'sending'))")
+                       " or (direction = 'outbound' and status in ('queued', 'sending'))) n")
     return int(row["n"])  # type: ignore[call-overload]
+
+
+class Burst:
+    """Meta catching up after an outage: BURST webhooks at once, the worker killed with
+    SIGKILL while it applies the backlog they made."""
+
+    def __init__(self) -> None:
+        self.peak = 0  # the largest backlog seen
+
+    async def run(self, url: str, worker: Worker, load: Load, http: httpx.AsyncClient,
+                  deadline: float) -> None:
+        say(f"fault: a burst of {BURST} webhooks at once; the worker killed with SIGKILL while it"
+            " applies the backlog")
+        async with anyio.create_task_group() as tg:
+            for n in range(BURST):
+                tg.start_soon(load.deliver, http, f"wamid.fault.burst.{n}", f"55117{n % CONTACTS:08d}",
+                              f"Oi, pedido {n} de novo: qual o prazo?", deadline)
+            with anyio.fail_after(60):
+                while (waiting := self.backlogged(url)) < BURST_KILL_AT:
+                    self.peak = max(self.peak, waiting)
+                    await anyio.sleep(0.005)
+            self.peak = max(self.peak, waiting)
+            worker.kill()  # the transaction applying a batch is cut: its bodies stay in the backlog
+            say(f"  killed with {waiting} bodies in the backlog")
+            await anyio.sleep(2)
+            await worker.start()
+            say("fault over: worker restarted")
+
+    @staticmethod
+    def backlogged(url: str) -> int:
+        [row] = query(url, "select count(*) n from public.inbound_backlog")
+        return int(row["n"])  # type: ignore[call-overload]
 
 
 class MidReply:
@@ -286,7 +324,7 @@ class MidReply:
 
 
 def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, killed_at: float,
-          mid_reply: MidReply) -> bool:
+          mid_reply: MidReply, burst: Burst) -> bool:
     """Print the figures; True when every check holds."""
     ok = True
 
@@ -330,6 +368,7 @@ def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, kil
 
     print("\nFault run results")
     print(f"  webhook POST answers: {dict(load.attempts)}")
+    print(f"  largest webhook backlog during the burst: {burst.peak}")
     line("inbound acknowledged vs stored", f"{len(load.acknowledged)} vs {inbound['stored']}"
          f" ({inbound['distinct_wamids']} distinct), lost {len(lost)}",
          not lost and inbound["stored"] == inbound["distinct_wamids"])
@@ -390,6 +429,7 @@ async def run(seconds: float, rate: float) -> bool:
         slow = [SlowCalls(anthropic.app, PROBE_TEXT.encode(), MODEL_DELAY_S),
                 SlowCalls(openai.app, PROBE_TEXT.encode(), MODEL_DELAY_S)]
         mid_reply = MidReply(slow)
+        burst = Burst()
         async with httpx.AsyncClient(timeout=10) as sim_http, anyio.create_task_group() as tg:
             servers = [await serve(create_app(simulator=sim, client=sim_http), sim_port, tg),
                        await serve(slow[0], anthropic_port, tg), await serve(slow[1], openai_port, tg)]
@@ -416,6 +456,8 @@ async def run(seconds: float, rate: float) -> bool:
                 server.start()
                 say("fault over: PostgreSQL is back")
                 await anyio.sleep(step)
+                await burst.run(url, worker, load, sim_http, retry_until)
+                await anyio.sleep(step)
                 sent = len(sim.inbox)
                 with anyio.fail_after(60):
                     while len(sim.inbox) == sent:  # right after a send: the worker is mid-send
@@ -430,14 +472,14 @@ async def run(seconds: float, rate: float) -> bool:
                 await load.done.wait()
                 say("load over; waiting for the queues to drain")
                 # until empty, or no progress for longer than a lease of the killed worker lasts
-                left, progress_at = backlog(url), time.monotonic()
+                left, progress_at = unfinished(url), time.monotonic()
                 while left and time.monotonic() - progress_at < PROCESS_LEASE_S + 30:
                     await anyio.sleep(1)
-                    if (now_left := backlog(url)) < left:
+                    if (now_left := unfinished(url)) < left:
                         left, progress_at = now_left, time.monotonic()
                 await mid_reply.settled(url)
                 await anyio.sleep(3)  # the last statuses
-                return check(url, load, sim, anthropic, killed_at, mid_reply)
+                return check(url, load, sim, anthropic, killed_at, mid_reply, burst)
             finally:
                 worker.stop()
                 shutil.rmtree(home, ignore_errors=True)

@@ -3940,7 +3940,7 @@ export type Database = {
         }
         Insert: {
           attempts?: number
-          id?: never
+          id?: number
           last_error?: string | null
           payload: NonNullable<Json>
           received_at?: string
@@ -3950,7 +3950,7 @@ export type Database = {
         }
         Update: {
           attempts?: number
-          id?: never
+          id?: number
           last_error?: string | null
           payload?: NonNullable<Json>
           received_at?: string
