@@ -351,8 +351,13 @@ def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, kil
     by_row = Counter((m.wa_id, m.text) for m in sim.inbox)
     [budget] = query(url, """
         select coalesce(sum(b.used_tokens), 0) used,
+               -- a cache hit is logged with its counts but charges nothing
                coalesce(sum((select sum(u.total_tokens) from public.ai_usage u where u.tenant_id = b.tenant_id
-                  and u.created_at >= b.period_start and u.created_at < b.period_end)), 0) logged,
+                  and u.created_at >= b.period_start and u.created_at < b.period_end
+                  and u.outcome <> 'cache_hit')), 0) logged,
+               coalesce(sum((select count(*) from public.ai_usage u where u.tenant_id = b.tenant_id
+                  and u.created_at >= b.period_start and u.created_at < b.period_end
+                  and u.outcome = 'cache_hit')), 0) cache_hits,
                coalesce(sum(b.reserved_tokens), 0) reserved,
                coalesce(sum((select sum(r.estimated_tokens) from public.budget_reservations r
                   where r.status = 'open' and b.id = any (r.budget_ids))), 0) open_estimates,
@@ -395,7 +400,8 @@ def check(url: str, load: Load, sim: Simulator, anthropic: AnthropicStandIn, kil
          f" {usage['fell_back']} replies by a fallback, {usage['openai_ok']} by OpenAI",
          int(usage["fell_back"]) > 0)  # type: ignore[call-overload]
     line(f"budget used tokens vs ai_usage sum ({budget['budgets']} active budgets)",
-         f"{budget['used']} vs {budget['logged']}", budget["used"] == budget["logged"])
+         f"{budget['used']} vs {budget['logged']} ({budget['cache_hits']} cache hits, not charged)",
+         budget["used"] == budget["logged"])
     line("budget reserved tokens vs open reservations", f"{budget['reserved']} vs {budget['open_estimates']}",
          budget["reserved"] == budget["open_estimates"])
     mid_reply.check(url, sim, line)
