@@ -232,3 +232,37 @@ def test_ingest_never_raises_and_keeps_its_invariants(db: Db) -> None:
     ingest_one()
     # the generated bodies are not all refused: valid messages did land along the way
     assert db.value("select count(*) from public.messages where direction = 'inbound'") > 1
+
+
+def test_a_backlogged_body_applies_as_it_would_have_at_once(db: Db) -> None:
+    """During a burst the bodies wait in the backlog: applied later, in order, they leave what
+    they would have left applied at once (measured in a rolled-back transaction first), and
+    none is lost or stalls the backlog."""
+    _prepare_outbound(db)
+
+    @settings(max_examples=EXAMPLES // 2, deadline=None, database=None, derandomize=EXAMPLES <= 100,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(bodies(), min_size=1, max_size=4))
+    def burst(generated: list[Any]) -> None:
+        payloads = [json.dumps(jsonb_safe(g)[0]) for g in generated]
+        before = db.sql(STATE_SQL)[0]
+        with db.connect("authenticator") as conn:
+            conn.execute("set role service_role")
+            results = [conn.execute(INGEST_SQL + " as result", (p, PHONE_NUMBER_ID)).fetchall()[0]["result"]
+                       for p in payloads]
+            conn.rollback()
+        at_once = sum(r.get("messages", 0) for r in results)
+        with db.connect() as in_flight, db.as_service() as s:
+            in_flight.execute("select pg_advisory_lock(205, 1), pg_advisory_lock(205, 2)")  # the ingest slots
+            for p in payloads:
+                result = s.value("select public.whatsapp_receive(%s::jsonb, %s)", (p, PHONE_NUMBER_ID))
+                assert result["backlogged"] is True
+        with db.as_service() as s:
+            applied = s.value("select public.whatsapp_apply_backlog(100)")
+        assert applied == {"applied": len(payloads), "messages": at_once, "stalled": False}
+        assert db.value("select count(*) from public.inbound_backlog") == 0
+        assert db.sql(STATE_SQL)[0]["turns"] - before["turns"] == at_once
+        broken = {k: v for k, v in db.sql(INVARIANTS_SQL, {"tenant": TENANT})[0].items() if v}
+        assert broken == {}, json.dumps(payloads, ensure_ascii=False)[:4000]
+
+    burst()
