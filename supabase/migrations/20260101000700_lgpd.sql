@@ -45,7 +45,7 @@ create table if not exists public.storage_deletions (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   storage_key text not null unique check (length(storage_key) between 1 and 1024),
-  reason text not null check (reason in ('anonymisation', 'retention')),
+  reason text not null check (reason in ('anonymisation', 'retention', 'deleted')),
   requested_at timestamptz not null default now(),
   attempts integer not null default 0,
   last_error text check (length(last_error) <= 2000),
@@ -54,7 +54,7 @@ create table if not exists public.storage_deletions (
 alter table public.storage_deletions enable row level security;
 create index if not exists storage_deletions_tenant_idx on public.storage_deletions (tenant_id, requested_at);
 create index if not exists storage_deletions_todo_idx on public.storage_deletions (requested_at);
-comment on table public.storage_deletions is 'Storage objects (media files) to delete, queued by anonymisation and retention; the worker job lgpd_storage_purge deletes each object, then its row.';
+comment on table public.storage_deletions is 'Storage objects (media files) to delete, queued by anonymisation, retention and the deletion of the row that held them (deleted); the worker job lgpd_storage_purge deletes each object, then its row.';
 comment on column public.storage_deletions.storage_key is '<bucket>/<path> as in messages.media_storage_path.';
 comment on column public.storage_deletions.attempts is 'Purge attempts that failed (last_error says why); the row stays until the object is gone.';
 
@@ -997,6 +997,34 @@ create trigger _250_confirm_opt_out after insert on public.contact_consents
   for each row when (new.kind = 'opt_out' and new.source in ('customer_message', 'quick_reply')
                      and new.message_id is not null)
   execute function private.tg_contact_consents_confirm_opt_out();
+
+-- A row that holds a storage object was deleted, or points at another object now: the old
+-- object is queued for the purge job (a file nobody can reach is still personal data).
+-- Not when the row goes with its tenant. tg_argv: the path column, and the bucket the path
+-- leaves out ('' when it names its bucket).
+create or replace function private.tg_queue_orphaned_object()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_path text := to_jsonb(old) ->> tg_argv[0];
+begin
+  if v_path is not null and (tg_op = 'DELETE' or v_path is distinct from to_jsonb(new) ->> tg_argv[0]) then
+    insert into public.storage_deletions (tenant_id, storage_key, reason)
+    select old.tenant_id, tg_argv[1] || v_path, 'deleted'
+     where exists (select 1 from public.tenants t where t.id = old.tenant_id)
+    on conflict (storage_key) do nothing;
+  end if;
+  return null;
+end;
+$$;
+
+-- support's attachments (a deleted ticket takes its attachments with it)
+drop trigger if exists _900_orphaned_object on public.ticket_attachments;
+create trigger _900_orphaned_object after delete on public.ticket_attachments
+  for each row execute function private.tg_queue_orphaned_object('storage_path', 'ticket-attachments/');
 
 drop trigger if exists _100_set_updated_at on public.retention_policies;
 create trigger _100_set_updated_at before update on public.retention_policies

@@ -713,6 +713,10 @@ create trigger _200_hash before insert or update of transcript on public.coachin
 drop trigger if exists _100_set_updated_at on public.coaching_calls;
 create trigger _100_set_updated_at before update on public.coaching_calls
   for each row execute function private.tg_set_updated_at();
+-- a deleted call, or a replaced recording: the old recording leaves storage (see lgpd)
+drop trigger if exists _900_orphaned_object on public.coaching_calls;
+create trigger _900_orphaned_object after delete or update of audio_storage_path on public.coaching_calls
+  for each row execute function private.tg_queue_orphaned_object('audio_storage_path', '');
 
 create or replace function private.tg_coaching_calls_lines()
 returns trigger

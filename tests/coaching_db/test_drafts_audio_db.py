@@ -223,3 +223,19 @@ def test_refused_and_failed_transcriptions_are_statuses_their_seller_or_a_manage
         ] == ("pending")
     with pytest.raises(psycopg.errors.InvalidParameterValue), db.as_service() as s:
         s.all("select public.coaching_transcription_record(%s, 2, 'invalid_output')", (row["id"],))
+
+
+def test_a_deleted_call_or_a_replaced_recording_leaves_storage(db: Db) -> None:
+    """The recording is personal data: when its call is deleted (a manager, through the API) or
+    the call points at another file, the old object is queued for the storage purge. Not when
+    the whole tenant goes (its folder goes with it)."""
+    kept, replaced = audio_call(db), audio_call(db, f"media/{TENANT}/calls/primeira.mp3")
+    with db.as_user(OWNER) as s:
+        assert s.rowcount("delete from public.coaching_calls where id = %s", (kept["id"],)) == 1
+    db.sql("update public.coaching_calls set audio_storage_path = %s where id = %s",
+           (f"media/{TENANT}/calls/segunda.mp3", replaced["id"]))
+    queued = db.sql("select storage_key, reason from public.storage_deletions order by storage_key")
+    assert queued == [{"storage_key": kept["audio_storage_path"], "reason": "deleted"},
+                      {"storage_key": f"media/{TENANT}/calls/primeira.mp3", "reason": "deleted"}]
+    db.sql("delete from public.tenants where id = %s", (TENANT,))
+    assert db.value("select count(*) from public.storage_deletions") == 0

@@ -182,3 +182,18 @@ def test_a_customer_reply_takes_a_waiting_ticket_back_to_work(db: Db) -> None:
     db.create_conversation("5511955556666", text="Segue o print do erro")
     assert db.value("select status from public.tickets where id = %s", (ticket["id"],)) == "in_progress"
     assert re.fullmatch(r"BR-\d{8}-\d{4}", ticket["protocol"])
+
+
+def test_a_deleted_attachment_or_ticket_queues_its_file_for_the_storage_purge(db: Db) -> None:
+    conversation, _ = db.create_conversation()
+    tickets = [open_ticket(db, conversation), open_ticket(db, conversation)]
+    with db.as_user(AGENT) as s:
+        for n, ticket in enumerate(tickets):
+            s.all("insert into public.ticket_attachments (tenant_id, ticket_id, storage_path)"
+                  " values (%s, %s, %s)", (TENANT, ticket["id"], f"{TENANT}/tickets/anexo-{n}.pdf"))
+        assert s.rowcount("delete from public.ticket_attachments where storage_path like %s",
+                          ("%anexo-0.pdf",)) == 1
+    db.sql("delete from public.tickets where id = %s", (tickets[1]["id"],))
+    assert db.sql("select storage_key, reason from public.storage_deletions order by storage_key") == [
+        {"storage_key": f"ticket-attachments/{TENANT}/tickets/anexo-{n}.pdf", "reason": "deleted"}
+        for n in (0, 1)]
