@@ -465,15 +465,22 @@ begin
 end;
 $$;
 
-create or replace function private.refusal(reason text, budget_id uuid, message text)
+-- ai_reserve's answer when it refuses a call; every refusal is also an ai.call_refused event,
+-- whatever the feature (operation alerts, webhooks and rules read it there).
+create or replace function private.refusal(tenant_id uuid, feature text, conversation_id uuid, reason text,
+  budget_id uuid, message text)
 returns jsonb
 language plpgsql
-immutable
 set search_path = ''
 as $$
+declare
+  v_refusal jsonb := jsonb_build_object('status', 'refused', 'reason', refusal.reason,
+                                        'budget_id', refusal.budget_id, 'message', refusal.message);
 begin
-  return jsonb_build_object('status', 'refused', 'reason', refusal.reason,
-                            'budget_id', refusal.budget_id, 'message', refusal.message);
+  perform private.emit(refusal.tenant_id, 'ai.call_refused',
+    case when refusal.budget_id is not null then 'budgets' end, refusal.budget_id,
+    (v_refusal - 'status') || jsonb_build_object('feature', refusal.feature, 'conversation_id', refusal.conversation_id));
+  return v_refusal;
 end;
 $$;
 
@@ -1061,6 +1068,7 @@ create trigger _900_audit_insert_delete after insert or delete on public.budgets
 
 -- The outbox (events module): each threshold crossed in a period, once.
 insert into public.event_types (type, module, description) values
+  ('ai.call_refused', 'ai', 'An AI call was refused before it was made (budget paused or full, no budget, trial over, tenant inactive, unknown model): payload has the reason, the feature, the budget and the conversation.'),
   ('budget.threshold_reached', 'ai', 'An AI budget window crossed one of its notify thresholds this period: payload has the budget, threshold, usage and whether it paused.')
 on conflict (type) do update set module = excluded.module, description = excluded.description;
 
@@ -1358,16 +1366,19 @@ begin
    where m.gateway_id = ai_reserve.model and (m.tenant_id is null or m.tenant_id = ai_reserve.tenant_id)
    order by m.tenant_id nulls last limit 1;
   if not found or not v_model.is_active then
-    return private.refusal('unknown_model', null,
+    return private.refusal(ai_reserve.tenant_id, ai_reserve.feature, ai_reserve.conversation_id,
+      'unknown_model', null,
       format('model "%s" is not in the registry or is inactive', ai_reserve.model));
   end if;
   if v_tenant.status in ('suspended', 'cancelled') then
-    return private.refusal('tenant_inactive', null, format('the tenant is %s', v_tenant.status));
+    return private.refusal(ai_reserve.tenant_id, ai_reserve.feature, ai_reserve.conversation_id,
+      'tenant_inactive', null, format('the tenant is %s', v_tenant.status));
   end if;
   if v_tenant.trial_ends_at <= ai_reserve.as_of
      and (select p.price_monthly from public.plans p where p.id = v_tenant.plan_id) = 0
      and not (v_model.api_type = 'chat' and public.ai_tenant_credentials(v_tenant.id) ? v_model.provider) then
-    return private.refusal('trial_ended', null, format(
+    return private.refusal(ai_reserve.tenant_id, ai_reserve.feature, ai_reserve.conversation_id,
+      'trial_ended', null, format(
       'the trial ended on %s: subscribe to a paid plan, or connect your own %s key, to keep using AI',
       to_char(v_tenant.trial_ends_at at time zone v_tenant.timezone, 'DD/MM/YYYY'), v_model.provider));
   end if;
@@ -1385,7 +1396,8 @@ begin
     select * from public.budgets b where b.tenant_id = ai_reserve.tenant_id and b.is_active order by b.id
   loop
     if v_budget.paused_reason is not null then
-      return private.refusal('paused', v_budget.id, case v_budget.paused_reason
+      return private.refusal(ai_reserve.tenant_id, ai_reserve.feature, ai_reserve.conversation_id,
+        'paused', v_budget.id, case v_budget.paused_reason
         when 'manual' then format('budget "%s" was paused by an admin', v_budget.name)
         else format('budget "%s" reached its limit for this period', v_budget.name) end);
     end if;
@@ -1400,11 +1412,13 @@ begin
     v_budget_ids := v_budget_ids || v_budget.id;
   end loop;
   if v_full.id is not null then
-    return private.refusal('limit', v_full.id,
+    return private.refusal(ai_reserve.tenant_id, ai_reserve.feature, ai_reserve.conversation_id,
+      'limit', v_full.id,
       format('budget "%s" has not enough left for this call in this period', v_full.name));
   end if;
   if cardinality(v_budget_ids) = 0 then
-    return private.refusal('no_budget', null, 'the tenant has no active AI budget');
+    return private.refusal(ai_reserve.tenant_id, ai_reserve.feature, ai_reserve.conversation_id,
+      'no_budget', null, 'the tenant has no active AI budget');
   end if;
 
   update public.budgets b

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from coaching_support import AGENT, OWNER, TENANT, call, run_job
+from coaching_support import AGENT, OWNER, TENANT, run_job
 
 from support import Db
 
@@ -145,24 +145,23 @@ def test_rate_limits_and_budget_refusals_alert_once_per_tenant_and_hour(db: Db) 
     conversation, _ = db.create_conversation()
     worker_reply(db, conversation, error="rate_limited", failed=("rate_limited",))
     worker_reply(db, conversation, error=None, failed=("spend_limit_exceeded",))
-    flow_step_failed(db, "error: AI budget refused the reply: limit")  # a flow's AI block
-    analysis = call(db)  # an insight the budget refused
+    # the paused budget refuses whatever asks: a reply, a flow's AI block, a chat search, a voice note
+    db.sql("update public.budgets set paused_reason = 'manual' where tenant_id = %s", (TENANT,))
+    model = db.value("select gateway_id from public.ai_models where tenant_id is null and is_active"
+                     " and api_type = 'chat' order by gateway_id limit 1")
     with db.as_service() as s:
-        claimed = s.one("select * from public.coaching_insight_claim('worker-1', 1, 60)")
-        s.all(
-            "select public.coaching_insight_record(%s, %s, 'refused', null, null, 'insight-v1', 'limit')",
-            (claimed["insight_id"], claimed["attempt"]),
-        )
-    status = "select status from public.conversation_insights where call_id = %s"
-    refused = db.value(status, (analysis["id"],))
-    assert refused == "refused"
-    with db.as_service() as s:  # the bot's reply refused by the budget: people take over
-        s.all("select public.handoff_conversation(%s, 'AI budget refused the reply: limit', null)",
-              (conversation,))  # fmt: skip
+        for feature in ("reply", "flow", "chat_search", "tts"):
+            answer = s.value("select public.ai_reserve(%s, %s, %s, 100, 50, conversation_id => %s)",
+                             (TENANT, feature, model, conversation))
+            assert (answer["status"], answer["reason"]) == ("refused", "paused")
+    db.sql("update public.budgets set paused_reason = null where tenant_id = %s", (TENANT,))
+    refusals = db.sql("select payload from public.events where type = 'ai.call_refused' order by created_at")
+    assert [(r["payload"]["feature"], r["payload"]["conversation_id"]) for r in refusals] == [
+        (feature, conversation) for feature in ("reply", "flow", "chat_search", "tts")]
     assert run_job(db, "operation_alerts") >= 1
     [alert] = alerts(db, "ai_rate_limit")
     payload = alert["payload"]
-    assert (payload["rate_limited"], payload["provider_quota"], payload["budget_refused"]) == (2, 1, 3)
+    assert (payload["rate_limited"], payload["provider_quota"], payload["budget_refused"]) == (2, 1, 4)
     assert payload["providers"] == ["anthropic", "openai"]
     assert "2 recusa(s) por limite do provedor (429)" in alert["message"]
     worker_reply(db, conversation, error="rate_limited")

@@ -220,6 +220,21 @@ async def test_a_delivery_question_is_answered_from_the_knowledge_base(
     ]
 
 
+async def test_the_customers_classified_intent_reaches_the_prompt(
+    db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn
+) -> None:
+    db.sql("insert into public.intents (tenant_id, name, description) values"
+           " (%s, 'prazo_entrega', 'Quer saber quando o pedido chega')", (TENANT,))
+    await maria.send_text("Cadê meu pedido?")
+    # what the classifier leaves before the bot answers
+    db.sql("update public.conversations set last_intent = 'prazo_entrega'")
+    assert await run.run_once() == 1
+    [call] = claude.calls_to("/v1/messages")
+    system = " ".join(block["text"] for block in call.body["system"])
+    intent = "prazo_entrega: Quer saber quando o pedido chega"
+    assert f"Intenção do cliente, segundo o classificador: {intent}" in system
+
+
 async def test_a_failing_provider_falls_back_to_the_next_one(
     db: Db, maria: SimulatedUser, run: Processor, claude: AnthropicStandIn, gpt: OpenAIStandIn
 ) -> None:

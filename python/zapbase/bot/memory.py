@@ -37,8 +37,12 @@ _SUMMARY_SYSTEM = (
 )
 
 _READ = """
-select summary, summarized_until, pending_summary, recent_messages
-  from public.session_context where tenant_id = %s and conversation_id = %s
+select s.summary, s.summarized_until, s.pending_summary, s.recent_messages, i.name as intent,
+       i.description as intent_description
+  from public.conversations c
+  left join public.session_context s on s.tenant_id = c.tenant_id and s.conversation_id = c.id
+  left join public.intents i on i.tenant_id = c.tenant_id and i.name = c.last_intent and i.active
+ where c.tenant_id = %s and c.id = %s
 """
 # The turns that left recent_messages since the last summary, as the trigger saw them.
 _FALLEN_OUT = """
@@ -60,12 +64,15 @@ update public.session_context
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Memory:
-    """A `session_context` row; empty for a conversation without one yet."""
+    """A `session_context` row (empty for a conversation without one yet) and the conversation's
+    intent: the one its latest classified customer message had (`conversations.last_intent`),
+    as "name: description"."""
 
     summary: str | None = None
     summarized_until: datetime | None = None
     pending_summary: int = 0
     entries: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    intent: str | None = None
 
     def _before(self, current: uuid.UUID) -> list[Mapping[str, Any]]:
         # Turns after the current message (the customer wrote again meanwhile) are not history yet.
@@ -105,8 +112,9 @@ async def read_memory(conn: Connection, tenant_id: uuid.UUID, conversation_id: u
     return Memory(
         summary=row["summary"],
         summarized_until=row["summarized_until"],
-        pending_summary=row["pending_summary"],
+        pending_summary=row["pending_summary"] or 0,
         entries=tuple(row["recent_messages"] or ()),
+        intent=f"{row['intent']}: {row['intent_description']}" if row["intent"] else None,
     )
 
 

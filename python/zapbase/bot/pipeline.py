@@ -201,8 +201,8 @@ class AIResponder:
         knowledge = await self._knowledge.passages(bot, message, text) if bot.knowledge_enabled else ()
         history = memory.history(message.message_id, bot.memory_turns)
         memory = await self._summarizer.refresh(memory, gateway, policy, accounting(bot, message))
-        request = build_request(bot=bot, message=message, text=text, history=history,
-                                summary=memory.summary, knowledge=knowledge)  # fmt: skip
+        request = build_request(bot=bot, message=message, text=text, history=history, summary=memory.summary,
+                                knowledge=knowledge, intent=memory.intent)  # fmt: skip
         response = await gateway.chat(request, policy)
         if response.result is None or not response.result.text.strip():
             return _give_up(message, bot, _failure_reason(response))

@@ -53,15 +53,19 @@ def build_request(
     history: Sequence[ChatMessage],
     summary: str | None,
     knowledge: Sequence[str],
+    intent: str | None = None,
 ) -> ChatRequest:
     """System prompt, then the formatter's rules (followed in the same call rather than a
-    second pass: half the cost and latency of a rewrite), then the rolling summary; the
-    knowledge travels apart (each provider places it); the turns end with `text`."""
+    second pass: half the cost and latency of a rewrite), then the rolling summary and the
+    customer's classified intent (`Memory.intent`); the knowledge travels apart (each
+    provider places it); the turns end with `text`."""
     system = [bot.system_prompt.strip()]
     if bot.formatter_prompt:
         system.append(f"Como escrever a resposta: {bot.formatter_prompt.strip()}")
     if summary:
         system.append(f"Resumo da conversa até aqui:\n{summary.strip()}")
+    if intent:
+        system.append(f"Intenção do cliente, segundo o classificador: {intent}")
     turns = [*history]
     if turns and turns[-1].role == "user":
         # the customer wrote twice in a row: one turn, as the providers want them alternating
