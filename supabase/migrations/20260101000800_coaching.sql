@@ -610,7 +610,8 @@ begin
     end if;
     return old;
   end if;
-  if tg_op = 'UPDATE' and old.status <> 'draft' then
+  -- LGPD anonymisation scrubs staff text that names a person (lgpd_places_coaching)
+  if tg_op = 'UPDATE' and old.status <> 'draft' and current_setting('zapbase.lgpd_scrub', true) is distinct from 'on' then
     if (new.name, new.description, new.team_id, new.function, new.methodology, new.content, new.version,
         new.parent_id, new.is_ai_generated) is distinct from
        (old.name, old.description, old.team_id, old.function, old.methodology, old.content, old.version,
@@ -804,13 +805,20 @@ drop trigger if exists _500_current on public.key_result_progress;
 create trigger _500_current after insert on public.key_result_progress
   for each row execute function private.tg_key_result_progress_current();
 
--- Progress is history: never edited.
+-- Progress is history: never edited. What may still change: the recorder, set null when
+-- their user is deleted, and a note that names a person, scrubbed by LGPD anonymisation.
 create or replace function private.tg_key_result_progress_append_only()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
+  if (new.id, new.tenant_id, new.key_result_id, new.value, new.source, new.recorded_at)
+       is not distinct from (old.id, old.tenant_id, old.key_result_id, old.value, old.source, old.recorded_at)
+     and (new.recorded_by is not distinct from old.recorded_by or new.recorded_by is null)
+     and (new.note is not distinct from old.note or current_setting('zapbase.lgpd_scrub', true) = 'on') then
+    return new;
+  end if;
   raise exception 'key result progress is append-only: record a new value instead' using errcode = '55000';
 end;
 $$;
@@ -1057,9 +1065,8 @@ create index if not exists messages_inbound_failed_idx on public.messages (tenan
 -- flow's http or AI block that failed (flow_steps outcome "error: ..."), an inbound message
 -- the processor gave up on after its retries (messages failed). ai_rate_limit, per tenant and
 -- hour: providers answering 429 (ai_usage error_code rate_limited) or out of quota
--- (spend_limit_exceeded), and the tenant's budget refusing calls where a refusal is recorded:
--- a reply handed to people (conversation.handed_off, reason "AI budget refused ..."), a
--- flow's AI block (its step), an insight (status refused). Each looks at the last two hours
+-- (spend_limit_exceeded), and the tenant's budget refusing calls of any feature (ai.call_refused
+-- events of a budget reason: paused, limit, no_budget, trial_ended). Each looks at the last two hours
 -- (a run early in an hour still sees the end of the previous one) and alerts once per hour.
 create or replace function private.job_operation_alerts(as_of timestamptz)
 returns integer
@@ -1143,17 +1150,8 @@ begin
                     select e.created_at, null, 'budget_refused'
                       from public.events e
                      where e.tenant_id = v_tenant and e.created_at >= v_from and e.created_at < job_operation_alerts.as_of
-                       and e.type = 'conversation.handed_off' and e.payload ->> 'reason' like 'AI budget refused%'
-                    union all
-                    select s.created_at, null, 'budget_refused'
-                      from public.flow_steps s
-                     where s.tenant_id = v_tenant and s.outcome like 'error: AI budget refused%'
-                       and s.created_at >= v_from and s.created_at < job_operation_alerts.as_of
-                    union all
-                    select i.completed_at, null, 'budget_refused'
-                      from public.conversation_insights i
-                     where i.tenant_id = v_tenant and i.status = 'refused' and i.completed_at >= v_from
-                       and i.completed_at < job_operation_alerts.as_of) e
+                       and e.type = 'ai.call_refused'
+                       and e.payload ->> 'reason' in ('paused', 'limit', 'no_budget', 'trial_ended')) e
              group by date_trunc('hour', e.at)) r
     on conflict (tenant_id, dedupe_key) do nothing;
     get diagnostics v_rows = row_count;
@@ -1789,7 +1787,18 @@ declare
        where i.tenant_id = ($1).tenant_id and i.id = any(%L::uuid[]) order by i.created_at', v_insights), s),
     'playbook_drafts', private.lgpd_rows('select * from public.playbook_drafts d
        where d.tenant_id = ($1).tenant_id and private.lgpd_mentions(concat_ws('' '', d.description, d.error), ($1).patterns)
-       order by d.created_at', s));
+       order by d.created_at', s),
+    'playbooks', private.lgpd_rows('select * from public.playbooks p
+       where p.tenant_id = ($1).tenant_id
+         and private.lgpd_mentions(concat_ws('' '', p.name, p.description, p.content::text), ($1).patterns)
+       order by p.created_at', s),
+    'objectives', private.lgpd_rows('select * from public.objectives o
+       where o.tenant_id = ($1).tenant_id and private.lgpd_mentions(concat_ws('' '', o.title, o.description), ($1).patterns)
+       order by o.created_at', s),
+    'key_results', private.lgpd_rows('select * from public.key_results k
+       where k.tenant_id = ($1).tenant_id and private.lgpd_mentions(k.title, ($1).patterns) order by k.created_at', s),
+    'key_result_progress', private.lgpd_rows('select * from public.key_result_progress g
+       where g.tenant_id = ($1).tenant_id and private.lgpd_mentions(g.note, ($1).patterns) order by g.recorded_at', s));
 begin
   if not anonymise then
     return v_doc;
@@ -1832,7 +1841,25 @@ begin
    where c.tenant_id = s.tenant_id and c.id = any(v_calls);
   delete from public.conversation_insights i
    where i.tenant_id = s.tenant_id and i.call_id = any(v_calls) and not i.id = any(v_queued_before);
+  -- staff text that names them: objectives, key results, and rows otherwise never edited
+  -- (activated playbooks, progress history), whose freeze lets zapbase.lgpd_scrub through
+  update public.objectives o
+     set title = left(private.lgpd_scrub(o.title, s.patterns), 200),
+         description = left(private.lgpd_scrub(o.description, s.patterns), 2000)
+   where o.tenant_id = s.tenant_id and private.lgpd_mentions(concat_ws(' ', o.title, o.description), s.patterns);
+  update public.key_results k set title = left(private.lgpd_scrub(k.title, s.patterns), 200)
+   where k.tenant_id = s.tenant_id and private.lgpd_mentions(k.title, s.patterns);
+  perform set_config('zapbase.lgpd_scrub', 'on', true);
+  update public.playbooks p
+     set name = left(private.lgpd_scrub(p.name, s.patterns), 120),
+         description = left(private.lgpd_scrub(p.description, s.patterns), 2000),
+         content = private.lgpd_scrub_jsonb(p.content, s.patterns)
+   where p.tenant_id = s.tenant_id
+     and private.lgpd_mentions(concat_ws(' ', p.name, p.description, p.content::text), s.patterns);
+  update public.key_result_progress g set note = left(private.lgpd_scrub(g.note, s.patterns), 1000)
+   where g.tenant_id = s.tenant_id and private.lgpd_mentions(g.note, s.patterns);
+  perform set_config('zapbase.lgpd_scrub', 'off', true);
   return v_doc;
 end;
 $$;
-comment on function private.lgpd_places_coaching(private.lgpd_subject, boolean) is 'LGPD export / anonymisation of coaching: calls with the person (their leads and deals) or mentioning them, their lines, and the insights of their conversations and calls or mentioning them.';
+comment on function private.lgpd_places_coaching(private.lgpd_subject, boolean) is 'LGPD export / anonymisation of coaching: calls with the person (their leads and deals) or mentioning them, their lines, the insights of their conversations and calls or mentioning them, and staff text naming them (playbooks, drafts, objectives, key results, progress notes).';

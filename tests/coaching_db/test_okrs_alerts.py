@@ -113,6 +113,17 @@ def test_status_and_trend_follow_progress_against_time(db: Db) -> None:
         s.all("update public.key_result_progress set value = 1 where key_result_id = %s", (kr,))
 
 
+def test_progress_outlives_the_user_who_recorded_it(db: Db) -> None:
+    """History is never edited, but a deleted user leaves it: their progress stays, unsigned."""
+    kr = key_result(db, period(db, "Q1")["id"])["id"]
+    leaver = db.create_user()
+    db.sql("insert into public.key_result_progress (tenant_id, key_result_id, value, recorded_by)"
+           " values (%s, %s, 5, %s)", (TENANT, kr, leaver))
+    db.sql("delete from auth.users where id = %s", (leaver,))
+    assert db.sql("select value, recorded_by from public.key_result_progress where key_result_id = %s",
+                  (kr,)) == [{"value": 5, "recorded_by": None}]
+
+
 def test_a_viewer_does_not_record_progress_of_a_result_they_do_not_own(db: Db) -> None:
     kr = key_result(db, period(db, "Q1")["id"])["id"]
     viewer = db.add_member(TENANT, "viewer")

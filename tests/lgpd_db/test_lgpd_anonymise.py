@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from campaigns_db.campaign_support import campaign as draft_campaign
 from campaigns_db.campaign_support import template
 from coaching_db.coaching_support import AGENT_MEMBER, TEAM
+from coaching_db.coaching_support import CONTENT as PLAYBOOK
 from commerce_db.hotmart_corpus import create_integration, event
 from flows_db.flow_support import create_flow, graph
 from support import Db, Session
@@ -143,6 +144,7 @@ def seed_everywhere(db: Db, media: Path) -> dict[str, Any]:
     attachment = seed_modules(db, media, contact, conv)
     later = seed_later_modules(db, contact, conv, first)
     recording = seed_recording(db, media, later["deal"])
+    seed_staff_text(db)
     return {"contact": contact, "conversation": conv, "media_key": key, "attachment_key": attachment,
             "recording_key": recording, **later}
 
@@ -161,6 +163,25 @@ def seed_recording(db: Db, media: Path, deal: Any) -> str:
     (media / key).parent.mkdir(parents=True, exist_ok=True)
     (media / key).write_bytes(f"ID3... {NAME} {CPF}".encode())
     return key
+
+
+def seed_staff_text(db: Db) -> None:
+    """Text staff wrote that names her: an objective and its key result, a progress note (a
+    history never edited) and an activated playbook (frozen)."""
+    with db.as_user(OWNER) as s:
+        period = s.value("insert into public.okr_periods (tenant_id, label, starts_on, ends_on)"
+                         " values (%s, 'Q4', current_date - 30, current_date + 60) returning id", (TENANT,))
+        objective = s.value("insert into public.objectives (tenant_id, period_id, title, area, description)"
+                            " values (%s, %s, 'Reter clientes', 'cs', %s) returning id",
+                            (TENANT, period, f"Começar por {NAME}, CPF {CPF}"))
+        result = s.value("insert into public.key_results (tenant_id, objective_id, title, unit, target)"
+                         " values (%s, %s, %s, 'number', 10) returning id",
+                         (TENANT, objective, f"Renovar {NAME}"))
+        s.all("insert into public.key_result_progress (tenant_id, key_result_id, value, note)"
+              " values (%s, %s, 1, %s)", (TENANT, result, f"{NAME} renovou; telefone (11) 98765-4321"))
+        s.all("insert into public.playbooks (tenant_id, team_id, name, function, methodology, status,"
+              " content, description) values (%s, %s, 'Renovações', 'cs', 'spiced', 'active', %s, %s)",
+              (TENANT, TEAM, json.dumps(PLAYBOOK), f"Modelo: a renovação de {NAME}"))
 
 
 def seed_modules(db: Db, media: Path, contact: Any, conv: Any) -> str:
@@ -324,7 +345,9 @@ async def test_anonymisation_leaves_no_trace_and_the_export_held_every_place(
                   "public.conversation_insights.key_moments",
                   "public.conversation_insights.suggested_actions", "public.chat_searches.question",
                   "public.chat_searches.executed_sql", "public.chat_searches.results",
-                  "public.chat_searches.analysis", "public.playbook_drafts.description"):
+                  "public.chat_searches.analysis", "public.playbook_drafts.description",
+                  "public.objectives.description", "public.key_results.title",
+                  "public.key_result_progress.note", "public.playbooks.description"):
         assert place in before, f"the seed missed {place}"
     running = seeded["running"]
     insights = """select status, methodology_score, cost_usd from public.conversation_insights
