@@ -60,8 +60,8 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py
 
-# Webhook load while PostgreSQL restarts, the worker is killed, the LLM and Graph API fail;
-# then counts lost and duplicated messages. Longer: make faults FAULTS_ARGS="--seconds 300".
+# Webhook load while PostgreSQL restarts, a burst goes to the backlog, the worker is killed,
+# the LLM and Graph API fail; then counts lost and duplicated messages. Longer: make faults FAULTS_ARGS="--seconds 300".
 faults: $(STAMP)
 	$(BIN)/python bench/faults.py $(FAULTS_ARGS)
 
