@@ -23,7 +23,7 @@ from zapbase.bot.gateways import Gateways
 from zapbase.bot.knowledge import Knowledge
 from zapbase.bot.memory import Summarizer
 from zapbase.bot.voice import Listener
-from zapbase.coaching import DRAFT_FEATURE, DRAFT_PROMPT_VERSION, TRANSCRIPTION_FEATURE
+from zapbase.coaching import DRAFT_FEATURE, DRAFT_PROMPT_VERSION, MAX_RECORDING_BYTES, TRANSCRIPTION_FEATURE
 from zapbase.db.pool import Pool, open_pool
 from zapbase.settings import Settings
 from zapbase.standins.ai import Fault, FaultKind, OpenAIStandIn, Reply
@@ -243,6 +243,20 @@ async def test_refused_and_failed_transcriptions_say_why_and_a_retry_succeeds(
     done = call_row(db, row["id"])
     assert done["transcription_status"] == "done" and done["transcription_attempts"] == 4
     assert done["transcription_error"] is None and "Quem decide a compra?" in done["transcript"]
+
+
+async def test_a_recording_over_the_providers_limit_fails_with_what_to_do_and_costs_nothing(
+    db: Db, loop: InsightLoop, whisper: OpenAIStandIn, media: LocalStorage
+) -> None:
+    await media.put(AUDIO_PATH, b"\x00" * (MAX_RECORDING_BYTES + 1), "audio/mpeg")
+    row = audio_call(db)
+    await loop.run_once()
+    call = call_row(db, row["id"])
+    assert call["transcription_status"] == "failed"
+    assert call["transcription_error"].startswith("the recording has 25.0 MB and transcription takes up to")
+    assert whisper.calls_to("/v1/audio/transcriptions") == []
+    assert db.value("select count(*) from public.budget_reservations where feature = %s",
+                    (TRANSCRIPTION_FEATURE,)) == 0
 
 
 async def test_without_a_transcriber_a_recording_fails_with_the_reason(

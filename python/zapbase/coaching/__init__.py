@@ -8,7 +8,13 @@ and calls the gateway.
 
 from __future__ import annotations
 
-from zapbase.coaching.calls import TRANSCRIPTION_FEATURE, TranscriptionJob, transcript_lines
+from zapbase.coaching.calls import (
+    MAX_RECORDING_BYTES,
+    TRANSCRIPTION_FEATURE,
+    TranscriptionJob,
+    too_large,
+    transcript_lines,
+)
 from zapbase.coaching.insights import (
     FEATURE,
     PROMPT_VERSION,
@@ -32,6 +38,7 @@ __all__ = [
     "DRAFT_FEATURE",
     "DRAFT_PROMPT_VERSION",
     "FEATURE",
+    "MAX_RECORDING_BYTES",
     "PROMPT_VERSION",
     "TRANSCRIPTION_FEATURE",
     "Analysis",
@@ -45,5 +52,6 @@ __all__ = [
     "build_request",
     "content_schema",
     "judge",
+    "too_large",
     "transcript_lines",
 ]

@@ -14,9 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TRANSCRIPTION_FEATURE", "TranscriptionJob", "transcript_lines"]
+__all__ = ["MAX_RECORDING_BYTES", "TRANSCRIPTION_FEATURE", "TranscriptionJob", "too_large",
+           "transcript_lines"]
 
 TRANSCRIPTION_FEATURE = "call_transcription"
+# OpenAI's transcription endpoint takes files up to 25 MB: a bigger one fails there after the
+# upload, so it is refused here, before the budget is held, with what to do about it.
+MAX_RECORDING_BYTES = 25 * 1024 * 1024
 
 _SPEAKER = "Participante"
 # The end of a sentence: where a transcript without line breaks is cut into lines.
@@ -42,6 +46,15 @@ class TranscriptionJob:
     def request_id(self) -> str:
         """What the usage rows of this call's transcriptions carry."""
         return f"transcription:{self.call_id}"
+
+
+def too_large(size: int) -> str | None:
+    """Why a recording of `size` bytes cannot be transcribed, or None when it can."""
+    if size <= MAX_RECORDING_BYTES:
+        return None
+    return (f"the recording has {size / 2**20:.1f} MB and transcription takes up to"
+            f" {MAX_RECORDING_BYTES // 2**20} MB: upload it shorter or compressed"
+            " (e.g. mono MP3 at 32 kbit/s)")
 
 
 def transcript_lines(text: str) -> str:

@@ -41,6 +41,7 @@ from zapbase.coaching import (
     build_request,
     content_schema,
     judge,
+    too_large,
     transcript_lines,
 )
 from zapbase.db.pool import Pool
@@ -181,6 +182,8 @@ class InsightLoop(QueueLoop):
             audio = await self._media.get(job.audio_storage_path)
         except StorageError as exc:
             return "failed", None, f"audio not readable: {exc}"
+        if (problem := too_large(len(audio))) is not None:
+            return "failed", None, problem
         try:
             text = await self._listener.hear(
                 tenant_id=job.tenant_id, audio=audio, mime=job.audio_mime_type or "audio/mpeg",
