@@ -10,6 +10,8 @@ worker applied within a minute.
 
 from __future__ import annotations
 
+import logging
+
 from zapbase.db.pool import Pool
 from zapbase.worker.loop import QueueLoop
 from zapbase.worker.metrics import Metrics
@@ -17,6 +19,8 @@ from zapbase.worker.metrics import Metrics
 __all__ = ["BACKLOG_CHANNEL", "BacklogLoop"]
 
 BACKLOG_CHANNEL = "zapbase_backlog"
+
+_logger = logging.getLogger(__name__)
 
 _APPLY = "select public.whatsapp_apply_backlog(%s) as result"
 
@@ -48,4 +52,7 @@ class BacklogLoop(QueueLoop):
             row = await cur.fetchone()
         result = row["result"] if row else {}
         self._metrics.ingested_messages.inc(result.get("messages", 0))
+        if result.get("stalled"):
+            _logger.warning("backlog: a body failed to apply and holds back its number until its retry"
+                            " (inbound_backlog.last_error says why)")
         return int(result.get("applied", 0))
