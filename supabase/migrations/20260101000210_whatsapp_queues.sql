@@ -399,6 +399,8 @@ comment on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb) 
 -- (numbers are locked, so replicas share the budget); per contact, one message in flight at
 -- a time and in order (WhatsApp does not keep the order of concurrent sends, and the pair
 -- limit is 1 message / 6 s). A lease that expired without a wamid returns the row to the queue.
+-- A number is locked only when messages are taken from it, so concurrent claims spread over
+-- the numbers with a backlog instead of queueing behind the first.
 create or replace function public.whatsapp_claim_outbound(
   worker text, batch_size integer default 50, lease_seconds integer default 60
 ) returns table (
@@ -410,14 +412,18 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_number_id uuid;
   v_number public.whatsapp_numbers;
   v_capacity integer;
+  v_wanted integer;
+  v_window integer;
+  v_scanned integer;
   v_ids uuid[];
   v_left integer := batch_size;
 begin
-  for v_number in
+  for v_number_id in
     -- the numbers with a backlog, skipping along the queue index: one probe per number,
-    -- however many messages wait
+    -- however many messages wait; least recently served first
     with recursive busy(id) as (
       (select m.whatsapp_number_id from public.messages m
         where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null
@@ -428,31 +434,42 @@ begin
                order by m.whatsapp_number_id limit 1)
         from busy b where b.id is not null
     )
-    select n.* from public.whatsapp_numbers n
+    select n.id from public.whatsapp_numbers n
      where n.id in (select b.id from busy b) and n.status <> 'disabled'
      order by n.send_window_start nulls first
-     -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
-     -- number (foreign keys) would make the sender skip a busy number
-     for no key update of n skip locked
   loop
     exit when v_left <= 0;
+    -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
+    -- number (foreign keys) would make the sender skip a busy number
+    select * into v_number from public.whatsapp_numbers n
+     where n.id = v_number_id and n.status <> 'disabled'
+       for no key update skip locked;
+    continue when v_number.id is null;
     v_capacity := v_number.throughput_mps - case when v_number.send_window_start > now() - interval '1 second'
                                                  then v_number.send_window_count else 0 end;
     continue when v_capacity <= 0;
-    -- oldest first along the queue index, stopping at the capacity: the cost follows what is
-    -- claimed, not the backlog
-    select array_agg(h.id) into v_ids
-      from (select m.id from public.messages m
-             where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
-               and ((m.status = 'queued' and coalesce(m.next_attempt_at, m.created_at) <= now())
-                    or (m.status = 'sending' and m.lease_until < now()))
-               -- the contact's oldest unsent message (none before it queued or in flight)
-               and m.id = (select e.id from public.messages e
-                            where e.whatsapp_number_id = v_number.id and e.contact_id = m.contact_id
-                              and e.status in ('queued', 'sending')
-                            order by e.created_at, e.id limit 1)
-             order by m.created_at
-             limit least(v_capacity, v_left)) h;
+    v_wanted := least(v_capacity, v_left);
+    -- a contact's head is its oldest unsent message (queued or in flight): the first of the
+    -- contact along the number's queue. Read from the head of the queue index in growing
+    -- windows (ties of created_at kept whole), the cost follows what is claimed and what waits
+    -- before it, and one plan fits every table statistics
+    v_window := 4 * v_wanted;
+    loop
+      select (array_agg(p.id order by p.created_at, p.id)
+                filter (where p.nth = 1 and ((p.status = 'queued' and coalesce(p.next_attempt_at, p.created_at) <= now())
+                                             or (p.status = 'sending' and p.lease_until < now()))))[1:v_wanted],
+             count(*)
+        into v_ids, v_scanned
+        from (select q.id, q.created_at, q.status, q.next_attempt_at, q.lease_until,
+                     row_number() over (partition by q.contact_id order by q.created_at, q.id) as nth
+                from (select m.id, m.contact_id, m.created_at, m.status, m.next_attempt_at, m.lease_until
+                        from public.messages m
+                       where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
+                       order by m.created_at
+                       fetch first v_window rows with ties) q) p;
+      exit when coalesce(cardinality(v_ids), 0) >= v_wanted or v_scanned < v_window;
+      v_window := v_window * 4;
+    end loop;
     continue when v_ids is null;
     update public.messages m
        set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
@@ -466,11 +483,14 @@ begin
      where n.id = v_number.id;
     v_left := v_left - cardinality(v_ids);
     return query
-      select m.id, m.tenant_id, m.conversation_id, m.whatsapp_number_id, v_number.phone_number_id,
-             private.vault_secret(v_number.access_token_secret_id, 'whatsapp_number:' || v_number.id || ':access_token'),
+      select m.id, m.tenant_id, m.conversation_id, m.whatsapp_number_id, v_number.phone_number_id, t.token,
              c.wa_id, c.user_id, m.payload, m.reply_to_wamid, m.attempts
         from public.messages m
         join public.contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
+        -- decrypted once per number, not per message
+        cross join (select private.vault_secret(v_number.access_token_secret_id,
+                                                'whatsapp_number:' || v_number.id || ':access_token') as token
+                     offset 0) t
        where m.id = any(v_ids)
        order by m.created_at;
   end loop;
