@@ -498,37 +498,52 @@ end;
 $$;
 comment on function public.whatsapp_claim_outbound(text, integer, integer) is 'Worker: claim queued messages within each number''s throughput, one in flight per contact, with a lease.';
 
--- Record the wamid Meta returned for an outbound row and apply the status webhooks that
--- came before it. The caller holds the wamid's lock (see lock_wamids). Idempotent.
-create or replace function private.record_sent(message_id uuid, wamid text)
-returns void
+-- Record the wamids Meta returned for outbound rows (message_ids[i] got wamids[i]) and apply
+-- the status webhooks that came before them, in one statement each however many rows. The
+-- caller holds the wamids' locks (see lock_wamids). Idempotent. Returns the rows recorded.
+drop function if exists private.record_sent(uuid, text);  -- one row at a time, before batches
+create or replace function private.record_sent(message_ids uuid[], wamids text[])
+returns setof uuid
 language plpgsql
 set search_path = ''
 as $$
 declare
-  v_tenant uuid;
+  v_ids uuid[];
+  v_tenants uuid[];
+  v_wamids text[];
   v_event public.message_status_events;
 begin
-  update public.messages m
-     set wamid = record_sent.wamid,
-         status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
-         sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
-         error_code = null, error_title = null, error_details = null, next_attempt_at = null
-   where m.id = record_sent.message_id and m.direction = 'outbound'
-  returning m.tenant_id into v_tenant;
-  if v_tenant is null then
-    raise exception 'outbound message % not found', record_sent.message_id using errcode = 'P0002';
+  if cardinality(message_ids) is distinct from cardinality(wamids) then
+    raise exception 'one wamid per message id (% ids, % wamids)', cardinality(message_ids), cardinality(wamids)
+      using errcode = '22023';
+  end if;
+  with sent as (
+    update public.messages m
+       set wamid = s.wamid,
+           status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
+           sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
+           error_code = null, error_title = null, error_details = null, next_attempt_at = null
+      from unnest(record_sent.message_ids, record_sent.wamids) s(id, wamid)
+     where m.id = any(record_sent.message_ids) and m.id = s.id and m.direction = 'outbound'
+    returning m.id, m.tenant_id, s.wamid
+  )
+  select array_agg(sent.id), array_agg(sent.tenant_id), array_agg(sent.wamid) into v_ids, v_tenants, v_wamids
+    from sent;
+  if v_ids is null then
+    return;
   end if;
   for v_event in
-    update public.message_status_events e set message_id = record_sent.message_id
-     where e.tenant_id = v_tenant and e.wamid = record_sent.wamid and e.message_id is null
+    update public.message_status_events e set message_id = s.id
+      from unnest(v_ids, v_tenants, v_wamids) s(id, tenant_id, wamid)
+     where e.wamid = any(v_wamids) and e.tenant_id = s.tenant_id and e.wamid = s.wamid and e.message_id is null
     returning e.*
   loop
-    perform private.apply_status(record_sent.message_id, v_event.status, v_event.occurred_at,
+    perform private.apply_status(v_event.message_id, v_event.status, v_event.occurred_at,
       case when v_event.error_code is not null then jsonb_build_object('code', v_event.error_code,
         'title', v_event.error_title, 'error_data', jsonb_build_object('details', v_event.error_details)) end,
       v_event.pricing);
   end loop;
+  return query select unnest(v_ids);
 end;
 $$;
 
@@ -542,10 +557,29 @@ set search_path = ''
 as $$
 begin
   perform private.lock_wamids(array[whatsapp_mark_sent.wamid], true);  -- first: see lock_wamids
-  perform private.record_sent(whatsapp_mark_sent.message_id, whatsapp_mark_sent.wamid);
+  if not exists (select from private.record_sent(array[whatsapp_mark_sent.message_id],
+                                                 array[whatsapp_mark_sent.wamid])) then
+    raise exception 'outbound message % not found', whatsapp_mark_sent.message_id using errcode = 'P0002';
+  end if;
 end;
 $$;
 comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the wamid Meta returned; adopts status webhooks that came first.';
+
+-- Worker: whatsapp_mark_sent for the sends whose Graph answers came together
+-- (message_ids[i] got wamids[i]), in one transaction. Returns the rows recorded: an id
+-- missing from it names no outbound row.
+create or replace function public.whatsapp_mark_sent_many(message_ids uuid[], wamids text[])
+returns setof uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.lock_wamids(whatsapp_mark_sent_many.wamids, true);  -- first: see lock_wamids
+  return query select private.record_sent(whatsapp_mark_sent_many.message_ids, whatsapp_mark_sent_many.wamids);
+end;
+$$;
+comment on function public.whatsapp_mark_sent_many(uuid[], text[]) is 'Worker: record the wamids Meta returned for several sends at once (message_ids[i] got wamids[i]); returns the rows recorded.';
 
 -- A status webhook for a wamid no row holds yet, whose biz_opaque_callback_data (the
 -- sender puts the row id there; Meta echoes it in every status) names an outbound row of
@@ -570,7 +604,7 @@ begin
      and ((m.wamid is null and m.status in ('queued', 'sending')) or m.wamid = adopt_unrecorded_send.wamid)
      for update;
   if v_id is not null then
-    perform private.record_sent(v_id, adopt_unrecorded_send.wamid);
+    perform private.record_sent(array[v_id], array[adopt_unrecorded_send.wamid]);
   end if;
   return v_id;
 end;
@@ -761,6 +795,7 @@ comment on function public.whatsapp_fail_inbound(uuid, text, text, integer) is '
 revoke execute on all functions in schema private from public, anon;
 revoke execute on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
+  public.whatsapp_mark_sent_many(uuid[], text[]),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
@@ -768,6 +803,7 @@ revoke execute on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, 
   from public, anon, authenticated;
 grant execute on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
+  public.whatsapp_mark_sent_many(uuid[], text[]),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
