@@ -4,9 +4,9 @@
  * through send_message, a bot's or campaign's through whatsapp_queue_reply) is checked
  * against WhatsApp's limits and the contact's reachability by private.queue_outbound, then
  * leaves through whatsapp_claim_outbound (per-number throughput, one in flight per contact,
- * leases) / whatsapp_mark_sent / whatsapp_mark_send_failed. Inbound: ingested messages are
- * claimed by the processor (whatsapp_claim_inbound) and settled by whatsapp_finish_inbound
- * or whatsapp_fail_inbound.
+ * leases) / whatsapp_mark_sent (or _many, for sends answered together) /
+ * whatsapp_mark_send_failed. Inbound: ingested messages are claimed by the processor
+ * (whatsapp_claim_inbound) and settled by whatsapp_finish_inbound or whatsapp_fail_inbound.
  *
  * Who may do what:
  *   service role  everything here; frontends reach the outbound queue through the inbox RPCs
