@@ -4,9 +4,9 @@
  * through send_message, a bot's or campaign's through whatsapp_queue_reply) is checked
  * against WhatsApp's limits and the contact's reachability by private.queue_outbound, then
  * leaves through whatsapp_claim_outbound (per-number throughput, one in flight per contact,
- * leases) / whatsapp_mark_sent / whatsapp_mark_send_failed. Inbound: ingested messages are
- * claimed by the processor (whatsapp_claim_inbound) and settled by whatsapp_finish_inbound
- * or whatsapp_fail_inbound.
+ * leases) / whatsapp_mark_sent (or _many, for sends answered together) /
+ * whatsapp_mark_send_failed. Inbound: ingested messages are claimed by the processor
+ * (whatsapp_claim_inbound) and settled by whatsapp_finish_inbound or whatsapp_fail_inbound.
  *
  * Who may do what:
  *   service role  everything here; frontends reach the outbound queue through the inbox RPCs
@@ -399,6 +399,8 @@ comment on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb) 
 -- (numbers are locked, so replicas share the budget); per contact, one message in flight at
 -- a time and in order (WhatsApp does not keep the order of concurrent sends, and the pair
 -- limit is 1 message / 6 s). A lease that expired without a wamid returns the row to the queue.
+-- A number is locked only when messages are taken from it, so concurrent claims spread over
+-- the numbers with a backlog instead of queueing behind the first.
 create or replace function public.whatsapp_claim_outbound(
   worker text, batch_size integer default 50, lease_seconds integer default 60
 ) returns table (
@@ -410,14 +412,18 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_number_id uuid;
   v_number public.whatsapp_numbers;
   v_capacity integer;
+  v_wanted integer;
+  v_window integer;
+  v_scanned integer;
   v_ids uuid[];
   v_left integer := batch_size;
 begin
-  for v_number in
+  for v_number_id in
     -- the numbers with a backlog, skipping along the queue index: one probe per number,
-    -- however many messages wait
+    -- however many messages wait; least recently served first
     with recursive busy(id) as (
       (select m.whatsapp_number_id from public.messages m
         where m.status in ('queued', 'sending') and m.whatsapp_number_id is not null
@@ -428,31 +434,42 @@ begin
                order by m.whatsapp_number_id limit 1)
         from busy b where b.id is not null
     )
-    select n.* from public.whatsapp_numbers n
+    select n.id from public.whatsapp_numbers n
      where n.id in (select b.id from busy b) and n.status <> 'disabled'
      order by n.send_window_start nulls first
-     -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
-     -- number (foreign keys) would make the sender skip a busy number
-     for no key update of n skip locked
   loop
     exit when v_left <= 0;
+    -- not FOR UPDATE: the key-share locks every ingest and queued message take on their
+    -- number (foreign keys) would make the sender skip a busy number
+    select * into v_number from public.whatsapp_numbers n
+     where n.id = v_number_id and n.status <> 'disabled'
+       for no key update skip locked;
+    continue when v_number.id is null;
     v_capacity := v_number.throughput_mps - case when v_number.send_window_start > now() - interval '1 second'
                                                  then v_number.send_window_count else 0 end;
     continue when v_capacity <= 0;
-    -- oldest first along the queue index, stopping at the capacity: the cost follows what is
-    -- claimed, not the backlog
-    select array_agg(h.id) into v_ids
-      from (select m.id from public.messages m
-             where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
-               and ((m.status = 'queued' and coalesce(m.next_attempt_at, m.created_at) <= now())
-                    or (m.status = 'sending' and m.lease_until < now()))
-               -- the contact's oldest unsent message (none before it queued or in flight)
-               and m.id = (select e.id from public.messages e
-                            where e.whatsapp_number_id = v_number.id and e.contact_id = m.contact_id
-                              and e.status in ('queued', 'sending')
-                            order by e.created_at, e.id limit 1)
-             order by m.created_at
-             limit least(v_capacity, v_left)) h;
+    v_wanted := least(v_capacity, v_left);
+    -- a contact's head is its oldest unsent message (queued or in flight): the first of the
+    -- contact along the number's queue. Read from the head of the queue index in growing
+    -- windows (ties of created_at kept whole), the cost follows what is claimed and what waits
+    -- before it, and one plan fits every table statistics
+    v_window := 4 * v_wanted;
+    loop
+      select (array_agg(p.id order by p.created_at, p.id)
+                filter (where p.nth = 1 and ((p.status = 'queued' and coalesce(p.next_attempt_at, p.created_at) <= now())
+                                             or (p.status = 'sending' and p.lease_until < now()))))[1:v_wanted],
+             count(*)
+        into v_ids, v_scanned
+        from (select q.id, q.created_at, q.status, q.next_attempt_at, q.lease_until,
+                     row_number() over (partition by q.contact_id order by q.created_at, q.id) as nth
+                from (select m.id, m.contact_id, m.created_at, m.status, m.next_attempt_at, m.lease_until
+                        from public.messages m
+                       where m.whatsapp_number_id = v_number.id and m.status in ('queued', 'sending')
+                       order by m.created_at
+                       fetch first v_window rows with ties) q) p;
+      exit when coalesce(cardinality(v_ids), 0) >= v_wanted or v_scanned < v_window;
+      v_window := v_window * 4;
+    end loop;
     continue when v_ids is null;
     update public.messages m
        set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
@@ -466,11 +483,14 @@ begin
      where n.id = v_number.id;
     v_left := v_left - cardinality(v_ids);
     return query
-      select m.id, m.tenant_id, m.conversation_id, m.whatsapp_number_id, v_number.phone_number_id,
-             private.vault_secret(v_number.access_token_secret_id, 'whatsapp_number:' || v_number.id || ':access_token'),
+      select m.id, m.tenant_id, m.conversation_id, m.whatsapp_number_id, v_number.phone_number_id, t.token,
              c.wa_id, c.user_id, m.payload, m.reply_to_wamid, m.attempts
         from public.messages m
         join public.contacts c on c.tenant_id = m.tenant_id and c.id = m.contact_id
+        -- decrypted once per number, not per message
+        cross join (select private.vault_secret(v_number.access_token_secret_id,
+                                                'whatsapp_number:' || v_number.id || ':access_token') as token
+                     offset 0) t
        where m.id = any(v_ids)
        order by m.created_at;
   end loop;
@@ -478,37 +498,52 @@ end;
 $$;
 comment on function public.whatsapp_claim_outbound(text, integer, integer) is 'Worker: claim queued messages within each number''s throughput, one in flight per contact, with a lease.';
 
--- Record the wamid Meta returned for an outbound row and apply the status webhooks that
--- came before it. The caller holds the wamid's lock (see lock_wamids). Idempotent.
-create or replace function private.record_sent(message_id uuid, wamid text)
-returns void
+-- Record the wamids Meta returned for outbound rows (message_ids[i] got wamids[i]) and apply
+-- the status webhooks that came before them, in one statement each however many rows. The
+-- caller holds the wamids' locks (see lock_wamids). Idempotent. Returns the rows recorded.
+drop function if exists private.record_sent(uuid, text);  -- one row at a time, before batches
+create or replace function private.record_sent(message_ids uuid[], wamids text[])
+returns setof uuid
 language plpgsql
 set search_path = ''
 as $$
 declare
-  v_tenant uuid;
+  v_ids uuid[];
+  v_tenants uuid[];
+  v_wamids text[];
   v_event public.message_status_events;
 begin
-  update public.messages m
-     set wamid = record_sent.wamid,
-         status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
-         sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
-         error_code = null, error_title = null, error_details = null, next_attempt_at = null
-   where m.id = record_sent.message_id and m.direction = 'outbound'
-  returning m.tenant_id into v_tenant;
-  if v_tenant is null then
-    raise exception 'outbound message % not found', record_sent.message_id using errcode = 'P0002';
+  if cardinality(message_ids) is distinct from cardinality(wamids) then
+    raise exception 'one wamid per message id (% ids, % wamids)', cardinality(message_ids), cardinality(wamids)
+      using errcode = '22023';
+  end if;
+  with sent as (
+    update public.messages m
+       set wamid = s.wamid,
+           status = case when private.outbound_rank(m.status) < private.outbound_rank('sent') then 'sent' else m.status end,
+           sent_at = coalesce(m.sent_at, now()), lease_until = null, leased_by = null,
+           error_code = null, error_title = null, error_details = null, next_attempt_at = null
+      from unnest(record_sent.message_ids, record_sent.wamids) s(id, wamid)
+     where m.id = any(record_sent.message_ids) and m.id = s.id and m.direction = 'outbound'
+    returning m.id, m.tenant_id, s.wamid
+  )
+  select array_agg(sent.id), array_agg(sent.tenant_id), array_agg(sent.wamid) into v_ids, v_tenants, v_wamids
+    from sent;
+  if v_ids is null then
+    return;
   end if;
   for v_event in
-    update public.message_status_events e set message_id = record_sent.message_id
-     where e.tenant_id = v_tenant and e.wamid = record_sent.wamid and e.message_id is null
+    update public.message_status_events e set message_id = s.id
+      from unnest(v_ids, v_tenants, v_wamids) s(id, tenant_id, wamid)
+     where e.wamid = any(v_wamids) and e.tenant_id = s.tenant_id and e.wamid = s.wamid and e.message_id is null
     returning e.*
   loop
-    perform private.apply_status(record_sent.message_id, v_event.status, v_event.occurred_at,
+    perform private.apply_status(v_event.message_id, v_event.status, v_event.occurred_at,
       case when v_event.error_code is not null then jsonb_build_object('code', v_event.error_code,
         'title', v_event.error_title, 'error_data', jsonb_build_object('details', v_event.error_details)) end,
       v_event.pricing);
   end loop;
+  return query select unnest(v_ids);
 end;
 $$;
 
@@ -522,10 +557,29 @@ set search_path = ''
 as $$
 begin
   perform private.lock_wamids(array[whatsapp_mark_sent.wamid], true);  -- first: see lock_wamids
-  perform private.record_sent(whatsapp_mark_sent.message_id, whatsapp_mark_sent.wamid);
+  if not exists (select from private.record_sent(array[whatsapp_mark_sent.message_id],
+                                                 array[whatsapp_mark_sent.wamid])) then
+    raise exception 'outbound message % not found', whatsapp_mark_sent.message_id using errcode = 'P0002';
+  end if;
 end;
 $$;
 comment on function public.whatsapp_mark_sent(uuid, text) is 'Worker: record the wamid Meta returned; adopts status webhooks that came first.';
+
+-- Worker: whatsapp_mark_sent for the sends whose Graph answers came together
+-- (message_ids[i] got wamids[i]), in one transaction. Returns the rows recorded: an id
+-- missing from it names no outbound row.
+create or replace function public.whatsapp_mark_sent_many(message_ids uuid[], wamids text[])
+returns setof uuid
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform private.lock_wamids(whatsapp_mark_sent_many.wamids, true);  -- first: see lock_wamids
+  return query select private.record_sent(whatsapp_mark_sent_many.message_ids, whatsapp_mark_sent_many.wamids);
+end;
+$$;
+comment on function public.whatsapp_mark_sent_many(uuid[], text[]) is 'Worker: record the wamids Meta returned for several sends at once (message_ids[i] got wamids[i]); returns the rows recorded.';
 
 -- A status webhook for a wamid no row holds yet, whose biz_opaque_callback_data (the
 -- sender puts the row id there; Meta echoes it in every status) names an outbound row of
@@ -550,7 +604,7 @@ begin
      and ((m.wamid is null and m.status in ('queued', 'sending')) or m.wamid = adopt_unrecorded_send.wamid)
      for update;
   if v_id is not null then
-    perform private.record_sent(v_id, adopt_unrecorded_send.wamid);
+    perform private.record_sent(array[v_id], array[adopt_unrecorded_send.wamid]);
   end if;
   return v_id;
 end;
@@ -741,6 +795,7 @@ comment on function public.whatsapp_fail_inbound(uuid, text, text, integer) is '
 revoke execute on all functions in schema private from public, anon;
 revoke execute on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
+  public.whatsapp_mark_sent_many(uuid[], text[]),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),
@@ -748,6 +803,7 @@ revoke execute on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, 
   from public, anon, authenticated;
 grant execute on function public.whatsapp_queue_reply(uuid, jsonb, text, uuid, jsonb),
   public.whatsapp_claim_outbound(text, integer, integer), public.whatsapp_mark_sent(uuid, text),
+  public.whatsapp_mark_sent_many(uuid[], text[]),
   public.whatsapp_mark_send_failed(uuid, integer, text, text, boolean, numeric),
   public.whatsapp_alert_send_failure(uuid, jsonb, text, text),
   public.whatsapp_claim_inbound(text, integer, integer), public.whatsapp_finish_inbound(uuid, text, text),

@@ -10170,6 +10170,10 @@ export type Database = {
         Args: { message_id: string; wamid: string }
         Returns: undefined
       }
+      whatsapp_mark_sent_many: {
+        Args: { message_ids: string[]; wamids: string[] }
+        Returns: string[]
+      }
       whatsapp_quarantine_raw: {
         Args: { body: string; reason: string }
         Returns: string

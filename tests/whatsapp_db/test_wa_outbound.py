@@ -358,6 +358,56 @@ def test_statuses_for_unknown_wamids_are_kept_and_adopted_when_the_wamid_turns_u
     )
 
 
+def test_the_wamids_of_sends_answered_together_are_recorded_in_one_call(db: Db) -> None:
+    ingest(db, body(change(statuses=[status("wamid.M2", "delivered")])))  # raced ahead of its send
+    ids = [queue_reply(db, conversation_with(db, f"551190000001{i}"), "pedido confirmado") for i in range(3)]
+    assert len(claim(db)) == 3
+    stranger = uuid.uuid4()
+    mark_many = "select public.whatsapp_mark_sent_many(%s::uuid[], %s::text[]) as id"
+    with db.as_service() as s:
+        wamids = ["wamid.M0", "wamid.M1", "wamid.M2", "wamid.X"]
+        recorded = {r["id"] for r in s.all(mark_many, ([*ids, stranger], wamids))}
+        assert recorded == set(ids)  # an id naming no outbound row is left out, the rest recorded
+        assert {r["id"] for r in s.all(mark_many, (ids[:1], ["wamid.M0"]))} == {ids[0]}  # idempotent
+    with db.as_service() as s, pytest.raises(psycopg.errors.InvalidParameterValue, match="one wamid per"):
+        s.all(mark_many, (ids, ["wamid.M0"]))
+    assert [(message(db, i)["status"], message(db, i)["wamid"]) for i in ids] == [
+        ("sent", "wamid.M0"), ("sent", "wamid.M1"), ("delivered", "wamid.M2")
+    ]
+    assert db.value("select count(*) from public.message_status_events where message_id is null") == 0
+    assert claim(db) == []
+
+
+def test_a_contact_with_a_long_queue_does_not_hide_the_contacts_queued_after_it(db: Db) -> None:
+    busy = conversation_with(db, "5511900000021")
+    first = queue_reply(db, busy, "1")
+    for n in range(2, 30):
+        queue_reply(db, busy, str(n))
+    later = queue_reply(db, conversation_with(db, "5511900000022"), "depois")
+    assert [r["message_id"] for r in claim(db, batch=1)] == [first]
+    db.sql("update public.whatsapp_numbers set send_window_start = null")
+    # the busy contact's other messages wait for the one in flight; the next contact goes
+    assert [r["message_id"] for r in claim(db, batch=5)] == [later]
+
+
+def test_a_claim_holding_one_number_leaves_the_others_to_concurrent_claims(db: Db) -> None:
+    other = db.value(
+        "insert into public.whatsapp_numbers (tenant_id, phone_number, phone_number_id)"
+        " values (%s, '+5511911112222', '700000000000001') returning id",
+        (TENANT,),
+    )
+    mine = queue_reply(db, conversation_with(db, "5511900000031"), "pelo número da loja")
+    db.sql("insert into public.conversations (tenant_id, contact_id, whatsapp_number_id, window_expires_at)"
+           " select tenant_id, contact_id, %s, now() + interval '1 hour' from public.conversations where id ="
+           " (select conversation_id from public.messages where id = %s)", (other, mine))
+    theirs = queue_reply(db, db.value("select id from public.conversations where whatsapp_number_id = %s",
+                                      (other,)), "pelo outro número")
+    with db.as_service() as s:  # a claim in flight, holding the number it took from
+        [held] = s.all("select * from public.whatsapp_claim_outbound('w1', 1, 60)")
+        [taken] = claim(db, worker="w2")
+    assert {held["message_id"], taken["message_id"]} == {mine, theirs}
+
+
 def overlapping(db: Db, first: tuple[str, Any], second: tuple[str, Any]) -> None:
     """Run `first` as the service role and, before it commits, `second` on another
     connection; commit `first` once `second` finished or waits for a lock, then let

@@ -33,7 +33,7 @@ from zapbase.simulator import SimulatedUser, Simulator
 from zapbase.simulator import create_app as create_simulator
 from zapbase.whatsapp import GraphAPI
 from zapbase.worker.metrics import Metrics
-from zapbase.worker.sender import UNKNOWN_OUTCOME_GRACE_S, OutboundRow, Sender, graph_body
+from zapbase.worker.sender import UNKNOWN_OUTCOME_GRACE_S, OutboundRow, Sender, _SentRecorder, graph_body
 
 pytestmark = pytest.mark.anyio
 
@@ -414,6 +414,54 @@ async def test_outbound_row_reads_every_claimed_column(db: Db) -> None:
         cur = conn.execute("select * from public.whatsapp_claim_outbound('nobody', 0, 1)")
         columns = {column.name for column in cur.description or []}
     assert columns == set(OutboundRow.__slots__)
+
+
+def claimed(n: int) -> OutboundRow:
+    return OutboundRow(message_id=uuid.UUID(int=n), tenant_id=uuid.UUID(TENANT),
+                       conversation_id=uuid.UUID(int=n), whatsapp_number_id=uuid.UUID(NUMBER),
+                       phone_number_id="1", access_token="t", to_wa_id=MARIA, to_user_id=None, payload={},
+                       reply_to_wamid=None, attempts=1)
+
+
+async def test_answers_arriving_during_a_recording_are_recorded_together_by_the_next() -> None:
+    calls: list[list[str]] = []
+    slow = [anyio.Event(), anyio.Event()]  # the database answers the first two recordings late
+    outcomes: dict[int, str] = {}
+
+    async def record(sent: list[tuple[OutboundRow, str]]) -> set[uuid.UUID]:
+        calls.append([wamid for _, wamid in sent])
+        if len(calls) <= len(slow):
+            await slow[len(calls) - 1].wait()
+        if "wamid.4" in calls[-1]:
+            raise ConnectionError("the database stayed away for the whole lease")
+        return {row.message_id for row, wamid in sent if wamid != "wamid.3"}  # row 3 no longer exists
+
+    recorder = _SentRecorder(record)
+
+    async def answer(n: int) -> None:
+        try:
+            await recorder.record(claimed(n), f"wamid.{n}")
+            outcomes[n] = "recorded"
+        except (LookupError, ConnectionError) as exc:
+            outcomes[n] = type(exc).__name__
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(answer, 1)
+        await anyio.wait_all_tasks_blocked()
+        for n in (2, 3):  # come while 1 is being recorded
+            tg.start_soon(answer, n)
+        await anyio.wait_all_tasks_blocked()
+        slow[0].set()
+        await anyio.wait_all_tasks_blocked()
+        for n in (4, 5):  # come while 2 and 3 are being recorded
+            tg.start_soon(answer, n)
+        await anyio.wait_all_tasks_blocked()
+        slow[1].set()
+    # one recording at a time; what came meanwhile goes in the next one, and every answer
+    # learns how its own recording ended
+    assert calls == [["wamid.1"], ["wamid.2", "wamid.3"], ["wamid.4", "wamid.5"]]
+    assert outcomes == {1: "recorded", 2: "recorded", 3: "LookupError",
+                        4: "ConnectionError", 5: "ConnectionError"}  # fmt: skip
 
 
 class DroppingProxy:

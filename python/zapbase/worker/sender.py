@@ -2,9 +2,10 @@
 
 Each round claims up to `concurrency` rows with `whatsapp_claim_outbound` (per-number
 throughput and one message in flight per contact are enforced there, under a lease),
-sends them all at once and records each outcome as it comes: `whatsapp_mark_sent` with the wamid, or
-`whatsapp_mark_send_failed` with Meta's code and the retry decision of
-`zapbase.whatsapp.errors`. Guarantees:
+sends them all at once and records each outcome as it comes: `whatsapp_mark_sent_many` with the
+wamids (the answers that arrive while a recording is under way are recorded together by the
+next one, so no wamid waits for more than one recording), or `whatsapp_mark_send_failed` with
+Meta's code and the retry decision of `zapbase.whatsapp.errors`. Guarantees:
 
 * a row whose wamid is recorded is `sent` and is never claimed again;
 * a row claimed by a replica that dies returns to the queue when its lease expires
@@ -25,8 +26,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -180,9 +181,10 @@ class Sender(QueueLoop):
         """One round: claim rows, send them, record every outcome. Returns rows claimed."""
         rows = await self.claim()
         if rows:
+            recorder = _SentRecorder(self._record_sent)
             async with anyio.create_task_group() as tg:
                 for row in rows:
-                    tg.start_soon(self._send_guarded, row)
+                    tg.start_soon(self._send_guarded, row, recorder)
         return len(rows)
 
     async def claim(self) -> list[OutboundRow]:
@@ -193,15 +195,16 @@ class Sender(QueueLoop):
             )
             return [OutboundRow.from_row(row) for row in await cur.fetchall()]
 
-    async def _send_guarded(self, row: OutboundRow) -> None:
+    async def _send_guarded(self, row: OutboundRow, recorder: _SentRecorder) -> None:
         try:
-            await self.send(row)
+            await self.send(row, recorder)
         except Exception:
             # One bad row must not cancel its siblings mid-send; its lease brings it back.
             _logger.exception("sending message %s failed unexpectedly", row.message_id)
 
-    async def send(self, row: OutboundRow) -> None:
-        """Send one claimed row and record the outcome."""
+    async def send(self, row: OutboundRow, recorder: _SentRecorder | None = None) -> None:
+        """Send one claimed row and record the outcome (its wamid through `recorder`, which
+        groups the wamids of one round that arrive together; alone without one)."""
         try:
             body = graph_body(row)
         except (MessageValidationError, KeyError, TypeError) as exc:
@@ -229,24 +232,29 @@ class Sender(QueueLoop):
         # Meta accepted it: the wamid must be stored even if shutdown cancels us now,
         # or the expired lease would send the message a second time.
         with anyio.CancelScope(shield=True):
-            await self._record_sent(row, sent.wamid)
+            await (recorder or _SentRecorder(self._record_sent)).record(row, sent.wamid)
         self._metrics.sent.inc()
         _logger.info("sent %s %s as %s", row.payload.get("type"), row.message_id, sent.wamid)
 
-    async def _record_sent(self, row: OutboundRow, wamid: str) -> None:
-        """Store the wamid, retried while the database is unreachable (a restart, a failover)
-        for as long as the lease lasts; whatsapp_mark_sent is idempotent."""
+    async def _record_sent(self, sent: list[tuple[OutboundRow, str]]) -> set[uuid.UUID]:
+        """Store the wamids in one transaction, retried while the database is unreachable (a
+        restart, a failover) for as long as the lease lasts; whatsapp_mark_sent_many is
+        idempotent. Returns the rows recorded."""
         deadline = time.monotonic() + self._lease_seconds
         delay = 0.1
+        ids = [row.message_id for row, _ in sent]
+        wamids = [wamid for _, wamid in sent]
         while True:
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute("select public.whatsapp_mark_sent(%s, %s)", (row.message_id, wamid))
-                return
+                    cur = await conn.execute(
+                        "select public.whatsapp_mark_sent_many(%s::uuid[], %s::text[]) as id", (ids, wamids)
+                    )
+                    return {row["id"] for row in await cur.fetchall()}
             except psycopg.OperationalError as exc:  # PoolTimeout included
                 if time.monotonic() + delay >= deadline:
                     raise
-                _logger.warning("recording wamid %s of %s failed, retrying: %s", wamid, row.message_id, exc)
+                _logger.warning("recording wamids %s failed, retrying: %s", ", ".join(wamids), exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -288,6 +296,44 @@ class Sender(QueueLoop):
             await _mark_failed(conn, row, code=code, title=title, details=details, retryable=False)
         self._metrics.send_failures.labels(code="invalid", retryable="false").inc()
         _logger.warning("message %s cannot be sent: %s: %s", row.message_id, title, details)
+
+
+@dataclass(slots=True)
+class _Group:
+    """Wamids waiting to be recorded together, and how their recording ended."""
+
+    sent: list[tuple[OutboundRow, str]] = field(default_factory=list)
+    recorded: set[uuid.UUID] = field(default_factory=set)
+    error: BaseException | None = None
+    done: bool = False
+
+
+class _SentRecorder:
+    """Records the wamids of one round as their answers come: the first at once, and those
+    that arrive while a recording is under way together in the next one."""
+
+    def __init__(self, record: Callable[[list[tuple[OutboundRow, str]]], Awaitable[set[uuid.UUID]]]) -> None:
+        self._record = record
+        self._lock = anyio.Lock()
+        self._waiting = _Group()
+
+    async def record(self, row: OutboundRow, wamid: str) -> None:
+        group = self._waiting
+        group.sent.append((row, wamid))
+        async with self._lock:
+            if not group.done:  # nobody took it while this waited: record it and those with it
+                self._waiting = _Group()
+                try:
+                    group.recorded = await self._record(group.sent)
+                except BaseException as exc:
+                    group.error = exc
+                    raise
+                finally:
+                    group.done = True
+        if group.error is not None:
+            raise group.error
+        if row.message_id not in group.recorded:
+            raise LookupError(f"outbound message {row.message_id} not found")
 
 
 def _outcome_unknown(exc: WhatsAppError) -> bool:
