@@ -825,10 +825,11 @@ declare
                           case when new.interactive_reply_id is not null
                                then private.consent_word(new.interactive_reply_id) end);
 begin
-  if v_kind is not null and exists (
-    select 1 from public.contacts c
-     where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')
-  ) then
+  if v_kind is null then  -- apart from the lookup: its plan is then made once per session
+    return null;
+  end if;
+  if exists (select 1 from public.contacts c
+              where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')) then
     perform private.record_consent(new.tenant_id, new.contact_id, v_kind,
                                    case when new.type in ('button', 'interactive') then 'quick_reply'
                                         else 'customer_message' end,

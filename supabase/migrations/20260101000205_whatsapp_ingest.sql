@@ -159,13 +159,18 @@ begin
      order by c.user_id is not distinct from wa_contact.user_id desc limit 1;
   end if;
 
-  if wa_contact.wa_id is distinct from v_contact.wa_id and not exists (
-       select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.wa_id = wa_contact.wa_id) then
-    v_wa_id := wa_contact.wa_id;
+  -- the lookups behind IFs of their own: a plan is then made once (see ingest_messages)
+  if wa_contact.wa_id is distinct from v_contact.wa_id then
+    if not exists (select 1 from public.contacts o
+                    where o.tenant_id = wa_contact.tenant_id and o.wa_id = wa_contact.wa_id) then
+      v_wa_id := wa_contact.wa_id;
+    end if;
   end if;
-  if wa_contact.user_id is not null and v_contact.user_id is null and not exists (
-       select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.user_id = wa_contact.user_id) then
-    v_user_id := wa_contact.user_id;
+  if wa_contact.user_id is not null and v_contact.user_id is null then
+    if not exists (select 1 from public.contacts o
+                    where o.tenant_id = wa_contact.tenant_id and o.user_id = wa_contact.user_id) then
+      v_user_id := wa_contact.user_id;
+    end if;
   end if;
   -- written only when something changes: a batch resolves its senders once, and a redelivery
   -- rewrites nothing
@@ -320,6 +325,7 @@ declare
   v_media boolean;
   v_content text;
   v_note text := private.timestamp_note(msg ->> 'timestamp');
+  v_reply uuid;
   v_id uuid;
 begin
   if v_type not in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts',
@@ -329,6 +335,10 @@ begin
   v_obj := case when v_type in ('unknown', 'unsupported') then msg else msg -> v_type end;
   v_media := v_type in ('image', 'audio', 'video', 'document', 'sticker');
   v_content := private.inbound_content(v_type, v_obj);
+  if msg -> 'context' ->> 'id' is not null then  -- apart: the insert's plan is then made once (see ingest_messages)
+    select m.id into v_reply from public.messages m
+     where m.tenant_id = insert_inbound.tenant_id and m.wamid = msg -> 'context' ->> 'id';
+  end if;
   insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction,
     sender_type, wamid, type, content, content_masked, payload, media_id, media_mime_type, media_sha256,
     media_filename, is_voice, reply_to_wamid, reply_to_message_id, interactive_reply_id, forwarded,
@@ -342,10 +352,7 @@ begin
     case when v_media then left(v_obj ->> 'sha256', 200) end,
     case when v_type = 'document' then left(v_obj ->> 'filename', 500) end,
     v_type = 'audio' and coalesce(v_obj ->> 'voice' = 'true', false),
-    left(msg -> 'context' ->> 'id', 200),
-    case when msg -> 'context' ->> 'id' is not null then
-      (select m.id from public.messages m
-        where m.tenant_id = insert_inbound.tenant_id and m.wamid = msg -> 'context' ->> 'id') end,
+    left(msg -> 'context' ->> 'id', 200), v_reply,
     left(private.inbound_reply_id(v_type, v_obj), 256),
     coalesce(msg -> 'context' ->> 'forwarded' = 'true' or msg -> 'context' ->> 'frequently_forwarded' = 'true', false),
     msg -> 'referral', case when v_type = 'system' then 'ignored' else 'received' end, insert_inbound.at,
@@ -473,6 +480,10 @@ $$;
 -- the chain of that row's earlier versions in the same transaction (quadratic), and Meta may
 -- batch one customer's messages as one change each. Lookups go by primary key where they
 -- can: in a table without statistics yet, a (tenant_id, ...) index looks as good as the key.
+-- Statements here and below are written so that their plan is made once per session: the
+-- changes are read as one jsonb array (unnest's row estimate follows the array's length, so
+-- a plan kept for any length would look worse than one made for this call, and be made again
+-- on every call), and a lookup that runs only sometimes sits behind its own IF.
 -- Messages past `budget` are kept unapplied. Returns {"ids": [new inbound messages to
 -- process], "duplicates", "reactions", "quarantined": [{"event", "item", "reason"}], "used"}.
 create or replace function private.ingest_messages(changes jsonb[], budget integer)
@@ -518,7 +529,7 @@ begin
                            (c.ch ->> 'number')::uuid as number_id, (c.ch ->> 'timeout')::interval as timeout, e.m,
                            (c.ch ->> 'number') || ':' || private.inbound_sender(e.m) as sender,
                            private.wa_time(e.m ->> 'timestamp') as at
-                      from unnest(changes) with ordinality c(ch, cord)
+                      from jsonb_array_elements(to_jsonb(changes)) with ordinality c(ch, cord)
                      cross join lateral jsonb_array_elements(
                              case when jsonb_typeof(c.ch -> 'value' -> 'messages') = 'array'
                                   then c.ch -> 'value' -> 'messages' else '[]' end) with ordinality e(m, ord)
@@ -535,8 +546,10 @@ begin
     end if;
     if v_row.sender is distinct from v_group or v_row.at > v_last + v_row.timeout then
       -- another sender, or an idle gap inside the body: the next message may open a new session
-      perform private.count_inbound(v_conv.tenant_id, v_conv.id, v_contact, v_ids);
-      v_ids := '{}';
+      if cardinality(v_ids) > 0 then
+        perform private.count_inbound(v_conv.tenant_id, v_conv.id, v_contact, v_ids);
+        v_ids := '{}';
+      end if;
       v_conv := null;
       if v_row.sender is distinct from v_group then
         v_contact := null;
@@ -774,7 +787,8 @@ declare
   v_count integer;
 begin
   -- before any row the sender also locks (a reply updates its campaign): see lock_wamids
-  v_wamids := array(select s ->> 'id' from unnest(changes) c,
+  -- (the changes as one jsonb array, not unnest: see ingest_messages)
+  v_wamids := array(select s ->> 'id' from jsonb_array_elements(to_jsonb(changes)) c,
     jsonb_array_elements(case when jsonb_typeof(c -> 'value' -> 'statuses') = 'array'
                               then c -> 'value' -> 'statuses' end) s);
   if cardinality(v_wamids) > 0 then
@@ -793,6 +807,10 @@ begin
      where e.id = q.event::uuid;
   end if;
   foreach v_change in array changes loop
+    if jsonb_typeof(v_change -> 'value' -> 'statuses') is distinct from 'array'
+       and jsonb_typeof(v_change -> 'value' -> 'errors') is distinct from 'array' then
+      continue;  -- messages only (most changes): nothing below to apply or record
+    end if;
     v_statuses := private.ingest_statuses((v_change ->> 'tenant')::uuid, v_change -> 'value' -> 'statuses', v_left);
     v_left := v_left - (v_statuses ->> 'used')::integer;
     v_errors := private.ingest_errors((v_change ->> 'tenant')::uuid, (v_change ->> 'number')::uuid,
