@@ -436,7 +436,7 @@ begin
          coalesce(jsonb_agg(e.entry order by m.created_at) filter (where e.entry is not null), '[]') as memory
     into v
     from public.messages m
-   cross join lateral (select private.memory_entry(m)) e (entry)
+   cross join lateral (select private.memory_entry(m) offset 0) e (entry)  -- offset 0: one call per row
    where m.id = any(count_inbound.ids);  -- by primary key alone (see ingest_messages)
   if v.n = 0 then
     return;
@@ -907,7 +907,7 @@ declare
   v_item_limit constant integer := 2000;
   v_change_limit constant integer := 1000;
   v_changes integer := 0;
-  v_new uuid[] := '{}';
+  v_new jsonb;
   v_events integer := 0;
   v_duplicates integer := 0;
   v_quarantine_count integer := 0;
@@ -1013,18 +1013,18 @@ begin
 
   -- the body's messages, statuses and errors, applied together (see ingest_messages)
   v_result := private.ingest_changes(v_routed, v_item_limit);
-  v_new := array(select jsonb_array_elements_text(v_result -> 'ids')::uuid);
+  v_new := v_result -> 'ids';
   v_quarantine_count := v_quarantine_count + (v_result ->> 'quarantined')::integer;
 
-  if cardinality(v_new) > 0 then
-    perform pg_notify('zapbase_inbound', cardinality(v_new)::text);
+  if jsonb_array_length(v_new) > 0 then
+    perform pg_notify('zapbase_inbound', jsonb_array_length(v_new)::text);
   end if;
   return jsonb_build_object(
-    'events', v_events, 'duplicate_events', v_duplicates, 'messages', cardinality(v_new),
+    'events', v_events, 'duplicate_events', v_duplicates, 'messages', jsonb_array_length(v_new),
     'duplicate_messages', v_result -> 'duplicate_messages', 'reactions', v_result -> 'reactions',
     'statuses', v_result -> 'statuses', 'unknown_statuses', v_result -> 'unknown_statuses',
     'quarantined', v_quarantine_count, 'unroutable', v_unroutable, 'refused', v_refused,
-    'inbound_message_ids', to_jsonb(v_new));
+    'inbound_message_ids', v_new);
 end;
 $$;
 comment on function public.whatsapp_ingest(jsonb, text) is 'Service role: applies a Meta webhook body signed by `signer` (the phone_number_id of the tenant app''s callback URL, null for the platform''s app) to the numbers that signature covers (idempotent, never raises for a bad shape); NOTIFY zapbase_inbound; returns counts and the new inbound message ids.';
