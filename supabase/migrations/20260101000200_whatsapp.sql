@@ -933,11 +933,13 @@ begin
   -- one statement when the conversation has its memory already (every message but the first)
   for attempt in 1..2 loop
     update public.session_context s
-       set recent_messages = (
-             select coalesce(jsonb_agg(e.v order by e.ord), '[]')
-               from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
-              where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
-                            - s.max_messages),
+       set recent_messages = case
+             when jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) <= s.max_messages
+               then s.recent_messages || remember.entries  -- room for them all: nothing to cut
+             else (select coalesce(jsonb_agg(e.v order by e.ord), '[]')
+                     from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
+                    where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
+                                  - s.max_messages) end,
            pending_summary = s.pending_summary + greatest(
              jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) - s.max_messages, 0),
            ttl_expires_at = now() + (select t.session_timeout from public.tenants t where t.id = s.tenant_id),

@@ -39,8 +39,8 @@ stable
 parallel safe
 set search_path = ''
 as $$
-  select case when private.wa_timestamp(value) <= now() + interval '5 minutes' then private.wa_timestamp(value)
-              else now() end
+  select case when s.at <= now() + interval '5 minutes' then s.at else now() end
+    from (select private.wa_timestamp(value) offset 0) s (at)  -- offset 0: read once
 $$;
 
 -- Why an inbound stamp was not taken as is (or is suspicious), or null: kept on the message
@@ -53,12 +53,11 @@ parallel safe
 set search_path = ''
 as $$
   select case
-    when private.wa_timestamp(value) is null then 'missing or not unix seconds: the receive time is used'
-    when private.wa_timestamp(value) > now() + interval '5 minutes'
-      then 'more than 5 minutes after it was received: the receive time is used'
-    when private.wa_timestamp(value) < now() - interval '30 days'
-      then 'older than 30 days (Meta retries for 7 days): kept as stamped'
+    when s.at is null then 'missing or not unix seconds: the receive time is used'
+    when s.at > now() + interval '5 minutes' then 'more than 5 minutes after it was received: the receive time is used'
+    when s.at < now() - interval '30 days' then 'older than 30 days (Meta retries for 7 days): kept as stamped'
   end
+    from (select private.wa_timestamp(value) offset 0) s (at)  -- offset 0: read once
 $$;
 
 -- A business-scoped user id (BSUID) as Meta sends it, or null for anything that cannot be one.
@@ -535,7 +534,8 @@ begin
                                   then c.ch -> 'value' -> 'messages' else '[]' end) with ordinality e(m, ord)
                     offset 0) x) i  -- offset 0: the sorts carry each message, not its whole change
      cross join lateral (select case when i.n > budget then 'over the item limit of one webhook body'
-                                     else private.inbound_problem(i.m) end as problem) p
+                                     else private.inbound_problem(i.m) end as problem
+                          offset 0) p  -- offset 0: read once, for the output and for the order
      order by p.problem is null, i.sender, i.at, i.n
   loop
     v_count := v_count + 1;
