@@ -825,10 +825,11 @@ declare
                           case when new.interactive_reply_id is not null
                                then private.consent_word(new.interactive_reply_id) end);
 begin
-  if v_kind is not null and exists (
-    select 1 from public.contacts c
-     where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')
-  ) then
+  if v_kind is null then  -- apart from the lookup: its plan is then made once per session
+    return null;
+  end if;
+  if exists (select 1 from public.contacts c
+              where c.tenant_id = new.tenant_id and c.id = new.contact_id and c.opt_in = (v_kind = 'opt_out')) then
     perform private.record_consent(new.tenant_id, new.contact_id, v_kind,
                                    case when new.type in ('button', 'interactive') then 'quick_reply'
                                         else 'customer_message' end,
@@ -932,11 +933,13 @@ begin
   -- one statement when the conversation has its memory already (every message but the first)
   for attempt in 1..2 loop
     update public.session_context s
-       set recent_messages = (
-             select coalesce(jsonb_agg(e.v order by e.ord), '[]')
-               from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
-              where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
-                            - s.max_messages),
+       set recent_messages = case
+             when jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) <= s.max_messages
+               then s.recent_messages || remember.entries  -- room for them all: nothing to cut
+             else (select coalesce(jsonb_agg(e.v order by e.ord), '[]')
+                     from jsonb_array_elements(s.recent_messages || remember.entries) with ordinality e(v, ord)
+                    where e.ord > jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries)
+                                  - s.max_messages) end,
            pending_summary = s.pending_summary + greatest(
              jsonb_array_length(s.recent_messages) + jsonb_array_length(remember.entries) - s.max_messages, 0),
            ttl_expires_at = now() + (select t.session_timeout from public.tenants t where t.id = s.tenant_id),

@@ -42,8 +42,8 @@ stable
 parallel safe
 set search_path = ''
 as $$
-  select case when private.wa_timestamp(value) <= now() + interval '5 minutes' then private.wa_timestamp(value)
-              else now() end
+  select case when s.at <= now() + interval '5 minutes' then s.at else now() end
+    from (select private.wa_timestamp(value) offset 0) s (at)  -- offset 0: read once
 $$;
 
 -- Why an inbound stamp was not taken as is (or is suspicious), or null: kept on the message
@@ -56,12 +56,11 @@ parallel safe
 set search_path = ''
 as $$
   select case
-    when private.wa_timestamp(value) is null then 'missing or not unix seconds: the receive time is used'
-    when private.wa_timestamp(value) > now() + interval '5 minutes'
-      then 'more than 5 minutes after it was received: the receive time is used'
-    when private.wa_timestamp(value) < now() - interval '30 days'
-      then 'older than 30 days (Meta retries for 7 days): kept as stamped'
+    when s.at is null then 'missing or not unix seconds: the receive time is used'
+    when s.at > now() + interval '5 minutes' then 'more than 5 minutes after it was received: the receive time is used'
+    when s.at < now() - interval '30 days' then 'older than 30 days (Meta retries for 7 days): kept as stamped'
   end
+    from (select private.wa_timestamp(value) offset 0) s (at)  -- offset 0: read once
 $$;
 
 -- A business-scoped user id (BSUID) as Meta sends it, or null for anything that cannot be one.
@@ -162,13 +161,18 @@ begin
      order by c.user_id is not distinct from wa_contact.user_id desc limit 1;
   end if;
 
-  if wa_contact.wa_id is distinct from v_contact.wa_id and not exists (
-       select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.wa_id = wa_contact.wa_id) then
-    v_wa_id := wa_contact.wa_id;
+  -- the lookups behind IFs of their own: a plan is then made once (see ingest_messages)
+  if wa_contact.wa_id is distinct from v_contact.wa_id then
+    if not exists (select 1 from public.contacts o
+                    where o.tenant_id = wa_contact.tenant_id and o.wa_id = wa_contact.wa_id) then
+      v_wa_id := wa_contact.wa_id;
+    end if;
   end if;
-  if wa_contact.user_id is not null and v_contact.user_id is null and not exists (
-       select 1 from public.contacts o where o.tenant_id = wa_contact.tenant_id and o.user_id = wa_contact.user_id) then
-    v_user_id := wa_contact.user_id;
+  if wa_contact.user_id is not null and v_contact.user_id is null then
+    if not exists (select 1 from public.contacts o
+                    where o.tenant_id = wa_contact.tenant_id and o.user_id = wa_contact.user_id) then
+      v_user_id := wa_contact.user_id;
+    end if;
   end if;
   -- written only when something changes: a batch resolves its senders once, and a redelivery
   -- rewrites nothing
@@ -323,6 +327,7 @@ declare
   v_media boolean;
   v_content text;
   v_note text := private.timestamp_note(msg ->> 'timestamp');
+  v_reply uuid;
   v_id uuid;
 begin
   if v_type not in ('text', 'image', 'audio', 'video', 'document', 'sticker', 'location', 'contacts',
@@ -332,6 +337,10 @@ begin
   v_obj := case when v_type in ('unknown', 'unsupported') then msg else msg -> v_type end;
   v_media := v_type in ('image', 'audio', 'video', 'document', 'sticker');
   v_content := private.inbound_content(v_type, v_obj);
+  if msg -> 'context' ->> 'id' is not null then  -- apart: the insert's plan is then made once (see ingest_messages)
+    select m.id into v_reply from public.messages m
+     where m.tenant_id = insert_inbound.tenant_id and m.wamid = msg -> 'context' ->> 'id';
+  end if;
   insert into public.messages (tenant_id, conversation_id, contact_id, whatsapp_number_id, direction,
     sender_type, wamid, type, content, content_masked, payload, media_id, media_mime_type, media_sha256,
     media_filename, is_voice, reply_to_wamid, reply_to_message_id, interactive_reply_id, forwarded,
@@ -345,10 +354,7 @@ begin
     case when v_media then left(v_obj ->> 'sha256', 200) end,
     case when v_type = 'document' then left(v_obj ->> 'filename', 500) end,
     v_type = 'audio' and coalesce(v_obj ->> 'voice' = 'true', false),
-    left(msg -> 'context' ->> 'id', 200),
-    case when msg -> 'context' ->> 'id' is not null then
-      (select m.id from public.messages m
-        where m.tenant_id = insert_inbound.tenant_id and m.wamid = msg -> 'context' ->> 'id') end,
+    left(msg -> 'context' ->> 'id', 200), v_reply,
     left(private.inbound_reply_id(v_type, v_obj), 256),
     coalesce(msg -> 'context' ->> 'forwarded' = 'true' or msg -> 'context' ->> 'frequently_forwarded' = 'true', false),
     msg -> 'referral', case when v_type = 'system' then 'ignored' else 'received' end, insert_inbound.at,
@@ -432,7 +438,7 @@ begin
          coalesce(jsonb_agg(e.entry order by m.created_at) filter (where e.entry is not null), '[]') as memory
     into v
     from public.messages m
-   cross join lateral (select private.memory_entry(m)) e (entry)
+   cross join lateral (select private.memory_entry(m) offset 0) e (entry)  -- offset 0: one call per row
    where m.id = any(count_inbound.ids);  -- by primary key alone (see ingest_messages)
   if v.n = 0 then
     return;
@@ -476,6 +482,10 @@ $$;
 -- the chain of that row's earlier versions in the same transaction (quadratic), and Meta may
 -- batch one customer's messages as one change each. Lookups go by primary key where they
 -- can: in a table without statistics yet, a (tenant_id, ...) index looks as good as the key.
+-- Statements here and below are written so that their plan is made once per session: the
+-- changes are read as one jsonb array (unnest's row estimate follows the array's length, so
+-- a plan kept for any length would look worse than one made for this call, and be made again
+-- on every call), and a lookup that runs only sometimes sits behind its own IF.
 -- Messages past `budget` are kept unapplied. Returns {"ids": [new inbound messages to
 -- process], "duplicates", "reactions", "quarantined": [{"event", "item", "reason"}], "used"}.
 create or replace function private.ingest_messages(changes jsonb[], budget integer)
@@ -521,13 +531,14 @@ begin
                            (c.ch ->> 'number')::uuid as number_id, (c.ch ->> 'timeout')::interval as timeout, e.m,
                            (c.ch ->> 'number') || ':' || private.inbound_sender(e.m) as sender,
                            private.wa_time(e.m ->> 'timestamp') as at
-                      from unnest(changes) with ordinality c(ch, cord)
+                      from jsonb_array_elements(to_jsonb(changes)) with ordinality c(ch, cord)
                      cross join lateral jsonb_array_elements(
                              case when jsonb_typeof(c.ch -> 'value' -> 'messages') = 'array'
                                   then c.ch -> 'value' -> 'messages' else '[]' end) with ordinality e(m, ord)
                     offset 0) x) i  -- offset 0: the sorts carry each message, not its whole change
      cross join lateral (select case when i.n > budget then 'over the item limit of one webhook body'
-                                     else private.inbound_problem(i.m) end as problem) p
+                                     else private.inbound_problem(i.m) end as problem
+                          offset 0) p  -- offset 0: read once, for the output and for the order
      order by p.problem is null, i.sender, i.at, i.n
   loop
     v_count := v_count + 1;
@@ -538,8 +549,10 @@ begin
     end if;
     if v_row.sender is distinct from v_group or v_row.at > v_last + v_row.timeout then
       -- another sender, or an idle gap inside the body: the next message may open a new session
-      perform private.count_inbound(v_conv.tenant_id, v_conv.id, v_contact, v_ids);
-      v_ids := '{}';
+      if cardinality(v_ids) > 0 then
+        perform private.count_inbound(v_conv.tenant_id, v_conv.id, v_contact, v_ids);
+        v_ids := '{}';
+      end if;
       v_conv := null;
       if v_row.sender is distinct from v_group then
         v_contact := null;
@@ -777,7 +790,8 @@ declare
   v_count integer;
 begin
   -- before any row the sender also locks (a reply updates its campaign): see lock_wamids
-  v_wamids := array(select s ->> 'id' from unnest(changes) c,
+  -- (the changes as one jsonb array, not unnest: see ingest_messages)
+  v_wamids := array(select s ->> 'id' from jsonb_array_elements(to_jsonb(changes)) c,
     jsonb_array_elements(case when jsonb_typeof(c -> 'value' -> 'statuses') = 'array'
                               then c -> 'value' -> 'statuses' end) s);
   if cardinality(v_wamids) > 0 then
@@ -796,6 +810,10 @@ begin
      where e.id = q.event::uuid;
   end if;
   foreach v_change in array changes loop
+    if jsonb_typeof(v_change -> 'value' -> 'statuses') is distinct from 'array'
+       and jsonb_typeof(v_change -> 'value' -> 'errors') is distinct from 'array' then
+      continue;  -- messages only (most changes): nothing below to apply or record
+    end if;
     v_statuses := private.ingest_statuses((v_change ->> 'tenant')::uuid, v_change -> 'value' -> 'statuses', v_left);
     v_left := v_left - (v_statuses ->> 'used')::integer;
     v_errors := private.ingest_errors((v_change ->> 'tenant')::uuid, (v_change ->> 'number')::uuid,
@@ -892,7 +910,7 @@ declare
   v_item_limit constant integer := 2000;
   v_change_limit constant integer := 1000;
   v_changes integer := 0;
-  v_new uuid[] := '{}';
+  v_new jsonb;
   v_events integer := 0;
   v_duplicates integer := 0;
   v_quarantine_count integer := 0;
@@ -998,18 +1016,18 @@ begin
 
   -- the body's messages, statuses and errors, applied together (see ingest_messages)
   v_result := private.ingest_changes(v_routed, v_item_limit);
-  v_new := array(select jsonb_array_elements_text(v_result -> 'ids')::uuid);
+  v_new := v_result -> 'ids';
   v_quarantine_count := v_quarantine_count + (v_result ->> 'quarantined')::integer;
 
-  if cardinality(v_new) > 0 then
-    perform pg_notify('zapbase_inbound', cardinality(v_new)::text);
+  if jsonb_array_length(v_new) > 0 then
+    perform pg_notify('zapbase_inbound', jsonb_array_length(v_new)::text);
   end if;
   return jsonb_build_object(
-    'events', v_events, 'duplicate_events', v_duplicates, 'messages', cardinality(v_new),
+    'events', v_events, 'duplicate_events', v_duplicates, 'messages', jsonb_array_length(v_new),
     'duplicate_messages', v_result -> 'duplicate_messages', 'reactions', v_result -> 'reactions',
     'statuses', v_result -> 'statuses', 'unknown_statuses', v_result -> 'unknown_statuses',
     'quarantined', v_quarantine_count, 'unroutable', v_unroutable, 'refused', v_refused,
-    'inbound_message_ids', to_jsonb(v_new));
+    'inbound_message_ids', v_new);
 end;
 $$;
 comment on function public.whatsapp_ingest(jsonb, text) is 'Service role: applies a Meta webhook body signed by `signer` (the phone_number_id of the tenant app''s callback URL, null for the platform''s app) to the numbers that signature covers (idempotent, never raises for a bad shape); NOTIFY zapbase_inbound; returns counts and the new inbound message ids.';
