@@ -76,7 +76,8 @@ comment on function private.redact_secret_ids(jsonb) is 'Replaces Vault secret i
 
 -- Generic audit trigger: one audit_log row per insert/update/delete with the actor and,
 -- for updates, only the columns that changed ({"col": {"old": .., "new": ..}}), Vault ids
--- redacted. The address is the right-most X-Forwarded-For entry, the one the proxy in front
+-- redacted. Trigger arguments name bookkeeping columns the system updates on its own (a
+-- rate limit's window): an update of only those is not worth a row. The address is the right-most X-Forwarded-For entry, the one the proxy in front
 -- of PostgREST (Supabase's API gateway) appended for whoever connected to it; the entries
 -- to its left are whatever the client sent and prove nothing.
 -- SECURITY DEFINER because no API role may write audit_log directly.
@@ -100,7 +101,8 @@ begin
                                                                'new', v_new_shown -> n.key)), '{}')
       into v_changes
       from jsonb_each(v_new) n
-     where n.key not in ('updated_at') and (v_old -> n.key) is distinct from n.value;
+     where n.key <> 'updated_at' and not n.key = any(coalesce(tg_argv, '{}'))
+       and (v_old -> n.key) is distinct from n.value;
     if v_changes = '{}'::jsonb then
       return new;  -- nothing but updated_at changed: not worth a row
     end if;

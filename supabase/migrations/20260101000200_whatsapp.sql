@@ -985,13 +985,17 @@ begin
     execute format('create trigger _100_set_updated_at before update on public.%I
                     for each row execute function private.tg_set_updated_at()', v_table);
   end loop;
-  foreach v_table in array array['whatsapp_numbers', 'message_templates', 'tags'] loop
+  foreach v_table in array array['message_templates', 'tags'] loop
     execute format('drop trigger if exists _900_audit on public.%I', v_table);
     execute format('create trigger _900_audit after insert or update or delete on public.%I
                     for each row execute function private.tg_audit()', v_table);
   end loop;
 end
 $$;
+-- the sender's rate-limit window moves with every claim: not audited
+drop trigger if exists _900_audit on public.whatsapp_numbers;
+create trigger _900_audit after insert or update or delete on public.whatsapp_numbers
+  for each row execute function private.tg_audit('send_window_start', 'send_window_count');
 
 drop trigger if exists _200_prepare on public.contacts;
 create trigger _200_prepare before insert or update on public.contacts

@@ -649,10 +649,12 @@ begin
     return null;
   end if;
   if v_conv.team_id is null then  -- queued without a team (no bot answered): the tenant's default team
-    v_conv := private.enqueue(v_conv, null, 'handoff', v_conv.queued_at);
-    if v_conv.team_id is null then
-      return null;  -- a tenant without teams: managers assign by hand
+    -- A tenant without an active team: managers assign by hand. Checked before enqueue, whose
+    -- update would queue this trigger again at the same commit, for ever.
+    if not exists (select 1 from public.teams t where t.tenant_id = v_conv.tenant_id and t.is_active) then
+      return null;
     end if;
+    v_conv := private.enqueue(v_conv, null, 'handoff', v_conv.queued_at);
   end if;
   perform private.assign_queue(v_conv.team_id);
   return null;

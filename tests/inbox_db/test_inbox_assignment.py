@@ -3,6 +3,7 @@ conversation, in which order, and every way of going past an agent's capacity re
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import psycopg
@@ -251,3 +252,22 @@ def test_overflow_goes_to_the_overflow_team_or_gets_the_away_message(db: Db) -> 
     assert [e["type"] for e in events(db, late["id"], "conversation.overflowed")] == [
         "conversation.overflowed"
     ]
+
+
+def test_a_tenant_without_teams_or_bots_gets_its_conversations_queued_for_a_manager(db: Db) -> None:
+    """A new tenant has no bot and no team yet: its first customer's message is stored at once
+    and waits, pending, for a manager to assign it (the assigner once queued itself again at
+    the same commit for ever, and the webhook never got its answer)."""
+    db.sql("update public.bots set is_active = false where tenant_id = %s", (TENANT,))
+    db.sql("update public.teams set is_active = false where tenant_id = %s", (TENANT,))
+    done: list[str] = []
+    writer = threading.Thread(target=lambda: done.append(customer(db)), daemon=True)
+    writer.start()
+    writer.join(timeout=20)
+    if writer.is_alive():  # free the server before failing
+        db.sql("select pg_terminate_backend(pid) from pg_stat_activity"
+               " where datname = current_database() and pid <> pg_backend_pid() and state = 'active'")
+        pytest.fail("the customer's message never committed: the assigner did not stop")
+    row = conversation(db, done[0])
+    assert (row["mode"], row["status"], row["team_id"], row["assignee_id"]) == (
+        "human", "pending", None, None)

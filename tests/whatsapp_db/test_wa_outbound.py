@@ -185,6 +185,18 @@ def test_claims_respect_the_number_throughput_and_one_message_in_flight_per_cont
     ]  # the others still have one in flight
 
 
+def test_the_senders_rate_window_is_not_audited_but_an_admins_change_is(db: Db) -> None:
+    audited = ("select count(*) from public.audit_log"
+               " where resource_type = 'whatsapp_numbers' and action = 'update'")
+    queue_reply(db, conversation_with(db), "oi!")
+    before = db.value(audited)
+    assert len(claim(db)) == 1
+    assert db.value(audited) == before  # the claim moved the number's send window
+    with db.as_user(OWNER) as s:
+        s.all("update public.whatsapp_numbers set display_name = 'Loja Demo SP' where id = %s", (NUMBER,))
+    assert db.value(audited) == before + 1
+
+
 def test_sent_messages_get_their_wamid_and_are_never_claimed_again(db: Db) -> None:
     conv = conversation_with(db)
     message_id = queue_reply(db, conv, "oi!")
