@@ -10,10 +10,17 @@ import copy
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("ZAPBASE_FUZZ_EXAMPLES", "40"))
+
+# For a test whose pool runs on a portal's thread: the pool's tasks draw from `random`
+# (psycopg_pool jitters a connection's lifetime and reconnect delay) while hypothesis
+# generates an example, which hypothesis takes for a strategy using `random` and warns of.
+# The strategies here use none.
+pool_on_another_thread = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 
 odd = st.one_of(
     st.none(),

@@ -23,7 +23,7 @@ from hotmart_corpus import CORPUS, HOTTOK, TENANT, create_integration, dated
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import fuzz_settings, mutated_tree, odd, words
+from fuzzing import fuzz_settings, mutated_tree, odd, pool_on_another_thread, words
 from support import Db
 from zapbase.db.pool import open_pool
 from zapbase.hotmart import HOTTOK_HEADER, hotmart_path
@@ -111,6 +111,7 @@ def portal() -> Iterator[BlockingPortal]:
         yield portal
 
 
+@pool_on_another_thread
 def test_hotmart_route_keeps_every_body_and_applies_all_or_nothing(db: Db, portal: BlockingPortal) -> None:
     integration = create_integration(db)
     with contextlib.ExitStack() as stack:  # the pool closes before the database is dropped

@@ -23,7 +23,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fuzzing import fuzz_settings
+from fuzzing import fuzz_settings, pool_on_another_thread
 from support import Db
 from whatsapp_db.webhooks import OWNER, TENANT
 from zapbase.db.embedded import SUPERUSER
@@ -163,6 +163,7 @@ def portal() -> Iterator[BlockingPortal]:
         yield portal
 
 
+@pool_on_another_thread
 def test_every_receiver_answer_ends_on_the_delivery_row(db: Db, portal: BlockingPortal) -> None:
     dbname = db.url.rsplit("/", 1)[1]
     with psycopg.connect(db.url.replace("postgres:postgres@", f"{SUPERUSER}@", 1), autocommit=True) as conn:
